@@ -1,0 +1,40 @@
+"""Build stage: parse the precision-realised ONNX with TensorRT or TensorRT-RTX through polygraphy,
+check the planned precisions in the parsed network, build and capture the builder log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from trtforge.build import backend as be
+from trtforge.cache import digest_file
+from trtforge.manifest import ModuleSpec
+from trtforge.stage import StageContext, tool_versions
+
+
+@dataclass(frozen=True)
+class BuildStage:
+    name: str = "build"
+    version: str = "build-1"
+    backend_override: str | None = None
+
+    def backend(self, module: ModuleSpec) -> str:
+        return be.resolve(self.backend_override or module.build["backend"], module.name)
+
+    def key_material(self, module: ModuleSpec, root: Path) -> dict:
+        backend = self.backend(module)
+        return {
+            "backend": backend, "backend_version": be.version(backend),
+            "libraries": {p.name: digest_file(p) for p in be.library_files(backend)},
+            "target": be.target(backend, module.build["rtx_compute_capabilities"]),
+            "options": dict(module.build, backend=backend),
+            "realizer": module.precision["realizer"], "platform": be.platform_key(),
+            "tools": tool_versions("polygraphy", "onnx"), "plugins": [],
+        }
+
+    def run(self, ctx: StageContext, workdir: Path) -> dict:
+        from trtforge.build.engine import build_engine
+
+        backend = self.backend(ctx.module)
+        return build_engine(ctx, workdir, backend,
+                            be.target(backend, ctx.module.build["rtx_compute_capabilities"]))

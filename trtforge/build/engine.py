@@ -1,0 +1,172 @@
+"""Parse, check and build with polygraphy's loaders. Imported only when a build actually runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from pathlib import Path
+
+from trtforge.build import backend as be
+from trtforge.errors import BuildError
+from trtforge.onnx_files import MODEL
+from trtforge.stage import StageContext
+
+CHECKED_TYPES = ("MATRIX_MULTIPLY", "SOFTMAX", "CONVOLUTION", "DECONVOLUTION")
+
+
+def _imports(backend: str):
+    be.select(backend)
+    from polygraphy.backend import trt as ptrt
+    from polygraphy.logger import G_LOGGER
+    from polygraphy.mod.trt_importer import lazy_import_trt
+
+    return ptrt, G_LOGGER, lazy_import_trt()
+
+
+def network_layers(network) -> list[dict]:
+    layers = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        layers.append({
+            "name": layer.name, "type": str(layer.type).split(".")[-1],
+            "outputs": [str(layer.get_output(j).dtype).split(".")[-1] for j in range(layer.num_outputs)],
+        })
+    return layers
+
+
+def shape_layer_count(layers: list[dict]) -> int:
+    """Layers that only compute shapes (INT64/INT32 outputs, no float output)."""
+    return sum(1 for layer in layers
+               if layer["outputs"] and all(o in ("INT64", "INT32", "BOOL") for o in layer["outputs"]))
+
+
+def check_precisions(layers: list[dict], plan: dict, module: str) -> dict:
+    """Planned FP32 nodes must be FLOAT layers; other compute layers HALF. A mismatch fails."""
+    fp32 = {name for name, v in plan.items() if v.get("op") in ("MatMul", "Softmax", "Gemm", "Conv")}
+    by_name = {layer["name"]: layer for layer in layers}
+    missing = sorted(n for n in fp32 if n not in by_name)
+    if missing:
+        raise BuildError(f"planned FP32 node '{missing[0]}' has no layer of that name in the parsed "
+                         f"network ({len(missing)} missing)", where=f"modules.{module}.precision",
+                         module=module, hint="a lost FP32 island brings the FP16 overflow back; "
+                                             "report this graph to the trtforge maintainers")
+    wrong, counts = [], {"FLOAT": 0, "HALF": 0}
+    for layer in layers:
+        if layer["type"] not in CHECKED_TYPES:
+            continue
+        want = "FLOAT" if layer["name"] in fp32 else "HALF"
+        got = layer["outputs"][0]
+        counts[got] = counts.get(got, 0) + 1
+        if got != want:
+            wrong.append(f"{layer['name']} ({layer['type']}) is {got}, planned {want}")
+    if wrong:
+        raise BuildError(f"precision plan not honoured: {wrong[0]} ({len(wrong)} layers)",
+                         where=f"modules.{module}.precision", module=module)
+    return counts
+
+
+def apply_layer_precisions(network, trt, plan: dict, module: str) -> None:
+    """Weakly typed TensorRT 10: planned layers FLOAT + output type FLOAT; missing is an error."""
+    names = {network.get_layer(i).name: network.get_layer(i) for i in range(network.num_layers)}
+    for node in plan:
+        layer = names.get(node)
+        if layer is None:
+            raise BuildError(f"planned FP32 node '{node}' is not a layer of the parsed network",
+                             where=f"modules.{module}.precision", module=module)
+        layer.precision = trt.float32
+        for j in range(layer.num_outputs):
+            if layer.get_output(j).dtype in (trt.float16, trt.float32):
+                layer.set_output_type(j, trt.float32)
+
+
+def build_engine(ctx: StageContext, workdir: Path, backend: str, target: dict) -> dict:
+    src = ctx.inputs["precision_rules"]
+    plan = json.loads((src / "plan.json").read_text())
+    ptrt, _, trt = _imports(backend)
+    log_path = workdir / "build.log"
+    with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log):
+        return _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path)
+
+
+def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
+    realizer = plan["realizer"]
+    src = ctx.inputs["precision_rules"]
+    module = ctx.module.name
+    opts = ctx.module.build
+
+    strongly_typed = realizer == "casts"
+    t0 = time.perf_counter()
+    try:
+        builder, network, parser = ptrt.network_from_onnx_path(str(src / MODEL), strongly_typed=strongly_typed)
+    except Exception as e:
+        raise _parse_error(e, log_path, module) from e
+    parse_s = time.perf_counter() - t0
+    layers = network_layers(network)
+    counts = check_precisions(layers, plan["fp32"], module) if strongly_typed else {}
+    if not strongly_typed:
+        apply_layer_precisions(network, trt, plan["fp32"], module)
+
+    common = dict(builder_optimization_level=opts["optimization_level"],
+                  memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts["workspace_mib"] << 20})
+    if backend == be.RTX:
+        from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
+
+        ccs = [tuple(int(x) for x in c.split(".")) for c in target["compute_capabilities"]]
+        config = CreateConfigRTX(compute_capabilities=ccs if target.get("explicit") else None, **common)
+    else:
+        extra = {} if strongly_typed else {"fp16": True, "precision_constraints": "obey"}
+        config = ptrt.CreateConfig(**common, **extra)
+    t0 = time.perf_counter()
+    try:
+        engine = ptrt.engine_bytes_from_network((builder, network, parser), config=config)
+    except Exception as e:
+        raise BuildError(f"engine build failed: {_last_error(log_path) or e}", where=f"modules.{module}.build",
+                         module=module, hint="see build.log in the cache entry (trtforge explain)") from e
+    build_s = time.perf_counter() - t0
+    if engine is None:
+        raise BuildError(f"engine build failed: {_last_error(log_path)}", where=f"modules.{module}.build",
+                         module=module)
+    (workdir / "model.engine").write_bytes(bytes(engine))
+    meta = {
+        "backend": backend, "backend_version": trt.__version__, "target": target,
+        "strongly_typed": strongly_typed, "parse_s": round(parse_s, 3), "build_s": round(build_s, 3),
+        "layers": len(layers), "shape_layers": shape_layer_count(layers), "precision_counts": counts,
+        "fp32_layers": sorted(lay["name"] for lay in layers
+                              if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"),
+        "io": io_bindings(network), "engine_bytes": len(bytes(engine)),
+    }
+    (workdir / "layers.json").write_text(json.dumps(layers, indent=0))
+    (workdir / "build.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def io_bindings(network) -> dict:
+    def one(t):
+        return {"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype).split(".")[-1]}
+
+    return {"inputs": [one(network.get_input(i)) for i in range(network.num_inputs)],
+            "outputs": [one(network.get_output(i)) for i in range(network.num_outputs)]}
+
+
+def _last_error(log_path: Path) -> str:
+    try:
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if re.search(r"\[E\]|ERROR", ln)]
+    except OSError:
+        return ""
+    return lines[-1].strip()[:300] if lines else ""
+
+
+def _parse_error(e: Exception, log_path: Path, module: str) -> BuildError:
+    text = _last_error(log_path) or str(e)
+    m = re.search(r"node[^\n]*?\b(?:name:?\s*|')([\w./:-]+)", text)
+    op = re.search(r"(?:op(?:_type)?|operator)[: ]+'?(\w+)", text, re.I)
+    what = []
+    if m:
+        what.append(f"node '{m.group(1)}'")
+    if op:
+        what.append(f"op {op.group(1)}")
+    return BuildError(f"the TensorRT ONNX parser rejected the graph{' at ' + ', '.join(what) if what else ''}: "
+                      f"{text}", where=f"modules.{module}", module=module,
+                      hint="rewrite that op with a graph pass or in the module")

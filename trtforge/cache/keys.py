@@ -1,0 +1,92 @@
+"""Cache keys: canonical JSON of everything that can change a stage's bytes, hashed with SHA-256.
+
+File digests are memoised on (size, mtime_ns, ctime_ns, inode) so an unchanged no-op build hashes
+nothing large; `trtforge cache verify` ignores the memo and re-hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def canonical_json(obj) -> str:
+    """Sorted keys, no whitespace, tuples as lists: equal meaning gives equal text in any process."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_default)
+
+
+def _default(obj):
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not canonical-JSON serialisable: {type(obj).__name__}")
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def key_of(doc) -> str:
+    return digest_bytes(canonical_json(doc).encode())
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stat_sig(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+class DigestMemo:
+    """Remembers file digests in `<cache>/statmemo/`, one small JSON file per path."""
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+    def _slot(self, path: Path) -> Path | None:
+        if self.root is None:
+            return None
+        return self.root / digest_bytes(str(path.resolve()).encode())[:32]
+
+    def digest(self, path: Path, *, trust_memo: bool = True) -> str:
+        st = os.stat(path)
+        slot = self._slot(path)
+        if trust_memo and slot is not None:
+            try:
+                memo = json.loads(slot.read_text())
+                if memo["sig"] == _stat_sig(st):
+                    return memo["digest"]
+            except (OSError, ValueError, KeyError):
+                pass
+        value = hash_file(path)
+        if slot is not None and _stat_sig(os.stat(path)) == _stat_sig(st):
+            try:
+                slot.parent.mkdir(parents=True, exist_ok=True)
+                tmp = slot.with_name(f".{slot.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"sig": _stat_sig(st), "digest": value, "path": str(path)}))
+                os.replace(tmp, slot)
+            except OSError:
+                pass  # a read-only cache still works, it just re-hashes
+        return value
+
+
+_MEMO = DigestMemo(None)
+
+
+def set_memo_root(root: Path | None) -> None:
+    global _MEMO
+    _MEMO = DigestMemo(root)
+
+
+def digest_file(path: Path, *, trust_memo: bool = True) -> str:
+    return _MEMO.digest(Path(path), trust_memo=trust_memo)

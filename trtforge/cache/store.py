@@ -1,0 +1,295 @@
+"""The store: blobs by digest, action records by key, views that hand a stage its input folder.
+
+Layout under the cache root:
+    blobs/ab/<sha256>          read-only file contents
+    actions/ab/<key>.json      the record: output name -> digest, stage metadata (written last)
+    actions/ab/<key>.key.json  the canonical key document, kept so a miss is debugged with diff
+    index/<module>/<stage>.json  the key document of the last build, for `trtforge explain`
+    views/<key>/<name>         hard links to blobs: a stage's output as a folder
+    locks/<key>.lock           one flock per key: parallel builds build each artifact once
+    tmp/                       stage work folders; never read as results
+
+Publishing is temp file in the destination folder, fsync, os.replace, fsync the folder; a record
+is written only after all its blobs. A blob whose digest does not match on read is a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trtforge.cache.keys import digest_file, hash_file, set_memo_root
+from trtforge.errors import CacheError
+
+
+class CorruptEntry(Exception):
+    """A cached blob did not match its digest; the caller forgets `key` and rebuilds."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str
+    stage: str
+    outputs: dict  # name -> {"digest": str, "size": int}
+    meta: dict
+
+    def digests(self) -> dict:
+        return {name: o["digest"] for name, o in sorted(self.outputs.items())}
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(dest.parent)
+
+
+def atomic_copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f, open(src, "rb") as s:
+            shutil.copyfileobj(s, f, 1 << 20)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(dest.parent)
+
+
+class Store:
+    def __init__(self, root: Path, shared: tuple[Path, ...] = ()):
+        self.root = Path(root)
+        self.shared = tuple(Path(p) for p in shared)  # read-only layers under the writable one
+        try:
+            for sub in ("blobs", "actions", "index", "views", "locks", "tmp"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CacheError(f"cannot create the cache: {e.strerror}", where=str(self.root),
+                             hint="pass --cache-dir to a writable folder") from None
+        set_memo_root(self.root / "statmemo")
+
+    # ---------------------------------------------------------------------------------- paths
+    def _blob(self, digest: str, root: Path | None = None) -> Path:
+        return (root or self.root) / "blobs" / digest[:2] / digest
+
+    def _action(self, key: str, root: Path | None = None) -> Path:
+        return (root or self.root) / "actions" / key[:2] / f"{key}.json"
+
+    # --------------------------------------------------------------------------------- lookup
+    def lookup(self, key: str) -> Record | None:
+        """The record for `key` if it and all its blobs exist (local first, then shared layers)."""
+        for root in (self.root, *self.shared):
+            path = self._action(key, root)
+            try:
+                doc = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if all(self._blob(o["digest"], root).exists() for o in doc["outputs"].values()):
+                if root != self.root:
+                    self._adopt(doc, root)
+                return Record(key=key, stage=doc["stage"], outputs=doc["outputs"], meta=doc["meta"])
+        return None
+
+    def _adopt(self, doc: dict, root: Path) -> None:
+        """Link a shared layer's blobs into the local store so views work on one filesystem."""
+        for o in doc["outputs"].values():
+            local = self._blob(o["digest"])
+            if not local.exists():
+                local.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(self._blob(o["digest"], root), local)
+                except OSError:
+                    atomic_copy(self._blob(o["digest"], root), local)
+        key_doc = self._action(doc["key"], root).with_suffix(".key.json")
+        if key_doc.exists():
+            atomic_write_bytes(self._action(doc["key"]).with_suffix(".key.json"), key_doc.read_bytes())
+        atomic_write_bytes(self._action(doc["key"]), json.dumps(doc, indent=1).encode())
+
+    def key_doc(self, key: str) -> dict | None:
+        try:
+            return json.loads(self._action(key).with_suffix(".key.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    # -------------------------------------------------------------------------------- publish
+    @contextlib.contextmanager
+    def lock(self, key: str):
+        path = self.root / "locks" / f"{key}.lock"
+        with open(path, "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def workdir(self, label: str):
+        """A fresh folder under tmp/ for a stage to write into; removed afterwards."""
+        path = Path(tempfile.mkdtemp(prefix=f"{label}.", dir=self.root / "tmp"))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict) -> Record:
+        """Ingest every file in `folder` as a blob, then write the record (last)."""
+        outputs = {}
+        for path in sorted(folder.iterdir()):
+            if not path.is_file():
+                continue
+            digest = hash_file(path)
+            outputs[path.name] = {"digest": digest, "size": path.stat().st_size}
+            blob = self._blob(digest)
+            if blob.exists():
+                continue
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(path, 0o444)
+            os.replace(path, blob)
+            fsync_dir(blob.parent)
+        doc = {"key": key, "stage": stage, "outputs": outputs, "meta": meta, "created": time.time()}
+        atomic_write_bytes(self._action(key).with_suffix(".key.json"),
+                           json.dumps(key_doc, indent=1, sort_keys=True).encode())
+        atomic_write_bytes(self._action(key), json.dumps(doc, indent=1, sort_keys=True).encode())
+        return Record(key=key, stage=stage, outputs=outputs, meta=meta)
+
+    def forget(self, key: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._action(key))
+        shutil.rmtree(self.root / "views" / key, ignore_errors=True)
+
+    # ----------------------------------------------------------------------------------- read
+    def view(self, record: Record) -> Path:
+        """The record's outputs as a folder of hard links, each blob's digest checked."""
+        folder = self.root / "views" / record.key
+        for name, o in record.outputs.items():
+            blob = self._blob(o["digest"])
+            try:
+                actual = digest_file(blob)
+            except OSError:
+                raise CorruptEntry(record.key, f"{record.stage} {record.key[:12]}: blob for {name} missing") from None
+            if actual != o["digest"]:
+                with contextlib.suppress(OSError):
+                    os.unlink(blob)
+                raise CorruptEntry(record.key, f"{record.stage} {record.key[:12]}: blob for {name} is corrupt")
+            link = folder / name
+            if link.exists() and os.path.samefile(link, blob):
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.{os.getpid()}.tmp"
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            try:
+                os.link(blob, tmp)
+            except OSError:
+                shutil.copyfile(blob, tmp)
+            os.replace(tmp, link)
+        return folder
+
+    # ------------------------------------------------------------------------------- explain
+    def remember(self, module: str, stage: str, key: str, key_doc: dict) -> None:
+        atomic_write_bytes(self.root / "index" / module / f"{stage}.json",
+                           json.dumps({"key": key, "doc": key_doc}, sort_keys=True).encode())
+
+    def last(self, module: str, stage: str) -> dict | None:
+        try:
+            return json.loads((self.root / "index" / module / f"{stage}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------------------- manage
+    def records(self):
+        for path in sorted((self.root / "actions").glob("*/*.json")):
+            if path.name.endswith(".key.json"):
+                continue
+            try:
+                yield json.loads(path.read_text()), path
+            except (OSError, ValueError):
+                continue
+
+    def verify_all(self) -> list[str]:
+        """Re-hash every blob (ignoring the stat memo); return the problems found."""
+        problems = []
+        for blob in sorted((self.root / "blobs").glob("*/*")):
+            if blob.name.startswith("."):
+                continue
+            if hash_file(blob) != blob.name:
+                problems.append(f"corrupt blob {blob.name[:16]}")
+                os.unlink(blob)
+        for doc, path in self.records():
+            missing = [n for n, o in doc["outputs"].items() if not self._blob(o["digest"]).exists()]
+            if missing:
+                problems.append(f"record {doc['key'][:12]} ({doc['stage']}): missing {', '.join(missing)}")
+        return problems
+
+    def gc(self, max_bytes: int | None = None, older_than_s: float | None = None) -> dict:
+        """Drop records (oldest first) by age and until blobs fit `max_bytes`; then unreferenced
+        blobs. Never follows links out of the cache: only regular files under blobs/ are removed."""
+        now = time.time()
+        docs = sorted(self.records(), key=lambda dp: dp[0].get("created", 0))
+        removed = 0
+        if older_than_s is not None:
+            for doc, path in list(docs):
+                if now - doc.get("created", 0) > older_than_s:
+                    path.unlink(missing_ok=True)
+                    docs.remove((doc, path))
+                    removed += 1
+
+        def blob_sizes():
+            return {b: b.lstat().st_size for b in (self.root / "blobs").glob("*/*")
+                    if b.is_file() and not b.is_symlink()}
+
+        def live():
+            return {o["digest"] for d, _ in docs for o in d["outputs"].values()}
+
+        while max_bytes is not None and docs:
+            keep = live()
+            if sum(s for b, s in blob_sizes().items() if b.name in keep) <= max_bytes:
+                break
+            doc, path = docs.pop(0)
+            path.unlink(missing_ok=True)
+            removed += 1
+        keep = live()
+        freed = 0
+        for blob, size in blob_sizes().items():
+            if blob.name not in keep:
+                blob.unlink()
+                freed += size
+        shutil.rmtree(self.root / "views", ignore_errors=True)
+        (self.root / "views").mkdir(exist_ok=True)
+        return {"records_removed": removed, "bytes_freed": freed}

@@ -1,0 +1,224 @@
+"""The `trtforge` command. Only this module maps errors to exit codes:
+0 ok, 1 a bug (traceback kept), 2 a user error (one line), 3 verification failed, 130 interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from trtforge.errors import TrtforgeError
+
+ENV_CACHE = "TRTFORGE_CACHE_DIR"
+ENV_SHARED = "TRTFORGE_SHARED_CACHE"
+
+
+def _fail(e: TrtforgeError, verbose: bool) -> None:
+    click.echo(f"trtforge: error: {e.one_line()}", err=True)
+    if verbose and e.__cause__ is not None:
+        click.echo(f"  cause: {type(e.__cause__).__name__}: {e.__cause__}", err=True)
+    sys.exit(e.exit_code)
+
+
+def _store(manifest, cache_dir: str | None):
+    from trtforge.cache import Store
+
+    root = Path(cache_dir or os.environ.get(ENV_CACHE) or manifest.cache_dir)
+    shared = tuple(Path(p) for p in os.environ.get(ENV_SHARED, "").split(os.pathsep) if p)
+    return Store(root, shared=shared)
+
+
+@click.group()
+@click.option("--verbose", is_flag=True, help="Add the underlying cause to error lines.")
+@click.pass_context
+def main(ctx, verbose):
+    """trtforge: PyTorch modules -> verified TensorRT / TensorRT-RTX engines, incrementally."""
+    ctx.obj = {"verbose": verbose}
+
+
+def _selected(manifest, modules):
+    return [manifest.module(m) for m in modules] if modules else list(manifest.modules)
+
+
+@main.command()
+@click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
+@click.option("--module", "modules", multiple=True, help="Build only this module (repeatable).")
+@click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default=None,
+              help="Override every module's build.backend.")
+@click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
+@click.option("--quiet", is_flag=True, help="Print only errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
+    """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
+    verbose = ctx.obj["verbose"]
+    from trtforge.manifest import load_manifest
+    from trtforge.pipeline import build_module
+    from trtforge.publish import publish
+    from trtforge.report import as_json as report_json, status_table, write_reports
+
+    t0 = time.perf_counter()
+    results = []
+    try:
+        manifest = load_manifest(manifest_path)
+        selected = _selected(manifest, modules)
+        store = _store(manifest, cache_dir)
+        for module in selected:
+            if not quiet and not as_json:
+                click.echo(f"[trtforge] {module.name}: building", err=True)
+            result = build_module(store, manifest, module, backend)
+            results.append(result)
+            if "build" in result.records:
+                result.published = publish(store, result, manifest.output_dir, module)
+        report = write_reports(results, manifest.output_dir)
+    except TrtforgeError as e:
+        _fail(e, verbose)
+    except KeyboardInterrupt:
+        click.echo("trtforge: interrupted; the cache is intact, the next run resumes", err=True)
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(report_json(results), indent=1, default=str))
+    elif not quiet:
+        click.echo(status_table(results))
+        click.echo(f"report: {report}  ({time.perf_counter() - t0:.2f}s)")
+    errors = [r.error for r in results if r.error]
+    for e in errors:
+        click.echo(f"trtforge: error: {e.one_line()}", err=True)
+    if errors:
+        sys.exit(max(e.exit_code for e in errors))
+
+
+@main.command()
+@click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
+@click.option("--module", "modules", multiple=True)
+@click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default=None)
+@click.option("--cache-dir", default=None)
+@click.pass_context
+def explain(ctx, manifest_path, modules, backend, cache_dir):
+    """Say per module and stage whether it is up to date, or which key fields changed."""
+    from trtforge.explain import explain_module
+    from trtforge.manifest import load_manifest
+
+    try:
+        manifest = load_manifest(manifest_path)
+        store = _store(manifest, cache_dir)
+        for module in _selected(manifest, modules):
+            for line in explain_module(store, manifest, module, backend):
+                click.echo(line)
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+
+
+@main.command()
+@click.argument("engines_dir", default="engines", type=click.Path(file_okay=False))
+@click.option("--require-engine-check", is_flag=True, help="Fail when an engine cannot run here.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
+@click.pass_context
+def verify(ctx, engines_dir, require_engine_check, junit):
+    """Pre-deploy: check published engines on this machine against their bundled reference."""
+    from trtforge.predeploy import verify_published
+
+    try:
+        failed = verify_published(Path(engines_dir), require_engine_check, junit, click.echo)
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    if failed:
+        sys.exit(3)
+
+
+@main.group()
+def cache():
+    """Inspect and manage the artifact cache."""
+
+
+def _cache_store(manifest_path, cache_dir):
+    from trtforge.cache import Store
+    from trtforge.manifest import load_manifest
+
+    if cache_dir or os.environ.get(ENV_CACHE):
+        return Store(Path(cache_dir or os.environ[ENV_CACHE]))
+    return _store(load_manifest(manifest_path), None)
+
+
+_cache_opts = [click.option("--cache-dir", default=None),
+               click.option("--manifest", "manifest_path", default="engines.toml")]
+
+
+def _with_cache_opts(f):
+    for opt in reversed(_cache_opts):
+        f = opt(f)
+    return f
+
+
+@cache.command("ls")
+@_with_cache_opts
+@click.pass_context
+def cache_ls(ctx, cache_dir, manifest_path):
+    """List cache records: key, stage, size, age."""
+    try:
+        store = _cache_store(manifest_path, cache_dir)
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    now = time.time()
+    for doc, _ in store.records():
+        size = sum(o["size"] for o in doc["outputs"].values())
+        click.echo(f"{doc['key'][:16]}  {doc['stage']:<16} {size / 1e6:9.2f} MB  "
+                   f"{(now - doc.get('created', now)) / 3600:6.1f} h")
+
+
+@cache.command("verify")
+@_with_cache_opts
+@click.pass_context
+def cache_verify(ctx, cache_dir, manifest_path):
+    """Re-hash every blob (ignoring the stat memo); drop the corrupt ones."""
+    try:
+        problems = _cache_store(manifest_path, cache_dir).verify_all()
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    for p in problems:
+        click.echo(p)
+    click.echo(f"{len(problems)} problem(s)")
+    sys.exit(3 if problems else 0)
+
+
+@cache.command("gc")
+@_with_cache_opts
+@click.option("--max-size", default=None, help="e.g. 20G, 500M")
+@click.option("--older-than", default=None, help="e.g. 30d, 12h")
+@click.pass_context
+def cache_gc(ctx, cache_dir, manifest_path, max_size, older_than):
+    """Drop old records and unreferenced blobs."""
+    try:
+        store = _cache_store(manifest_path, cache_dir)
+        out = store.gc(_size(max_size), _age(older_than))
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    click.echo(f"removed {out['records_removed']} record(s), freed {out['bytes_freed'] / 1e6:.1f} MB")
+
+
+def _size(text):
+    if text is None:
+        return None
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    try:
+        return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
+    except ValueError:
+        raise TrtforgeError(f"'{text}' is not a size", where="--max-size", hint="write e.g. 20G") from None
+
+
+def _age(text):
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except ValueError:
+        raise TrtforgeError(f"'{text}' is not an age", where="--older-than", hint="write e.g. 30d") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Typed errors. Each user-facing error renders as one line naming the module, stage and the
+field, node or file at fault, plus the next step. Only the CLI maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class TrtforgeError(Exception):
+    """A user-facing failure: one line, no traceback. Subclasses fix the stage and exit code."""
+
+    stage = "trtforge"
+    exit_code = 2
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None,
+                 module: str | None = None):
+        self.message = message
+        self.where = where
+        self.hint = hint
+        self.module = module
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        parts = []
+        if self.module:
+            parts.append(f"module '{self.module}'")
+        if self.where:
+            parts.append(self.where)
+        head = ": ".join(parts)
+        text = f"{head}: {self.message}" if head else self.message
+        if self.hint:
+            text += f"; {self.hint}"
+        return " ".join(text.split())  # one line, always
+
+
+class ManifestError(TrtforgeError):
+    stage = "manifest"
+
+
+class ExportError(TrtforgeError):
+    stage = "export"
+
+
+class PassError(TrtforgeError):
+    stage = "graph_passes"
+
+
+class PrecisionError(TrtforgeError):
+    stage = "precision_rules"
+
+
+class BuildError(TrtforgeError):
+    stage = "build"
+
+
+class BackendMissingError(BuildError):
+    pass
+
+
+class VerifyError(TrtforgeError):
+    """Verification failed: the artifact is not published. Exit 3."""
+
+    stage = "verify"
+    exit_code = 3
+
+
+class CacheError(TrtforgeError):
+    stage = "cache"
+
+
+class PublishError(TrtforgeError):
+    stage = "publish"

@@ -1,0 +1,151 @@
+"""The torch side of export. Imported only when an export actually runs."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import re
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from trtforge.errors import ExportError
+from trtforge.export.caller_view import caller_view
+from trtforge.export.fp32_islands import find_fp32_islands
+from trtforge.io_transforms import transforms
+from trtforge.manifest import ModuleSpec
+from trtforge.onnx_files import MODEL
+from trtforge.tensors import make_inputs, save_arrays
+
+_DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
+
+
+def load_factory(module: ModuleSpec, root: Path):
+    modname, attr = module.factory.split(":")
+    where = f"modules.{module.name}.factory"
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        mod = importlib.import_module(modname)
+    except Exception as e:  # the user's code: any error is theirs to fix
+        raise ExportError(f"cannot import '{modname}': {type(e).__name__}: {e}", where=where,
+                          module=module.name, hint="check the module path and its imports") from e
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ExportError(f"'{modname}' has no attribute '{attr}'", where=where, module=module.name)
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ExportError(f"'{module.factory}' is not callable", where=where, module=module.name)
+    return obj
+
+
+def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
+    factory = load_factory(module, root)
+    where = f"modules.{module.name}.factory"
+    try:
+        model = factory(**module.factory_args)
+    except Exception as e:
+        raise ExportError(f"factory raised {type(e).__name__}: {e}", where=where, module=module.name,
+                          hint="check factory_args") from e
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"factory returned {type(model).__name__}, not a torch.nn.Module",
+                          where=where, module=module.name)
+    return model
+
+
+def flatten_outputs(out) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in flatten_outputs(v)]
+    if isinstance(out, (list, tuple)):
+        return [t for v in out for t in flatten_outputs(v)]
+    raise TypeError(f"unsupported output type {type(out).__name__}")
+
+
+def _device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
+    device = _device()
+    torch.backends.cuda.matmul.allow_tf32 = False  # the reference is true FP32
+    torch.backends.cudnn.allow_tf32 = False
+    model = build_module(module, root)
+    reference_model = copy.deepcopy(model).float().eval().to(device)
+    model16 = model.half().eval().to(device)
+
+    inputs = make_inputs(module.inputs, seed=module.verify["seed"])
+    as_torch = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in inputs.values()]
+    fp32_args = tuple(t.float() if t.is_floating_point() else t for t in as_torch)
+    try:
+        with torch.no_grad():
+            ref = flatten_outputs(reference_model(*fp32_args))
+    except Exception as e:
+        shapes = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in module.inputs)
+        raise ExportError(f"forward failed on the example inputs ({shapes}): {_first_line(e)}",
+                          where=f"modules.{module.name}.inputs", module=module.name,
+                          hint="check each input's shape and dtype against the module's forward") from e
+
+    names = list(module.outputs) or [f"output_{i}" for i in range(len(ref))]
+    if len(names) != len(ref):
+        raise ExportError(f"the module returns {len(ref)} tensors but outputs names {len(names)}",
+                          where=f"modules.{module.name}.outputs", module=module.name)
+    save_arrays(workdir / "inputs.npz", inputs)
+    reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
+    save_arrays(workdir / "reference.npz", reference)
+    c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
+    save_arrays(workdir / "caller_inputs.npz", c_in)
+    save_arrays(workdir / "caller_reference.npz", c_ref)
+
+    fp16_args = tuple(t.contiguous() for t in as_torch)  # FP16 inputs are already FP16 by dtype
+    path = workdir / MODEL
+    try:
+        # autocast OFF: tracing under autocast forced BatchNorm inputs to FP32 and broke FP16 models
+        with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+            program = torch.onnx.export(
+                model16, fp16_args, dynamo=module.export["exporter"] == "dynamo",
+                input_names=list(inputs), output_names=names, opset_version=module.export["opset"],
+                external_data=True, f=None if module.export["exporter"] == "dynamo" else str(path),
+                verbose=False)
+        if program is not None:
+            program.save(str(path), external_data=True)
+    except Exception as e:
+        text = "".join(traceback.format_exception_only(type(e), e))
+        if _DATA_DEPENDENT.search(text) or _DATA_DEPENDENT.search(repr(e.__cause__)):
+            raise ExportError(
+                "forward has data-dependent control flow or shapes, which a static-shape export "
+                "cannot capture", where=f"modules.{module.name}", module=module.name,
+                hint="make the branch shape-only (torch.where instead of if on values) or declare "
+                     "the dimension dynamic with min/opt/max") from e
+        raise ExportError(f"torch.onnx.export failed: {_first_line(e)}", where=f"modules.{module.name}",
+                          module=module.name, hint="rerun with --verbose for the exporter's cause") from e
+
+    proto = onnx.load(str(path), load_external_data=False)
+    islands = find_fp32_islands(proto)
+    if islands and module.export["forbid_fp32_islands"]:
+        first = islands[0]
+        raise ExportError(f"{len(islands)} FP32 island(s) in the FP16 export, first: node "
+                          f"'{first['node']}' ({first['op']})", where=f"modules.{module.name}.export",
+                          module=module.name,
+                          hint="fix the hard-coded float32 tensor or set forbid_fp32_islands = false")
+    meta = {
+        "device": str(device), "torch": torch.__version__,
+        "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in inputs.items()},
+        "outputs": {n: {"shape": list(t.shape)} for n, t in zip(names, ref)},
+        "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
+        "nodes": len(proto.graph.node), "fp32_islands": islands,
+    }
+    (workdir / "export.json").write_text(json.dumps(meta, indent=1))
+    return meta

@@ -1,0 +1,34 @@
+"""Graph-pass stage: bake caller-side work into the graph, fold constants and static shapes,
+clean up. Passes never load external weights they do not read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from trtforge.errors import PassError
+from trtforge.manifest import ModuleSpec
+from trtforge.stage import StageContext, tool_versions
+
+SHAPE_INPUTS = {"export"}
+
+
+@dataclass(frozen=True)
+class GraphPassesStage:
+    name: str = "graph_passes"
+    version: str = "graph_passes-1"
+
+    def key_material(self, module: ModuleSpec, root: Path) -> dict:
+        from trtforge.graph_passes.catalog import BUILTIN
+
+        for i, step in enumerate(module.passes):
+            if step["name"] not in BUILTIN and ":" not in step["name"]:
+                raise PassError(f"unknown pass '{step['name']}' (built-in: {', '.join(BUILTIN)})",
+                                where=f"modules.{module.name}.passes[{i}]", module=module.name)
+        return {"passes": list(module.passes),
+                "tools": tool_versions("onnx", "onnx-graphsurgeon", "onnxruntime", "numpy")}
+
+    def run(self, ctx: StageContext, workdir: Path) -> dict:
+        from trtforge.graph_passes.run import run_passes
+
+        return run_passes(ctx, workdir)

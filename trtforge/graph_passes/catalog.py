@@ -1,0 +1,37 @@
+"""The built-in passes by manifest name (an explicit table: no decorator registry to hunt through).
+A manifest may also name a user pass as 'package.module:PassClass'."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from trtforge.errors import PassError
+
+BUILTIN = {
+    "fold_constants": "trtforge.graph_passes.fold_constants:FoldConstantsPass",
+    "cleanup": "trtforge.graph_passes.cleanup:CleanupPass",
+    "toposort": "trtforge.graph_passes.toposort:ToposortPass",
+    "bake_resize": "trtforge.graph_passes.bake_resize:BakeResizePass",
+    "bake_transpose": "trtforge.graph_passes.bake_transpose:BakeTransposePass",
+}
+
+
+def make_pass(step: dict, where: str, root: Path | None = None):
+    params = {k: v for k, v in step.items() if k != "name"}
+    target = BUILTIN.get(step["name"], step["name"])
+    if ":" not in target:
+        raise PassError(f"unknown pass '{step['name']}' (built-in: {', '.join(BUILTIN)})", where=where,
+                        hint="or name a class as 'package.module:PassClass'")
+    modname, attr = target.split(":")
+    if root is not None and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        cls = getattr(importlib.import_module(modname), attr)
+    except (ImportError, AttributeError) as e:
+        raise PassError(f"cannot load pass '{target}': {e}", where=where) from e
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise PassError(f"bad parameters for pass '{step['name']}': {e}", where=where) from e

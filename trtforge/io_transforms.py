@@ -1,0 +1,76 @@
+"""What the caller does around the module, declared by baking passes in the manifest.
+
+Both sides read this one vocabulary: the export stage applies each transform with torch to the
+example inputs and FP32 reference (the caller's view), and the graph passes bake it into the ONNX.
+So a baked Resize is checked against torch's own interpolate, not against itself.
+
+  bake_transpose {input=NAME, perm=[...]}   the caller holds c; the module wants c.permute(perm)
+  bake_transpose {output=NAME, perm=[...]}  the caller receives y.permute(perm)
+  bake_resize {output=NAME, scale=S | size=[H, W], mode=nearest|linear|cubic, align_corners=bool}
+"""
+
+from __future__ import annotations
+
+from trtforge.errors import ManifestError
+
+MODES = ("nearest", "linear", "cubic")
+
+
+def inverse(perm: list[int]) -> list[int]:
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return inv
+
+
+def _perm(value, where: str) -> list[int]:
+    if (not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                for v in value) or sorted(value) != list(range(len(value)))):
+        raise ManifestError(f"perm {value!r} is not a permutation of 0..{len(value) - 1 if isinstance(value, list) else 'N'}",
+                            where=where, hint="e.g. perm = [0, 3, 1, 2] for NHWC -> NCHW")
+    return list(value)
+
+
+def parse(step: dict, where: str) -> dict | None:
+    """The normalised transform a pass step declares, or None for passes that keep the I/O."""
+    name = step["name"]
+    if name == "bake_transpose":
+        ends = [k for k in ("input", "output") if k in step]
+        if len(ends) != 1 or not isinstance(step[ends[0]], str):
+            raise ManifestError("bake_transpose needs exactly one of input = NAME or output = NAME",
+                                where=where)
+        return {"kind": f"transpose_{ends[0]}", "tensor": step[ends[0]],
+                "perm": _perm(step.get("perm"), f"{where}.perm")}
+    if name == "bake_resize":
+        if not isinstance(step.get("output"), str):
+            raise ManifestError("bake_resize needs output = NAME", where=where)
+        mode = step.get("mode", "linear")
+        if mode not in MODES:
+            raise ManifestError(f"mode '{mode}' is not one of {', '.join(MODES)}", where=f"{where}.mode")
+        scale, size = step.get("scale"), step.get("size")
+        if (scale is None) == (size is None):
+            raise ManifestError("bake_resize needs exactly one of scale or size", where=where)
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0):
+            raise ManifestError(f"scale must be a positive number, got {scale!r}", where=f"{where}.scale")
+        if size is not None and (not isinstance(size, list)
+                                 or not all(isinstance(s, int) and s > 0 for s in size)):
+            raise ManifestError(f"size must be a list of positive integers, got {size!r}",
+                                where=f"{where}.size")
+        align = step.get("align_corners", False)
+        if not isinstance(align, bool):
+            raise ManifestError("align_corners must be true or false", where=f"{where}.align_corners")
+        if align and mode == "nearest":
+            raise ManifestError("align_corners applies to linear and cubic only", where=where)
+        return {"kind": "resize_output", "tensor": step["output"], "mode": mode,
+                "scale": float(scale) if scale is not None else None,
+                "size": list(size) if size is not None else None, "align_corners": align}
+    return None
+
+
+def transforms(passes, module: str) -> list[dict]:
+    out = []
+    for i, step in enumerate(passes):
+        t = parse(step, f"modules.{module}.passes[{i}]")
+        if t is not None:
+            out.append(t)
+    return out

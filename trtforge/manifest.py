@@ -1,0 +1,371 @@
+"""engines.toml: load, validate and resolve every default once, at the edge.
+
+Two manifests that mean the same thing resolve to equal `ModuleSpec`s and so hash the same.
+Every user mistake is a `ManifestError` naming the file and the dotted field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from trtforge.errors import ManifestError
+
+DTYPES = ("float16", "float32", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
+BACKENDS = ("auto", "tensorrt", "tensorrt-rtx")
+EXPORTERS = ("dynamo", "torchscript")
+RTX_CCS = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
+DEFAULT_PASSES = (
+    {"name": "fold_constants"},
+    {"name": "cleanup"},
+    {"name": "toposort"},
+)
+DEFAULT_RULES = ({"rule": "attention_score", "mode": "all"},)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# ----------------------------------------------------------------------------------------- schema
+# A section is {key: (checker, default)}; a checker takes (value, where) and returns the value.
+
+def _type(*types: type, what: str) -> Callable[[Any, str], Any]:
+    def check(value, where):
+        if isinstance(value, bool) and bool not in types:
+            raise ManifestError(f"expected {what}, got {value!r}", where=where)
+        if not isinstance(value, types):
+            raise ManifestError(f"expected {what}, got {type(value).__name__} {value!r}", where=where)
+        return value
+    return check
+
+
+_str = _type(str, what="a string")
+_bool = _type(bool, what="true or false")
+_int = _type(int, what="an integer")
+
+
+def _num(value, where):
+    _type(int, float, what="a number")(value, where)
+    return float(value)
+
+
+def _nonneg(value, where):
+    value = _num(value, where)
+    if value < 0:
+        raise ManifestError(f"must be >= 0, got {value:g}", where=where, hint="tolerances are magnitudes")
+    return value
+
+
+def _fraction(value, where):
+    value = _nonneg(value, where)
+    if value > 1:
+        raise ManifestError(f"must be a fraction in [0, 1], got {value:g}", where=where)
+    return value
+
+
+def _positive_int(value, where):
+    _int(value, where)
+    if value <= 0:
+        raise ManifestError(f"must be a positive integer, got {value}", where=where)
+    return value
+
+
+def _one_of(choices: tuple[str, ...]):
+    def check(value, where):
+        _str(value, where)
+        if value not in choices:
+            near = difflib.get_close_matches(value, choices, n=1)
+            hint = f"did you mean '{near[0]}'?" if near else f"use one of {', '.join(choices)}"
+            raise ManifestError(f"'{value}' is not one of {', '.join(choices)}", where=where, hint=hint)
+        return value
+    return check
+
+
+def _factory(value, where):
+    _str(value, where)
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", value):
+        raise ManifestError(f"'{value}' is not 'package.module:callable'", where=where,
+                            hint="write e.g. 'examples.vit:make_vit'")
+    return value
+
+
+def _shape(value, where):
+    if not isinstance(value, list) or not value:
+        raise ManifestError(f"expected a non-empty list of positive integers, got {value!r}", where=where)
+    for i, d in enumerate(value):
+        if isinstance(d, bool) or not isinstance(d, int) or d <= 0:
+            raise ManifestError(f"dimension {i} is {d!r}; every dimension must be a positive integer",
+                                where=where, hint="trtforge exports static shapes")
+    return tuple(value)
+
+
+def _range(value, where):
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise ManifestError(f"expected [low, high], got {value!r}", where=where)
+    if value[0] >= value[1]:
+        raise ManifestError(f"low {value[0]} must be below high {value[1]}", where=where)
+    return (float(value[0]), float(value[1]))
+
+
+def _cc_list(value, where):
+    if not isinstance(value, list):
+        raise ManifestError(f"expected a list like [\"8.6\", \"8.9\"], got {value!r}", where=where)
+    out = []
+    for i, v in enumerate(value):
+        _one_of(RTX_CCS)(str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v,
+                         f"{where}[{i}]")
+        out.append(str(v))
+    return tuple(sorted(set(out), key=lambda s: tuple(int(p) for p in s.split("."))))
+
+
+def _str_list(value, where):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ManifestError(f"expected a list of strings, got {value!r}", where=where)
+    return tuple(value)
+
+
+EXPORT = {
+    "exporter": (_one_of(EXPORTERS), "dynamo"),
+    "opset": (_positive_int, 20),
+    "forbid_fp32_islands": (_bool, False),
+}
+BUILD = {
+    "backend": (_one_of(BACKENDS), "auto"),
+    "optimization_level": (_int, 3),
+    "workspace_mib": (_positive_int, 4096),
+    "rtx_compute_capabilities": (_cc_list, ()),
+}
+TOLERANCE = {
+    "atol": (_nonneg, 1e-2),
+    "rtol": (_nonneg, 1e-2),
+    "max_outside": (_fraction, 1e-3),
+    "min_cosine": (_fraction, 0.999),
+}
+VERIFY = {**TOLERANCE, "random_inputs": (_int, 0), "seed": (_int, 0)}
+PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
+INPUT = {"shape": (_shape, None), "dtype": (_one_of(DTYPES), "float16"), "range": (_range, (-1.0, 1.0))}
+TOP = {"cache_dir": (_str, ".trtforge-cache"), "output_dir": (_str, "engines")}
+
+
+def _section(raw: Any, spec: dict, where: str, *, base: dict | None = None) -> dict:
+    """Validate one table against its spec; fill defaults from `base`, else the spec."""
+    if not isinstance(raw, dict):
+        raise ManifestError(f"expected a table, got {type(raw).__name__}", where=where)
+    for key in raw:
+        if key not in spec:
+            near = difflib.get_close_matches(key, list(spec), n=1)
+            hint = f"did you mean '{near[0]}'?" if near else f"known keys: {', '.join(spec)}"
+            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}", hint=hint)
+    out = {}
+    for key, (check, default) in spec.items():
+        if key in raw:
+            out[key] = check(raw[key], f"{where}.{key}")
+        elif base is not None and key in base:
+            out[key] = base[key]
+        elif default is None:
+            raise ManifestError(f"missing required key '{key}'", where=f"{where}.{key}")
+        else:
+            out[key] = default
+    return out
+
+
+def _steps(raw: Any, where: str, keyname: str) -> tuple[dict, ...]:
+    """An ordered list of {keyname = ..., params...} tables (passes or precision rules)."""
+    if not isinstance(raw, list):
+        raise ManifestError(f"expected a list of tables, got {type(raw).__name__}", where=where)
+    out = []
+    for i, step in enumerate(raw):
+        w = f"{where}[{i}]"
+        if isinstance(step, str):
+            step = {keyname: step}
+        if not isinstance(step, dict) or not isinstance(step.get(keyname), str):
+            raise ManifestError(f"expected a table with a string '{keyname}'", where=w)
+        out.append(dict(sorted(step.items())))
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------ specs
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """Everything about one module, every default resolved. `as_key()` is its cache key material."""
+
+    name: str
+    factory: str
+    factory_args: dict
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[str, ...]
+    depends: tuple[str, ...]
+    export: dict
+    passes: tuple[dict, ...]
+    precision_rules: tuple[dict, ...]
+    precision: dict
+    build: dict
+    verify: dict
+    verify_outputs: dict = field(default_factory=dict)
+
+    def as_key(self) -> dict:
+        return {
+            "name": self.name, "factory": self.factory, "factory_args": self.factory_args,
+            "inputs": [vars(i) for i in self.inputs], "outputs": list(self.outputs),
+            "depends": list(self.depends), "export": self.export, "passes": list(self.passes),
+            "precision_rules": list(self.precision_rules), "precision": self.precision,
+            "build": self.build, "verify": self.verify, "verify_outputs": self.verify_outputs,
+        }
+
+    def tolerance(self, output: str) -> dict:
+        tol = {k: self.verify[k] for k in TOLERANCE}
+        tol.update(self.verify_outputs.get(output, {}))
+        return tol
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    root: Path  # the folder the manifest lives in: factories import and paths resolve from here
+    cache_dir: Path
+    output_dir: Path
+    modules: tuple[ModuleSpec, ...]
+
+    def module(self, name: str) -> ModuleSpec:
+        for m in self.modules:
+            if m.name == name:
+                return m
+        known = [m.name for m in self.modules]
+        near = difflib.get_close_matches(name, known, n=1)
+        raise ManifestError(f"no module '{name}'", where=str(self.path),
+                            hint=f"did you mean '{near[0]}'?" if near else f"modules: {', '.join(known)}")
+
+
+MODULE_KEYS = ("factory", "factory_args", "inputs", "outputs", "depends", "export", "passes",
+               "precision", "build", "verify")
+DEFAULT_KEYS = ("export", "passes", "precision", "build", "verify")
+
+
+def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
+    if not _NAME_RE.match(name) or ".." in name:
+        raise ManifestError(f"module name '{name}' must be letters, digits, '_', '-', '.' "
+                            "(no path separators or '..')", where=where)
+    if not isinstance(raw, dict):
+        raise ManifestError(f"expected a table, got {type(raw).__name__}", where=where)
+    _section({k: None for k in raw}, {k: (lambda v, w: v, 0) for k in MODULE_KEYS}, where)
+    if "factory" not in raw:
+        raise ManifestError("missing required key 'factory'", where=f"{where}.factory",
+                            hint="write factory = 'package.module:callable'")
+    factory = _factory(raw["factory"], f"{where}.factory")
+    fargs = raw.get("factory_args", {})
+    if not isinstance(fargs, dict):
+        raise ManifestError("expected a table of keyword arguments", where=f"{where}.factory_args")
+    raw_inputs = raw.get("inputs")
+    if not isinstance(raw_inputs, dict) or not raw_inputs:
+        raise ManifestError("expected a table name -> {shape, dtype, range}", where=f"{where}.inputs")
+    inputs = tuple(InputSpec(name=k, **_section(v, INPUT, f"{where}.inputs.{k}"))
+                   for k, v in raw_inputs.items())
+    outputs = _str_list(raw.get("outputs", []), f"{where}.outputs")
+    depends = _str_list(raw.get("depends", []), f"{where}.depends")
+
+    precision_raw = dict(raw.get("precision", {})) if isinstance(raw.get("precision", {}), dict) else None
+    if precision_raw is None:
+        raise ManifestError("expected a table", where=f"{where}.precision")
+    rules_raw = precision_raw.pop("rules", None)
+    rules = (_steps(rules_raw, f"{where}.precision.rules", "rule") if rules_raw is not None
+             else defaults["precision_rules"])
+    verify_raw = dict(raw.get("verify", {})) if isinstance(raw.get("verify", {}), dict) else None
+    if verify_raw is None:
+        raise ManifestError("expected a table", where=f"{where}.verify")
+    per_output_raw = verify_raw.pop("outputs", {})
+    if not isinstance(per_output_raw, dict):
+        raise ManifestError("expected a table output -> tolerances", where=f"{where}.verify.outputs")
+    per_output = {}
+    for out_name, tol in sorted(per_output_raw.items()):
+        w = f"{where}.verify.outputs.{out_name}"
+        if not isinstance(tol, dict):
+            raise ManifestError("expected a table of tolerances", where=w)
+        for key in tol:
+            if key not in TOLERANCE:
+                near = difflib.get_close_matches(key, list(TOLERANCE), n=1)
+                raise ManifestError(f"unknown key '{key}'", where=f"{w}.{key}",
+                                    hint=f"did you mean '{near[0]}'?" if near else None)
+        per_output[out_name] = {k: TOLERANCE[k][0](v, f"{w}.{k}") for k, v in sorted(tol.items())}
+    if outputs and set(per_output) - set(outputs):
+        bad = sorted(set(per_output) - set(outputs))[0]
+        raise ManifestError(f"output '{bad}' is not among outputs {list(outputs)}",
+                            where=f"{where}.verify.outputs.{bad}")
+
+    return ModuleSpec(
+        name=name, factory=factory, factory_args=dict(sorted(fargs.items())), inputs=inputs,
+        outputs=outputs, depends=depends,
+        export=_section(raw.get("export", {}), EXPORT, f"{where}.export", base=defaults["export"]),
+        passes=(_steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw
+                else defaults["passes"]),
+        precision_rules=rules,
+        precision=_section(precision_raw, PRECISION, f"{where}.precision", base=defaults["precision"]),
+        build=_section(raw.get("build", {}), BUILD, f"{where}.build", base=defaults["build"]),
+        verify=_section(verify_raw, VERIFY, f"{where}.verify", base=defaults["verify"]),
+        verify_outputs=per_output,
+    )
+
+
+def _defaults(raw: Any, where: str) -> dict:
+    if not isinstance(raw, dict):
+        raise ManifestError("expected a table", where=where)
+    _section({k: None for k in raw}, {k: (lambda v, w: v, 0) for k in (*DEFAULT_KEYS, *TOP)}, where)
+    precision = dict(raw.get("precision", {}))
+    rules = precision.pop("rules", None)
+    return {
+        "export": _section(raw.get("export", {}), EXPORT, f"{where}.export"),
+        "passes": _steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw else DEFAULT_PASSES,
+        "precision_rules": (_steps(rules, f"{where}.precision.rules", "rule") if rules is not None
+                            else DEFAULT_RULES),
+        "precision": _section(precision, PRECISION, f"{where}.precision"),
+        "build": _section(raw.get("build", {}), BUILD, f"{where}.build"),
+        "verify": _section(raw.get("verify", {}), VERIFY, f"{where}.verify"),
+        **_section({k: raw[k] for k in TOP if k in raw}, TOP, where),
+    }
+
+
+def parse_manifest(text: str, path: Path) -> Manifest:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"TOML syntax error: {e}", where=str(path),
+                            hint="fix the line and column named") from None
+    where = path.name
+    for key in data:
+        if key not in ("defaults", "modules"):
+            near = difflib.get_close_matches(key, ["defaults", "modules"], n=1)
+            raise ManifestError(f"unknown top-level table '{key}'", where=f"{where}: {key}",
+                                hint=f"did you mean '{near[0]}'?" if near
+                                else "modules go under [modules.NAME]")
+    defaults = _defaults(data.get("defaults", {}), f"{where}: defaults")
+    raw_modules = data.get("modules")
+    if not isinstance(raw_modules, dict) or not raw_modules:
+        raise ManifestError("no modules", where=f"{where}: modules", hint="add a [modules.NAME] table")
+    modules = tuple(_module(name, raw, defaults, f"{where}: modules.{name}")
+                    for name, raw in raw_modules.items())
+    root = path.resolve().parent
+    return Manifest(path=path, root=root, cache_dir=root / defaults["cache_dir"],
+                    output_dir=root / defaults["output_dir"], modules=modules)
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError("file not found", where=str(path),
+                            hint="pass the path of an engines.toml") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"cannot read: {e}", where=str(path)) from None
+    return parse_manifest(text, path)

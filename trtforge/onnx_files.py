@@ -1,0 +1,106 @@
+"""An ONNX artifact is a folder: `model.onnx` plus the external-data files it names."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.ir.tensor import LazyValues
+
+MODEL = "model.onnx"
+
+
+def load_graph_proto(folder: Path) -> onnx.ModelProto:
+    """The model without its weights: external tensors stay references into their files."""
+    return onnx.load(str(folder / MODEL), load_external_data=False)
+
+
+def external_locations(model: onnx.ModelProto) -> set[str]:
+    locs = set()
+    for graph in _graphs(model.graph):
+        for t in graph.initializer:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                for kv in t.external_data:
+                    if kv.key == "location":
+                        locs.add(kv.value)
+    return locs
+
+
+def _graphs(graph):
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attr.g)
+            for g in attr.graphs:
+                yield from _graphs(g)
+
+
+def carry_weights(model: onnx.ModelProto, src: Path, dest: Path) -> None:
+    """Give `dest` the external-data files `model` still references in `src` (hard link, no copy)."""
+    for loc in external_locations(model):
+        if os.path.isabs(loc) or ".." in Path(loc).parts:
+            raise ValueError(f"external data location escapes the model folder: {loc}")
+        target = dest / loc
+        if target.exists():
+            continue
+        try:
+            os.link(src / loc, target)
+        except OSError:
+            shutil.copyfile(src / loc, target)
+
+
+def save_model(model: onnx.ModelProto, src: Path, dest: Path, new_data: str) -> None:
+    """Save `model` into `dest`. Tensors still external keep pointing at the carried files; tensors
+    a pass created inline and that are large go to `new_data`, so no protobuf nears 2 GB."""
+    carry_weights(model, src, dest)
+    onnx.external_data_helper.convert_model_to_external_data(
+        model, all_tensors_to_one_file=True, location=new_data, size_threshold=1024,
+        convert_attribute=False)
+    onnx.save_model(model, str(dest / MODEL))
+
+
+class ExternalLazyValues(LazyValues):
+    """LazyValues that read external data relative to the model's folder, not the working
+    directory, and only when a pass asks for the values."""
+
+    def __init__(self, tensor, base_dir: Path):
+        super().__init__(tensor)
+        self.base_dir = str(base_dir)
+
+    def load(self):
+        return read_tensor(self.tensor, Path(self.base_dir))
+
+
+def import_graph(model: onnx.ModelProto, base_dir: Path) -> gs.Graph:
+    graph = gs.import_onnx(model)
+    for tensor in graph.tensors().values():
+        if isinstance(tensor, gs.Constant) and isinstance(tensor._values, LazyValues):
+            proto = tensor._values.tensor
+            if getattr(proto, "data_location", 0) == onnx.TensorProto.EXTERNAL:
+                tensor._values = ExternalLazyValues(proto, base_dir)
+    return graph
+
+
+def read_tensor(tensor: onnx.TensorProto, base_dir: Path) -> np.ndarray:
+    """One tensor's values, reading only its own bytes of its external-data file. (onnx's own
+    loader refuses hard-linked data files, and the cache hands stages hard links.)"""
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return onnx.numpy_helper.to_array(tensor)
+    info = {kv.key: kv.value for kv in tensor.external_data}
+    loc = info["location"]
+    if os.path.isabs(loc) or ".." in Path(loc).parts:
+        raise ValueError(f"external data location escapes the model folder: {loc}")
+    with open(base_dir / loc, "rb") as f:
+        f.seek(int(info.get("offset", 0)))
+        data = f.read(int(info["length"])) if "length" in info else f.read()
+    inline = onnx.TensorProto()
+    inline.CopyFrom(tensor)
+    del inline.external_data[:]
+    inline.data_location = onnx.TensorProto.DEFAULT
+    inline.raw_data = data
+    return onnx.numpy_helper.to_array(inline)

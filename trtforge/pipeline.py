@@ -1,0 +1,133 @@
+"""The driver: the one module that knows the stage order. Stages hand each other cache records
+(folders of files + digests + metadata) and never import each other.
+
+For each module and stage: key = hash(canonical JSON of stage salt, stage settings, tool versions
+and the digests of its input artifacts). A hit reuses the record; a miss runs the stage under a
+per-key lock into a temp folder and publishes it. An unchanged build only hashes small files.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trtforge.build import BuildStage
+from trtforge.cache import Record, Store, key_of
+from trtforge.cache.store import CorruptEntry
+from trtforge.errors import TrtforgeError, VerifyError
+from trtforge.export import ExportStage
+from trtforge.graph_passes import GraphPassesStage
+from trtforge.manifest import Manifest, ModuleSpec
+from trtforge.precision_rules import PrecisionStage
+from trtforge.stage import StageContext
+from trtforge.verify import VerifyStage
+
+# (stage, the upstream stages whose artifacts it reads)
+def stage_table(backend: str | None = None) -> tuple:
+    return (
+        (ExportStage(), ()),
+        (GraphPassesStage(), ("export",)),
+        (PrecisionStage(), ("graph_passes",)),
+        (BuildStage(backend_override=backend), ("precision_rules",)),
+        (VerifyStage(), ("export", "graph_passes", "precision_rules", "build")),
+    )
+
+
+STAGE_NAMES = ("export", "graph_passes", "precision_rules", "build", "verify")
+
+
+@dataclass
+class StageStatus:
+    state: str = "not run"  # ok | cached | failed | not run
+    reason: str = ""
+    seconds: float = 0.0
+    key: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModuleResult:
+    name: str
+    stages: dict = field(default_factory=lambda: {s: StageStatus() for s in STAGE_NAMES})
+    error: TrtforgeError | None = None
+    records: dict = field(default_factory=dict)
+    published: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def stage_key(stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> tuple[str, dict]:
+    doc = {"stage": stage.name, "salt": stage.version, "material": stage.key_material(module, root),
+           "inputs": {dep: rec.digests() for dep, rec in sorted(upstream.items())}}
+    return key_of(doc), doc
+
+
+def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
+              status: StageStatus) -> Record:
+    key, doc = stage_key(stage, module, root, upstream)
+    status.key = key
+    record = store.lookup(key)
+    if record is None:
+        with store.lock(key):
+            record = store.lookup(key)  # another process may have built it while we waited
+            if record is None:
+                t0 = time.perf_counter()
+                folders = {dep: store.view(rec) for dep, rec in upstream.items()}
+                ctx = StageContext(module=module, root=root, inputs=folders,
+                                   upstream_meta={d: r.meta for d, r in upstream.items()})
+                with store.workdir(f"{module.name}.{stage.name}") as wd:
+                    meta = stage.run(ctx, wd)
+                    # an input that changed while the stage ran must not be published under this key
+                    if stage_key(stage, module, root, upstream)[0] != key:
+                        raise TrtforgeError("an input changed during the build; not published",
+                                            where=f"{stage.name}", module=module.name, hint="run again")
+                    record = store.put(key, stage.name, doc, wd, meta)
+                status.state, status.seconds = "ok", time.perf_counter() - t0
+    if status.state != "ok":
+        status.state = "cached"
+    status.meta = record.meta
+    store.remember(module.name, stage.name, key, doc)
+    return record
+
+
+def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None) -> ModuleResult:
+    result = ModuleResult(module.name)
+    for attempt in range(2):  # a corrupt blob found on read is forgotten and rebuilt once
+        try:
+            for stage, deps in stage_table(backend):
+                status = result.stages[stage.name]
+                try:
+                    result.records[stage.name] = run_stage(
+                        store, stage, module, manifest.root, {d: result.records[d] for d in deps}, status)
+                except TrtforgeError as e:
+                    e.module = e.module or module.name
+                    status.state, status.reason = "failed", e.one_line()
+                    result.error = e
+                    _skip_rest(result, stage.name)
+                    return result
+            verify = result.records["verify"].meta
+            if not verify["passed"]:
+                blame = verify["blame"]
+                reason = verify["checks"][blame]["reason"]
+                result.stages["verify"].state = "failed"
+                result.stages["verify"].reason = f"failed at {blame}: {reason}"
+                result.error = VerifyError(f"verification failed at stage '{blame}': {reason}",
+                                           module=module.name, hint="engine not published")
+            return result
+        except CorruptEntry as e:
+            if attempt:
+                raise
+            store.forget(e.key)
+            result = ModuleResult(module.name)
+            result.notes.append(f"corrupt cache entry forgotten and rebuilt: {e}")
+    return result
+
+
+def _skip_rest(result: ModuleResult, failed: str) -> None:
+    after = STAGE_NAMES[STAGE_NAMES.index(failed) + 1:]
+    for name in after:
+        result.stages[name] = StageStatus("not run", f"{failed} failed")

@@ -1,0 +1,26 @@
+"""Built-in precision rules by manifest name (an explicit table)."""
+
+from __future__ import annotations
+
+import importlib
+
+from trtforge.errors import PrecisionError
+
+BUILTIN = {
+    "attention_score": "trtforge.precision_rules.attention_score:AttentionScoreRule",
+    "op_type": "trtforge.precision_rules.op_type:OpTypeRule",
+    "name_pattern": "trtforge.precision_rules.name_pattern:NamePatternRule",
+}
+
+
+def make_rule(step: dict, where: str):
+    params = {k: v for k, v in step.items() if k != "rule"}
+    target = BUILTIN.get(step["rule"])
+    if target is None:
+        raise PrecisionError(f"unknown rule '{step['rule']}' (built-in: {', '.join(BUILTIN)})", where=where)
+    modname, attr = target.split(":")
+    cls = getattr(importlib.import_module(modname), attr)
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise PrecisionError(f"bad parameters for rule '{step['rule']}': {e}", where=where) from e

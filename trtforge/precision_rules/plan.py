@@ -1,0 +1,39 @@
+"""A precision plan: which nodes stay FP32, by which rule and why, and what almost matched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx_graphsurgeon as gs
+
+
+@dataclass
+class RuleResult:
+    rule: str
+    matched: dict[str, str] = field(default_factory=dict)  # node name -> reason
+    near_misses: list[dict] = field(default_factory=list)  # {"node", "reason"}
+
+
+@dataclass
+class PrecisionPlan:
+    fp32: dict[str, dict] = field(default_factory=dict)  # node -> {"rule", "reason", "op"}
+    near_misses: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, result: RuleResult, graph: gs.Graph) -> None:
+        ops = {n.name: n.op for n in graph.nodes}
+        for name, reason in result.matched.items():
+            self.fp32.setdefault(name, {"rule": result.rule, "reason": reason, "op": ops.get(name)})
+        self.near_misses.extend({"rule": result.rule, **m} for m in result.near_misses)
+        if not result.matched:
+            hint = "; ".join(f"{m['node']}: {m['reason']}" for m in result.near_misses[:5])
+            self.warnings.append(f"rule '{result.rule}' matched no node"
+                                 + (f" (near misses: {hint})" if hint else ""))
+
+    def as_json(self) -> dict:
+        return {"fp32": dict(sorted(self.fp32.items())), "near_misses": self.near_misses,
+                "warnings": self.warnings}
+
+
+def producer(t) -> gs.Node | None:
+    return t.inputs[0] if isinstance(t, gs.Variable) and t.inputs else None

@@ -1,0 +1,53 @@
+"""Apply the precision rules to the post-pass ONNX and realise the plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import onnx_graphsurgeon as gs
+
+from trtforge.errors import PrecisionError
+from trtforge.precision_rules.cast_realizer import realize_casts
+from trtforge.precision_rules.catalog import make_rule
+from trtforge.precision_rules.flops import fp16_flop_share
+from trtforge.precision_rules.plan import PrecisionPlan
+from trtforge.onnx_files import import_graph, load_graph_proto, save_model
+from trtforge.stage import StageContext
+
+
+def typed_graph(folder: Path):
+    """The graph with every tensor's dtype and shape inferred (weights stay on disk)."""
+    model = load_graph_proto(folder)
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    return model, import_graph(inferred, folder)
+
+
+def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
+    src = ctx.inputs["graph_passes"]
+    model, graph = typed_graph(src)
+    plan = PrecisionPlan()
+    for i, step in enumerate(ctx.module.precision_rules):
+        where = f"modules.{ctx.module.name}.precision.rules[{i}]"
+        try:
+            plan.add(make_rule(step, where).select(graph), graph)
+        except PrecisionError as e:
+            e.module = ctx.module.name
+            raise
+    names = set(plan.fp32)
+    share = fp16_flop_share(graph, names)
+    casts = {}
+    if realizer == "casts":
+        casts = realize_casts(graph, names)
+    out = gs.export_onnx(graph, do_type_check=True)
+    out.ir_version = model.ir_version
+    save_model(out, src, workdir, new_data="precision.data")
+    try:
+        onnx.shape_inference.infer_shapes(out, strict_mode=True)
+    except onnx.shape_inference.InferenceError as e:  # a realiser bug, not the user's
+        raise AssertionError(f"precision realiser produced an ill-typed graph: {e}") from e
+    meta = {"realizer": realizer, **plan.as_json(), "flops": share, "casts": casts,
+            "fp32_ops": sorted({v["op"] for v in plan.fp32.values() if v["op"]})}
+    (workdir / "plan.json").write_text(json.dumps(meta, indent=1))
+    return meta

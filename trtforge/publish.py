@@ -1,0 +1,72 @@
+"""Publish verified engines: engines/<target>/<module>.engine + <module>.json sidecar + the bundle
+(inputs and caller-view reference) that `trtforge verify` needs on the target machine.
+
+Each file: temp name in the destination folder, fsync, os.replace. The sidecar is written last.
+An engine that failed verification is never published, and an older one of the same module is
+withdrawn so the folder never shows an engine the current manifest did not verify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trtforge import __version__
+from trtforge.cache import Store, digest_file
+from trtforge.cache.store import atomic_copy, atomic_write_bytes
+from trtforge.errors import PublishError
+from trtforge.manifest import ModuleSpec
+from trtforge.pipeline import ModuleResult
+
+SUFFIXES = (".engine", ".inputs.npz", ".reference.npz", ".json")
+
+
+def _copy_if_changed(src: Path, dest: Path, digest: str) -> None:
+    if dest.exists() and digest_file(dest) == digest:
+        return
+    atomic_copy(src, dest)
+
+
+def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpec) -> list[Path]:
+    build = result.records["build"]
+    target = build.meta["target"]["name"]
+    folder = out_dir / target
+    name = result.name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not result.ok:
+            for suffix in SUFFIXES:
+                (folder / f"{name}{suffix}").unlink(missing_ok=True)
+            return []
+        bview, eview = store.view(build), store.view(result.records["export"])
+        files = {f"{name}.engine": (bview / "model.engine", build.outputs["model.engine"]["digest"]),
+                 f"{name}.inputs.npz": (eview / "caller_inputs.npz",
+                                        result.records["export"].outputs["caller_inputs.npz"]["digest"]),
+                 f"{name}.reference.npz": (eview / "caller_reference.npz",
+                                           result.records["export"].outputs["caller_reference.npz"]["digest"])}
+        for fname, (src, digest) in files.items():
+            _copy_if_changed(src, folder / fname, digest)
+        sidecar = sidecar_doc(result, {f: d for f, (_, d) in files.items()}, module)
+        data = json.dumps(sidecar, indent=1, sort_keys=True).encode()
+        side = folder / f"{name}.json"
+        if not side.exists() or side.read_bytes() != data:
+            atomic_write_bytes(side, data)
+    except OSError as e:
+        raise PublishError(f"cannot write: {e.strerror}", where=str(e.filename or folder), module=name,
+                           hint="make the output folder writable and free space; the cache is intact") from None
+    return [folder / f for f in (*files, f"{name}.json")]
+
+
+def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:
+    build = result.records["build"].meta
+    prec = result.records["precision_rules"].meta
+    verify = result.records["verify"].meta
+    return {
+        "trtforge": __version__, "module": result.name,
+        "backend": build["backend"], "backend_version": build["backend_version"],
+        "target": build["target"], "io": build["io"],
+        "fp32_layers": build["fp32_layers"], "fp16_flop_share": prec["flops"]["fp16_share"],
+        "files": digests,
+        "tolerance": {o: module.tolerance(o) for o in result.records["export"].meta["outputs"]}, "cache_key": result.records["build"].key,
+        "verification": {s: {"status": c["status"], "kind": c["kind"], "reason": c.get("reason", ""),
+                             "outputs": c.get("outputs", {})} for s, c in verify["checks"].items()},
+    }

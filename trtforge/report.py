@@ -1,0 +1,91 @@
+"""engines/REPORT.md and engines/report.json: a status table per module x stage, the precision
+plan, metrics and timings. Written even when a stage fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trtforge.cache.store import atomic_write_bytes
+from trtforge.pipeline import STAGE_NAMES, ModuleResult
+
+
+def _cell(status) -> str:
+    if status.state in ("ok", "cached"):
+        return status.state + (f" ({status.seconds:.1f}s)" if status.state == "ok" else "")
+    return f"{status.state}: {status.reason}" if status.reason else status.state
+
+
+def as_json(results: list[ModuleResult]) -> dict:
+    return {"modules": [{
+        "name": r.name, "ok": r.ok, "error": r.error.one_line() if r.error else None,
+        "published": [str(p) for p in r.published], "notes": r.notes,
+        "stages": {s: {"state": st.state, "reason": st.reason, "seconds": round(st.seconds, 3),
+                       "key": st.key, "meta": st.meta} for s, st in r.stages.items()},
+    } for r in results]}
+
+
+def markdown(results: list[ModuleResult]) -> str:
+    lines = ["# trtforge build report", "", "| module | " + " | ".join(STAGE_NAMES) + " | engine check |",
+             "|---" * (len(STAGE_NAMES) + 2) + "|"]
+    for r in results:
+        engine = r.stages["verify"].meta.get("checks", {}).get("engine", {})
+        echeck = engine.get("reason") or engine.get("status", "not run")
+        lines.append(f"| {r.name} | " + " | ".join(_cell(r.stages[s]) for s in STAGE_NAMES) + f" | {echeck} |")
+    for r in results:
+        lines += ["", f"## {r.name}", ""]
+        if r.error:
+            lines.append(f"**FAILED** — {r.error.one_line()}")
+        for note in r.notes:
+            lines.append(f"- note: {note}")
+        for p in r.published:
+            lines.append(f"- published `{p}`")
+        prec = r.stages["precision_rules"].meta
+        if prec:
+            f = prec["flops"]
+            lines += ["", f"Precision ({prec['realizer']}): {len(prec['fp32'])} FP32 nodes; "
+                      f"{f['fp16_share']:.2%} of MatMul/Gemm/Conv FLOPs stay FP16; casts {prec['casts']}"]
+            for node, why in list(prec["fp32"].items())[:40]:
+                lines.append(f"- `{node}` ({why['op']}): {why['rule']} — {why['reason']}")
+            for w in prec["warnings"]:
+                lines.append(f"- warning: {w}")
+        passes = r.stages["graph_passes"].meta.get("passes", [])
+        if passes:
+            lines += ["", "| pass | modified | nodes before → after | ms |", "|---|---|---|---|"]
+            lines += [f"| {p['name']} | {p['modified']} | {p['nodes_before']} → {p['nodes_after']} | "
+                      f"{p['seconds'] * 1e3:.1f} |" for p in passes]
+        build = r.stages["build"].meta
+        if build:
+            lines += ["", f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
+                      f"{build['layers']} layers ({build['shape_layers']} shape-only), "
+                      f"parse {build['parse_s']}s, build {build['build_s']}s, {build['engine_bytes']} bytes"]
+        checks = r.stages["verify"].meta.get("checks", {})
+        if checks:
+            lines += ["", "| check | status | kind | output | max abs | max rel | cosine | outside |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for stage, c in checks.items():
+                outs = c.get("outputs") or {"-": {}}
+                for name, m in outs.items():
+                    lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | "
+                                 f"{m.get('max_abs', float('nan')):.3g} | {m.get('max_rel', float('nan')):.3g} | "
+                                 f"{m.get('cosine', float('nan')):.6f} | {m.get('outside', float('nan')):.3%} |")
+                if c.get("reason"):
+                    lines.append(f"| | | {c['reason']} | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(results: list[ModuleResult], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / "report.json", json.dumps(as_json(results), indent=1, default=str).encode())
+    path = out_dir / "REPORT.md"
+    atomic_write_bytes(path, markdown(results).encode())
+    return path
+
+
+def status_table(results: list[ModuleResult]) -> str:
+    width = max([len(r.name) for r in results] + [6])
+    head = f"{'module':<{width}}  " + "  ".join(f"{s:<16}" for s in STAGE_NAMES)
+    rows = [head]
+    for r in results:
+        rows.append(f"{r.name:<{width}}  " + "  ".join(f"{r.stages[s].state:<16}" for s in STAGE_NAMES))
+    return "\n".join(rows)

@@ -1,0 +1,48 @@
+"""What every stage shares: frozen settings, key material, and a `run` that imports heavy tools late.
+
+A stage never imports another stage. The driver (`trtforge.pipeline`) alone knows their order.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from trtforge.manifest import ModuleSpec
+
+
+def tool_versions(*dists: str) -> dict:
+    """Installed distribution versions, read from metadata (no import of the tool itself)."""
+    out = {}
+    for d in dists:
+        try:
+            out[d] = importlib.metadata.version(d)
+        except importlib.metadata.PackageNotFoundError:
+            out[d] = None
+    return out
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage's run may see besides its inputs: the module, the manifest root, the log."""
+
+    module: ModuleSpec
+    root: Path
+    inputs: dict = field(default_factory=dict)  # upstream stage name -> folder of its outputs
+    upstream_meta: dict = field(default_factory=dict)  # upstream stage name -> its record meta
+
+
+class Stage(Protocol):
+    name: str
+    version: str  # salt: bump when the stage's output for the same key would change
+
+    def key_material(self, module: ModuleSpec, root: Path) -> dict: ...
+
+    def run(self, ctx: StageContext, workdir: Path) -> dict: ...
+
+
+def platform_info() -> dict:
+    return {"os": platform.system(), "machine": platform.machine(), "python": platform.python_version()}

@@ -1,0 +1,48 @@
+"""Run an engine where it can run: TensorRT runtime through polygraphy's TrtRunner, which copies
+inputs and executes on one CUDA stream (a copy on the default stream and execution on another once
+produced stale reads that looked like a precision bug). Where it cannot run, say exactly why."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from trtforge.build import backend as be
+
+
+def why_not_runnable(build_meta: dict) -> str | None:
+    gpus = be.gpus()
+    backend = build_meta["backend"]
+    if not gpus:
+        return "no NVIDIA GPU on this machine"
+    if not be.installed(backend):
+        return f"{backend} is not installed here (pip install 'trtforge[{be.EXTRA[backend]}]')"
+    gpu = gpus[0]
+    targets = build_meta["target"]["compute_capabilities"]
+    if gpu.compute_capability not in targets:
+        extra = " (TensorRT-RTX does not run on Hopper)" if gpu.compute_capability == "9.0" and backend == be.RTX else ""
+        return (f"{backend} engine built for sm{', sm'.join(c.replace('.', '') for c in targets)}; "
+                f"this GPU ({gpu.name}, sm{gpu.compute_capability.replace('.', '')}) is not among them{extra}")
+    if backend == be.TRT and build_meta["target"].get("gpu") != gpu.name:
+        return f"engine built for {build_meta['target'].get('gpu')}, this GPU is {gpu.name}"
+    return None
+
+
+def run_engine(engine_path: Path, feeds: dict, backend: str, runs: int = 50) -> tuple[dict, dict]:
+    be.select(backend)
+    from polygraphy.backend.common import bytes_from_path
+    from polygraphy.backend.trt import TrtRunner, engine_from_bytes
+
+    engine = engine_from_bytes(bytes_from_path(str(engine_path)))
+    with TrtRunner(engine) as runner:
+        outputs = {k: np.array(v) for k, v in runner.infer(feeds).items()}
+        for _ in range(5):  # warm-up
+            runner.infer(feeds)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            runner.infer(feeds)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return outputs, {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}

@@ -1,0 +1,53 @@
+"""Per-output comparison against the FP32 reference, and the guards that catch broken outputs
+that small error figures would hide (NaN/Inf, constant outputs, identical rows)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
+    a = np.asarray(actual, dtype=np.float64)
+    r = np.asarray(ref, dtype=np.float64)
+    if a.shape != r.shape:
+        return {"ok": False, "reason": f"shape {list(a.shape)} != reference {list(r.shape)}"}
+    finite = np.isfinite(a)
+    if not finite.all():
+        bad = int((~finite).sum())
+        return {"ok": False, "reason": f"{bad} of {a.size} values are NaN/Inf", "nonfinite": bad}
+    diff = np.abs(a - r)
+    scale = np.abs(r)
+    rel = diff / np.maximum(scale, 1e-6)
+    bound = tol["atol"] + tol["rtol"] * scale
+    outside = float((diff > bound).mean()) if a.size else 0.0
+    denom = np.linalg.norm(a.ravel()) * np.linalg.norm(r.ravel())
+    cosine = float(a.ravel() @ r.ravel() / denom) if denom > 0 else (1.0 if np.allclose(a, r) else 0.0)
+    m = {"max_abs": float(diff.max(initial=0.0)), "max_rel": float(rel.max(initial=0.0)),
+         "mean_rel": float(rel.mean()) if a.size else 0.0, "cosine": cosine, "outside": outside}
+    reasons = []
+    if outside > tol["max_outside"]:
+        reasons.append(f"{outside:.2%} of elements outside atol {tol['atol']:g} + rtol {tol['rtol']:g} "
+                       f"(allowed {tol['max_outside']:.2%})")
+    if cosine < tol["min_cosine"]:
+        reasons.append(f"cosine {cosine:.5f} < {tol['min_cosine']}")
+    if a.size > 1 and np.ptp(a) == 0 and np.ptp(r) > 0:
+        reasons.append("output is constant while the reference is not")
+    if a.ndim >= 2 and a.shape[-2] > 1 and r.shape[-2] > 1:
+        rows_same = np.all(a == a[..., :1, :], axis=(-2, -1)).all()
+        if rows_same and not np.all(r == r[..., :1, :]):
+            reasons.append("every row is identical while the reference's are not")
+    m["ok"] = not reasons
+    if reasons:
+        m["reason"] = "; ".join(reasons)
+    return m
+
+
+def compare_all(actual: dict, ref: dict, tolerance) -> dict:
+    """tolerance: a callable output name -> tolerance dict."""
+    out = {}
+    for name, r in ref.items():
+        if name not in actual:
+            out[name] = {"ok": False, "reason": "output missing"}
+            continue
+        out[name] = compare(actual[name], r, tolerance(name))
+    return out
