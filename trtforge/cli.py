@@ -24,12 +24,12 @@ def _fail(e: TrtforgeError, verbose: bool) -> None:
     sys.exit(e.exit_code)
 
 
-def _store(manifest, cache_dir: str | None):
+def _store(manifest, cache_dir: str | None, writable: bool = True):
     from trtforge.cache import Store
 
     root = Path(cache_dir or os.environ.get(ENV_CACHE) or manifest.cache_dir)
     shared = tuple(Path(p) for p in os.environ.get(ENV_SHARED, "").split(os.pathsep) if p)
-    return Store(root, shared=shared)
+    return Store(root, shared=shared, writable=writable)
 
 
 @click.group()
@@ -58,7 +58,7 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
     verbose = ctx.obj["verbose"]
     from trtforge.manifest import load_manifest
     from trtforge.pipeline import build_module
-    from trtforge.publish import publish
+    from trtforge.publish import publish_result
     from trtforge.report import as_json as report_json, status_table, write_reports
 
     t0 = time.perf_counter()
@@ -71,9 +71,11 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
             if not quiet and not as_json:
                 click.echo(f"[trtforge] {module.name}: building", err=True)
             result = build_module(store, manifest, module, backend)
-            results.append(result)
             if "build" in result.records:
-                result.published = publish(store, result, manifest.output_dir, module)
+                result = publish_result(store, manifest, module, result, backend)
+            results.append(result)
+            for note in result.notes:
+                click.echo(f"trtforge: note: {module.name}: {note}", err=True)
         report = write_reports(results, manifest.output_dir)
     except TrtforgeError as e:
         _fail(e, verbose)
@@ -135,13 +137,13 @@ def cache():
     """Inspect and manage the artifact cache."""
 
 
-def _cache_store(manifest_path, cache_dir):
+def _cache_store(manifest_path, cache_dir, writable=True):
     from trtforge.cache import Store
     from trtforge.manifest import load_manifest
 
     if cache_dir or os.environ.get(ENV_CACHE):
-        return Store(Path(cache_dir or os.environ[ENV_CACHE]))
-    return _store(load_manifest(manifest_path), None)
+        return Store(Path(cache_dir or os.environ[ENV_CACHE]), writable=writable)
+    return _store(load_manifest(manifest_path), None, writable)
 
 
 _cache_opts = [click.option("--cache-dir", default=None),
@@ -160,7 +162,7 @@ def _with_cache_opts(f):
 def cache_ls(ctx, cache_dir, manifest_path):
     """List cache records: key, stage, size, age."""
     try:
-        store = _cache_store(manifest_path, cache_dir)
+        store = _cache_store(manifest_path, cache_dir, writable=False)  # listing needs no writes
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     now = time.time()

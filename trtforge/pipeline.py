@@ -14,7 +14,8 @@ from pathlib import Path
 
 from trtforge.build import BuildStage
 from trtforge.cache import Record, Store, key_of
-from trtforge.cache.store import CorruptEntry
+from trtforge.cache.store import CorruptEntry, cache_writes
+from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import TrtforgeError, VerifyError
 from trtforge.export import ExportStage
 from trtforge.graph_passes import GraphPassesStage
@@ -72,7 +73,7 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
     status.key = key
     record = store.lookup(key)
     if record is None:
-        with store.lock(key):
+        with cache_writes(store.root), store.lock(key):
             record = store.lookup(key)  # another process may have built it while we waited
             if record is None:
                 t0 = time.perf_counter()
@@ -81,6 +82,7 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
                                    upstream_meta={d: r.meta for d, r in upstream.items()})
                 with store.workdir(f"{module.name}.{stage.name}") as wd:
                     meta = stage.run(ctx, wd)
+                    checkpoint(f"stage:{stage.name}")
                     # an input that changed while the stage ran must not be published under this key
                     if stage_key(stage, module, root, upstream)[0] != key:
                         raise TrtforgeError("an input changed during the build; not published",
@@ -90,7 +92,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
     if status.state != "ok":
         status.state = "cached"
     status.meta = record.meta
-    store.remember(module.name, stage.name, key, doc)
+    with cache_writes(store.root):
+        store.remember(module.name, stage.name, key, doc)
     return record
 
 

@@ -12,18 +12,20 @@ from pathlib import Path
 
 from trtforge import __version__
 from trtforge.cache import Store, digest_file
-from trtforge.cache.store import atomic_copy, atomic_write_bytes
+from trtforge.cache.store import CorruptEntry, atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
+from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import PublishError
 from trtforge.manifest import ModuleSpec
-from trtforge.pipeline import ModuleResult
+from trtforge.manifest import Manifest
+from trtforge.pipeline import ModuleResult, build_module
 
-SUFFIXES = (".engine", ".inputs.npz", ".reference.npz", ".json")
+# the sidecar first: withdrawing it first means a crash part-way never leaves one that vouches
+# for files it does not describe
+SUFFIXES = (".json", ".engine", ".inputs.npz", ".reference.npz")
 
 
-def _copy_if_changed(src: Path, dest: Path, digest: str) -> None:
-    if dest.exists() and digest_file(dest) == digest:
-        return
-    atomic_copy(src, dest)
+def _unchanged(dest: Path, digest: str) -> bool:
+    return dest.exists() and digest_file(dest) == digest
 
 
 def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpec) -> list[Path]:
@@ -36,6 +38,7 @@ def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpe
         if not result.ok:
             for suffix in SUFFIXES:
                 (folder / f"{name}{suffix}").unlink(missing_ok=True)
+            fsync_dir(folder)
             return []
         bview, eview = store.view(build), store.view(result.records["export"])
         files = {f"{name}.engine": (bview / "model.engine", build.outputs["model.engine"]["digest"]),
@@ -43,17 +46,44 @@ def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpe
                                         result.records["export"].outputs["caller_inputs.npz"]["digest"]),
                  f"{name}.reference.npz": (eview / "caller_reference.npz",
                                            result.records["export"].outputs["caller_reference.npz"]["digest"])}
-        for fname, (src, digest) in files.items():
-            _copy_if_changed(src, folder / fname, digest)
+        sweep_temps(folder, prefix=f".{name}.")
+        side = folder / f"{name}.json"
+        stale = [(src, folder / f, d) for f, (src, d) in files.items() if not _unchanged(folder / f, d)]
+        if stale and side.exists():
+            # the old sidecar describes the old engine: withdraw it before any file changes, so a
+            # sidecar on disk always matches the files beside it, whatever point a crash hits
+            side.unlink()
+            fsync_dir(folder)
+        for src, dest, _ in stale:
+            atomic_copy(src, dest)
+        checkpoint("publish")
         sidecar = sidecar_doc(result, {f: d for f, (_, d) in files.items()}, module)
         data = json.dumps(sidecar, indent=1, sort_keys=True).encode()
-        side = folder / f"{name}.json"
         if not side.exists() or side.read_bytes() != data:
             atomic_write_bytes(side, data)
     except OSError as e:
         raise PublishError(f"cannot write: {e.strerror}", where=str(e.filename or folder), module=name,
                            hint="make the output folder writable and free space; the cache is intact") from None
     return [folder / f for f in (*files, f"{name}.json")]
+
+
+def publish_result(store: Store, manifest: Manifest, module: ModuleSpec, result: ModuleResult,
+                   backend: str | None = None) -> ModuleResult:
+    """Publish; a blob found corrupt while copying it out is forgotten and its stage rebuilt once."""
+    for attempt in range(2):
+        try:
+            result.published = publish(store, result, manifest.output_dir, module)
+            return result
+        except CorruptEntry as e:
+            if attempt:
+                raise
+            store.forget(e.key)
+            notes = [*result.notes, f"corrupt cache entry forgotten and rebuilt: {e}"]
+            result = build_module(store, manifest, module, backend)
+            result.notes[:0] = notes
+            if "build" not in result.records:
+                return result
+    return result
 
 
 def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:

@@ -16,6 +16,7 @@ is written only after all its blobs. A blob whose digest does not match on read 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -26,7 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trtforge.cache.keys import digest_file, hash_file, set_memo_root
+from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import CacheError
+
+SUBDIRS = ("blobs", "actions", "index", "views", "locks", "tmp")
+# errors that mean "this folder cannot take writes now", not a bug: one line, exit 2
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class CorruptEntry(Exception):
@@ -56,15 +62,65 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(dest: Path, data: bytes) -> None:
+def _owner_tag() -> str:
+    """pid@host in every temp name, so a later run can tell a dead writer's leftovers from a live
+    writer's file (`sweep_temps`) on a cache shared between machines."""
+    return f"{os.getpid()}@{_HOST}"
+
+
+_HOST = os.uname().nodename.replace(".", "_")  # temp names are split on "."
+
+
+def _owner_dead(name: str) -> bool:
+    """True when `name` carries the pid@host tag of a process of this host that has exited."""
+    for part in name.split("."):
+        pid, sep, host = part.partition("@")
+        if sep and pid.isdigit() and host == _HOST:
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+            return False
+    return False
+
+
+def sweep_temps(folder: Path, prefix: str = ".") -> int:
+    """Remove temp files and work folders under `folder` left by killed writers of this host."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not _owner_dead(entry.name):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        removed += 1
+    return removed
+
+
+def _mkstemp_beside(dest: Path) -> tuple[int, str]:
+    # the temp file lives in the destination folder: os.replace is then a same-filesystem rename,
+    # atomic, and a crash leaves only a dot-name that is never mistaken for the real file
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    return tempfile.mkstemp(prefix=f".{dest.name}.{_owner_tag()}.", suffix=".tmp", dir=dest.parent)
+
+
+def atomic_write_bytes(dest: Path, data: bytes) -> None:
+    fd, tmp = _mkstemp_beside(dest)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
+        checkpoint(f"atomic:{dest.name}")
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -74,14 +130,14 @@ def atomic_write_bytes(dest: Path, data: bytes) -> None:
 
 
 def atomic_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = _mkstemp_beside(dest)
     try:
         with os.fdopen(fd, "wb") as f, open(src, "rb") as s:
             shutil.copyfileobj(s, f, 1 << 20)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
+        checkpoint(f"atomic:{dest.name}")
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -90,17 +146,43 @@ def atomic_copy(src: Path, dest: Path) -> None:
     fsync_dir(dest.parent)
 
 
+@contextlib.contextmanager
+def cache_writes(where: Path):
+    """Turn a full disk or a read-only cache met while writing into one line (exit 2). What was
+    already published stays valid: every write is a temp name until its final rename."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        raise CacheError(f"cannot write: {e.strerror}", where=str(e.filename or where),
+                         hint="free space (trtforge cache gc --max-size ...) or pass --cache-dir; "
+                              "cached entries are intact, the next run resumes") from None
+
+
 class Store:
-    def __init__(self, root: Path, shared: tuple[Path, ...] = ()):
+    def __init__(self, root: Path, shared: tuple[Path, ...] = (), *, writable: bool = True):
         self.root = Path(root)
         self.shared = tuple(Path(p) for p in shared)  # read-only layers under the writable one
+        if writable:
+            self._open_writable()
+        set_memo_root(self.root / "statmemo")
+
+    def _open_writable(self) -> None:
+        hint = ("pass --cache-dir (or $TRTFORGE_CACHE_DIR) to a writable folder; a read-only cache "
+                "can be layered under it with $TRTFORGE_SHARED_CACHE")
         try:
-            for sub in ("blobs", "actions", "index", "views", "locks", "tmp"):
+            for sub in SUBDIRS:
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise CacheError(f"cannot create the cache: {e.strerror}", where=str(self.root),
-                             hint="pass --cache-dir to a writable folder") from None
-        set_memo_root(self.root / "statmemo")
+            raise CacheError(f"cannot create the cache: {e.strerror}", where=str(e.filename or self.root),
+                             hint=hint) from None
+        # os.access is honest about read-only mounts and permissions (for non-root users); it
+        # costs microseconds, where finding out at the first lock would leave a traceback
+        for folder in (self.root, *(self.root / sub for sub in SUBDIRS)):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise CacheError("the cache folder is read-only", where=str(folder), hint=hint)
+        sweep_temps(self.root / "tmp", prefix="")
 
     # ---------------------------------------------------------------------------------- paths
     def _blob(self, digest: str, root: Path | None = None) -> Path:
@@ -159,7 +241,7 @@ class Store:
     @contextlib.contextmanager
     def workdir(self, label: str):
         """A fresh folder under tmp/ for a stage to write into; removed afterwards."""
-        path = Path(tempfile.mkdtemp(prefix=f"{label}.", dir=self.root / "tmp"))
+        path = Path(tempfile.mkdtemp(prefix=f"{_owner_tag()}.{label}.", dir=self.root / "tmp"))
         try:
             yield path
         finally:
@@ -182,6 +264,7 @@ class Store:
             os.chmod(path, 0o444)
             os.replace(path, blob)
             fsync_dir(blob.parent)
+        checkpoint(f"put:{stage}")
         doc = {"key": key, "stage": stage, "outputs": outputs, "meta": meta, "created": time.time()}
         atomic_write_bytes(self._action(key).with_suffix(".key.json"),
                            json.dumps(key_doc, indent=1, sort_keys=True).encode())
@@ -223,6 +306,9 @@ class Store:
 
     # ------------------------------------------------------------------------------- explain
     def remember(self, module: str, stage: str, key: str, key_doc: dict) -> None:
+        last = self.last(module, stage)
+        if last is not None and last.get("key") == key:
+            return  # a no-op build writes nothing
         atomic_write_bytes(self.root / "index" / module / f"{stage}.json",
                            json.dumps({"key": key, "doc": key_doc}, sort_keys=True).encode())
 

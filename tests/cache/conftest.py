@@ -1,0 +1,132 @@
+"""A tiny real project (a 2-layer MLP, one module; a full build takes a few seconds on the CPU) and
+the invariants every crash, corruption and concurrency test checks afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TRTFORGE, run_cli
+
+MLP = '''\
+import torch
+from torch import nn
+
+
+def make_mlp(width: int = 16, seed: int = 0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 4))
+'''
+
+MANIFEST = '''\
+[defaults]
+precision.rules = []
+
+[modules.mlp]
+factory = "tinymods.mlp:make_mlp"
+factory_args = {{ width = {width} }}
+inputs.x = {{ shape = [2, 8], dtype = "float16" }}
+outputs = ["y"]
+verify = {{ atol = {atol} }}
+'''
+
+STAGES = ("export", "graph_passes", "precision_rules", "build", "verify")
+
+
+def write_project(root: Path, width: int = 16, atol: float = 0.01) -> Path:
+    (root / "tinymods").mkdir(parents=True, exist_ok=True)
+    (root / "tinymods" / "__init__.py").write_text("")
+    (root / "tinymods" / "mlp.py").write_text(MLP)
+    set_manifest(root, width=width, atol=atol)
+    return root
+
+
+def set_manifest(root: Path, width: int = 16, atol: float = 0.01) -> None:
+    (root / "engines.toml").write_text(MANIFEST.format(width=width, atol=atol))
+
+
+@pytest.fixture
+def tiny_project(tmp_path) -> Path:
+    return write_project(tmp_path / "proj")
+
+
+def build(root: Path, *args, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:
+    """`trtforge build --json`; returns the process and the parsed report (None if it died)."""
+    proc = run_cli("build", "engines.toml", "--json", *args, cwd=root, env=env, timeout=300)
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        report = None
+    return proc, report
+
+
+def states(report: dict, module: str = "mlp") -> dict:
+    (mod,) = [m for m in report["modules"] if m["name"] == module]
+    return {s: v["state"] for s, v in mod["stages"].items()}
+
+
+def popen_build(root: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([TRTFORGE, "build", "engines.toml", "--json"], cwd=root,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def records(cache: Path) -> list[dict]:
+    """Every action record; each must parse: records are only ever written whole."""
+    out = []
+    for path in sorted((cache / "actions").glob("*/*.json")):
+        if not path.name.startswith(".") and not path.name.endswith(".key.json"):
+            out.append(json.loads(path.read_text()))
+    return out
+
+
+def stages_recorded(cache: Path) -> set[str]:
+    return {r["stage"] for r in records(cache)}
+
+
+def blob(cache: Path, digest: str) -> Path:
+    return cache / "blobs" / digest[:2] / digest
+
+
+def record_of(cache: Path, stage: str) -> dict:
+    (rec,) = [r for r in records(cache) if r["stage"] == stage]
+    return rec
+
+
+def assert_consistent(root: Path) -> None:
+    """No partial file under a final name, anywhere:
+    - every blob's content hashes to its name, and every record's blobs exist (record written last);
+    - every index entry and sidecar parses;
+    - every published file is a complete copy of a cached blob, and a sidecar, when present,
+      describes exactly the files beside it."""
+    cache = root / ".trtforge-cache"
+    blobs = {}
+    for b in (cache / "blobs").glob("*/*"):
+        if not b.name.startswith("."):
+            assert sha256(b) == b.name, f"blob {b} does not match its digest"
+            blobs[b.name] = b
+    for rec in records(cache):
+        for name, o in rec["outputs"].items():
+            assert o["digest"] in blobs, f"record {rec['key'][:12]} ({rec['stage']}) names a missing blob {name}"
+    for idx in (cache / "index").glob("*/*.json"):
+        if not idx.name.startswith("."):
+            json.loads(idx.read_text())
+    for folder in (root / "engines").glob("*/"):
+        for f in folder.iterdir():
+            if f.name.startswith("."):
+                continue
+            if f.suffix == ".json":
+                side = json.loads(f.read_text())
+                for fname, digest in side["files"].items():
+                    assert sha256(folder / fname) == digest, f"sidecar {f.name} does not describe {fname}"
+            else:
+                assert sha256(f) in blobs, f"published {f.name} is not a complete cached artifact"

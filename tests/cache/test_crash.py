@@ -1,0 +1,71 @@
+"""SIGKILL at every step of a real build (test hook TRTFORGE_TEST_KILL_AT, trtforge/cache/testhooks.py)
+and at random times: the next run completes, reuses what was finished, and no partial file ever
+sits under a final name."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+from tests.cache.conftest import (STAGES, assert_consistent, build, popen_build, set_manifest,
+                                  stages_recorded, states)
+
+KILL = "TRTFORGE_TEST_KILL_AT"
+
+
+def test_kill_inside_each_stage_then_resume_reuses_finished_stages(tiny_project):
+    cache = tiny_project / ".trtforge-cache"
+    for i, stage in enumerate(STAGES):
+        # killed after its outputs are written (work folder), and after its blobs are stored but
+        # before its record: both leave the stage unfinished, everything upstream finished
+        for point in (f"stage:{stage}", f"put:{stage}") if stage in ("export", "build") else (f"stage:{stage}",):
+            proc, _ = build(tiny_project, env={KILL: point})
+            assert proc.returncode == -signal.SIGKILL, (point, proc.stderr[-2000:])
+            assert stages_recorded(cache) == set(STAGES[:i]), point
+            assert_consistent(tiny_project)
+    proc, report = build(tiny_project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert states(report) == {s: "cached" for s in STAGES[:-1]} | {"verify": "ok"}
+    assert list((cache / "tmp").iterdir()) == [], "work folders of killed runs were not swept"
+    assert_consistent(tiny_project)
+
+
+def test_kill_while_publishing_then_resume(tiny_project):
+    proc, _ = build(tiny_project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    set_manifest(tiny_project, width=24)  # a new engine replaces the published one
+    target = next((tiny_project / "engines").glob("*/"))
+    for point in ("atomic:mlp.engine", "publish", "atomic:mlp.json"):
+        proc, _ = build(tiny_project, env={KILL: point})
+        assert proc.returncode == -signal.SIGKILL, (point, proc.stderr[-2000:])
+        assert_consistent(tiny_project)
+        if point == "atomic:mlp.engine":
+            assert any(f.name.startswith(".mlp.engine.") for f in target.iterdir()), "temp not in place"
+            assert not (target / "mlp.json").exists(), "old sidecar left beside a changing engine"
+    proc, report = build(tiny_project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(states(report).values()) == {"cached"}
+    assert sorted(f.name for f in target.iterdir()) == [
+        "mlp.engine", "mlp.inputs.npz", "mlp.json", "mlp.reference.npz"], "stale temps not swept"
+    assert_consistent(tiny_project)
+
+
+def test_kill_at_random_times(tiny_project):
+    """Repeated SIGKILLs at random points (TRTFORGE_RANDOM_KILLS=N for more; 6 keeps CI short)."""
+    rng = random.Random(int(os.environ.get("TRTFORGE_RANDOM_SEED", "5")))
+    for i in range(int(os.environ.get("TRTFORGE_RANDOM_KILLS", "6"))):
+        if i % 2:
+            set_manifest(tiny_project, width=rng.choice((8, 12, 16, 20)))
+        proc = popen_build(tiny_project)
+        time.sleep(rng.uniform(0.3, 6.0))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert_consistent(tiny_project)
+    proc, report = build(tiny_project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_consistent(tiny_project)
+    proc, report = build(tiny_project)
+    assert set(states(report).values()) == {"cached"}

@@ -1,0 +1,29 @@
+"""Test hooks: fault injection at named points, for the crash and disk-full tests only.
+
+A real crash (SIGKILL) and a real full disk cannot be timed from outside a process precisely
+enough to land inside each step, so the tests name the step through the environment:
+
+    TRTFORGE_TEST_KILL_AT=<point>    the process SIGKILLs itself at <point> (no cleanup runs)
+    TRTFORGE_TEST_ENOSPC_AT=<point>  an OSError(ENOSPC) is raised at <point>, as a full disk would
+
+Points: `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
+`put:<name>` (its blobs are in the store, its record not yet), `atomic:<file name>` (a temp file is
+written and fsynced, not yet renamed), `publish` (the engine is published, its sidecar not yet).
+Unset variables cost one dict lookup; nothing else here runs in a normal build.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+KILL_ENV = "TRTFORGE_TEST_KILL_AT"
+ENOSPC_ENV = "TRTFORGE_TEST_ENOSPC_AT"
+
+
+def checkpoint(point: str) -> None:
+    if os.environ.get(KILL_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(ENOSPC_ENV) == point:
+        raise OSError(errno.ENOSPC, f"No space left on device (test hook {ENOSPC_ENV}={point})", point)
