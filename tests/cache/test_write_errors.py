@@ -1,0 +1,87 @@
+"""A read-only cache and a full disk end in one line, exit 2, and lose nothing.
+
+The full disk is the test hook TRTFORGE_TEST_ENOSPC_AT (trtforge/cache/testhooks.py): an
+OSError(ENOSPC) raised exactly where a write would fail, since CI machines cannot mount a tiny tmpfs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.cache.conftest import (TRTFORGE, assert_consistent, build, records, set_manifest, sha256,
+                                  states)
+
+ENOSPC = "TRTFORGE_TEST_ENOSPC_AT"
+
+
+def _one_line_error(proc, *words):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("trtforge: error:")]
+    assert len(lines) == 1, proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def _run_with_read_only_cache(args, proj, cache):
+    """The CLI with `cache` read-only: by permission bits for a normal user; as root (which ignores
+    them) by a read-only bind mount in a private mount namespace, as a restored CI cache would be."""
+    if os.geteuid() != 0:
+        for dirpath, _, _ in os.walk(cache):
+            os.chmod(dirpath, 0o555)
+        try:
+            return subprocess.run([TRTFORGE, *args], cwd=proj, capture_output=True, text=True, timeout=120)
+        finally:
+            for dirpath, _, _ in os.walk(cache):
+                os.chmod(dirpath, 0o755)
+    if shutil.which("unshare") is None:
+        pytest.skip("running as root without unshare: cannot make a folder read-only")
+    script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"')
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(cache), TRTFORGE, *args],
+                          cwd=proj, capture_output=True, text=True, timeout=120)
+    if "mount:" in proc.stderr or "unshare:" in proc.stderr:
+        pytest.skip(f"cannot mount read-only here: {proc.stderr.strip()[:200]}")
+    return proc
+
+
+def test_read_only_cache_is_one_line_exit_2(tiny_project):
+    cache = tiny_project / ".trtforge-cache"
+    for sub in ("blobs", "actions", "tmp"):
+        (cache / sub).mkdir(parents=True)
+    before = sorted(p.relative_to(cache) for p in cache.rglob("*"))
+    proc = _run_with_read_only_cache(["build", "engines.toml"], tiny_project, cache)
+    _one_line_error(proc, "read-only", str(cache), "--cache-dir")
+    proc = _run_with_read_only_cache(["cache", "gc", "--max-size", "1M"], tiny_project, cache)
+    _one_line_error(proc, "read-only")
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before
+
+
+def test_disk_full_while_storing_keeps_everything(tiny_project):
+    proc, _ = build(tiny_project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    published = {p.name: sha256(p) for p in (tiny_project / "engines").glob("*/*")}
+    n_records = len(records(tiny_project / ".trtforge-cache"))
+
+    set_manifest(tiny_project, width=24)
+    proc, _ = build(tiny_project, env={ENOSPC: "put:build"})
+    _one_line_error(proc, "No space left on device")
+    assert {p.name: sha256(p) for p in (tiny_project / "engines").glob("*/*")} == published
+    assert len(records(tiny_project / ".trtforge-cache")) == n_records + 3  # export..precision stored
+    assert_consistent(tiny_project)
+
+    proc, report = build(tiny_project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert states(report)["precision_rules"] == "cached" and states(report)["build"] == "ok"
+
+
+def test_disk_full_while_publishing_keeps_the_cache(tiny_project):
+    proc, _ = build(tiny_project, env={ENOSPC: "atomic:mlp.engine"})
+    _one_line_error(proc, "No space left on device", "mlp.engine")
+    assert not list((tiny_project / "engines").glob("*/.mlp.engine.*")), "temp file left behind"
+    assert_consistent(tiny_project)
+    proc, report = build(tiny_project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(states(report).values()) == {"cached"}
