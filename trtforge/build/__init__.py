@@ -30,6 +30,9 @@ class BuildStage:
             "options": dict(module.build, backend=backend),
             "realizer": module.precision["realizer"], "platform": be.platform_key(),
             "tools": tool_versions("polygraphy", "onnx"), "plugins": [],
+            # the CUDA runtime the builder links against picks kernels too (None where absent)
+            "cuda": tool_versions("nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13",
+                                  "nvidia-cuda-runtime"),
         }
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:
