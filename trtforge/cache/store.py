@@ -105,10 +105,21 @@ def sweep_temps(folder: Path, prefix: str = ".") -> int:
     return removed
 
 
+def mkdir_durable(folder: Path) -> None:
+    """mkdir -p, with the new entry fsynced into its parent: a file renamed into a folder that a
+    power cut then forgets is lost with it."""
+    if folder.is_dir():
+        return
+    mkdir_durable(folder.parent)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir()
+        fsync_dir(folder.parent)
+
+
 def _mkstemp_beside(dest: Path) -> tuple[int, str]:
     # the temp file lives in the destination folder: os.replace is then a same-filesystem rename,
     # atomic, and a crash leaves only a dot-name that is never mistaken for the real file
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    mkdir_durable(dest.parent)
     return tempfile.mkstemp(prefix=f".{dest.name}.{_owner_tag()}.", suffix=".tmp", dir=dest.parent)
 
 
@@ -211,9 +222,12 @@ class Store:
         for o in doc["outputs"].values():
             local = self._blob(o["digest"])
             if not local.exists():
-                local.parent.mkdir(parents=True, exist_ok=True)
+                mkdir_durable(local.parent)
                 try:
                     os.link(self._blob(o["digest"], root), local)
+                    fsync_dir(local.parent)
+                except FileExistsError:
+                    pass  # another process adopted it first
                 except OSError:
                     atomic_copy(self._blob(o["digest"], root), local)
         key_doc = self._action(doc["key"], root).with_suffix(".key.json")
@@ -239,6 +253,17 @@ class Store:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     @contextlib.contextmanager
+    def gc_lock(self, exclusive: bool):
+        """Shared while `put` moves blobs in and writes their record; exclusive for gc, so gc never
+        collects a blob whose record is about to be written."""
+        with open(self.root / "locks" / "gc.lock", "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
     def workdir(self, label: str):
         """A fresh folder under tmp/ for a stage to write into; removed afterwards."""
         path = Path(tempfile.mkdtemp(prefix=f"{_owner_tag()}.{label}.", dir=self.root / "tmp"))
@@ -249,6 +274,10 @@ class Store:
 
     def put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict) -> Record:
         """Ingest every file in `folder` as a blob, then write the record (last)."""
+        with self.gc_lock(exclusive=False):
+            return self._put(key, stage, key_doc, folder, meta)
+
+    def _put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict) -> Record:
         outputs = {}
         for path in sorted(folder.iterdir()):
             if not path.is_file():
@@ -258,7 +287,7 @@ class Store:
             blob = self._blob(digest)
             if blob.exists():
                 continue
-            blob.parent.mkdir(parents=True, exist_ok=True)
+            mkdir_durable(blob.parent)
             with open(path, "rb+") as f:
                 os.fsync(f.fileno())
             os.chmod(path, 0o444)
@@ -320,62 +349,16 @@ class Store:
 
     # ------------------------------------------------------------------------------- manage
     def records(self):
-        for path in sorted((self.root / "actions").glob("*/*.json")):
-            if path.name.endswith(".key.json"):
-                continue
-            try:
-                yield json.loads(path.read_text()), path
-            except (OSError, ValueError):
-                continue
+        from trtforge.cache.manage import records
+
+        return records(self.root)
 
     def verify_all(self) -> list[str]:
-        """Re-hash every blob (ignoring the stat memo); return the problems found."""
-        problems = []
-        for blob in sorted((self.root / "blobs").glob("*/*")):
-            if blob.name.startswith("."):
-                continue
-            if hash_file(blob) != blob.name:
-                problems.append(f"corrupt blob {blob.name[:16]}")
-                os.unlink(blob)
-        for doc, path in self.records():
-            missing = [n for n, o in doc["outputs"].items() if not self._blob(o["digest"]).exists()]
-            if missing:
-                problems.append(f"record {doc['key'][:12]} ({doc['stage']}): missing {', '.join(missing)}")
-        return problems
+        from trtforge.cache.manage import verify_all
+
+        return verify_all(self)
 
     def gc(self, max_bytes: int | None = None, older_than_s: float | None = None) -> dict:
-        """Drop records (oldest first) by age and until blobs fit `max_bytes`; then unreferenced
-        blobs. Never follows links out of the cache: only regular files under blobs/ are removed."""
-        now = time.time()
-        docs = sorted(self.records(), key=lambda dp: dp[0].get("created", 0))
-        removed = 0
-        if older_than_s is not None:
-            for doc, path in list(docs):
-                if now - doc.get("created", 0) > older_than_s:
-                    path.unlink(missing_ok=True)
-                    docs.remove((doc, path))
-                    removed += 1
+        from trtforge.cache.manage import gc
 
-        def blob_sizes():
-            return {b: b.lstat().st_size for b in (self.root / "blobs").glob("*/*")
-                    if b.is_file() and not b.is_symlink()}
-
-        def live():
-            return {o["digest"] for d, _ in docs for o in d["outputs"].values()}
-
-        while max_bytes is not None and docs:
-            keep = live()
-            if sum(s for b, s in blob_sizes().items() if b.name in keep) <= max_bytes:
-                break
-            doc, path = docs.pop(0)
-            path.unlink(missing_ok=True)
-            removed += 1
-        keep = live()
-        freed = 0
-        for blob, size in blob_sizes().items():
-            if blob.name not in keep:
-                blob.unlink()
-                freed += size
-        shutil.rmtree(self.root / "views", ignore_errors=True)
-        (self.root / "views").mkdir(exist_ok=True)
-        return {"records_removed": removed, "bytes_freed": freed}
+        return gc(self, max_bytes, older_than_s)

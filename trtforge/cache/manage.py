@@ -1,0 +1,115 @@
+"""`trtforge cache verify` and `trtforge cache gc`.
+
+Neither ever follows a link: only regular files inside real subfolders of the cache are read or
+removed, so a symlink planted in blobs/ (or a linked subfolder) cannot make gc delete anything
+outside the cache. gc holds the store's exclusive gc lock; `Store.put` holds it shared while it
+moves blobs in and writes their record, so a blob is never collected between the two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from trtforge.cache.keys import hash_file
+
+
+def regular_files(folder: Path):
+    """(path, size) of the regular files one level of real subfolders below `folder`; dot names
+    (temp files being written) are skipped, links are neither followed nor returned."""
+    try:
+        subs = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for sub in subs:
+        if not sub.is_dir(follow_symlinks=False):
+            continue
+        for entry in sorted(os.scandir(sub.path), key=lambda e: e.name):
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            yield Path(entry.path), entry.stat(follow_symlinks=False).st_size
+
+
+def records(root: Path):
+    """(record document, path) for every action record that parses."""
+    for path, _ in regular_files(root / "actions"):
+        if path.name.endswith(".key.json") or not path.name.endswith(".json"):
+            continue
+        try:
+            yield json.loads(path.read_text()), path
+        except (OSError, ValueError):
+            continue
+
+
+def verify_all(store) -> list[str]:
+    """Re-hash every blob (ignoring the stat memo), drop the corrupt ones; return the problems."""
+    problems = []
+    for blob, _ in regular_files(store.root / "blobs"):
+        if hash_file(blob) != blob.name:
+            problems.append(f"corrupt blob {blob.name[:16]}")
+            os.unlink(blob)
+    for doc, _ in records(store.root):
+        missing = [n for n, o in doc["outputs"].items() if not store._blob(o["digest"]).is_file()]
+        if missing:
+            problems.append(f"record {doc['key'][:12]} ({doc['stage']}): missing {', '.join(missing)}")
+    return problems
+
+
+def _current_keys(root: Path) -> set[str]:
+    """Keys of the last build of every module and stage (index/): what a no-op build needs."""
+    keys = set()
+    for path, _ in regular_files(root / "index"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            keys.add(json.loads(path.read_text())["key"])
+    return keys
+
+
+def _drop(path: Path) -> None:
+    path.with_suffix(".key.json").unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -> dict:
+    """Drop records older than `older_than_s` (except those of the last build), then the oldest
+    records (the last build's last) until the blobs they use fit in `max_bytes`; then every blob no
+    record uses, stale temp files of dead writers, and the views (rebuilt on demand)."""
+    from trtforge.cache.store import sweep_temps
+
+    root = store.root
+    with store.gc_lock(exclusive=True):
+        sweep_temps(root / "tmp", prefix="")
+        for top in ("blobs", "actions", "index"):
+            for sub in (root / top).iterdir():
+                if sub.is_dir() and not sub.is_symlink():
+                    sweep_temps(sub)
+        current = _current_keys(root)
+        now = time.time()
+        # oldest first; the last build's records go last
+        docs = sorted(records(root), key=lambda dp: (dp[0]["key"] in current, dp[0].get("created", 0)))
+        removed = 0
+        if older_than_s is not None:
+            for doc, path in list(docs):
+                if doc["key"] not in current and now - doc.get("created", 0) > older_than_s:
+                    _drop(path)
+                    docs.remove((doc, path))
+                    removed += 1
+        sizes = {p.name: s for p, s in regular_files(root / "blobs")}
+
+        def live() -> set[str]:
+            return {o["digest"] for d, _ in docs for o in d["outputs"].values()}
+
+        while max_bytes is not None and docs and sum(sizes.get(d, 0) for d in live()) > max_bytes:
+            _drop(docs.pop(0)[1])
+            removed += 1
+        keep, freed = live(), 0
+        for blob, size in regular_files(root / "blobs"):
+            if blob.name not in keep:
+                blob.unlink()
+                freed += size
+        shutil.rmtree(root / "views", ignore_errors=True)
+        (root / "views").mkdir(exist_ok=True)
+    return {"records_removed": removed, "bytes_freed": freed}
