@@ -121,12 +121,11 @@ def assert_consistent(root: Path) -> None:
         if not idx.name.startswith("."):
             json.loads(idx.read_text())
     for folder in (root / "engines").glob("*/"):
+        vouched = set()
+        for side in folder.glob("*.json"):
+            for fname, digest in json.loads(side.read_text())["files"].items():
+                assert sha256(folder / fname) == digest, f"sidecar {side.name} does not describe {fname}"
+                vouched.add(fname)
         for f in folder.iterdir():
-            if f.name.startswith("."):
-                continue
-            if f.suffix == ".json":
-                side = json.loads(f.read_text())
-                for fname, digest in side["files"].items():
-                    assert sha256(folder / fname) == digest, f"sidecar {f.name} does not describe {fname}"
-            else:
+            if not f.name.startswith(".") and f.suffix != ".json" and f.name not in vouched:
                 assert sha256(f) in blobs, f"published {f.name} is not a complete cached artifact"
