@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trtforge.cache.store import atomic_write_bytes
+from trtforge.cache.store import atomic_write_if_changed
 from trtforge.pipeline import STAGE_NAMES, ModuleResult
 
 
@@ -76,9 +76,9 @@ def markdown(results: list[ModuleResult]) -> str:
 
 def write_reports(results: list[ModuleResult], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / "report.json", json.dumps(as_json(results), indent=1, default=str).encode())
+    atomic_write_if_changed(out_dir / "report.json", json.dumps(as_json(results), indent=1, default=str).encode())
     path = out_dir / "REPORT.md"
-    atomic_write_bytes(path, markdown(results).encode())
+    atomic_write_if_changed(path, markdown(results).encode())
     return path
 
 

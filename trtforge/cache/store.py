@@ -140,6 +140,18 @@ def atomic_write_bytes(dest: Path, data: bytes) -> None:
     fsync_dir(dest.parent)
 
 
+def atomic_write_if_changed(dest: Path, data: bytes) -> bool:
+    """atomic_write_bytes unless `dest` already holds `data`: a no-op build writes (and fsyncs)
+    nothing."""
+    try:
+        if dest.stat().st_size == len(data) and dest.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(dest, data)
+    return True
+
+
 def atomic_copy(src: Path, dest: Path) -> None:
     fd, tmp = _mkstemp_beside(dest)
     try:

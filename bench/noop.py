@@ -1,0 +1,129 @@
+"""No-op `trtforge build` time: nothing changed, so deciding "all up to date" is hashing small
+files and reading small records, and neither torch nor tensorrt is imported.
+
+1. the repo's example manifest (3 engines), goal <= 0.3 s;
+2. a one-module manifest whose `depends` names a 3 GB weights file, goal <= 0.5 s: its digest is
+   reused while (size, mtime, ctime, inode) match, so the 3 GB are hashed once, at the first build.
+The 3 GB file is sparse (a few real chunks, holes between) in bench/work/, which git ignores.
+Each figure is the median of REPEAT runs of the console script, wall clock, process start included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "bench" / "work"
+REPEAT = int(os.environ.get("BENCH_REPEAT", "7"))
+TRTFORGE = Path(sys.executable).parent / "trtforge"
+CMD = [str(TRTFORGE)] if TRTFORGE.exists() else [sys.executable, "-m", "trtforge.cli"]
+WEIGHTS_BYTES = 3 * 10**9
+
+MLP = '''import torch
+from torch import nn
+
+
+def make_mlp(weights: str = "weights.bin"):
+    torch.manual_seed(0)  # the weights file stands in for a checkpoint; only its digest matters here
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+'''
+
+BIG_MANIFEST = '''[defaults]
+precision.rules = []
+
+[modules.big]
+factory = "bigmods.mlp:make_mlp"
+depends = ["weights.bin"]
+inputs.x = { shape = [2, 8], dtype = "float16" }
+outputs = ["y"]
+'''
+
+
+def trtforge(*args, cwd: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run. On a shared machine wall time includes waiting for a core;
+    the CPU time (user + sys of the child) is what the run itself costs."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([*CMD, *args], cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise SystemExit(f"trtforge {' '.join(args)} failed in {cwd}:\n{proc.stderr[-3000:]}")
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def example_project() -> Path:
+    proj = WORK / "example"
+    proj.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "examples", proj / "examples", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "engines.toml", proj / "engines.toml")
+    return proj
+
+
+def big_project() -> Path:
+    proj = WORK / "big"
+    (proj / "bigmods").mkdir(parents=True, exist_ok=True)
+    (proj / "bigmods" / "__init__.py").write_text("")
+    if not (proj / "bigmods" / "mlp.py").exists() or (proj / "bigmods" / "mlp.py").read_text() != MLP:
+        (proj / "bigmods" / "mlp.py").write_text(MLP)
+    (proj / "engines.toml").write_text(BIG_MANIFEST)
+    weights = proj / "weights.bin"
+    if not weights.exists() or weights.stat().st_size != WEIGHTS_BYTES:
+        with open(weights, "wb") as f:
+            f.truncate(WEIGHTS_BYTES)
+            for i in range(8):  # real bytes at a few places, holes elsewhere
+                f.seek(i * (WEIGHTS_BYTES // 8))
+                f.write(os.urandom(1 << 20))
+    return proj
+
+
+def noop_times(proj: Path) -> list[tuple[float, float]]:
+    first, _ = trtforge("build", "engines.toml", "--quiet", cwd=proj)  # builds, or is already a no-op
+    print(f"[noop] {proj.name}: first build {first:.1f}s", file=sys.stderr)
+    return [trtforge("build", "engines.toml", "--quiet", cwd=proj) for _ in range(REPEAT)]
+
+
+def heavy_imports(proj: Path) -> list[str]:
+    """Which heavy modules a no-op build imports (must be none)."""
+    code = ("import sys\nfrom trtforge.cli import main\ntry:\n    main(['build', 'engines.toml', '--quiet'])\n"
+            "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'tensorrt', 'tensorrt_rtx', "
+            "'polygraphy', 'onnxruntime') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=proj, capture_output=True, text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+def main() -> None:
+    results = []
+    for name, proj, goal in (("noop_example_manifest", example_project(), 0.3),
+                             ("noop_3GB_weights_in_depends", big_project(), 0.5)):
+        runs = noop_times(proj)
+        wall, cpu = [w for w, _ in runs], [c for _, c in runs]
+        imports = heavy_imports(proj)
+        results.append({"name": name, "value": round(statistics.median(wall), 4), "unit": "s",
+                        "goal": goal, "min": round(min(wall), 4), "max": round(max(wall), 4),
+                        "cpu_median": round(statistics.median(cpu), 4), "runs": len(runs),
+                        "load_avg_1m": os.getloadavg()[0], "heavy_imports": imports})
+        results.append({"name": f"{name} (CPU user+sys)", "value": round(statistics.median(cpu), 4),
+                        "unit": "s", "goal": goal})
+        print(f"[noop] {name}: wall median {statistics.median(wall):.3f}s min {min(wall):.3f}s, "
+              f"CPU median {statistics.median(cpu):.3f}s; heavy imports: {imports or 'none'}", file=sys.stderr)
+    # the first hash of a 3 GB file, for scale: what the stat memo saves on every no-op
+    t0 = time.perf_counter()
+    from trtforge.cache.keys import hash_file
+    hash_file(WORK / "big" / "weights.bin")
+    results.append({"name": "sha256_of_3GB_weights (what the memo avoids)", "value": round(time.perf_counter() - t0, 2),
+                    "unit": "s", "goal": None})
+    print(json.dumps({"results": results}))
+
+
+if __name__ == "__main__":
+    main()
