@@ -52,13 +52,13 @@ def _selected(manifest, modules):
 @click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--jobs", "-j", default=1, type=click.IntRange(1), help="Build this many modules at once.")
 @click.pass_context
-def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
+def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, jobs):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
+    from trtforge.jobs import build_all
     from trtforge.manifest import load_manifest
-    from trtforge.pipeline import build_module
-    from trtforge.publish import publish_result
     from trtforge.report import as_json as report_json, status_table, write_reports
 
     t0 = time.perf_counter()
@@ -67,15 +67,14 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
         manifest = load_manifest(manifest_path)
         selected = _selected(manifest, modules)
         store = _store(manifest, cache_dir)
-        for module in selected:
+        def started(module):
             if not quiet and not as_json:
                 click.echo(f"[trtforge] {module.name}: building", err=True)
-            result = build_module(store, manifest, module, backend)
-            if "build" in result.records:
-                result = publish_result(store, manifest, module, result, backend)
+
+        for result in build_all(store, manifest, selected, backend, jobs, started):
             results.append(result)
             for note in result.notes:
-                click.echo(f"trtforge: note: {module.name}: {note}", err=True)
+                click.echo(f"trtforge: note: {result.name}: {note}", err=True)
         report = write_reports(results, manifest.output_dir)
     except TrtforgeError as e:
         _fail(e, verbose)
