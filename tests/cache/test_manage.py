@@ -102,7 +102,21 @@ def test_read_only_shared_cache_under_empty_local_does_no_stage_work(tiny_projec
         assert_consistent(tiny_project)
         # the shared layer is only read: its blobs are still there
         rec = [r for r in records(tiny_project / ".trtforge-cache") if r["stage"] == "build"][0]
-        assert blob(shared, rec["outputs"]["model.engine"]["digest"]).is_file()
+        shared_engine = blob(shared, rec["outputs"]["model.engine"]["digest"])
+        assert shared_engine.is_file()
+
+        # a corrupt blob in the shared layer: detected, rebuilt locally, the shared layer untouched
+        shutil.rmtree(tiny_project / ".trtforge-cache")
+        os.chmod(shared_engine.parent, 0o755)
+        os.chmod(shared_engine, 0o644)
+        shared_engine.write_bytes(b"garbage" + shared_engine.read_bytes()[7:])
+        os.chmod(shared_engine, 0o444)
+        before = shared_engine.read_bytes()
+        proc, report = build(tiny_project, env={"TRTFORGE_SHARED_CACHE": str(shared)})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "corrupt" in proc.stderr and states(report)["build"] == "ok"
+        assert shared_engine.read_bytes() == before
+        assert_consistent(tiny_project)
     finally:
         for dirpath, _, _ in os.walk(shared):
             os.chmod(dirpath, 0o755)

@@ -187,6 +187,7 @@ class Store:
     def __init__(self, root: Path, shared: tuple[Path, ...] = (), *, writable: bool = True):
         self.root = Path(root)
         self.shared = tuple(Path(p) for p in shared)  # read-only layers under the writable one
+        self._forgotten: set[str] = set()  # found corrupt here: a shared layer must not serve them again
         if writable:
             self._open_writable()
         set_memo_root(self.root / "statmemo")
@@ -217,7 +218,7 @@ class Store:
     # --------------------------------------------------------------------------------- lookup
     def lookup(self, key: str) -> Record | None:
         """The record for `key` if it and all its blobs exist (local first, then shared layers)."""
-        for root in (self.root, *self.shared):
+        for root in (self.root, *(() if key in self._forgotten else self.shared)):
             path = self._action(key, root)
             try:
                 doc = json.loads(path.read_text())
@@ -313,6 +314,7 @@ class Store:
         return Record(key=key, stage=stage, outputs=outputs, meta=meta)
 
     def forget(self, key: str) -> None:
+        self._forgotten.add(key)
         with contextlib.suppress(OSError):
             os.unlink(self._action(key))
         shutil.rmtree(self.root / "views" / key, ignore_errors=True)
