@@ -3,8 +3,12 @@ it said would rebuild."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.cache.conftest import MLP, STAGES, build, set_manifest, states, write_project
 from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow  # real processes building real engines
 
 
 def _explain(root) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -53,6 +54,23 @@ def set_manifest(root: Path, width: int = 16, atol: float = 0.01) -> None:
 @pytest.fixture
 def tiny_project(tmp_path) -> Path:
     return write_project(tmp_path / "proj")
+
+
+@pytest.fixture(scope="session")
+def _built_once(tmp_path_factory) -> Path:
+    root = write_project(tmp_path_factory.mktemp("built") / "proj")
+    proc, _ = build(root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root
+
+
+@pytest.fixture
+def built_project(_built_once, tmp_path) -> Path:
+    """The tiny project after one full build (its cache and engines/), copied: keys do not depend
+    on where a project lives, so the copy is up to date."""
+    dest = tmp_path / "proj"
+    shutil.copytree(_built_once, dest, symlinks=True)
+    return dest
 
 
 def build(root: Path, *args, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict | None]:

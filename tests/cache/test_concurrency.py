@@ -7,7 +7,11 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from tests.cache.conftest import STAGES, TRTFORGE, assert_consistent, popen_build
+
+pytestmark = pytest.mark.slow  # real processes building real engines
 
 
 def test_four_concurrent_builds_build_each_stage_once(tiny_project):

@@ -9,8 +9,12 @@ import random
 import signal
 import time
 
+import pytest
+
 from tests.cache.conftest import (STAGES, assert_consistent, build, popen_build, set_manifest,
                                   stages_recorded, states)
+
+pytestmark = pytest.mark.slow  # real processes building real engines
 
 KILL = "TRTFORGE_TEST_KILL_AT"
 
@@ -32,24 +36,22 @@ def test_kill_inside_each_stage_then_resume_reuses_finished_stages(tiny_project)
     assert_consistent(tiny_project)
 
 
-def test_kill_while_publishing_then_resume(tiny_project):
-    proc, _ = build(tiny_project)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    set_manifest(tiny_project, width=24)  # a new engine replaces the published one
-    target = next((tiny_project / "engines").glob("*/"))
+def test_kill_while_publishing_then_resume(built_project):
+    set_manifest(built_project, width=24)  # a new engine replaces the published one
+    target = next((built_project / "engines").glob("*/"))
     for point in ("atomic:mlp.engine", "publish", "atomic:mlp.json"):
-        proc, _ = build(tiny_project, env={KILL: point})
+        proc, _ = build(built_project, env={KILL: point})
         assert proc.returncode == -signal.SIGKILL, (point, proc.stderr[-2000:])
-        assert_consistent(tiny_project)
+        assert_consistent(built_project)
         if point == "atomic:mlp.engine":
             assert any(f.name.startswith(".mlp.engine.") for f in target.iterdir()), "temp not in place"
             assert not (target / "mlp.json").exists(), "old sidecar left beside a changing engine"
-    proc, report = build(tiny_project)
+    proc, report = build(built_project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(states(report).values()) == {"cached"}
     assert sorted(f.name for f in target.iterdir()) == [
         "mlp.engine", "mlp.inputs.npz", "mlp.json", "mlp.reference.npz"], "stale temps not swept"
-    assert_consistent(tiny_project)
+    assert_consistent(built_project)
 
 
 def test_kill_at_random_times(tiny_project):

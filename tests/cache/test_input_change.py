@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import time
 
-from tests.cache.conftest import MLP, popen_build, records, stages_recorded, states, build
+import pytest
+
+from tests.cache.conftest import MLP, build, popen_build, records, stages_recorded, states
+
+pytestmark = pytest.mark.slow  # real processes building real engines
 
 
 def test_source_edited_during_export_is_not_published(tiny_project):

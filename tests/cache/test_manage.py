@@ -7,8 +7,12 @@ import os
 import shutil
 import time
 
+import pytest
+
 from tests.cache.conftest import STAGES, assert_consistent, blob, build, records, set_manifest, states
 from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow  # real processes building real engines
 
 
 def _age(cache, seconds: float) -> None:
@@ -24,41 +28,39 @@ def _blob_bytes(cache) -> int:
     return sum(p.stat().st_size for p in (cache / "blobs").glob("*/*") if p.is_file())
 
 
-def test_gc_older_than_keeps_the_last_build_and_max_size_bounds_the_cache(tiny_project):
-    cache = tiny_project / ".trtforge-cache"
-    assert build(tiny_project)[0].returncode == 0
+def test_gc_older_than_keeps_the_last_build_and_max_size_bounds_the_cache(built_project):
+    cache = built_project / ".trtforge-cache"
     old = {r["key"] for r in records(cache)}
     _age(cache, 3 * 86400)
-    set_manifest(tiny_project, width=24)
-    assert build(tiny_project)[0].returncode == 0
+    set_manifest(built_project, width=24)
+    assert build(built_project)[0].returncode == 0
     new = {r["key"] for r in records(cache)} - old
 
-    proc = run_cli("cache", "gc", "--older-than", "2d", cwd=tiny_project)
+    proc = run_cli("cache", "gc", "--older-than", "2d", cwd=built_project)
     assert proc.returncode == 0, proc.stderr
     assert "removed 5 record(s)" in proc.stdout, proc.stdout
     assert {r["key"] for r in records(cache)} == new
-    assert_consistent(tiny_project)
-    proc, report = build(tiny_project)  # the current build is intact
+    assert_consistent(built_project)
+    proc, report = build(built_project)  # the current build is intact
     assert set(states(report).values()) == {"cached"}
 
-    proc = run_cli("cache", "gc", "--max-size", "1K", cwd=tiny_project)
+    proc = run_cli("cache", "gc", "--max-size", "1K", cwd=built_project)
     assert proc.returncode == 0, proc.stderr
     assert records(cache) == [] and _blob_bytes(cache) == 0
     assert not list((cache / "actions").glob("*/*.key.json"))
 
-    assert build(tiny_project)[0].returncode == 0
+    assert build(built_project)[0].returncode == 0
     total = _blob_bytes(cache)
-    proc = run_cli("cache", "gc", "--max-size", str(total - 1), cwd=tiny_project)
+    proc = run_cli("cache", "gc", "--max-size", str(total - 1), cwd=built_project)
     assert proc.returncode == 0, proc.stderr
     assert 0 < _blob_bytes(cache) <= total - 1
     remaining = {r["stage"] for r in records(cache)}
     assert "export" not in remaining and "verify" in remaining  # oldest first
-    assert_consistent(tiny_project)
+    assert_consistent(built_project)
 
 
-def test_gc_never_follows_links_out_of_the_cache(tiny_project, tmp_path):
-    cache = tiny_project / ".trtforge-cache"
-    assert build(tiny_project)[0].returncode == 0
+def test_gc_never_follows_links_out_of_the_cache(built_project, tmp_path):
+    cache = built_project / ".trtforge-cache"
     outside = tmp_path / "outside"
     outside.mkdir()
     victim = outside / ("0" * 64)
@@ -68,55 +70,53 @@ def test_gc_never_follows_links_out_of_the_cache(tiny_project, tmp_path):
     os.symlink(outside, cache / "blobs" / "zz")                   # a linked folder
     os.symlink(outside, cache / "actions" / "zz")
     for args in (["gc", "--max-size", "0"], ["gc", "--older-than", "0s"], ["verify"]):
-        proc = run_cli("cache", *args, cwd=tiny_project)
+        proc = run_cli("cache", *args, cwd=built_project)
         assert proc.returncode in (0, 3), proc.stderr
         assert victim.read_bytes() == b"precious, not in the cache", args
         assert sorted(p.name for p in outside.iterdir()) == ["0" * 64]
 
 
-def test_cache_ls_lists_records(tiny_project):
-    assert build(tiny_project)[0].returncode == 0
-    proc = run_cli("cache", "ls", cwd=tiny_project)
+def test_cache_ls_lists_records(built_project):
+    proc = run_cli("cache", "ls", cwd=built_project)
     assert proc.returncode == 0
     assert sorted(line.split()[1] for line in proc.stdout.splitlines()) == sorted(STAGES)
 
 
-def test_read_only_shared_cache_under_empty_local_does_no_stage_work(tiny_project, tmp_path):
-    assert build(tiny_project)[0].returncode == 0
+def test_read_only_shared_cache_under_empty_local_does_no_stage_work(built_project, tmp_path):
     shared = tmp_path / "shared"
-    shutil.copytree(tiny_project / ".trtforge-cache", shared, symlinks=True,
+    shutil.copytree(built_project / ".trtforge-cache", shared, symlinks=True,
                     ignore=shutil.ignore_patterns("statmemo", "views", "index"))
     for dirpath, _, files in os.walk(shared):  # as a CI system restores it: read-only
         for f in files:
             os.chmod(os.path.join(dirpath, f), 0o444)
         os.chmod(dirpath, 0o555)
-    shutil.rmtree(tiny_project / ".trtforge-cache")
-    shutil.rmtree(tiny_project / "engines")
+    shutil.rmtree(built_project / ".trtforge-cache")
+    shutil.rmtree(built_project / "engines")
     try:
         t0 = time.perf_counter()
-        proc, report = build(tiny_project, env={"TRTFORGE_SHARED_CACHE": str(shared)})
+        proc, report = build(built_project, env={"TRTFORGE_SHARED_CACHE": str(shared)})
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert set(states(report).values()) == {"cached"}, states(report)
         assert time.perf_counter() - t0 < 30
-        assert (next((tiny_project / "engines").glob("*/mlp.engine"))).is_file()
-        assert_consistent(tiny_project)
+        assert (next((built_project / "engines").glob("*/mlp.engine"))).is_file()
+        assert_consistent(built_project)
         # the shared layer is only read: its blobs are still there
-        rec = [r for r in records(tiny_project / ".trtforge-cache") if r["stage"] == "build"][0]
+        rec = [r for r in records(built_project / ".trtforge-cache") if r["stage"] == "build"][0]
         shared_engine = blob(shared, rec["outputs"]["model.engine"]["digest"])
         assert shared_engine.is_file()
 
         # a corrupt blob in the shared layer: detected, rebuilt locally, the shared layer untouched
-        shutil.rmtree(tiny_project / ".trtforge-cache")
+        shutil.rmtree(built_project / ".trtforge-cache")
         os.chmod(shared_engine.parent, 0o755)
         os.chmod(shared_engine, 0o644)
         shared_engine.write_bytes(b"garbage" + shared_engine.read_bytes()[7:])
         os.chmod(shared_engine, 0o444)
         before = shared_engine.read_bytes()
-        proc, report = build(tiny_project, env={"TRTFORGE_SHARED_CACHE": str(shared)})
+        proc, report = build(built_project, env={"TRTFORGE_SHARED_CACHE": str(shared)})
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "corrupt" in proc.stderr and states(report)["build"] == "ok"
         assert shared_engine.read_bytes() == before
-        assert_consistent(tiny_project)
+        assert_consistent(built_project)
     finally:
         for dirpath, _, _ in os.walk(shared):
             os.chmod(dirpath, 0o755)

@@ -14,6 +14,8 @@ import pytest
 from tests.cache.conftest import (TRTFORGE, assert_consistent, build, records, set_manifest, sha256,
                                   states)
 
+pytestmark = pytest.mark.slow  # real processes building real engines
+
 ENOSPC = "TRTFORGE_TEST_ENOSPC_AT"
 
 
@@ -59,20 +61,18 @@ def test_read_only_cache_is_one_line_exit_2(tiny_project):
     assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before
 
 
-def test_disk_full_while_storing_keeps_everything(tiny_project):
-    proc, _ = build(tiny_project)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    published = {p.name: sha256(p) for p in (tiny_project / "engines").glob("*/*")}
-    n_records = len(records(tiny_project / ".trtforge-cache"))
+def test_disk_full_while_storing_keeps_everything(built_project):
+    published = {p.name: sha256(p) for p in (built_project / "engines").glob("*/*")}
+    n_records = len(records(built_project / ".trtforge-cache"))
 
-    set_manifest(tiny_project, width=24)
-    proc, _ = build(tiny_project, env={ENOSPC: "put:build"})
+    set_manifest(built_project, width=24)
+    proc, _ = build(built_project, env={ENOSPC: "put:build"})
     _one_line_error(proc, "No space left on device")
-    assert {p.name: sha256(p) for p in (tiny_project / "engines").glob("*/*")} == published
-    assert len(records(tiny_project / ".trtforge-cache")) == n_records + 3  # export..precision stored
-    assert_consistent(tiny_project)
+    assert {p.name: sha256(p) for p in (built_project / "engines").glob("*/*")} == published
+    assert len(records(built_project / ".trtforge-cache")) == n_records + 3  # export..precision stored
+    assert_consistent(built_project)
 
-    proc, report = build(tiny_project)
+    proc, report = build(built_project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert states(report)["precision_rules"] == "cached" and states(report)["build"] == "ok"
 
