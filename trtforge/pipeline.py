@@ -73,7 +73,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
     status.key = key
     record = store.lookup(key)
     if record is None:
-        with cache_writes(store.root), store.lock(key):
+        # gc lock shared: `cache gc` waits while a stage reads its inputs' views and stores results
+        with cache_writes(store.root), store.gc_lock(exclusive=False), store.lock(key):
             record = store.lookup(key)  # another process may have built it while we waited
             if record is None:
                 t0 = time.perf_counter()

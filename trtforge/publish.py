@@ -72,7 +72,8 @@ def publish_result(store: Store, manifest: Manifest, module: ModuleSpec, result:
     """Publish; a blob found corrupt while copying it out is forgotten and its stage rebuilt once."""
     for attempt in range(2):
         try:
-            result.published = publish(store, result, manifest.output_dir, module)
+            with store.gc_lock(exclusive=False):  # gc must not drop the views being copied out
+                result.published = publish(store, result, manifest.output_dir, module)
             return result
         except CorruptEntry as e:
             if attempt:

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.cache.conftest import STAGES, assert_consistent, blob, build, records, set_manifest, states
+from tests.cache.conftest import (STAGES, assert_consistent, blob, build, popen_build, records, set_manifest,
+                                  states)
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # real processes building real engines
@@ -120,3 +121,17 @@ def test_read_only_shared_cache_under_empty_local_does_no_stage_work(built_proje
     finally:
         for dirpath, _, _ in os.walk(shared):
             os.chmod(dirpath, 0o755)
+
+
+def test_gc_while_a_build_runs_waits_and_breaks_nothing(tiny_project):
+    cache = tiny_project / ".trtforge-cache"
+    proc = popen_build(tiny_project)
+    deadline = time.time() + 120
+    while not list((cache / "tmp").glob("*mlp.build.*")):  # reading its input view now
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    gc = run_cli("cache", "gc", "--max-size", "0", cwd=tiny_project)
+    assert gc.returncode == 0, gc.stderr
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert set(states(json.loads(out)).values()) == {"ok"}
