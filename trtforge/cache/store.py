@@ -321,31 +321,39 @@ class Store:
 
     # ----------------------------------------------------------------------------------- read
     def view(self, record: Record) -> Path:
-        """The record's outputs as a folder of hard links, each blob's digest checked."""
+        """The record's outputs as a folder of hard links, each blob's digest checked before the
+        folder is handed out. Links are made before the check: a new link changes the blob's
+        ctime, and checking after it keeps the stat memo valid for the next run (otherwise the
+        first no-op after a build re-hashes every engine it publishes)."""
         folder = self.root / "views" / record.key
         for name, o in record.outputs.items():
-            blob = self._blob(o["digest"])
+            blob, link = self._blob(o["digest"]), folder / name
             try:
+                if not (link.exists() and os.path.samefile(link, blob)):
+                    self._link(blob, link)
                 actual = digest_file(blob)
             except OSError:
                 raise CorruptEntry(record.key, f"{record.stage} {record.key[:12]}: blob for {name} missing") from None
             if actual != o["digest"]:
-                with contextlib.suppress(OSError):
-                    os.unlink(blob)
+                for path in (blob, link):
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
                 raise CorruptEntry(record.key, f"{record.stage} {record.key[:12]}: blob for {name} is corrupt")
-            link = folder / name
-            if link.exists() and os.path.samefile(link, blob):
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{name}.{os.getpid()}.tmp"
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            try:
-                os.link(blob, tmp)
-            except OSError:
-                shutil.copyfile(blob, tmp)
-            os.replace(tmp, link)
         return folder
+
+    @staticmethod
+    def _link(blob: Path, link: Path) -> None:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.parent / f".{link.name}.{_owner_tag()}.tmp"
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        try:
+            os.link(blob, tmp)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            shutil.copyfile(blob, tmp)  # another filesystem: a copy (the blob is still checked)
+        os.replace(tmp, link)
 
     # ------------------------------------------------------------------------------- explain
     def remember(self, module: str, stage: str, key: str, key_doc: dict) -> None:
