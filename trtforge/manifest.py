@@ -72,11 +72,17 @@ def _positive_int(value, where):
     return value
 
 
+ALIASES = {"fp16": "float16", "half": "float16", "f16": "float16", "fp32": "float32", "float": "float32",
+           "f32": "float32", "bf16": "bfloat16", "int": "int64", "long": "int64", "i64": "int64",
+           "i32": "int32", "trt": "tensorrt", "rtx": "tensorrt-rtx", "tensorrt_rtx": "tensorrt-rtx"}
+
+
 def _one_of(choices: tuple[str, ...]):
     def check(value, where):
         _str(value, where)
         if value not in choices:
-            near = difflib.get_close_matches(value, choices, n=1)
+            alias = ALIASES.get(value.lower())
+            near = [alias] if alias in choices else difflib.get_close_matches(value, choices, n=1)
             hint = f"did you mean '{near[0]}'?" if near else f"use one of {', '.join(choices)}"
             raise ManifestError(f"'{value}' is not one of {', '.join(choices)}", where=where, hint=hint)
         return value
