@@ -1,12 +1,50 @@
 """Fold constant subgraphs and static shape arithmetic (Shape -> Gather -> Concat ...) into
 constants, so TensorRT parses no INT64 shape layers for static inputs. Large folded tensors are
-not created (size_threshold): folding must not balloon weights."""
+not created (size_threshold): folding must not balloon weights.
+
+Weights stay on disk except the ones a foldable node reads: graphsurgeon hands folded subgraphs
+to ONNX Runtime as bytes, where external references cannot resolve, so exactly those tensors are
+loaded first (seen: diffusers' AutoencoderKL export folds an Expand of an external initializer).
+"""
 
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.ir.tensor import LazyValues
 
 from trtforge.graph_passes.base import GraphPass, PassContext, signature
+
+NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
+
+
+def _static(t) -> bool:
+    return t.shape is not None and all(isinstance(d, int) for d in t.shape)
+
+
+def constant_derivable(graph: gs.Graph) -> set[str]:
+    """Tensors whose values follow from constants and static shapes alone."""
+    known = {name for name, t in graph.tensors().items() if isinstance(t, gs.Constant)}
+    for node in graph.nodes:  # ONNX keeps nodes in topological order
+        if node.op in NONDETERMINISTIC or node.op in ("If", "Loop", "Scan"):
+            continue
+        if node.op == "Shape" and node.inputs and _static(node.inputs[0]):
+            known.update(o.name for o in node.outputs)
+        elif all(t.is_empty() or t.name in known for t in node.inputs):
+            known.update(o.name for o in node.outputs)
+    return known
+
+
+def load_folded_weights(graph: gs.Graph) -> int:
+    known = constant_derivable(graph)
+    loaded = 0
+    for node in graph.nodes:
+        if node.op == "Shape" or not all(t.is_empty() or t.name in known for t in node.inputs):
+            continue
+        for t in node.inputs:
+            if isinstance(t, gs.Constant) and isinstance(t._values, LazyValues):
+                t.values = t._values.load()
+                loaded += 1
+    return loaded
 
 
 class FoldConstantsPass(GraphPass):
@@ -17,6 +55,7 @@ class FoldConstantsPass(GraphPass):
 
     def apply(self, graph: gs.Graph, ctx: PassContext) -> bool:
         before = signature(graph)
+        load_folded_weights(graph)
         graph.fold_constants(fold_shapes=True, partitioning="basic", error_ok=True,
                              size_threshold=int(self.size_threshold_mib * (1 << 20)))
         graph.cleanup(remove_unused_graph_inputs=False)
