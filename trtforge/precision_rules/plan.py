@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import onnx_graphsurgeon as gs
 
+FP16_MAX = 65504.0
+
 
 @dataclass
 class RuleResult:
