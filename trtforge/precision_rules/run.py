@@ -14,7 +14,7 @@ from trtforge.precision_rules.catalog import make_rule
 from trtforge.precision_rules.flops import fp16_flop_share
 from trtforge.precision_rules.fp32_probe import Probe
 from trtforge.tensors import load_arrays
-from trtforge.precision_rules.plan import PrecisionPlan
+from trtforge.precision_rules.plan import PrecisionPlan, name_unnamed
 from trtforge.onnx_files import import_graph, load_graph_proto, save_model
 from trtforge.stage import StageContext
 
@@ -38,6 +38,7 @@ def _probe(ctx: StageContext, model: onnx.ModelProto, src: Path) -> Probe | None
 def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
     src = ctx.inputs["graph_passes"]
     model, graph = typed_graph(src)
+    name_unnamed(graph)  # a plan is keyed by node name
     plan = PrecisionPlan()
     probe = _probe(ctx, model, src)
     for i, step in enumerate(ctx.module.precision_rules):
