@@ -1,0 +1,63 @@
+"""The FP16-hostile fixture through the console script and real TensorRT-RTX builds: without rules
+the FP16-faithful check sees NaN and nothing is published (exit 3); with the attention rule (all or
+auto) it passes and the engine is published."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+MANIFEST = """
+[modules.hostile]
+factory = "examples.hostile_attention:make_hostile"
+inputs.tokens = {{ shape = [1, 16, 32], dtype = "float16" }}
+outputs = ["pooled", "tokens_out"]
+precision.rules = {rules}
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def _build(project, rules):
+    (project / "engines.toml").write_text(MANIFEST.format(rules=rules))
+    return run_cli("build", "--json", cwd=project)
+
+
+def _engines(project):
+    return sorted(p.name for p in (project / "engines").rglob("hostile.engine"))
+
+
+def test_fails_without_rules_and_passes_with_the_attention_rule(project):
+    bad = _build(project, "[]")
+    assert bad.returncode == 3, bad.stderr
+    assert "pooled" in bad.stderr and "NaN/Inf" in bad.stderr and "engine not published" in bad.stderr
+    assert _engines(project) == []
+    report = (project / "engines" / "REPORT.md").read_text()
+    assert "pooled" in report and "NaN/Inf" in report
+
+    good = _build(project, '[{ rule = "attention_score" }]')
+    assert good.returncode == 0, good.stderr
+    assert _engines(project) == ["hostile.engine"]
+    doc = json.loads(good.stdout)
+    text = json.dumps(doc)
+    assert "node_softmax_1" in text  # the hostile block's softmax is in the plan
+
+    auto = _build(project, '[{ rule = "attention_score", mode = "auto" }]')
+    assert auto.returncode == 0, auto.stderr
+    plan = _plan(project)
+    # only block 1 is hostile: its score MatMul, scale and softmax; blocks 0 and 2 stay FP16
+    assert sorted(plan["fp32"]) == ["node_matmul_2", "node_mul_1", "node_softmax_1"]
+    assert {m["node"] for m in plan["near_misses"]} == {"node_softmax", "node_softmax_2"}
+
+
+def _plan(project):
+    newest = max((project / ".trtforge-cache").rglob("plan.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(newest.read_text())
