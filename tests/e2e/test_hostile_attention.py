@@ -56,6 +56,8 @@ def test_fails_without_rules_and_passes_with_the_attention_rule(project):
     # only block 1 is hostile: its score MatMul, scale and softmax; blocks 0 and 2 stay FP16
     assert sorted(plan["fp32"]) == ["node_matmul_2", "node_mul_1", "node_softmax_1"]
     assert {m["node"] for m in plan["near_misses"]} == {"node_softmax", "node_softmax_2"}
+    assert "near miss `node_softmax_2`: attention_score — Softmax: FP32 scores reach only" in \
+        (project / "engines" / "REPORT.md").read_text()
 
 
 def _plan(project):
