@@ -63,3 +63,19 @@ def test_fails_without_rules_and_passes_with_the_attention_rule(project):
 def _plan(project):
     newest = max((project / ".trtforge-cache").rglob("plan.json"), key=lambda p: p.stat().st_mtime)
     return json.loads(newest.read_text())
+
+
+def test_onnx_attention_op_at_opset_23_is_kept_fp32_whole(project):
+    """torch exports SDPA as ONNX Attention at opset 23; the TensorRT-RTX parser accepts it and
+    ONNX Runtime's CPU Attention kernel overflows in FP16 like a GPU would."""
+    extra = 'factory_args = { sdpa = true }\nexport = { opset = 23 }\n'
+    (project / "engines.toml").write_text(MANIFEST.format(rules="[]").replace("inputs.tokens", extra + "inputs.tokens"))
+    bad = run_cli("build", cwd=project)
+    assert bad.returncode == 3 and "NaN/Inf" in bad.stderr and _engines(project) == []
+    (project / "engines.toml").write_text(MANIFEST.format(rules='[{ rule = "attention_score" }]')
+                                          .replace("inputs.tokens", extra + "inputs.tokens"))
+    good = run_cli("build", cwd=project)
+    assert good.returncode == 0, good.stderr
+    plan = _plan(project)
+    assert {v["op"] for v in plan["fp32"].values()} == {"Attention"} and len(plan["fp32"]) == 3
+    assert 0.85 < plan["flops"]["fp16_share"] < 0.95  # Attention's FLOPs are counted, and FP32
