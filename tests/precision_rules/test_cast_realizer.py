@@ -124,3 +124,26 @@ def _save(graph, folder):
     onnx.checker.check_model(onnx.shape_inference.infer_shapes(model, strict_mode=True))
     onnx.save(model, str(folder / "model.onnx"))
     return folder
+
+
+def test_external_initializer_stored_fp32_saves_and_loads(tmp_path):
+    """An initializer kept in the external-data file is rewritten inline as FP32 (regression: it
+    kept its EXTERNAL location with no file, and saving failed)."""
+    from tests.precision_rules.helpers import model_of
+    from trtforge.onnx_files import import_graph, read_tensor, save_model
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir(), dest.mkdir()
+    model = model_of(HEADER + """
+g (float[4] x) => (float[4] y) <float[4] w = {1, 2, 3, 4}> {
+    [a] y = Mul (x, w)
+}""")
+    onnx.save_model(model, str(src / "model.onnx"), save_as_external_data=True, location="w.data",
+                    size_threshold=0)
+    g = import_graph(onnx.load(str(src / "model.onnx"), load_external_data=False), src)
+    assert realize_casts(g, {"a"})["initializers_fp32"] == 1
+    out = gs.export_onnx(g)
+    save_model(out, src, dest, new_data="precision.data")
+    w = next(t for t in onnx.load(str(dest / "model.onnx"), load_external_data=False).graph.initializer)
+    assert w.data_type == onnx.TensorProto.FLOAT
+    assert read_tensor(w, dest).tolist() == [1.0, 2.0, 3.0, 4.0]

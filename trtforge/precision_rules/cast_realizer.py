@@ -63,6 +63,7 @@ def realize_casts(graph: gs.Graph, fp32_names: set[str]) -> dict:
                 continue
             if isinstance(t, gs.Constant) and all(id(c) in island for c in t.outputs):
                 t.values = t.values.astype(np.float32)  # loads this one tensor only
+                t.data_location = None  # now inline; save_model moves it out again if large
                 casts["initializers_fp32"] += 1
                 continue
             if t.name not in shared:
