@@ -81,21 +81,26 @@ def realize_casts(graph: gs.Graph, fp32_names: set[str]) -> dict:
 
 def _drop_cancelling_pairs(graph: gs.Graph) -> int:
     """A Cast back to the dtype its producer Cast started from (the graph's own FP32->FP16 Cast
-    feeding a new island, or an island output cast to FP16 and straight back by the graph): its
-    consumers read the original tensor instead. A graph output keeps its Cast (I/O names fixed)."""
+    feeding a new island, an island output cast to FP16 and straight back by the graph, or an
+    FP16->FP32->FP16 detour in the export): its consumers read the original tensor instead. When
+    its output is a graph output, it becomes an Identity of the original (the name is kept)."""
     dropped = 0
     for node in list(graph.nodes):
-        if node.op != "Cast" or not node.inputs[0].inputs or node.outputs[0] in graph.outputs:
+        if node.op != "Cast" or not node.inputs[0].inputs:
             continue
         first = node.inputs[0].inputs[0]
         if first.op != "Cast" or _dtype(first.inputs[0]) != _dtype(node.outputs[0]):
             continue
         original, out = first.inputs[0], node.outputs[0]
-        for consumer in list(out.outputs):
-            for k, t in enumerate(consumer.inputs):
-                if t is out:
-                    consumer.inputs[k] = original
-        node.outputs.clear()
+        if out in graph.outputs:
+            node.op, node.attrs = "Identity", {}
+            node.inputs[0] = original
+        else:
+            for consumer in list(out.outputs):
+                for k, t in enumerate(consumer.inputs):
+                    if t is out:
+                        consumer.inputs[k] = original
+            node.outputs.clear()
         dropped += 1
     return dropped
 
