@@ -43,6 +43,10 @@ def test_fails_without_rules_and_passes_with_the_attention_rule(project):
     report = (project / "engines" / "REPORT.md").read_text()
     assert "pooled" in report and "NaN/Inf" in report
 
+    # FP32 softmax alone is not enough: the FP16 score MatMul has already overflowed
+    softmax_only = _build(project, '[{ rule = "softmax" }]')
+    assert softmax_only.returncode == 3 and "NaN/Inf" in softmax_only.stderr
+
     good = _build(project, '[{ rule = "attention_score" }]')
     assert good.returncode == 0, good.stderr
     assert _engines(project) == ["hostile.engine"]

@@ -156,3 +156,14 @@ def test_onnx_attention_op_at_opset_23_is_kept_whole():
         pytest.skip("this torch.onnx decomposes SDPA even at opset 23")
     result = AttentionScoreRule().select(g)
     assert any("Attention op" in r for r in result.matched.values())
+
+
+def test_softmax_rule_keeps_scale_and_softmax_but_not_the_matmul():
+    from trtforge.precision_rules.softmax import SoftmaxRule
+
+    g = graph_of(FOUR_D)
+    ops = {n.name: n.op for n in g.nodes}
+    result = SoftmaxRule().select(g)
+    assert sorted(ops[n] for n in result.matched) == ["Add", "Div", "Softmax"]
+    assert "use attention_score" in result.near_misses[0]["reason"]
+    assert sorted(ops[n] for n in SoftmaxRule(with_scale=False).select(g).matched) == ["Softmax"]
