@@ -60,13 +60,21 @@ def test_fails_without_rules_and_passes_with_the_attention_rule(project):
     # only block 1 is hostile: its score MatMul, scale and softmax; blocks 0 and 2 stay FP16
     assert sorted(plan["fp32"]) == ["node_matmul_2", "node_mul_1", "node_softmax_1"]
     assert {m["node"] for m in plan["near_misses"]} == {"node_softmax", "node_softmax_2"}
+    # the post-build check saw it in the parsed TensorRT-RTX network: 2 FLOAT layers, the rest HALF
+    build = _newest(project, "build.json")
+    assert build["fp32_layers"] == ["node_matmul_2", "node_softmax_1"]
+    assert build["precision_counts"]["FLOAT"] == 2 and build["precision_counts"]["HALF"] > 10
     assert "near miss `node_softmax_2`: attention_score — Softmax: FP32 scores reach only" in \
         (project / "engines" / "REPORT.md").read_text()
 
 
-def _plan(project):
-    newest = max((project / ".trtforge-cache").rglob("plan.json"), key=lambda p: p.stat().st_mtime)
+def _newest(project, name):
+    newest = max((project / ".trtforge-cache").rglob(name), key=lambda p: p.stat().st_mtime)
     return json.loads(newest.read_text())
+
+
+def _plan(project):
+    return _newest(project, "plan.json")
 
 
 def test_onnx_attention_op_at_opset_23_is_kept_fp32_whole(project):
