@@ -69,7 +69,8 @@ def test_fails_without_rules_and_passes_with_the_attention_rule(project):
 
 
 def _newest(project, name):
-    newest = max((project / ".trtforge-cache").rglob(name), key=lambda p: p.stat().st_mtime)
+    """The stage output written last (views hold the stage outputs under their file names)."""
+    newest = max((project / ".trtforge-cache" / "views").rglob(name), key=lambda p: p.stat().st_mtime)
     return json.loads(newest.read_text())
 
 
