@@ -54,12 +54,18 @@ def test_fails_without_rules_and_passes_with_the_attention_rule(project):
     text = json.dumps(doc)
     assert "node_softmax_1" in text  # the hostile block's softmax is in the plan
 
+    # activation_range finds the same island from the FP32 activations alone
+    ranged = _build(project, '[{ rule = "activation_range" }]')
+    assert ranged.returncode == 0, ranged.stderr
+    assert sorted(_plan(project)["fp32"]) == ["node_matmul_2", "node_mul_1", "node_softmax_1"]
+
     auto = _build(project, '[{ rule = "attention_score", mode = "auto" }]')
     assert auto.returncode == 0, auto.stderr
     plan = _plan(project)
     # only block 1 is hostile: its score MatMul, scale and softmax; blocks 0 and 2 stay FP16
     assert sorted(plan["fp32"]) == ["node_matmul_2", "node_mul_1", "node_softmax_1"]
     assert {m["node"] for m in plan["near_misses"]} == {"node_softmax", "node_softmax_2"}
+
     # the post-build check saw it in the parsed TensorRT-RTX network: 2 FLOAT layers, the rest HALF
     build = _newest(project, "build.json")
     assert build["fp32_layers"] == ["node_matmul_2", "node_softmax_1"]
