@@ -43,3 +43,60 @@ def test_debug_precision_on_a_healthy_module_says_so(tmp_path):
     out = run_cli("debug", "precision", "hostile", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "no FP32 island needed" in out.stdout
+
+
+def _folders(tmp_path, text, x, ref):
+    import onnx
+
+    from tests.precision_rules.helpers import model_of
+    from trtforge.tensors import save_arrays
+
+    passes, export = tmp_path / "passes", tmp_path / "export"
+    passes.mkdir(), export.mkdir()
+    onnx.save(model_of(text), str(passes / "model.onnx"))
+    save_arrays(export / "caller_inputs.npz", {"x": x})
+    save_arrays(export / "caller_reference.npz", {"y": ref})
+    return passes, export
+
+
+TOL = {"atol": 0.01, "rtol": 0.01, "max_outside": 0.0, "min_cosine": 0.999}
+
+
+def test_debug_finds_an_exp_overflow_island_from_activations(tmp_path):
+    import numpy as np
+
+    from tests.precision_rules.helpers import HEADER
+    from trtforge.precision_rules.debug import debug_precision
+
+    text = HEADER + """
+g (float[4] x) => (float[4] y) <float[1] k = {12}> {
+    [scale] t = Mul (x, k)
+    [exp] ex = Exp (t)
+    [sum] tot = ReduceSum <keepdims = 1> (ex)
+    [div] y = Div (ex, tot)
+}"""
+    x = np.array([1, 1, 0.5, 0], np.float16)
+    e = np.exp(12.0 * x.astype(np.float64))
+    passes, export = _folders(tmp_path, text, x, (e / e.sum()).astype(np.float32))
+    result = debug_precision(passes, export, lambda name: TOL)
+    assert not result.passes_pure_fp16 and result.fixed
+    assert result.first_divergence["node"] == "exp"
+    assert set().union(*(i.nodes for i in result.islands)) == {"exp", "sum", "div"}
+    assert result.rules == ['{ rule = "name_pattern", nodes = ["div", "exp", "sum"] }']
+
+
+def test_debug_says_when_no_candidate_island_helps(tmp_path):
+    import numpy as np
+
+    from tests.precision_rules.helpers import HEADER
+    from trtforge.precision_rules.debug import debug_precision
+
+    # the graph output itself is beyond FP16: no island can fix an FP16 output
+    text = HEADER + """
+g (float[4] x) => (float[4] y) <float[1] k = {100000}> {
+    [big] y = Mul (x, k)
+}"""
+    x = np.ones(4, np.float16)
+    passes, export = _folders(tmp_path, text, x, np.full(4, 1e5, np.float32))
+    result = debug_precision(passes, export, lambda name: TOL)
+    assert not result.fixed and "still fails with all 1 candidate islands FP32" in result.failure
