@@ -93,10 +93,10 @@ def test_debug_says_when_no_candidate_island_helps(tmp_path):
 
     # the graph output itself is beyond FP16: no island can fix an FP16 output
     text = HEADER + """
-g (float[4] x) => (float[4] y) <float[1] k = {100000}> {
+g (float[4] x) => (float[4] y) <float[1] k = {1000}> {
     [big] y = Mul (x, k)
 }"""
-    x = np.ones(4, np.float16)
+    x = np.full(4, 100, np.float16)  # y = 1e5 > 65504
     passes, export = _folders(tmp_path, text, x, np.full(4, 1e5, np.float32))
     result = debug_precision(passes, export, lambda name: TOL)
     assert not result.fixed and "still fails with all 1 candidate islands FP32" in result.failure
