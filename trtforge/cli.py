@@ -222,3 +222,55 @@ def _age(text):
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def debug():
+    """Find why a module fails and what fixes it."""
+
+
+@debug.command("precision")
+@click.argument("module_name")
+@click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
+@click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
+@click.pass_context
+def debug_precision_cmd(ctx, module_name, manifest_path, cache_dir):
+    """Find the smallest FP32 islands that make MODULE pass the FP16-faithful check; print the rule."""
+    from trtforge.manifest import load_manifest
+    from trtforge.pipeline import StageStatus, run_stage, stage_table
+    from trtforge.precision_rules.debug import debug_precision
+
+    try:
+        manifest = load_manifest(manifest_path)
+        module = manifest.module(module_name)
+        store = _store(manifest, cache_dir)
+        records = {}
+        for stage, deps in stage_table()[:2]:  # export, graph_passes: the graph before any island
+            records[stage.name] = run_stage(store, stage, module, manifest.root,
+                                            {d: records[d] for d in deps}, StageStatus())
+        result = debug_precision(store.view(records["graph_passes"]), store.view(records["export"]),
+                                 module.tolerance)
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    _print_debug(module_name, result)
+    if not result.fixed:
+        sys.exit(3)
+
+
+def _print_debug(name, result):
+    if result.passes_pure_fp16:
+        click.echo(f"{name}: passes the FP16-faithful check in pure FP16; no FP32 island needed")
+        return
+    d = result.first_divergence
+    if d:
+        click.echo(f"{name}: first diverging tensor '{d['tensor']}' from {d['op']} '{d['node']}': "
+                   f"{d['reason']} (FP32 max |x| {d['fp32_max_abs']:.4g})")
+    click.echo(f"{name}: {len(result.candidates)} candidate islands, {result.trials} FP16-faithful runs")
+    if not result.fixed:
+        click.echo(f"{name}: {result.failure}")
+        return
+    for island in result.islands:
+        click.echo(f"  keep FP32: {island.rule} island at '{island.anchor}': {', '.join(sorted(island.nodes))}")
+    click.echo(f"add to modules.{name}.precision.rules (either line):")
+    for rule in result.rules:
+        click.echo(f"  {rule}")

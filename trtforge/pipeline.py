@@ -28,7 +28,7 @@ def stage_table(backend: str | None = None) -> tuple:
     return (
         (ExportStage(), ()),
         (GraphPassesStage(), ("export",)),
-        (PrecisionStage(), ("graph_passes",)),
+        (PrecisionStage(), ("export", "graph_passes")),  # export: example inputs for data rules
         (BuildStage(backend_override=backend), ("precision_rules",)),
         (VerifyStage(), ("export", "graph_passes", "precision_rules", "build")),
     )

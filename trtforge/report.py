@@ -47,6 +47,8 @@ def markdown(results: list[ModuleResult]) -> str:
                       f"{f['fp16_share']:.2%} of MatMul/Gemm/Conv FLOPs stay FP16; casts {prec['casts']}"]
             for node, why in list(prec["fp32"].items())[:40]:
                 lines.append(f"- `{node}` ({why['op']}): {why['rule']} — {why['reason']}")
+            for m in prec.get("near_misses", [])[:40]:
+                lines.append(f"- near miss `{m['node']}`: {m['rule']} — {m['reason']}")
             for w in prec["warnings"]:
                 lines.append(f"- warning: {w}")
         passes = r.stages["graph_passes"].meta.get("passes", [])

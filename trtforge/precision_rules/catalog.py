@@ -10,6 +10,9 @@ BUILTIN = {
     "attention_score": "trtforge.precision_rules.attention_score:AttentionScoreRule",
     "op_type": "trtforge.precision_rules.op_type:OpTypeRule",
     "name_pattern": "trtforge.precision_rules.name_pattern:NamePatternRule",
+    "softmax": "trtforge.precision_rules.softmax:SoftmaxRule",
+    "normalization": "trtforge.precision_rules.normalization:NormalizationRule",
+    "activation_range": "trtforge.precision_rules.activation_range:ActivationRangeRule",
 }
 
 

@@ -23,7 +23,7 @@ class NamePatternRule:
                                  where="precision.rules.name_pattern.pattern") from None
         self.nodes = list(nodes)
 
-    def select(self, graph: gs.Graph) -> RuleResult:
+    def select(self, graph: gs.Graph, probe=None) -> RuleResult:
         result = RuleResult(self.name)
         names = {n.name for n in graph.nodes}
         for wanted in self.nodes:

@@ -63,7 +63,11 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
         checks["engine"] = _check("TensorRT runtime, one CUDA stream", engine_outputs, caller_ref, tol)
         checks["engine"]["latency"] = latency
     failed = [s for s in CHAIN if checks[s]["status"] == "failed"]
-    meta = {"checks": checks, "passed": not failed, "blame": failed[0] if failed else None,
+    # the pure-FP16 export and pass graphs may overflow on an FP16-faithful kernel (ORT's CPU
+    # Attention-23 is one) before the precision rules add their islands: what ships is judged by
+    # the precision_rules and engine checks; the earlier ones say where a failure started.
+    final = [s for s in failed if s in ("precision_rules", "engine")]
+    meta = {"checks": checks, "passed": not final, "blame": failed[0] if final else None,
             "engine_checked": checks["engine"]["status"] == "ok"}
     (workdir / "verify.json").write_text(json.dumps(meta, indent=1))
     return meta
