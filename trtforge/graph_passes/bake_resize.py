@@ -21,6 +21,7 @@ from trtforge.graph_passes.base import GraphPass, PassContext, find_tensor
 
 class BakeResizePass(GraphPass):
     name = "bake_resize"
+    changes_io = True
 
     def __init__(self, output: str, scale: float | None = None, size=None, mode: str = "linear",
                  align_corners: bool = False):
