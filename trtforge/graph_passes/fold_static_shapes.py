@@ -29,10 +29,20 @@ def static_shape(t: gs.Tensor) -> list[int] | None:
     return [int(d) for d in shape]
 
 
+def const_values(t: gs.Tensor | None) -> np.ndarray | None:
+    """The values of a constant: an initializer or the output of a Constant node."""
+    if isinstance(t, gs.Constant):
+        return np.asarray(t.values)
+    if t is not None and t.inputs and t.inputs[0].op == "Constant":
+        value = t.inputs[0].attrs.get("value")
+        if isinstance(value, gs.Constant):
+            return np.asarray(value.values)
+    return None
+
+
 def const_ints(t: gs.Tensor | None) -> list[int] | None:
-    if t is None or not isinstance(t, gs.Constant):
-        return None
-    return [int(v) for v in np.asarray(t.values).reshape(-1)]
+    values = const_values(t)
+    return None if values is None else [int(v) for v in values.reshape(-1)]
 
 
 def slice_ranges(node: gs.Node) -> dict[int, tuple[int, int]] | None:
@@ -56,6 +66,7 @@ def slice_ranges(node: gs.Node) -> dict[int, tuple[int, int]] | None:
 
 def _split(graph: gs.Graph, data: gs.Tensor, axis: int, bounds: list[int], name: str) -> list[gs.Variable]:
     """Split `data` along `axis` at `bounds` (0 = b0 < b1 < ... = dim); one output per piece."""
+    name = _unique(graph, name)
     shape = static_shape(data)
     sizes = [b - a for a, b in zip(bounds, bounds[1:])]
     outs = []
@@ -66,6 +77,17 @@ def _split(graph: gs.Graph, data: gs.Tensor, axis: int, bounds: list[int], name:
     split = gs.Constant(f"{name}_sizes", np.array(sizes, dtype=np.int64))
     graph.nodes.append(gs.Node("Split", name=name, attrs={"axis": axis}, inputs=[data, split], outputs=outs))
     return outs
+
+
+def _unique(graph: gs.Graph, name: str) -> str:
+    """Exported models name their nodes; ONNX text may not. Tensor names must stay unique."""
+    taken = graph.__dict__.setdefault("_trtforge_names", {n.name for n in graph.nodes} | set(graph.tensors()))
+    base, k = name or "trtforge", 0
+    while name in taken or f"{name}_sizes" in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.update({name, f"{name}_sizes"})
+    return name
 
 
 def _take_over(node: gs.Node, piece: gs.Variable) -> None:
@@ -89,8 +111,13 @@ def _rewrite_slices(graph: gs.Graph) -> bool:
             continue
         shape = static_shape(node.inputs[0])
         real = {a: r for a, r in ranges.items() if r != (0, shape[a])}
-        if not real:
-            changed |= bypass(graph, node, node.inputs[0], node.outputs[0])
+        if not real:  # takes everything: gone, or an Identity where an input feeds an output
+            if not bypass(graph, node, node.inputs[0], node.outputs[0]):
+                data = node.inputs[0]
+                node.op = "Identity"
+                node.inputs.clear()
+                node.inputs.append(data)
+            changed = True
         elif len(real) == 1 and all(r[1] > r[0] for r in real.values()):
             (axis, rng), = real.items()
             groups[(id(node.inputs[0]), axis)].append((node, rng))
@@ -149,7 +176,7 @@ def _rewrite_squeezes(graph: gs.Graph) -> bool:
         shape = _squeeze_shape(node)
         if shape is None:
             continue
-        target = gs.Constant(f"{node.name}_shape", np.array(shape, dtype=np.int64))
+        target = gs.Constant(_unique(graph, f"{node.name}_shape"), np.array(shape, dtype=np.int64))
         node.op, node.attrs = "Reshape", {}
         data = node.inputs[0]
         node.inputs.clear()
@@ -186,6 +213,7 @@ class FoldStaticShapesPass(GraphPass):
         changed = _rewrite_shapes(graph)
         changed |= _rewrite_slices(graph)
         changed |= _rewrite_squeezes(graph)
+        graph.__dict__.pop("_trtforge_names", None)
         if changed:
             graph.cleanup(remove_unused_graph_inputs=False)
         return changed

@@ -15,6 +15,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from trtforge.graph_passes.base import GraphPass, PassContext, bypass
+from trtforge.graph_passes.fold_static_shapes import const_values
 
 # A -> B loses nothing: every value of A is a value of B
 _EXACT = {
@@ -50,7 +51,8 @@ def _is_identity(node: gs.Node) -> bool:
             return False  # someone reads the mask
         training = node.inputs[2] if len(node.inputs) > 2 else None
         if training is not None and training.name:
-            return isinstance(training, gs.Constant) and not bool(np.asarray(training.values).any())
+            values = const_values(training)
+            return values is not None and not bool(values.any())
         return True
     if node.op == "Cast":
         src = dtype_name(node.inputs[0].dtype)
