@@ -38,7 +38,8 @@ def constant_derivable(graph: gs.Graph) -> set[str]:
 
 
 def load_folded_weights(graph: gs.Graph, limit: int) -> dict:
-    """Load the lazy constants a foldable node reads (each at most `limit` bytes); name -> lazy."""
+    """Load the lazy constants a foldable node reads (each at most `limit` bytes);
+    name -> (lazy values, loaded array)."""
     known = constant_derivable(graph)
     loaded = {}
     for node in graph.nodes:
@@ -46,8 +47,9 @@ def load_folded_weights(graph: gs.Graph, limit: int) -> dict:
             continue
         for t in node.inputs:
             if isinstance(t, gs.Constant) and isinstance(t._values, LazyValues) and t._values.nbytes <= limit:
-                loaded[t.name] = t._values
-                t.values = t._values.load()  # this tensor alone, from the model's folder
+                lazy = t._values
+                t.values = lazy.load()  # this tensor alone, from the model's folder
+                loaded[t.name] = (lazy, t._values)
     return loaded
 
 
@@ -65,6 +67,6 @@ class FoldConstantsPass(GraphPass):
         graph.fold_constants(fold_shapes=True, partitioning="basic", error_ok=True, size_threshold=limit)
         graph.cleanup(remove_unused_graph_inputs=False)
         for t in graph.tensors().values():  # weights loaded but not folded: references again
-            if isinstance(t, gs.Constant) and t.name in loaded and not t.inputs:
-                t._values = loaded[t.name]
+            if isinstance(t, gs.Constant) and t.name in loaded and t._values is loaded[t.name][1]:
+                t._values = loaded[t.name][0]
         return signature(graph) != before
