@@ -29,7 +29,7 @@ def stage_table(backend: str | None = None) -> tuple:
         (ExportStage(), ()),
         (GraphPassesStage(), ("export",)),
         (PrecisionStage(), ("graph_passes",)),
-        (BuildStage(backend_override=backend), ("precision_rules",)),
+        (BuildStage(backend_override=backend), ("precision_rules", "export")),  # export: layers before passes
         (VerifyStage(), ("export", "graph_passes", "precision_rules", "build")),
     )
 
