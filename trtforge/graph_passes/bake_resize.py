@@ -5,7 +5,8 @@ torch.nn.functional.interpolate -> ONNX Resize:
   linear/cubic, align_corners=F  -> half_pixel      (cubic: cubic_coeff_a = -0.75, as torch)
   linear/cubic, align_corners=T  -> align_corners
 A scale is passed as Resize scales (torch maps output coordinates by 1/scale, so do they); the
-output shape floor(in * scale) is static either way, so the engine has no shape arithmetic. Measured in the field: an x4 bilinear Resize baked at a decoder output paid 5-15%.
+output shape floor(in * scale) is static either way, so the engine has no shape arithmetic.
+Measured in the field: an x4 bilinear Resize baked at a decoder output paid 5-15%.
 """
 
 from __future__ import annotations

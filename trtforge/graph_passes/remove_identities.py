@@ -22,7 +22,8 @@ _EXACT = {
     "float16": {"float32", "float64"}, "bfloat16": {"float32", "float64"}, "float32": {"float64"},
     "int8": {"int16", "int32", "int64", "float16", "float32", "float64"},
     "uint8": {"int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"},
-    "int16": {"int32", "int64", "float32", "float64"}, "uint16": {"int32", "uint32", "int64", "uint64", "float32", "float64"},
+    "int16": {"int32", "int64", "float32", "float64"},
+    "uint16": {"int32", "uint32", "int64", "uint64", "float32", "float64"},
     "int32": {"int64", "float64"}, "uint32": {"int64", "uint64", "float64"},
     "bool": {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"},
 }
