@@ -82,3 +82,18 @@ def test_nothing_to_do_is_not_modified():
       y = Relu(x)
     }""", FoldStaticShapesPass())
     assert not modified and ops(after) == ["Relu"]
+
+
+def test_the_same_slice_twice_reads_one_piece():
+    """Found by the property test: two equal Slices of one tensor must not claim one Split piece."""
+    before, after, modified, _ = apply(HEAD + """
+    g (float[4,6] x) => (float[1,6] a, float[1,6] b, float[1,6] c) {
+      s = Constant<value = int64[1] {0}>()
+      e = Constant<value = int64[1] {1}>()
+      a = Slice(x, s, e)
+      b = Slice(x, s, e)
+      t = Slice(x, s, e)
+      c = Neg(t)
+    }""", FoldStaticShapesPass(), CleanupPass())
+    assert modified and "Slice" not in ops(after) and ops(after).count("Split") == 1
+    assert_same_outputs(before, after)

@@ -90,6 +90,15 @@ def _unique(graph: gs.Graph, name: str) -> str:
     return name
 
 
+def _alias(graph: gs.Graph, node: gs.Node, source: gs.Tensor) -> None:
+    """`node` computes `source` again: its consumers read `source`; where its output is a graph
+    output it becomes Identity(source) (remove_identities renames what it safely can)."""
+    if node.outputs[0] in graph.outputs or not bypass(graph, node, source, node.outputs[0]):
+        node.op, node.attrs = "Identity", {}
+        node.inputs.clear()
+        node.inputs.append(source)
+
+
 def _take_over(node: gs.Node, piece: gs.Variable) -> None:
     """The Slice's output becomes the Split piece (same name, so consumers and graph outputs hold)."""
     out = node.outputs[0]
@@ -111,12 +120,8 @@ def _rewrite_slices(graph: gs.Graph) -> bool:
             continue
         shape = static_shape(node.inputs[0])
         real = {a: r for a, r in ranges.items() if r != (0, shape[a])}
-        if not real:  # takes everything: gone, or an Identity where an input feeds an output
-            if not bypass(graph, node, node.inputs[0], node.outputs[0]):
-                data = node.inputs[0]
-                node.op = "Identity"
-                node.inputs.clear()
-                node.inputs.append(data)
+        if not real:  # takes everything
+            _alias(graph, node, node.inputs[0])
             changed = True
         elif len(real) == 1 and all(r[1] > r[0] for r in real.values()):
             (axis, rng), = real.items()
@@ -133,12 +138,15 @@ def _rewrite_slices(graph: gs.Graph) -> bool:
         data = members[0][0].inputs[0]
         dim = static_shape(data)[axis]
         bounds = sorted({0, dim, *(b for _, r in members for b in r)})
-        pieces = None
+        pieces, taken = None, {}
         for node, (s, e) in members:
             i = bounds.index(s)
-            if bounds[i + 1] == e:  # one piece of the shared split
+            if bounds[i + 1] == e and i in taken:  # the same slice twice: read the first one
+                _alias(graph, node, taken[i])
+            elif bounds[i + 1] == e:  # one piece of the shared split
                 if pieces is None:
                     pieces = _split(graph, data, axis, bounds, f"{members[0][0].name}_split")
+                taken[i] = node.outputs[0]
                 _take_over(node, pieces[i])
             else:  # overlaps another slice's cut: a split of its own
                 own = sorted({0, s, e, dim})
