@@ -21,9 +21,12 @@ EXPORTERS = ("dynamo", "torchscript")
 RTX_CCS = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
 DEFAULT_PASSES = (
     {"name": "fold_constants"},
+    {"name": "fold_static_shapes"},
+    {"name": "remove_identities"},
     {"name": "cleanup"},
     {"name": "toposort"},
 )
+PASS_CHECKS = ("each", "pipeline", "off")  # meaning check after each pass, the whole list, or none
 DEFAULT_RULES = ({"rule": "attention_score", "mode": "all"},)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -220,6 +223,7 @@ class ModuleSpec:
     build: dict
     verify: dict
     verify_outputs: dict = field(default_factory=dict)
+    pass_check: str = "each"
 
     def as_key(self) -> dict:
         return {
@@ -228,6 +232,7 @@ class ModuleSpec:
             "depends": list(self.depends), "export": self.export, "passes": list(self.passes),
             "precision_rules": list(self.precision_rules), "precision": self.precision,
             "build": self.build, "verify": self.verify, "verify_outputs": self.verify_outputs,
+            "pass_check": self.pass_check,
         }
 
     def tolerance(self, output: str) -> dict:
@@ -255,8 +260,8 @@ class Manifest:
 
 
 MODULE_KEYS = ("factory", "factory_args", "inputs", "outputs", "depends", "export", "passes",
-               "precision", "build", "verify")
-DEFAULT_KEYS = ("export", "passes", "precision", "build", "verify")
+               "precision", "build", "verify", "pass_check")
+DEFAULT_KEYS = ("export", "passes", "precision", "build", "verify", "pass_check")
 
 
 def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
@@ -320,6 +325,8 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         build=_section(raw.get("build", {}), BUILD, f"{where}.build", base=defaults["build"]),
         verify=_section(verify_raw, VERIFY, f"{where}.verify", base=defaults["verify"]),
         verify_outputs=per_output,
+        pass_check=(_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
+                    else defaults["pass_check"]),
     )
 
 
@@ -337,6 +344,8 @@ def _defaults(raw: Any, where: str) -> dict:
         "precision": _section(precision, PRECISION, f"{where}.precision"),
         "build": _section(raw.get("build", {}), BUILD, f"{where}.build"),
         "verify": _section(raw.get("verify", {}), VERIFY, f"{where}.verify"),
+        "pass_check": (_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
+                       else "each"),
         **_section({k: raw[k] for k in TOP if k in raw}, TOP, where),
     }
 

@@ -29,7 +29,7 @@ def stage_table(backend: str | None = None) -> tuple:
         (ExportStage(), ()),
         (GraphPassesStage(), ("export",)),
         (PrecisionStage(), ("export", "graph_passes")),  # export: example inputs for data rules
-        (BuildStage(backend_override=backend), ("precision_rules",)),
+        (BuildStage(backend_override=backend), ("precision_rules", "export")),  # export: layers before passes
         (VerifyStage(), ("export", "graph_passes", "precision_rules", "build")),
     )
 

@@ -25,6 +25,12 @@ def as_json(results: list[ModuleResult]) -> dict:
     } for r in results]}
 
 
+def _before(build: dict) -> str:
+    """The exported graph's layer count, parsed before the graph passes (shape folding)."""
+    b = build.get("layers_before_passes") or {}
+    return f"; before graph passes {b['layers']} layers ({b['shape_layers']} shape-only)" if "layers" in b else ""
+
+
 def markdown(results: list[ModuleResult]) -> str:
     lines = ["# trtforge build report", "", "| module | " + " | ".join(STAGE_NAMES) + " | engine check |",
              "|---" * (len(STAGE_NAMES) + 2) + "|"]
@@ -53,13 +59,13 @@ def markdown(results: list[ModuleResult]) -> str:
                 lines.append(f"- warning: {w}")
         passes = r.stages["graph_passes"].meta.get("passes", [])
         if passes:
-            lines += ["", "| pass | modified | nodes before → after | ms |", "|---|---|---|---|"]
+            lines += ["", "| pass | modified | nodes before → after | ms | meaning check |", "|---|---|---|---|---|"]
             lines += [f"| {p['name']} | {p['modified']} | {p['nodes_before']} → {p['nodes_after']} | "
-                      f"{p['seconds'] * 1e3:.1f} |" for p in passes]
+                      f"{p['seconds'] * 1e3:.1f} | {p.get('check', '')} |" for p in passes]
         build = r.stages["build"].meta
         if build:
             lines += ["", f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
-                      f"{build['layers']} layers ({build['shape_layers']} shape-only), "
+                      f"{build['layers']} layers ({build['shape_layers']} shape-only){_before(build)}, "
                       f"parse {build['parse_s']}s, build {build['build_s']}s, {build['engine_bytes']} bytes"]
         checks = r.stages["verify"].meta.get("checks", {})
         if checks:

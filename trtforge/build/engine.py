@@ -104,6 +104,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         raise _parse_error(e, log_path, module) from e
     parse_s = time.perf_counter() - t0
     layers = network_layers(network)
+    before = layers_before_passes(ptrt, ctx, strongly_typed)
     counts = check_precisions(layers, plan["fp32"], module) if strongly_typed else {}
     if not strongly_typed:
         apply_layer_precisions(network, trt, plan["fp32"], module)
@@ -133,6 +134,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         "backend": backend, "backend_version": trt.__version__, "target": target,
         "strongly_typed": strongly_typed, "parse_s": round(parse_s, 3), "build_s": round(build_s, 3),
         "layers": len(layers), "shape_layers": shape_layer_count(layers), "precision_counts": counts,
+        "layers_before_passes": before,
         "fp32_layers": sorted(lay["name"] for lay in layers
                               if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"),
         "io": io_bindings(network), "engine_bytes": len(bytes(engine)),
@@ -140,6 +142,20 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     (workdir / "layers.json").write_text(json.dumps(layers, indent=0))
     (workdir / "build.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def layers_before_passes(ptrt, ctx: StageContext, strongly_typed: bool) -> dict | None:
+    """The exported ONNX as TensorRT parses it, before any graph pass: the report sets its layer and
+    shape-layer counts beside the built network's, so what shape folding bought is visible."""
+    src = ctx.inputs.get("export")
+    if src is None:
+        return None
+    try:
+        _, network, _ = ptrt.network_from_onnx_path(str(src / MODEL), strongly_typed=strongly_typed)
+    except Exception as e:  # informational only: the exported graph may need a pass to parse at all
+        return {"error": str(e).splitlines()[0][:200] if str(e) else type(e).__name__}
+    layers = network_layers(network)
+    return {"layers": len(layers), "shape_layers": shape_layer_count(layers)}
 
 
 def io_bindings(network) -> dict:

@@ -15,7 +15,7 @@ import onnx
 import torch
 
 from trtforge.errors import ExportError
-from trtforge.export.caller_view import caller_view
+from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
@@ -86,7 +86,10 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     reference_model = copy.deepcopy(model).float().eval().to(device)
     model16 = model.half().eval().to(device)
 
-    inputs = make_inputs(module.inputs, seed=module.verify["seed"])
+    baked = transforms(module.passes, module.name)
+    # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
+    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify["seed"]),
+                                         module.verify["seed"], module.name)
     as_torch = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in inputs.values()]
     fp32_args = tuple(t.float() if t.is_floating_point() else t for t in as_torch)
     try:
@@ -105,7 +108,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     save_arrays(workdir / "inputs.npz", inputs)
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
     save_arrays(workdir / "reference.npz", reference)
-    c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
+    c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
     save_arrays(workdir / "caller_inputs.npz", c_in)
     save_arrays(workdir / "caller_reference.npz", c_ref)
 

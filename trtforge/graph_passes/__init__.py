@@ -16,7 +16,7 @@ SHAPE_INPUTS = {"export"}
 @dataclass(frozen=True)
 class GraphPassesStage:
     name: str = "graph_passes"
-    version: str = "graph_passes-1"
+    version: str = "graph_passes-2"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         from trtforge.graph_passes.catalog import BUILTIN
@@ -25,7 +25,7 @@ class GraphPassesStage:
             if step["name"] not in BUILTIN and ":" not in step["name"]:
                 raise PassError(f"unknown pass '{step['name']}' (built-in: {', '.join(BUILTIN)})",
                                 where=f"modules.{module.name}.passes[{i}]", module=module.name)
-        return {"passes": list(module.passes),
+        return {"passes": list(module.passes), "check": module.pass_check,
                 "tools": tool_versions("onnx", "onnx-graphsurgeon", "onnxruntime", "numpy")}
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:

@@ -15,6 +15,9 @@ BUILTIN = {
     "toposort": "trtforge.graph_passes.toposort:ToposortPass",
     "bake_resize": "trtforge.graph_passes.bake_resize:BakeResizePass",
     "bake_transpose": "trtforge.graph_passes.bake_transpose:BakeTransposePass",
+    "bake_preprocess": "trtforge.graph_passes.bake_preprocess:BakePreprocessPass",
+    "remove_identities": "trtforge.graph_passes.remove_identities:RemoveIdentitiesPass",
+    "fold_static_shapes": "trtforge.graph_passes.fold_static_shapes:FoldStaticShapesPass",
 }
 
 

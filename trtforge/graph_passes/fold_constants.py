@@ -3,8 +3,11 @@ constants, so TensorRT parses no INT64 shape layers for static inputs. Large fol
 not created (size_threshold): folding must not balloon weights.
 
 Weights stay on disk except the ones a foldable node reads: graphsurgeon hands folded subgraphs
-to ONNX Runtime as bytes, where external references cannot resolve, so exactly those tensors are
-loaded first (seen: diffusers' AutoencoderKL export folds an Expand of an external initializer).
+to ONNX Runtime as bytes, where external references cannot resolve (or would resolve against the
+working directory), so exactly those tensors are loaded first, from the model's folder, and only
+if under the size threshold (seen: diffusers' AutoencoderKL export folds an Expand of an external
+initializer). Weights that were loaded but not folded go back to being lazy references, so the
+output still points at the original weight file instead of copying them into passes.data.
 """
 
 from __future__ import annotations
@@ -34,29 +37,36 @@ def constant_derivable(graph: gs.Graph) -> set[str]:
     return known
 
 
-def load_folded_weights(graph: gs.Graph) -> int:
+def load_folded_weights(graph: gs.Graph, limit: int) -> dict:
+    """Load the lazy constants a foldable node reads (each at most `limit` bytes);
+    name -> (lazy values, loaded array)."""
     known = constant_derivable(graph)
-    loaded = 0
+    loaded = {}
     for node in graph.nodes:
         if node.op == "Shape" or not all(t.is_empty() or t.name in known for t in node.inputs):
             continue
         for t in node.inputs:
-            if isinstance(t, gs.Constant) and isinstance(t._values, LazyValues):
-                t.values = t._values.load()
-                loaded += 1
+            if isinstance(t, gs.Constant) and isinstance(t._values, LazyValues) and t._values.nbytes <= limit:
+                lazy = t._values
+                t.values = lazy.load()  # this tensor alone, from the model's folder
+                loaded[t.name] = (lazy, t._values)
     return loaded
 
 
 class FoldConstantsPass(GraphPass):
     name = "fold_constants"
+    exact = False  # ONNX Runtime may evaluate folded arithmetic in another order or precision
 
     def __init__(self, size_threshold_mib: float = 16.0):
         self.size_threshold_mib = size_threshold_mib
 
     def apply(self, graph: gs.Graph, ctx: PassContext) -> bool:
         before = signature(graph)
-        load_folded_weights(graph)
-        graph.fold_constants(fold_shapes=True, partitioning="basic", error_ok=True,
-                             size_threshold=int(self.size_threshold_mib * (1 << 20)))
+        limit = int(self.size_threshold_mib * (1 << 20))
+        loaded = load_folded_weights(graph, limit)
+        graph.fold_constants(fold_shapes=True, partitioning="basic", error_ok=True, size_threshold=limit)
         graph.cleanup(remove_unused_graph_inputs=False)
+        for t in graph.tensors().values():  # weights loaded but not folded: references again
+            if isinstance(t, gs.Constant) and t.name in loaded and t._values is loaded[t.name][1]:
+                t._values = loaded[t.name][0]
         return signature(graph) != before
