@@ -14,7 +14,7 @@ from trtforge.stage import StageContext, tool_versions
 @dataclass(frozen=True)
 class VerifyStage:
     name: str = "verify"
-    version: str = "verify-1"
+    version: str = "verify-2"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key

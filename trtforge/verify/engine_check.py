@@ -38,6 +38,8 @@ def run_engine(engine_path: Path, feeds: dict, backend: str, runs: int = 50) -> 
     engine = engine_from_bytes(bytes_from_path(str(engine_path)))
     with TrtRunner(engine) as runner:
         outputs = {k: np.array(v) for k, v in runner.infer(feeds).items()}
+        if runs == 0:
+            return outputs, {}
         for _ in range(5):  # warm-up
             runner.infer(feeds)
         times = []
