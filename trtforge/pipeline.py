@@ -81,6 +81,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
                                    upstream_meta={d: r.meta for d, r in upstream.items()})
                 with store.workdir(f"{module.name}.{stage.name}") as wd:
                     meta = stage.run(ctx, wd)
+                    # kept in the record so a report of a cached run can still say what it cost
+                    meta = {**meta, "run_seconds": round(time.perf_counter() - t0, 3)}
                     # an input that changed while the stage ran must not be published under this key
                     if stage_key(stage, module, root, upstream)[0] != key:
                         raise TrtforgeError("an input changed during the build; not published",

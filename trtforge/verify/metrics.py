@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from trtforge.verify import HIST_EDGES
 from trtforge.verify.task_metrics import task_metric
-
-# |error| histogram bins, fixed decades so reports compare across modules and runs:
-# [0, 1e-7), [1e-7, 1e-6), ..., [1, 10), [10, inf)
-HIST_EDGES = [0.0] + [10.0 ** e for e in range(-7, 2)] + [float("inf")]
 
 
 def histogram(diff: np.ndarray) -> list[int]:

@@ -13,6 +13,7 @@ from trtforge.tensors import input_sets
 from trtforge.verify.engine_check import run_engine, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
 from trtforge.verify.onnx_check import run_fp16_faithful, run_ort
+from trtforge.verify.precision_map import precision_map
 from trtforge.stage import StageContext
 
 PLAIN = "onnxruntime CPU: not FP16-faithful (computes FP16 MatMul/Softmax in FP32)"
@@ -73,6 +74,8 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     checks["engine"] = _engine_check(ctx.inputs["build"], build_meta, caller_sets, tol)
     failed = [s for s in CHAIN if checks[s]["status"] == "failed"]
     meta = {"checks": checks, "passed": not failed, "blame": failed[0] if failed else None,
-            "engine_checked": checks["engine"]["status"] == "ok", "input_sets": [s[0] for s in caller_sets]}
+            "engine_checked": checks["engine"]["status"] == "ok", "input_sets": [s[0] for s in caller_sets],
+            "tolerances": {n: tol(n) for n in caller_sets[0][2]},
+            "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {}))}
     (workdir / "verify.json").write_text(json.dumps(meta, indent=1))
     return meta
