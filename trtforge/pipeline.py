@@ -129,6 +129,21 @@ def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: 
     return result
 
 
+def enforce_engine_check(result: ModuleResult) -> None:
+    """--require-engine-check: an engine that could not run here fails verification (exit 3, not
+    published) instead of passing on its ONNX checks alone."""
+    if not result.ok or "verify" not in result.records:
+        return
+    engine = result.records["verify"].meta["checks"]["engine"]
+    if engine["status"] != "ok":
+        reason = engine.get("reason") or engine["status"]
+        result.stages["verify"].state = "failed"
+        result.stages["verify"].reason = f"engine check required: {reason}"
+        result.error = VerifyError(f"engine check required but {reason}", module=result.name,
+                                   hint="run on a GPU the engine supports, or drop --require-engine-check; "
+                                        "engine not published")
+
+
 def _skip_rest(result: ModuleResult, failed: str) -> None:
     after = STAGE_NAMES[STAGE_NAMES.index(failed) + 1:]
     for name in after:
