@@ -17,14 +17,15 @@ def why_not_runnable(build_meta: dict) -> str | None:
     backend = build_meta["backend"]
     if not gpus:
         return "no NVIDIA GPU on this machine"
-    if not be.installed(backend):
-        return f"{backend} is not installed here (pip install 'trtforge[{be.EXTRA[backend]}]')"
     gpu = gpus[0]
     targets = build_meta["target"]["compute_capabilities"]
+    # the GPU first: on a GPU the engine can never run on, installing the runtime would not help
     if gpu.compute_capability not in targets:
         extra = " (TensorRT-RTX does not run on Hopper)" if gpu.compute_capability == "9.0" and backend == be.RTX else ""
         return (f"{backend} engine built for sm{', sm'.join(c.replace('.', '') for c in targets)}; "
                 f"this GPU ({gpu.name}, sm{gpu.compute_capability.replace('.', '')}) is not among them{extra}")
+    if not be.installed(backend):
+        return f"{backend} is not installed here (pip install 'trtforge[{be.EXTRA[backend]}]')"
     if backend == be.TRT and build_meta["target"].get("gpu") != gpu.name:
         return f"engine built for {build_meta['target'].get('gpu')}, this GPU is {gpu.name}"
     return None
