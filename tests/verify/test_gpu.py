@@ -44,13 +44,26 @@ def _gpu():
     return be.gpus()[0]
 
 
+def _needs_rtx():
+    from trtforge.build import backend as be
+
+    if not be.installed("tensorrt-rtx"):  # e.g. a GPU image without it: the build stage fails
+        pytest.skip("tensorrt-rtx is not installed here (pip install 'trtforge[rtx]')")
+
+
 def test_export_and_reference_run_on_cuda(built):
-    _, proc, module = built
-    assert proc.returncode == 0, proc.stderr
+    _, _, module = built
+    assert module["stages"]["export"]["state"] == "ok"
     assert module["stages"]["export"]["meta"]["device"].startswith("cuda")
 
 
+def test_build_passes(built):
+    _needs_rtx()
+    assert built[1].returncode == 0, built[1].stderr
+
+
 def test_engine_check_runs_or_says_why_not(built):
+    _needs_rtx()
     _, _, module = built
     engine = module["stages"]["verify"]["meta"]["checks"]["engine"]
     gpu = _gpu()
@@ -67,6 +80,7 @@ def test_engine_check_runs_or_says_why_not(built):
 
 
 def test_trtforge_verify_on_the_gpu(built, tmp_path):
+    _needs_rtx()
     root, _, _ = built
     dest = tmp_path / "copy"
     shutil.copytree(root / "engines", dest)
