@@ -25,6 +25,7 @@ factory = "faults.modules:make_attention"
 inputs.x = { shape = [1, 16, 32], dtype = "float16" }
 outputs = ["y"]
 verify.outputs.y = { metric = "topk", k = 3 }
+verify.random_inputs = 1
 """
 
 
@@ -105,6 +106,14 @@ def test_verify_folder_without_engines_is_a_user_error(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = run_cli("verify", str(tmp_path / "empty"), cwd=tmp_path)
     assert proc.returncode == 2 and "no published engines" in proc.stderr  # a user error
+
+
+def test_bundle_carries_the_random_input_sets(copied, tmp_path):
+    side = json.loads(next(copied.rglob("attn.json")).read_text())
+    assert {"attn.inputs.r1.npz", "attn.reference.r1.npz"} <= set(side["files"])
+    next(copied.rglob("attn.reference.r1.npz")).unlink()
+    proc = run_cli("verify", str(copied), cwd=tmp_path)
+    assert proc.returncode == 3 and "attn.reference.r1.npz is missing" in proc.stdout
 
 
 def test_sidecar_carries_task_metric_and_verification(project):

@@ -20,8 +20,8 @@ def _tolerance(sidecar: dict):
 
 
 def check_one(sidecar_path: Path, require_engine_check: bool) -> dict:
-    from trtforge.verify.engine_check import run_engine, why_not_runnable
-    from trtforge.verify.metrics import compare_all
+    from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
+    from trtforge.verify.metrics import compare_all, merge_sets
     from trtforge.tensors import load_arrays
 
     side = json.loads(sidecar_path.read_text())
@@ -38,15 +38,26 @@ def check_one(sidecar_path: Path, require_engine_check: bool) -> dict:
     if reason:
         return {"module": name, "status": "failed" if require_engine_check else "not run",
                 "reason": f"engine not run here: {reason}"}
+    sets = _bundle_sets(folder, name, side)
     try:
-        outputs, latency = run_engine(engine, load_arrays(folder / f"{name}.inputs.npz"), side["backend"])
+        outputs, latency = run_engine_sets(engine, [load_arrays(i) for i, _ in sets], side["backend"])
     except Exception as e:  # a runtime that refuses the engine is a failed check, not a crash
         return {"module": name, "status": "failed",
                 "reason": f"engine did not run: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
-    metrics = compare_all(outputs, load_arrays(folder / f"{name}.reference.npz"), _tolerance(side))
+    metrics = merge_sets([(label.name, compare_all(out, load_arrays(ref), _tolerance(side)))
+                          for (label, ref), out in zip(sets, outputs)])
     bad = [f"{n}: {m['reason']}" for n, m in metrics.items() if not m["ok"]]
     return {"module": name, "status": "failed" if bad else "ok", "reason": "; ".join(bad),
             "outputs": metrics, "latency": latency}
+
+
+def _bundle_sets(folder: Path, name: str, side: dict) -> list[tuple[Path, Path]]:
+    """(inputs, reference) files of the example set and every random set the sidecar lists."""
+    sets = [(folder / f"{name}.inputs.npz", folder / f"{name}.reference.npz")]
+    for fname in sorted(side["files"]):
+        if fname.startswith(f"{name}.inputs.r"):
+            sets.append((folder / fname, folder / fname.replace(".inputs.r", ".reference.r", 1)))
+    return sets
 
 
 def _is_sidecar(path: Path) -> bool:

@@ -31,21 +31,27 @@ def why_not_runnable(build_meta: dict) -> str | None:
     return None
 
 
-def run_engine(engine_path: Path, feeds: dict, backend: str, runs: int = 50) -> tuple[dict, dict]:
+def run_engine_sets(engine_path: Path, feed_sets: list[dict], backend: str, runs: int = 50) -> tuple[list, dict]:
+    """Outputs for every feed set from one deserialised engine; latency p50/p99 on the first set,
+    after warm-up."""
     be.select(backend)
     from polygraphy.backend.common import bytes_from_path
     from polygraphy.backend.trt import TrtRunner, engine_from_bytes
 
     engine = engine_from_bytes(bytes_from_path(str(engine_path)))
     with TrtRunner(engine) as runner:
-        outputs = {k: np.array(v) for k, v in runner.infer(feeds).items()}
-        if runs == 0:
-            return outputs, {}
+        outputs = [{k: np.array(v) for k, v in runner.infer(feeds).items()} for feeds in feed_sets]
         for _ in range(5):  # warm-up
-            runner.infer(feeds)
+            runner.infer(feed_sets[0])
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            runner.infer(feeds)
+            runner.infer(feed_sets[0])
             times.append((time.perf_counter() - t0) * 1e3)
-    return outputs, {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+    latency = {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))} if times else {}
+    return outputs, latency
+
+
+def run_engine(engine_path: Path, feeds: dict, backend: str, runs: int = 50) -> tuple[dict, dict]:
+    outputs, latency = run_engine_sets(engine_path, [feeds], backend, runs)
+    return outputs[0], latency

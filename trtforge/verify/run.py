@@ -10,7 +10,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from trtforge.tensors import input_sets
-from trtforge.verify.engine_check import run_engine, why_not_runnable
+from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
 from trtforge.verify.onnx_check import run_fp16_faithful, run_ort
 from trtforge.verify.precision_map import precision_map
@@ -44,15 +44,14 @@ def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
     reason = why_not_runnable(build_meta)
     if reason:
         return {"status": "not run", "kind": ENGINE, "reason": f"engine not run here: {reason}"}
-    latency = {}
-
-    def engine_outputs(feeds):
-        # latency from the first set only: the others are there for numerics
-        out, lat = run_engine(build / "model.engine", feeds, build_meta["backend"], runs=0 if latency else 50)
-        latency.update(lat or {})
-        return out
-
-    check = _check(ENGINE, engine_outputs, sets, tol)
+    t0 = time.perf_counter()
+    try:  # one deserialisation for every input set
+        outputs, latency = run_engine_sets(build / "model.engine", [s[1] for s in sets], build_meta["backend"])
+    except Exception as e:  # a runtime that refuses the engine fails the engine check
+        return {"status": "failed", "kind": ENGINE, "seconds": round(time.perf_counter() - t0, 3),
+                "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
+    by_set = {id(s[1]): out for s, out in zip(sets, outputs)}
+    check = _check(ENGINE, lambda feeds: by_set[id(feeds)], sets, tol)
     check["latency"] = latency
     return check
 
