@@ -60,11 +60,17 @@ def markdown(results: list[ModuleResult]) -> str:
             lines += ["", f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
                       f"{build['layers']} layers ({build['shape_layers']} shape-only), "
                       f"parse {build['parse_s']}s, build {build['build_s']}s, {build['engine_bytes']} bytes"]
-        lines += ["", "Timings: " + ", ".join(
-            f"{s} {'cached' if r.stages[s].state == 'cached' else f'{r.stages[s].seconds:.2f}s'}"
-            for s in STAGE_NAMES if r.stages[s].state in ("ok", "cached"))]
+        lines += ["", "Timings: " + ", ".join(_timing(s, r.stages[s]) for s in STAGE_NAMES
+                                             if r.stages[s].state in ("ok", "cached"))]
         lines += _checks_md(r.stages["verify"].meta)
     return "\n".join(lines) + "\n"
+
+
+def _timing(name: str, status) -> str:
+    if status.state != "cached":
+        return f"{name} {status.seconds:.2f}s"
+    built = status.meta.get("run_seconds")
+    return f"{name} cached" + (f" (built in {built:.2f}s)" if built is not None else "")
 
 
 def _cache_line(results: list[ModuleResult]) -> str:
