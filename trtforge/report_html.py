@@ -122,6 +122,7 @@ def _module(m: dict) -> str:
     if m.get("published"):
         parts.append(f"<p class='small'>published: {', '.join(escape(p) for p in m['published'])}</p>")
     if verify.get("checks"):
+        parts.append(_chain(verify))
         sets = verify.get("input_sets") or ["example"]
         parts.append(f"<h3>|error| against the FP32 reference ({len(sets)} input set(s): "
                      f"{escape(', '.join(sets))})</h3>")
@@ -135,6 +136,15 @@ def _module(m: dict) -> str:
         parts.append(f"<h3>Precision per block ({escape(head)})</h3>")
         parts.append(_precision_map(verify["precision_map"]))
     return "\n".join(parts)
+
+
+def _chain(verify: dict) -> str:
+    """export → graph_passes → precision_rules → engine, each check's status; the blamed one marked."""
+    cells = []
+    for stage, c in _in_order(verify["checks"]):
+        blamed = " — blamed" if verify.get("blame") == stage else ""
+        cells.append(f"<td class='{STATE_CLASS.get(c['status'], '')}'><b>{stage}</b>: {c['status']}{blamed}</td>")
+    return "<table><tr><th>verification chain</th>" + "<td>→</td>".join(cells) + "</tr></table>"
 
 
 def _histograms(verify: dict) -> str:
@@ -157,9 +167,10 @@ def _edge_x(value: float, x0: float, bin_w: float) -> float:
 def _histogram(name: str, per_check: dict, atol: float | None) -> str:
     """Grouped bars: share of elements per |error| decade, one colour per check."""
     w, h, x0, y0, top = 520, 215, 44, 165, 30
-    nbins = len(HIST_EDGES) - 1
+    nbins = len(HIST_EDGES)  # the decades, then NaN/Inf
     bin_w = (w - x0 - 10) / nbins
-    series = [(s, m["hist"]) for s, m in per_check.items() if m.get("hist") and sum(m["hist"])]
+    series = [(s, m["hist"] + [m.get("nonfinite", 0)]) for s, m in per_check.items()
+              if m.get("hist") is not None and sum(m["hist"]) + m.get("nonfinite", 0)]
     out = [f"<svg width='{w}' height='{h}' role='img'><text x='{x0}' y='13' font-weight='600'>"
            f"output {escape(name)}: share of elements per |error| decade</text>"]
     for frac in (0, 0.5, 1):
@@ -176,17 +187,18 @@ def _histogram(name: str, per_check: dict, atol: float | None) -> str:
             out.append(f"<rect x='{x0 + b * bin_w + 2 + k * bar_w:.1f}' y='{y0 - bh:.1f}' width='{bar_w:.1f}' "
                        f"height='{bh:.1f}' fill='{STAGE_COLOURS[stage]}'><title>{stage}: {count} of {total}"
                        "</title></rect>")
-    labels = ["0"] + [f"1e{e}" for e in range(-7, 1)] + ["10"]
+    labels = ["0"] + [f"1e{e}" for e in range(-7, 1)] + ["10"]  # left edges; the last decade runs to ∞
     for b, label in enumerate(labels):
         out.append(f"<text x='{x0 + b * bin_w}' y='{y0 + 14}' text-anchor='middle'>{label}</text>")
-    out.append(f"<text x='{w - 10}' y='{y0 + 14}' text-anchor='end'>∞</text>")
+    out.append(f"<text x='{x0 + (nbins - 0.5) * bin_w}' y='{y0 + 14}' text-anchor='middle' "
+               f"fill='#b00020'>NaN/Inf</text>")
     if atol:
         x = _edge_x(atol, x0, bin_w)
         out.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='{top}' y2='{y0}' stroke='#b00020' "
                    f"stroke-dasharray='4 3'/><text x='{x + 3:.1f}' y='{top + 8}' fill='#b00020'>atol</text>")
-    missing = [s for s, m in per_check.items() if not m.get("hist")]
-    if missing:
-        out.append(f"<text x='{x0}' y='{y0 + 30}' fill='#b00020'>no histogram (NaN/Inf or failed): "
+    missing = [s for s, m in per_check.items() if m.get("hist") is None]
+    if missing:  # a shape mismatch or a missing output: nothing to draw
+        out.append(f"<text x='{x0}' y='{y0 + 30}' fill='#b00020'>no histogram: "
                    f"{escape(', '.join(missing))}</text>")
     out.append(_legend([(s, STAGE_COLOURS[s]) for s, _ in series], x0, h - 6))
     out.append("</svg>")

@@ -19,7 +19,7 @@ HIST_EDGES = [0.0] + [10.0 ** e for e in range(-7, 2)] + [float("inf")]
 @dataclass(frozen=True)
 class VerifyStage:
     name: str = "verify"
-    version: str = "verify-3"
+    version: str = "verify-4"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key

@@ -21,7 +21,8 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
     finite = np.isfinite(a)
     if not finite.all():
         bad = int((~finite).sum())
-        return {"ok": False, "reason": f"{bad} of {a.size} values are NaN/Inf", "nonfinite": bad}
+        return {"ok": False, "reason": f"{bad} of {a.size} values are NaN/Inf", "nonfinite": bad,
+                "hist": histogram(np.abs(a[finite] - r[finite]))}
     diff = np.abs(a - r)
     scale = np.abs(r)
     rel = diff / np.maximum(scale, 1e-6)
@@ -84,7 +85,8 @@ def merge_sets(per_set: list[tuple[str, dict]]) -> dict:
                 out[name] = {**m, "sets": 1, "sets_failed": int(not m["ok"])}
                 continue
             hist = [x + y for x, y in zip(prev.get("hist", []), m.get("hist", []))] or prev.get("hist") or m.get("hist")
-            counts = {"sets": prev["sets"] + 1, "sets_failed": prev["sets_failed"] + int(not m["ok"])}
+            counts = {"sets": prev["sets"] + 1, "sets_failed": prev["sets_failed"] + int(not m["ok"]),
+                      "nonfinite": prev.get("nonfinite", 0) + m.get("nonfinite", 0)}
             out[name] = {**(m if _worse(m, prev) else prev), **counts}
             if hist:
                 out[name]["hist"] = hist
