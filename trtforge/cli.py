@@ -52,12 +52,14 @@ def _selected(manifest, modules):
 @click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--require-engine-check", is_flag=True,
+              help="Fail (exit 3, nothing published) when an engine cannot run on this machine.")
 @click.pass_context
-def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
+def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
     from trtforge.manifest import load_manifest
-    from trtforge.pipeline import build_module
+    from trtforge.pipeline import build_module, enforce_engine_check
     from trtforge.publish import publish
     from trtforge.report import as_json as report_json, status_table, write_reports
 
@@ -71,6 +73,8 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
             if not quiet and not as_json:
                 click.echo(f"[trtforge] {module.name}: building", err=True)
             result = build_module(store, manifest, module, backend)
+            if require_engine_check:
+                enforce_engine_check(result)
             results.append(result)
             if "build" in result.records:
                 result.published = publish(store, result, manifest.output_dir, module)

@@ -61,6 +61,13 @@ def _nonneg(value, where):
     return value
 
 
+def _nonneg_int(value, where):
+    _int(value, where)
+    if value < 0:
+        raise ManifestError(f"must be >= 0, got {value}", where=where)
+    return value
+
+
 def _fraction(value, where):
     value = _nonneg(value, where)
     if value > 1:
@@ -153,7 +160,14 @@ TOLERANCE = {
     "max_outside": (_fraction, 1e-3),
     "min_cosine": (_fraction, 0.999),
 }
-VERIFY = {**TOLERANCE, "random_inputs": (_int, 0), "seed": (_int, 0)}
+# task metrics per output (verify.outputs.<name>.metric): the keys each metric takes, defaults filled
+TASK = {
+    "psnr": {"min_psnr": (_num, 40.0), "peak": (_nonneg, 0.0)},  # peak 0: the reference's range
+    "iou": {"mask": (_one_of(("threshold", "argmax")), "threshold"), "threshold": (_num, 0.5),
+            "axis": (_int, 1), "min_iou": (_fraction, 0.9)},
+    "topk": {"k": (_positive_int, 5), "axis": (_int, -1), "min_topk": (_fraction, 0.8)},
+}
+VERIFY = {**TOLERANCE, "random_inputs": (_nonneg_int, 0), "seed": (_int, 0)}
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
 INPUT = {"shape": (_shape, None), "dtype": (_one_of(DTYPES), "float16"), "range": (_range, (-1.0, 1.0))}
 TOP = {"cache_dir": (_str, ".trtforge-cache"), "output_dir": (_str, "engines")}
@@ -303,12 +317,7 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         w = f"{where}.verify.outputs.{out_name}"
         if not isinstance(tol, dict):
             raise ManifestError("expected a table of tolerances", where=w)
-        for key in tol:
-            if key not in TOLERANCE:
-                near = difflib.get_close_matches(key, list(TOLERANCE), n=1)
-                raise ManifestError(f"unknown key '{key}'", where=f"{w}.{key}",
-                                    hint=f"did you mean '{near[0]}'?" if near else None)
-        per_output[out_name] = {k: TOLERANCE[k][0](v, f"{w}.{k}") for k, v in sorted(tol.items())}
+        per_output[out_name] = _output_checks(tol, w)
     if outputs and set(per_output) - set(outputs):
         bad = sorted(set(per_output) - set(outputs))[0]
         raise ManifestError(f"output '{bad}' is not among outputs {list(outputs)}",
@@ -328,6 +337,27 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         pass_check=(_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
                     else defaults["pass_check"]),
     )
+
+
+def _output_checks(raw: dict, where: str) -> dict:
+    """Per-output tolerance overrides plus an optional task metric with its keys resolved."""
+    raw = dict(raw)
+    metric = raw.pop("metric", None)
+    spec = dict(TOLERANCE)
+    if metric is not None:
+        spec.update(TASK[_one_of(tuple(TASK))(metric, f"{where}.metric")])
+    for key in raw:
+        if key not in spec:
+            owner = next((m for m, keys in TASK.items() if key in keys), None)
+            near = difflib.get_close_matches(key, [*spec, "metric"], n=1)
+            hint = (f"'{key}' belongs to metric = '{owner}'" if owner else
+                    f"did you mean '{near[0]}'?" if near else None)
+            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}", hint=hint)
+    out = {k: TOLERANCE[k][0](v, f"{where}.{k}") for k, v in sorted(raw.items()) if k in TOLERANCE}
+    if metric is not None:
+        out["metric"] = metric
+        out.update(_section({k: v for k, v in raw.items() if k in TASK[metric]}, TASK[metric], where))
+    return dict(sorted(out.items()))
 
 
 def _defaults(raw: Any, where: str) -> dict:

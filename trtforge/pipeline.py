@@ -81,6 +81,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
                                    upstream_meta={d: r.meta for d, r in upstream.items()})
                 with store.workdir(f"{module.name}.{stage.name}") as wd:
                     meta = stage.run(ctx, wd)
+                    # kept in the record so a report of a cached run can still say what it cost
+                    meta = {**meta, "run_seconds": round(time.perf_counter() - t0, 3)}
                     # an input that changed while the stage ran must not be published under this key
                     if stage_key(stage, module, root, upstream)[0] != key:
                         raise TrtforgeError("an input changed during the build; not published",
@@ -125,6 +127,21 @@ def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: 
             result = ModuleResult(module.name)
             result.notes.append(f"corrupt cache entry forgotten and rebuilt: {e}")
     return result
+
+
+def enforce_engine_check(result: ModuleResult) -> None:
+    """--require-engine-check: an engine that could not run here fails verification (exit 3, not
+    published) instead of passing on its ONNX checks alone."""
+    if not result.ok or "verify" not in result.records:
+        return
+    engine = result.records["verify"].meta["checks"]["engine"]
+    if engine["status"] != "ok":
+        reason = engine.get("reason") or engine["status"]
+        result.stages["verify"].state = "failed"
+        result.stages["verify"].reason = f"engine check required: {reason}"
+        result.error = VerifyError(f"engine check required but {reason}", module=result.name,
+                                   hint="run on a GPU the engine supports, or drop --require-engine-check; "
+                                        "engine not published")
 
 
 def _skip_rest(result: ModuleResult, failed: str) -> None:

@@ -36,6 +36,7 @@ def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpe
         if not result.ok:
             for suffix in SUFFIXES:
                 (folder / f"{name}{suffix}").unlink(missing_ok=True)
+            _remove_random_sets(folder, name, keep=())
             return []
         bview, eview = store.view(build), store.view(result.records["export"])
         files = {f"{name}.engine": (bview / "model.engine", build.outputs["model.engine"]["digest"]),
@@ -43,6 +44,8 @@ def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpe
                                         result.records["export"].outputs["caller_inputs.npz"]["digest"]),
                  f"{name}.reference.npz": (eview / "caller_reference.npz",
                                            result.records["export"].outputs["caller_reference.npz"]["digest"])}
+        files.update(_random_sets(result, eview, name))
+        _remove_random_sets(folder, name, keep=files)
         for fname, (src, digest) in files.items():
             _copy_if_changed(src, folder / fname, digest)
         sidecar = sidecar_doc(result, {f: d for f, (_, d) in files.items()}, module)
@@ -54,6 +57,26 @@ def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpe
         raise PublishError(f"cannot write: {e.strerror}", where=str(e.filename or folder), module=name,
                            hint="make the output folder writable and free space; the cache is intact") from None
     return [folder / f for f in (*files, f"{name}.json")]
+
+
+def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
+    """The seeded random input sets (verify.random_inputs) travel with the bundle, so
+    `trtforge verify` on the target checks them too: <module>.inputs.r1.npz + .reference.r1.npz."""
+    outputs = result.records["export"].outputs
+    files = {}
+    for fname in sorted(outputs):
+        for stem, dest in (("caller_inputs", "inputs"), ("caller_reference", "reference")):
+            if fname.startswith(f"{stem}.r") and fname.endswith(".npz"):
+                tag = fname[len(stem):-len(".npz")]  # ".r1"
+                files[f"{name}.{dest}{tag}.npz"] = (eview / fname, outputs[fname]["digest"])
+    return files
+
+
+def _remove_random_sets(folder: Path, name: str, keep) -> None:
+    for pattern in (f"{name}.inputs.r*.npz", f"{name}.reference.r*.npz"):
+        for path in folder.glob(pattern):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
 
 
 def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:

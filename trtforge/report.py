@@ -38,6 +38,7 @@ def markdown(results: list[ModuleResult]) -> str:
         engine = r.stages["verify"].meta.get("checks", {}).get("engine", {})
         echeck = engine.get("reason") or engine.get("status", "not run")
         lines.append(f"| {r.name} | " + " | ".join(_cell(r.stages[s]) for s in STAGE_NAMES) + f" | {echeck} |")
+    lines += ["", _cache_line(results)]
     for r in results:
         lines += ["", f"## {r.name}", ""]
         if r.error:
@@ -67,24 +68,58 @@ def markdown(results: list[ModuleResult]) -> str:
             lines += ["", f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
                       f"{build['layers']} layers ({build['shape_layers']} shape-only){_before(build)}, "
                       f"parse {build['parse_s']}s, build {build['build_s']}s, {build['engine_bytes']} bytes"]
-        checks = r.stages["verify"].meta.get("checks", {})
-        if checks:
-            lines += ["", "| check | status | kind | output | max abs | max rel | cosine | outside |",
-                      "|---|---|---|---|---|---|---|---|"]
-            for stage, c in checks.items():
-                outs = c.get("outputs") or {"-": {}}
-                for name, m in outs.items():
-                    lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | "
-                                 f"{m.get('max_abs', float('nan')):.3g} | {m.get('max_rel', float('nan')):.3g} | "
-                                 f"{m.get('cosine', float('nan')):.6f} | {m.get('outside', float('nan')):.3%} |")
-                if c.get("reason"):
-                    lines.append(f"| | | {c['reason']} | | | | | |")
+        lines += ["", "Timings: " + ", ".join(_timing(s, r.stages[s]) for s in STAGE_NAMES
+                                             if r.stages[s].state in ("ok", "cached"))]
+        lines += _checks_md(r.stages["verify"].meta)
     return "\n".join(lines) + "\n"
 
 
+def _timing(name: str, status) -> str:
+    if status.state != "cached":
+        return f"{name} {status.seconds:.2f}s"
+    built = status.meta.get("run_seconds")
+    return f"{name} cached" + (f" (built in {built:.2f}s)" if built is not None else "")
+
+
+def _cache_line(results: list[ModuleResult]) -> str:
+    states = [r.stages[s].state for r in results for s in STAGE_NAMES]
+    ran = sum(st in ("ok", "cached") for st in states)
+    secs = sum(r.stages[s].seconds for r in results for s in STAGE_NAMES)
+    return f"Cache hits: {states.count('cached')} of {ran} stages that ran; stage time {secs:.2f}s."
+
+
+def _checks_md(verify: dict) -> list[str]:
+    checks = verify.get("checks", {})
+    if not checks:
+        return []
+    lines = ["", f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
+             "| check | status | kind | output | max abs | max rel | cosine | outside | task metric | worst set |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    order = ("export", "graph_passes", "precision_rules", "engine")  # the stored meta has sorted keys
+    for stage, c in sorted(checks.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9):
+        outs = c.get("outputs") or {"-": {}}
+        for name, m in outs.items():
+            task = m.get("task")
+            task_text = f"{task['metric']} {task['value']:.4g} (min {task['min']:g})" if task else "-"
+            lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | "
+                         f"{m.get('max_abs', float('nan')):.3g} | {m.get('max_rel', float('nan')):.3g} | "
+                         f"{m.get('cosine', float('nan')):.6f} | {m.get('outside', float('nan')):.3%} | "
+                         f"{task_text} | {m.get('set', '-')} |")
+        if c.get("reason"):
+            lines.append(f"| | | {c['reason']} | | | | | | | |")
+        if c.get("latency"):
+            lines.append(f"| | | latency p50 {c['latency']['p50_ms']:.3f} ms, p99 {c['latency']['p99_ms']:.3f} ms"
+                         " | | | | | | | |")
+    return lines
+
+
 def write_reports(results: list[ModuleResult], out_dir: Path) -> Path:
+    from trtforge.report_html import render
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / "report.json", json.dumps(as_json(results), indent=1, default=str).encode())
+    data = as_json(results)
+    atomic_write_bytes(out_dir / "report.json", json.dumps(data, indent=1, default=str).encode())
+    atomic_write_bytes(out_dir / "report.html", render(json.loads(json.dumps(data, default=str))).encode())
     path = out_dir / "REPORT.md"
     atomic_write_bytes(path, markdown(results).encode())
     return path

@@ -20,7 +20,7 @@ from trtforge.export.fp32_islands import find_fp32_islands
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
-from trtforge.tensors import make_inputs, save_arrays
+from trtforge.tensors import make_inputs, random_set_suffix, save_arrays
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
@@ -78,6 +78,24 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
+def _random_sets(module: ModuleSpec, reference_model, names: list, device, workdir: Path) -> None:
+    """verify.random_inputs more seeded input sets within each input's range and dtype, with their
+    FP32 reference, so every later check compares on them too (static shapes only: a dynamic
+    dimension would need sets at min/opt/max of each profile, which trtforge does not export yet)."""
+    for i in range(1, module.verify["random_inputs"] + 1):
+        inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/random{i}")
+        args = tuple(t.float() if t.is_floating_point() else t
+                     for t in (torch.from_numpy(a).to(device) for a in inputs.values()))
+        with torch.no_grad():
+            ref = flatten_outputs(reference_model(*args))
+        reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
+        c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
+        tag = random_set_suffix(i)
+        for stem, arrays in (("inputs", inputs), ("reference", reference),
+                             ("caller_inputs", c_in), ("caller_reference", c_ref)):
+            save_arrays(workdir / f"{stem}{tag}.npz", arrays)
+
+
 def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     device = _device()
     torch.backends.cuda.matmul.allow_tf32 = False  # the reference is true FP32
@@ -111,6 +129,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
     save_arrays(workdir / "caller_inputs.npz", c_in)
     save_arrays(workdir / "caller_reference.npz", c_ref)
+    _random_sets(module, reference_model, names, device, workdir)
 
     fp16_args = tuple(t.contiguous() for t in as_torch)  # FP16 inputs are already FP16 by dtype
     path = workdir / MODEL
@@ -149,6 +168,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(t.shape)} for n, t in zip(names, ref)},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
+        "input_sets": 1 + module.verify["random_inputs"],
     }
     (workdir / "export.json").write_text(json.dumps(meta, indent=1))
     return meta
