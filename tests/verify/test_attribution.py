@@ -35,6 +35,7 @@ factory = "faults.modules:make_attention"
 inputs.x = { shape = [1, 16, 32], dtype = "float16" }
 outputs = ["y"]
 passes = [{ name = "faults.passes:ScaleOutputPass", output = "y" }, { name = "cleanup" }]
+pass_check = "off"  # the per-pass meaning check would stop it first (tests/graph_passes); here the chain must
 
 [modules.precision_bug]
 factory = "faults.modules:make_attention"
