@@ -67,6 +67,9 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
         manifest = load_manifest(manifest_path)
         selected = _selected(manifest, modules)
         store = _store(manifest, cache_dir)
+        from trtforge.preflight import preflight
+
+        preflight(manifest, selected, backend)
         for module in selected:
             if not quiet and not as_json:
                 click.echo(f"[trtforge] {module.name}: building", err=True)
