@@ -17,10 +17,15 @@ ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
 
 
-def _fail(e: TrtforgeError, verbose: bool) -> None:
+def _error_line(e: TrtforgeError, verbose: bool) -> None:
     click.echo(f"trtforge: error: {e.one_line()}", err=True)
     if verbose and e.__cause__ is not None:
-        click.echo(f"  cause: {type(e.__cause__).__name__}: {e.__cause__}", err=True)
+        cause = " ".join(str(e.__cause__).split())[:2000]
+        click.echo(f"  cause: {type(e.__cause__).__name__}: {cause}", err=True)
+
+
+def _fail(e: TrtforgeError, verbose: bool) -> None:
+    _error_line(e, verbose)
     sys.exit(e.exit_code)
 
 
@@ -50,7 +55,7 @@ def _selected(manifest, modules):
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default=None,
               help="Override every module's build.backend.")
 @click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
-@click.option("--quiet", is_flag=True, help="Print only errors.")
+@click.option("--quiet", is_flag=True, help="Print only warnings and errors (stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
@@ -59,7 +64,7 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
     from trtforge.manifest import load_manifest
     from trtforge.pipeline import build_module
     from trtforge.publish import publish
-    from trtforge.report import as_json as report_json, status_table, write_reports
+    from trtforge.report import as_json as report_json, module_warnings, status_table, write_reports
 
     t0 = time.perf_counter()
     results = []
@@ -88,9 +93,12 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
     elif not quiet:
         click.echo(status_table(results))
         click.echo(f"report: {report}  ({time.perf_counter() - t0:.2f}s)")
+    for r in results:
+        for w in module_warnings(r):
+            click.echo(f"trtforge: warning: module '{r.name}': {w}", err=True)
     errors = [r.error for r in results if r.error]
     for e in errors:
-        click.echo(f"trtforge: error: {e.one_line()}", err=True)
+        _error_line(e, verbose)
     if errors:
         sys.exit(max(e.exit_code for e in errors))
 

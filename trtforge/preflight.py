@@ -25,6 +25,13 @@ def check_output_dir(out_dir: Path) -> None:
 
 
 def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None) -> None:
+    from trtforge.graph_passes import catalog as passes
+    from trtforge.precision_rules import catalog as rules
+
     check_output_dir(manifest.output_dir)
-    for module in modules:  # a missing backend names its extra now, not after a long export
+    for module in modules:  # a missing backend or a misspelt pass fails now, not after an export
         be.resolve(backend or module.build["backend"], module.name)
+        for i, step in enumerate(module.passes):
+            passes.check_known(step, f"modules.{module.name}.passes[{i}]", module.name)
+        for i, step in enumerate(module.precision_rules):
+            rules.check_known(step, f"modules.{module.name}.precision.rules[{i}]", module.name)

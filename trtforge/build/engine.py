@@ -86,7 +86,9 @@ def build_engine(ctx: StageContext, workdir: Path, backend: str, target: dict) -
     plan = json.loads((src / "plan.json").read_text())
     ptrt, _, trt = _imports(backend)
     log_path = workdir / "build.log"
-    with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log):
+    # polygraphy's own "[!] Could not parse ONNX" goes to stderr: keep it in build.log too
+    with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
         return _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path)
 
 
