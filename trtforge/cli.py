@@ -63,11 +63,14 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
     verbose = ctx.obj["verbose"]
     from trtforge.manifest import load_manifest
     from trtforge.pipeline import build_module
+    from trtforge.errors import PublishError
+    from trtforge.progress import Progress
     from trtforge.publish import publish
     from trtforge.report import as_json as report_json, module_warnings, status_table, write_reports
 
     t0 = time.perf_counter()
     results = []
+    progress = Progress(sys.stderr, enabled=not quiet and not as_json)
     try:
         manifest = load_manifest(manifest_path)
         selected = _selected(manifest, modules)
@@ -76,18 +79,22 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
 
         preflight(manifest, selected, backend)
         for module in selected:
-            if not quiet and not as_json:
-                click.echo(f"[trtforge] {module.name}: building", err=True)
-            result = build_module(store, manifest, module, backend)
+            result = build_module(store, manifest, module, backend, progress=progress)
             results.append(result)
             if "build" in result.records:
-                result.published = publish(store, result, manifest.output_dir, module)
+                try:
+                    result.published = publish(store, result, manifest.output_dir, module)
+                except PublishError as e:  # this module only: the others still build and report
+                    result.error = e
         report = write_reports(results, manifest.output_dir)
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt:
-        click.echo("trtforge: interrupted; the cache is intact, the next run resumes", err=True)
+        progress.close()
+        click.echo("trtforge: error: interrupted; nothing half-built was kept, the cache is intact "
+                   "and the next run resumes from the last finished stage", err=True)
         sys.exit(130)
+    progress.close()
     if as_json:
         click.echo(json.dumps(report_json(results), indent=1, default=str))
     elif not quiet:
@@ -134,10 +141,14 @@ def verify(ctx, engines_dir, require_engine_check, junit):
     from trtforge.predeploy import verify_published
 
     try:
-        failed = verify_published(Path(engines_dir), require_engine_check, junit, click.echo)
+        results = []
+        failed = verify_published(Path(engines_dir), require_engine_check, junit, click.echo, results)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     if failed:
+        first = next(r for r in results if r["status"] == "failed")
+        click.echo(f"trtforge: error: {failed} of {len(results)} engine(s) failed pre-deploy verification; "
+                   f"first: module '{first['module']}': {first['reason']}", err=True)
         sys.exit(3)
 
 

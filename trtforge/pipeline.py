@@ -67,7 +67,7 @@ def stage_key(stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]
 
 
 def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
-              status: StageStatus) -> Record:
+              status: StageStatus, progress=None) -> Record:
     key, doc = stage_key(stage, module, root, upstream)
     status.key = key
     record = store.lookup(key)
@@ -76,6 +76,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
             record = store.lookup(key)  # another process may have built it while we waited
             if record is None:
                 t0 = time.perf_counter()
+                if progress is not None:
+                    progress.start(module.name, stage.name)
                 folders = {dep: store.view(rec) for dep, rec in upstream.items()}
                 ctx = StageContext(module=module, root=root, inputs=folders,
                                    upstream_meta={d: r.meta for d, r in upstream.items()})
@@ -87,6 +89,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
                                             where=f"{stage.name}", module=module.name, hint="run again")
                     record = store.put(key, stage.name, doc, wd, meta)
                 status.state, status.seconds = "ok", time.perf_counter() - t0
+                if progress is not None:
+                    progress.done(module.name, stage.name, status.seconds)
     if status.state != "ok":
         status.state = "cached"
     status.meta = record.meta
@@ -94,7 +98,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
     return record
 
 
-def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None) -> ModuleResult:
+def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
+                 progress=None) -> ModuleResult:
     result = ModuleResult(module.name)
     for attempt in range(2):  # a corrupt blob found on read is forgotten and rebuilt once
         try:
@@ -102,7 +107,8 @@ def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: 
                 status = result.stages[stage.name]
                 try:
                     result.records[stage.name] = run_stage(
-                        store, stage, module, manifest.root, {d: result.records[d] for d in deps}, status)
+                        store, stage, module, manifest.root, {d: result.records[d] for d in deps}, status,
+                        progress)
                 except TrtforgeError as e:
                     e.module = e.module or module.name
                     status.state, status.reason = "failed", e.one_line()
