@@ -72,3 +72,21 @@ class Determinant(nn.Module):
 
 def make_det():
     return Determinant()
+
+
+class NotATensor:
+    """Pickled into a checkpoint: weights_only=True must refuse to unpickle it."""
+
+
+def make_from_checkpoint(path: str):
+    from pathlib import Path
+
+    from trtforge.export.checkpoint import load_state_dict
+
+    model = Tiny()
+    model.load_state_dict(load_state_dict(Path(__file__).parent / path))
+    return model
+
+
+def write_bad_checkpoint(path):
+    torch.save({"conv.weight": NotATensor()}, path)

@@ -5,6 +5,8 @@ real exporter (and, for the parser case, a real TensorRT-RTX parse)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -112,3 +114,23 @@ def test_rule_matching_nothing_warns_with_near_misses(project):
     assert "rule 'name_pattern' matched no node" in warn[0] and "near misses" in warn[0]
     assert "node_conv2d" in warn[0]  # the closest real node name
     assert "matched no node" in (project / f"out-{case}" / "REPORT.md").read_text()
+
+
+def test_checkpoint_missing(project):
+    case = "checkpoint_missing"
+    write_case(project, case, module("bad_models:make_from_checkpoint",
+                                     extra='factory_args = { path = "weights/none.pt" }\n'))
+    one_error_line(build(project, case), 2, "module 'm'", "weights/none.pt", "checkpoint not found")
+    nothing_lost(project, case, "m")
+
+
+def test_checkpoint_with_pickled_objects_is_refused(project):
+    """torch.load(weights_only=True): a checkpoint holding an arbitrary object is not unpickled."""
+    case = "checkpoint_pickled"
+    subprocess.run([sys.executable, "-c", "import bad_models; bad_models.write_bad_checkpoint('bad.pt')"],
+                   cwd=project, check=True)
+    write_case(project, case, module("bad_models:make_from_checkpoint",
+                                     extra='factory_args = { path = "bad.pt" }\n'))
+    one_error_line(build(project, case), 2, "module 'm'", "bad.pt", "weights_only=True refuses",
+                   "torch.save(model.state_dict(), path)")
+    nothing_lost(project, case, "m")

@@ -53,6 +53,9 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     where = f"modules.{module.name}.factory"
     try:
         model = factory(**module.factory_args)
+    except ExportError as e:  # already one line naming its file (e.g. a checkpoint)
+        e.module = module.name
+        raise
     except Exception as e:
         raise ExportError(f"factory raised {type(e).__name__}: {e}", where=where, module=module.name,
                           hint="check factory_args") from e
