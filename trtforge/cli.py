@@ -100,8 +100,10 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json):
     elif not quiet:
         click.echo(status_table(results))
         click.echo(f"report: {report}  ({time.perf_counter() - t0:.2f}s)")
-    for r in results:
-        for w in module_warnings(r):
+    from trtforge.manifest import DEFAULT_RULES
+
+    for r, module in zip(results, selected):
+        for w in module_warnings(r, rules_written=module.precision_rules != DEFAULT_RULES):
             click.echo(f"trtforge: warning: module '{r.name}': {w}", err=True)
     errors = [r.error for r in results if r.error]
     for e in errors:

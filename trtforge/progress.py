@@ -12,6 +12,15 @@ import time
 from typing import TextIO
 
 
+_ACTIVE: "Progress | None" = None
+
+
+def active() -> "Progress | None":
+    """The CLI's progress display, for a stage that can report finer steps (the TensorRT builder's
+    own phases); None when nothing displays progress (tests, --quiet, --json)."""
+    return _ACTIVE
+
+
 class Progress:
     def __init__(self, stream: TextIO, enabled: bool = True, interval_s: float = 0.5):
         self.stream = stream
@@ -22,12 +31,16 @@ class Progress:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._phase = ""
+        global _ACTIVE
+        _ACTIVE = self if enabled else None
 
     def start(self, module: str, stage: str) -> None:
         if not self.enabled:
             return
         with self._lock:
             self._current = (module, stage, time.perf_counter())
+            self._phase = ""
         if self.tty:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._tick, name="trtforge-progress", daemon=True)
@@ -43,6 +56,12 @@ class Progress:
             if self.tty:
                 self.stream.write("\r\033[K")
         self._line(f"[trtforge] {module}: {stage} done in {seconds:.1f}s")
+
+    def phase(self, text: str) -> None:
+        """A sub-step of the running stage, shown on the live line only (CI logs stay one line
+        per stage)."""
+        with self._lock:
+            self._phase = text
 
     def close(self) -> None:
         """Stop the ticker and clear its line (also after a failure or Ctrl-C mid-stage)."""
@@ -66,5 +85,6 @@ class Progress:
                 if self._current is None:
                     continue
                 module, stage, t0 = self._current
-                self.stream.write(f"\r\033[K[trtforge] {module}: {stage} {time.perf_counter() - t0:.1f}s")
+                phase = f" ({self._phase})" if self._phase else ""
+                self.stream.write(f"\r\033[K[trtforge] {module}: {stage} {time.perf_counter() - t0:.1f}s{phase}")
                 self.stream.flush()

@@ -28,10 +28,13 @@ def island_warning(r: ModuleResult) -> str | None:
             "tensors run in FP32; fix them, or set export.forbid_fp32_islands = true to fail on them")
 
 
-def module_warnings(r: ModuleResult) -> list[str]:
-    """What the user should see even when the build succeeded."""
+def module_warnings(r: ModuleResult, rules_written: bool = True) -> list[str]:
+    """What the user should see even when the build succeeded. Precision-rule warnings only for
+    rules the manifest wrote: the built-in default matching nothing in a model without attention
+    is expected, and stays in REPORT.md."""
     w = island_warning(r)
-    return ([w] if w else []) + list(r.stages["precision_rules"].meta.get("warnings", []))
+    rules = list(r.stages["precision_rules"].meta.get("warnings", [])) if rules_written else []
+    return ([w] if w else []) + rules
 
 
 def as_json(results: list[ModuleResult]) -> dict:

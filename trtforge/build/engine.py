@@ -112,6 +112,9 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
 
     common = dict(builder_optimization_level=opts["optimization_level"],
                   memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts["workspace_mib"] << 20})
+    monitor = _progress_monitor(trt)
+    if monitor is not None:
+        common["progress_monitor"] = monitor
     if backend == be.RTX:
         from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
 
@@ -142,6 +145,33 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     (workdir / "layers.json").write_text(json.dumps(layers, indent=0))
     (workdir / "build.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def _progress_monitor(trt):
+    """The builder's own phases on the live progress line, where the backend offers them."""
+    from trtforge.progress import active
+
+    progress = active()
+    if progress is None or not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class BuilderPhases(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.steps[phase_name] = num_steps
+            progress.phase(phase_name)
+
+        def step_complete(self, phase_name, step):
+            progress.phase(f"{phase_name} {step + 1}/{self.steps.get(phase_name, '?')}")
+            return True  # never cancel: Ctrl-C is handled by the CLI
+
+        def phase_finish(self, phase_name):
+            self.steps.pop(phase_name, None)
+
+    return BuilderPhases()
 
 
 def io_bindings(network) -> dict:
