@@ -18,7 +18,8 @@ ENV_SHARED = "TRTFORGE_SHARED_CACHE"
 
 
 def _error_line(e: TrtforgeError, verbose: bool) -> None:
-    click.echo(f"trtforge: error: {e.one_line()}", err=True)
+    stage = f"{e.stage}: " if e.stage != TrtforgeError.stage else ""  # which stage failed
+    click.echo(f"trtforge: error: {stage}{e.one_line()}", err=True)
     if verbose and e.__cause__ is not None:
         cause = " ".join(str(e.__cause__).split())[:2000]
         click.echo(f"  cause: {type(e.__cause__).__name__}: {cause}", err=True)

@@ -66,6 +66,21 @@ def stage_key(stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]
     return key_of(doc), doc
 
 
+def keep_failed_logs(cache_root: Path, module: str, stage: str, workdir: Path) -> Path | None:
+    """Copy a failed stage's *.log (export.log, build.log) to <cache>/logs/<module>/<stage>.log,
+    replacing the previous failure's: a failed stage has no cache entry to hold it."""
+    logs = sorted(workdir.glob("*.log"))
+    if not logs:
+        return None
+    dest = cache_root / "logs" / module / f"{stage}.log"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(b"".join(p.read_bytes() for p in logs))
+    except OSError:
+        return None
+    return dest
+
+
 def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
               status: StageStatus, progress=None) -> Record:
     key, doc = stage_key(stage, module, root, upstream)
@@ -82,7 +97,13 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
                 ctx = StageContext(module=module, root=root, inputs=folders,
                                    upstream_meta={d: r.meta for d, r in upstream.items()})
                 with store.workdir(f"{module.name}.{stage.name}") as wd:
-                    meta = stage.run(ctx, wd)
+                    try:
+                        meta = stage.run(ctx, wd)
+                    except TrtforgeError as e:  # the work folder goes; its log must not
+                        log = keep_failed_logs(store.root, module.name, stage.name, wd)
+                        if log is not None:
+                            e.hint = f"{e.hint}; log: {log}" if e.hint else f"log: {log}"
+                        raise
                     # an input that changed while the stage ran must not be published under this key
                     if stage_key(stage, module, root, upstream)[0] != key:
                         raise TrtforgeError("an input changed during the build; not published",

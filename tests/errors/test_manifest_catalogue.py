@@ -93,6 +93,7 @@ def test_bad_manifest(project, case, body, needles):
     write_case(project, case, body)
     r = build(project, case)
     line = one_error_line(r, 2, *needles)
+    assert line.startswith("trtforge: error: manifest: ")
     assert f"{case}.toml" in line  # the file is named
     nothing_lost(project, case, "tiny")
 
