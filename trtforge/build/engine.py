@@ -128,7 +128,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         engine = ptrt.engine_bytes_from_network((builder, network, parser), config=config)
     except Exception as e:
         raise BuildError(f"engine build failed: {_last_error(log_path) or e}", where=f"modules.{module}.build",
-                         module=module, hint="see build.log in the cache entry (trtforge explain)") from e
+                         module=module, hint="the builder's log names the failing layer") from e
     build_s = time.perf_counter() - t0
     if engine is None:
         raise BuildError(f"engine build failed: {_last_error(log_path)}", where=f"modules.{module}.build",
