@@ -17,10 +17,16 @@ ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
 
 
-def _fail(e: TrtforgeError, verbose: bool) -> None:
-    click.echo(f"trtforge: error: {e.one_line()}", err=True)
+def _error_line(e: TrtforgeError, verbose: bool) -> None:
+    stage = f"{e.stage}: " if e.stage != TrtforgeError.stage else ""  # which stage failed
+    click.echo(f"trtforge: error: {stage}{e.one_line()}", err=True)
     if verbose and e.__cause__ is not None:
-        click.echo(f"  cause: {type(e.__cause__).__name__}: {e.__cause__}", err=True)
+        cause = " ".join(str(e.__cause__).split())[:2000]
+        click.echo(f"  cause: {type(e.__cause__).__name__}: {cause}", err=True)
+
+
+def _fail(e: TrtforgeError, verbose: bool) -> None:
+    _error_line(e, verbose)
     sys.exit(e.exit_code)
 
 
@@ -50,7 +56,7 @@ def _selected(manifest, modules):
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default=None,
               help="Override every module's build.backend.")
 @click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
-@click.option("--quiet", is_flag=True, help="Print only errors.")
+@click.option("--quiet", is_flag=True, help="Print only warnings and errors (stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--require-engine-check", is_flag=True,
               help="Fail (exit 3, nothing published) when an engine cannot run on this machine.")
@@ -60,38 +66,53 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
     verbose = ctx.obj["verbose"]
     from trtforge.manifest import load_manifest
     from trtforge.pipeline import build_module, enforce_engine_check
+    from trtforge.errors import PublishError
+    from trtforge.progress import Progress
     from trtforge.publish import publish
-    from trtforge.report import as_json as report_json, status_table, write_reports
+    from trtforge.report import as_json as report_json, module_warnings, status_table, write_reports
 
     t0 = time.perf_counter()
     results = []
+    progress = Progress(sys.stderr, enabled=not quiet and not as_json)
     try:
         manifest = load_manifest(manifest_path)
         selected = _selected(manifest, modules)
         store = _store(manifest, cache_dir)
+        from trtforge.preflight import preflight
+
+        preflight(manifest, selected, backend)
         for module in selected:
-            if not quiet and not as_json:
-                click.echo(f"[trtforge] {module.name}: building", err=True)
-            result = build_module(store, manifest, module, backend)
+            result = build_module(store, manifest, module, backend, progress=progress)
             if require_engine_check:
                 enforce_engine_check(result)
             results.append(result)
             if "build" in result.records:
-                result.published = publish(store, result, manifest.output_dir, module)
+                try:
+                    result.published = publish(store, result, manifest.output_dir, module)
+                except PublishError as e:  # this module only: the others still build and report
+                    result.error = e
         report = write_reports(results, manifest.output_dir)
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt:
-        click.echo("trtforge: interrupted; the cache is intact, the next run resumes", err=True)
+        progress.close()
+        click.echo("trtforge: error: interrupted; nothing half-built was kept, the cache is intact "
+                   "and the next run resumes from the last finished stage", err=True)
         sys.exit(130)
+    progress.close()
     if as_json:
         click.echo(json.dumps(report_json(results), indent=1, default=str))
     elif not quiet:
         click.echo(status_table(results))
         click.echo(f"report: {report}  ({time.perf_counter() - t0:.2f}s)")
+    from trtforge.manifest import DEFAULT_RULES
+
+    for r, module in zip(results, selected):
+        for w in module_warnings(r, rules_written=module.precision_rules != DEFAULT_RULES):
+            click.echo(f"trtforge: warning: module '{r.name}': {w}", err=True)
     errors = [r.error for r in results if r.error]
     for e in errors:
-        click.echo(f"trtforge: error: {e.one_line()}", err=True)
+        _error_line(e, verbose)
     if errors:
         sys.exit(max(e.exit_code for e in errors))
 
@@ -127,10 +148,14 @@ def verify(ctx, engines_dir, require_engine_check, junit):
     from trtforge.predeploy import verify_published
 
     try:
-        failed = verify_published(Path(engines_dir), require_engine_check, junit, click.echo)
+        results = []
+        failed = verify_published(Path(engines_dir), require_engine_check, junit, click.echo, results)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     if failed:
+        first = next(r for r in results if r["status"] == "failed")
+        click.echo(f"trtforge: error: {failed} of {len(results)} engine(s) failed pre-deploy verification; "
+                   f"first: module '{first['module']}': {first['reason']}", err=True)
         sys.exit(3)
 
 

@@ -82,9 +82,10 @@ def _positive_int(value, where):
     return value
 
 
-ALIASES = {"fp16": "float16", "half": "float16", "f16": "float16", "fp32": "float32", "float": "float32",
-           "f32": "float32", "bf16": "bfloat16", "int": "int64", "long": "int64", "i64": "int64",
-           "i32": "int32", "trt": "tensorrt", "rtx": "tensorrt-rtx", "tensorrt_rtx": "tensorrt-rtx"}
+# common spellings of a dtype that difflib cannot guess ('fp16' is far from 'float16')
+ALIASES = {"fp16": "float16", "half": "float16", "f16": "float16", "fp32": "float32",
+           "float": "float32", "f32": "float32", "bf16": "bfloat16", "long": "int64", "int": "int32",
+           "trt": "tensorrt", "rtx": "tensorrt-rtx", "tensorrt_rtx": "tensorrt-rtx"}
 
 
 def _one_of(choices: tuple[str, ...]):
@@ -93,8 +94,8 @@ def _one_of(choices: tuple[str, ...]):
         if value not in choices:
             alias = ALIASES.get(value.lower())
             near = [alias] if alias in choices else difflib.get_close_matches(value, choices, n=1)
-            hint = f"did you mean '{near[0]}'?" if near else f"use one of {', '.join(choices)}"
-            raise ManifestError(f"'{value}' is not one of {', '.join(choices)}", where=where, hint=hint)
+            raise ManifestError(f"'{value}' is not one of {', '.join(choices)}", where=where,
+                                hint=f"did you mean '{near[0]}'?" if near else None)
         return value
     return check
 
@@ -323,12 +324,16 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         raise ManifestError(f"output '{bad}' is not among outputs {list(outputs)}",
                             where=f"{where}.verify.outputs.{bad}")
 
+    passes = _steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw else defaults["passes"]
+    from trtforge.io_transforms import parse as parse_transform  # bake-pass parameters, checked now
+
+    for i, step in enumerate(passes):
+        parse_transform(step, f"{where}.passes[{i}]")
     return ModuleSpec(
         name=name, factory=factory, factory_args=dict(sorted(fargs.items())), inputs=inputs,
         outputs=outputs, depends=depends,
         export=_section(raw.get("export", {}), EXPORT, f"{where}.export", base=defaults["export"]),
-        passes=(_steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw
-                else defaults["passes"]),
+        passes=passes,
         precision_rules=rules,
         precision=_section(precision_raw, PRECISION, f"{where}.precision", base=defaults["precision"]),
         build=_section(raw.get("build", {}), BUILD, f"{where}.build", base=defaults["build"]),
@@ -380,10 +385,31 @@ def _defaults(raw: Any, where: str) -> dict:
     }
 
 
+_MODULE_HEADER = re.compile(r'^\s*\[\s*modules\s*\.\s*("([^"]+)"|[A-Za-z0-9_.-]+?)\s*\]\s*(#.*)?$')
+
+
+def _duplicate_module(text: str) -> tuple[str, int, int] | None:
+    """(name, first line, second line) of a [modules.NAME] table declared twice: tomllib's own
+    message ("Cannot declare ('modules', 'x') twice") names neither the module nor the first line."""
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _MODULE_HEADER.match(line)
+        if m:
+            name = m.group(2) or m.group(1)
+            if name in seen:
+                return name, seen[name], lineno
+            seen[name] = lineno
+    return None
+
+
 def parse_manifest(text: str, path: Path) -> Manifest:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
+        dup = _duplicate_module(text)
+        if dup:
+            raise ManifestError(f"module '{dup[0]}' is defined twice (lines {dup[1]} and {dup[2]})",
+                                where=str(path), hint="module names must be unique; rename one") from None
         raise ManifestError(f"TOML syntax error: {e}", where=str(path),
                             hint="fix the line and column named") from None
     where = path.name

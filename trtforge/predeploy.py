@@ -30,10 +30,12 @@ def check_one(sidecar_path: Path, require_engine_check: bool) -> dict:
     for fname, digest in side["files"].items():
         path = folder / fname
         if not path.exists():
-            return {"module": name, "status": "failed", "reason": f"{path} is missing"}
+            return {"module": name, "status": "failed",
+                    "reason": f"{path} is missing; copy the whole engines folder (engine, sidecar, bundle)"}
         if digest_file(path, trust_memo=False) != digest:
             return {"module": name, "status": "failed",
-                    "reason": f"{path} does not match its sidecar digest (corrupt or replaced); not deserialised"}
+                    "reason": f"{path} does not match its sidecar digest (corrupt or replaced); not "
+                              "deserialised; copy the engines folder again or rebuild"}
     reason = why_not_runnable({"backend": side["backend"], "target": side["target"]}) or _version_mismatch(side)
     if reason:
         return {"module": name, "status": "failed" if require_engine_check else "not run",
@@ -77,13 +79,16 @@ def _version_mismatch(side: dict) -> str | None:
     return None
 
 
-def verify_published(folder: Path, require_engine_check: bool, junit: str | None, echo) -> int:
+def verify_published(folder: Path, require_engine_check: bool, junit: str | None, echo,
+                     collect: list | None = None) -> int:
     # sidecars are recognised by content, not by an engine beside them: a missing engine must fail
     sidecars = [p for p in sorted(folder.rglob("*.json")) if _is_sidecar(p)]
     if not sidecars:
         raise TrtforgeError("no published engines (<module>.engine + <module>.json) found", where=str(folder),
                           hint="pass the engines folder that `trtforge build` wrote")
     results = [check_one(p, require_engine_check) for p in sidecars]
+    if collect is not None:
+        collect.extend(results)
     for r in results:
         echo(f"{r['module']}: {r['status']}" + (f": {r['reason']}" if r.get("reason") else ""))
     if junit:

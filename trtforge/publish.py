@@ -7,7 +7,10 @@ withdrawn so the folder never shows an engine the current manifest did not verif
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 from pathlib import Path
 
 from trtforge import __version__
@@ -18,6 +21,15 @@ from trtforge.manifest import ModuleSpec
 from trtforge.pipeline import ModuleResult
 
 SUFFIXES = (".engine", ".inputs.npz", ".reference.npz", ".json")
+# Test hook: TRTFORGE_TEST_ENOSPC=publish makes the sidecar write (the last one) fail as a full
+# disk would, after the engine was copied, to prove that a failed publish withdraws what it wrote.
+TEST_ENOSPC = "TRTFORGE_TEST_ENOSPC"
+
+
+def _withdraw(folder: Path, name: str) -> None:
+    for suffix in SUFFIXES:
+        with contextlib.suppress(OSError):
+            (folder / f"{name}{suffix}").unlink(missing_ok=True)
 
 
 def _copy_if_changed(src: Path, dest: Path, digest: str) -> None:
@@ -52,10 +64,15 @@ def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpe
         data = json.dumps(sidecar, indent=1, sort_keys=True).encode()
         side = folder / f"{name}.json"
         if not side.exists() or side.read_bytes() != data:
+            if os.environ.get(TEST_ENOSPC) == "publish":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(side))
             atomic_write_bytes(side, data)
     except OSError as e:
+        # an engine without its matching sidecar must not stay: it would pass for a verified one
+        _withdraw(folder, name)
         raise PublishError(f"cannot write: {e.strerror}", where=str(e.filename or folder), module=name,
-                           hint="make the output folder writable and free space; the cache is intact") from None
+                           hint="free space or make the output folder writable, then run again; "
+                                "nothing was published and the cache is intact") from None
     return [folder / f for f in (*files, f"{name}.json")]
 
 

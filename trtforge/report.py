@@ -16,6 +16,27 @@ def _cell(status) -> str:
     return f"{status.state}: {status.reason}" if status.reason else status.state
 
 
+def island_warning(r: ModuleResult) -> str | None:
+    """FP32 islands in the FP16 export (hard-coded float32 tensors): a warning unless the manifest
+    forbids them, in which case the export already failed naming the node."""
+    islands = r.stages["export"].meta.get("fp32_islands") or []
+    if not islands:
+        return None
+    compute = [i for i in islands if i["op"] != "Cast"] or islands
+    shown = ", ".join(f"{i['node']} ({i['op']})" for i in compute[:3])
+    return (f"{len(islands)} FP32 island(s) in the FP16 export, e.g. {shown}: hard-coded float32 "
+            "tensors run in FP32; fix them, or set export.forbid_fp32_islands = true to fail on them")
+
+
+def module_warnings(r: ModuleResult, rules_written: bool = True) -> list[str]:
+    """What the user should see even when the build succeeded. Precision-rule warnings only for
+    rules the manifest wrote: the built-in default matching nothing in a model without attention
+    is expected, and stays in REPORT.md."""
+    w = island_warning(r)
+    rules = list(r.stages["precision_rules"].meta.get("warnings", [])) if rules_written else []
+    return ([w] if w else []) + rules
+
+
 def as_json(results: list[ModuleResult]) -> dict:
     return {"modules": [{
         "name": r.name, "ok": r.ok, "error": r.error.one_line() if r.error else None,
@@ -45,6 +66,8 @@ def markdown(results: list[ModuleResult]) -> str:
             lines.append(f"**FAILED** — {r.error.one_line()}")
         for note in r.notes:
             lines.append(f"- note: {note}")
+        if island_warning(r):
+            lines.append(f"- warning: {island_warning(r)}")
         for p in r.published:
             lines.append(f"- published `{p}`")
         prec = r.stages["precision_rules"].meta

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib
 import json
 import re
@@ -38,7 +39,9 @@ def load_factory(module: ModuleSpec, root: Path):
     obj = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ExportError(f"'{modname}' has no attribute '{attr}'", where=where, module=module.name)
+            near = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
+            raise ExportError(f"'{modname}' has no attribute '{attr}'", where=where, module=module.name,
+                              hint=f"did you mean '{near[0]}'?" if near else None)
         obj = getattr(obj, part)
     if not callable(obj):
         raise ExportError(f"'{module.factory}' is not callable", where=where, module=module.name)
@@ -50,6 +53,9 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     where = f"modules.{module.name}.factory"
     try:
         model = factory(**module.factory_args)
+    except ExportError as e:  # already one line naming its file (e.g. a checkpoint)
+        e.module = module.name
+        raise
     except Exception as e:
         raise ExportError(f"factory raised {type(e).__name__}: {e}", where=where, module=module.name,
                           hint="check factory_args") from e
@@ -147,17 +153,20 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         text = "".join(traceback.format_exception_only(type(e), e))
         if _DATA_DEPENDENT.search(text) or _DATA_DEPENDENT.search(repr(e.__cause__)):
             raise ExportError(
-                "forward has data-dependent control flow or shapes, which a static-shape export "
-                "cannot capture", where=f"modules.{module.name}", module=module.name,
-                hint="make the branch shape-only (torch.where instead of if on values) or declare "
-                     "the dimension dynamic with min/opt/max") from e
+                "forward branches on tensor values (data-dependent control flow), which the export "
+                "cannot capture: trtforge exports static shapes, fixed by each input's shape in the "
+                "manifest, and only shape-dependent branches are resolved at export",
+                where=f"modules.{module.name}", module=module.name,
+                hint="compute both branches and pick with torch.where; trtforge has no dynamic "
+                     "dimensions yet, so declare one module per input shape instead") from e
         raise ExportError(f"torch.onnx.export failed: {_first_line(e)}", where=f"modules.{module.name}",
                           module=module.name, hint="rerun with --verbose for the exporter's cause") from e
 
     proto = onnx.load(str(path), load_external_data=False)
     islands = find_fp32_islands(proto)
     if islands and module.export["forbid_fp32_islands"]:
-        first = islands[0]
+        # name real arithmetic first: the Cast into the island only marks where it starts
+        first = next((i for i in islands if i["op"] != "Cast"), islands[0])
         raise ExportError(f"{len(islands)} FP32 island(s) in the FP16 export, first: node "
                           f"'{first['node']}' ({first['op']})", where=f"modules.{module.name}.export",
                           module=module.name,

@@ -3,6 +3,7 @@ A manifest may also name a user pass as 'package.module:PassClass'."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 from pathlib import Path
@@ -21,12 +22,20 @@ BUILTIN = {
 }
 
 
-def make_pass(step: dict, where: str, root: Path | None = None):
-    params = {k: v for k, v in step.items() if k != "name"}
+def check_known(step: dict, where: str, module: str | None = None) -> str:
+    """The pass's 'package.module:Class', or a one-line error naming the unknown pass."""
     target = BUILTIN.get(step["name"], step["name"])
     if ":" not in target:
+        near = difflib.get_close_matches(step["name"], list(BUILTIN), n=1)
         raise PassError(f"unknown pass '{step['name']}' (built-in: {', '.join(BUILTIN)})", where=where,
-                        hint="or name a class as 'package.module:PassClass'")
+                        module=module, hint=f"did you mean '{near[0]}'?" if near
+                        else "or name a class as 'package.module:PassClass'")
+    return target
+
+
+def make_pass(step: dict, where: str, root: Path | None = None):
+    params = {k: v for k, v in step.items() if k != "name"}
+    target = check_known(step, where)
     modname, attr = target.split(":")
     if root is not None and str(root) not in sys.path:
         sys.path.insert(0, str(root))

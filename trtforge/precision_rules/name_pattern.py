@@ -37,4 +37,8 @@ class NamePatternRule:
             for node in graph.nodes:
                 if self.pattern.search(node.name):
                     result.matched[node.name] = f"name matches /{self.pattern.pattern}/"
+            if not result.matched:  # say which names came close, so a typo is found at a glance
+                literal = re.sub(r"[\^$\\()\[\]*+?{}|]", "", self.pattern.pattern)
+                for near in difflib.get_close_matches(literal, sorted(names), n=3, cutoff=0.5):
+                    result.near_misses.append({"node": near, "reason": f"name close to /{self.pattern.pattern}/"})
         return result

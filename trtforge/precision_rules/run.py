@@ -47,6 +47,8 @@ def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
             plan.add(make_rule(step, where).select(graph, probe), graph)
         except PrecisionError as e:
             e.module = ctx.module.name
+            if not (e.where or "").startswith("modules."):  # a rule knows its parameter, not its place
+                e.where = where + (f" ({e.where})" if e.where else "")
             raise
     names = set(plan.fp32)
     share = fp16_flop_share(graph, names)
