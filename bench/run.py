@@ -1,68 +1,39 @@
-"""`make bench`: run every bench script in this folder and collect what they measured.
-
-Each script `bench/<name>.py` (not this one, not `_*.py`) runs as its own process with this
-checkout on PYTHONPATH. A script reports by printing one JSON object as its last stdout line:
-    {"results": [{"name": ..., "value": ..., "unit": "s", "goal": ... or null}, ...]}
-Everything lands in bench/results.json (script -> its results, exit status, wall time) and a table.
-"""
+"""`make bench`: run every bench/bench_*.py script, each writing bench/results/<name>.json, then
+merge them into bench/results.json and print one table. Benchmarks, not tests: figures, not verdicts."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-
-
-def scripts() -> list[Path]:
-    only = set(sys.argv[1:])
-    return [p for p in sorted(HERE.glob("*.py"))
-            if p.name != "run.py" and not p.name.startswith("_") and (not only or p.stem in only)]
-
-
-def run_one(script: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True)
-    out = {"returncode": proc.returncode, "wall_s": round(time.perf_counter() - t0, 2), "results": []}
-    lines = proc.stdout.strip().splitlines()
-    try:
-        out["results"] = json.loads(lines[-1])["results"]
-    except (IndexError, ValueError, KeyError, TypeError):
-        out["error"] = (proc.stderr or proc.stdout)[-2000:]
-    if proc.returncode:
-        out["error"] = proc.stderr[-2000:]
-    return out
-
-
-def table(all_results: dict) -> str:
-    rows = [("script", "measure", "value", "goal", "met")]
-    for script, res in all_results.items():
-        if not res["results"]:
-            rows.append((script, "FAILED" if res["returncode"] else "(no results)", "", "", ""))
-        for r in res["results"]:
-            goal = r.get("goal")
-            met = "" if goal is None else ("yes" if r["value"] <= goal else "NO")
-            rows.append((script, r["name"], f"{r['value']:.3f} {r.get('unit', '')}",
-                         "" if goal is None else f"<= {goal} {r.get('unit', '')}", met))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows)
 
 
 def main() -> int:
-    results = {}
-    for script in scripts():
-        print(f"[bench] {script.name} ...", file=sys.stderr, flush=True)
-        results[script.stem] = run_one(script)
-    (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    print(table(results))
-    print(f"written {HERE / 'results.json'}")
-    return 1 if any(r["returncode"] for r in results.values()) else 0
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    merged, failed = {}, []
+    only = sys.argv[1:]
+    for script in sorted(HERE.glob("bench_*.py")):
+        name = script.stem.removeprefix("bench_")
+        if only and name not in only:
+            continue
+        print(f"== {name}", flush=True)
+        rc = subprocess.call([sys.executable, str(script), str(out_dir / f"{name}.json")])
+        if rc != 0:
+            failed.append(name)
+            continue
+        merged[name] = json.loads((out_dir / f"{name}.json").read_text())
+    (HERE / "results.json").write_text(json.dumps(merged, indent=1))
+    print(f"\n{'bench':<14} {'figure':<44} {'value':>12} {'goal':>10}")
+    for name, doc in merged.items():
+        for row in doc.get("table", []):
+            goal = row.get("goal", "")
+            print(f"{name:<14} {row['figure']:<44} {row['value']:>12} {goal:>10}")
+    print(f"\nwritten: {HERE / 'results.json'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -17,10 +17,16 @@ ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
 
 
-def _fail(e: TrtforgeError, verbose: bool) -> None:
-    click.echo(f"trtforge: error: {e.one_line()}", err=True)
+def _error_line(e: TrtforgeError, verbose: bool) -> None:
+    stage = f"{e.stage}: " if e.stage != TrtforgeError.stage else ""  # which stage failed
+    click.echo(f"trtforge: error: {stage}{e.one_line()}", err=True)
     if verbose and e.__cause__ is not None:
-        click.echo(f"  cause: {type(e.__cause__).__name__}: {e.__cause__}", err=True)
+        cause = " ".join(str(e.__cause__).split())[:2000]
+        click.echo(f"  cause: {type(e.__cause__).__name__}: {cause}", err=True)
+
+
+def _fail(e: TrtforgeError, verbose: bool) -> None:
+    _error_line(e, verbose)
     sys.exit(e.exit_code)
 
 
@@ -50,28 +56,31 @@ def _selected(manifest, modules):
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default=None,
               help="Override every module's build.backend.")
 @click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
-@click.option("--quiet", is_flag=True, help="Print only errors.")
+@click.option("--quiet", is_flag=True, help="Print only warnings and errors (stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--require-engine-check", is_flag=True,
+              help="Fail (exit 3, nothing published) when an engine cannot run on this machine.")
 @click.option("--jobs", "-j", default=1, type=click.IntRange(1), help="Build this many modules at once.")
 @click.pass_context
-def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, jobs):
+def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check, jobs):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
-    from trtforge.jobs import build_all
     from trtforge.manifest import load_manifest
-    from trtforge.report import as_json as report_json, status_table, write_reports
+    from trtforge.jobs import build_all
+    from trtforge.progress import Progress
+    from trtforge.report import as_json as report_json, module_warnings, status_table, write_reports
 
     t0 = time.perf_counter()
     results = []
+    progress = Progress(sys.stderr, enabled=not quiet and not as_json)
     try:
         manifest = load_manifest(manifest_path)
         selected = _selected(manifest, modules)
         store = _store(manifest, cache_dir)
-        def started(module):
-            if not quiet and not as_json:
-                click.echo(f"[trtforge] {module.name}: building", err=True)
+        from trtforge.preflight import preflight
 
-        for result in build_all(store, manifest, selected, backend, jobs, started):
+        preflight(manifest, selected, backend)
+        for result in build_all(store, manifest, selected, backend, jobs, progress, require_engine_check):
             results.append(result)
             for note in result.notes:
                 click.echo(f"trtforge: note: {result.name}: {note}", err=True)
@@ -79,16 +88,24 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, jobs)
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt:
-        click.echo("trtforge: interrupted; the cache is intact, the next run resumes", err=True)
+        progress.close()
+        click.echo("trtforge: error: interrupted; nothing half-built was kept, the cache is intact "
+                   "and the next run resumes from the last finished stage", err=True)
         sys.exit(130)
+    progress.close()
     if as_json:
         click.echo(json.dumps(report_json(results), indent=1, default=str))
     elif not quiet:
         click.echo(status_table(results))
         click.echo(f"report: {report}  ({time.perf_counter() - t0:.2f}s)")
+    from trtforge.manifest import DEFAULT_RULES
+
+    for r, module in zip(results, selected):
+        for w in module_warnings(r, rules_written=module.precision_rules != DEFAULT_RULES):
+            click.echo(f"trtforge: warning: module '{r.name}': {w}", err=True)
     errors = [r.error for r in results if r.error]
     for e in errors:
-        click.echo(f"trtforge: error: {e.one_line()}", err=True)
+        _error_line(e, verbose)
     if errors:
         sys.exit(max(e.exit_code for e in errors))
 
@@ -124,10 +141,14 @@ def verify(ctx, engines_dir, require_engine_check, junit):
     from trtforge.predeploy import verify_published
 
     try:
-        failed = verify_published(Path(engines_dir), require_engine_check, junit, click.echo)
+        results = []
+        failed = verify_published(Path(engines_dir), require_engine_check, junit, click.echo, results)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     if failed:
+        first = next(r for r in results if r["status"] == "failed")
+        click.echo(f"trtforge: error: {failed} of {len(results)} engine(s) failed pre-deploy verification; "
+                   f"first: module '{first['module']}': {first['reason']}", err=True)
         sys.exit(3)
 
 
@@ -223,3 +244,55 @@ def _age(text):
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def debug():
+    """Find why a module fails and what fixes it."""
+
+
+@debug.command("precision")
+@click.argument("module_name")
+@click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
+@click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
+@click.pass_context
+def debug_precision_cmd(ctx, module_name, manifest_path, cache_dir):
+    """Find the smallest FP32 islands that make MODULE pass the FP16-faithful check; print the rule."""
+    from trtforge.manifest import load_manifest
+    from trtforge.pipeline import StageStatus, run_stage, stage_table
+    from trtforge.precision_rules.debug import debug_precision
+
+    try:
+        manifest = load_manifest(manifest_path)
+        module = manifest.module(module_name)
+        store = _store(manifest, cache_dir)
+        records = {}
+        for stage, deps in stage_table()[:2]:  # export, graph_passes: the graph before any island
+            records[stage.name] = run_stage(store, stage, module, manifest.root,
+                                            {d: records[d] for d in deps}, StageStatus())
+        result = debug_precision(store.view(records["graph_passes"]), store.view(records["export"]),
+                                 module.tolerance)
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    _print_debug(module_name, result)
+    if not result.fixed:
+        sys.exit(3)
+
+
+def _print_debug(name, result):
+    if result.passes_pure_fp16:
+        click.echo(f"{name}: passes the FP16-faithful check in pure FP16; no FP32 island needed")
+        return
+    d = result.first_divergence
+    if d:
+        click.echo(f"{name}: first diverging tensor '{d['tensor']}' from {d['op']} '{d['node']}': "
+                   f"{d['reason']} (FP32 max |x| {d['fp32_max_abs']:.4g})")
+    click.echo(f"{name}: {len(result.candidates)} candidate islands, {result.trials} FP16-faithful runs")
+    if not result.fixed:
+        click.echo(f"{name}: {result.failure}")
+        return
+    for island in result.islands:
+        click.echo(f"  keep FP32: {island.rule} island at '{island.anchor}': {', '.join(sorted(island.nodes))}")
+    click.echo(f"add to modules.{name}.precision.rules (either line):")
+    for rule in result.rules:
+        click.echo(f"  {rule}")

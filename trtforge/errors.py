@@ -18,6 +18,11 @@ class TrtforgeError(Exception):
         self.module = module
         super().__init__(self.one_line())
 
+    def __reduce__(self):
+        # `build --jobs` workers send errors back to the CLI process: keep every field, whatever
+        # a subclass's __init__ takes
+        return (_rebuild_error, (type(self), dict(self.__dict__)))
+
     def one_line(self) -> str:
         parts = []
         if self.module:
@@ -29,6 +34,13 @@ class TrtforgeError(Exception):
         if self.hint:
             text += f"; {self.hint}"
         return " ".join(text.split())  # one line, always
+
+
+def _rebuild_error(cls, state: dict) -> TrtforgeError:
+    error = Exception.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error.one_line())
+    return error
 
 
 class ManifestError(TrtforgeError):

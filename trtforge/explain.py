@@ -15,6 +15,11 @@ def flatten(doc, prefix: str = "") -> dict:
         for k, v in doc.items():
             out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
+    if isinstance(doc, (list, tuple)) and doc:
+        out = {}
+        for i, v in enumerate(doc):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+        return out
     return {prefix: doc}
 
 

@@ -7,11 +7,16 @@ So a baked Resize is checked against torch's own interpolate, not against itself
   bake_transpose {input=NAME, perm=[...]}   the caller holds c; the module wants c.permute(perm)
   bake_transpose {output=NAME, perm=[...]}  the caller receives y.permute(perm)
   bake_resize {output=NAME, scale=S | size=[H, W], mode=nearest|linear|cubic, align_corners=bool}
+  bake_preprocess {input=NAME, mean=[...], std=[...], scale=1/255}
+                                            the caller holds a uint8 image c, channels last; the
+                                            module wants ((c * scale - mean) / std) channels first
 """
 
 from __future__ import annotations
 
-from trtforge.errors import ManifestError
+import numpy as np
+
+from trtforge.errors import ManifestError, PassError
 
 MODES = ("nearest", "linear", "cubic")
 
@@ -64,7 +69,47 @@ def parse(step: dict, where: str) -> dict | None:
         return {"kind": "resize_output", "tensor": step["output"], "mode": mode,
                 "scale": float(scale) if scale is not None else None,
                 "size": list(size) if size is not None else None, "align_corners": align}
+    if name == "bake_preprocess":
+        return _parse_preprocess(step, where)
     return None
+
+
+def preprocess_perm(rank: int) -> list[int]:
+    """Channels last (the caller's image) -> channels first (the module's input)."""
+    return [0, 3, 1, 2] if rank == 4 else [2, 0, 1]
+
+
+def preprocess_affine(mean, std, scale: float, channels: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(image * scale - mean) / std as image * mul + add, per channel (float64)."""
+    mean, std = np.asarray(mean, np.float64).reshape(-1), np.asarray(std, np.float64).reshape(-1)
+    if mean.size == 1:
+        mean = np.repeat(mean, channels)
+    if std.size == 1:
+        std = np.repeat(std, channels)
+    if mean.size != channels or std.size != channels:
+        raise PassError(f"mean has {mean.size} and std {std.size} values but the input has {channels} "
+                        "channels", where=where)
+    return scale / std, -mean / std
+
+
+def _numbers(value, where: str) -> list[float]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise ManifestError(f"expected a non-empty list of numbers, got {value!r}", where=where)
+    return [float(v) for v in value]
+
+
+def _parse_preprocess(step: dict, where: str) -> dict:
+    if not isinstance(step.get("input"), str):
+        raise ManifestError("bake_preprocess needs input = NAME", where=where)
+    mean, std = _numbers(step.get("mean"), f"{where}.mean"), _numbers(step.get("std"), f"{where}.std")
+    if any(s == 0 for s in std):
+        raise ManifestError("std must not contain 0", where=f"{where}.std")
+    scale = step.get("scale", 1 / 255)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+        raise ManifestError(f"scale must be a positive number, got {scale!r}", where=f"{where}.scale")
+    return {"kind": "preprocess_input", "tensor": step["input"], "mean": mean, "std": std,
+            "scale": float(scale)}
 
 
 def transforms(passes, module: str) -> list[dict]:

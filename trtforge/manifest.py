@@ -21,9 +21,12 @@ EXPORTERS = ("dynamo", "torchscript")
 RTX_CCS = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
 DEFAULT_PASSES = (
     {"name": "fold_constants"},
+    {"name": "fold_static_shapes"},
+    {"name": "remove_identities"},
     {"name": "cleanup"},
     {"name": "toposort"},
 )
+PASS_CHECKS = ("each", "pipeline", "off")  # meaning check after each pass, the whole list, or none
 DEFAULT_RULES = ({"rule": "attention_score", "mode": "all"},)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -58,6 +61,13 @@ def _nonneg(value, where):
     return value
 
 
+def _nonneg_int(value, where):
+    _int(value, where)
+    if value < 0:
+        raise ManifestError(f"must be >= 0, got {value}", where=where)
+    return value
+
+
 def _fraction(value, where):
     value = _nonneg(value, where)
     if value > 1:
@@ -72,13 +82,20 @@ def _positive_int(value, where):
     return value
 
 
+# common spellings of a dtype that difflib cannot guess ('fp16' is far from 'float16')
+ALIASES = {"fp16": "float16", "half": "float16", "f16": "float16", "fp32": "float32",
+           "float": "float32", "f32": "float32", "bf16": "bfloat16", "long": "int64", "int": "int32",
+           "trt": "tensorrt", "rtx": "tensorrt-rtx", "tensorrt_rtx": "tensorrt-rtx"}
+
+
 def _one_of(choices: tuple[str, ...]):
     def check(value, where):
         _str(value, where)
         if value not in choices:
-            near = difflib.get_close_matches(value, choices, n=1)
-            hint = f"did you mean '{near[0]}'?" if near else f"use one of {', '.join(choices)}"
-            raise ManifestError(f"'{value}' is not one of {', '.join(choices)}", where=where, hint=hint)
+            alias = ALIASES.get(value.lower())
+            near = [alias] if alias in choices else difflib.get_close_matches(value, choices, n=1)
+            raise ManifestError(f"'{value}' is not one of {', '.join(choices)}", where=where,
+                                hint=f"did you mean '{near[0]}'?" if near else None)
         return value
     return check
 
@@ -144,7 +161,14 @@ TOLERANCE = {
     "max_outside": (_fraction, 1e-3),
     "min_cosine": (_fraction, 0.999),
 }
-VERIFY = {**TOLERANCE, "random_inputs": (_int, 0), "seed": (_int, 0)}
+# task metrics per output (verify.outputs.<name>.metric): the keys each metric takes, defaults filled
+TASK = {
+    "psnr": {"min_psnr": (_num, 40.0), "peak": (_nonneg, 0.0)},  # peak 0: the reference's range
+    "iou": {"mask": (_one_of(("threshold", "argmax")), "threshold"), "threshold": (_num, 0.5),
+            "axis": (_int, 1), "min_iou": (_fraction, 0.9)},
+    "topk": {"k": (_positive_int, 5), "axis": (_int, -1), "min_topk": (_fraction, 0.8)},
+}
+VERIFY = {**TOLERANCE, "random_inputs": (_nonneg_int, 0), "seed": (_int, 0)}
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
 INPUT = {"shape": (_shape, None), "dtype": (_one_of(DTYPES), "float16"), "range": (_range, (-1.0, 1.0))}
 TOP = {"cache_dir": (_str, ".trtforge-cache"), "output_dir": (_str, "engines")}
@@ -214,6 +238,7 @@ class ModuleSpec:
     build: dict
     verify: dict
     verify_outputs: dict = field(default_factory=dict)
+    pass_check: str = "each"
 
     def as_key(self) -> dict:
         return {
@@ -222,6 +247,7 @@ class ModuleSpec:
             "depends": list(self.depends), "export": self.export, "passes": list(self.passes),
             "precision_rules": list(self.precision_rules), "precision": self.precision,
             "build": self.build, "verify": self.verify, "verify_outputs": self.verify_outputs,
+            "pass_check": self.pass_check,
         }
 
     def tolerance(self, output: str) -> dict:
@@ -249,8 +275,8 @@ class Manifest:
 
 
 MODULE_KEYS = ("factory", "factory_args", "inputs", "outputs", "depends", "export", "passes",
-               "precision", "build", "verify")
-DEFAULT_KEYS = ("export", "passes", "precision", "build", "verify")
+               "precision", "build", "verify", "pass_check")
+DEFAULT_KEYS = ("export", "passes", "precision", "build", "verify", "pass_check")
 
 
 def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
@@ -292,29 +318,51 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         w = f"{where}.verify.outputs.{out_name}"
         if not isinstance(tol, dict):
             raise ManifestError("expected a table of tolerances", where=w)
-        for key in tol:
-            if key not in TOLERANCE:
-                near = difflib.get_close_matches(key, list(TOLERANCE), n=1)
-                raise ManifestError(f"unknown key '{key}'", where=f"{w}.{key}",
-                                    hint=f"did you mean '{near[0]}'?" if near else None)
-        per_output[out_name] = {k: TOLERANCE[k][0](v, f"{w}.{k}") for k, v in sorted(tol.items())}
+        per_output[out_name] = _output_checks(tol, w)
     if outputs and set(per_output) - set(outputs):
         bad = sorted(set(per_output) - set(outputs))[0]
         raise ManifestError(f"output '{bad}' is not among outputs {list(outputs)}",
                             where=f"{where}.verify.outputs.{bad}")
 
+    passes = _steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw else defaults["passes"]
+    from trtforge.io_transforms import parse as parse_transform  # bake-pass parameters, checked now
+
+    for i, step in enumerate(passes):
+        parse_transform(step, f"{where}.passes[{i}]")
     return ModuleSpec(
         name=name, factory=factory, factory_args=dict(sorted(fargs.items())), inputs=inputs,
         outputs=outputs, depends=depends,
         export=_section(raw.get("export", {}), EXPORT, f"{where}.export", base=defaults["export"]),
-        passes=(_steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw
-                else defaults["passes"]),
+        passes=passes,
         precision_rules=rules,
         precision=_section(precision_raw, PRECISION, f"{where}.precision", base=defaults["precision"]),
         build=_section(raw.get("build", {}), BUILD, f"{where}.build", base=defaults["build"]),
         verify=_section(verify_raw, VERIFY, f"{where}.verify", base=defaults["verify"]),
         verify_outputs=per_output,
+        pass_check=(_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
+                    else defaults["pass_check"]),
     )
+
+
+def _output_checks(raw: dict, where: str) -> dict:
+    """Per-output tolerance overrides plus an optional task metric with its keys resolved."""
+    raw = dict(raw)
+    metric = raw.pop("metric", None)
+    spec = dict(TOLERANCE)
+    if metric is not None:
+        spec.update(TASK[_one_of(tuple(TASK))(metric, f"{where}.metric")])
+    for key in raw:
+        if key not in spec:
+            owner = next((m for m, keys in TASK.items() if key in keys), None)
+            near = difflib.get_close_matches(key, [*spec, "metric"], n=1)
+            hint = (f"'{key}' belongs to metric = '{owner}'" if owner else
+                    f"did you mean '{near[0]}'?" if near else None)
+            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}", hint=hint)
+    out = {k: TOLERANCE[k][0](v, f"{where}.{k}") for k, v in sorted(raw.items()) if k in TOLERANCE}
+    if metric is not None:
+        out["metric"] = metric
+        out.update(_section({k: v for k, v in raw.items() if k in TASK[metric]}, TASK[metric], where))
+    return dict(sorted(out.items()))
 
 
 def _defaults(raw: Any, where: str) -> dict:
@@ -331,14 +379,37 @@ def _defaults(raw: Any, where: str) -> dict:
         "precision": _section(precision, PRECISION, f"{where}.precision"),
         "build": _section(raw.get("build", {}), BUILD, f"{where}.build"),
         "verify": _section(raw.get("verify", {}), VERIFY, f"{where}.verify"),
+        "pass_check": (_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
+                       else "each"),
         **_section({k: raw[k] for k in TOP if k in raw}, TOP, where),
     }
+
+
+_MODULE_HEADER = re.compile(r'^\s*\[\s*modules\s*\.\s*("([^"]+)"|[A-Za-z0-9_.-]+?)\s*\]\s*(#.*)?$')
+
+
+def _duplicate_module(text: str) -> tuple[str, int, int] | None:
+    """(name, first line, second line) of a [modules.NAME] table declared twice: tomllib's own
+    message ("Cannot declare ('modules', 'x') twice") names neither the module nor the first line."""
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _MODULE_HEADER.match(line)
+        if m:
+            name = m.group(2) or m.group(1)
+            if name in seen:
+                return name, seen[name], lineno
+            seen[name] = lineno
+    return None
 
 
 def parse_manifest(text: str, path: Path) -> Manifest:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
+        dup = _duplicate_module(text)
+        if dup:
+            raise ManifestError(f"module '{dup[0]}' is defined twice (lines {dup[1]} and {dup[2]})",
+                                where=str(path), hint="module names must be unique; rename one") from None
         raise ManifestError(f"TOML syntax error: {e}", where=str(path),
                             hint="fix the line and column named") from None
     where = path.name

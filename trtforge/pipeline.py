@@ -29,8 +29,8 @@ def stage_table(backend: str | None = None) -> tuple:
     return (
         (ExportStage(), ()),
         (GraphPassesStage(), ("export",)),
-        (PrecisionStage(), ("graph_passes",)),
-        (BuildStage(backend_override=backend), ("precision_rules",)),
+        (PrecisionStage(), ("export", "graph_passes")),  # export: example inputs for data rules
+        (BuildStage(backend_override=backend), ("precision_rules", "export")),  # export: layers before passes
         (VerifyStage(), ("export", "graph_passes", "precision_rules", "build")),
     )
 
@@ -67,8 +67,23 @@ def stage_key(stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]
     return key_of(doc), doc
 
 
+def keep_failed_logs(cache_root: Path, module: str, stage: str, workdir: Path) -> Path | None:
+    """Copy a failed stage's *.log (export.log, build.log) to <cache>/logs/<module>/<stage>.log,
+    replacing the previous failure's: a failed stage has no cache entry to hold it."""
+    logs = sorted(workdir.glob("*.log"))
+    if not logs:
+        return None
+    dest = cache_root / "logs" / module / f"{stage}.log"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(b"".join(p.read_bytes() for p in logs))
+    except OSError:
+        return None
+    return dest
+
+
 def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
-              status: StageStatus) -> Record:
+              status: StageStatus, progress=None) -> Record:
     key, doc = stage_key(stage, module, root, upstream)
     status.key = key
     record = store.lookup(key)
@@ -78,18 +93,30 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
             record = store.lookup(key)  # another process may have built it while we waited
             if record is None:
                 t0 = time.perf_counter()
+                if progress is not None:
+                    progress.start(module.name, stage.name)
                 folders = {dep: store.view(rec) for dep, rec in upstream.items()}
                 ctx = StageContext(module=module, root=root, inputs=folders,
                                    upstream_meta={d: r.meta for d, r in upstream.items()})
                 with store.workdir(f"{module.name}.{stage.name}") as wd:
-                    meta = stage.run(ctx, wd)
+                    try:
+                        meta = stage.run(ctx, wd)
+                    except TrtforgeError as e:  # the work folder goes; its log must not
+                        log = keep_failed_logs(store.root, module.name, stage.name, wd)
+                        if log is not None:
+                            e.hint = f"{e.hint}; log: {log}" if e.hint else f"log: {log}"
+                        raise
                     checkpoint(f"stage:{stage.name}")
+                    # kept in the record so a report of a cached run can still say what it cost
+                    meta = {**meta, "run_seconds": round(time.perf_counter() - t0, 3)}
                     # an input that changed while the stage ran must not be published under this key
                     if stage_key(stage, module, root, upstream)[0] != key:
                         raise TrtforgeError("an input changed during the build; not published",
                                             where=f"{stage.name}", module=module.name, hint="run again")
                     record = store.put(key, stage.name, doc, wd, meta)
                 status.state, status.seconds = "ok", time.perf_counter() - t0
+                if progress is not None:
+                    progress.done(module.name, stage.name, status.seconds)
     if status.state != "ok":
         status.state = "cached"
     status.meta = record.meta
@@ -98,7 +125,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
     return record
 
 
-def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None) -> ModuleResult:
+def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
+                 progress=None) -> ModuleResult:
     result = ModuleResult(module.name)
     for attempt in range(2):  # a corrupt blob found on read is forgotten and rebuilt once
         try:
@@ -106,7 +134,8 @@ def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: 
                 status = result.stages[stage.name]
                 try:
                     result.records[stage.name] = run_stage(
-                        store, stage, module, manifest.root, {d: result.records[d] for d in deps}, status)
+                        store, stage, module, manifest.root, {d: result.records[d] for d in deps}, status,
+                        progress)
                 except TrtforgeError as e:
                     e.module = e.module or module.name
                     status.state, status.reason = "failed", e.one_line()
@@ -129,6 +158,21 @@ def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: 
             result = ModuleResult(module.name)
             result.notes.append(f"corrupt cache entry forgotten and rebuilt: {e}")
     return result
+
+
+def enforce_engine_check(result: ModuleResult) -> None:
+    """--require-engine-check: an engine that could not run here fails verification (exit 3, not
+    published) instead of passing on its ONNX checks alone."""
+    if not result.ok or "verify" not in result.records:
+        return
+    engine = result.records["verify"].meta["checks"]["engine"]
+    if engine["status"] != "ok":
+        reason = engine.get("reason") or engine["status"]
+        result.stages["verify"].state = "failed"
+        result.stages["verify"].reason = f"engine check required: {reason}"
+        result.error = VerifyError(f"engine check required but {reason}", module=result.name,
+                                   hint="run on a GPU the engine supports, or drop --require-engine-check; "
+                                        "engine not published")
 
 
 def _skip_rest(result: ModuleResult, failed: str) -> None:

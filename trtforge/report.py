@@ -16,6 +16,27 @@ def _cell(status) -> str:
     return f"{status.state}: {status.reason}" if status.reason else status.state
 
 
+def island_warning(r: ModuleResult) -> str | None:
+    """FP32 islands in the FP16 export (hard-coded float32 tensors): a warning unless the manifest
+    forbids them, in which case the export already failed naming the node."""
+    islands = r.stages["export"].meta.get("fp32_islands") or []
+    if not islands:
+        return None
+    compute = [i for i in islands if i["op"] != "Cast"] or islands
+    shown = ", ".join(f"{i['node']} ({i['op']})" for i in compute[:3])
+    return (f"{len(islands)} FP32 island(s) in the FP16 export, e.g. {shown}: hard-coded float32 "
+            "tensors run in FP32; fix them, or set export.forbid_fp32_islands = true to fail on them")
+
+
+def module_warnings(r: ModuleResult, rules_written: bool = True) -> list[str]:
+    """What the user should see even when the build succeeded. Precision-rule warnings only for
+    rules the manifest wrote: the built-in default matching nothing in a model without attention
+    is expected, and stays in REPORT.md."""
+    w = island_warning(r)
+    rules = list(r.stages["precision_rules"].meta.get("warnings", [])) if rules_written else []
+    return ([w] if w else []) + rules
+
+
 def as_json(results: list[ModuleResult]) -> dict:
     return {"modules": [{
         "name": r.name, "ok": r.ok, "error": r.error.one_line() if r.error else None,
@@ -25,6 +46,12 @@ def as_json(results: list[ModuleResult]) -> dict:
     } for r in results]}
 
 
+def _before(build: dict) -> str:
+    """The exported graph's layer count, parsed before the graph passes (shape folding)."""
+    b = build.get("layers_before_passes") or {}
+    return f"; before graph passes {b['layers']} layers ({b['shape_layers']} shape-only)" if "layers" in b else ""
+
+
 def markdown(results: list[ModuleResult]) -> str:
     lines = ["# trtforge build report", "", "| module | " + " | ".join(STAGE_NAMES) + " | engine check |",
              "|---" * (len(STAGE_NAMES) + 2) + "|"]
@@ -32,12 +59,15 @@ def markdown(results: list[ModuleResult]) -> str:
         engine = r.stages["verify"].meta.get("checks", {}).get("engine", {})
         echeck = engine.get("reason") or engine.get("status", "not run")
         lines.append(f"| {r.name} | " + " | ".join(_cell(r.stages[s]) for s in STAGE_NAMES) + f" | {echeck} |")
+    lines += ["", _cache_line(results)]
     for r in results:
         lines += ["", f"## {r.name}", ""]
         if r.error:
             lines.append(f"**FAILED** — {r.error.one_line()}")
         for note in r.notes:
             lines.append(f"- note: {note}")
+        if island_warning(r):
+            lines.append(f"- warning: {island_warning(r)}")
         for p in r.published:
             lines.append(f"- published `{p}`")
         prec = r.stages["precision_rules"].meta
@@ -47,36 +77,73 @@ def markdown(results: list[ModuleResult]) -> str:
                       f"{f['fp16_share']:.2%} of MatMul/Gemm/Conv FLOPs stay FP16; casts {prec['casts']}"]
             for node, why in list(prec["fp32"].items())[:40]:
                 lines.append(f"- `{node}` ({why['op']}): {why['rule']} — {why['reason']}")
+            for m in prec.get("near_misses", [])[:40]:
+                lines.append(f"- near miss `{m['node']}`: {m['rule']} — {m['reason']}")
             for w in prec["warnings"]:
                 lines.append(f"- warning: {w}")
         passes = r.stages["graph_passes"].meta.get("passes", [])
         if passes:
-            lines += ["", "| pass | modified | nodes before → after | ms |", "|---|---|---|---|"]
+            lines += ["", "| pass | modified | nodes before → after | ms | meaning check |", "|---|---|---|---|---|"]
             lines += [f"| {p['name']} | {p['modified']} | {p['nodes_before']} → {p['nodes_after']} | "
-                      f"{p['seconds'] * 1e3:.1f} |" for p in passes]
+                      f"{p['seconds'] * 1e3:.1f} | {p.get('check', '')} |" for p in passes]
         build = r.stages["build"].meta
         if build:
             lines += ["", f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
-                      f"{build['layers']} layers ({build['shape_layers']} shape-only), "
+                      f"{build['layers']} layers ({build['shape_layers']} shape-only){_before(build)}, "
                       f"parse {build['parse_s']}s, build {build['build_s']}s, {build['engine_bytes']} bytes"]
-        checks = r.stages["verify"].meta.get("checks", {})
-        if checks:
-            lines += ["", "| check | status | kind | output | max abs | max rel | cosine | outside |",
-                      "|---|---|---|---|---|---|---|---|"]
-            for stage, c in checks.items():
-                outs = c.get("outputs") or {"-": {}}
-                for name, m in outs.items():
-                    lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | "
-                                 f"{m.get('max_abs', float('nan')):.3g} | {m.get('max_rel', float('nan')):.3g} | "
-                                 f"{m.get('cosine', float('nan')):.6f} | {m.get('outside', float('nan')):.3%} |")
-                if c.get("reason"):
-                    lines.append(f"| | | {c['reason']} | | | | | |")
+        lines += ["", "Timings: " + ", ".join(_timing(s, r.stages[s]) for s in STAGE_NAMES
+                                             if r.stages[s].state in ("ok", "cached"))]
+        lines += _checks_md(r.stages["verify"].meta)
     return "\n".join(lines) + "\n"
 
 
+def _timing(name: str, status) -> str:
+    if status.state != "cached":
+        return f"{name} {status.seconds:.2f}s"
+    built = status.meta.get("run_seconds")
+    return f"{name} cached" + (f" (built in {built:.2f}s)" if built is not None else "")
+
+
+def _cache_line(results: list[ModuleResult]) -> str:
+    states = [r.stages[s].state for r in results for s in STAGE_NAMES]
+    ran = sum(st in ("ok", "cached") for st in states)
+    secs = sum(r.stages[s].seconds for r in results for s in STAGE_NAMES)
+    return f"Cache hits: {states.count('cached')} of {ran} stages that ran; stage time {secs:.2f}s."
+
+
+def _checks_md(verify: dict) -> list[str]:
+    checks = verify.get("checks", {})
+    if not checks:
+        return []
+    lines = ["", f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
+             "| check | status | kind | output | max abs | max rel | cosine | outside | task metric | worst set |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    order = ("export", "graph_passes", "precision_rules", "engine")  # the stored meta has sorted keys
+    for stage, c in sorted(checks.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9):
+        outs = c.get("outputs") or {"-": {}}
+        for name, m in outs.items():
+            task = m.get("task")
+            task_text = f"{task['metric']} {task['value']:.4g} (min {task['min']:g})" if task else "-"
+            lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | "
+                         f"{m.get('max_abs', float('nan')):.3g} | {m.get('max_rel', float('nan')):.3g} | "
+                         f"{m.get('cosine', float('nan')):.6f} | {m.get('outside', float('nan')):.3%} | "
+                         f"{task_text} | {m.get('set', '-')} |")
+        if c.get("reason"):
+            lines.append(f"| | | {c['reason']} | | | | | | | |")
+        if c.get("latency"):
+            lines.append(f"| | | latency p50 {c['latency']['p50_ms']:.3f} ms, p99 {c['latency']['p99_ms']:.3f} ms"
+                         " | | | | | | | |")
+    return lines
+
+
 def write_reports(results: list[ModuleResult], out_dir: Path) -> Path:
+    from trtforge.report_html import render
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_if_changed(out_dir / "report.json", json.dumps(as_json(results), indent=1, default=str).encode())
+    data = as_json(results)
+    # unchanged reports are not rewritten: a no-op build writes (and fsyncs) nothing
+    atomic_write_if_changed(out_dir / "report.json", json.dumps(data, indent=1, default=str).encode())
+    atomic_write_if_changed(out_dir / "report.html", render(json.loads(json.dumps(data, default=str))).encode())
     path = out_dir / "REPORT.md"
     atomic_write_if_changed(path, markdown(results).encode())
     return path

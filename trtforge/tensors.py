@@ -39,3 +39,23 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def random_set_suffix(i: int) -> str:
+    """File-name tag of the i-th random input set: `inputs.npz` is the example set,
+    `inputs.r1.npz`, `inputs.r2.npz`, ... the seeded random ones (readers of the example set
+    alone are unaffected)."""
+    return f".r{i}"
+
+
+def input_sets(folder: Path, inputs: str, reference: str) -> list[tuple[str, dict, dict]]:
+    """(label, inputs, reference) for the example set and every random set found in `folder`;
+    `inputs`/`reference` are file stems such as "caller_inputs"/"caller_reference"."""
+    sets = [("example", load_arrays(folder / f"{inputs}.npz"), load_arrays(folder / f"{reference}.npz"))]
+    i = 1
+    while (folder / f"{inputs}{random_set_suffix(i)}.npz").exists():
+        tag = random_set_suffix(i)
+        sets.append((f"random {i}", load_arrays(folder / f"{inputs}{tag}.npz"),
+                     load_arrays(folder / f"{reference}{tag}.npz")))
+        i += 1
+    return sets

@@ -86,7 +86,9 @@ def build_engine(ctx: StageContext, workdir: Path, backend: str, target: dict) -
     plan = json.loads((src / "plan.json").read_text())
     ptrt, _, trt = _imports(backend)
     log_path = workdir / "build.log"
-    with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log):
+    # polygraphy's own "[!] Could not parse ONNX" goes to stderr: keep it in build.log too
+    with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
         return _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path)
 
 
@@ -104,12 +106,16 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         raise _parse_error(e, log_path, module) from e
     parse_s = time.perf_counter() - t0
     layers = network_layers(network)
+    before = layers_before_passes(ptrt, ctx, strongly_typed)
     counts = check_precisions(layers, plan["fp32"], module) if strongly_typed else {}
     if not strongly_typed:
         apply_layer_precisions(network, trt, plan["fp32"], module)
 
     common = dict(builder_optimization_level=opts["optimization_level"],
                   memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts["workspace_mib"] << 20})
+    monitor = _progress_monitor(trt)
+    if monitor is not None:
+        common["progress_monitor"] = monitor
     if backend == be.RTX:
         from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
 
@@ -123,7 +129,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         engine = ptrt.engine_bytes_from_network((builder, network, parser), config=config)
     except Exception as e:
         raise BuildError(f"engine build failed: {_last_error(log_path) or e}", where=f"modules.{module}.build",
-                         module=module, hint="see build.log in the cache entry (trtforge explain)") from e
+                         module=module, hint="the builder's log names the failing layer") from e
     build_s = time.perf_counter() - t0
     if engine is None:
         raise BuildError(f"engine build failed: {_last_error(log_path)}", where=f"modules.{module}.build",
@@ -133,6 +139,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         "backend": backend, "backend_version": trt.__version__, "target": target,
         "strongly_typed": strongly_typed, "parse_s": round(parse_s, 3), "build_s": round(build_s, 3),
         "layers": len(layers), "shape_layers": shape_layer_count(layers), "precision_counts": counts,
+        "layers_before_passes": before,
         "fp32_layers": sorted(lay["name"] for lay in layers
                               if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"),
         "io": io_bindings(network), "engine_bytes": len(bytes(engine)),
@@ -140,6 +147,47 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     (workdir / "layers.json").write_text(json.dumps(layers, indent=0))
     (workdir / "build.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def layers_before_passes(ptrt, ctx: StageContext, strongly_typed: bool) -> dict | None:
+    """The exported ONNX as TensorRT parses it, before any graph pass: the report sets its layer and
+    shape-layer counts beside the built network's, so what shape folding bought is visible."""
+    src = ctx.inputs.get("export")
+    if src is None:
+        return None
+    try:
+        _, network, _ = ptrt.network_from_onnx_path(str(src / MODEL), strongly_typed=strongly_typed)
+    except Exception as e:  # informational only: the exported graph may need a pass to parse at all
+        return {"error": str(e).splitlines()[0][:200] if str(e) else type(e).__name__}
+    layers = network_layers(network)
+    return {"layers": len(layers), "shape_layers": shape_layer_count(layers)}
+
+
+def _progress_monitor(trt):
+    """The builder's own phases on the live progress line, where the backend offers them."""
+    from trtforge.progress import active
+
+    progress = active()
+    if progress is None or not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class BuilderPhases(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.steps[phase_name] = num_steps
+            progress.phase(phase_name)
+
+        def step_complete(self, phase_name, step):
+            progress.phase(f"{phase_name} {step + 1}/{self.steps.get(phase_name, '?')}")
+            return True  # never cancel: Ctrl-C is handled by the CLI
+
+        def phase_finish(self, phase_name):
+            self.steps.pop(phase_name, None)
+
+    return BuilderPhases()
 
 
 def io_bindings(network) -> dict:

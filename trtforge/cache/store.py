@@ -279,7 +279,7 @@ class Store:
     @contextlib.contextmanager
     def workdir(self, label: str):
         """A fresh folder under tmp/ for a stage to write into; removed afterwards."""
-        path = Path(tempfile.mkdtemp(prefix=f"{_owner_tag()}.{label}.", dir=self.root / "tmp"))
+        path = Path(tempfile.mkdtemp(prefix=f"{label}.{_owner_tag()}.", dir=self.root / "tmp"))
         try:
             yield path
         finally:

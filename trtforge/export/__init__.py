@@ -49,6 +49,8 @@ class ExportStage:
             "module": {k: v for k, v in module.as_key().items()
                        if k in ("factory", "factory_args", "inputs", "outputs", "export")},
             "io_transforms": transforms(module.passes, module.name),
+            # the seed makes the example inputs; random_inputs adds reference sets made here
+            "input_sets": {k: module.verify[k] for k in ("seed", "random_inputs")},
             "dependencies": deps,
             "tools": tool_versions("torch", "onnx", "onnxscript", "numpy"),
         }

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from trtforge.errors import ExportError
-from trtforge.io_transforms import inverse
+from trtforge.io_transforms import inverse, preprocess_perm
 
 TORCH_MODES = {"nearest": "nearest", "linear": {3: "linear", 4: "bilinear", 5: "trilinear"}, "cubic": {4: "bicubic"}}
 
@@ -24,9 +24,47 @@ def _mode(t: dict, rank: int, module: str) -> str:
     return m
 
 
-def caller_view(transforms: list[dict], inputs: dict, reference: dict, module: str) -> tuple[dict, dict]:
+def preprocess(t: dict, image: np.ndarray, dtype) -> np.ndarray:
+    """torchvision's ToTensor + Normalize, in FP32, then the module input's dtype."""
+    x = torch.from_numpy(image).float() * t["scale"]
+    mean, std = torch.tensor(t["mean"]), torch.tensor(t["std"])
+    x = x.permute(*preprocess_perm(x.ndim))
+    shape = [-1, 1, 1]
+    return ((x - mean.reshape(shape)) / std.reshape(shape)).to(TORCH_DTYPES[np.dtype(dtype)]).contiguous().numpy()
+
+
+TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
+
+
+def preprocessed_inputs(transforms: list[dict], inputs: dict, seed: int, module: str) -> tuple[dict, dict]:
+    """For each baked preprocessing: a seeded uint8 image (channels last) as the caller's input, and
+    the module's input computed from it with torch. The reference then runs on exactly that."""
+    inputs, images = dict(inputs), {}
+    for t in transforms:
+        if t["kind"] != "preprocess_input":
+            continue
+        x = inputs.get(t["tensor"])
+        where = f"modules.{module}.passes (bake_preprocess {t['tensor']})"
+        if x is None:
+            raise ExportError(f"the module has no input '{t['tensor']}' (its inputs: {', '.join(inputs)})",
+                              where=where, module=module)
+        if x.ndim not in (3, 4) or np.dtype(x.dtype) not in TORCH_DTYPES:
+            raise ExportError(f"input '{t['tensor']}' must be a float16/float32 (N, C, H, W) or (C, H, W) "
+                              f"image, is {x.dtype}{list(x.shape)}", where=where, module=module)
+        shape = [x.shape[i] for i in inverse(preprocess_perm(x.ndim))]
+        image = np.random.default_rng(seed).integers(0, 256, size=shape).astype(np.uint8)
+        images[t["tensor"]] = image
+        inputs[t["tensor"]] = preprocess(t, image, x.dtype)
+    return inputs, images
+
+
+def caller_view(transforms: list[dict], inputs: dict, reference: dict, module: str,
+                images: dict | None = None) -> tuple[dict, dict]:
     inputs, reference = dict(inputs), dict(reference)
     for t in transforms:
+        if t["kind"] == "preprocess_input":
+            inputs[t["tensor"]] = (images or {})[t["tensor"]]
+            continue
         pool = inputs if t["kind"] == "transpose_input" else reference
         if t["tensor"] not in pool:
             kind = "input" if t["kind"] == "transpose_input" else "output"

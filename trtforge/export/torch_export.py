@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib
 import json
 import re
@@ -15,12 +16,12 @@ import onnx
 import torch
 
 from trtforge.errors import ExportError
-from trtforge.export.caller_view import caller_view
+from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
-from trtforge.tensors import make_inputs, save_arrays
+from trtforge.tensors import make_inputs, random_set_suffix, save_arrays
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
@@ -38,7 +39,9 @@ def load_factory(module: ModuleSpec, root: Path):
     obj = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ExportError(f"'{modname}' has no attribute '{attr}'", where=where, module=module.name)
+            near = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
+            raise ExportError(f"'{modname}' has no attribute '{attr}'", where=where, module=module.name,
+                              hint=f"did you mean '{near[0]}'?" if near else None)
         obj = getattr(obj, part)
     if not callable(obj):
         raise ExportError(f"'{module.factory}' is not callable", where=where, module=module.name)
@@ -50,6 +53,9 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     where = f"modules.{module.name}.factory"
     try:
         model = factory(**module.factory_args)
+    except ExportError as e:  # already one line naming its file (e.g. a checkpoint)
+        e.module = module.name
+        raise
     except Exception as e:
         raise ExportError(f"factory raised {type(e).__name__}: {e}", where=where, module=module.name,
                           hint="check factory_args") from e
@@ -78,6 +84,24 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
+def _random_sets(module: ModuleSpec, reference_model, names: list, device, workdir: Path) -> None:
+    """verify.random_inputs more seeded input sets within each input's range and dtype, with their
+    FP32 reference, so every later check compares on them too (static shapes only: a dynamic
+    dimension would need sets at min/opt/max of each profile, which trtforge does not export yet)."""
+    for i in range(1, module.verify["random_inputs"] + 1):
+        inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/random{i}")
+        args = tuple(t.float() if t.is_floating_point() else t
+                     for t in (torch.from_numpy(a).to(device) for a in inputs.values()))
+        with torch.no_grad():
+            ref = flatten_outputs(reference_model(*args))
+        reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
+        c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
+        tag = random_set_suffix(i)
+        for stem, arrays in (("inputs", inputs), ("reference", reference),
+                             ("caller_inputs", c_in), ("caller_reference", c_ref)):
+            save_arrays(workdir / f"{stem}{tag}.npz", arrays)
+
+
 def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     device = _device()
     torch.backends.cuda.matmul.allow_tf32 = False  # the reference is true FP32
@@ -86,7 +110,10 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     reference_model = copy.deepcopy(model).float().eval().to(device)
     model16 = model.half().eval().to(device)
 
-    inputs = make_inputs(module.inputs, seed=module.verify["seed"])
+    baked = transforms(module.passes, module.name)
+    # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
+    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify["seed"]),
+                                         module.verify["seed"], module.name)
     as_torch = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in inputs.values()]
     fp32_args = tuple(t.float() if t.is_floating_point() else t for t in as_torch)
     try:
@@ -105,9 +132,10 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     save_arrays(workdir / "inputs.npz", inputs)
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
     save_arrays(workdir / "reference.npz", reference)
-    c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
+    c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
     save_arrays(workdir / "caller_inputs.npz", c_in)
     save_arrays(workdir / "caller_reference.npz", c_ref)
+    _random_sets(module, reference_model, names, device, workdir)
 
     fp16_args = tuple(t.contiguous() for t in as_torch)  # FP16 inputs are already FP16 by dtype
     path = workdir / MODEL
@@ -125,17 +153,20 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         text = "".join(traceback.format_exception_only(type(e), e))
         if _DATA_DEPENDENT.search(text) or _DATA_DEPENDENT.search(repr(e.__cause__)):
             raise ExportError(
-                "forward has data-dependent control flow or shapes, which a static-shape export "
-                "cannot capture", where=f"modules.{module.name}", module=module.name,
-                hint="make the branch shape-only (torch.where instead of if on values) or declare "
-                     "the dimension dynamic with min/opt/max") from e
+                "forward branches on tensor values (data-dependent control flow), which the export "
+                "cannot capture: trtforge exports static shapes, fixed by each input's shape in the "
+                "manifest, and only shape-dependent branches are resolved at export",
+                where=f"modules.{module.name}", module=module.name,
+                hint="compute both branches and pick with torch.where; trtforge has no dynamic "
+                     "dimensions yet, so declare one module per input shape instead") from e
         raise ExportError(f"torch.onnx.export failed: {_first_line(e)}", where=f"modules.{module.name}",
                           module=module.name, hint="rerun with --verbose for the exporter's cause") from e
 
     proto = onnx.load(str(path), load_external_data=False)
     islands = find_fp32_islands(proto)
     if islands and module.export["forbid_fp32_islands"]:
-        first = islands[0]
+        # name real arithmetic first: the Cast into the island only marks where it starts
+        first = next((i for i in islands if i["op"] != "Cast"), islands[0])
         raise ExportError(f"{len(islands)} FP32 island(s) in the FP16 export, first: node "
                           f"'{first['node']}' ({first['op']})", where=f"modules.{module.name}.export",
                           module=module.name,
@@ -146,6 +177,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(t.shape)} for n, t in zip(names, ref)},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
+        "input_sets": 1 + module.verify["random_inputs"],
     }
     (workdir / "export.json").write_text(json.dumps(meta, indent=1))
     return meta

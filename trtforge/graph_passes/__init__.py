@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trtforge.errors import PassError
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext, tool_versions
 
@@ -16,16 +15,14 @@ SHAPE_INPUTS = {"export"}
 @dataclass(frozen=True)
 class GraphPassesStage:
     name: str = "graph_passes"
-    version: str = "graph_passes-1"
+    version: str = "graph_passes-2"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
-        from trtforge.graph_passes.catalog import BUILTIN
+        from trtforge.graph_passes.catalog import check_known
 
         for i, step in enumerate(module.passes):
-            if step["name"] not in BUILTIN and ":" not in step["name"]:
-                raise PassError(f"unknown pass '{step['name']}' (built-in: {', '.join(BUILTIN)})",
-                                where=f"modules.{module.name}.passes[{i}]", module=module.name)
-        return {"passes": list(module.passes),
+            check_known(step, f"modules.{module.name}.passes[{i}]", module.name)
+        return {"passes": list(module.passes), "check": module.pass_check,
                 "tools": tool_versions("onnx", "onnx-graphsurgeon", "onnxruntime", "numpy")}
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:

@@ -16,6 +16,7 @@ from trtforge.io_transforms import inverse
 
 class BakeTransposePass(GraphPass):
     name = "bake_transpose"
+    changes_io = True
 
     def __init__(self, perm, input: str | None = None, output: str | None = None):
         self.input, self.output, self.perm = input, output, list(perm)

@@ -3,6 +3,7 @@ A manifest may also name a user pass as 'package.module:PassClass'."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 from pathlib import Path
@@ -15,15 +16,26 @@ BUILTIN = {
     "toposort": "trtforge.graph_passes.toposort:ToposortPass",
     "bake_resize": "trtforge.graph_passes.bake_resize:BakeResizePass",
     "bake_transpose": "trtforge.graph_passes.bake_transpose:BakeTransposePass",
+    "bake_preprocess": "trtforge.graph_passes.bake_preprocess:BakePreprocessPass",
+    "remove_identities": "trtforge.graph_passes.remove_identities:RemoveIdentitiesPass",
+    "fold_static_shapes": "trtforge.graph_passes.fold_static_shapes:FoldStaticShapesPass",
 }
+
+
+def check_known(step: dict, where: str, module: str | None = None) -> str:
+    """The pass's 'package.module:Class', or a one-line error naming the unknown pass."""
+    target = BUILTIN.get(step["name"], step["name"])
+    if ":" not in target:
+        near = difflib.get_close_matches(step["name"], list(BUILTIN), n=1)
+        raise PassError(f"unknown pass '{step['name']}' (built-in: {', '.join(BUILTIN)})", where=where,
+                        module=module, hint=f"did you mean '{near[0]}'?" if near
+                        else "or name a class as 'package.module:PassClass'")
+    return target
 
 
 def make_pass(step: dict, where: str, root: Path | None = None):
     params = {k: v for k, v in step.items() if k != "name"}
-    target = BUILTIN.get(step["name"], step["name"])
-    if ":" not in target:
-        raise PassError(f"unknown pass '{step['name']}' (built-in: {', '.join(BUILTIN)})", where=where,
-                        hint="or name a class as 'package.module:PassClass'")
+    target = check_known(step, where)
     modname, attr = target.split(":")
     if root is not None and str(root) not in sys.path:
         sys.path.insert(0, str(root))

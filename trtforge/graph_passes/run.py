@@ -1,4 +1,9 @@
-"""Run the manifest's pass pipeline on the exported ONNX; write the result beside its weights."""
+"""Run the manifest's pass pipeline on the exported ONNX; write the result beside its weights.
+
+The graph is imported without its weights (external tensors stay lazy references into their
+files) with shapes inferred, so shape-driven passes see static shapes. Meaning checks
+(`pass_check`: each | pipeline | off) run ONNX Runtime on the recorded example inputs.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,47 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import onnx
 import onnx_graphsurgeon as gs
 
 from trtforge.graph_passes.base import PassContext, Pipeline, import_graph
 from trtforge.graph_passes.catalog import make_pass
 from trtforge.onnx_files import load_graph_proto, save_model
 from trtforge.stage import StageContext
+from trtforge.tensors import load_arrays
 
 
-def run_passes(ctx: StageContext, workdir: Path) -> dict:
-    src = ctx.inputs["export"]
+def recorded_inputs(folder: Path) -> list[dict]:
+    """The export stage's example inputs, then the caller's view of them."""
+    return [load_arrays(folder / f) for f in ("inputs.npz", "caller_inputs.npz") if (folder / f).exists()]
+
+
+def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module: str = "",
+                 root: Path | None = None, recorded: list[dict] | None = None) -> dict:
+    """Passes `steps` (manifest tables) on `src`/model.onnx into `workdir`; returns the report."""
     model = load_graph_proto(src)
-    graph = import_graph(model, src)
-    passes = [make_pass(step, f"modules.{ctx.module.name}.passes[{i}]", ctx.root)
-              for i, step in enumerate(ctx.module.passes)]
-    pipeline = Pipeline(passes)
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    graph = import_graph(inferred, src)
+    passes = [make_pass(step, f"modules.{module}.passes[{i}]", root) for i, step in enumerate(steps)]
+    pipeline = Pipeline(passes, check=check)
+    if check != "off":
+        from trtforge.graph_passes.meaning import OrtChecker
+
+        checker = OrtChecker(src, recorded or [], like=model)
+        pipeline.checker, pipeline.snapshot = checker, checker.snapshot
     nodes_before = len(graph.nodes)
-    pipeline.run(graph, PassContext(base_dir=src, module=ctx.module.name))
+    pipeline.run(graph, PassContext(base_dir=src, module=module))
     out = gs.export_onnx(graph, do_type_check=True)
     out.ir_version = model.ir_version
     out.opset_import.extend([o for o in model.opset_import if o.domain not in {x.domain for x in out.opset_import}])
     save_model(out, src, workdir, new_data="passes.data")
-    meta = {"nodes_before": nodes_before, "nodes_after": len(graph.nodes),
+    meta = {"nodes_before": nodes_before, "nodes_after": len(graph.nodes), "check": check,
             "passes": [asdict(r) for r in pipeline.reports]}
     (workdir / "passes.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def run_passes(ctx: StageContext, workdir: Path) -> dict:
+    src = ctx.inputs["export"]
+    return run_pipeline(src, workdir, ctx.module.passes, check=ctx.module.pass_check,
+                        module=ctx.module.name, root=ctx.root, recorded=recorded_inputs(src))

@@ -25,7 +25,7 @@ def resolve_realizer(module: ModuleSpec) -> str:
 @dataclass(frozen=True)
 class PrecisionStage:
     name: str = "precision_rules"
-    version: str = "precision-1"
+    version: str = "precision-2"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         return {"rules": list(module.precision_rules), "realizer": resolve_realizer(module),

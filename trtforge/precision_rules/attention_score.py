@@ -5,9 +5,17 @@ realiser casts back to FP16 before the .V MatMul.
 Why: an FP16 Q.K^T overflows once logits pass ~11 after exp (and 65504 before it); a ViT built in
 pure FP16 gave mIoU 0.119 instead of 0.988. Keeping exactly this chain FP32 cost 3.7% speed.
 
-Handles 3-D and 4-D layouts, K^T by a Transpose node or pre-transposed weights, torch's SDPA
-decomposition (Q and K^T each pre-scaled by sqrt(scale) before the MatMul), and ONNX's own
-Attention op (kept FP32 whole).
+Cases: 3-D and 4-D layouts; K^T by a Transpose node or pre-transposed (K^T produced directly by a
+projection); torch's SDPA decomposition (Q and K^T each pre-scaled by sqrt(scale) before the
+MatMul: the pre-scales are outside the chain and stay FP16, their outputs are in range by
+construction when the scores are); ONNX's own Attention op (opset 23), kept FP32 whole.
+A score MatMul must multiply two activations: a MatMul with a weight operand is a projection
+(e.g. a classifier Linear before a Softmax), reported as a near miss.
+
+Modes: `all` keeps every block; `auto` keeps only blocks whose FP32 scores reach `threshold`
+(the Softmax input, default 11: exp(11.09) = 65504) or whose chain tensors come within
+`range_fraction` of 65504, because FP32 attention blocks TensorRT's fused attention kernels
+(unfused attention measured 3-11x slower on an H100, 4-20x with the softmax in FP32).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import onnx_graphsurgeon as gs
 
 from trtforge.errors import PrecisionError
-from trtforge.precision_rules.plan import RuleResult, producer
+from trtforge.precision_rules.plan import FP16_MAX, RuleResult, producer
 
 BETWEEN = ("Mul", "Div", "Add", "Sub", "Where")
 MAX_DEPTH = 6
@@ -37,8 +45,14 @@ def _next_towards_matmul(node: gs.Node) -> gs.Node | None:
     return candidates[0] if candidates else None
 
 
-def _score_chain(softmax: gs.Node) -> tuple[list[gs.Node] | None, str]:
-    """Walk back from a Softmax to its score MatMul; return the chain or why it is not one."""
+def _k_layout(matmul: gs.Node) -> str:
+    p = producer(matmul.inputs[1])
+    return "K^T by Transpose" if p is not None and p.op == "Transpose" else "K^T pre-transposed"
+
+
+def score_chain(softmax: gs.Node) -> tuple[list[gs.Node] | None, str]:
+    """Walk back from a Softmax to its score MatMul; return the chain (Softmax first, MatMul last)
+    or why it is not one."""
     chain = [softmax]
     node = producer(softmax.inputs[0])
     for _ in range(MAX_DEPTH):
@@ -46,9 +60,10 @@ def _score_chain(softmax: gs.Node) -> tuple[list[gs.Node] | None, str]:
             return None, "its input is a graph input, not a MatMul"
         if node.op == "MatMul":
             a, b = node.inputs[:2]
-            if _is_constant(a) and _is_constant(b):
-                return None, f"MatMul '{node.name}' multiplies two constants"
-            return chain + [node], f"score MatMul '{node.name}'"
+            if _is_constant(a) or _is_constant(b):
+                return None, (f"MatMul '{node.name}' has a weight operand: a projection, not Q.K^T "
+                              "with a transposed operand")
+            return chain + [node], f"score MatMul '{node.name}', {_k_layout(node)}"
         if node.op not in BETWEEN:
             return None, (f"its input comes from {node.op} '{node.name}', not a MatMul with a "
                           "transposed operand (through scale or mask)")
@@ -60,23 +75,43 @@ def _score_chain(softmax: gs.Node) -> tuple[list[gs.Node] | None, str]:
 class AttentionScoreRule:
     name = "attention_score"
 
-    def __init__(self, mode: str = "all", threshold: float | None = None):
-        if mode not in ("all",):
-            raise PrecisionError(f"attention_score mode '{mode}' is not supported yet; use 'all'",
+    def __init__(self, mode: str = "all", threshold: float = 11.0, range_fraction: float = 0.5,
+                 n_random: int = 2, seed: int = 0):
+        if mode not in ("all", "auto"):
+            raise PrecisionError(f"attention_score mode '{mode}' is not one of 'all', 'auto'",
                                  where="precision.rules.attention_score.mode")
-        self.mode = mode
+        self.mode, self.threshold, self.range_fraction = mode, float(threshold), float(range_fraction)
+        self.n_random, self.seed = int(n_random), int(seed)
+        self.needs_data = mode == "auto"
 
-    def select(self, graph: gs.Graph) -> RuleResult:
+    def select(self, graph: gs.Graph, probe=None) -> RuleResult:
         result = RuleResult(self.name)
+        peaks = probe.peaks(self.n_random, self.seed) if self.mode == "auto" else None
         for node in graph.nodes:
             if node.op == "Attention":
                 result.matched[node.name] = "ONNX Attention op (scores inside)"
             if node.op != "Softmax":
                 continue
-            chain, why = _score_chain(node)
+            chain, why = score_chain(node)
             if chain is None:
                 result.near_misses.append({"node": node.name, "reason": f"Softmax: {why}"})
                 continue
+            if peaks is not None:
+                keep, why_auto = self._hot(node, chain, peaks)
+                if not keep:
+                    result.near_misses.append({"node": node.name, "reason": f"Softmax: {why_auto}"})
+                    continue
+                why = f"{why}; {why_auto}"
             for n in chain:
                 result.matched[n.name] = f"attention score chain ending in Softmax '{node.name}' ({why})"
         return result
+
+    def _hot(self, softmax: gs.Node, chain: list[gs.Node], peaks: dict) -> tuple[bool, str]:
+        logits = peaks.get(softmax.inputs[0].name, float("inf"))
+        widest = max(peaks.get(n.outputs[0].name, float("inf")) for n in chain[1:])
+        if logits >= self.threshold:
+            return True, f"FP32 scores reach {logits:.4g} >= threshold {self.threshold:g}"
+        if widest >= self.range_fraction * FP16_MAX:
+            return True, f"a score tensor reaches {widest:.4g}, near the FP16 limit"
+        return False, (f"FP32 scores reach only {logits:.4g} (< threshold {self.threshold:g}) and "
+                       f"{widest:.4g} before scaling; left FP16 for the fused attention kernel")

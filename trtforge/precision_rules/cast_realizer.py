@@ -63,6 +63,7 @@ def realize_casts(graph: gs.Graph, fp32_names: set[str]) -> dict:
                 continue
             if isinstance(t, gs.Constant) and all(id(c) in island for c in t.outputs):
                 t.values = t.values.astype(np.float32)  # loads this one tensor only
+                t.data_location = None  # now inline; save_model moves it out again if large
                 casts["initializers_fp32"] += 1
                 continue
             if t.name not in shared:
@@ -72,9 +73,36 @@ def realize_casts(graph: gs.Graph, fp32_names: set[str]) -> dict:
                 shared[t.name] = wide
                 casts["to_fp32"] += 1
             node.inputs[j] = shared[t.name]
-    graph.toposort()
+    casts["cancelled"] = _drop_cancelling_pairs(graph)
+    graph.cleanup().toposort()
     check_invariants(graph, fp32, io_before)
     return casts
+
+
+def _drop_cancelling_pairs(graph: gs.Graph) -> int:
+    """A Cast back to the dtype its producer Cast started from (the graph's own FP32->FP16 Cast
+    feeding a new island, an island output cast to FP16 and straight back by the graph, or an
+    FP16->FP32->FP16 detour in the export): its consumers read the original tensor instead. When
+    its output is a graph output, it becomes an Identity of the original (the name is kept)."""
+    dropped = 0
+    for node in list(graph.nodes):
+        if node.op != "Cast" or not node.inputs[0].inputs:
+            continue
+        first = node.inputs[0].inputs[0]
+        if first.op != "Cast" or _dtype(first.inputs[0]) != _dtype(node.outputs[0]):
+            continue
+        original, out = first.inputs[0], node.outputs[0]
+        if out in graph.outputs:
+            node.op, node.attrs = "Identity", {}
+            node.inputs[0] = original
+        else:
+            for consumer in list(out.outputs):
+                for k, t in enumerate(consumer.inputs):
+                    if t is out:
+                        consumer.inputs[k] = original
+            node.outputs.clear()
+        dropped += 1
+    return dropped
 
 
 def check_invariants(graph: gs.Graph, fp32: list[gs.Node], io_before: list) -> None:

@@ -6,7 +6,7 @@ import math
 
 import onnx_graphsurgeon as gs
 
-HEAVY = ("MatMul", "Gemm", "Conv", "ConvTranspose")
+HEAVY = ("MatMul", "Gemm", "Conv", "ConvTranspose", "Attention")
 
 
 def _static(shape) -> bool:
@@ -19,6 +19,11 @@ def node_flops(node: gs.Node) -> int | None:
     b = node.inputs[1].shape if len(node.inputs) > 1 else None
     if not (_static(out) and _static(a) and _static(b)):
         return None
+    if node.op == "Attention":  # Q.K^T and P.V; 3-D (B, S, H*d) and 4-D (B, H, S, d) alike
+        v = node.inputs[2].shape if len(node.inputs) > 2 else None
+        if not _static(v):
+            return None
+        return 2 * b[-2] * (math.prod(a) + math.prod(a[:-1]) * v[-1])
     if node.op == "MatMul":
         return 2 * math.prod(out) * a[-1]
     if node.op == "Gemm":

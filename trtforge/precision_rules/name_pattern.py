@@ -23,7 +23,7 @@ class NamePatternRule:
                                  where="precision.rules.name_pattern.pattern") from None
         self.nodes = list(nodes)
 
-    def select(self, graph: gs.Graph) -> RuleResult:
+    def select(self, graph: gs.Graph, probe=None) -> RuleResult:
         result = RuleResult(self.name)
         names = {n.name for n in graph.nodes}
         for wanted in self.nodes:
@@ -37,4 +37,8 @@ class NamePatternRule:
             for node in graph.nodes:
                 if self.pattern.search(node.name):
                     result.matched[node.name] = f"name matches /{self.pattern.pattern}/"
+            if not result.matched:  # say which names came close, so a typo is found at a glance
+                literal = re.sub(r"[\^$\\()\[\]*+?{}|]", "", self.pattern.pattern)
+                for near in difflib.get_close_matches(literal, sorted(names), n=3, cutoff=0.5):
+                    result.near_misses.append({"node": near, "reason": f"name close to /{self.pattern.pattern}/"})
         return result

@@ -13,7 +13,7 @@ class OpTypeRule:
     def __init__(self, ops):
         self.ops = list(ops)
 
-    def select(self, graph: gs.Graph) -> RuleResult:
+    def select(self, graph: gs.Graph, probe=None) -> RuleResult:
         result = RuleResult(self.name)
         for node in graph.nodes:
             if node.op in self.ops:

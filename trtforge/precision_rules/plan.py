@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import onnx_graphsurgeon as gs
 
+FP16_MAX = 65504.0
+
 
 @dataclass
 class RuleResult:
@@ -37,3 +39,20 @@ class PrecisionPlan:
 
 def producer(t) -> gs.Node | None:
     return t.inputs[0] if isinstance(t, gs.Variable) and t.inputs else None
+
+
+def name_unnamed(graph: gs.Graph) -> int:
+    """Plans name nodes; give each unnamed node a unique name from its op and first output."""
+    taken = {n.name for n in graph.nodes if n.name}
+    count = 0
+    for node in graph.nodes:
+        if node.name:
+            continue
+        base = f"{node.op}_{node.outputs[0].name}" if node.outputs else node.op
+        name, k = base, 1
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        node.name = name
+        taken.add(name)
+        count += 1
+    return count

@@ -12,7 +12,9 @@ from trtforge.errors import PrecisionError
 from trtforge.precision_rules.cast_realizer import realize_casts
 from trtforge.precision_rules.catalog import make_rule
 from trtforge.precision_rules.flops import fp16_flop_share
-from trtforge.precision_rules.plan import PrecisionPlan
+from trtforge.precision_rules.fp32_probe import Probe
+from trtforge.tensors import load_arrays
+from trtforge.precision_rules.plan import PrecisionPlan, name_unnamed
 from trtforge.onnx_files import import_graph, load_graph_proto, save_model
 from trtforge.stage import StageContext
 
@@ -24,16 +26,29 @@ def typed_graph(folder: Path):
     return model, import_graph(inferred, folder)
 
 
+def _probe(ctx: StageContext, model: onnx.ModelProto, src: Path) -> Probe | None:
+    """FP32 activations for data-driven rules, on the caller-view example inputs (the inputs of
+    the post-pass graph). Computed only when a rule asks (the Probe is lazy)."""
+    exp = ctx.inputs.get("export")
+    if exp is None:
+        return None
+    return Probe(onnx.shape_inference.infer_shapes(model), src, load_arrays(exp / "caller_inputs.npz"))
+
+
 def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
     src = ctx.inputs["graph_passes"]
     model, graph = typed_graph(src)
+    name_unnamed(graph)  # a plan is keyed by node name
     plan = PrecisionPlan()
+    probe = _probe(ctx, model, src)
     for i, step in enumerate(ctx.module.precision_rules):
         where = f"modules.{ctx.module.name}.precision.rules[{i}]"
         try:
-            plan.add(make_rule(step, where).select(graph), graph)
+            plan.add(make_rule(step, where).select(graph, probe), graph)
         except PrecisionError as e:
             e.module = ctx.module.name
+            if not (e.where or "").startswith("modules."):  # a rule knows its parameter, not its place
+                e.where = where + (f" ({e.where})" if e.where else "")
             raise
     names = set(plan.fp32)
     share = fp16_flop_share(graph, names)

@@ -10,11 +10,16 @@ from trtforge.build import backend as be
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext, tool_versions
 
+# |error| histogram bins, fixed decades so reports compare across modules and runs:
+# [0, 1e-7), [1e-7, 1e-6), ..., [1, 10), [10, inf). Here, not in metrics.py: reports read it
+# without importing numpy.
+HIST_EDGES = [0.0] + [10.0 ** e for e in range(-7, 2)] + [float("inf")]
+
 
 @dataclass(frozen=True)
 class VerifyStage:
     name: str = "verify"
-    version: str = "verify-1"
+    version: str = "verify-5"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key

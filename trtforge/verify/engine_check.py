@@ -17,32 +17,41 @@ def why_not_runnable(build_meta: dict) -> str | None:
     backend = build_meta["backend"]
     if not gpus:
         return "no NVIDIA GPU on this machine"
-    if not be.installed(backend):
-        return f"{backend} is not installed here (pip install 'trtforge[{be.EXTRA[backend]}]')"
     gpu = gpus[0]
     targets = build_meta["target"]["compute_capabilities"]
+    # the GPU first: on a GPU the engine can never run on, installing the runtime would not help
     if gpu.compute_capability not in targets:
         extra = " (TensorRT-RTX does not run on Hopper)" if gpu.compute_capability == "9.0" and backend == be.RTX else ""
         return (f"{backend} engine built for sm{', sm'.join(c.replace('.', '') for c in targets)}; "
                 f"this GPU ({gpu.name}, sm{gpu.compute_capability.replace('.', '')}) is not among them{extra}")
+    if not be.installed(backend):
+        return f"{backend} is not installed here (pip install 'trtforge[{be.EXTRA[backend]}]')"
     if backend == be.TRT and build_meta["target"].get("gpu") != gpu.name:
         return f"engine built for {build_meta['target'].get('gpu')}, this GPU is {gpu.name}"
     return None
 
 
-def run_engine(engine_path: Path, feeds: dict, backend: str, runs: int = 50) -> tuple[dict, dict]:
+def run_engine_sets(engine_path: Path, feed_sets: list[dict], backend: str, runs: int = 50) -> tuple[list, dict]:
+    """Outputs for every feed set from one deserialised engine; latency p50/p99 on the first set,
+    after warm-up."""
     be.select(backend)
     from polygraphy.backend.common import bytes_from_path
     from polygraphy.backend.trt import TrtRunner, engine_from_bytes
 
     engine = engine_from_bytes(bytes_from_path(str(engine_path)))
     with TrtRunner(engine) as runner:
-        outputs = {k: np.array(v) for k, v in runner.infer(feeds).items()}
+        outputs = [{k: np.array(v) for k, v in runner.infer(feeds).items()} for feeds in feed_sets]
         for _ in range(5):  # warm-up
-            runner.infer(feeds)
+            runner.infer(feed_sets[0])
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            runner.infer(feeds)
+            runner.infer(feed_sets[0])
             times.append((time.perf_counter() - t0) * 1e3)
-    return outputs, {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+    latency = {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))} if times else {}
+    return outputs, latency
+
+
+def run_engine(engine_path: Path, feeds: dict, backend: str, runs: int = 50) -> tuple[dict, dict]:
+    outputs, latency = run_engine_sets(engine_path, [feeds], backend, runs)
+    return outputs[0], latency

@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from trtforge.verify import HIST_EDGES
+from trtforge.verify.task_metrics import task_metric
+
+
+def histogram(diff: np.ndarray) -> list[int]:
+    return [int(c) for c in np.histogram(diff.ravel(), bins=np.array(HIST_EDGES))[0]]
+
 
 def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
     a = np.asarray(actual, dtype=np.float64)
@@ -14,7 +21,8 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
     finite = np.isfinite(a)
     if not finite.all():
         bad = int((~finite).sum())
-        return {"ok": False, "reason": f"{bad} of {a.size} values are NaN/Inf", "nonfinite": bad}
+        return {"ok": False, "reason": f"{bad} of {a.size} values are NaN/Inf", "nonfinite": bad,
+                "hist": histogram(np.abs(a[finite] - r[finite]))}
     diff = np.abs(a - r)
     scale = np.abs(r)
     rel = diff / np.maximum(scale, 1e-6)
@@ -23,7 +31,8 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
     denom = np.linalg.norm(a.ravel()) * np.linalg.norm(r.ravel())
     cosine = float(a.ravel() @ r.ravel() / denom) if denom > 0 else (1.0 if np.allclose(a, r) else 0.0)
     m = {"max_abs": float(diff.max(initial=0.0)), "max_rel": float(rel.max(initial=0.0)),
-         "mean_rel": float(rel.mean()) if a.size else 0.0, "cosine": cosine, "outside": outside}
+         "mean_rel": float(rel.mean()) if a.size else 0.0, "cosine": cosine, "outside": outside,
+         "hist": histogram(diff)}
     reasons = []
     if outside > tol["max_outside"]:
         reasons.append(f"{outside:.2%} of elements outside atol {tol['atol']:g} + rtol {tol['rtol']:g} "
@@ -36,6 +45,11 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
         rows_same = np.all(a == a[..., :1, :], axis=(-2, -1)).all()
         if rows_same and not np.all(r == r[..., :1, :]):
             reasons.append("every row is identical while the reference's are not")
+    task = task_metric(a, r, tol)
+    if task:
+        m["task"] = task
+        if not task["ok"]:
+            reasons.append(f"{task['metric']} {task['value']:.4g} < {task['min']:g}")
     m["ok"] = not reasons
     if reasons:
         m["reason"] = "; ".join(reasons)
@@ -50,4 +64,33 @@ def compare_all(actual: dict, ref: dict, tolerance) -> dict:
             out[name] = {"ok": False, "reason": "output missing"}
             continue
         out[name] = compare(actual[name], r, tolerance(name))
+    return out
+
+
+def _worse(m: dict, than: dict) -> bool:
+    if m["ok"] != than["ok"]:
+        return not m["ok"]
+    return (m.get("outside", 1.0), -m.get("cosine", 0.0)) > (than.get("outside", 1.0), -than.get("cosine", 0.0))
+
+
+def merge_sets(per_set: list[tuple[str, dict]]) -> dict:
+    """One entry per output over all input sets: the worst set's metrics (named in `set`), the
+    |error| histogram summed over sets, and how many sets failed."""
+    out: dict[str, dict] = {}
+    for label, metrics in per_set:
+        for name, m in metrics.items():
+            m = {**m, "set": label}
+            prev = out.get(name)
+            if prev is None:
+                out[name] = {**m, "sets": 1, "sets_failed": int(not m["ok"])}
+                continue
+            hist = [x + y for x, y in zip(prev.get("hist", []), m.get("hist", []))] or prev.get("hist") or m.get("hist")
+            counts = {"sets": prev["sets"] + 1, "sets_failed": prev["sets_failed"] + int(not m["ok"]),
+                      "nonfinite": prev.get("nonfinite", 0) + m.get("nonfinite", 0)}
+            out[name] = {**(m if _worse(m, prev) else prev), **counts}
+            if hist:
+                out[name]["hist"] = hist
+    for m in out.values():
+        if m["sets_failed"] and m.get("reason"):
+            m["reason"] = f"{m['reason']} (input set '{m['set']}', {m['sets_failed']} of {m['sets']} sets failed)"
     return out

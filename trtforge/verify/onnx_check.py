@@ -41,7 +41,8 @@ def run_ort(folder: Path, feeds: dict, provider: str = "CPUExecutionProvider") -
     return dict(zip(names, sess.run(names, feeds)))
 
 
-def run_fp16_faithful(folder: Path, feeds: dict) -> dict:
+def run_fp16_faithful(folder: Path, feeds: dict, every_tensor: bool = False) -> dict:
+    """Graph outputs (or, with every_tensor, every tensor computed, in node order)."""
     model = onnx.load(str(folder / MODEL), load_external_data=False)
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {vi.name: vi.type for vi in (*inferred.graph.value_info, *inferred.graph.output)}
@@ -69,4 +70,6 @@ def run_fp16_faithful(folder: Path, feeds: dict) -> dict:
                                     providers=["CPUExecutionProvider"])
         results = sess.run(None, {n: env[n] for n in dict.fromkeys(ins)})
         env.update(zip([o for o in node.output if o], results))
+    if every_tensor:
+        return env
     return {o.name: env[o.name] for o in model.graph.output}

@@ -5,7 +5,9 @@ files and reading small records, and neither torch nor tensorrt is imported.
 2. a one-module manifest whose `depends` names a 3 GB weights file, goal <= 0.5 s: its digest is
    reused while (size, mtime, ctime, inode) match, so the 3 GB are hashed once, at the first build.
 The 3 GB file is sparse (a few real chunks, holes between) in bench/work/, which git ignores.
-Each figure is the median of REPEAT runs of the console script, wall clock, process start included.
+Each figure is the median of REPEAT runs of the console script, wall clock, process start included,
+and the CPU time (user + sys) of those runs: on a loaded machine wall time includes waiting for a core.
+`make bench` runs it through bench/run.py; alone: `python bench/bench_noop.py [out.json]`.
 """
 
 from __future__ import annotations
@@ -101,29 +103,35 @@ def heavy_imports(proj: Path) -> list[str]:
     return json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"'))
 
 
-def main() -> None:
-    results = []
-    for name, proj, goal in (("noop_example_manifest", example_project(), 0.3),
-                             ("noop_3GB_weights_in_depends", big_project(), 0.5)):
+def main(out: Path | None) -> None:
+    doc, table = {}, []
+    for name, proj, goal in (("example manifest", example_project(), 0.3),
+                             ("3 GB weights in depends", big_project(), 0.5)):
         runs = noop_times(proj)
         wall, cpu = [w for w, _ in runs], [c for _, c in runs]
-        imports = heavy_imports(proj)
-        results.append({"name": name, "value": round(statistics.median(wall), 4), "unit": "s",
-                        "goal": goal, "min": round(min(wall), 4), "max": round(max(wall), 4),
-                        "cpu_median": round(statistics.median(cpu), 4), "runs": len(runs),
-                        "load_avg_1m": os.getloadavg()[0], "heavy_imports": imports})
-        results.append({"name": f"{name} (CPU user+sys)", "value": round(statistics.median(cpu), 4),
-                        "unit": "s", "goal": goal})
-        print(f"[noop] {name}: wall median {statistics.median(wall):.3f}s min {min(wall):.3f}s, "
-              f"CPU median {statistics.median(cpu):.3f}s; heavy imports: {imports or 'none'}", file=sys.stderr)
-    # the first hash of a 3 GB file, for scale: what the stat memo saves on every no-op
-    t0 = time.perf_counter()
+        doc[name] = {"wall_s": wall, "cpu_s": cpu, "wall_median_s": statistics.median(wall),
+                     "cpu_median_s": statistics.median(cpu), "goal_s": goal,
+                     "load_avg_1m": os.getloadavg()[0], "heavy_imports": heavy_imports(proj)}
+        table += [{"figure": f"no-op build, {name}: wall median of {len(wall)} (s)",
+                   "value": f"{statistics.median(wall):.3f}", "goal": f"<= {goal}"},
+                  {"figure": f"no-op build, {name}: CPU user+sys (s)",
+                   "value": f"{statistics.median(cpu):.3f}", "goal": f"<= {goal}"},
+                  {"figure": f"no-op build, {name}: heavy imports",
+                   "value": ",".join(doc[name]["heavy_imports"]) or "none", "goal": "none"}]
+    # the first hash of the 3 GB file, for scale: what the stat memo saves on every no-op
     from trtforge.cache.keys import hash_file
+
+    t0 = time.perf_counter()
     hash_file(WORK / "big" / "weights.bin")
-    results.append({"name": "sha256_of_3GB_weights (what the memo avoids)", "value": round(time.perf_counter() - t0, 2),
-                    "unit": "s", "goal": None})
-    print(json.dumps({"results": results}))
+    doc["sha256_3GB_s"] = time.perf_counter() - t0
+    table.append({"figure": "sha256 of the 3 GB weights (what the memo avoids) (s)",
+                  "value": f"{doc['sha256_3GB_s']:.2f}"})
+    doc["table"] = table
+    text = json.dumps(doc, indent=1)
+    if out is not None:
+        out.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else None)

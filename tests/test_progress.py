@@ -1,0 +1,48 @@
+"""Progress display: a live line on a terminal, plain lines in CI, nothing when disabled."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from trtforge import progress as progress_mod
+from trtforge.progress import Progress
+
+
+class FakeTerminal(io.StringIO):
+    """Test double: a stream that says it is a TTY."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_ci_writes_one_plain_line_per_stage_event():
+    out = io.StringIO()
+    p = Progress(out)
+    p.start("vit", "build")
+    p.done("vit", "build", 12.34)
+    p.close()
+    assert out.getvalue() == "[trtforge] vit: build ...\n[trtforge] vit: build done in 12.3s\n"
+
+
+def test_terminal_rewrites_one_line_with_elapsed_and_builder_phase():
+    out = FakeTerminal()
+    p = Progress(out, interval_s=0.01)
+    assert progress_mod.active() is p
+    p.start("vit", "build")
+    p.phase("Building engine 3/6")
+    time.sleep(0.1)
+    p.done("vit", "build", 0.1)
+    p.close()
+    text = out.getvalue()
+    assert "\r\033[K[trtforge] vit: build 0." in text and "(Building engine 3/6)" in text
+    assert text.endswith("[trtforge] vit: build done in 0.1s\n")
+
+
+def test_disabled_writes_nothing_and_is_not_active():
+    out = FakeTerminal()
+    p = Progress(out, enabled=False)
+    p.start("vit", "export")
+    p.done("vit", "export", 1.0)
+    p.close()
+    assert out.getvalue() == "" and progress_mod.active() is None

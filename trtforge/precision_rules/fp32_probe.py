@@ -1,0 +1,124 @@
+"""Run a natively FP16 graph in FP32 with ONNX Runtime and record how large every activation gets.
+
+Data-driven rules need the activations an FP32 run would produce; AutoCast-style tools only read
+FP32 graphs, but trtforge exports FP16 natively. So: a copy of the graph with every FLOAT16 type,
+initializer, Constant and Cast target widened to FLOAT, every float intermediate marked as an
+output (which is how one reads them out of ONNX Runtime), run on the example inputs plus N seeded
+random inputs drawn from the examples' own range. The result is max |x| per tensor name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from trtforge.onnx_files import read_tensor
+
+F16, F32 = TensorProto.FLOAT16, TensorProto.FLOAT
+DTYPE_ATTRS = {"Cast": "to", "EyeLike": "dtype", "RandomNormal": "dtype", "RandomUniform": "dtype",
+               "RandomNormalLike": "dtype", "RandomUniformLike": "dtype"}
+
+
+def _widen_tensor(t: onnx.TensorProto, base_dir: Path | None) -> onnx.TensorProto:
+    if t.data_type != F16:
+        return t
+    arr = read_tensor(t, base_dir) if base_dir is not None else numpy_helper.to_array(t)
+    return numpy_helper.from_array(arr.astype(np.float32), t.name)
+
+
+def _widen_type(vi) -> None:
+    tt = vi.type.tensor_type
+    if tt.elem_type == F16:
+        tt.elem_type = F32
+
+
+def widen_to_fp32(model: onnx.ModelProto, base_dir: Path | None = None) -> onnx.ModelProto:
+    """A self-contained FP32 copy of an FP16 graph (weights read in, types widened)."""
+    g = model.graph
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    og = out.graph
+    del og.initializer[:]
+    og.initializer.extend(_widen_tensor(t, base_dir) for t in g.initializer)
+    for vi in (*og.input, *og.output, *og.value_info):
+        _widen_type(vi)
+    for node in og.node:
+        for a in node.attribute:
+            if a.name == DTYPE_ATTRS.get(node.op_type) and a.i == F16:
+                a.i = F32
+            elif a.type == onnx.AttributeProto.TENSOR:
+                a.t.CopyFrom(_widen_tensor(a.t, None))
+    return out
+
+
+def float_intermediates(model: onnx.ModelProto) -> list[str]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    outs = {o.name for o in model.graph.output}
+    return [vi.name for vi in inferred.graph.value_info
+            if vi.type.tensor_type.elem_type in (F16, F32) and vi.name not in outs]
+
+
+def probe_feeds(feeds: dict, n_random: int, seed: int) -> list[dict]:
+    """The example inputs plus n seeded random ones in each float input's observed range."""
+    rng = np.random.default_rng(seed)
+    sets = [feeds]
+    for _ in range(n_random):
+        one = {}
+        for name, x in feeds.items():
+            if np.issubdtype(x.dtype, np.floating):
+                lo, hi = float(x.min()), float(x.max())
+                one[name] = rng.uniform(lo, hi if hi > lo else lo + 1.0, size=x.shape).astype(x.dtype)
+            else:
+                one[name] = x
+        sets.append(one)
+    return sets
+
+
+def run_fp32(model16: onnx.ModelProto, base_dir: Path | None, feed_sets: list[dict]) -> dict[str, float]:
+    """max |x| per float tensor (inputs, intermediates, outputs) over all feed sets, in FP32."""
+    import onnxruntime as ort
+
+    model = widen_to_fp32(model16, base_dir)
+    names = float_intermediates(model)
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    peak: dict[str, float] = {}
+    for feeds in feed_sets:
+        f32 = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in feeds.items()}
+        for name, value in (*f32.items(), *zip(outs, sess.run(outs, f32))):
+            v = np.asarray(value)
+            if np.issubdtype(v.dtype, np.floating) and v.size:
+                peak[name] = max(peak.get(name, 0.0), float(np.nanmax(np.abs(v))))
+    return peak
+
+
+def tensors_fp32(model16: onnx.ModelProto, base_dir: Path | None, feeds: dict) -> dict[str, np.ndarray]:
+    """Every float tensor of one FP32 run (for `debug precision`: the reference per tensor)."""
+    import onnxruntime as ort
+
+    model = widen_to_fp32(model16, base_dir)
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in float_intermediates(model))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    f32 = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in feeds.items()}
+    return dict(zip(outs, sess.run(outs, f32)))
+
+
+class Probe:
+    """Lazily computed FP32 activation peaks for the rules that need data."""
+
+    def __init__(self, model16: onnx.ModelProto, base_dir: Path | None, feeds: dict):
+        self.model16, self.base_dir, self.feeds = model16, base_dir, feeds
+        self._cache: dict[tuple, dict] = {}
+
+    def peaks(self, n_random: int = 0, seed: int = 0) -> dict[str, float]:
+        key = (n_random, seed)
+        if key not in self._cache:
+            self._cache[key] = run_fp32(self.model16, self.base_dir, probe_feeds(self.feeds, n_random, seed))
+        return self._cache[key]

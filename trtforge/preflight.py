@@ -1,0 +1,37 @@
+"""Checks that cost nothing and would otherwise fail late: run before any stage, so a user
+mistake found here wastes no export or build (and never leaves work half done)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from trtforge.build import backend as be
+from trtforge.errors import PublishError
+from trtforge.manifest import Manifest, ModuleSpec
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """The output folder must exist or be creatable, and be writable. os.access, not a chmod
+    test: root ignores permission bits, but not a regular file in the way."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PublishError(f"cannot create the output folder: {e.strerror}", where=str(out_dir),
+                           hint="set output_dir in [defaults] to a writable folder") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise PublishError("the output folder is not writable", where=str(out_dir),
+                           hint="set output_dir in [defaults] to a writable folder")
+
+
+def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None) -> None:
+    from trtforge.graph_passes import catalog as passes
+    from trtforge.precision_rules import catalog as rules
+
+    check_output_dir(manifest.output_dir)
+    for module in modules:  # a missing backend or a misspelt pass fails now, not after an export
+        be.resolve(backend or module.build["backend"], module.name)
+        for i, step in enumerate(module.passes):
+            passes.check_known(step, f"modules.{module.name}.passes[{i}]", module.name)
+        for i, step in enumerate(module.precision_rules):
+            rules.check_known(step, f"modules.{module.name}.precision.rules[{i}]", module.name)
