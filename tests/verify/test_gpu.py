@@ -13,8 +13,9 @@ import pytest
 
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.gpu
 from tests.verify.faults import ATTN_MANIFEST
+
+pytestmark = pytest.mark.gpu
 HERE = Path(__file__).parent
 
 MANIFEST = ATTN_MANIFEST
