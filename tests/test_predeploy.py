@@ -14,19 +14,10 @@ import pytest
 
 from tests.conftest import has_gpu, run_cli
 
+from tests.verify.faults import ATTN_MANIFEST
 HERE = Path(__file__).parent
 
-MANIFEST = """
-[defaults]
-build = { backend = "tensorrt-rtx" }
-
-[modules.attn]
-factory = "faults.modules:make_attention"
-inputs.x = { shape = [1, 16, 32], dtype = "float16" }
-outputs = ["y"]
-verify.outputs.y = { metric = "topk", k = 3 }
-verify.random_inputs = 1
-"""
+MANIFEST = ATTN_MANIFEST + 'verify.outputs.y = { metric = "topk", k = 3 }\n'
 
 
 def engine_runs_here() -> bool:

@@ -16,17 +16,9 @@ from trtforge.manifest import load_manifest
 from trtforge.pipeline import build_module
 from trtforge.verify import run as verify_run
 
+from tests.verify.faults import ATTN_MANIFEST
 HERE = Path(__file__).parent
-MANIFEST = """
-[defaults]
-build = { backend = "tensorrt-rtx" }
-
-[modules.attn]
-factory = "faults.modules:make_attention"
-inputs.x = { shape = [1, 16, 32], dtype = "float16" }
-outputs = ["y"]
-verify.random_inputs = 1
-"""
+MANIFEST = ATTN_MANIFEST
 
 
 def fake_runner(monkeypatch, outputs_for, gpu_name):

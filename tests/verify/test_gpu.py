@@ -13,19 +13,12 @@ import pytest
 
 from tests.conftest import run_cli
 
+from tests.verify.faults import ATTN_MANIFEST
+
 pytestmark = pytest.mark.gpu
 HERE = Path(__file__).parent
 
-MANIFEST = """
-[defaults]
-build = { backend = "tensorrt-rtx" }
-
-[modules.attn]
-factory = "faults.modules:make_attention"
-inputs.x = { shape = [1, 16, 32], dtype = "float16" }
-outputs = ["y"]
-verify.random_inputs = 1
-"""
+MANIFEST = ATTN_MANIFEST
 
 
 @pytest.fixture(scope="module")

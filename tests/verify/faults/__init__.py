@@ -1,1 +1,14 @@
 """Modules and a graph pass with known faults, each meant to be blamed on one stage."""
+
+# One healthy attention module with a random input set: shared by the predeploy, engine-blame and
+# GPU tests, each of which copies this folder next to the manifest.
+ATTN_MANIFEST = """
+[defaults]
+build = { backend = "tensorrt-rtx" }
+
+[modules.attn]
+factory = "faults.modules:make_attention"
+inputs.x = { shape = [1, 16, 32], dtype = "float16" }
+outputs = ["y"]
+verify.random_inputs = 1
+"""
