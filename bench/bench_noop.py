@@ -98,7 +98,7 @@ def heavy_imports(proj: Path) -> list[str]:
     """Which heavy modules a no-op build imports (must be none)."""
     code = ("import sys\nfrom trtforge.cli import main\ntry:\n    main(['build', 'engines.toml', '--quiet'])\n"
             "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'tensorrt', 'tensorrt_rtx', "
-            "'polygraphy', 'onnxruntime') if m in sys.modules))")
+            "'polygraphy', 'onnxruntime', 'onnx', 'numpy') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=proj, capture_output=True, text=True)
     return json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"'))
 

@@ -14,8 +14,6 @@ So a baked Resize is checked against torch's own interpolate, not against itself
 
 from __future__ import annotations
 
-import numpy as np
-
 from trtforge.errors import ManifestError, PassError
 
 MODES = ("nearest", "linear", "cubic")
@@ -79,8 +77,10 @@ def preprocess_perm(rank: int) -> list[int]:
     return [0, 3, 1, 2] if rank == 4 else [2, 0, 1]
 
 
-def preprocess_affine(mean, std, scale: float, channels: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+def preprocess_affine(mean, std, scale: float, channels: int, where: str) -> tuple:
     """(image * scale - mean) / std as image * mul + add, per channel (float64)."""
+    import numpy as np  # here: a no-op build reads this module's key material and never needs numpy
+
     mean, std = np.asarray(mean, np.float64).reshape(-1), np.asarray(std, np.float64).reshape(-1)
     if mean.size == 1:
         mean = np.repeat(mean, channels)

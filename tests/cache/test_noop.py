@@ -21,7 +21,8 @@ try:
     main(["build", "engines.toml", "--quiet"])
 except SystemExit as e:
     code = e.code
-heavy = ("torch", "tensorrt", "tensorrt_rtx", "polygraphy", "onnxruntime", "onnx_graphsurgeon")
+# numpy and onnx too: each costs 50+ ms of a budget of 300 (numpy also starts BLAS threads)
+heavy = ("torch", "tensorrt", "tensorrt_rtx", "polygraphy", "onnxruntime", "onnx_graphsurgeon", "onnx", "numpy")
 print(json.dumps({"code": code, "heavy": sorted(m for m in heavy if m in sys.modules)}))
 """
 
