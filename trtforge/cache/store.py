@@ -68,7 +68,17 @@ def _owner_tag() -> str:
     return f"{os.getpid()}@{_HOST}"
 
 
-_HOST = os.uname().nodename.replace(".", "_")  # temp names are split on "."
+def _host_tag() -> str:
+    # the host name and the pid namespace: containers sharing a host name and a cache volume see
+    # different pids, and a pid that is dead here may be alive there
+    try:
+        ns = f"-{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        ns = ""
+    return (os.uname().nodename + ns).replace(".", "_").replace("@", "_")  # names split on "." and "@"
+
+
+_HOST = _host_tag()
 
 
 def _owner_dead(name: str) -> bool:
