@@ -4,7 +4,7 @@ files and reading small records, and neither torch nor tensorrt is imported.
 1. the repo's example manifest (3 engines), goal <= 0.3 s;
 2. a one-module manifest whose `depends` names a 3 GB weights file, goal <= 0.5 s: its digest is
    reused while (size, mtime, ctime, inode) match, so the 3 GB are hashed once, at the first build.
-The 3 GB file is sparse (a few real chunks, holes between) in bench/work/, which git ignores.
+The 3 GB file is sparse (a few real chunks, holes between) in bench/scratch/, which git ignores.
 Each figure is the median of REPEAT runs of the console script, wall clock, process start included,
 and the CPU time (user + sys) of those runs: on a loaded machine wall time includes waiting for a core.
 `make bench` runs it through bench/run.py; alone: `python bench/bench_noop.py [out.json]`.
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-WORK = REPO / "bench" / "work"
+WORK = REPO / "bench" / "scratch"
 REPEAT = int(os.environ.get("BENCH_REPEAT", "7"))
 TRTFORGE = Path(sys.executable).parent / "trtforge"
 CMD = [str(TRTFORGE)] if TRTFORGE.exists() else [sys.executable, "-m", "trtforge.cli"]

@@ -6,7 +6,7 @@ machine with a 3.2 GB model, onnx.load + graphsurgeon import/cleanup/export took
 
     python bench/large_model.py [OUT.json] [--gib 3.2]     (default OUT: bench/large_model.json)
 
-The model is written once to bench/work/ (gitignored) in chunks of one weight; the measured run
+The model is written once to bench/scratch/ (gitignored) in chunks of one weight; the measured run
 is a child process, so its peak RSS is the pipeline's own, not the generator's.
 """
 
@@ -135,7 +135,7 @@ def measure(src: Path, out: Path) -> dict:
 def main(out_json: Path, gib: float = 3.2, width: int = 4096) -> dict:
     layer_bytes = width * width * 2 + width * 2
     layers = max(1, int(np.ceil(gib * (1 << 30) / layer_bytes)))
-    work = HERE / "work" / f"large_{layers}x{width}"
+    work = HERE / "scratch" / f"large_{layers}x{width}"
     if not (work / "model.onnx").exists() or (work / "weights.bin").stat().st_size != layers * layer_bytes:
         t0 = time.perf_counter()
         generate(work, layers, width)
