@@ -8,6 +8,7 @@ from pathlib import Path
 
 from trtforge.cache.store import atomic_write_if_changed
 from trtforge.pipeline import STAGE_NAMES, ModuleResult
+from trtforge.verify import ordered_checks, task_text
 
 
 def _cell(status) -> str:
@@ -118,16 +119,13 @@ def _checks_md(verify: dict) -> list[str]:
     lines = ["", f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
              "| check | status | kind | output | max abs | max rel | cosine | outside | task metric | worst set |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    order = ("export", "graph_passes", "precision_rules", "engine")  # the stored meta has sorted keys
-    for stage, c in sorted(checks.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9):
+    for stage, c in ordered_checks(checks):
         outs = c.get("outputs") or {"-": {}}
         for name, m in outs.items():
-            task = m.get("task")
-            task_text = f"{task['metric']} {task['value']:.4g} (min {task['min']:g})" if task else "-"
             lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | "
                          f"{m.get('max_abs', float('nan')):.3g} | {m.get('max_rel', float('nan')):.3g} | "
                          f"{m.get('cosine', float('nan')):.6f} | {m.get('outside', float('nan')):.3%} | "
-                         f"{task_text} | {m.get('set', '-')} |")
+                         f"{task_text(m)} | {m.get('set', '-')} |")
         if c.get("reason"):
             lines.append(f"| | | {c['reason']} | | | | | | | |")
         if c.get("latency"):

@@ -7,10 +7,9 @@ from __future__ import annotations
 import math
 from html import escape
 
-from trtforge.verify import HIST_EDGES
+from trtforge.verify import CHAIN as CHECKS, HIST_EDGES, ordered_checks, task_text
 
 STAGES = ("export", "graph_passes", "precision_rules", "build", "verify")
-CHECKS = ("export", "graph_passes", "precision_rules", "engine")
 STAGE_COLOURS = {"export": "#4c78a8", "graph_passes": "#72b7b2", "precision_rules": "#f58518",
                  "build": "#b279a2", "verify": "#54a24b", "engine": "#e45756"}
 STATE_CLASS = {"ok": "ok", "cached": "cached", "failed": "failed", "not run": "notrun"}
@@ -141,7 +140,7 @@ def _module(m: dict) -> str:
 def _chain(verify: dict) -> str:
     """export → graph_passes → precision_rules → engine, each check's status; the blamed one marked."""
     cells = []
-    for stage, c in _in_order(verify["checks"]):
+    for stage, c in ordered_checks(verify["checks"]):
         blamed = " — blamed" if verify.get("blame") == stage else ""
         cells.append(f"<td class='{STATE_CLASS.get(c['status'], '')}'><b>{stage}</b>: {c['status']}{blamed}</td>")
     return "<table><tr><th>verification chain</th>" + "<td>→</td>".join(cells) + "</tr></table>"
@@ -209,23 +208,17 @@ def _fmt(m: dict, key: str, spec: str) -> str:
     return format(m[key], spec) if key in m else "–"
 
 
-def _in_order(checks: dict) -> list:
-    return [(s, checks[s]) for s in CHECKS if s in checks] + [(s, c) for s, c in checks.items() if s not in CHECKS]
-
-
 def _metrics_table(checks: dict) -> str:
     rows = ["<table><tr><th>check</th><th>status</th><th>kind</th><th>output</th><th>max abs</th>"
             "<th>max rel</th><th>cosine</th><th>outside</th><th>task metric</th><th>worst set</th></tr>"]
-    for stage, c in _in_order(checks):
+    for stage, c in ordered_checks(checks):
         outs = c.get("outputs") or {"–": {}}
         for name, m in outs.items():
-            task = m.get("task")
-            task_text = f"{task['metric']} {task['value']:.4g} (min {task['min']:g})" if task else "–"
             rows.append(f"<tr class='{STATE_CLASS.get(c['status'], '')}'><td>{stage}</td><td>{c['status']}</td>"
                         f"<td class='small'>{escape(c['kind'])}</td><td>{escape(name)}</td>"
                         f"<td>{_fmt(m, 'max_abs', '.3g')}</td><td>{_fmt(m, 'max_rel', '.3g')}</td>"
                         f"<td>{_fmt(m, 'cosine', '.6f')}</td><td>{_fmt(m, 'outside', '.3%')}</td>"
-                        f"<td>{escape(task_text)}</td><td>{escape(m.get('set', '–'))}</td></tr>")
+                        f"<td>{escape(task_text(m, '–'))}</td><td>{escape(m.get('set', '–'))}</td></tr>")
         if c.get("reason"):
             rows.append(f"<tr><td></td><td colspan='9' class='small'>{escape(c['reason'])}</td></tr>")
     rows.append("</table>")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -47,7 +46,3 @@ class Stage(Protocol):
     def key_material(self, module: ModuleSpec, root: Path) -> dict: ...
 
     def run(self, ctx: StageContext, workdir: Path) -> dict: ...
-
-
-def platform_info() -> dict:
-    return {"os": platform.system(), "machine": platform.machine(), "python": platform.python_version()}

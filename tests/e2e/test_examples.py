@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
+from tests.e2e.conftest import module_report
 
 STAGES = ("export", "graph_passes", "precision_rules", "build", "verify")
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("examples")
-    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "engines.toml", root / "engines.toml")
-    first = run_cli("build", "engines.toml", "--json", cwd=root)
-    assert first.returncode == 0, first.stderr
-    return root, json.loads(first.stdout)
+@pytest.fixture
+def built(built_examples):
+    return built_examples
 
 
 def _record(root, key):
@@ -31,8 +26,7 @@ def _record(root, key):
     return {n: root / ".trtforge-cache" / "blobs" / o["digest"][:2] / o["digest"] for n, o in doc["outputs"].items()}
 
 
-def _module(report, name):
-    return next(m for m in report["modules"] if m["name"] == name)
+_module = module_report
 
 
 def test_every_engine_is_published_with_sidecar_and_bundle(built):

@@ -10,20 +10,15 @@ import shutil
 import pytest
 
 from tests.conftest import REPO, run_cli
+from tests.e2e.conftest import module_report
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("passes_examples")
-    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "engines.toml", root / "engines.toml")
-    done = run_cli("build", "engines.toml", "--json", cwd=root)
-    assert done.returncode == 0, done.stderr
-    return root, json.loads(done.stdout)
+@pytest.fixture
+def report(built_examples):
+    return built_examples
 
 
-def _module(report, name):
-    return next(m for m in report["modules"] if m["name"] == name)
+_module = module_report
 
 
 def test_vit_shape_layers_folded_below_5_percent(report):

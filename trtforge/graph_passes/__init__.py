@@ -9,9 +9,6 @@ from pathlib import Path
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext, tool_versions
 
-SHAPE_INPUTS = {"export"}
-
-
 @dataclass(frozen=True)
 class GraphPassesStage:
     name: str = "graph_passes"

@@ -19,8 +19,6 @@ NO_MATH = {"Shape", "Size", "Constant", "ConstantOfShape", "Cast", "CastLike"}
 
 class ActivationRangeRule:
     name = "activation_range"
-    needs_data = True
-
     def __init__(self, fraction: float = 0.5, n_random: int = 4, seed: int = 0):
         if not 0 < float(fraction) <= 1:
             raise PrecisionError(f"fraction must be in (0, 1], got {fraction}",

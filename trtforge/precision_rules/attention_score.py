@@ -82,7 +82,6 @@ class AttentionScoreRule:
                                  where="precision.rules.attention_score.mode")
         self.mode, self.threshold, self.range_fraction = mode, float(threshold), float(range_fraction)
         self.n_random, self.seed = int(n_random), int(seed)
-        self.needs_data = mode == "auto"
 
     def select(self, graph: gs.Graph, probe=None) -> RuleResult:
         result = RuleResult(self.name)

@@ -115,10 +115,13 @@ class Probe:
 
     def __init__(self, model16: onnx.ModelProto, base_dir: Path | None, feeds: dict):
         self.model16, self.base_dir, self.feeds = model16, base_dir, feeds
+        self._typed: onnx.ModelProto | None = None  # shape inference only once a rule asks for data
         self._cache: dict[tuple, dict] = {}
 
     def peaks(self, n_random: int = 0, seed: int = 0) -> dict[str, float]:
         key = (n_random, seed)
+        if self._typed is None:
+            self._typed = onnx.shape_inference.infer_shapes(self.model16)
         if key not in self._cache:
-            self._cache[key] = run_fp32(self.model16, self.base_dir, probe_feeds(self.feeds, n_random, seed))
+            self._cache[key] = run_fp32(self._typed, self.base_dir, probe_feeds(self.feeds, n_random, seed))
         return self._cache[key]

@@ -14,6 +14,18 @@ from trtforge.stage import StageContext, tool_versions
 # [0, 1e-7), [1e-7, 1e-6), ..., [1, 10), [10, inf). Here, not in metrics.py: reports read it
 # without importing numpy.
 HIST_EDGES = [0.0] + [10.0 ** e for e in range(-7, 2)] + [float("inf")]
+# the verification chain, in the order a failure is attributed; reports list the checks this way
+CHAIN = ("export", "graph_passes", "precision_rules", "engine")
+
+
+def ordered_checks(checks: dict) -> list[tuple[str, dict]]:
+    """(stage, check) in chain order (stored metadata has sorted keys), unknown checks last."""
+    return [(s, checks[s]) for s in CHAIN if s in checks] + [(s, c) for s, c in checks.items() if s not in CHAIN]
+
+
+def task_text(metrics: dict, none: str = "-") -> str:
+    task = metrics.get("task")
+    return f"{task['metric']} {task['value']:.4g} (min {task['min']:g})" if task else none
 
 
 @dataclass(frozen=True)

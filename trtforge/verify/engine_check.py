@@ -50,8 +50,3 @@ def run_engine_sets(engine_path: Path, feed_sets: list[dict], backend: str, runs
             times.append((time.perf_counter() - t0) * 1e3)
     latency = {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))} if times else {}
     return outputs, latency
-
-
-def run_engine(engine_path: Path, feeds: dict, backend: str, runs: int = 50) -> tuple[dict, dict]:
-    outputs, latency = run_engine_sets(engine_path, [feeds], backend, runs)
-    return outputs[0], latency

@@ -21,7 +21,6 @@ import onnxruntime as ort
 from trtforge.errors import VerifyError
 from trtforge.onnx_files import MODEL, read_tensor
 
-ORT_TYPES = {np.dtype(np.float16): onnx.TensorProto.FLOAT16}
 
 
 def session(path: Path, provider: str = "CPUExecutionProvider") -> ort.InferenceSession:

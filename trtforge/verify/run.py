@@ -10,6 +10,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from trtforge.tensors import input_sets
+from trtforge.verify import CHAIN
 from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
 from trtforge.verify.onnx_check import run_fp16_faithful, run_ort
@@ -20,7 +21,6 @@ PLAIN = "onnxruntime CPU: not FP16-faithful (computes FP16 MatMul/Softmax in FP3
 FAITHFUL = "onnxruntime CPU node by node, every tensor stored in its dtype: FP16-faithful"
 CUDA = "onnxruntime CUDA: FP16-faithful"
 ENGINE = "TensorRT runtime, one CUDA stream"
-CHAIN = ("export", "graph_passes", "precision_rules", "engine")
 
 
 def _check(kind: str, run, sets: list, tol) -> dict:
