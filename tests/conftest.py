@@ -18,7 +18,9 @@ TRTFORGE = str(Path(sys.executable).parent / "trtforge")
 
 
 def has_gpu() -> bool:
-    return shutil.which("nvidia-smi") is not None and Path("/proc/driver/nvidia/gpus").exists()
+    from trtforge.build import backend as be
+
+    return shutil.which("nvidia-smi") is not None and bool(be.gpus())
 
 
 def pytest_collection_modifyitems(config, items):

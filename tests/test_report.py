@@ -92,6 +92,8 @@ def test_reports_written_even_when_stages_fail(built):
     assert states["export_bug"]["verify"]["state"] == "failed"
     md = (root / "engines" / "REPORT.md").read_text()
     assert "failed: module 'broken'" in md and "failed at export" in md
+    engine_rows = [line for line in md.splitlines() if line.startswith("| engine | not run |")]
+    assert engine_rows and all("nan" not in line and "| - | - | - | - |" in line for line in engine_rows)
     text, _ = _html(root)
     assert "no_such_factory" in text and "verification failed at stage &#x27;export&#x27;" in text
 

@@ -211,7 +211,7 @@ def test_keys_are_stable_across_processes(root):
     (root / "engines.toml").write_text(render({**BASE, "factory_args.seed": 3, "passes": ["toposort", "cleanup"]}))
     outs = []
     for seed in ("0", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(root)], env=env, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]

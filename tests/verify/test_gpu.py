@@ -84,3 +84,35 @@ def test_trtforge_verify_on_the_gpu(built, tmp_path):
         assert run_cli("verify", str(dest), "--require-engine-check", cwd=tmp_path).returncode == 3
     else:
         assert "attn: ok" in proc.stdout
+
+
+HOSTILE = """
+[modules.hostile]
+factory = "examples.hostile_attention:make_hostile"
+inputs.tokens = { shape = [1, 16, 32], dtype = "float16" }
+outputs = ["pooled", "tokens_out"]
+precision.rules = []
+"""
+
+
+def test_onnxruntime_cuda_check_sees_the_fp16_overflow(tmp_path):
+    """With onnxruntime-gpu, the post-precision check runs on ORT's CUDA provider, whose FP16 kernels
+    overflow as the engine's would: the rule-less hostile attention is NaN there, blamed on the
+    precision stage, and not published."""
+    from tests.conftest import REPO
+    from trtforge.verify.onnx_check import cuda_unusable
+
+    why = cuda_unusable()
+    if why:
+        pytest.skip(why)
+    shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "engines.toml").write_text(HOSTILE)
+    proc = run_cli("build", "engines.toml", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads((tmp_path / "engines" / "report.json").read_text())
+    verify = report["modules"][0]["stages"]["verify"]["meta"]
+    check = verify["checks"]["precision_rules"]
+    assert check["kind"].startswith("onnxruntime CUDA"), check["kind"]
+    assert check["status"] == "failed" and "NaN/Inf" in check["reason"]
+    assert verify["blame"] == "precision_rules"
+    assert not list((tmp_path / "engines").rglob("hostile.engine"))

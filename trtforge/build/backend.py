@@ -25,6 +25,7 @@ EXTRA = {RTX: "rtx", TRT: "tensorrt"}
 # TensorRT-RTX engines run on these (its default portable set, per NVIDIA's support matrix);
 # Hopper (9.0) is not among them even though engines build there.
 RTX_DEFAULT_CCS = ("8.0", "8.6", "8.9", "12.0")
+DRIVER_MARKS = ("/proc/driver/nvidia/gpus", "/dev/nvidiactl")
 
 
 def installed(backend: str) -> bool:
@@ -62,7 +63,8 @@ class Gpu:
 
 def gpus() -> list[Gpu]:
     """NVIDIA GPUs on this machine; [] when there are none (cheap: no CUDA import)."""
-    if not Path("/proc/driver/nvidia/gpus").exists() and not os.environ.get("TRTFORGE_ASSUME_GPU"):
+    # /proc/driver/nvidia is absent under some sandboxes (gVisor) that still expose the device nodes
+    if not any(Path(p).exists() for p in DRIVER_MARKS) and not os.environ.get("TRTFORGE_ASSUME_GPU"):
         return []
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],

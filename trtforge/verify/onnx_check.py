@@ -23,6 +23,27 @@ from trtforge.onnx_files import MODEL, read_tensor
 
 
 
+CUDA_EP = "CUDAExecutionProvider"
+
+
+def cuda_unusable() -> str | None:
+    """Why ONNX Runtime's CUDA provider cannot check a graph here; None when it can (it may still
+    fail to load its CUDA libraries: `session` says so)."""
+    from trtforge.build import backend as be
+
+    if CUDA_EP not in ort.get_available_providers():
+        return "onnxruntime has no CUDA provider here (pip install 'trtforge[gpu]')"
+    if not be.gpus():
+        return "no NVIDIA GPU on this machine"
+    preload = getattr(ort, "preload_dlls", None)  # CUDA/cuDNN from the nvidia pip packages (ORT >= 1.21)
+    if preload is not None:
+        try:
+            preload()
+        except Exception:  # noqa: BLE001 - the session below reports what is really missing
+            pass
+    return None
+
+
 def session(path: Path, provider: str = "CPUExecutionProvider") -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -13,7 +13,9 @@ from trtforge.tensors import input_sets
 from trtforge.verify import CHAIN
 from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
-from trtforge.verify.onnx_check import run_fp16_faithful, run_ort
+from trtforge.errors import VerifyError
+from trtforge.onnx_files import MODEL
+from trtforge.verify.onnx_check import CUDA_EP, cuda_unusable, run_fp16_faithful, run_ort, session
 from trtforge.verify.precision_map import precision_map
 from trtforge.stage import StageContext
 
@@ -40,6 +42,26 @@ def _check(kind: str, run, sets: list, tol) -> dict:
             "seconds": round(time.perf_counter() - t0, 3), **({"reason": "; ".join(bad)} if bad else {})}
 
 
+def _precision_check(prec: Path, sets: list, tol) -> dict:
+    """FP16-faithful: ONNX Runtime's CUDA provider where it can run, else the CPU node-by-node
+    evaluator; a CUDA provider that is installed but cannot run is named in the check's kind."""
+    why = cuda_unusable()
+    if why is None:
+        try:
+            sess = session(prec / MODEL, CUDA_EP)
+        except VerifyError as e:  # provider listed, but its CUDA/cuDNN libraries did not load
+            why = e.message
+        except Exception:  # noqa: BLE001 - a graph that cannot load: _check below reports it
+            sess = None
+        else:
+            names = [o.name for o in sess.get_outputs()]
+            return _check(CUDA, lambda f: dict(zip(names, sess.run(names, f))), sets, tol)
+    check = _check(FAITHFUL, lambda f: run_fp16_faithful(prec, f), sets, tol)
+    if why is not None and CUDA_EP in ort.get_available_providers():
+        check["kind"] += f" (CUDA provider not used: {why})"
+    return check
+
+
 def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
     reason = why_not_runnable(build_meta)
     if reason:
@@ -61,13 +83,11 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     model_sets = input_sets(exp, "inputs", "reference")
     caller_sets = input_sets(exp, "caller_inputs", "caller_reference")
     tol = ctx.module.tolerance
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     prec = ctx.inputs["precision_rules"]
     checks = {
         "export": _check(PLAIN, lambda f: run_ort(exp, f), model_sets, tol),
         "graph_passes": _check(PLAIN, lambda f: run_ort(ctx.inputs["graph_passes"], f), caller_sets, tol),
-        "precision_rules": (_check(CUDA, lambda f: run_ort(prec, f, "CUDAExecutionProvider"), caller_sets, tol)
-                            if cuda else _check(FAITHFUL, lambda f: run_fp16_faithful(prec, f), caller_sets, tol)),
+        "precision_rules": _precision_check(prec, caller_sets, tol),
     }
     build_meta = json.loads((ctx.inputs["build"] / "build.json").read_text())
     checks["engine"] = _engine_check(ctx.inputs["build"], build_meta, caller_sets, tol)
