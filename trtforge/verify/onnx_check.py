@@ -21,8 +21,6 @@ import onnxruntime as ort
 from trtforge.errors import VerifyError
 from trtforge.onnx_files import MODEL, read_tensor
 
-
-
 CUDA_EP = "CUDAExecutionProvider"
 
 

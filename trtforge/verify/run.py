@@ -9,12 +9,12 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from trtforge.errors import VerifyError
+from trtforge.onnx_files import MODEL
 from trtforge.tensors import input_sets
 from trtforge.verify import CHAIN
 from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
-from trtforge.errors import VerifyError
-from trtforge.onnx_files import MODEL
 from trtforge.verify.onnx_check import CUDA_EP, cuda_unusable, run_fp16_faithful, run_ort, session
 from trtforge.verify.precision_map import precision_map
 from trtforge.stage import StageContext
@@ -51,8 +51,8 @@ def _precision_check(prec: Path, sets: list, tol) -> dict:
             sess = session(prec / MODEL, CUDA_EP)
         except VerifyError as e:  # provider listed, but its CUDA/cuDNN libraries did not load
             why = e.message
-        except Exception:  # noqa: BLE001 - a graph that cannot load: _check below reports it
-            sess = None
+        except Exception:  # noqa: BLE001 - a graph that cannot load: the CPU evaluator below says why
+            pass
         else:
             names = [o.name for o in sess.get_outputs()]
             return _check(CUDA, lambda f: dict(zip(names, sess.run(names, f))), sets, tol)
