@@ -14,8 +14,7 @@ import pytest
 
 from tests.conftest import has_gpu, run_cli
 
-from tests.verify.faults import ATTN_MANIFEST
-HERE = Path(__file__).parent
+from tests.verify.faults import ATTN_MANIFEST, faults_project
 
 MANIFEST = ATTN_MANIFEST + 'verify.outputs.y = { metric = "topk", k = 3 }\n'
 
@@ -31,8 +30,7 @@ def engine_runs_here() -> bool:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("predeploy")
-    shutil.copytree(HERE / "verify" / "faults", root / "faults", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "engines.toml").write_text(MANIFEST)
+    faults_project(root, MANIFEST)
     proc = run_cli("build", "engines.toml", cwd=root)
     assert proc.returncode == 0, proc.stderr
     return root

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
+from tests.verify.faults import faults_project
 from trtforge.verify.precision_map import block_of
 
-HERE = Path(__file__).parent
 
 MANIFEST = """
 [defaults]
@@ -69,8 +69,7 @@ class Tags(HTMLParser):
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(HERE / "verify" / "faults", root / "faults", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "engines.toml").write_text(MANIFEST)
+    faults_project(root, MANIFEST)
     proc = run_cli("build", "engines.toml", cwd=root)
     return root, proc
 

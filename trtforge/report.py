@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trtforge.cache.store import atomic_write_if_changed
 from trtforge.pipeline import STAGE_NAMES, ModuleResult
-from trtforge.verify import ordered_checks, task_text
+from trtforge.verify import metric_texts, ordered_checks, task_text
 
 
 def _cell(status) -> str:
@@ -112,11 +112,6 @@ def _cache_line(results: list[ModuleResult]) -> str:
     return f"Cache hits: {states.count('cached')} of {ran} stages that ran; stage time {secs:.2f}s."
 
 
-def _num(metrics: dict, key: str, spec: str) -> str:
-    """A metric, or '-' where the check produced none (not run, or failed before comparing)."""
-    return format(metrics[key], spec) if key in metrics else "-"
-
-
 def _checks_md(verify: dict) -> list[str]:
     checks = verify.get("checks", {})
     if not checks:
@@ -127,8 +122,7 @@ def _checks_md(verify: dict) -> list[str]:
     for stage, c in ordered_checks(checks):
         outs = c.get("outputs") or {"-": {}}
         for name, m in outs.items():
-            lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | {_num(m, 'max_abs', '.3g')} | "
-                         f"{_num(m, 'max_rel', '.3g')} | {_num(m, 'cosine', '.6f')} | {_num(m, 'outside', '.3%')} | "
+            lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | {' | '.join(metric_texts(m))} | "
                          f"{task_text(m)} | {m.get('set', '-')} |")
         if c.get("reason"):
             lines.append(f"| | | {c['reason']} | | | | | | | |")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from trtforge.verify import CHAIN as CHECKS, HIST_EDGES, ordered_checks, task_text
+from trtforge.verify import CHAIN as CHECKS, HIST_EDGES, metric_texts, ordered_checks, task_text
 
 STAGES = ("export", "graph_passes", "precision_rules", "build", "verify")
 STAGE_COLOURS = {"export": "#4c78a8", "graph_passes": "#72b7b2", "precision_rules": "#f58518",
@@ -204,10 +204,6 @@ def _histogram(name: str, per_check: dict, atol: float | None) -> str:
     return "".join(out)
 
 
-def _fmt(m: dict, key: str, spec: str) -> str:
-    return format(m[key], spec) if key in m else "–"
-
-
 def _metrics_table(checks: dict) -> str:
     rows = ["<table><tr><th>check</th><th>status</th><th>kind</th><th>output</th><th>max abs</th>"
             "<th>max rel</th><th>cosine</th><th>outside</th><th>task metric</th><th>worst set</th></tr>"]
@@ -216,8 +212,7 @@ def _metrics_table(checks: dict) -> str:
         for name, m in outs.items():
             rows.append(f"<tr class='{STATE_CLASS.get(c['status'], '')}'><td>{stage}</td><td>{c['status']}</td>"
                         f"<td class='small'>{escape(c['kind'])}</td><td>{escape(name)}</td>"
-                        f"<td>{_fmt(m, 'max_abs', '.3g')}</td><td>{_fmt(m, 'max_rel', '.3g')}</td>"
-                        f"<td>{_fmt(m, 'cosine', '.6f')}</td><td>{_fmt(m, 'outside', '.3%')}</td>"
+                        + "".join(f"<td>{t}</td>" for t in metric_texts(m, "–")) +
                         f"<td>{escape(task_text(m, '–'))}</td><td>{escape(m.get('set', '–'))}</td></tr>")
         if c.get("reason"):
             rows.append(f"<tr><td></td><td colspan='9' class='small'>{escape(c['reason'])}</td></tr>")

@@ -87,7 +87,7 @@ def _plan(project):
 def test_onnx_attention_op_at_opset_23_is_kept_fp32_whole(project):
     """torch exports SDPA as ONNX Attention at opset 23; the TensorRT-RTX parser accepts it.
     ONNX Runtime's CPU Attention kernel, run FP16-faithfully, overflows. Its CUDA Attention kernel
-    (onnxruntime-gpu 1.31, measured on an H200) keeps the scores in FP32 and does not: where that
+    (onnxruntime-gpu 1.31, on an H200) does not, presumably keeping the scores in FP32: where that
     check runs, the rule-less build passes and the report says which kernel judged it."""
     extra = 'factory_args = { sdpa = true }\nexport = { opset = 23 }\n'
     (project / "engines.toml").write_text(MANIFEST.format(rules="[]").replace("inputs.tokens", extra + "inputs.tokens"))

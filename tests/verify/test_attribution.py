@@ -6,14 +6,12 @@ is published; the healthy module beside them is published."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.verify.faults import faults_project
 
-HERE = Path(__file__).parent
 
 MANIFEST = """
 [defaults]
@@ -50,8 +48,7 @@ EXPECTED = {"export_bug": "export", "pass_bug": "graph_passes", "precision_bug":
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
-    shutil.copytree(HERE / "faults", root / "faults", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "engines.toml").write_text(MANIFEST)
+    faults_project(root, MANIFEST)
     proc = run_cli("build", "engines.toml", cwd=root)
     return root, proc, json.loads((root / "engines" / "report.json").read_text())
 

@@ -4,7 +4,6 @@ kernel or a refusing runtime would, through the same verify chain a GPU run take
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,7 @@ from trtforge.manifest import load_manifest
 from trtforge.pipeline import build_module
 from trtforge.verify import run as verify_run
 
-from tests.verify.faults import ATTN_MANIFEST
-HERE = Path(__file__).parent
+from tests.verify.faults import ATTN_MANIFEST, faults_project
 MANIFEST = ATTN_MANIFEST
 
 
@@ -37,8 +35,7 @@ def fake_runner(monkeypatch, outputs_for, gpu_name):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("engine_blame")
-    shutil.copytree(HERE / "faults", tmp_path / "faults", ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "engines.toml").write_text(MANIFEST)
+    faults_project(tmp_path, MANIFEST)
     manifest = load_manifest(tmp_path / "engines.toml")
     return manifest, Store(tmp_path / "cache")
 

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-
-from tests.verify.faults import ATTN_MANIFEST
+from tests.conftest import REPO, run_cli
+from tests.e2e.test_hostile_attention import MANIFEST as HOSTILE_MANIFEST
+from tests.verify.faults import ATTN_MANIFEST, faults_project
 
 pytestmark = pytest.mark.gpu
-HERE = Path(__file__).parent
 
 MANIFEST = ATTN_MANIFEST
 
@@ -24,8 +22,7 @@ MANIFEST = ATTN_MANIFEST
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("gpu")
-    shutil.copytree(HERE / "faults", root / "faults", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "engines.toml").write_text(MANIFEST)
+    faults_project(root, MANIFEST)
     proc = run_cli("build", "engines.toml", cwd=root)
     report = json.loads((root / "engines" / "report.json").read_text())
     return root, proc, report["modules"][0]
@@ -86,27 +83,17 @@ def test_trtforge_verify_on_the_gpu(built, tmp_path):
         assert "attn: ok" in proc.stdout
 
 
-HOSTILE = """
-[modules.hostile]
-factory = "examples.hostile_attention:make_hostile"
-inputs.tokens = { shape = [1, 16, 32], dtype = "float16" }
-outputs = ["pooled", "tokens_out"]
-precision.rules = []
-"""
-
-
 def test_onnxruntime_cuda_check_sees_the_fp16_overflow(tmp_path):
-    """With onnxruntime-gpu, the post-precision check runs on ORT's CUDA provider, whose FP16 kernels
-    overflow as the engine's would: the rule-less hostile attention is NaN there, blamed on the
+    """With onnxruntime-gpu, the post-precision check runs on ORT's CUDA provider, whose FP16 MatMul and
+    Softmax kernels really store FP16: the rule-less hostile attention is NaN there, blamed on the
     precision stage, and not published."""
-    from tests.conftest import REPO
     from trtforge.verify.onnx_check import cuda_unusable
 
     why = cuda_unusable()
     if why:
         pytest.skip(why)
     shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "engines.toml").write_text(HOSTILE)
+    (tmp_path / "engines.toml").write_text(HOSTILE_MANIFEST.format(rules="[]"))
     proc = run_cli("build", "engines.toml", cwd=tmp_path)
     assert proc.returncode == 3, proc.stderr
     report = json.loads((tmp_path / "engines" / "report.json").read_text())

@@ -23,6 +23,16 @@ def ordered_checks(checks: dict) -> list[tuple[str, dict]]:
     return [(s, checks[s]) for s in CHAIN if s in checks] + [(s, c) for s, c in checks.items() if s not in CHAIN]
 
 
+# the per-output metric columns of both reports, in table order: (metric key, format)
+METRIC_FORMATS = (("max_abs", ".3g"), ("max_rel", ".3g"), ("cosine", ".6f"), ("outside", ".3%"))
+
+
+def metric_texts(metrics: dict, none: str = "-") -> list[str]:
+    """The metric columns for one output; `none` where the check produced no metrics (not run, or
+    failed before comparing)."""
+    return [format(metrics[k], spec) if k in metrics else none for k, spec in METRIC_FORMATS]
+
+
 def task_text(metrics: dict, none: str = "-") -> str:
     task = metrics.get("task")
     return f"{task['metric']} {task['value']:.4g} (min {task['min']:g})" if task else none

@@ -1,7 +1,7 @@
 """Run an ONNX stage with ONNX Runtime, two ways.
 
-`run_ort`: a plain session on the provider asked for, asserting that provider is the one that
-runs (ONNX Runtime silently falls back to the CPU when CUDA libraries do not match).
+`run_ort`: a plain CPU session. `session` asserts the provider asked for is the one that runs
+(ONNX Runtime silently falls back to the CPU when CUDA libraries do not match).
 
 `run_fp16_faithful`: node by node, each result stored in its declared dtype. ONNX Runtime's CPU
 provider is not FP16-faithful: it computes FP16 MatMul/Softmax in FP32 and drops the Casts between
@@ -53,8 +53,8 @@ def session(path: Path, provider: str = "CPUExecutionProvider") -> ort.Inference
     return sess
 
 
-def run_ort(folder: Path, feeds: dict, provider: str = "CPUExecutionProvider") -> dict:
-    sess = session(folder / MODEL, provider)
+def run_ort(folder: Path, feeds: dict) -> dict:
+    sess = session(folder / MODEL)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, feeds)))
 

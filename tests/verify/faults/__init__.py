@@ -1,5 +1,16 @@
 """Modules and a graph pass with known faults, each meant to be blamed on one stage."""
 
+import shutil
+from pathlib import Path
+
+
+def faults_project(root: Path, manifest: str) -> Path:
+    """`root` as a project: this folder copied in as `faults/`, beside `manifest` as engines.toml."""
+    shutil.copytree(Path(__file__).parent, root / "faults", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "engines.toml").write_text(manifest)
+    return root
+
+
 # One healthy attention module with a random input set: shared by the predeploy, engine-blame and
 # GPU tests, each of which copies this folder next to the manifest.
 ATTN_MANIFEST = """
