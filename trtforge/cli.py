@@ -61,10 +61,22 @@ def _selected(manifest, modules):
 @click.option("--require-engine-check", is_flag=True,
               help="Fail (exit 3, nothing published) when an engine cannot run on this machine.")
 @click.option("--jobs", "-j", default=1, type=click.IntRange(1), help="Build this many modules at once.")
+@click.option("--force", is_flag=True, help="Re-run every stage (or, with --stage, that one and the later ones), "
+                                            "ignoring cache hits.")
+@click.option("--stage", "force_stage", default=None,
+              type=click.Choice(["export", "graph_passes", "precision_rules", "build", "verify"]),
+              help="With --force: the first stage to re-run.")
 @click.pass_context
-def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check, jobs):
+def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check, jobs, force,
+          force_stage):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
+    if force_stage and not force:
+        _fail(TrtforgeError("--stage needs --force", where="--stage",
+                            hint=f"write --force --stage {force_stage}"), verbose)
+    from trtforge import interrupts
+
+    interrupts.install()
     from trtforge.manifest import load_manifest
     from trtforge.jobs import build_all
     from trtforge.progress import Progress
@@ -80,18 +92,24 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
         from trtforge.preflight import preflight
 
         preflight(manifest, selected, backend)
-        for result in build_all(store, manifest, selected, backend, jobs, progress, require_engine_check):
+        force_from = (force_stage or "export") if force else None
+        for result in build_all(store, manifest, selected, backend, jobs, progress, require_engine_check,
+                                force_from):
             results.append(result)
             for note in result.notes:
                 click.echo(f"trtforge: note: {result.name}: {note}", err=True)
         report = write_reports(results, manifest.output_dir)
     except TrtforgeError as e:
         _fail(e, verbose)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         progress.close()
-        click.echo("trtforge: error: interrupted; nothing half-built was kept, the cache is intact "
+        from trtforge.interrupts import Interrupted
+
+        code = e.exit_code if isinstance(e, Interrupted) else 130
+        name = "SIGTERM" if code == 143 else "Ctrl-C"
+        click.echo(f"trtforge: error: interrupted ({name}); nothing half-built was kept, the cache is intact "
                    "and the next run resumes from the last finished stage", err=True)
-        sys.exit(130)
+        sys.exit(code)
     progress.close()
     if as_json:
         click.echo(json.dumps(report_json(results), indent=1, default=str))
@@ -185,11 +203,16 @@ def cache_ls(ctx, cache_dir, manifest_path):
         store = _cache_store(manifest_path, cache_dir, writable=False)  # listing needs no writes
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    now = time.time()
-    for doc, _ in store.records():
+    from trtforge.cache.manage import records
+
+    now, damaged = time.time(), []
+    for doc, _ in records(store.root, damaged):
         size = sum(o["size"] for o in doc["outputs"].values())
         click.echo(f"{doc['key'][:16]}  {doc['stage']:<16} {size / 1e6:9.2f} MB  "
-                   f"{(now - doc.get('created', now)) / 3600:6.1f} h")
+                   f"{(now - doc['created']) / 3600:6.1f} h")
+    for path, reason in damaged:
+        click.echo(f"trtforge: note: damaged cache record {path.name[:16]} ignored ({reason}); "
+                   "`trtforge cache verify` removes it", err=True)
 
 
 @cache.command("verify")

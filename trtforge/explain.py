@@ -6,7 +6,7 @@ from __future__ import annotations
 from trtforge.cache import Store
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
-from trtforge.pipeline import stage_key, stage_table
+from trtforge.pipeline import plan_stage, stage_table
 
 
 def flatten(doc, prefix: str = "") -> dict:
@@ -45,19 +45,19 @@ def explain_module(store: Store, manifest: Manifest, module: ModuleSpec, backend
             lines.append(f"{label}: will rebuild (an upstream stage rebuilds first)")
             continue
         try:
-            key, doc = stage_key(stage, module, manifest.root, {d: records[d] for d in deps})
+            plan = plan_stage(store, stage, module, manifest.root, {d: records[d] for d in deps})
         except TrtforgeError as e:
             lines.append(f"{label}: cannot plan: {e.one_line()}")
             break
-        record = store.lookup(key)
-        if record is not None:
-            records[stage.name] = record
-            lines.append(f"{label}: up to date ({key[:12]})")
+        lines += [f"{label}: note: {n}" for n in store.take_notes()]
+        if plan.record is not None:
+            records[stage.name] = plan.record
+            lines.append(f"{label}: up to date ({plan.key[:12]})")
             continue
         last = store.last(module.name, stage.name)
         if last is None:
             lines.append(f"{label}: will build (never built with this cache)")
         else:
-            changes = diff(last["doc"], doc)
+            changes = diff(last["doc"], plan.doc)
             lines.append(f"{label}: will rebuild; changed: " + ("; ".join(changes) or "cache entry missing"))
     return lines

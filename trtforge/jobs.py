@@ -7,50 +7,90 @@ and unrelated processes build each artifact once; results come back in manifest 
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
+from trtforge import interrupts
 from trtforge.cache import Store
+from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import PublishError
 from trtforge.manifest import Manifest, ModuleSpec, load_manifest
 from trtforge.pipeline import ModuleResult, build_module, enforce_engine_check
 
 
 def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None,
-                      progress=None, require_engine_check: bool = False) -> ModuleResult:
+                      progress=None, require_engine_check: bool = False,
+                      force_from: str | None = None) -> ModuleResult:
     from trtforge.publish import publish_result
 
-    result = build_module(store, manifest, module, backend, progress=progress)
+    result = build_module(store, manifest, module, backend, progress=progress, force_from=force_from)
     if require_engine_check:
         enforce_engine_check(result)
     if "build" in result.records:
+        interrupts.check()  # a signal met anywhere before: nothing is published
         try:
-            result = publish_result(store, manifest, module, result, backend)
+            # publishing is a few renames: a signal waits for it to finish, so engine and
+            # sidecar always agree (raised on leaving the block)
+            with interrupts.deferred():
+                result = publish_result(store, manifest, module, result, backend)
         except PublishError as e:  # this module only: the others still build and report
             result.error = e
     return result
 
 
 def _worker(manifest_path: str, name: str, root: str, shared: tuple, backend: str | None,
-            require_engine_check: bool) -> ModuleResult:
+            require_engine_check: bool, force_from: str | None) -> ModuleResult:
     manifest = load_manifest(manifest_path)
     return build_and_publish(Store(Path(root), shared=shared), manifest, manifest.module(name), backend,
-                             None, require_engine_check)
+                             None, require_engine_check, force_from)
 
 
 def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
-              jobs: int = 1, progress=None, require_engine_check: bool = False):
+              jobs: int = 1, progress=None, require_engine_check: bool = False, force_from: str | None = None):
     """Yield each module's result in manifest order."""
     if jobs <= 1 or len(modules) <= 1:
         for module in modules:
-            yield build_and_publish(store, manifest, module, backend, progress, require_engine_check)
+            yield build_and_publish(store, manifest, module, backend, progress, require_engine_check, force_from)
         return
     import multiprocessing  # here, not at the top: a no-op build never needs them
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn: a forked worker would inherit whatever the parent imported, polygraphy's choice
     # included; workers print no progress (their stages' lines would interleave)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(os.getpid(),))
+    try:
         futures = [pool.submit(_worker, str(manifest.path), m.name, str(store.root), store.shared, backend,
-                               require_engine_check) for m in modules]
+                               require_engine_check, force_from) for m in modules]
+        checkpoint("jobs:submitted")
         for future in futures:
             yield future.result()
+    except BaseException:
+        # interrupted (or a bug): the workers stop now, not after their current module; each
+        # handles SIGTERM like the CLI (nothing half-built kept) and the pool is then joined
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(OSError, ValueError):
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(parent: int) -> None:
+    """In each worker, first: die with the parent whatever kills it (a SIGKILLed parent runs no
+    cleanup, and orphaned workers went on building for minutes, 600 MB each). The kernel sends
+    SIGKILL when the parent exits (prctl PR_SET_PDEATHSIG); a parent that died before this line
+    ran is caught by the pid check. Then SIGINT/SIGTERM end the worker's stage like the CLI's."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+    interrupts.install()

@@ -170,7 +170,9 @@ TASK = {
 }
 VERIFY = {**TOLERANCE, "random_inputs": (_nonneg_int, 0), "seed": (_int, 0)}
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
-INPUT = {"shape": (_shape, None), "dtype": (_one_of(DTYPES), "float16"), "range": (_range, (-1.0, 1.0))}
+# arg: the forward() parameter the input binds to ("" = the input's own name)
+INPUT = {"shape": (_shape, None), "dtype": (_one_of(DTYPES), "float16"), "range": (_range, (-1.0, 1.0)),
+         "arg": (_str, "")}
 TOP = {"cache_dir": (_str, ".trtforge-cache"), "output_dir": (_str, "engines")}
 
 
@@ -219,6 +221,7 @@ class InputSpec:
     shape: tuple[int, ...]
     dtype: str
     range: tuple[float, float]
+    arg: str = ""  # the forward() parameter it binds to; resolved to `name` when not written
 
 
 @dataclass(frozen=True)
@@ -296,8 +299,7 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
     raw_inputs = raw.get("inputs")
     if not isinstance(raw_inputs, dict) or not raw_inputs:
         raise ManifestError("expected a table name -> {shape, dtype, range}", where=f"{where}.inputs")
-    inputs = tuple(InputSpec(name=k, **_section(v, INPUT, f"{where}.inputs.{k}"))
-                   for k, v in raw_inputs.items())
+    inputs = tuple(_input(k, v, f"{where}.inputs.{k}") for k, v in raw_inputs.items())
     outputs = _str_list(raw.get("outputs", []), f"{where}.outputs")
     depends = _str_list(raw.get("depends", []), f"{where}.depends")
 
@@ -342,6 +344,14 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         pass_check=(_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
                     else defaults["pass_check"]),
     )
+
+
+def _input(name: str, raw: Any, where: str) -> InputSpec:
+    fields = _section(raw, INPUT, where)
+    if fields["arg"] and not fields["arg"].isidentifier():
+        raise ManifestError(f"'{fields['arg']}' is not a parameter name", where=f"{where}.arg",
+                            hint="name one of forward()'s parameters, e.g. arg = 'input_ids'")
+    return InputSpec(name=name, **{**fields, "arg": fields["arg"] or name})
 
 
 def _output_checks(raw: dict, where: str) -> dict:

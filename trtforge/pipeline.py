@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trtforge import interrupts
 from trtforge.build import BuildStage
-from trtforge.cache import Record, Store, key_of
+from trtforge.cache import Record, Store, imports, key_of
 from trtforge.cache.store import CorruptEntry, cache_writes
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import TrtforgeError, VerifyError
@@ -61,10 +62,52 @@ class ModuleResult:
         return self.error is None
 
 
-def stage_key(stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> tuple[str, dict]:
-    doc = {"stage": stage.name, "salt": stage.version, "material": stage.key_material(module, root),
+def tracks_imports(stage, module: ModuleSpec) -> bool:
+    """Whether the stage's key covers the code its run loaded (export: the factory's imports;
+    graph_passes: a user pass's)."""
+    tracks = getattr(stage, "tracks_imports", None)
+    return bool(tracks and tracks(module))
+
+
+def stage_key(stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
+              deps: dict | None = None) -> tuple[str, dict]:
+    """The key and key document. For a stage that tracks imports, `deps` is a recorded set of loaded
+    files (hashed as they are now); None gives the base key: settings and inputs alone."""
+    material = stage.key_material(module, root)
+    if tracks_imports(stage, module):
+        material["imports"] = None if deps is None else imports.material(deps, root)
+    doc = {"stage": stage.name, "salt": stage.version, "material": material,
            "inputs": {dep: rec.digests() for dep, rec in sorted(upstream.items())}}
     return key_of(doc), doc
+
+
+@dataclass
+class Plan:
+    """What a stage's key is now: `key`/`doc` to build under (for an import-tracking stage, with
+    the files of the newest earlier record), `record` when the cache already holds it."""
+    base: str
+    key: str
+    doc: dict
+    record: Record | None = None
+
+
+def plan_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> Plan:
+    base, doc = stage_key(stage, module, root, upstream)
+    if not tracks_imports(stage, module):
+        return Plan(base, base, doc, store.lookup(base))
+    plan = None
+    # the records built from this base, then the module's last one (its files, hashed now, are
+    # what `explain` compares when the settings changed too)
+    last = store.last(module.name, stage.name)
+    for key in [*store.deps_keys(base), *([last["key"]] if last else [])]:
+        rec = store.lookup(key)
+        if rec is None:
+            continue
+        now_key, now_doc = stage_key(stage, module, root, upstream, rec.deps)
+        if now_key == rec.key:
+            return Plan(base, now_key, now_doc, rec)
+        plan = plan or Plan(base, now_key, now_doc)  # the newest: what explain compares with
+    return plan or Plan(base, base, doc)
 
 
 def keep_failed_logs(cache_root: Path, module: str, stage: str, workdir: Path) -> Path | None:
@@ -82,60 +125,87 @@ def keep_failed_logs(cache_root: Path, module: str, stage: str, workdir: Path) -
     return dest
 
 
+def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
+         plan: Plan) -> tuple[Record, str, dict]:
+    """Run the stage into a work folder and store it; returns the record and its key and doc."""
+    folders = {dep: store.view(rec) for dep, rec in upstream.items()}
+    ctx = StageContext(module=module, root=root, inputs=folders,
+                       upstream_meta={d: r.meta for d, r in upstream.items()})
+    t0, t0_ns = time.perf_counter(), time.time_ns()
+    with store.workdir(f"{module.name}.{stage.name}") as wd:
+        try:
+            meta = stage.run(ctx, wd)
+        except TrtforgeError as e:  # the work folder goes; its log must not
+            log = keep_failed_logs(store.root, module.name, stage.name, wd)
+            if log is not None:
+                e.hint = f"{e.hint}; log: {log}" if e.hint else f"log: {log}"
+            raise
+        checkpoint(f"stage:{stage.name}")
+        interrupts.check()  # a signal a native callback swallowed: nothing is stored
+        # kept in the record so a report of a cached run can still say what it cost
+        meta = {**meta, "run_seconds": round(time.perf_counter() - t0, 3)}
+        key, doc, deps = plan.key, plan.doc, {}
+        if tracks_imports(stage, module):
+            deps = imports.snapshot(root)
+            key, doc = stage_key(stage, module, root, upstream, deps)
+            changed = imports.changed_after(deps, root, t0_ns)
+        else:
+            changed = None
+        # an input that changed while the stage ran must not be published under this key
+        if stage_key(stage, module, root, upstream)[0] != plan.base or changed:
+            raise TrtforgeError("an input changed during the build; not published",
+                                where=changed or f"{stage.name}", module=module.name, hint="run again")
+        record = store.put(key, stage.name, doc, wd, meta, deps)
+        if tracks_imports(stage, module):
+            store.add_deps_key(plan.base, key)
+    return record, key, doc
+
+
 def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
-              status: StageStatus, progress=None) -> Record:
-    key, doc = stage_key(stage, module, root, upstream)
-    status.key = key
-    record = store.lookup(key)
+              status: StageStatus, progress=None, *, force: bool = False, notes: list | None = None) -> Record:
+    """The stage's record: from the cache, or built now (always, with `force`)."""
+    plan = plan_stage(store, stage, module, root, upstream)
+    record = None if force else plan.record
     if record is None:
         # gc lock shared: `cache gc` waits while a stage reads its inputs' views and stores results
-        with cache_writes(store.root), store.gc_lock(exclusive=False), store.lock(key):
-            record = store.lookup(key)  # another process may have built it while we waited
+        with cache_writes(store.root), store.gc_lock(exclusive=False), store.lock(plan.base):
+            if not force:  # another process may have built it while we waited
+                plan = plan_stage(store, stage, module, root, upstream)
+                record = plan.record
             if record is None:
                 t0 = time.perf_counter()
                 if progress is not None:
                     progress.start(module.name, stage.name)
-                folders = {dep: store.view(rec) for dep, rec in upstream.items()}
-                ctx = StageContext(module=module, root=root, inputs=folders,
-                                   upstream_meta={d: r.meta for d, r in upstream.items()})
-                with store.workdir(f"{module.name}.{stage.name}") as wd:
-                    try:
-                        meta = stage.run(ctx, wd)
-                    except TrtforgeError as e:  # the work folder goes; its log must not
-                        log = keep_failed_logs(store.root, module.name, stage.name, wd)
-                        if log is not None:
-                            e.hint = f"{e.hint}; log: {log}" if e.hint else f"log: {log}"
-                        raise
-                    checkpoint(f"stage:{stage.name}")
-                    # kept in the record so a report of a cached run can still say what it cost
-                    meta = {**meta, "run_seconds": round(time.perf_counter() - t0, 3)}
-                    # an input that changed while the stage ran must not be published under this key
-                    if stage_key(stage, module, root, upstream)[0] != key:
-                        raise TrtforgeError("an input changed during the build; not published",
-                                            where=f"{stage.name}", module=module.name, hint="run again")
-                    record = store.put(key, stage.name, doc, wd, meta)
+                record, key, doc = _run(store, stage, module, root, upstream, plan)
+                plan = Plan(plan.base, key, doc, record)
                 status.state, status.seconds = "ok", time.perf_counter() - t0
                 if progress is not None:
                     progress.done(module.name, stage.name, status.seconds)
+    if notes is not None:
+        notes.extend(store.take_notes())
+    status.key = plan.key
     if status.state != "ok":
         status.state = "cached"
     status.meta = record.meta
     with cache_writes(store.root):
-        store.remember(module.name, stage.name, key, doc)
+        store.remember(module.name, stage.name, plan.key, plan.doc)
     return record
 
 
 def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
-                 progress=None) -> ModuleResult:
+                 progress=None, force_from: str | None = None) -> ModuleResult:
+    """Every stage of one module; `force_from` (a stage name) re-runs that stage and every later
+    one, ignoring cache hits."""
     result = ModuleResult(module.name)
     for attempt in range(2):  # a corrupt blob found on read is forgotten and rebuilt once
         try:
             for stage, deps in stage_table(backend):
                 status = result.stages[stage.name]
+                force = force_from is not None and STAGE_NAMES.index(stage.name) >= STAGE_NAMES.index(force_from)
                 try:
                     result.records[stage.name] = run_stage(
                         store, stage, module, manifest.root, {d: result.records[d] for d in deps}, status,
-                        progress)
+                        progress, force=force, notes=result.notes)
                 except TrtforgeError as e:
                     e.module = e.module or module.name
                     status.state, status.reason = "failed", e.one_line()

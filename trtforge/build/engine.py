@@ -8,7 +8,9 @@ import re
 import time
 from pathlib import Path
 
+from trtforge import interrupts
 from trtforge.build import backend as be
+from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import BuildError
 from trtforge.onnx_files import MODEL
 from trtforge.stage import StageContext
@@ -115,7 +117,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
                   memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts["workspace_mib"] << 20})
     monitor = _progress_monitor(trt)
     if monitor is not None:
-        common["progress_monitor"] = monitor
+        common["progress_monitor"] = monitor  # also how a signal cancels the build
     if backend == be.RTX:
         from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
 
@@ -126,7 +128,10 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         config = ptrt.CreateConfig(**common, **extra)
     t0 = time.perf_counter()
     try:
-        engine = ptrt.engine_bytes_from_network((builder, network, parser), config=config)
+        # signals are only recorded inside the builder (an exception raised in its callbacks is
+        # swallowed); the monitor then cancels the build and leaving the block raises Interrupted
+        with interrupts.deferred():
+            engine = ptrt.engine_bytes_from_network((builder, network, parser), config=config)
     except Exception as e:
         raise BuildError(f"engine build failed: {_last_error(log_path) or e}", where=f"modules.{module}.build",
                          module=module, hint="the builder's log names the failing layer") from e
@@ -164,25 +169,33 @@ def layers_before_passes(ptrt, ctx: StageContext, strongly_typed: bool) -> dict 
 
 
 def _progress_monitor(trt):
-    """The builder's own phases on the live progress line, where the backend offers them."""
+    """The builder's phases on the live progress line, and its cancellation: step_complete returning
+    False cancels the build (TensorRT's IProgressMonitor contract), which is how SIGINT/SIGTERM stop
+    a build promptly. None where the backend has no progress monitor."""
     from trtforge.progress import active
 
     progress = active()
-    if progress is None or not hasattr(trt, "IProgressMonitor"):
+    if not hasattr(trt, "IProgressMonitor"):
         return None
 
     class BuilderPhases(trt.IProgressMonitor):
         def __init__(self):
             trt.IProgressMonitor.__init__(self)
             self.steps: dict[str, int] = {}
+            self.first = True
 
         def phase_start(self, phase_name, parent_phase, num_steps):
+            if self.first:  # inside the native build: the signal tests' point
+                self.first = False
+                checkpoint("run:build")
             self.steps[phase_name] = num_steps
-            progress.phase(phase_name)
+            if progress is not None:
+                progress.phase(phase_name)
 
         def step_complete(self, phase_name, step):
-            progress.phase(f"{phase_name} {step + 1}/{self.steps.get(phase_name, '?')}")
-            return True  # never cancel: Ctrl-C is handled by the CLI
+            if progress is not None:
+                progress.phase(f"{phase_name} {step + 1}/{self.steps.get(phase_name, '?')}")
+            return interrupts.received() is None  # False: cancel the build
 
         def phase_finish(self, phase_name):
             self.steps.pop(phase_name, None)

@@ -64,9 +64,9 @@ class DigestMemo:
         if trust_memo and slot is not None:
             try:
                 memo = json.loads(slot.read_text())
-                if memo["sig"] == _stat_sig(st):
+                if memo["sig"] == _stat_sig(st) and isinstance(memo["digest"], str):
                     return memo["digest"]
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, TypeError):
                 pass
         value = hash_file(path)
         if slot is not None and _stat_sig(os.stat(path)) == _stat_sig(st):
@@ -80,6 +80,48 @@ class DigestMemo:
         return value
 
 
+    def digest_many(self, paths: list[str]) -> dict[str, str | None]:
+        """Digests of many files (None: missing) with one memo file for the whole set: the code a
+        stage loaded is ~2,000 files, and one small memo file each would cost more than the stats.
+        Written back only when something changed, so a no-op build writes nothing."""
+        slot = None if self.root is None else (
+            self.root / "sets" / digest_bytes("\n".join(sorted(paths)).encode())[:32])
+        memo = {}
+        if slot is not None:
+            try:
+                memo = json.loads(slot.read_text())
+            except (OSError, ValueError):
+                memo = {}
+            if not isinstance(memo, dict):
+                memo = {}
+        out, fresh, changed = {}, {}, False
+        for path in paths:
+            try:
+                sig = _stat_sig(os.stat(path))
+            except OSError:
+                out[path] = None
+                continue
+            seen = _SEEN.get(path) or memo.get(path)
+            if isinstance(seen, list) and len(seen) == 2 and seen[0] == sig:
+                out[path] = seen[1]
+            else:
+                out[path] = hash_file(Path(path))
+                changed = True
+                if _stat_sig(os.stat(path)) != sig:  # rewritten while hashing: do not memoise
+                    continue
+            _SEEN[path] = fresh[path] = [sig, out[path]]
+        if slot is not None and (changed or fresh.keys() != memo.keys()):
+            try:
+                slot.parent.mkdir(parents=True, exist_ok=True)
+                tmp = slot.with_name(f".{slot.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(fresh))
+                os.replace(tmp, slot)
+            except OSError:
+                pass  # a read-only cache still works, it just re-hashes
+        return out
+
+
+_SEEN: dict[str, list] = {}  # path -> [stat signature, digest], for this process
 _MEMO = DigestMemo(None)
 
 
@@ -90,3 +132,7 @@ def set_memo_root(root: Path | None) -> None:
 
 def digest_file(path: Path, *, trust_memo: bool = True) -> str:
     return _MEMO.digest(Path(path), trust_memo=trust_memo)
+
+
+def digest_many(paths: list[str]) -> dict[str, str | None]:
+    return _MEMO.digest_many(paths)

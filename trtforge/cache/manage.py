@@ -9,13 +9,13 @@ moves blobs in and writes their record, so a blob is never collected between the
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 from trtforge.cache.keys import hash_file
+from trtforge.cache.records import DamagedRecord, parse_index, parse_record
 
 
 def regular_files(folder: Path):
@@ -34,15 +34,19 @@ def regular_files(folder: Path):
             yield Path(entry.path), entry.stat(follow_symlinks=False).st_size
 
 
-def records(root: Path):
-    """(record document, path) for every action record that parses."""
+def records(root: Path, damaged: list | None = None):
+    """(record document, path) for every action record whose digest and schema check out; the
+    damaged ones are appended to `damaged` as (path, reason) and never yielded."""
     for path, _ in regular_files(root / "actions"):
         if path.name.endswith(".key.json") or not path.name.endswith(".json"):
             continue
         try:
-            yield json.loads(path.read_text()), path
-        except (OSError, ValueError):
+            yield parse_record(path.read_bytes(), path.name[:-len(".json")]), path
+        except OSError:
             continue
+        except DamagedRecord as e:
+            if damaged is not None:
+                damaged.append((path, str(e)))
 
 
 def verify_all(store) -> list[str]:
@@ -52,10 +56,14 @@ def verify_all(store) -> list[str]:
         if hash_file(blob) != blob.name:
             problems.append(f"corrupt blob {blob.name[:16]}")
             os.unlink(blob)
-    for doc, _ in records(store.root):
+    damaged = []
+    for doc, _ in records(store.root, damaged):
         missing = [n for n, o in doc["outputs"].items() if not store._blob(o["digest"]).is_file()]
         if missing:
             problems.append(f"record {doc['key'][:12]} ({doc['stage']}): missing {', '.join(missing)}")
+    for path, reason in damaged:  # never used by a build; dropped so the next build rewrites it
+        problems.append(f"damaged record {path.name[:12]}: {reason}; removed")
+        _drop(path)
     return problems
 
 
@@ -63,8 +71,8 @@ def _current_keys(root: Path) -> set[str]:
     """Keys of the last build of every module and stage (index/): what a no-op build needs."""
     keys = set()
     for path, _ in regular_files(root / "index"):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            keys.add(json.loads(path.read_text())["key"])
+        with contextlib.suppress(OSError, DamagedRecord):
+            keys.add(parse_index(path.read_bytes())["key"])
     return keys
 
 
@@ -88,12 +96,15 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
                     sweep_temps(sub)
         current = _current_keys(root)
         now = time.time()
+        damaged = []
         # oldest first; the last build's records go last
-        docs = sorted(records(root), key=lambda dp: (dp[0]["key"] in current, dp[0].get("created", 0)))
-        removed = 0
+        docs = sorted(records(root, damaged), key=lambda dp: (dp[0]["key"] in current, dp[0]["created"]))
+        for path, _ in damaged:  # never used: garbage
+            _drop(path)
+        removed = len(damaged)
         if older_than_s is not None:
             for doc, path in list(docs):
-                if doc["key"] not in current and now - doc.get("created", 0) > older_than_s:
+                if doc["key"] not in current and now - doc["created"] > older_than_s:
                     _drop(path)
                     docs.remove((doc, path))
                     removed += 1

@@ -5,6 +5,8 @@ Layout under the cache root:
     actions/ab/<key>.json      the record: output name -> digest, stage metadata (written last)
     actions/ab/<key>.key.json  the canonical key document, kept so a miss is debugged with diff
     index/<module>/<stage>.json  the key document of the last build, for `trtforge explain`
+    deps/ab/<base>.json        for stages keyed on the code they loaded: the records built from
+                               one base key (settings + inputs), each naming its loaded files
     views/<key>/<name>         hard links to blobs: a stage's output as a folder
     locks/<key>.lock           one flock per key: parallel builds build each artifact once
     tmp/                       stage work folders; never read as results
@@ -23,14 +25,16 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtforge.cache.keys import digest_file, hash_file, set_memo_root
+from trtforge.cache.records import DamagedRecord, parse_index, parse_record, seal, unseal
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import CacheError
 
-SUBDIRS = ("blobs", "actions", "index", "views", "locks", "tmp")
+SUBDIRS = ("blobs", "actions", "index", "deps", "views", "locks", "tmp")
+MAX_DEPS_KEYS = 8  # record keys remembered per base key (see deps_keys)
 # errors that mean "this folder cannot take writes now", not a bug: one line, exit 2
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -49,6 +53,12 @@ class Record:
     stage: str
     outputs: dict  # name -> {"digest": str, "size": int}
     meta: dict
+    deps: dict = field(default_factory=dict)  # what the key was computed from, besides settings
+
+    @classmethod
+    def of(cls, doc: dict) -> "Record":
+        return cls(key=doc["key"], stage=doc["stage"], outputs=doc["outputs"], meta=doc["meta"],
+                   deps=doc.get("deps", {}))
 
     def digests(self) -> dict:
         return {name: o["digest"] for name, o in sorted(self.outputs.items())}
@@ -198,6 +208,7 @@ class Store:
         self.root = Path(root)
         self.shared = tuple(Path(p) for p in shared)  # read-only layers under the writable one
         self._forgotten: set[str] = set()  # found corrupt here: a shared layer must not serve them again
+        self.notes: list[str] = []  # damaged records met by lookups, for the run's notes
         if writable:
             self._open_writable()
         set_memo_root(self.root / "statmemo")
@@ -227,18 +238,34 @@ class Store:
 
     # --------------------------------------------------------------------------------- lookup
     def lookup(self, key: str) -> Record | None:
-        """The record for `key` if it and all its blobs exist (local first, then shared layers)."""
+        """The record for `key` if it and all its blobs exist (local first, then shared layers). A
+        damaged record (digest or schema) is a miss, noted in `self.notes`; the next put of that
+        key replaces it."""
         for root in (self.root, *(() if key in self._forgotten else self.shared)):
-            path = self._action(key, root)
-            try:
-                doc = json.loads(path.read_text())
-            except (OSError, ValueError):
+            doc = self.read_record(self._action(key, root), key)
+            if doc is None:
                 continue
             if all(self._blob(o["digest"], root).exists() for o in doc["outputs"].values()):
                 if root != self.root:
                     self._adopt(doc, root)
-                return Record(key=key, stage=doc["stage"], outputs=doc["outputs"], meta=doc["meta"])
+                return Record.of(doc)
         return None
+
+    def read_record(self, path: Path, key: str | None = None) -> dict | None:
+        """A record document, checked; None when absent, noted when damaged."""
+        try:
+            text = path.read_bytes()
+        except OSError:
+            return None
+        try:
+            return parse_record(text, key)
+        except DamagedRecord as e:
+            self.notes.append(f"damaged cache record {path.name[:12]} ignored ({e}); rebuilt")
+            return None
+
+    def take_notes(self) -> list[str]:
+        notes, self.notes = self.notes, []
+        return notes
 
     def _adopt(self, doc: dict, root: Path) -> None:
         """Link a shared layer's blobs into the local store so views work on one filesystem."""
@@ -295,12 +322,12 @@ class Store:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict) -> Record:
+    def put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict | None = None) -> Record:
         """Ingest every file in `folder` as a blob, then write the record (last)."""
         with self.gc_lock(exclusive=False):
-            return self._put(key, stage, key_doc, folder, meta)
+            return self._put(key, stage, key_doc, folder, meta, deps or {})
 
-    def _put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict) -> Record:
+    def _put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict) -> Record:
         outputs = {}
         for path in sorted(folder.iterdir()):
             if not path.is_file():
@@ -317,11 +344,13 @@ class Store:
             os.replace(path, blob)
             fsync_dir(blob.parent)
         checkpoint(f"put:{stage}")
-        doc = {"key": key, "stage": stage, "outputs": outputs, "meta": meta, "created": time.time()}
+        # the record's digest covers its metadata: a changed value or renamed field is a miss
+        doc = seal({"key": key, "stage": stage, "outputs": outputs, "meta": meta, "created": time.time(),
+                    "deps": deps})
         atomic_write_bytes(self._action(key).with_suffix(".key.json"),
                            json.dumps(key_doc, indent=1, sort_keys=True).encode())
         atomic_write_bytes(self._action(key), json.dumps(doc, indent=1, sort_keys=True).encode())
-        return Record(key=key, stage=stage, outputs=outputs, meta=meta)
+        return Record.of(json.loads(json.dumps(doc)))  # what a later lookup returns, to the byte
 
     def forget(self, key: str) -> None:
         self._forgotten.add(key)
@@ -365,18 +394,45 @@ class Store:
             shutil.copyfile(blob, tmp)  # another filesystem: a copy (the blob is still checked)
         os.replace(tmp, link)
 
+    # ----------------------------------------------------------------------- loaded-code keys
+    def _deps_file(self, base: str, root: Path | None = None) -> Path:
+        return (root or self.root) / "deps" / base[:2] / f"{base}.json"
+
+    def deps_keys(self, base: str) -> list[str]:
+        """Keys of the records built from `base` (newest first, then shared layers'): each names
+        the files its run loaded, which the driver hashes again to find the key that applies now."""
+        keys = []
+        for root in (self.root, *self.shared):
+            try:
+                doc = unseal(self._deps_file(base, root).read_bytes())
+            except (OSError, DamagedRecord):
+                continue
+            found = doc.get("keys")
+            if isinstance(found, list):
+                keys += [k for k in found if isinstance(k, str) and k not in keys]
+        return keys
+
+    def add_deps_key(self, base: str, key: str) -> None:
+        keys = self.deps_keys(base)
+        if keys[:1] == [key]:
+            return
+        keys = [key, *[k for k in keys if k != key]][:MAX_DEPS_KEYS]
+        atomic_write_bytes(self._deps_file(base), json.dumps(seal({"keys": keys})).encode())
+
     # ------------------------------------------------------------------------------- explain
     def remember(self, module: str, stage: str, key: str, key_doc: dict) -> None:
         last = self.last(module, stage)
         if last is not None and last.get("key") == key:
             return  # a no-op build writes nothing
         atomic_write_bytes(self.root / "index" / module / f"{stage}.json",
-                           json.dumps({"key": key, "doc": key_doc}, sort_keys=True).encode())
+                           json.dumps(seal({"key": key, "doc": key_doc}), sort_keys=True).encode())
 
     def last(self, module: str, stage: str) -> dict | None:
+        """The last key and key document of this module and stage; None when absent or damaged
+        (explain then says "never built", and the next build rewrites it)."""
         try:
-            return json.loads((self.root / "index" / module / f"{stage}.json").read_text())
-        except (OSError, ValueError):
+            return parse_index((self.root / "index" / module / f"{stage}.json").read_bytes())
+        except (OSError, DamagedRecord):
             return None
 
     # ------------------------------------------------------------------------------- manage

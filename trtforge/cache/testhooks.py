@@ -5,10 +5,17 @@ enough to land inside each step, so the tests name the step through the environm
 
     TRTFORGE_TEST_KILL_AT=<point>    the process SIGKILLs itself at <point> (no cleanup runs)
     TRTFORGE_TEST_ENOSPC_AT=<point>  an OSError(ENOSPC) is raised at <point>, as a full disk would
+    TRTFORGE_TEST_SIGINT_AT=<point>  the process sends itself SIGINT at <point> (as Ctrl-C would)
+    TRTFORGE_TEST_SIGTERM_AT=<point> the process sends itself SIGTERM at <point>
+    TRTFORGE_TEST_KILL_PARENT_AT=<point>  the process SIGKILLs its parent at <point> (a --jobs
+                                     worker: its parent dies mid-build)
 
 Points: `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
 `put:<name>` (its blobs are in the store, its record not yet), `atomic:<file name>` (a temp file is
-written and fsynced, not yet renamed), `publish` (the engine is published, its sidecar not yet).
+written and fsynced, not yet renamed), `publish` (the engine is published, its sidecar not yet),
+`run:<stage>` (inside a stage's work: export after the FP32 reference, graph_passes after its
+passes ran, precision_rules after the rules selected, build inside TensorRT's builder (its progress
+monitor's first callback), verify after the first check).
 Unset variables cost one dict lookup; nothing else here runs in a normal build.
 """
 
@@ -20,10 +27,17 @@ import signal
 
 KILL_ENV = "TRTFORGE_TEST_KILL_AT"
 ENOSPC_ENV = "TRTFORGE_TEST_ENOSPC_AT"
+SIGNAL_ENVS = {"TRTFORGE_TEST_SIGINT_AT": signal.SIGINT, "TRTFORGE_TEST_SIGTERM_AT": signal.SIGTERM}
+KILL_PARENT_ENV = "TRTFORGE_TEST_KILL_PARENT_AT"
 
 
 def checkpoint(point: str) -> None:
     if os.environ.get(KILL_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(KILL_PARENT_ENV) == point:
+        os.kill(os.getppid(), signal.SIGKILL)
+    for env, sig in SIGNAL_ENVS.items():
+        if os.environ.get(env) == point:
+            os.kill(os.getpid(), sig)  # the handler runs at the next bytecode, here
     if os.environ.get(ENOSPC_ENV) == point:
         raise OSError(errno.ENOSPC, f"No space left on device (test hook {ENOSPC_ENV}={point})", point)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trtforge.cache import digest_file
+from trtforge.cache.imports import display, module_files
 from trtforge.errors import ManifestError
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
@@ -14,16 +15,13 @@ from trtforge.stage import StageContext, tool_versions
 
 
 def factory_sources(module: ModuleSpec, root: Path) -> list[Path]:
-    """The factory's module file and the .py files beside it, found without importing anything."""
-    import sys
-
-    modname = module.factory.split(":")[0]
-    rel = Path(*modname.split("."))
-    for base in (root, *map(Path, sys.path)):
-        for cand in (base / rel.with_suffix(".py"), base / rel / "__init__.py"):
-            if cand.is_file():
-                return sorted(p for p in cand.parent.glob("*.py") if p.is_file())
-    return []  # an installed package without sources beside it: its version is in the key instead
+    """The factory's module file, its packages' __init__.py and the .py files beside it, found
+    without importing anything. Before the first export this is all the key knows of the code;
+    after it, the key also covers every file the export loaded (tracks_imports)."""
+    files = module_files(module.factory.split(":")[0], root)
+    if not files:
+        return []
+    return sorted({*files, *(p for p in files[-1].parent.glob("*.py") if p.is_file())})
 
 
 def declared_dependencies(module: ModuleSpec, root: Path) -> list[Path]:
@@ -40,11 +38,10 @@ def declared_dependencies(module: ModuleSpec, root: Path) -> list[Path]:
 @dataclass(frozen=True)
 class ExportStage:
     name: str = "export"
-    version: str = "export-1"
+    version: str = "export-2"  # 2: inputs bound by name, outputs named by their keys
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
-        deps = {str(p.relative_to(root) if p.is_relative_to(root) else p): digest_file(p)
-                for p in declared_dependencies(module, root)}
+        deps = {display(p, root): digest_file(p) for p in declared_dependencies(module, root)}
         return {
             "module": {k: v for k, v in module.as_key().items()
                        if k in ("factory", "factory_args", "inputs", "outputs", "export")},
@@ -54,6 +51,9 @@ class ExportStage:
             "dependencies": deps,
             "tools": tool_versions("torch", "onnx", "onnxscript", "numpy"),
         }
+
+    def tracks_imports(self, module: ModuleSpec) -> bool:
+        return True  # the factory's imports, wherever they live, installed or not
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:
         import contextlib

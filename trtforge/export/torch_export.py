@@ -16,6 +16,8 @@ import onnx
 import torch
 
 from trtforge.errors import ExportError
+from trtforge.cache.testhooks import checkpoint
+from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
 from trtforge.io_transforms import transforms
@@ -65,14 +67,8 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     return model
 
 
-def flatten_outputs(out) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        return [t for v in out.values() for t in flatten_outputs(v)]
-    if isinstance(out, (list, tuple)):
-        return [t for v in out for t in flatten_outputs(v)]
-    raise TypeError(f"unsupported output type {type(out).__name__}")
+def _fp32(tensors: dict) -> dict:
+    return {k: t.float() if t.is_floating_point() else t for k, t in tensors.items()}
 
 
 def _device() -> torch.device:
@@ -84,16 +80,15 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def _random_sets(module: ModuleSpec, reference_model, names: list, device, workdir: Path) -> None:
+def _random_sets(module: ModuleSpec, reference_model, binding: Binding, names: list, device, workdir: Path) -> None:
     """verify.random_inputs more seeded input sets within each input's range and dtype, with their
     FP32 reference, so every later check compares on them too (static shapes only: a dynamic
     dimension would need sets at min/opt/max of each profile, which trtforge does not export yet)."""
     for i in range(1, module.verify["random_inputs"] + 1):
         inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/random{i}")
-        args = tuple(t.float() if t.is_floating_point() else t
-                     for t in (torch.from_numpy(a).to(device) for a in inputs.values()))
+        args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
         with torch.no_grad():
-            ref = flatten_outputs(reference_model(*args))
+            _, ref = name_outputs(reference_model(*args, **kwargs), module)
         reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
         c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
         tag = random_set_suffix(i)
@@ -114,37 +109,38 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
     inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify["seed"]),
                                          module.verify["seed"], module.name)
-    as_torch = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in inputs.values()]
-    fp32_args = tuple(t.float() if t.is_floating_point() else t for t in as_torch)
+    as_torch = {k: torch.from_numpy(np.ascontiguousarray(a)).to(device) for k, a in inputs.items()}
+    # by name: the reference and the export call forward() the same way (export/binding.py)
+    binding = bind_inputs(model, module)
+    fp32_args, fp32_kwargs = binding.call(_fp32(as_torch))
     try:
         with torch.no_grad():
-            ref = flatten_outputs(reference_model(*fp32_args))
+            out = reference_model(*fp32_args, **fp32_kwargs)
     except Exception as e:
         shapes = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in module.inputs)
         raise ExportError(f"forward failed on the example inputs ({shapes}): {_first_line(e)}",
                           where=f"modules.{module.name}.inputs", module=module.name,
                           hint="check each input's shape and dtype against the module's forward") from e
 
-    names = list(module.outputs) or [f"output_{i}" for i in range(len(ref))]
-    if len(names) != len(ref):
-        raise ExportError(f"the module returns {len(ref)} tensors but outputs names {len(names)}",
-                          where=f"modules.{module.name}.outputs", module=module.name)
+    names, ref = name_outputs(out, module)
     save_arrays(workdir / "inputs.npz", inputs)
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
     save_arrays(workdir / "reference.npz", reference)
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
     save_arrays(workdir / "caller_inputs.npz", c_in)
     save_arrays(workdir / "caller_reference.npz", c_ref)
-    _random_sets(module, reference_model, names, device, workdir)
+    _random_sets(module, reference_model, binding, names, device, workdir)
+    checkpoint("run:export")
 
-    fp16_args = tuple(t.contiguous() for t in as_torch)  # FP16 inputs are already FP16 by dtype
+    # FP16 inputs are already FP16 by dtype
+    fp16_args, fp16_kwargs = binding.call({k: t.contiguous() for k, t in as_torch.items()})
     path = workdir / MODEL
     try:
         # autocast OFF: tracing under autocast forced BatchNorm inputs to FP32 and broke FP16 models
         with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
             program = torch.onnx.export(
-                model16, fp16_args, dynamo=module.export["exporter"] == "dynamo",
-                input_names=list(inputs), output_names=names, opset_version=module.export["opset"],
+                model16, fp16_args, kwargs=fp16_kwargs, dynamo=module.export["exporter"] == "dynamo",
+                input_names=binding.graph_input_names, output_names=names, opset_version=module.export["opset"],
                 external_data=True, f=None if module.export["exporter"] == "dynamo" else str(path),
                 verbose=False)
         if program is not None:

@@ -15,6 +15,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from trtforge.graph_passes.base import PassContext, Pipeline, import_graph
+from trtforge.cache.testhooks import checkpoint
 from trtforge.graph_passes.catalog import make_pass
 from trtforge.onnx_files import load_graph_proto, save_model
 from trtforge.stage import StageContext
@@ -41,6 +42,7 @@ def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module:
         pipeline.checker, pipeline.snapshot = checker, checker.snapshot
     nodes_before = len(graph.nodes)
     pipeline.run(graph, PassContext(base_dir=src, module=module))
+    checkpoint("run:graph_passes")
     out = gs.export_onnx(graph, do_type_check=True)
     out.ir_version = model.ir_version
     out.opset_import.extend([o for o in model.opset_import if o.domain not in {x.domain for x in out.opset_import}])

@@ -9,6 +9,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from trtforge.errors import PrecisionError
+from trtforge.cache.testhooks import checkpoint
 from trtforge.precision_rules.cast_realizer import realize_casts
 from trtforge.precision_rules.catalog import make_rule
 from trtforge.precision_rules.flops import fp16_flop_share
@@ -50,6 +51,7 @@ def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
             if not (e.where or "").startswith("modules."):  # a rule knows its parameter, not its place
                 e.where = where + (f" ({e.where})" if e.where else "")
             raise
+    checkpoint("run:precision_rules")
     names = set(plan.fp32)
     share = fp16_flop_share(graph, names)
     casts = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import VerifyError
 from trtforge.onnx_files import MODEL
 from trtforge.tensors import input_sets
@@ -89,6 +90,7 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
         "graph_passes": _check(PLAIN, lambda f: run_ort(ctx.inputs["graph_passes"], f), caller_sets, tol),
         "precision_rules": _precision_check(prec, caller_sets, tol),
     }
+    checkpoint("run:verify")
     build_meta = json.loads((ctx.inputs["build"] / "build.json").read_text())
     checks["engine"] = _engine_check(ctx.inputs["build"], build_meta, caller_sets, tol)
     failed = [s for s in CHAIN if checks[s]["status"] == "failed"]
