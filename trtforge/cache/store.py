@@ -264,7 +264,7 @@ class Store:
             return None
 
     def take_notes(self) -> list[str]:
-        notes, self.notes = self.notes, []
+        notes, self.notes = list(dict.fromkeys(self.notes)), []  # one note per damaged record
         return notes
 
     def _adopt(self, doc: dict, root: Path) -> None:
