@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trtforge import interrupts
 from trtforge.cache import Store
+from trtforge.cache import testhooks
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import PublishError
 from trtforge.manifest import Manifest, ModuleSpec, load_manifest
@@ -93,4 +94,5 @@ def _init_worker(parent: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
+    testhooks.PARENT = parent
     interrupts.install()

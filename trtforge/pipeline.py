@@ -99,7 +99,7 @@ def plan_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: di
     # the records built from this base, then the module's last one (its files, hashed now, are
     # what `explain` compares when the settings changed too)
     last = store.last(module.name, stage.name)
-    for key in [*store.deps_keys(base), *([last["key"]] if last else [])]:
+    for key in dict.fromkeys([*store.deps_keys(base), *([last["key"]] if last else [])]):
         rec = store.lookup(key)
         if rec is None:
             continue
@@ -155,9 +155,9 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
         if stage_key(stage, module, root, upstream)[0] != plan.base or changed:
             raise TrtforgeError("an input changed during the build; not published",
                                 where=changed or f"{stage.name}", module=module.name, hint="run again")
-        record = store.put(key, stage.name, doc, wd, meta, deps)
-        if tracks_imports(stage, module):
+        if tracks_imports(stage, module):  # first: a pointer to a missing record is only a miss
             store.add_deps_key(plan.base, key)
+        record = store.put(key, stage.name, doc, wd, meta, deps)
     return record, key, doc
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.cache.conftest import STAGES, build, states
 from tests.conftest import run_cli
+from trtforge.cache.keys import canonical_json
 
 pytestmark = pytest.mark.slow  # starts from a real build
 
@@ -40,6 +41,15 @@ DAMAGE = {"changed value": _change_value, "renamed field": _rename_field, "missi
           "bad JSON": None}
 
 
+def _rewrite(path: Path, doc: dict, digest: str | None) -> None:
+    """The edited document in the record's own format, its old digest kept: only the edit differs."""
+    if digest is None:  # a record without a digest (trtforge before records were sealed)
+        path.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        return
+    body = canonical_json({k: v for k, v in doc.items() if k != "digest"})
+    path.write_text(body[:-1] + f',"digest":"{digest}"}}')
+
+
 def damage(cache: Path, kind: str) -> Path:
     path = _export_record(cache)
     if DAMAGE[kind] is None:
@@ -47,7 +57,7 @@ def damage(cache: Path, kind: str) -> Path:
     else:
         doc = json.loads(path.read_text())
         DAMAGE[kind](doc)
-        path.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        _rewrite(path, doc, doc.get("digest"))
     return path
 
 

@@ -81,6 +81,23 @@ def _drop(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _prune_deps(store, kept: set[str]) -> None:
+    """deps/ lists record keys per base key: keep the kept ones, drop files left with none."""
+    from trtforge.cache.records import seal, unseal
+    from trtforge.cache.store import atomic_write_bytes
+
+    for path, _ in regular_files(store.root / "deps"):
+        try:
+            keys = unseal(path.read_bytes()).get("keys")
+        except (OSError, DamagedRecord):
+            keys = None
+        live = [k for k in keys if k in kept] if isinstance(keys, list) else []
+        if not live:
+            path.unlink(missing_ok=True)
+        elif live != keys:
+            atomic_write_bytes(path, seal({"keys": live}))
+
+
 def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -> dict:
     """Drop records older than `older_than_s` (except those of the last build), then the oldest
     records (the last build's last) until the blobs they use fit in `max_bytes`; then every blob no
@@ -90,7 +107,7 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
     root = store.root
     with store.gc_lock(exclusive=True):
         sweep_temps(root / "tmp", prefix="")
-        for top in ("blobs", "actions", "index"):
+        for top in ("blobs", "actions", "index", "deps"):
             for sub in (root / top).iterdir():
                 if sub.is_dir() and not sub.is_symlink():
                     sweep_temps(sub)
@@ -121,6 +138,7 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
             if blob.name not in keep:
                 blob.unlink()
                 freed += size
+        _prune_deps(store, {d["key"] for d, _ in docs})
         shutil.rmtree(root / "views", ignore_errors=True)
         (root / "views").mkdir(exist_ok=True)
     return {"records_removed": removed, "bytes_freed": freed}

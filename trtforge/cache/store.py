@@ -283,7 +283,7 @@ class Store:
         key_doc = self._action(doc["key"], root).with_suffix(".key.json")
         if key_doc.exists():
             atomic_write_bytes(self._action(doc["key"]).with_suffix(".key.json"), key_doc.read_bytes())
-        atomic_write_bytes(self._action(doc["key"]), json.dumps(doc, indent=1).encode())
+        atomic_write_bytes(self._action(doc["key"]), seal(doc))  # the same bytes: canonical
 
     def key_doc(self, key: str) -> dict | None:
         try:
@@ -349,8 +349,8 @@ class Store:
                     "deps": deps})
         atomic_write_bytes(self._action(key).with_suffix(".key.json"),
                            json.dumps(key_doc, indent=1, sort_keys=True).encode())
-        atomic_write_bytes(self._action(key), json.dumps(doc, indent=1, sort_keys=True).encode())
-        return Record.of(json.loads(json.dumps(doc)))  # what a later lookup returns, to the byte
+        atomic_write_bytes(self._action(key), doc)
+        return Record.of(json.loads(doc))  # what a later lookup returns, to the byte
 
     def forget(self, key: str) -> None:
         self._forgotten.add(key)
@@ -417,7 +417,7 @@ class Store:
         if keys[:1] == [key]:
             return
         keys = [key, *[k for k in keys if k != key]][:MAX_DEPS_KEYS]
-        atomic_write_bytes(self._deps_file(base), json.dumps(seal({"keys": keys})).encode())
+        atomic_write_bytes(self._deps_file(base), seal({"keys": keys}))
 
     # ------------------------------------------------------------------------------- explain
     def remember(self, module: str, stage: str, key: str, key_doc: dict) -> None:
@@ -425,7 +425,7 @@ class Store:
         if last is not None and last.get("key") == key:
             return  # a no-op build writes nothing
         atomic_write_bytes(self.root / "index" / module / f"{stage}.json",
-                           json.dumps(seal({"key": key, "doc": key_doc}), sort_keys=True).encode())
+                           seal({"key": key, "doc": key_doc}))
 
     def last(self, module: str, stage: str) -> dict | None:
         """The last key and key document of this module and stage; None when absent or damaged

@@ -24,18 +24,22 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
 
 KILL_ENV = "TRTFORGE_TEST_KILL_AT"
 ENOSPC_ENV = "TRTFORGE_TEST_ENOSPC_AT"
 SIGNAL_ENVS = {"TRTFORGE_TEST_SIGINT_AT": signal.SIGINT, "TRTFORGE_TEST_SIGTERM_AT": signal.SIGTERM}
 KILL_PARENT_ENV = "TRTFORGE_TEST_KILL_PARENT_AT"
+PARENT: int | None = None  # set in a --jobs worker: the only process the kill-parent hook may kill
 
 
 def checkpoint(point: str) -> None:
     if os.environ.get(KILL_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get(KILL_PARENT_ENV) == point:
-        os.kill(os.getppid(), signal.SIGKILL)
+    if os.environ.get(KILL_PARENT_ENV) == point and PARENT is not None and os.getppid() == PARENT:
+        # stderr is the parent's, which the test reads: it names the worker it must see gone
+        print(f"trtforge-test: worker {os.getpid()} kills its parent {PARENT}", file=sys.stderr, flush=True)
+        os.kill(PARENT, signal.SIGKILL)
     for env, sig in SIGNAL_ENVS.items():
         if os.environ.get(env) == point:
             os.kill(os.getpid(), sig)  # the handler runs at the next bytecode, here
