@@ -31,10 +31,7 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
     if "build" in result.records:
         interrupts.check()  # a signal met anywhere before: nothing is published
         try:
-            # publishing is a few renames: a signal waits for it to finish, so engine and
-            # sidecar always agree (raised on leaving the block)
-            with interrupts.deferred():
-                result = publish_result(store, manifest, module, result, backend)
+            result = publish_result(store, manifest, module, result, backend)
         except PublishError as e:  # this module only: the others still build and report
             result.error = e
     return result

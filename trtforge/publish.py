@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from trtforge import __version__
+from trtforge import __version__, interrupts
 from trtforge.cache import Store, digest_file
 from trtforge.cache.store import CorruptEntry, atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
 from trtforge.cache.testhooks import checkpoint
@@ -91,7 +91,9 @@ def publish_result(store: Store, manifest: Manifest, module: ModuleSpec, result:
     """Publish; a blob found corrupt while copying it out is forgotten and its stage rebuilt once."""
     for attempt in range(2):
         try:
-            with store.gc_lock(exclusive=False):  # gc must not drop the views being copied out
+            # gc must not drop the views being copied out; a signal waits for the few renames
+            # to finish (raised on leaving), so engine and sidecar always agree
+            with store.gc_lock(exclusive=False), interrupts.deferred():
                 result.published = publish(store, result, manifest.output_dir, module)
             return result
         except CorruptEntry as e:

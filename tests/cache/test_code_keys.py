@@ -147,7 +147,7 @@ def test_code_edits_anywhere_change_the_key(project):
         assert field in lines["export"], lines["export"]
         proc, report = build(root, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert states(report)["export"] == "ok"
+        assert states(report, "net")["export"] == "ok"
         np.testing.assert_allclose(_reference(root), ref * gain, rtol=1e-6)  # the new code ran
         assert all(v.startswith("up to date") for v in _explain(root, env).values())
 
@@ -163,7 +163,7 @@ def test_user_pass_source_and_its_imports_change_the_key(project):
     assert lines["export"].startswith("up to date")
     assert "material.imports.sources.tinylib/pass_helper.py: " in lines["graph_passes"], lines["graph_passes"]
     proc, report = build(root, env=env)
-    assert proc.returncode == 0 and states(report)["graph_passes"] == "ok", proc.stderr[-3000:]
+    assert proc.returncode == 0 and states(report, "net")["graph_passes"] == "ok", proc.stderr[-3000:]
     assert all(n.name.startswith("b_") for n in _stage_model(root, "graph_passes").graph.node)
 
     passes = root / "tinylib" / "passes.py"
@@ -171,14 +171,14 @@ def test_user_pass_source_and_its_imports_change_the_key(project):
     lines = _explain(root, env)
     assert "material.pass_sources.tinylib/passes.py: " in lines["graph_passes"], lines["graph_passes"]
     proc, report = build(root, env=env)
-    assert proc.returncode == 0 and states(report)["graph_passes"] == "ok", proc.stderr[-3000:]
+    assert proc.returncode == 0 and states(report, "net")["graph_passes"] == "ok", proc.stderr[-3000:]
     assert all(n.name.startswith("b_c_") for n in _stage_model(root, "graph_passes").graph.node)
 
     # --force: every stage again; --force --stage build: build and verify only
     proc, report = build(root, "--force", env=env)
-    assert proc.returncode == 0 and set(states(report).values()) == {"ok"}, proc.stderr[-3000:]
+    assert proc.returncode == 0 and set(states(report, "net").values()) == {"ok"}, proc.stderr[-3000:]
     proc, report = build(root, "--force", "--stage", "build", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert states(report) == {**{s: "cached" for s in STAGES[:3]}, "build": "ok", "verify": "ok"}
+    assert states(report, "net") == {**{s: "cached" for s in STAGES[:3]}, "build": "ok", "verify": "ok"}
     r = run_cli("build", "--stage", "build", cwd=root, env=env)
     assert r.returncode == 2 and "--stage needs --force" in r.stderr
