@@ -102,8 +102,18 @@ def _owner_dead(name: str) -> bool:
                 return True
             except PermissionError:
                 return False
-            return False
+            return _zombie(int(pid))
     return False
+
+
+def _zombie(pid: int) -> bool:
+    """An exited process its parent has not reaped yet (orphaned --jobs workers, until init reaps
+    them): its files are as dead as it is."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def sweep_temps(folder: Path, prefix: str = ".") -> int:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import sys
 
 KILL_ENV = "TRTFORGE_TEST_KILL_AT"
 ENOSPC_ENV = "TRTFORGE_TEST_ENOSPC_AT"
@@ -37,8 +36,9 @@ def checkpoint(point: str) -> None:
     if os.environ.get(KILL_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get(KILL_PARENT_ENV) == point and PARENT is not None and os.getppid() == PARENT:
-        # stderr is the parent's, which the test reads: it names the worker it must see gone
-        print(f"trtforge-test: worker {os.getpid()} kills its parent {PARENT}", file=sys.stderr, flush=True)
+        # fd 2 is the parent's stderr, which the test reads (sys.stderr may be a stage's log): it
+        # names the worker the test must see gone
+        os.write(2, f"trtforge-test: worker {os.getpid()} kills its parent {PARENT}\n".encode())
         os.kill(PARENT, signal.SIGKILL)
     for env, sig in SIGNAL_ENVS.items():
         if os.environ.get(env) == point:
