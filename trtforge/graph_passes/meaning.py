@@ -24,6 +24,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 
 from trtforge.errors import PassError
+from trtforge.graph_passes.legalize_dtypes import promote
 from trtforge.onnx_files import save_model
 from trtforge.tensors import NP_DTYPES
 
@@ -132,13 +133,22 @@ class OrtChecker:
         after = self.snapshot(graph)
         feeds = feeds_for(before, self.recorded)
         names = " + ".join(p.name for p in passes)
+        prefix = ""
         try:
             out_before = run_model(before, self.weights, feeds)
         except Exception as e:  # the graph before ran in the export check; say so if it cannot here
-            return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
+            # a mixed-dtype export means what torch's type promotion says (legalize_dtypes.promote)
+            promoted = promote(before)
+            try:
+                out_before = run_model(promoted, self.weights, feeds) if promoted is not None else None
+            except Exception:  # noqa: BLE001 - reported with the first error below
+                out_before = None
+            if out_before is None:
+                return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
+            prefix = "vs the graph before with type promotion: "
         try:
             out_after = run_model(after, self.weights, feeds)
         except Exception as e:
             raise PassError(f"ONNX Runtime cannot run the graph after the pass: "
                             f"{type(e).__name__}: {str(e).splitlines()[0][:200]}", where=f"pass {names}") from e
-        return compare(passes, out_before, out_after)
+        return prefix + compare(passes, out_before, out_after)
