@@ -10,7 +10,7 @@ not its condition, MatMul, Gemm, Equal/Less, ...; Pow's exponent has its own and
 The graph's meaning is torch's type promotion: a mixed op computes in its widest input dtype.
 Cases, per op in topological order, so a change flows downstream to a fixed point in one sweep:
 - the wider inputs are all constants whose values fit the narrow dtype (finite, |v| <= its max, no
-  nonzero value flushed to zero): they are stored in the narrow dtype (a new initializer; other
+  nonzero value below its smallest normal): they are stored in the narrow dtype (a new initializer; other
   readers keep the original) and the op computes narrow. This rounds: the pass is then not exact;
 - otherwise (a wider input is computed, or a constant is beyond the narrow range) the narrow inputs
   get a Cast up (one per tensor and dtype, shared) and the op computes wide, exactly as torch did;
@@ -42,7 +42,9 @@ from trtforge.graph_passes.remove_identities import dtype_name
 
 FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
 FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": np.inf}
-FLOAT_TINY = {"float16": 2.0 ** -24, "bfloat16": 9.2e-41, "float32": 1.4e-45, "float64": 0.0}
+# the smallest normal value: below it a constant loses significant bits (1e-5, a LayerNorm
+# epsilon, keeps 3 of FP16's 11) or flushes to zero
+FLOAT_TINY = {"float16": 2.0 ** -14, "bfloat16": 1.18e-38, "float32": 1.18e-38, "float64": 2.2e-308}
 ONNX_NAME = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float", "float64": "double"}
 # readers whose output dtype does not follow their input's
 AGNOSTIC = {"Cast", "Shape", "Size"}
@@ -209,7 +211,7 @@ class LegalizeDtypesPass(GraphPass):
         wide = [(i, t, dt) for i, t, dt in members if FLOAT_RANK[dt] > low]
         if len(narrow) == 1 and not self._widen_only:
             target = narrow.pop()
-            if self._narrow_constants(node, wide, target, where):
+            if self._narrow_constants(node, wide, target):
                 return target
         top = max(FLOAT_RANK[d] for d in dts)
         target = "float64" if top == 3 else "float32"  # float16 with bfloat16: neither holds the other
@@ -223,7 +225,7 @@ class LegalizeDtypesPass(GraphPass):
                 self._changes.append(f"{label(node)}: input '{t.name}' {dt} -> {target} by a Cast ({why})")
         return target
 
-    def _narrow_constants(self, node: gs.Node, wide: list, target: str, where: str) -> bool:
+    def _narrow_constants(self, node: gs.Node, wide: list, target: str) -> bool:
         """Store every wider input narrow when all are constants that fit `target`."""
         if target == "bfloat16":  # numpy has no bfloat16 to store it in
             return False
@@ -273,6 +275,7 @@ class LegalizeDtypesPass(GraphPass):
         what = f"{label(node)}: output '{out.name}'"
         if declared is None or declared not in FLOAT_RANK or want not in FLOAT_RANK:
             out.dtype = _gs_dtype(want)
+            self._changes.append(f"{what} {declared or 'of unknown dtype'} -> {want}")
             return
         typed = [c for c in out.outputs if c.op not in AGNOSTIC]
         fits = (not self._widen_only and FLOAT_RANK[want] > FLOAT_RANK[declared]
@@ -285,9 +288,13 @@ class LegalizeDtypesPass(GraphPass):
         node.outputs[j] = wide
         for reader in list(out.outputs):
             if reader.op in AGNOSTIC or not fits:
-                reader.inputs[:] = [wide if t is out else t for t in reader.inputs]
+                for k, t in enumerate(reader.inputs):
+                    if t is out:
+                        reader.inputs[k] = wide
         graph.nodes.append(gs.Node("Cast", name=f"{wide.name}__cast", attrs={"to": _onnx_type(declared)},
                                    inputs=[wide], outputs=[out]))
+        if typed and fits:  # its readers compute narrow where promotion computed wide: that rounds
+            self._narrowed = True
         why = "a graph output keeps its dtype" if out in graph.outputs and not (typed and fits) else \
             f"values known within {declared}'s range"
         self._changes.append(f"{what} computed in {want}, Cast back to {declared} ({why})")

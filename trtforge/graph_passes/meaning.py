@@ -133,22 +133,27 @@ class OrtChecker:
         after = self.snapshot(graph)
         feeds = feeds_for(before, self.recorded)
         names = " + ".join(p.name for p in passes)
-        prefix = ""
         try:
-            out_before = run_model(before, self.weights, feeds)
+            out_before, promoted = self._run(before, feeds, promotable=True)
         except Exception as e:  # the graph before ran in the export check; say so if it cannot here
-            # a mixed-dtype export means what torch's type promotion says (legalize_dtypes.promote)
-            promoted = promote(before)
-            try:
-                out_before = run_model(promoted, self.weights, feeds) if promoted is not None else None
-            except Exception:  # noqa: BLE001 - reported with the first error below
-                out_before = None
-            if out_before is None:
-                return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
-            prefix = "vs the graph before with type promotion: "
-        try:
-            out_after = run_model(after, self.weights, feeds)
+            return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
+        try:  # a graph still mixed after the passes is theirs to explain only if it was not before
+            out_after, both = self._run(after, feeds, promotable=promoted)
         except Exception as e:
             raise PassError(f"ONNX Runtime cannot run the graph after the pass: "
                             f"{type(e).__name__}: {str(e).splitlines()[0][:200]}", where=f"pass {names}") from e
+        prefix = ("both with type promotion: " if both else
+                  "vs the graph before with type promotion: " if promoted else "")
         return prefix + compare(passes, out_before, out_after)
+
+    def _run(self, model: onnx.ModelProto, feeds: dict, promotable: bool) -> tuple[dict, bool]:
+        """(outputs, whether type promotion was needed). ONNX Runtime refuses a graph that mixes
+        dtypes in one op (an FP16 export with FP32 islands): it means what torch's type promotion
+        says, written as Casts by legalize_dtypes.promote."""
+        try:
+            return run_model(model, self.weights, feeds), False
+        except Exception:
+            promoted = promote(model) if promotable else None
+            if promoted is None:
+                raise
+            return run_model(promoted, self.weights, feeds), True
