@@ -50,6 +50,11 @@ def test_builds_with_tensorrt_rtx_verifies_and_publishes(sdxl):
     assert m["ok"], m["error"]
     assert m["stages"]["build"]["meta"]["backend"] == "tensorrt-rtx"
     assert list(root.glob("engines/*/sdxl_unet.engine"))
+    # 8 attention blocks (self + cross in the down block, the mid block and twice in the up block),
+    # each with its score MatMul and Softmax kept FP32, in the plan and in the parsed network
+    ops = [v["op"] for v in m["stages"]["precision_rules"]["meta"]["fp32"].values()]
+    assert ops.count("MatMul") == 8 and ops.count("Softmax") == 8
+    assert len(m["stages"]["build"]["meta"]["fp32_layers"]) == 16
     checks = m["stages"]["verify"]["meta"]["checks"]
     assert checks["graph_passes"]["status"] == "ok" and checks["precision_rules"]["status"] == "ok"
     # ONNX Runtime refuses the mixed export: its check says so instead of failing
