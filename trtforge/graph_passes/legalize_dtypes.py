@@ -7,24 +7,26 @@ the TensorRT parser refuse the graph. Which inputs must agree comes from the op'
 inputs whose formal type is one type variable (Concat's inputs, Add's A and B, Where's X and Y but
 not its condition, MatMul, Gemm, Equal/Less, ...; Pow's exponent has its own and may differ).
 
-The graph's meaning is torch's type promotion: a mixed op computes in its widest input dtype.
-Cases, per op in topological order, so a change flows downstream to a fixed point in one sweep:
-- the wider inputs are all constants whose values fit the narrow dtype (finite, |v| <= its max, no
-  nonzero value below its smallest normal): they are stored in the narrow dtype (a new initializer; other
-  readers keep the original) and the op computes narrow. This rounds: the pass is then not exact;
-- otherwise (a wider input is computed, or a constant is beyond the narrow range) the narrow inputs
-  get a Cast up (one per tensor and dtype, shared) and the op computes wide, exactly as torch did;
-- an op whose result is now wider than its declared dtype: readers that do not care about their
-  input's dtype (Cast, Shape, Size) read the wide result; the others get a Cast back to the declared
-  dtype when the result's values are known to fit it (a static bound: Sin/Cos/Tanh/Sigmoid/Softmax
-  are within 1, data movement keeps its input's bound, any FP16 tensor is within 65504), otherwise
-  they read the wide result and are retyped in turn (and legalised where that mixes their inputs);
-- a graph output always keeps its declared dtype (a Cast under its name);
-- inputs that cannot be reconciled by a float Cast (an integer or bool mixed with a float, two
-  integer dtypes, a dtype the op does not accept) are a PassError naming the node and its inputs'
-  dtypes.
-`promote(model)` is the widen-only variant (no constant narrowing, no Cast back except at graph
-outputs): the meaning an ill-typed graph is checked against.
+The graph's meaning: a mixed op computes in its widest input dtype (torch's type promotion) and
+every tensor has its declared dtype (the exporter declares the dtype torch computed). Cases, per op
+in topological order, so a change flows downstream to a fixed point in one sweep:
+- the op's result is declared in the narrow dtype and its wider inputs are all constants whose
+  values fit it (finite, |v| <= its max, no nonzero value below its smallest normal): they are
+  stored narrow (a new initializer; other readers keep the original). This rounds the constant:
+  the pass is then not exact. (A comparison, whose bool result says nothing, is widened: rounding
+  its threshold could flip it.)
+- otherwise (a wider input is computed, or a constant does not fit) the narrow inputs get a Cast
+  up (one per tensor and dtype, shared) and the op computes wide, as torch did;
+- a wide result declared narrower (an exporter that declared it so) is Cast back to its declared
+  dtype under its name when its values are known to fit (a static bound: Sin/Cos/Tanh/Sigmoid/
+  Softmax are within 1, data movement keeps its input's bound, any FP16 tensor is within 65504),
+  and always at a graph output (graph outputs keep their dtypes); otherwise it stays wide and its
+  readers are retyped in turn, widened where that mixes their inputs (not exact: they compute
+  wider than declared);
+- inputs that a float Cast cannot reconcile (an integer or bool mixed with a float, two integer
+  dtypes, a dtype the op does not accept) are a PassError naming the node and its inputs' dtypes.
+`promote(model)` writes the meaning itself as Casts (widen every mixed op, Cast every result back
+to its declared dtype): what ONNX Runtime runs for an ill-typed graph in the meaning checks.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "f
 # epsilon, keeps 3 of FP16's 11) or flushes to zero
 FLOAT_TINY = {"float16": 2.0 ** -14, "bfloat16": 1.18e-38, "float32": 1.18e-38, "float64": 2.2e-308}
 ONNX_NAME = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float", "float64": "double"}
-# readers whose output dtype does not follow their input's
-AGNOSTIC = {"Cast", "Shape", "Size"}
 # ops whose output magnitude is at most 1, and ops whose output values come from their data inputs
 UNIT = {"Sin", "Cos", "Tanh", "Sigmoid", "Softmax", "Erf", "HardSigmoid", "Softsign"}
 MOVE = {"Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Slice", "Tile",
@@ -155,20 +155,21 @@ class LegalizeDtypesPass(GraphPass):
     name = "legalize_dtypes"
 
     def __init__(self):
-        self._widen_only = False  # promote(): the type-promotion meaning, no rounding anywhere
-        self._narrowed = False
+        self._widen_only = False  # promote(): the graph's meaning as Casts, nothing rounded or widened further
+        self._inexact = False
         self._changes: list[str] = []
 
     @property
     def exact(self) -> bool:
-        """Widening Casts reproduce type promotion bit for bit; a constant stored narrow rounds."""
-        return not self._narrowed
+        """Widening Casts and Casts back reproduce the meaning bit for bit; a constant stored narrow
+        rounds, a result kept wider than declared computes its readers wider."""
+        return not self._inexact
 
     def changes(self) -> list[str]:
         return list(self._changes)
 
     def apply(self, graph: gs.Graph, ctx: PassContext) -> bool:
-        self._narrowed, self._changes = False, []
+        self._inexact, self._changes = False, []
         self._made: dict[tuple[int, str], gs.Tensor] = {}  # (tensor, dtype) -> its Cast or narrowed copy
         self._names = set(graph.tensors())
         self._bounds: dict[int, float | None] = {}
@@ -178,7 +179,10 @@ class LegalizeDtypesPass(GraphPass):
             if tied is None:
                 continue
             groups, out_vars = tied
-            resolved = {var: self._resolve(graph, node, var, idx, opsets) for var, idx in groups.items()}
+            resolved = {}
+            for var, idx in groups.items():
+                declared = {dtype_name(o.dtype) for o, v in zip(node.outputs, out_vars) if v == var}
+                resolved[var] = self._resolve(graph, node, var, idx, opsets, declared)
             for j, var in enumerate(out_vars):
                 want = resolved.get(var)
                 if want is not None and want != dtype_name(node.outputs[j].dtype):
@@ -193,8 +197,10 @@ class LegalizeDtypesPass(GraphPass):
 
     # ------------------------------------------------------------------------------ one op
 
-    def _resolve(self, graph: gs.Graph, node: gs.Node, var: str, idx: list[int], opsets: dict) -> str | None:
-        """The dtype the inputs `idx` (one type variable) agree on after the pass, Casts inserted."""
+    def _resolve(self, graph: gs.Graph, node: gs.Node, var: str, idx: list[int], opsets: dict,
+                 declared: set) -> str | None:
+        """The dtype the inputs `idx` (one type variable) agree on after the pass, Casts inserted;
+        `declared`: the declared dtypes of the outputs this type variable types."""
         members = [(i, node.inputs[i], dtype_name(node.inputs[i].dtype)) for i in idx]
         dts = {dt for _, _, dt in members}
         if None in dts:
@@ -209,7 +215,7 @@ class LegalizeDtypesPass(GraphPass):
         low = min(FLOAT_RANK[d] for d in dts)
         narrow = {d for d in dts if FLOAT_RANK[d] == low}
         wide = [(i, t, dt) for i, t, dt in members if FLOAT_RANK[dt] > low]
-        if len(narrow) == 1 and not self._widen_only:
+        if len(narrow) == 1 and declared == narrow and not self._widen_only:
             target = narrow.pop()
             if self._narrow_constants(node, wide, target):
                 return target
@@ -240,7 +246,7 @@ class LegalizeDtypesPass(GraphPass):
             peak = float(np.max(np.abs(v))) if v.size else 0.0
             self._changes.append(f"{label(node)}: constant '{t.name}' {dt} -> {target} "
                                  f"(every value fits {target}, max |v| {peak:.4g})")
-        self._narrowed = True
+        self._inexact = True
         return True
 
     def _why_wide(self, wide: list) -> str:
@@ -249,7 +255,7 @@ class LegalizeDtypesPass(GraphPass):
             if v is None:
                 return f"'{t.name}' is {dt}, computed: kept {dt}"
         peaks = ", ".join(f"'{t.name}' max |v| {float(np.max(np.abs(const_values(t)))):.4g}" for _, t, _ in wide)
-        return f"constant beyond the narrow range: {peaks}" if not self._widen_only else "type promotion"
+        return "type promotion" if self._widen_only else f"constant not stored narrow: {peaks}"
 
     def _cast(self, graph: gs.Graph, t: gs.Tensor, target: str) -> gs.Variable:
         key = (id(t), target)
@@ -277,26 +283,20 @@ class LegalizeDtypesPass(GraphPass):
             out.dtype = _gs_dtype(want)
             self._changes.append(f"{what} {declared or 'of unknown dtype'} -> {want}")
             return
-        typed = [c for c in out.outputs if c.op not in AGNOSTIC]
-        fits = (not self._widen_only and FLOAT_RANK[want] > FLOAT_RANK[declared]
-                and self._bound(node, 0) <= FLOAT_MAX[declared])
-        if out not in graph.outputs and not (typed and fits):
+        if out in graph.outputs or self._widen_only:
+            why = "a graph output keeps its dtype" if out in graph.outputs else "its declared dtype"
+        elif FLOAT_RANK[want] > FLOAT_RANK[declared] and self._bound(node, 0) <= FLOAT_MAX[declared]:
+            why = f"values known within {declared}'s range"
+        else:
             out.dtype = _gs_dtype(want)  # readers follow: they are legalised when the sweep reaches them
-            self._changes.append(f"{what} {declared} -> {want} (its readers follow)")
+            self._inexact = True
+            self._changes.append(f"{what} {declared} -> {want} (values not known to fit {declared}; "
+                                 f"its readers follow)")
             return
         wide = gs.Variable(self._fresh(f"{out.name}__{want}"), dtype=_gs_dtype(want), shape=out.shape)
         node.outputs[j] = wide
-        for reader in list(out.outputs):
-            if reader.op in AGNOSTIC or not fits:
-                for k, t in enumerate(reader.inputs):
-                    if t is out:
-                        reader.inputs[k] = wide
         graph.nodes.append(gs.Node("Cast", name=f"{wide.name}__cast", attrs={"to": _onnx_type(declared)},
                                    inputs=[wide], outputs=[out]))
-        if typed and fits:  # its readers compute narrow where promotion computed wide: that rounds
-            self._narrowed = True
-        why = "a graph output keeps its dtype" if out in graph.outputs and not (typed and fits) else \
-            f"values known within {declared}'s range"
         self._changes.append(f"{what} computed in {want}, Cast back to {declared} ({why})")
 
     # ------------------------------------------------------------------------------ value bounds
