@@ -45,7 +45,7 @@ from trtforge.graph_passes.remove_identities import dtype_name
 FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
 FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": np.inf}
 # the smallest normal value: below it a constant loses significant bits (1e-5, a LayerNorm
-# epsilon, keeps 3 of FP16's 11) or flushes to zero
+# epsilon, keeps 8 of FP16's 11) or flushes to zero
 FLOAT_TINY = {"float16": 2.0 ** -14, "bfloat16": 1.18e-38, "float32": 1.18e-38, "float64": 2.2e-308}
 ONNX_NAME = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float", "float64": "double"}
 # ops whose output magnitude is at most 1, and ops whose output values come from their data inputs
@@ -250,12 +250,14 @@ class LegalizeDtypesPass(GraphPass):
         return True
 
     def _why_wide(self, wide: list) -> str:
+        if self._widen_only:
+            return "type promotion"  # and no weight is read
         for _, t, dt in wide:
             v = const_values(t)
             if v is None:
                 return f"'{t.name}' is {dt}, computed: kept {dt}"
         peaks = ", ".join(f"'{t.name}' max |v| {float(np.max(np.abs(const_values(t)))):.4g}" for _, t, _ in wide)
-        return "type promotion" if self._widen_only else f"constant not stored narrow: {peaks}"
+        return f"constant not stored narrow: {peaks}"
 
     def _cast(self, graph: gs.Graph, t: gs.Tensor, target: str) -> gs.Variable:
         key = (id(t), target)
@@ -348,8 +350,8 @@ def _fits(values: np.ndarray, target: str) -> bool:
 
 
 def promote(model: onnx.ModelProto) -> onnx.ModelProto | None:
-    """The graph with torch's type promotion written as widening Casts (graph outputs keep their
-    dtype), or None when nothing is mixed. Weights stay on disk: only dtypes are read."""
+    """The graph's meaning written as Casts: every mixed op widened to its widest input dtype,
+    every result Cast back to its declared dtype; None when nothing is mixed. No weight is read."""
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=False)
     graph = gs.import_onnx(inferred)
     if not mixed_nodes(graph):
