@@ -7,26 +7,25 @@ the TensorRT parser refuse the graph. Which inputs must agree comes from the op'
 inputs whose formal type is one type variable (Concat's inputs, Add's A and B, Where's X and Y but
 not its condition, MatMul, Gemm, Equal/Less, ...; Pow's exponent has its own and may differ).
 
-The graph's meaning: a mixed op computes in its widest input dtype (torch's type promotion) and
-every tensor has its declared dtype (the exporter declares the dtype torch computed). Cases, per op
-in topological order, so a change flows downstream to a fixed point in one sweep:
+A mixed op computes in its widest input dtype (torch's type promotion). Cases, per op in
+topological order, so a change flows downstream to a fixed point in one sweep:
 - the op's result is declared in the narrow dtype and its wider inputs are all constants whose
   values fit it (finite, |v| <= its max, no nonzero value below its smallest normal): they are
-  stored narrow (a new initializer; other readers keep the original). This rounds the constant:
-  the pass is then not exact. (A comparison, whose bool result says nothing, is widened: rounding
-  its threshold could flip it.)
+  stored narrow (a new initializer; other readers keep the original). This rounds the constant,
+  so the pass is then not `exact` (the meaning check holds it to the folding tolerance). A
+  comparison, whose bool result says nothing, is widened instead: rounding its threshold could
+  flip it;
 - otherwise (a wider input is computed, or a constant does not fit) the narrow inputs get a Cast
   up (one per tensor and dtype, shared) and the op computes wide, as torch did;
-- a wide result declared narrower (an exporter that declared it so) is Cast back to its declared
-  dtype under its name when its values are known to fit (a static bound: Sin/Cos/Tanh/Sigmoid/
-  Softmax are within 1, data movement keeps its input's bound, any FP16 tensor is within 65504),
-  and always at a graph output (graph outputs keep their dtypes); otherwise it stays wide and its
-  readers are retyped in turn, widened where that mixes their inputs (not exact: they compute
-  wider than declared);
+- a wide result declared narrower (by an exporter that declared it so) is Cast back to its
+  declared dtype under its name when its values are known to fit (a static bound: Sin/Cos/Tanh/
+  Sigmoid/Softmax are within 1, data movement keeps its input's bound, any FP16 tensor is within
+  65504), and always at a graph output (graph outputs keep their dtypes); otherwise it stays wide
+  and its readers are retyped in turn, widened where that mixes their inputs;
 - inputs that a float Cast cannot reconcile (an integer or bool mixed with a float, two integer
   dtypes, a dtype the op does not accept) are a PassError naming the node and its inputs' dtypes.
-`promote(model)` writes the meaning itself as Casts (widen every mixed op, Cast every result back
-to its declared dtype): what ONNX Runtime runs for an ill-typed graph in the meaning checks.
+Widened to FP32, as the meaning check runs graphs, every case but the first computes exactly what
+the mixed graph computed.
 """
 
 from __future__ import annotations
@@ -155,14 +154,12 @@ class LegalizeDtypesPass(GraphPass):
     name = "legalize_dtypes"
 
     def __init__(self):
-        self._widen_only = False  # promote(): the graph's meaning as Casts, nothing rounded or widened further
         self._inexact = False
         self._changes: list[str] = []
 
     @property
     def exact(self) -> bool:
-        """Widening Casts and Casts back reproduce the meaning bit for bit; a constant stored narrow
-        rounds, a result kept wider than declared computes its readers wider."""
+        """Casts change nothing in the FP32-widened meaning check; a constant stored narrow rounds."""
         return not self._inexact
 
     def changes(self) -> list[str]:
@@ -215,7 +212,7 @@ class LegalizeDtypesPass(GraphPass):
         low = min(FLOAT_RANK[d] for d in dts)
         narrow = {d for d in dts if FLOAT_RANK[d] == low}
         wide = [(i, t, dt) for i, t, dt in members if FLOAT_RANK[dt] > low]
-        if len(narrow) == 1 and declared == narrow and not self._widen_only:
+        if len(narrow) == 1 and declared == narrow:
             target = narrow.pop()
             if self._narrow_constants(node, wide, target):
                 return target
@@ -250,8 +247,6 @@ class LegalizeDtypesPass(GraphPass):
         return True
 
     def _why_wide(self, wide: list) -> str:
-        if self._widen_only:
-            return "type promotion"  # and no weight is read
         for _, t, dt in wide:
             v = const_values(t)
             if v is None:
@@ -285,13 +280,12 @@ class LegalizeDtypesPass(GraphPass):
             out.dtype = _gs_dtype(want)
             self._changes.append(f"{what} {declared or 'of unknown dtype'} -> {want}")
             return
-        if out in graph.outputs or self._widen_only:
-            why = "a graph output keeps its dtype" if out in graph.outputs else "its declared dtype"
+        if out in graph.outputs:
+            why = "a graph output keeps its dtype"
         elif FLOAT_RANK[want] > FLOAT_RANK[declared] and self._bound(node, 0) <= FLOAT_MAX[declared]:
             why = f"values known within {declared}'s range"
         else:
             out.dtype = _gs_dtype(want)  # readers follow: they are legalised when the sweep reaches them
-            self._inexact = True
             self._changes.append(f"{what} {declared} -> {want} (values not known to fit {declared}; "
                                  f"its readers follow)")
             return
@@ -347,20 +341,3 @@ def _fits(values: np.ndarray, target: str) -> bool:
         return False
     nonzero = v[v > 0]
     return not nonzero.size or nonzero.min() >= FLOAT_TINY[target]
-
-
-def promote(model: onnx.ModelProto) -> onnx.ModelProto | None:
-    """The graph's meaning written as Casts: every mixed op widened to its widest input dtype,
-    every result Cast back to its declared dtype; None when nothing is mixed. No weight is read."""
-    inferred = onnx.shape_inference.infer_shapes(model, data_prop=False)
-    graph = gs.import_onnx(inferred)
-    if not mixed_nodes(graph):
-        return None
-    legalize = LegalizeDtypesPass()
-    legalize._widen_only = True
-    legalize.apply(graph, PassContext(base_dir=None))
-    out = gs.export_onnx(graph, do_type_check=False)
-    out.ir_version = model.ir_version
-    have = {o.domain for o in out.opset_import}
-    out.opset_import.extend([o for o in model.opset_import if o.domain not in have])
-    return out
