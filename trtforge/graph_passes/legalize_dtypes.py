@@ -39,7 +39,7 @@ import onnx_graphsurgeon as gs
 from trtforge.errors import PassError
 from trtforge.graph_passes.base import GraphPass, PassContext
 from trtforge.graph_passes.fold_static_shapes import const_values
-from trtforge.graph_passes.remove_identities import dtype_name
+from trtforge.graph_passes.remove_identities import dtype_name as _dtype_name
 
 FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
 FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": np.inf}
@@ -55,6 +55,12 @@ MOVE = {"Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "
 DATA_INPUTS = {"Reshape": 1, "Expand": 1, "Slice": 1, "Tile": 1, "Split": 1, "Squeeze": 1,
                "Unsqueeze": 1, "Gather": 1, "GatherElements": 1}  # how many inputs carry values
 MAX_DEPTH = 64  # a bound not found within this many producers is unknown
+
+
+@lru_cache(maxsize=None)
+def dtype_name(dtype) -> str | None:
+    """'float16', 'float32', ... (numpy's dtype.name costs microseconds, and a UNet has 10k tensors)."""
+    return _dtype_name(dtype)
 
 
 @lru_cache(maxsize=None)
@@ -169,6 +175,7 @@ class LegalizeDtypesPass(GraphPass):
         self._inexact, self._changes = False, []
         self._made: dict[tuple[int, str], gs.Tensor] = {}  # (tensor, dtype) -> its Cast or narrowed copy
         self._names = set(graph.tensors())
+        self._touched: set[int] = set()  # tensors this pass made or retyped: their readers may change
         self._bounds: dict[int, float | None] = {}
         opsets = opsets_of(graph)
         for node in in_order(graph):
@@ -180,9 +187,10 @@ class LegalizeDtypesPass(GraphPass):
             for var, idx in groups.items():
                 declared = {dtype_name(o.dtype) for o, v in zip(node.outputs, out_vars) if v == var}
                 resolved[var] = self._resolve(graph, node, var, idx, opsets, declared)
+            touched = any(id(t) in self._touched for t in node.inputs)
             for j, var in enumerate(out_vars):
                 want = resolved.get(var)
-                if want is not None and want != dtype_name(node.outputs[j].dtype):
+                if touched and want is not None and want != dtype_name(node.outputs[j].dtype):
                     self._retype_output(graph, node, j, want)
         if self._changes:
             graph.toposort()  # the Casts were appended
@@ -240,6 +248,7 @@ class LegalizeDtypesPass(GraphPass):
             if key not in self._made:
                 self._made[key] = gs.Constant(self._fresh(f"{t.name}__{target}"), np.asarray(v).astype(target))
             node.inputs[i] = self._made[key]
+            self._touched.add(id(self._made[key]))
             peak = float(np.max(np.abs(v))) if v.size else 0.0
             self._changes.append(f"{label(node)}: constant '{t.name}' {dt} -> {target} "
                                  f"(every value fits {target}, max |v| {peak:.4g})")
@@ -261,6 +270,7 @@ class LegalizeDtypesPass(GraphPass):
             graph.nodes.append(gs.Node("Cast", name=f"{out.name}__cast", attrs={"to": _onnx_type(target)},
                                        inputs=[t], outputs=[out]))
             self._made[key] = out
+            self._touched.add(id(out))
         return self._made[key]
 
     def _fresh(self, name: str) -> str:
@@ -276,6 +286,7 @@ class LegalizeDtypesPass(GraphPass):
         out = node.outputs[j]
         declared = dtype_name(out.dtype)
         what = f"{label(node)}: output '{out.name}'"
+        self._touched.add(id(out))
         if declared is None or declared not in FLOAT_RANK or want not in FLOAT_RANK:
             out.dtype = _gs_dtype(want)
             self._changes.append(f"{what} {declared or 'of unknown dtype'} -> {want}")
