@@ -84,6 +84,7 @@ def keep_failed_logs(cache_root: Path, module: str, stage: str, workdir: Path) -
 
 def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
               status: StageStatus, progress=None) -> Record:
+    checkpoint(f"before:{stage.name}")
     key, doc = stage_key(stage, module, root, upstream)
     status.key = key
     record = store.lookup(key)

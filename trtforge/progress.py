@@ -7,6 +7,7 @@ nothing: a no-op build stays silent apart from its status table."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TextIO
@@ -26,6 +27,10 @@ class Progress:
         self.stream = stream
         self.enabled = enabled
         self.tty = enabled and stream.isatty()
+        if self.tty:
+            # its own copy of the terminal's fd: the ticker runs while a stage sends fd 2 to its log
+            stream = open(os.dup(stream.fileno()), "w", buffering=1)
+        self.stream = stream
         self.interval_s = interval_s
         self._current: tuple[str, str, float] | None = None
         self._stop = threading.Event()
