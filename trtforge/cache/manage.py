@@ -56,7 +56,11 @@ def regular_files(folder: Path):
         for entry in sorted(os.scandir(sub.path), key=lambda e: e.name):
             if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                 continue
-            yield Path(entry.path), entry.stat(follow_symlinks=False).st_size
+            try:
+                size = entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:  # removed since the folder was listed
+                continue
+            yield Path(entry.path), size
 
 
 def records(root: Path):
@@ -80,7 +84,7 @@ def verify_all(store) -> list[str]:
             if hash_file(blob) != blob.name:
                 problems.append(f"corrupt blob {blob.name[:16]}")
                 os.unlink(blob)
-        for doc, path in records(store.root):
+        for doc, path in list(records(store.root)):  # listed first: dropping removes files
             missing = [n for n, o in doc["outputs"].items() if not store._blob(o["digest"]).is_file()]
             if missing:
                 problems.append(f"record {doc['key'][:12]} ({doc['stage']}): missing {', '.join(missing)}; "
