@@ -300,11 +300,12 @@ def debug_precision_cmd(ctx, module_name, manifest_path, cache_dir):
         module = manifest.module(module_name)
         store = _store(manifest, cache_dir)
         records = {}
-        for stage, deps in stage_table()[:2]:  # export, graph_passes: the graph before any island
-            records[stage.name] = run_stage(store, stage, module, manifest.root,
-                                            {d: records[d] for d in deps}, StageStatus())
-        result = debug_precision(store.view(records["graph_passes"]), store.view(records["export"]),
-                                 module.tolerance)
+        with store.gc_lock(exclusive=False):  # like a build: `cache gc` waits until it is done
+            for stage, deps in stage_table()[:2]:  # export, graph_passes: the graph before any island
+                records[stage.name] = run_stage(store, stage, module, manifest.root,
+                                                {d: records[d] for d in deps}, StageStatus())
+            result = debug_precision(store.view(records["graph_passes"]), store.view(records["export"]),
+                                     module.tolerance)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     _print_debug(module_name, result)
