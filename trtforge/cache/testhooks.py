@@ -10,10 +10,11 @@ enough to land inside each step, so the tests name the step through the environm
                                      writing (returns once the test reads it), then reads `go`
                                      (returns once the test writes it). No sleep, no timing race.
 
-Points: `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
+Points: `run:<name>` (inside a stage's own child process, as it starts: the kernel's OOM killer
+as the parent sees it), `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
 `put:<name>` (its blobs are in the store, its record not yet), `atomic:<file name>` (a temp file is
-written and fsynced, not yet renamed), `publish` (the engine is published, its sidecar not yet), `before:<name>` (a stage is about to look
-up its key; the earlier stages' records are stored).
+written and fsynced, not yet renamed), `publish` (the engine is published, its sidecar not yet),
+`before:<name>` (a stage is about to look up its key; the earlier stages' records are stored).
 Unset variables cost one dict lookup; nothing else here runs in a normal build.
 """
 
