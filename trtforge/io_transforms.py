@@ -104,7 +104,7 @@ def _numbers(value, where: str) -> list[float]:
     if (not isinstance(value, list) or not value
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                        for v in value)):
-        raise ManifestError(f"expected a non-empty list of finite numbers, got {value!r}", where=where)
+        raise ManifestError(f"expected a non-empty list of numbers, all finite, got {value!r}", where=where)
     return [float(v) for v in value]
 
 

@@ -51,7 +51,7 @@ CASES = [
     ("resize_scale_100000", TINY + 'passes = [{ name = "bake_resize", output = "y", scale = 100000 }]\n',
      ["modules.tiny.passes[0].scale", "up to 64", "100000"]),
     ("preprocess_std_nan", TINY + 'passes = [{ name = "bake_preprocess", input = "x", mean = [0.5], '
-                                  'std = [nan] }]\n', ["modules.tiny.passes[0].std", "finite numbers"]),
+                                  'std = [nan] }]\n', ["modules.tiny.passes[0].std", "all finite"]),
     ("depends_absolute", TINY + 'depends = ["/etc/hostname"]\n',
      ["modules.tiny.depends[0]", "'/etc/hostname' is not relative", "folder of engines.toml"]),
     ("depends_empty", TINY + 'depends = [""]\n', ["modules.tiny.depends[0]", "an empty pattern"]),
