@@ -20,9 +20,13 @@ ENV_SHARED = "TRTFORGE_SHARED_CACHE"
 def _error_line(e: TrtforgeError, verbose: bool) -> None:
     stage = f"{e.stage}: " if e.stage != TrtforgeError.stage else ""  # which stage failed
     click.echo(f"trtforge: error: {stage}{e.one_line()}", err=True)
-    if verbose and e.__cause__ is not None:
-        cause = " ".join(str(e.__cause__).split())[:2000]
-        click.echo(f"  cause: {type(e.__cause__).__name__}: {cause}", err=True)
+    if verbose:
+        from trtforge.errors import cause_text
+
+        # a cause raised in a stage's child process arrives as text (errors.__reduce__)
+        text = cause_text(e.__cause__) if e.__cause__ is not None else getattr(e, "cause_text", None)
+        if text:
+            click.echo(f"  cause: {text}", err=True)
 
 
 def _fail(e: TrtforgeError, verbose: bool) -> None:
