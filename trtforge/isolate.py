@@ -18,6 +18,7 @@ import pickle
 import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import Callable
 
 from trtforge.errors import TrtforgeError
@@ -148,3 +149,21 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
     if kind == "interrupt":
         raise KeyboardInterrupt
     raise StageCrashed(f"stage '{stage}' of module '{module}' failed in its process:\n{value}")
+
+
+def machine_memory() -> int | None:
+    """Bytes this process tree may use: the smaller of MemTotal and a cgroup v2 limit."""
+    sizes = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                sizes.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            sizes.append(int(limit))
+    except OSError:
+        pass
+    return min(sizes) if sizes else None

@@ -110,6 +110,7 @@ class Evaluator:
                 if name:
                     last[name] = i
         self.last_use = last
+        self.peak_bytes = 0
 
     # -- values ---------------------------------------------------------------------------
     def _load(self, name: str) -> np.ndarray:
@@ -168,13 +169,17 @@ class Evaluator:
         keep_all = keep == "all"
         hold = set(self.outputs) | (set() if keep_all else set(keep))
         env: dict[str, np.ndarray] = {}
+        live = 0  # bytes held in env; its maximum is `peak_bytes` (what the streaming buys)
+        self.peak_bytes = 0
         for name, value in feeds.items():
             env[name] = self._widen(np.asarray(value))
+            live += env[name].nbytes
             if observe is not None:
                 observe(name, env[name])
         for i, node in enumerate(self.nodes):
             if node.op_type == "Constant":
                 env[node.output[0]] = self._widen(_constant_value(node))
+                live += env[node.output[0]].nbytes
                 continue
             ins = [n for n in dict.fromkeys(node.input) if n]
             for n in ins:
@@ -182,6 +187,7 @@ class Evaluator:
                     if n not in self.initializers:
                         raise EvalError(f"node '{node.name}' ({node.op_type}) reads '{n}', which nothing computed")
                     env[n] = self._load(n)
+                    live += env[n].nbytes
             args = [env[n] for n in ins]
             try:
                 sess, feed_names = self._session(node, args)
@@ -191,12 +197,14 @@ class Evaluator:
                 raise EvalError(f"node '{node.name}' ({node.op_type}): {first}") from e
             for name, value in zip([o for o in node.output if o], results):
                 env[name] = value
+                live += value.nbytes
                 if observe is not None:
                     observe(name, value)
+            self.peak_bytes = max(self.peak_bytes, live)
             if not keep_all:
                 for n in ins:  # free what no later node reads
                     if self.last_use.get(n) == i and n not in hold:
-                        del env[n]
+                        live -= env.pop(n).nbytes
         if keep_all:
             return env
         return {n: env[n] for n in hold if n in env}

@@ -3,7 +3,7 @@
 `session` (the CUDA check) asserts the provider asked for is the one that runs
 (ONNX Runtime silently falls back to the CPU when CUDA libraries do not match).
 
-`run_fp16_faithful` / `run_widened`: node by node with weights streamed from disk
+`run_fp16_faithful` / `runner`: node by node with weights streamed from disk
 (trtforge.onnx_eval), each result stored in its own dtype, or everything widened to FP32. ONNX Runtime's CPU
 provider is not FP16-faithful: it computes FP16 MatMul/Softmax in FP32 and drops the Casts between
 consecutive ops even with optimisations off, so an FP16 graph that overflows on a GPU passes there.
