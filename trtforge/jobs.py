@@ -25,15 +25,19 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
                       force_from: str | None = None) -> ModuleResult:
     from trtforge.publish import publish_result
 
-    result = build_module(store, manifest, module, backend, progress=progress, force_from=force_from)
-    if require_engine_check:
-        enforce_engine_check(result)
-    if "build" in result.records:
-        interrupts.check()  # a signal met anywhere before: nothing is published
-        try:
-            result = publish_result(store, manifest, module, result, backend)
-        except PublishError as e:  # this module only: the others still build and report
-            result.error = e
+    # the gc lock shared for the whole module: `cache gc` waits until every record and view this
+    # build reads (its own earlier stages, then publish) is no longer needed, instead of
+    # collecting a finished stage's blobs before the next stage reads them
+    with store.gc_lock(exclusive=False):
+        result = build_module(store, manifest, module, backend, progress=progress, force_from=force_from)
+        if require_engine_check:
+            enforce_engine_check(result)
+        if "build" in result.records:
+            interrupts.check()  # a signal met anywhere before: nothing is published
+            try:
+                result = publish_result(store, manifest, module, result, backend)
+            except PublishError as e:  # this module only: the others still build and report
+                result.error = e
     return result
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from trtforge import interrupts
@@ -19,6 +20,7 @@ from trtforge.cache.store import CorruptEntry, cache_writes
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import TrtforgeError, VerifyError
 from trtforge.export import ExportStage
+from trtforge.isolate import run_in_child
 from trtforge.graph_passes import GraphPassesStage
 from trtforge.manifest import Manifest, ModuleSpec
 from trtforge.precision_rules import PrecisionStage
@@ -125,37 +127,47 @@ def keep_failed_logs(cache_root: Path, module: str, stage: str, workdir: Path) -
     return dest
 
 
+def _in_child(stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
+    """The stage's own process: its run, and (for a stage keyed on the code it loads) the files of
+    every module loaded here when it finished."""
+    checkpoint(f"run:{stage.name}")  # inside the stage's own process (test hook)
+    meta = stage.run(ctx, workdir)
+    interrupts.check()  # a signal whose exception a native callback swallowed: nothing is kept
+    return {"meta": meta, "deps": imports.snapshot(ctx.root) if track else {}}
+
+
 def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
          plan: Plan) -> tuple[Record, str, dict]:
-    """Run the stage into a work folder and store it; returns the record and its key and doc."""
+    """Run the stage in its own process into a work folder and store it; returns the record and
+    its key and doc."""
     folders = {dep: store.view(rec) for dep, rec in upstream.items()}
     ctx = StageContext(module=module, root=root, inputs=folders,
                        upstream_meta={d: r.meta for d, r in upstream.items()})
+    track = tracks_imports(stage, module)
     t0, t0_ns = time.perf_counter(), time.time_ns()
     with store.workdir(f"{module.name}.{stage.name}") as wd:
         try:
-            meta = stage.run(ctx, wd)
+            out, peak_kib = run_in_child(partial(_in_child, stage, ctx, wd, track), module=module.name,
+                                         stage=stage.name)
         except TrtforgeError as e:  # the work folder goes; its log must not
             log = keep_failed_logs(store.root, module.name, stage.name, wd)
             if log is not None:
                 e.hint = f"{e.hint}; log: {log}" if e.hint else f"log: {log}"
             raise
         checkpoint(f"stage:{stage.name}")
-        interrupts.check()  # a signal a native callback swallowed: nothing is stored
+        interrupts.check()  # a signal met by this process meanwhile: nothing is stored
         # kept in the record so a report of a cached run can still say what it cost
-        meta = {**meta, "run_seconds": round(time.perf_counter() - t0, 3)}
-        key, doc, deps = plan.key, plan.doc, {}
-        if tracks_imports(stage, module):
-            deps = imports.snapshot(root)
+        meta = {**out["meta"], "run_seconds": round(time.perf_counter() - t0, 3),
+                "peak_rss_mib": round(peak_kib / 1024)}
+        key, doc, deps, changed = plan.key, plan.doc, out["deps"], None
+        if track:
             key, doc = stage_key(stage, module, root, upstream, deps)
             changed = imports.changed_after(deps, root, t0_ns)
-        else:
-            changed = None
         # an input that changed while the stage ran must not be published under this key
         if stage_key(stage, module, root, upstream)[0] != plan.base or changed:
             raise TrtforgeError("an input changed during the build; not published",
                                 where=changed or f"{stage.name}", module=module.name, hint="run again")
-        if tracks_imports(stage, module):  # first: a pointer to a missing record is only a miss
+        if track:  # first: a pointer to a missing record is only a miss
             store.add_deps_key(plan.base, key)
         record = store.put(key, stage.name, doc, wd, meta, deps)
     return record, key, doc
@@ -164,6 +176,7 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
 def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
               status: StageStatus, progress=None, *, force: bool = False, notes: list | None = None) -> Record:
     """The stage's record: from the cache, or built now (always, with `force`)."""
+    checkpoint(f"before:{stage.name}")
     plan = plan_stage(store, stage, module, root, upstream)
     record = None if force else plan.record
     if record is None:

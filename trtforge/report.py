@@ -87,6 +87,7 @@ def markdown(results: list[ModuleResult]) -> str:
             lines += ["", "| pass | modified | nodes before → after | ms | meaning check |", "|---|---|---|---|---|"]
             lines += [f"| {p['name']} | {p['modified']} | {p['nodes_before']} → {p['nodes_after']} | "
                       f"{p['seconds'] * 1e3:.1f} | {p.get('check', '')} |" for p in passes]
+            lines += _pass_changes(passes)
         build = r.stages["build"].meta
         if build:
             lines += ["", f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
@@ -98,11 +99,20 @@ def markdown(results: list[ModuleResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pass_changes(passes: list[dict], limit: int = 40) -> list[str]:
+    """What the passes that name their changes changed (all of them are in report.json)."""
+    changes = [f"- {p['name']}: {c}" for p in passes for c in p.get("changes", [])]
+    more = [f"- ... {len(changes) - limit} more in report.json"] if len(changes) > limit else []
+    return (["", "Changes:"] + changes[:limit] + more) if changes else []
+
+
 def _timing(name: str, status) -> str:
+    peak = status.meta.get("peak_rss_mib")
+    mem = f", peak {peak / 1024:.2f} GiB" if peak else ""
     if status.state != "cached":
-        return f"{name} {status.seconds:.2f}s"
+        return f"{name} {status.seconds:.2f}s{mem}"
     built = status.meta.get("run_seconds")
-    return f"{name} cached" + (f" (built in {built:.2f}s)" if built is not None else "")
+    return f"{name} cached" + (f" (built in {built:.2f}s{mem})" if built is not None else "")
 
 
 def _cache_line(results: list[ModuleResult]) -> str:

@@ -53,7 +53,7 @@ def test_signal_inside_each_stage(project, stage):
     """Stages in order on one project: each run finishes the stages before `stage` (interrupted
     there by the previous case) and is interrupted inside `stage`, once per signal."""
     for name, (env, code) in SIGNALS.items():
-        proc, _ = build(project, env={env: f"run:{stage}"})
+        proc, _ = build(project, env={env: f"work:{stage}"})
         _interrupted_cleanly(project, proc, code, stage)
     if stage == STAGES[-1]:  # the next run resumes: only verify is left to do
         proc, report = build(project)
@@ -89,7 +89,7 @@ def test_jobs_workers_die_with_a_sigkilled_parent(tmp_path):
         '\n[modules.mlp2]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = { width = 12 }\n'
         'inputs.x = { shape = [2, 8], dtype = "float16" }\noutputs = ["y"]\n'))
     proc = subprocess.Popen([TRTFORGE, "build", "engines.toml", "--quiet", "--jobs", "2"], cwd=root,
-                            env={**os.environ, "TRTFORGE_TEST_KILL_PARENT_AT": "run:export"},
+                            env={**os.environ, "TRTFORGE_TEST_KILL_PARENT_AT": "work:export"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     # communicate() returns once every holder of the parent's stderr has closed it: the parent and
     # every worker. Its timeout is the bounded wait; a surviving worker holds the pipe open.

@@ -85,11 +85,11 @@ def test_ctrl_c_during_build(project):
     """SIGINT inside TensorRT's builder (export already done): exit 130, one line, no engine, no
     stage folder left, the cache verifies; the next run reuses the export and finishes. The signal
     comes from the process itself at the builder's first progress callback (test hook
-    TRTFORGE_TEST_SIGINT_AT=run:build), where TensorRT used to swallow the KeyboardInterrupt and
+    TRTFORGE_TEST_SIGINT_AT=work:build), where TensorRT used to swallow the KeyboardInterrupt and
     build, publish and exit 0; no timing is involved. Every stage and SIGTERM: tests/cache/test_interrupts.py."""
     case = "interrupt"
     write_case(project, case, TINY.replace("[1, 3, 8, 8]", "[1, 3, 16, 8]"))
-    r = build(project, case, env={"TRTFORGE_TEST_SIGINT_AT": "run:build"})
+    r = build(project, case, env={"TRTFORGE_TEST_SIGINT_AT": "work:build"})
     line = one_error_line(r, 130, "interrupted", "the next run resumes")
     assert "cache is intact" in line
     nothing_lost(project, case, "tiny")

@@ -9,13 +9,19 @@ enough to land inside each step, so the tests name the step through the environm
     TRTFORGE_TEST_SIGTERM_AT=<point> the process sends itself SIGTERM at <point>
     TRTFORGE_TEST_KILL_PARENT_AT=<point>  the process SIGKILLs its parent at <point> (a --jobs
                                      worker: its parent dies mid-build)
+    TRTFORGE_TEST_PAUSE_AT=<point>   the process stops at <point> until the test lets it go, through
+                                     two FIFOs in $TRTFORGE_TEST_PAUSE_DIR: it opens `reached` for
+                                     writing (returns once the test reads it), then reads `go`
+                                     (returns once the test writes it). No sleep, no timing race.
 
-Points: `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
+Points: `run:<name>` (inside a stage's own child process, as it starts: the kernel's OOM killer
+as the parent sees it), `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
 `put:<name>` (its blobs are in the store, its record not yet), `atomic:<file name>` (a temp file is
 written and fsynced, not yet renamed), `publish` (the engine is published, its sidecar not yet),
-`run:<stage>` (inside a stage's work: export after the FP32 reference, graph_passes after its
-passes ran, precision_rules after the rules selected, build inside TensorRT's builder (its progress
-monitor's first callback), verify after the first check).
+`before:<name>` (a stage is about to look up its key; the earlier stages' records are stored),
+`work:<name>` (inside a stage's work, in its child process: export after the FP32 reference,
+graph_passes after its passes ran, precision_rules after the rules selected, build inside
+TensorRT's builder (its progress monitor's first callback), verify after the ONNX checks).
 Unset variables cost one dict lookup; nothing else here runs in a normal build.
 """
 
@@ -30,6 +36,8 @@ ENOSPC_ENV = "TRTFORGE_TEST_ENOSPC_AT"
 SIGNAL_ENVS = {"TRTFORGE_TEST_SIGINT_AT": signal.SIGINT, "TRTFORGE_TEST_SIGTERM_AT": signal.SIGTERM}
 KILL_PARENT_ENV = "TRTFORGE_TEST_KILL_PARENT_AT"
 PARENT: int | None = None  # set in a --jobs worker: the only process the kill-parent hook may kill
+PAUSE_ENV = "TRTFORGE_TEST_PAUSE_AT"
+PAUSE_DIR_ENV = "TRTFORGE_TEST_PAUSE_DIR"
 
 
 def checkpoint(point: str) -> None:
@@ -45,3 +53,9 @@ def checkpoint(point: str) -> None:
             os.kill(os.getpid(), sig)  # the handler runs at the next bytecode, here
     if os.environ.get(ENOSPC_ENV) == point:
         raise OSError(errno.ENOSPC, f"No space left on device (test hook {ENOSPC_ENV}={point})", point)
+    if os.environ.get(PAUSE_ENV) == point:
+        folder = os.environ[PAUSE_DIR_ENV]
+        with open(os.path.join(folder, "reached"), "w") as f:
+            f.write(point)
+        with open(os.path.join(folder, "go")) as f:
+            f.read()

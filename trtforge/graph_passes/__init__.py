@@ -24,7 +24,7 @@ def user_passes(module: ModuleSpec) -> list[str]:
 @dataclass(frozen=True)
 class GraphPassesStage:
     name: str = "graph_passes"
-    version: str = "graph_passes-2"
+    version: str = "graph_passes-4"  # 4: the output passes onnx's full check (legalize_dtypes)
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # a user pass's own source is found without importing it; what it imports is recorded
