@@ -7,8 +7,8 @@ enough to land inside each step, so the tests name the step through the environm
     TRTFORGE_TEST_ENOSPC_AT=<point>  an OSError(ENOSPC) is raised at <point>, as a full disk would
     TRTFORGE_TEST_SIGINT_AT=<point>  the process sends itself SIGINT at <point> (as Ctrl-C would)
     TRTFORGE_TEST_SIGTERM_AT=<point> the process sends itself SIGTERM at <point>
-    TRTFORGE_TEST_KILL_PARENT_AT=<point>  the process SIGKILLs its parent at <point> (a --jobs
-                                     worker: its parent dies mid-build)
+    TRTFORGE_TEST_KILL_PARENT_AT=<point>  a --jobs worker (or a stage's child of one) SIGKILLs the
+                                     `trtforge build` that started the worker, at <point>
     TRTFORGE_TEST_PAUSE_AT=<point>   the process stops at <point> until the test lets it go, through
                                      two FIFOs in $TRTFORGE_TEST_PAUSE_DIR: it opens `reached` for
                                      writing (returns once the test reads it), then reads `go`
@@ -36,6 +36,21 @@ ENOSPC_ENV = "TRTFORGE_TEST_ENOSPC_AT"
 SIGNAL_ENVS = {"TRTFORGE_TEST_SIGINT_AT": signal.SIGINT, "TRTFORGE_TEST_SIGTERM_AT": signal.SIGTERM}
 KILL_PARENT_ENV = "TRTFORGE_TEST_KILL_PARENT_AT"
 PARENT: int | None = None  # set in a --jobs worker: the only process the kill-parent hook may kill
+
+
+def _ancestor(pid: int, depth: int = 3) -> bool:
+    """`pid` is this process's parent or grandparent (a worker, or a stage's child of a worker),
+    read from /proc: never a process that merely reused the number."""
+    me = os.getpid()
+    for _ in range(depth):
+        try:
+            with open(f"/proc/{me}/stat") as f:
+                me = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if me == pid:
+            return True
+    return False
 PAUSE_ENV = "TRTFORGE_TEST_PAUSE_AT"
 PAUSE_DIR_ENV = "TRTFORGE_TEST_PAUSE_DIR"
 
@@ -43,10 +58,11 @@ PAUSE_DIR_ENV = "TRTFORGE_TEST_PAUSE_DIR"
 def checkpoint(point: str) -> None:
     if os.environ.get(KILL_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get(KILL_PARENT_ENV) == point and PARENT is not None and os.getppid() == PARENT:
-        # fd 2 is the parent's stderr, which the test reads (sys.stderr may be a stage's log): it
-        # names the worker the test must see gone
-        os.write(2, f"trtforge-test: worker {os.getpid()} kills its parent {PARENT}\n".encode())
+    if os.environ.get(KILL_PARENT_ENV) == point and PARENT is not None and _ancestor(PARENT):
+        # on the build's own stderr, which the test reads (a stage redirects this process's fd 2
+        # to its log): it names a process the test must see gone
+        with open(f"/proc/{PARENT}/fd/2", "w") as err:
+            err.write(f"trtforge-test: worker {os.getpid()} kills its parent {PARENT}\n")
         os.kill(PARENT, signal.SIGKILL)
     for env, sig in SIGNAL_ENVS.items():
         if os.environ.get(env) == point:
