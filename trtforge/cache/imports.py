@@ -84,9 +84,10 @@ def _installed() -> dict:
         if record is None:
             continue
         location = os.path.normpath(str(dist.locate_file("")))
+        version = dist.version  # parses METADATA: once per distribution, not per file
         for f in files:
             path = os.path.normpath(os.path.join(location, str(f)))
-            owners.setdefault(path, (name, dist.version, location, record, str(f), _hex(f.hash)))
+            owners.setdefault(path, (name, version, location, record, str(f), _hex(f.hash)))
     return owners
 
 
