@@ -16,6 +16,7 @@ from pathlib import Path
 from trtforge import interrupts
 from trtforge.build import BuildStage
 from trtforge.cache import Record, Store, imports, key_of
+from trtforge.cache.keys import forget_stats
 from trtforge.cache.store import CorruptEntry, cache_writes
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import TrtforgeError, VerifyError
@@ -156,6 +157,7 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
             raise
         checkpoint(f"stage:{stage.name}")
         interrupts.check()  # a signal met by this process meanwhile: nothing is stored
+        forget_stats()  # the keys below see the files as they are now
         # kept in the record so a report of a cached run can still say what it cost
         meta = {**out["meta"], "run_seconds": round(time.perf_counter() - t0, 3),
                 "peak_rss_mib": round(peak_kib / 1024)}

@@ -96,9 +96,13 @@ class DigestMemo:
                 memo = {}
         out, fresh, changed = {}, {}, False
         for path in paths:
-            try:
-                sig = _stat_sig(os.stat(path))
-            except OSError:
+            sig = _STATS.get(path, False)
+            if sig is False:
+                try:
+                    sig = _STATS[path] = _stat_sig(os.stat(path))
+                except OSError:
+                    sig = _STATS[path] = None
+            if sig is None:
                 out[path] = None
                 continue
             seen = _SEEN.get(path) or memo.get(path)
@@ -122,6 +126,14 @@ class DigestMemo:
 
 
 _SEEN: dict[str, list] = {}  # path -> [stat signature, digest], for this process
+# path -> stat signature (None: missing), shared by the modules of one run: the code they loaded
+# is mostly the same ~2,000 files. Forgotten whenever a stage has run (forget_stats), so a key
+# stored after a run is computed from the files as they are then.
+_STATS: dict[str, list | None] = {}
+
+
+def forget_stats() -> None:
+    _STATS.clear()
 _MEMO = DigestMemo(None)
 
 
