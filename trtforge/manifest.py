@@ -7,6 +7,8 @@ Every user mistake is a `ManifestError` naming the file and the dotted field.
 from __future__ import annotations
 
 import difflib
+import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -51,6 +53,9 @@ _int = _type(int, what="an integer")
 
 def _num(value, where):
     _type(int, float, what="a number")(value, where)
+    if not math.isfinite(value):  # nan passes every comparison: a tolerance of nan checks nothing
+        raise ManifestError(f"must be a finite number, got {value!r}", where=where,
+                            hint="write a number such as 0.01")
     return float(value)
 
 
@@ -171,7 +176,11 @@ TASK = {
 VERIFY = {**TOLERANCE, "random_inputs": (_nonneg_int, 0), "seed": (_int, 0)}
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
 INPUT = {"shape": (_shape, None), "dtype": (_one_of(DTYPES), "float16"), "range": (_range, (-1.0, 1.0))}
-TOP = {"cache_dir": (_str, ".trtforge-cache"), "output_dir": (_str, "engines")}
+TOP = {"cache_dir": (_str, ".trtforge-cache"), "output_dir": (_str, "engines"),
+       # an output folder outside the manifest's folder is refused unless this says it is meant
+       "output_dir_outside": (_bool, False),
+       # files in the output folder that trtforge did not write are refused unless this is set
+       "allow_foreign_files": (_bool, False)}
 
 
 def _section(raw: Any, spec: dict, where: str, *, base: dict | None = None) -> dict:
@@ -263,6 +272,7 @@ class Manifest:
     cache_dir: Path
     output_dir: Path
     modules: tuple[ModuleSpec, ...]
+    allow_foreign_files: bool = False
 
     def module(self, name: str) -> ModuleSpec:
         for m in self.modules:
@@ -426,8 +436,32 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     modules = tuple(_module(name, raw, defaults, f"{where}: modules.{name}")
                     for name, raw in raw_modules.items())
     root = path.resolve().parent
-    return Manifest(path=path, root=root, cache_dir=root / defaults["cache_dir"],
-                    output_dir=root / defaults["output_dir"], modules=modules)
+    cache_dir = root / defaults["cache_dir"]
+    output_dir = root / defaults["output_dir"]
+    _check_output_dir(output_dir, cache_dir, root, defaults["output_dir_outside"], f"{where}: defaults.output_dir")
+    return Manifest(path=path, root=root, cache_dir=cache_dir, output_dir=output_dir, modules=modules,
+                    allow_foreign_files=defaults["allow_foreign_files"])
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_output_dir(out: Path, cache: Path, root: Path, outside_ok: bool, where: str) -> None:
+    """trtforge deletes what it published there and refuses foreign files; a folder that holds the
+    project, the home folder or the whole disk must never be that folder. Symlinks resolved first."""
+    out, cache = Path(os.path.realpath(out)), Path(os.path.realpath(cache))
+    home = Path(os.path.realpath(Path.home()))
+    hint = "set output_dir to a folder of its own inside the project, e.g. 'engines'"
+    if out == Path(out.anchor) or _inside(home, out):
+        raise ManifestError(f"'{out}' is the root or home folder (or contains it)", where=where, hint=hint)
+    if _inside(root, out):
+        raise ManifestError(f"'{out}' is the manifest's own folder or contains it", where=where, hint=hint)
+    if _inside(out, cache) or _inside(cache, out):
+        raise ManifestError(f"'{out}' overlaps the cache folder '{cache}'", where=where, hint=hint)
+    if not outside_ok and not _inside(out, root):
+        raise ManifestError(f"'{out}' is outside the manifest's folder '{root}'", where=where,
+                            hint="move it inside, or set output_dir_outside = true in [defaults] if meant")
 
 
 def load_manifest(path: str | Path) -> Manifest:
