@@ -125,6 +125,8 @@ def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpe
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with engines_index.locked(out_dir):
+            for top in engines_index.TOP_FILES:  # temps of a killed index or report write
+                sweep_temps(out_dir, prefix=f".{top}.")
             index = engines_index.load(out_dir) or engines_index.empty()
             try:
                 if not result.ok:

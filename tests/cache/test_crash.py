@@ -72,9 +72,11 @@ def test_kill_in_the_publish_window_never_passes_verify_with_a_stale_or_unvouche
     proc, _ = build(built_project, env={KILL: point})
     assert proc.returncode == -signal.SIGKILL, (point, proc.stderr[-2000:])
     r = run_cli("verify", "engines", cwd=built_project)
-    if point == "atomic:index.json":  # killed before anything changed: the old folder, intact
-        assert r.returncode == 0, r.stdout + r.stderr
+    if point == "atomic:index.json":  # killed before anything changed: the old folder, intact,
+        # with the new index's temp beside it, which verify names (it is not listed)
         assert json.loads((built_project / "engines" / "index.json").read_text()) == old
+        assert r.returncode == 3 and "mlp: failed" not in r.stdout, r.stdout + r.stderr
+        assert "failed: engines/.index.json." in r.stdout
     else:
         assert r.returncode == 3, (point, r.stdout + r.stderr)
         assert "mlp: failed: its publish was interrupted" in r.stdout
