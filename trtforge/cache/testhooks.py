@@ -8,7 +8,9 @@ enough to land inside each step, so the tests name the step through the environm
 
 Points: `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
 `put:<name>` (its blobs are in the store, its record not yet), `atomic:<file name>` (a temp file is
-written and fsynced, not yet renamed), `publish` (the engine is published, its sidecar not yet).
+written and fsynced, not yet renamed), `publish:begin` (engines/index.json names the module's files
+pending), `publish` (the engine is published, its sidecar not yet), `publish:sidecar` (the sidecar
+is written, the index not yet final).
 Unset variables cost one dict lookup; nothing else here runs in a normal build.
 """
 
