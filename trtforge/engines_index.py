@@ -45,6 +45,26 @@ def load(out_dir: Path) -> dict | None:
     return doc
 
 
+def safe_rel(rel) -> bool:
+    """A plain relative path below the folder: no absolute path, no '..', no empty part."""
+    if not isinstance(rel, str) or not rel or "\\" in rel or rel.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in rel.split("/"))
+
+
+def inside(out_dir: Path, rel: str) -> Path | None:
+    """out_dir/rel when no part of the way there is a symlink (a planted link never redirects a
+    delete or a write), else None."""
+    if not safe_rel(rel):
+        return None
+    path = out_dir
+    for part in rel.split("/"):
+        path = path / part
+        if path.is_symlink():
+            return None
+    return path
+
+
 def valid(doc) -> bool:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         return False
@@ -52,11 +72,11 @@ def valid(doc) -> bool:
     if not isinstance(mods, dict) or not isinstance(pending, dict):
         return False
     for entry in mods.values():
-        if (not isinstance(entry, dict) or not isinstance(entry.get("sidecar"), str)
+        if (not isinstance(entry, dict) or not safe_rel(entry.get("sidecar"))
                 or not isinstance(entry.get("files"), dict)
-                or not all(isinstance(k, str) and isinstance(v, str) for k, v in entry["files"].items())):
+                or not all(safe_rel(k) and isinstance(v, str) for k, v in entry["files"].items())):
             return False
-    return all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in pending.values())
+    return all(isinstance(v, list) and all(safe_rel(p) for p in v) for v in pending.values())
 
 
 def save(out_dir: Path, doc: dict) -> None:

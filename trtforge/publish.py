@@ -41,6 +41,12 @@ def _claimed(index: dict, name: str) -> set[str]:
     return set(entry["files"] if entry else ()) | set(index["pending"].get(name, ()))
 
 
+def _remove(out_dir: Path, rel: str) -> None:
+    path = engines_index.inside(out_dir, rel)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
 def withdraw(out_dir: Path, index: dict, name: str) -> None:
     """Delete what the index lists for `name` (sidecar first, so no sidecar ever vouches for a
     half-deleted bundle); the index says pending until every file is gone."""
@@ -51,7 +57,7 @@ def withdraw(out_dir: Path, index: dict, name: str) -> None:
     index["pending"][name] = sorted(claimed)
     engines_index.save(out_dir, index)
     for rel in sorted(claimed, key=lambda r: not r.endswith(".json")):
-        (out_dir / rel).unlink(missing_ok=True)
+        _remove(out_dir, rel)
     index["pending"].pop(name)
     engines_index.save(out_dir, index)
 
@@ -81,6 +87,9 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
     files = _bundle(store, result, target)
     side_rel = f"{target}/{name}.json"
     _check_claims(index, name, [*files, side_rel])
+    if engines_index.inside(out_dir, side_rel) is None:
+        raise PublishError("is a symbolic link; trtforge never writes through a link", where=str(out_dir / target),
+                           module=name, hint="remove the link; the engines folder must hold real folders")
     data = json.dumps(sidecar_doc(result, {r.split("/", 1)[1]: d for r, (_, d) in files.items()}, module),
                       indent=1, sort_keys=True).encode()
     entry = {"sidecar": side_rel,
@@ -101,7 +110,7 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
     # the old sidecar describes the old files: it goes before any of them changes
     for rel in sorted(old - set(entry["files"]) | ({side_rel} if stale else set()),
                       key=lambda r: not r.endswith(".json")):
-        (out_dir / rel).unlink(missing_ok=True)
+        _remove(out_dir, rel)
     fsync_dir(folder)
     for src, dest in stale:
         atomic_copy(src, dest)
