@@ -66,17 +66,31 @@ def inside(out_dir: Path, rel: str) -> Path | None:
 
 
 def valid(doc) -> bool:
+    return problem(doc) is None
+
+
+def problem(doc) -> str | None:
+    """Why `doc` is not an index trtforge wrote (None when it is one)."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        return False
+        return "not a trtforge index"
     mods, pending = doc.get("modules"), doc.get("pending")
     if not isinstance(mods, dict) or not isinstance(pending, dict):
-        return False
+        return "not a trtforge index"
     for entry in mods.values():
-        if (not isinstance(entry, dict) or not safe_rel(entry.get("sidecar"))
-                or not isinstance(entry.get("files"), dict)
-                or not all(safe_rel(k) and isinstance(v, str) for k, v in entry["files"].items())):
-            return False
-    return all(isinstance(v, list) and all(safe_rel(p) for p in v) for v in pending.values())
+        if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict):
+            return "not a trtforge index"
+        paths = [entry.get("sidecar"), *entry["files"]]
+        paths += [v for v in entry["files"].values() if not isinstance(v, str)]
+        bad = next((p for p in paths if not safe_rel(p)), None)
+        if bad is not None:
+            return f"{bad!r} is not a path inside the folder"
+    for paths in pending.values():
+        if not isinstance(paths, list):
+            return "not a trtforge index"
+        bad = next((p for p in paths if not safe_rel(p)), None)
+        if bad is not None:
+            return f"{bad!r} is not a path inside the folder"
+    return None
 
 
 def save(out_dir: Path, doc: dict) -> None:
@@ -112,6 +126,34 @@ def foreign(out_dir: Path, doc: dict | None) -> list[str]:
     """Files in the output folder that trtforge did not write (per its index)."""
     mine = owned(doc) | set(TOP_FILES)
     return [p for p in listing(out_dir) if p not in mine and not is_temp(p.rsplit("/", 1)[-1])]
+
+
+def adopt_legacy(out_dir: Path) -> dict | None:
+    """A folder published before index.json existed: every <target>/<module>.json sidecar whose
+    files are all beside it with their digests is trtforge's, and is written into a new index so
+    it can be withdrawn like any other. None when there is an index or nothing to adopt."""
+    from trtforge.cache import digest_file
+
+    if (out_dir / INDEX).exists():
+        return None
+    doc = empty()
+    for side in sorted(out_dir.glob("*/*.json")):
+        try:
+            meta = json.loads(side.read_bytes())
+            files = {f"{side.parent.name}/{f}": d for f, d in meta["files"].items()}
+            if meta["module"] != side.stem or not all(
+                    safe_rel(r) and "/" not in r.split("/", 1)[1] and inside(out_dir, r) is not None
+                    and (out_dir / r).is_file() and digest_file(out_dir / r, trust_memo=False) == d
+                    for r, d in files.items()):
+                continue
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        rel = f"{side.parent.name}/{side.name}"
+        doc["modules"][side.stem] = {"sidecar": rel, "files": {**files, rel: digest_file(side, trust_memo=False)}}
+    if not doc["modules"]:
+        return None
+    save(out_dir, doc)
+    return doc
 
 
 @contextlib.contextmanager

@@ -135,15 +135,18 @@ def _folder_checks(folder: Path) -> tuple[dict | None, list[dict]]:
         if not any(folder.rglob("*.engine")):
             raise TrtforgeError("no published engines (index.json, <target>/<module>.engine + .json) found",
                                 where=str(folder), hint="pass the engines folder that `trtforge build` wrote")
-        return None, [_failed(engines_index.INDEX, f"{path} is missing: the folder's content cannot be checked; "
-                                                   "rebuild with this trtforge or copy the whole folder", "file")]
+        up = folder.resolve().parent / engines_index.INDEX
+        hint = (f"pass {up.parent}, the folder that holds it" if up.exists()
+                else "rebuild with this trtforge, or copy the whole engines folder")
+        return None, [_failed(engines_index.INDEX, f"{path} is missing: the folder's content cannot be "
+                                                   f"checked; {hint}", "file")]
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError) as e:
         doc, why = None, type(e).__name__
     else:
-        why = "not a trtforge index"
-    if not engines_index.valid(doc):
+        why = engines_index.problem(doc)
+    if why:
         return None, [_failed(engines_index.INDEX, f"{path} is damaged ({why}); rebuild or copy the folder again",
                               "file")]
     problems = [_failed(n, f"its publish was interrupted ({engines_index.INDEX} lists it as pending); "

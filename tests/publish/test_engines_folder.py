@@ -246,3 +246,17 @@ def test_output_dir_outside_the_project_when_the_manifest_says_so(tiny_project):
     proc, _ = build(tiny_project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list((tiny_project.parent / "shipped").rglob("mlp.engine"))
+
+
+def test_a_folder_published_before_index_json_is_adopted(built_project):
+    """Engines published by a trtforge without index.json: each bundle its sidecar vouches for
+    (every digest matching) is adopted into a new index; anything else stays foreign."""
+    (built_project / "engines" / "index.json").unlink()
+    stray = next((built_project / "engines").glob("*/")) / "stray.engine"
+    stray.write_bytes(b"x")
+    proc, _ = build(built_project)
+    assert proc.returncode == 2 and "stray.engine" in proc.stderr and "mlp.engine" not in proc.stderr
+    stray.unlink()
+    proc, _ = build(built_project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(index(built_project)["modules"]["mlp"]["files"]) == engine_files(built_project)
