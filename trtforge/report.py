@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trtforge import __version__
 from trtforge.cache.store import atomic_write_if_changed
+from trtforge.errors import TrtforgeError
 from trtforge.pipeline import STAGE_NAMES, ModuleResult, StageStatus
 from trtforge.verify import metric_texts, ordered_checks, task_text
 
@@ -154,14 +155,14 @@ def provenance(manifest, results: list[ModuleResult], backend: str | None, start
     from trtforge.build import backend as be
 
     pairs = []
-    for r, m in zip(results, manifest_modules(manifest, results)):
-        meta = r.stages["build"].meta
+    for r in results:
+        m, meta = manifest.module(r.name), r.stages["build"].meta
         if meta.get("backend"):
             pair = (meta["backend"], meta["backend_version"])
         else:  # not built this run (a stage before it failed): what would have built it
             try:
                 name = be.resolve(backend or m.build["backend"], m.name)
-            except Exception:  # noqa: BLE001 - the report says "unknown" rather than fail a failed run
+            except TrtforgeError:  # the report names what was asked for rather than fail
                 name = backend or m.build["backend"]
             pair = (name, be.version(name) if name in be.MODULE else None)
         if pair not in pairs:
@@ -179,15 +180,11 @@ def provenance(manifest, results: list[ModuleResult], backend: str | None, start
     }
 
 
-def manifest_modules(manifest, results: list[ModuleResult]) -> list:
-    return [manifest.module(r.name) for r in results]
-
-
 def _provenance_line(head: dict) -> str:
+    gpu = ", ".join(head["gpu"]) if isinstance(head["gpu"], list) else head["gpu"]
     return (f"{'PASSED' if head['ok'] else 'FAILED'} · trtforge {head['trtforge']} · {head['backend']} "
             f"{head['backend_version']} · manifest `{head['manifest']['path']}` sha256 "
-            f"{head['manifest']['sha256'][:16]} · GPU: {', '.join(head['gpu']) if isinstance(head['gpu'], list) else head['gpu']}"
-            f" · started {head['started']} · {head['duration_s']:.2f}s")
+            f"{head['manifest']['sha256'][:16]} · GPU: {gpu} · started {head['started']} · {head['duration_s']:.2f}s")
 
 
 def _merge(out_dir: Path, fresh: list[dict], order: list[str]) -> list[dict]:
