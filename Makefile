@@ -7,7 +7,7 @@ EXTRAS ?= rtx,test
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.trtforge-installed
 
-.PHONY: engines test bench setup clean
+.PHONY: engines test bench bench-big setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH)
+
+# not part of CI: SD1.5- and SDXL-size UNets, plain path vs trtforge (needs ~20 GiB free, ~30 min)
+bench-big: $(STAMP)
+	$(PY) bench/big_unets.py $(MODELS)
 
 clean:
 	rm -rf .trtforge-cache engines

@@ -12,6 +12,10 @@ import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
 MODEL = "model.onnx"
+# outputs the graph_passes meaning check computed (widened to FP32, node by node) for the export
+# graph and the final graph on an example set: `in:<input>` and `out:<output>` arrays. The verify
+# stage uses them for that set instead of evaluating the same graph on the same inputs again.
+EVALUATED = {"export": "evaluated_export.npz", "graph_passes": "evaluated_passes.npz"}
 
 
 def load_graph_proto(folder: Path) -> onnx.ModelProto:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from trtforge.build import BuildStage
@@ -20,6 +21,7 @@ from trtforge.cache.store import CorruptEntry, cache_writes
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import TrtforgeError, VerifyError
 from trtforge.export import ExportStage
+from trtforge.isolate import run_in_child
 from trtforge.graph_passes import GraphPassesStage
 from trtforge.manifest import Manifest, ModuleSpec
 from trtforge.precision_rules import PrecisionStage
@@ -109,6 +111,11 @@ def _write_nofollow(root: Path, folders: tuple[str, ...], name: str, data: bytes
         os.close(fd)
 
 
+def _run(stage, ctx: StageContext, workdir: Path) -> dict:
+    checkpoint(f"run:{stage.name}")  # inside the stage's own process (test hook)
+    return stage.run(ctx, workdir)
+
+
 def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
               status: StageStatus, progress=None) -> Record:
     key, doc = stage_key(stage, module, root, upstream)
@@ -127,7 +134,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
                                    upstream_meta={d: r.meta for d, r in upstream.items()})
                 with store.workdir(f"{module.name}.{stage.name}") as wd:
                     try:
-                        meta = stage.run(ctx, wd)
+                        meta, peak_kib = run_in_child(partial(_run, stage, ctx, wd), module=module.name,
+                                                      stage=stage.name)
                     except TrtforgeError as e:  # the work folder goes; its log must not
                         log = keep_failed_logs(store.root, module.name, stage.name, wd)
                         if log is not None:
@@ -135,7 +143,8 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
                         raise
                     checkpoint(f"stage:{stage.name}")
                     # kept in the record so a report of a cached run can still say what it cost
-                    meta = {**meta, "run_seconds": round(time.perf_counter() - t0, 3)}
+                    meta = {**meta, "run_seconds": round(time.perf_counter() - t0, 3),
+                            "peak_rss_mib": round(peak_kib / 1024)}
                     # an input that changed while the stage ran must not be published under this key
                     if stage_key(stage, module, root, upstream)[0] != key:
                         raise TrtforgeError("an input changed during the build; not published",

@@ -113,10 +113,12 @@ def markdown(results: list[ModuleResult], head: dict | None = None) -> str:
 
 
 def _timing(name: str, status) -> str:
+    peak = status.meta.get("peak_rss_mib")
+    mem = f", peak {peak / 1024:.2f} GiB" if peak else ""
     if status.state != "cached":
-        return f"{name} {status.seconds:.2f}s"
+        return f"{name} {status.seconds:.2f}s{mem}"
     built = status.meta.get("run_seconds")
-    return f"{name} cached" + (f" (built in {built:.2f}s)" if built is not None else "")
+    return f"{name} cached" + (f" (built in {built:.2f}s{mem})" if built is not None else "")
 
 
 def _cache_line(results: list[ModuleResult]) -> str:

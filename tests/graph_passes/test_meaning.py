@@ -122,3 +122,29 @@ def test_fixed_point_runs_until_nothing_changes(tmp_path):
     assert [r.modified for r in pipe.reports[-2:]] == [False, False]
     assert "Identity" not in [n.op for n in graph.nodes]
     assert isinstance(graph, gs.Graph)
+
+
+def _pipeline_end_to_end(tmp_path: Path, passes):
+    folder = write_model(onnx_model(TEXT), tmp_path / "m")
+    model = load_graph_proto(folder)
+    graph = import_graph(model, folder)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 4)).astype(np.float16)
+    checker = OrtChecker(folder, [{"x": x}], like=model)
+    pipe = Pipeline(list(passes), check="each", checker=checker, snapshot=checker.snapshot, end_to_end=True)
+    pipe.run(graph, PassContext(base_dir=folder))
+    return pipe, checker
+
+
+def test_end_to_end_each_evaluates_twice_and_says_so(tmp_path):
+    """Big models: the passes run is evaluated before and after, not once per pass."""
+    pipe, checker = _pipeline_end_to_end(tmp_path, [RemoveIdentitiesPass(), FoldConstantsPass(), CleanupPass()])
+    verdicts = {r.name: r.check for r in pipe.reports}
+    assert len(checker.memo) == 2
+    assert verdicts["remove_identities"].startswith("within tolerance")
+    assert "end to end over remove_identities + fold_constants" in verdicts["remove_identities"]
+    assert verdicts["cleanup"] == "not modified"
+
+
+def test_end_to_end_each_still_names_the_wrong_pass(tmp_path):
+    with pytest.raises(PassError, match="pass negate_relu:"):
+        _pipeline_end_to_end(tmp_path, [RemoveIdentitiesPass(), NegateReluPass(), CleanupPass()])

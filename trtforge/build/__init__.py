@@ -15,7 +15,7 @@ from trtforge.stage import StageContext, tool_versions
 @dataclass(frozen=True)
 class BuildStage:
     name: str = "build"
-    version: str = "build-2"
+    version: str = "build-3"
     backend_override: str | None = None
 
     def backend(self, module: ModuleSpec) -> str:

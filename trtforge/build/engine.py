@@ -14,6 +14,7 @@ from trtforge.onnx_files import MODEL
 from trtforge.stage import StageContext
 
 CHECKED_TYPES = ("MATRIX_MULTIPLY", "SOFTMAX", "CONVOLUTION", "DECONVOLUTION")
+BEFORE_PASSES_LIMIT = 512 << 20  # bytes of exported model above which the before-passes parse is skipped
 
 
 def _imports(backend: str):
@@ -92,13 +93,31 @@ def build_engine(ctx: StageContext, workdir: Path, backend: str, target: dict) -
         return _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path)
 
 
+def memory_guard(src: Path, module: str) -> None:
+    """Refuse a build this machine plainly cannot hold, before spending minutes on it. The
+    TensorRT-RTX builder peaked at 3.3x the FP16 weights (SD1.5 UNet, 1.6 GB: 5.3 GiB, of it 1.7
+    GiB the mapped weight file), so that, plus half a GiB, is the estimate."""
+    from trtforge.isolate import machine_memory
+
+    weights = sum(p.stat().st_size for p in src.iterdir() if p.is_file() and p.suffix in (".data", ".bin"))
+    need, have = int(3.3 * weights) + (512 << 20), machine_memory()
+    if have is not None and need > have:
+        raise BuildError(f"the build needs about {need / 2**30:.1f} GiB of memory ({weights / 2**30:.1f} GiB "
+                         f"of weights) and this machine has {have / 2**30:.1f} GiB",
+                         where=f"modules.{module}.build", module=module,
+                         hint="build on a machine with more memory")
+
+
 def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     realizer = plan["realizer"]
     src = ctx.inputs["precision_rules"]
     module = ctx.module.name
+    memory_guard(src, module)
     opts = ctx.module.build
 
     strongly_typed = realizer == "casts"
+    # first, and freed before the real parse: the build never holds two networks' weights
+    before = layers_before_passes(ptrt, ctx, strongly_typed)
     t0 = time.perf_counter()
     try:
         builder, network, parser = ptrt.network_from_onnx_path(str(src / MODEL), strongly_typed=strongly_typed)
@@ -106,7 +125,6 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         raise _parse_error(e, log_path, module) from e
     parse_s = time.perf_counter() - t0
     layers = network_layers(network)
-    before = layers_before_passes(ptrt, ctx, strongly_typed)
     counts = check_precisions(layers, plan["fp32"], module) if strongly_typed else {}
     if not strongly_typed:
         apply_layer_precisions(network, trt, plan["fp32"], module)
@@ -126,15 +144,14 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         config = ptrt.CreateConfig(**common, **extra)
     t0 = time.perf_counter()
     try:
-        engine = ptrt.engine_bytes_from_network((builder, network, parser), config=config)
+        engine_bytes = _build_to_file(ptrt, trt, (builder, network, parser), config, workdir / "model.engine")
     except Exception as e:
         raise BuildError(f"engine build failed: {_last_error(log_path) or e}", where=f"modules.{module}.build",
                          module=module, hint="the builder's log names the failing layer") from e
     build_s = time.perf_counter() - t0
-    if engine is None:
+    if not engine_bytes:
         raise BuildError(f"engine build failed: {_last_error(log_path)}", where=f"modules.{module}.build",
                          module=module)
-    (workdir / "model.engine").write_bytes(bytes(engine))
     meta = {
         "backend": backend, "backend_version": trt.__version__, "target": target,
         "strongly_typed": strongly_typed, "parse_s": round(parse_s, 3), "build_s": round(build_s, 3),
@@ -142,11 +159,39 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         "layers_before_passes": before,
         "fp32_layers": sorted(lay["name"] for lay in layers
                               if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"),
-        "io": io_bindings(network), "engine_bytes": len(bytes(engine)),
+        "io": io_bindings(network), "engine_bytes": engine_bytes,
     }
     (workdir / "layers.json").write_text(json.dumps(layers, indent=0))
     (workdir / "build.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def _build_to_file(ptrt, trt, network: tuple, config, path: Path) -> int:
+    """Build and write the engine; its size in bytes (0: the builder failed). Where the builder can
+    stream the plan (builder.build_serialized_network_to_stream, in TensorRT-RTX and recent TensorRT) it goes
+    straight to the file; polygraphy's engine_bytes_from_network returns it in host memory and a
+    bytes() copy doubled it (SD1.5 UNet, 1.6 GB of weights: peak 5.3 GiB streamed vs 5.6 GiB)."""
+    builder, net, _ = network
+    if not hasattr(builder, "build_serialized_network_to_stream") or not hasattr(trt, "IStreamWriter"):
+        engine = ptrt.engine_bytes_from_network(network, config=config)
+        if engine is None:
+            return 0
+        with open(path, "wb") as f:
+            f.write(memoryview(engine))
+        return path.stat().st_size
+
+    class FileWriter(trt.IStreamWriter):
+        def __init__(self, f):
+            trt.IStreamWriter.__init__(self)
+            self.f = f
+
+        def write(self, data) -> int:
+            return self.f.write(data)
+
+    trt_config = config(builder, net)  # polygraphy's config loader, as engine_bytes_from_network calls it
+    with open(path, "wb") as f:
+        ok = builder.build_serialized_network_to_stream(net, trt_config, FileWriter(f))
+    return path.stat().st_size if ok else 0
 
 
 def layers_before_passes(ptrt, ctx: StageContext, strongly_typed: bool) -> dict | None:
@@ -155,6 +200,9 @@ def layers_before_passes(ptrt, ctx: StageContext, strongly_typed: bool) -> dict 
     src = ctx.inputs.get("export")
     if src is None:
         return None
+    size = sum(p.stat().st_size for p in src.iterdir() if p.is_file() and not p.name.endswith(".npz"))
+    if size > BEFORE_PASSES_LIMIT:  # a second parse of a big model costs its weights again in time
+        return {"skipped": f"the exported graph is {size / 2**30:.1f} GiB"}
     try:
         _, network, _ = ptrt.network_from_onnx_path(str(src / MODEL), strongly_typed=strongly_typed)
     except Exception as e:  # informational only: the exported graph may need a pass to parse at all

@@ -6,7 +6,8 @@ enough to land inside each step, so the tests name the step through the environm
     TRTFORGE_TEST_KILL_AT=<point>    the process SIGKILLs itself at <point> (no cleanup runs)
     TRTFORGE_TEST_ENOSPC_AT=<point>  an OSError(ENOSPC) is raised at <point>, as a full disk would
 
-Points: `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
+Points: `run:<name>` (inside a stage's own child process, as it starts: the kernel's OOM killer
+as the parent sees it), `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
 `put:<name>` (its blobs are in the store, its record not yet), `atomic:<file name>` (a temp file is
 written and fsynced, not yet renamed), `publish:begin` (engines/index.json names the module's files
 pending), `publish` (the engine is published, its sidecar not yet), `publish:sidecar` (the sidecar

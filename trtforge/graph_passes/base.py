@@ -67,18 +67,25 @@ class PassReport:
 
 
 # checker(passes, graph_before_as_onnx, graph_after) -> a one-line verdict; raises PassError on a
-# mismatch. `graph_before_as_onnx` is an onnx.ModelProto taken before `passes` ran.
+# mismatch. `graph_before_as_onnx` is an onnx.ModelProto taken before `passes` ran; `graph_after`
+# is the graph after them, as a gs.Graph or already as an onnx.ModelProto.
 Checker = Callable[[list, object, gs.Graph], str]
 
 
 @dataclass
 class Pipeline:
+    """`check`: each | pipeline | off. `each` checks every pass on its own; with `end_to_end` (big
+    models, where one evaluation costs seconds) the passes between two IO-changing passes are
+    evaluated once before and once after, and only when that comparison fails is each pass
+    evaluated on its own to name the first that broke the graph's meaning."""
+
     passes: list[GraphPass]
     fixed_point: bool = False
     max_rounds: int = 8
     check: str = "off"  # each | pipeline | off
     checker: Checker | None = None
     snapshot: Callable[[gs.Graph], object] | None = None  # graph -> ModelProto (weights stay on disk)
+    end_to_end: bool = False
     reports: list[PassReport] = field(default_factory=list)
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> bool:
@@ -86,17 +93,19 @@ class Pipeline:
             raise PassError(f"check '{self.check}' is not one of {', '.join(CHECK_MODES)}",
                             where=f"module {ctx.module}")
         checking = self.check != "off" and self.checker is not None and self.snapshot is not None
+        per_pass = checking and self.check == "each" and not self.end_to_end
+        segmented = checking and not per_pass
         changed_any = False
-        segment: list[GraphPass] = []  # passes since the last checkpoint (pipeline mode)
-        seg_reports: list[PassReport] = []
-        before_seg = self.snapshot(graph) if checking and self.check == "pipeline" else None
+        segment: list[tuple] = []  # (pass, report, graph before it) since the last checkpoint
+        before_seg = self.snapshot(graph) if segmented else None
         for _ in range(self.max_rounds if self.fixed_point else 1):
             changed = False
             for i, p in enumerate(self.passes):
                 n_before = len(graph.nodes)
-                before = self.snapshot(graph) if checking and self.check == "each" and not p.changes_io else None
-                if checking and self.check == "pipeline" and p.changes_io:
-                    self._close(segment, seg_reports, before_seg, graph)
+                before = self.snapshot(graph) if (per_pass or (segmented and self.check == "each")) \
+                    and not p.changes_io else None
+                if segmented and p.changes_io:
+                    self._close(segment, before_seg, graph)
                 t0 = time.perf_counter()
                 try:
                     p.requires(graph)
@@ -111,29 +120,49 @@ class Pipeline:
                 self.reports.append(report)
                 if checking and p.changes_io:
                     report.check = "verify stage (against the torch caller view)" if modified else "not modified"
-                    before_seg = self.snapshot(graph) if self.check == "pipeline" else None
-                elif checking and self.check == "each":
+                    before_seg = self.snapshot(graph) if segmented else None
+                elif per_pass:
                     report.check = self.checker([p], before, graph) if modified else "not modified"
-                elif checking:
-                    segment.append(p)
-                    seg_reports.append(report)
+                elif segmented:
+                    segment.append((p, report, before))
                 changed |= modified
             changed_any |= changed
             if not changed:
                 break
-        if checking and self.check == "pipeline":
-            self._close(segment, seg_reports, before_seg, graph)
+        if segmented:
+            self._close(segment, before_seg, graph)
         return changed_any
 
-    def _close(self, segment: list, reports: list, before, graph: gs.Graph) -> None:
-        """Pipeline mode: check the passes since the last checkpoint as one step."""
-        if segment:
-            verdict = (self.checker(list(segment), before, graph) if any(r.modified for r in reports)
-                       else "not modified")
-            for r in reports:
-                r.check = f"pipeline: {verdict}"
+    def _close(self, segment: list, before, graph: gs.Graph) -> None:
+        """Check the passes since the last checkpoint as one step; in `each` mode a failure is
+        localised to the first pass that fails on its own."""
+        modified = [(p, r, b) for p, r, b in segment if r.modified]
+        if modified:
+            after = self.snapshot(graph)
+            try:
+                verdict = self.checker([p for p, _, _ in segment], before, after)
+            except PassError:
+                if self.check == "each":
+                    self._localise(segment, after)
+                raise
+            for _, r, _ in segment:
+                if self.check == "pipeline":
+                    r.check = f"pipeline: {verdict}"
+                elif not r.modified:
+                    r.check = "not modified"
+                else:
+                    r.check = verdict if len(modified) == 1 else \
+                        f"{verdict} (end to end over {' + '.join(p.name for p, _, _ in modified)})"
+        else:
+            for _, r, _ in segment:
+                r.check = "pipeline: not modified" if self.check == "pipeline" else "not modified"
         segment.clear()
-        reports.clear()
+
+    def _localise(self, segment: list, after) -> None:
+        graphs = [b for _, _, b in segment] + [after]
+        for k, (p, r, _) in enumerate(segment):
+            if r.modified:
+                self.checker([p], graphs[k], graphs[k + 1])  # raises naming this pass
 
 
 def find_tensor(graph: gs.Graph, name: str, kind: str, pass_name: str) -> gs.Variable:

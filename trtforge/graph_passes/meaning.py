@@ -7,24 +7,20 @@ recorded example inputs and compares.
 - a pass that changes the graph's inputs or outputs is not checked here: the verify stage compares
   it with the equivalent torch op applied to the FP32 reference (export/caller_view.py).
 
-The graphs run from a scratch folder holding hard links to the weight files, so the check reads
-weights from disk through ONNX Runtime and never serialises them into a protobuf. Graph
-optimisations are off so both sides run the same kernels on the same nodes.
+The graphs run node by node, widened to FP32, with weights streamed from their files
+(trtforge.onnx_eval): nothing is serialised into a protobuf, no session holds the model, and each
+node is deterministic, so a restructuring pass can be held to bit-identical outputs.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
-import onnxruntime as ort
 
 from trtforge.errors import PassError
-from trtforge.onnx_files import save_model
 from trtforge.tensors import NP_DTYPES
 
 FOLD_TOLERANCE = {"rtol": 1e-3, "atol": 1e-3}
@@ -65,24 +61,12 @@ def feeds_for(model: onnx.ModelProto, recorded: list[dict], seed: int = 0) -> di
     return feeds
 
 
-def run_model(model: onnx.ModelProto, weights: Path, feeds: dict) -> dict:
-    """Run `model` whose external data lives in `weights`, from a scratch folder of hard links."""
-    scratch = Path(tempfile.mkdtemp(prefix="trtforge-check-"))
-    try:
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        save_model(copy, weights, scratch, new_data="check.data")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(str(scratch / "model.onnx"), sess_options=opts,
-                                    providers=["CPUExecutionProvider"])
-        assert "CPUExecutionProvider" in sess.get_providers()
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, {k: v for k, v in feeds.items()
-                                                 if k in {i.name for i in sess.get_inputs()}})))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+def run_model(model: onnx.ModelProto, weights: Path, feeds: dict, sessions=None) -> dict:
+    """Run `model` (external data in `weights`) widened to FP32, node by node: deterministic per
+    node, memory bounded by the live activations (trtforge.onnx_eval)."""
+    from trtforge.onnx_eval import Evaluator
+
+    return Evaluator(model, weights, "fp32", sessions=sessions).run(feeds)
 
 
 def compare(passes: list, before: dict, after: dict) -> str:
@@ -120,25 +104,46 @@ def compare(passes: list, before: dict, after: dict) -> str:
 
 
 class OrtChecker:
-    """`Pipeline.checker`: runs the snapshot taken before and the graph after on the same feeds."""
+    """`Pipeline.checker`: runs the snapshot taken before and the graph after on the same feeds.
+    Every evaluation is remembered by the graph's bytes (`outputs_of`), so the stage can hand the
+    export graph's and the final graph's outputs to the verify stage instead of it re-running them."""
 
     def __init__(self, weights: Path, recorded: list[dict], like: onnx.ModelProto | None = None):
+        from collections import OrderedDict
+
         self.weights, self.recorded, self.like = weights, recorded, like
+        self.sessions: OrderedDict = OrderedDict()  # node sessions shared by every graph checked
+        self.memo: dict[bytes, tuple[dict, dict]] = {}  # graph digest -> (feeds, outputs)
 
     def snapshot(self, graph: gs.Graph) -> onnx.ModelProto:
         return snapshot(graph, self.like)
 
-    def __call__(self, passes: list, before: onnx.ModelProto, graph: gs.Graph) -> str:
-        after = self.snapshot(graph)
-        feeds = feeds_for(before, self.recorded)
+    def outputs_of(self, model: onnx.ModelProto) -> tuple[dict, dict] | None:
+        return self.memo.get(_digest(model))
+
+    def _run(self, model: onnx.ModelProto) -> dict:
+        key = _digest(model)
+        if key not in self.memo:
+            feeds = feeds_for(model, self.recorded)
+            self.memo[key] = (feeds, run_model(model, self.weights, feeds, self.sessions))
+        return self.memo[key][1]
+
+    def __call__(self, passes: list, before: onnx.ModelProto, graph) -> str:
+        after = graph if isinstance(graph, onnx.ModelProto) else self.snapshot(graph)
         names = " + ".join(p.name for p in passes)
         try:
-            out_before = run_model(before, self.weights, feeds)
+            out_before = self._run(before)
         except Exception as e:  # the graph before ran in the export check; say so if it cannot here
             return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
         try:
-            out_after = run_model(after, self.weights, feeds)
+            out_after = self._run(after)
         except Exception as e:
             raise PassError(f"ONNX Runtime cannot run the graph after the pass: "
                             f"{type(e).__name__}: {str(e).splitlines()[0][:200]}", where=f"pass {names}") from e
         return compare(passes, out_before, out_after)
+
+
+def _digest(model: onnx.ModelProto) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(model.SerializeToString()).digest()

@@ -16,9 +16,20 @@ import onnx_graphsurgeon as gs
 
 from trtforge.graph_passes.base import PassContext, Pipeline, import_graph
 from trtforge.graph_passes.catalog import make_pass
-from trtforge.onnx_files import load_graph_proto, save_model
+from trtforge.onnx_files import EVALUATED, external_locations, load_graph_proto, save_model
 from trtforge.stage import StageContext
-from trtforge.tensors import load_arrays
+from trtforge.tensors import load_arrays, save_arrays
+
+# Above this many bytes of weights, `pass_check = "each"` evaluates each run of passes end to end
+# and evaluates single passes only to localise a failure: one node-by-node evaluation of an SD1.5
+# UNet costs ~15-60 s on 2 cores, and its default pass list has 5 passes that modify it.
+END_TO_END_BYTES = 256 << 20
+
+
+def weight_bytes(model: onnx.ModelProto, folder: Path) -> int:
+    inline = sum(len(t.raw_data) for t in model.graph.initializer)
+    return inline + sum((folder / loc).stat().st_size for loc in external_locations(model)
+                        if (folder / loc).is_file())
 
 
 def recorded_inputs(folder: Path) -> list[dict]:
@@ -33,14 +44,19 @@ def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module:
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     graph = import_graph(inferred, src)
     passes = [make_pass(step, f"modules.{module}.passes[{i}]", root) for i, step in enumerate(steps)]
-    pipeline = Pipeline(passes, check=check)
+    pipeline = Pipeline(passes, check=check, end_to_end=weight_bytes(model, src) > END_TO_END_BYTES)
+    checker = None
     if check != "off":
         from trtforge.graph_passes.meaning import OrtChecker
 
         checker = OrtChecker(src, recorded or [], like=model)
         pipeline.checker, pipeline.snapshot = checker, checker.snapshot
+        first = checker.snapshot(graph)
     nodes_before = len(graph.nodes)
     pipeline.run(graph, PassContext(base_dir=src, module=module))
+    if checker is not None:
+        _keep_evaluated(checker, {"export": first, "graph_passes": checker.snapshot(graph)}, recorded or [],
+                        workdir)
     out = gs.export_onnx(graph, do_type_check=True)
     out.ir_version = model.ir_version
     out.opset_import.extend([o for o in model.opset_import if o.domain not in {x.domain for x in out.opset_import}])
@@ -49,6 +65,24 @@ def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module:
             "passes": [asdict(r) for r in pipeline.reports]}
     (workdir / "passes.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def _keep_evaluated(checker, graphs: dict, recorded: list[dict], workdir: Path) -> None:
+    """Outputs the check computed on exactly a recorded example set are kept for the verify stage."""
+    for stage, model in graphs.items():
+        done = checker.outputs_of(model)
+        if done is None:
+            continue
+        feeds, outputs = done
+        if any(_same(feeds, r) for r in recorded):
+            save_arrays(workdir / EVALUATED[stage], {**{f"in:{k}": v for k, v in feeds.items()},
+                                                     **{f"out:{k}": v for k, v in outputs.items()}})
+
+
+def _same(a: dict, b: dict) -> bool:
+    import numpy as np
+
+    return set(a) <= set(b) and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
 
 
 def run_passes(ctx: StageContext, workdir: Path) -> dict:

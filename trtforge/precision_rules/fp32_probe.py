@@ -1,10 +1,9 @@
 """Run a natively FP16 graph in FP32 with ONNX Runtime and record how large every activation gets.
 
 Data-driven rules need the activations an FP32 run would produce; AutoCast-style tools only read
-FP32 graphs, but trtforge exports FP16 natively. So: a copy of the graph with every FLOAT16 type,
-initializer, Constant and Cast target widened to FLOAT, every float intermediate marked as an
-output (which is how one reads them out of ONNX Runtime), run on the example inputs plus N seeded
-random inputs drawn from the examples' own range. The result is max |x| per tensor name.
+FP32 graphs, but trtforge exports FP16 natively. So the graph runs widened to FLOAT (FP16 weights,
+Constants and Cast targets), node by node (trtforge.onnx_eval), on the example inputs plus N
+seeded random inputs drawn from the examples' own range. The result is max |x| per tensor name.
 """
 
 from __future__ import annotations
@@ -54,13 +53,6 @@ def widen_to_fp32(model: onnx.ModelProto, base_dir: Path | None = None) -> onnx.
     return out
 
 
-def float_intermediates(model: onnx.ModelProto) -> list[str]:
-    inferred = onnx.shape_inference.infer_shapes(model)
-    outs = {o.name for o in model.graph.output}
-    return [vi.name for vi in inferred.graph.value_info
-            if vi.type.tensor_type.elem_type in (F16, F32) and vi.name not in outs]
-
-
 def probe_feeds(feeds: dict, n_random: int, seed: int) -> list[dict]:
     """The example inputs plus n seeded random ones in each float input's observed range."""
     rng = np.random.default_rng(seed)
@@ -78,36 +70,28 @@ def probe_feeds(feeds: dict, n_random: int, seed: int) -> list[dict]:
 
 
 def run_fp32(model16: onnx.ModelProto, base_dir: Path | None, feed_sets: list[dict]) -> dict[str, float]:
-    """max |x| per float tensor (inputs, intermediates, outputs) over all feed sets, in FP32."""
-    import onnxruntime as ort
+    """max |x| per float tensor (inputs, intermediates, outputs) over all feed sets, in FP32: node by
+    node with weights streamed (trtforge.onnx_eval), so memory stays at the live activations."""
+    from trtforge.onnx_eval import Evaluator
 
-    model = widen_to_fp32(model16, base_dir)
-    names = float_intermediates(model)
-    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
-    outs = [o.name for o in sess.get_outputs()]
+    evaluator = Evaluator(model16, base_dir, "fp32")
     peak: dict[str, float] = {}
+
+    def observe(name: str, value: np.ndarray) -> None:
+        if np.issubdtype(value.dtype, np.floating) and value.size:
+            peak[name] = max(peak.get(name, 0.0), float(np.nanmax(np.abs(value))))
+
     for feeds in feed_sets:
-        f32 = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in feeds.items()}
-        for name, value in (*f32.items(), *zip(outs, sess.run(outs, f32))):
-            v = np.asarray(value)
-            if np.issubdtype(v.dtype, np.floating) and v.size:
-                peak[name] = max(peak.get(name, 0.0), float(np.nanmax(np.abs(v))))
+        evaluator.run(feeds, observe=observe)
     return peak
 
 
 def tensors_fp32(model16: onnx.ModelProto, base_dir: Path | None, feeds: dict) -> dict[str, np.ndarray]:
     """Every float tensor of one FP32 run (for `debug precision`: the reference per tensor)."""
-    import onnxruntime as ort
+    from trtforge.onnx_eval import Evaluator
 
-    model = widen_to_fp32(model16, base_dir)
-    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in float_intermediates(model))
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    outs = [o.name for o in sess.get_outputs()]
-    f32 = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in feeds.items()}
-    return dict(zip(outs, sess.run(outs, f32)))
+    env = Evaluator(model16, base_dir, "fp32").run(feeds, keep="all")
+    return {k: v for k, v in env.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
 
 
 class Probe:
@@ -115,13 +99,10 @@ class Probe:
 
     def __init__(self, model16: onnx.ModelProto, base_dir: Path | None, feeds: dict):
         self.model16, self.base_dir, self.feeds = model16, base_dir, feeds
-        self._typed: onnx.ModelProto | None = None  # shape inference only once a rule asks for data
         self._cache: dict[tuple, dict] = {}
 
     def peaks(self, n_random: int = 0, seed: int = 0) -> dict[str, float]:
         key = (n_random, seed)
-        if self._typed is None:
-            self._typed = onnx.shape_inference.infer_shapes(self.model16)
         if key not in self._cache:
-            self._cache[key] = run_fp32(self._typed, self.base_dir, probe_feeds(self.feeds, n_random, seed))
+            self._cache[key] = run_fp32(self.model16, self.base_dir, probe_feeds(self.feeds, n_random, seed))
         return self._cache[key]

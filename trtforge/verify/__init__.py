@@ -41,7 +41,7 @@ def task_text(metrics: dict, none: str = "-") -> str:
 @dataclass(frozen=True)
 class VerifyStage:
     name: str = "verify"
-    version: str = "verify-5"
+    version: str = "verify-6"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key

@@ -1,0 +1,80 @@
+"""The streaming evaluator (trtforge/onnx_eval.py) on small ONNX-text graphs: it frees what no later
+node reads, it is FP16-faithful or widened as asked, it reuses one session per distinct node, and
+it runs graphs whose nodes are out of order."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.conftest import onnx_model, write_model
+from trtforge.onnx_eval import EvalError, Evaluator, evaluate
+
+
+def _chain(n: int, size: int) -> onnx.ModelProto:
+    """y = x + w0 + w1 + ... with n FP32 weights of `size` elements each, as initializers."""
+    nodes, inits = [], []
+    prev = "x"
+    for i in range(n):
+        inits.append(onnx.numpy_helper.from_array(np.full(size, i, np.float32), f"w{i}"))
+        out = "y" if i == n - 1 else f"t{i}"
+        nodes.append(onnx.helper.make_node("Add", [prev, f"w{i}"], [out], name=f"add{i}"))
+        prev = out
+    graph = onnx.helper.make_graph(nodes, "chain", [onnx.helper.make_tensor_value_info("x", 1, [size])],
+                                   [onnx.helper.make_tensor_value_info("y", 1, [size])], inits)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+def test_weights_and_activations_are_freed_after_their_last_use(tmp_path):
+    size, n = 1 << 18, 12  # 1 MiB per tensor, 12 weights
+    model = _chain(n, size)
+    onnx.save_model(model, str(tmp_path / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx.data", size_threshold=0)
+    from trtforge.onnx_files import load_graph_proto
+
+    ev = Evaluator(load_graph_proto(tmp_path), tmp_path, "fp32")
+    x = np.ones(size, np.float32)
+    y = ev.run({"x": x})["y"]
+    assert np.array_equal(y, x + sum(range(n)))
+    # input + one weight + one or two activations live at a time, never all 12 weights
+    assert ev.peak_bytes <= 4 * size * 4, ev.peak_bytes
+    kept = ev.run({"x": x}, keep="all")
+    assert len([k for k in kept if k.startswith("w")]) == n  # keep="all" really keeps everything
+
+
+OVERFLOW = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float16[2, 2] x) => (float16[2, 2] y) {
+    y = MatMul(x, x)
+}
+"""
+
+
+def test_fp16_mode_overflows_like_a_gpu_and_fp32_mode_does_not(tmp_path):
+    folder = write_model(onnx_model(OVERFLOW), tmp_path / "m")
+    x = np.full((2, 2), 200.0, np.float16)  # 2 * 200 * 200 = 80000 > 65504
+    assert np.isinf(evaluate(folder, {"x": x}, mode="fp16")["y"]).all()
+    wide = evaluate(folder, {"x": x}, mode="fp32")["y"]
+    assert wide.dtype == np.float32 and np.allclose(wide, 80000.0)
+
+
+def test_one_session_per_distinct_node():
+    model = _chain(6, 16)
+    ev = Evaluator(model, None, "fp32")
+    ev.run({"x": np.zeros(16, np.float32)})
+    assert len(ev._sessions) == 1  # six Adds of the same shapes and types
+
+
+def test_nodes_out_of_order_are_sorted_and_cycles_named():
+    model = _chain(3, 4)
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(nodes))
+    assert np.array_equal(Evaluator(model, None, "fp32").run({"x": np.zeros(4, np.float32)})["y"],
+                          np.full(4, 3.0, np.float32))
+    cyc = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["b"], ["a"], name="r1"), onnx.helper.make_node("Relu", ["a"], ["b"], name="r2")],
+        "cyc", [], [onnx.helper.make_tensor_value_info("a", 1, [1])])
+    with pytest.raises(EvalError, match="cycle"):
+        Evaluator(onnx.helper.make_model(cyc), None, "fp32")

@@ -1,0 +1,217 @@
+"""A streaming ONNX evaluator: node by node with ONNX Runtime, memory bounded by the live activations.
+
+Every check that runs a stage's ONNX goes through here, on models of any size:
+- weights are read from their external-data files when a node first needs them and dropped after
+  their last use, as is every activation (a diffusion UNet's 1.6-5 GB of FP16 weights are never all
+  in memory at once, and no ONNX Runtime session ever holds them);
+- `mode="fp16"` is FP16-faithful: each node runs alone, so its result is stored in its own dtype.
+  ONNX Runtime's CPU provider computes FP16 MatMul/Softmax in FP32 and drops the Casts between
+  consecutive ops even with optimisations off, so a whole-graph session hides FP16 overflow;
+  measured: a ViT with attention scores of 3.8e5 was 0.1% off in a plain CPU run and NaN everywhere
+  once every FP16 tensor was really stored as FP16;
+- `mode="fp32"` widens the graph as it goes (FP16 weights, inputs, Constants and Cast targets become
+  FP32): the graph's function in FP32, which says whether a stage kept the module's meaning
+  independently of FP16 range (what the export and graph-pass checks ask);
+- one ONNX Runtime session per distinct node (op, attributes, input types and shapes), reused for
+  every node alike: a UNet repeats the same few hundred node shapes across its blocks.
+Nodes are deterministic given their inputs, so two graphs that compute the same nodes give
+bit-identical outputs: restructuring passes are checked for exact equality with this evaluator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from trtforge.onnx_files import read_tensor
+
+F16, F32 = TensorProto.FLOAT16, TensorProto.FLOAT
+# attributes that name an output dtype; widened from FP16 to FP32 in fp32 mode
+DTYPE_ATTRS = {"Cast": "to", "EyeLike": "dtype", "RandomNormal": "dtype", "RandomUniform": "dtype",
+               "RandomNormalLike": "dtype", "RandomUniformLike": "dtype"}
+SESSION_CACHE = 1024  # distinct node sessions kept; each holds no weights (they are feeds)
+
+
+class EvalError(RuntimeError):
+    """A node ONNX Runtime could not run; names the node."""
+
+
+def _constant_value(node: onnx.NodeProto) -> np.ndarray:
+    attr = node.attribute[0]
+    if attr.name == "value":
+        return numpy_helper.to_array(attr.t)
+    return np.asarray(onnx.helper.get_attribute_value(attr))
+
+
+def _widen_node(node: onnx.NodeProto) -> onnx.NodeProto:
+    out = onnx.NodeProto()
+    out.CopyFrom(node)
+    for a in out.attribute:
+        if a.name == DTYPE_ATTRS.get(out.op_type) and a.i == F16:
+            a.i = F32
+        elif a.type == onnx.AttributeProto.TENSOR and a.t.data_type == F16:
+            a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float32), a.t.name))
+    return out
+
+
+def _toposorted(graph: onnx.GraphProto) -> list:
+    """The nodes in an order where every input is computed first (a pass may append nodes)."""
+    nodes = list(graph.node)
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    producer = {o: i for i, node in enumerate(nodes) for o in node.output if o}
+    order, state = [], [0] * len(nodes)  # 0 new, 1 on the stack, 2 placed
+    for start in range(len(nodes)):
+        stack = [(start, 0)]
+        while stack:
+            i, j = stack.pop()
+            if state[i] == 2:
+                continue
+            state[i] = 1
+            ins = nodes[i].input
+            while j < len(ins) and (ins[j] in ready or producer.get(ins[j]) is None
+                                    or state[producer[ins[j]]] == 2):
+                j += 1
+            if j < len(ins):
+                dep = producer[ins[j]]
+                if state[dep] == 1:
+                    raise EvalError(f"graph has a cycle through node '{nodes[dep].name}'")
+                stack.append((i, j + 1))
+                stack.append((dep, 0))
+                continue
+            state[i] = 2
+            order.append(nodes[i])
+    return order
+
+
+class Evaluator:
+    """Run one ONNX graph (loaded without its weights; they stay in `base_dir`) node by node."""
+
+    def __init__(self, model: onnx.ModelProto, base_dir: Path | None, mode: str = "fp16",
+                 sessions: OrderedDict | None = None):
+        if mode not in ("fp16", "fp32"):
+            raise ValueError(f"mode {mode!r}")
+        self.model, self.base_dir, self.mode = model, base_dir, mode
+        self.graph = model.graph
+        self.initializers = {t.name: t for t in self.graph.initializer}
+        self.outputs = [o.name for o in self.graph.output]
+        self.opsets = list(model.opset_import)
+        # shareable between evaluators of similar graphs (a pass's before and after)
+        self._sessions: OrderedDict[bytes, object] = OrderedDict() if sessions is None else sessions
+        self.nodes = _toposorted(self.graph)
+        last: dict[str, int] = {}
+        for i, node in enumerate(self.nodes):
+            for name in node.input:
+                if name:
+                    last[name] = i
+        self.last_use = last
+        self.peak_bytes = 0
+
+    # -- values ---------------------------------------------------------------------------
+    def _load(self, name: str) -> np.ndarray:
+        arr = read_tensor(self.initializers[name], self.base_dir) if self.base_dir is not None \
+            else numpy_helper.to_array(self.initializers[name])
+        return self._widen(arr)
+
+    def _widen(self, arr: np.ndarray) -> np.ndarray:
+        return arr.astype(np.float32) if self.mode == "fp32" and arr.dtype == np.float16 else arr
+
+    # -- sessions -------------------------------------------------------------------------
+    def _session(self, node: onnx.NodeProto, args: list[np.ndarray]):
+        import onnxruntime as ort
+
+        node = _widen_node(node) if self.mode == "fp32" else node
+        one = onnx.NodeProto()
+        one.CopyFrom(node)
+        one.name, one.doc_string = "n", ""
+        del one.metadata_props[:]  # the exporter's per-node stack traces would make every node unique
+        names = {}
+        for j, name in enumerate(one.input):
+            if name:
+                names.setdefault(name, f"i{len(names)}")
+                one.input[j] = names[name]
+        for j, name in enumerate(one.output):
+            if name:
+                one.output[j] = f"o{j}"
+        inputs = [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
+                  for n, a in zip(names.values(), args)]
+        outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in one.output if o]
+        single = onnx.helper.make_model(onnx.helper.make_graph([one], "one", inputs, outputs),
+                                        opset_imports=self.opsets, ir_version=self.model.ir_version)
+        blob = single.SerializeToString()
+        key = hashlib.sha1(blob).digest()
+        sess = self._sessions.get(key)
+        if sess is None:
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            opts.log_severity_level = 3
+            # no arena: a cached session would otherwise keep the largest activations it ever saw
+            opts.enable_cpu_mem_arena = False
+            opts.enable_mem_pattern = False
+            sess = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+            self._sessions[key] = sess
+            if len(self._sessions) > SESSION_CACHE:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(key)
+        return sess, list(names.values())
+
+    # -- running --------------------------------------------------------------------------
+    def run(self, feeds: dict, keep: set | str = (), observe: Callable[[str, np.ndarray], None] | None = None
+            ) -> dict[str, np.ndarray]:
+        """The graph outputs (plus the tensors named in `keep`, or every tensor with keep="all").
+        `observe(name, value)` sees every graph input and computed tensor as it appears."""
+        keep_all = keep == "all"
+        hold = set(self.outputs) | (set() if keep_all else set(keep))
+        env: dict[str, np.ndarray] = {}
+        live = 0  # bytes held in env; its maximum is `peak_bytes` (what the streaming buys)
+        self.peak_bytes = 0
+        for name, value in feeds.items():
+            env[name] = self._widen(np.asarray(value))
+            live += env[name].nbytes
+            if observe is not None:
+                observe(name, env[name])
+        for i, node in enumerate(self.nodes):
+            if node.op_type == "Constant":
+                env[node.output[0]] = self._widen(_constant_value(node))
+                live += env[node.output[0]].nbytes
+                continue
+            ins = [n for n in dict.fromkeys(node.input) if n]
+            for n in ins:
+                if n not in env:
+                    if n not in self.initializers:
+                        raise EvalError(f"node '{node.name}' ({node.op_type}) reads '{n}', which nothing computed")
+                    env[n] = self._load(n)
+                    live += env[n].nbytes
+            args = [env[n] for n in ins]
+            try:
+                sess, feed_names = self._session(node, args)
+                results = sess.run(None, dict(zip(feed_names, args)))
+            except Exception as e:  # noqa: BLE001 - named for the caller; the first line is enough
+                first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                raise EvalError(f"node '{node.name}' ({node.op_type}): {first}") from e
+            for name, value in zip([o for o in node.output if o], results):
+                env[name] = value
+                live += value.nbytes
+                if observe is not None:
+                    observe(name, value)
+            self.peak_bytes = max(self.peak_bytes, live)
+            if not keep_all:
+                for n in ins:  # free what no later node reads
+                    if self.last_use.get(n) == i and n not in hold:
+                        live -= env.pop(n).nbytes
+        if keep_all:
+            return env
+        return {n: env[n] for n in hold if n in env}
+
+
+def evaluate(folder: Path, feeds: dict, mode: str = "fp16", keep: set | str = ()) -> dict[str, np.ndarray]:
+    """`folder`/model.onnx (weights beside it) on `feeds`."""
+    from trtforge.onnx_files import load_graph_proto
+
+    return Evaluator(load_graph_proto(folder), folder, mode).run(feeds, keep=keep)
