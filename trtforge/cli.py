@@ -20,9 +20,13 @@ ENV_SHARED = "TRTFORGE_SHARED_CACHE"
 def _error_line(e: TrtforgeError, verbose: bool) -> None:
     stage = f"{e.stage}: " if e.stage != TrtforgeError.stage else ""  # which stage failed
     click.echo(f"trtforge: error: {stage}{e.one_line()}", err=True)
-    if verbose and e.__cause__ is not None:
-        cause = " ".join(str(e.__cause__).split())[:2000]
-        click.echo(f"  cause: {type(e.__cause__).__name__}: {cause}", err=True)
+    if verbose:
+        from trtforge.errors import cause_text
+
+        # a cause raised in a stage's child process arrives as text (errors.__reduce__)
+        text = cause_text(e.__cause__) if e.__cause__ is not None else getattr(e, "cause_text", None)
+        if text:
+            click.echo(f"  cause: {text}", err=True)
 
 
 def _fail(e: TrtforgeError, verbose: bool) -> None:
@@ -38,7 +42,28 @@ def _store(manifest, cache_dir: str | None, writable: bool = True):
     return Store(root, shared=shared, writable=writable)
 
 
-@click.group()
+class _Group(click.Group):
+    """Click's own usage errors (a bad option value, an unknown command or flag, a folder where a
+    file is due) as one `trtforge: error:` line and exit 2, like every other user mistake,
+    instead of Click's three lines of usage."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as e:
+            path = e.ctx.command_path if getattr(e, "ctx", None) is not None else "trtforge"
+            click.echo(" ".join(f"trtforge: error: {e.format_message().rstrip('.')}; see '{path} --help'".split()),
+                       err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("trtforge: error: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Group)
 @click.option("--verbose", is_flag=True, help="Add the underlying cause to error lines.")
 @click.version_option(package_name="trtforge", prog_name="trtforge", message="%(prog)s %(version)s")
 @click.pass_context
@@ -151,6 +176,8 @@ def verify(ctx, engines_dir, require_engine_check, junit):
     from trtforge.predeploy import verify_published
 
     try:
+        if junit:
+            _check_junit(Path(junit))
         results = []
         failed = verify_published(Path(engines_dir), require_engine_check, junit, click.echo, results)
     except TrtforgeError as e:
@@ -160,6 +187,24 @@ def verify(ctx, engines_dir, require_engine_check, junit):
         click.echo(f"trtforge: error: {failed} of {len(results)} engine(s) failed pre-deploy verification; "
                    f"first: {first.get('what', 'module')} '{first['module']}': {first['reason']}", err=True)
         sys.exit(3)
+
+
+def _check_junit(path: Path) -> None:
+    """The JUnit report's folder must be (or become) a writable folder: found now, before any
+    engine is checked, not as a traceback after."""
+    hint = "pass --junit a file path in a writable folder"
+    parent = path.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise TrtforgeError(f"'{folder}' is not a folder", where=f"--junit {path}", hint=hint)
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrtforgeError(f"cannot create '{parent}': {e.strerror}", where=f"--junit {path}", hint=hint) from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise TrtforgeError(f"'{parent}' is not writable", where=f"--junit {path}", hint=hint)
 
 
 @main.group()
@@ -233,23 +278,15 @@ def cache_gc(ctx, cache_dir, manifest_path, max_size, older_than):
 
 
 def _size(text):
-    if text is None:
-        return None
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    try:
-        return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
-    except ValueError:
-        raise TrtforgeError(f"'{text}' is not a size", where="--max-size", hint="write e.g. 20G") from None
+    from trtforge.cache.manage import parse_size
+
+    return None if text is None else parse_size(text, "--max-size")
 
 
 def _age(text):
-    if text is None:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-    except ValueError:
-        raise TrtforgeError(f"'{text}' is not an age", where="--older-than", hint="write e.g. 30d") from None
+    from trtforge.cache.manage import parse_age
+
+    return None if text is None else parse_age(text, "--older-than")
 
 
 @main.group()
@@ -273,11 +310,12 @@ def debug_precision_cmd(ctx, module_name, manifest_path, cache_dir):
         module = manifest.module(module_name)
         store = _store(manifest, cache_dir)
         records = {}
-        for stage, deps in stage_table()[:2]:  # export, graph_passes: the graph before any island
-            records[stage.name] = run_stage(store, stage, module, manifest.root,
-                                            {d: records[d] for d in deps}, StageStatus())
-        result = debug_precision(store.view(records["graph_passes"]), store.view(records["export"]),
-                                 module.tolerance)
+        with store.gc_lock(exclusive=False):  # like a build: `cache gc` waits until it is done
+            for stage, deps in stage_table()[:2]:  # export, graph_passes: the graph before any island
+                records[stage.name] = run_stage(store, stage, module, manifest.root,
+                                                {d: records[d] for d in deps}, StageStatus())
+            result = debug_precision(store.view(records["graph_passes"]), store.view(records["export"]),
+                                     module.tolerance)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     _print_debug(module_name, result)

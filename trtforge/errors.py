@@ -19,9 +19,13 @@ class TrtforgeError(Exception):
         super().__init__(self.one_line())
 
     def __reduce__(self):
-        # `build --jobs` workers send errors back to the CLI process: keep every field, whatever
-        # a subclass's __init__ takes
-        return (_rebuild_error, (type(self), dict(self.__dict__)))
+        # `build --jobs` workers and a stage's child process send errors back to the CLI process:
+        # keep every field, whatever a subclass's __init__ takes, and the cause as text (the cause
+        # itself may not pickle) for --verbose
+        state = dict(self.__dict__)
+        if self.__cause__ is not None and "cause_text" not in state:
+            state["cause_text"] = cause_text(self.__cause__)
+        return (_rebuild_error, (type(self), state))
 
     def one_line(self) -> str:
         parts = []
@@ -34,6 +38,10 @@ class TrtforgeError(Exception):
         if self.hint:
             text += f"; {self.hint}"
         return " ".join(text.split())  # one line, always
+
+
+def cause_text(cause: BaseException) -> str:
+    return f"{type(cause).__name__}: {' '.join(str(cause).split())[:2000]}"
 
 
 def _rebuild_error(cls, state: dict) -> TrtforgeError:

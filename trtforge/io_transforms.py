@@ -14,9 +14,14 @@ So a baked Resize is checked against torch's own interpolate, not against itself
 
 from __future__ import annotations
 
+import math
+
 from trtforge.errors import ManifestError, PassError
 
 MODES = ("nearest", "linear", "cubic")
+# a baked resize is computed with torch on the reference at export: bound it before it allocates
+MAX_SCALE = 64
+MAX_SIZE = 1 << 15
 
 
 def inverse(perm: list[int]) -> list[int]:
@@ -53,12 +58,15 @@ def parse(step: dict, where: str) -> dict | None:
         scale, size = step.get("scale"), step.get("size")
         if (scale is None) == (size is None):
             raise ManifestError("bake_resize needs exactly one of scale or size", where=where)
-        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0):
-            raise ManifestError(f"scale must be a positive number, got {scale!r}", where=f"{where}.scale")
-        if size is not None and (not isinstance(size, list)
-                                 or not all(isinstance(s, int) and s > 0 for s in size)):
-            raise ManifestError(f"size must be a list of positive integers, got {size!r}",
-                                where=f"{where}.size")
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                                  or not 0 < scale <= MAX_SCALE):
+            raise ManifestError(f"scale must be a positive number up to {MAX_SCALE}, got {scale!r}",
+                                where=f"{where}.scale")
+        if size is not None and (not isinstance(size, list) or not 1 <= len(size) <= 3
+                                 or not all(isinstance(s, int) and not isinstance(s, bool)
+                                            and 0 < s <= MAX_SIZE for s in size)):
+            raise ManifestError(f"size must be a list of 1 to 3 integers in 1..{MAX_SIZE} (the spatial "
+                                f"dimensions), got {size!r}", where=f"{where}.size")
         align = step.get("align_corners", False)
         if not isinstance(align, bool):
             raise ManifestError("align_corners must be true or false", where=f"{where}.align_corners")
@@ -94,8 +102,9 @@ def preprocess_affine(mean, std, scale: float, channels: int, where: str) -> tup
 
 def _numbers(value, where: str) -> list[float]:
     if (not isinstance(value, list) or not value
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        raise ManifestError(f"expected a non-empty list of numbers, got {value!r}", where=where)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                       for v in value)):
+        raise ManifestError(f"expected a non-empty list of numbers, all finite, got {value!r}", where=where)
     return [float(v) for v in value]
 
 
@@ -106,7 +115,7 @@ def _parse_preprocess(step: dict, where: str) -> dict:
     if any(s == 0 for s in std):
         raise ManifestError("std must not contain 0", where=f"{where}.std")
     scale = step.get("scale", 1 / 255)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
         raise ManifestError(f"scale must be a positive number, got {scale!r}", where=f"{where}.scale")
     return {"kind": "preprocess_input", "tensor": step["input"], "mean": mean, "std": std,
             "scale": float(scale)}

@@ -19,16 +19,20 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
                       progress=None, require_engine_check: bool = False) -> ModuleResult:
     from trtforge.publish import publish_result
 
-    result = build_module(store, manifest, module, backend, progress=progress)
-    if require_engine_check:
-        enforce_engine_check(result)
-    try:  # a failed module is withdrawn: engines/ never keeps what the manifest no longer verifies
-        result = publish_result(store, manifest, module, result, backend)
-    except PublishError as e:  # this module only: the others still build and report
-        if result.error is None:
-            result.error = e
-        else:  # the module's own failure stays the one reported
-            result.notes.append(f"could not withdraw its previous files: {e.one_line()}")
+    # the gc lock shared for the whole module: `cache gc` waits until every record and view this
+    # build reads (its own earlier stages, then publish) is no longer needed, instead of
+    # collecting a finished stage's blobs before the next stage reads them
+    with store.gc_lock(exclusive=False):
+        result = build_module(store, manifest, module, backend, progress=progress)
+        if require_engine_check:
+            enforce_engine_check(result)
+        try:  # a failed module is withdrawn: engines/ never keeps what the manifest no longer verifies
+            result = publish_result(store, manifest, module, result, backend)
+        except PublishError as e:  # this module only: the others still build and report
+            if result.error is None:
+                result.error = e
+            else:  # the module's own failure stays the one reported
+                result.notes.append(f"could not withdraw its previous files: {e.one_line()}")
     return result
 
 

@@ -7,7 +7,6 @@ Every user mistake is a `ManifestError` naming the file and the dotted field.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 import tomllib
@@ -15,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from trtforge import limits
 from trtforge.errors import ManifestError
 
-DTYPES = ("float16", "float32", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
+# no bfloat16: numpy, which makes the example inputs and holds every reference, has no such dtype
+DTYPES = ("float16", "float32", "int64", "int32", "int8", "uint8", "bool")
 BACKENDS = ("auto", "tensorrt", "tensorrt-rtx")
 EXPORTERS = ("dynamo", "torchscript")
 RTX_CCS = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
@@ -53,23 +54,13 @@ _int = _type(int, what="an integer")
 
 def _num(value, where):
     _type(int, float, what="a number")(value, where)
-    if not math.isfinite(value):  # nan passes every comparison: a tolerance of nan checks nothing
-        raise ManifestError(f"must be a finite number, got {value!r}", where=where,
-                            hint="write a number such as 0.01")
-    return float(value)
+    return limits.finite(float(value), where)  # TOML writes nan and inf
 
 
 def _nonneg(value, where):
     value = _num(value, where)
     if value < 0:
         raise ManifestError(f"must be >= 0, got {value:g}", where=where, hint="tolerances are magnitudes")
-    return value
-
-
-def _nonneg_int(value, where):
-    _int(value, where)
-    if value < 0:
-        raise ManifestError(f"must be >= 0, got {value}", where=where)
     return value
 
 
@@ -105,6 +96,20 @@ def _one_of(choices: tuple[str, ...]):
     return check
 
 
+def _dtype(value, where):
+    if isinstance(value, str) and value.lower() in ("bfloat16", "bf16"):
+        raise ManifestError("bfloat16 is not supported: numpy, which makes the example inputs and "
+                            "references, has no bfloat16", where=where,
+                            hint="use float16 (the engine runs FP16 either way) or float32")
+    return _one_of(DTYPES)(value, where)
+
+
+def _in(lo: int, hi: int, hint: str | None = None):
+    def check(value, where):
+        return limits.check_int_range(_int(value, where), lo, hi, where, hint)
+    return check
+
+
 def _factory(value, where):
     _str(value, where)
     if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", value):
@@ -120,6 +125,7 @@ def _shape(value, where):
         if isinstance(d, bool) or not isinstance(d, int) or d <= 0:
             raise ManifestError(f"dimension {i} is {d!r}; every dimension must be a positive integer",
                                 where=where, hint="trtforge exports static shapes")
+    limits.check_rank(value, where)
     return tuple(value)
 
 
@@ -127,6 +133,8 @@ def _range(value, where):
     if (not isinstance(value, list) or len(value) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise ManifestError(f"expected [low, high], got {value!r}", where=where)
+    for v in value:
+        limits.finite(float(v), where)
     if value[0] >= value[1]:
         raise ManifestError(f"low {value[0]} must be below high {value[1]}", where=where)
     return (float(value[0]), float(value[1]))
@@ -149,15 +157,31 @@ def _str_list(value, where):
     return tuple(value)
 
 
+def _names(value, where):
+    names = _str_list(value, where)
+    for i, n in enumerate(names):
+        limits.check_tensor_name(n, "output", f"{where}[{i}]")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ManifestError(f"output '{dup}' is named twice", where=where)
+    return names
+
+
+def _nonempty_str(value, where):
+    if not _str(value, where).strip():
+        raise ManifestError("must not be empty", where=where)
+    return value
+
+
 EXPORT = {
     "exporter": (_one_of(EXPORTERS), "dynamo"),
-    "opset": (_positive_int, 20),
+    "opset": (_positive_int, 20),  # the installed exporter's range is checked with the exporter
     "forbid_fp32_islands": (_bool, False),
 }
 BUILD = {
     "backend": (_one_of(BACKENDS), "auto"),
-    "optimization_level": (_int, 3),
-    "workspace_mib": (_positive_int, 4096),
+    "optimization_level": (_in(*limits.OPTIMIZATION_LEVELS), 3),
+    "workspace_mib": (_in(1, limits.MAX_WORKSPACE_MIB), 4096),
     "rtx_compute_capabilities": (_cc_list, ()),
 }
 TOLERANCE = {
@@ -173,10 +197,10 @@ TASK = {
             "axis": (_int, 1), "min_iou": (_fraction, 0.9)},
     "topk": {"k": (_positive_int, 5), "axis": (_int, -1), "min_topk": (_fraction, 0.8)},
 }
-VERIFY = {**TOLERANCE, "random_inputs": (_nonneg_int, 0), "seed": (_int, 0)}
+VERIFY = {**TOLERANCE, "random_inputs": (_in(0, limits.MAX_RANDOM_INPUTS), 0), "seed": (_int, 0)}
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
-INPUT = {"shape": (_shape, None), "dtype": (_one_of(DTYPES), "float16"), "range": (_range, (-1.0, 1.0))}
-TOP = {"cache_dir": (_str, ".trtforge-cache"), "output_dir": (_str, "engines"),
+INPUT = {"shape": (_shape, None), "dtype": (_dtype, "float16"), "range": (_range, (-1.0, 1.0))}
+TOP = {"cache_dir": (_nonempty_str, ".trtforge-cache"), "output_dir": (_nonempty_str, "engines"),
        # an output folder outside the manifest's folder is refused unless this says it is meant
        "output_dir_outside": (_bool, False),
        # files in the output folder that trtforge did not write are refused unless this is set
@@ -293,6 +317,7 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
     if not _NAME_RE.match(name) or ".." in name:
         raise ManifestError(f"module name '{name}' must be letters, digits, '_', '-', '.' "
                             "(no path separators or '..')", where=where)
+    limits.check_name(name, "module", where)
     if not isinstance(raw, dict):
         raise ManifestError(f"expected a table, got {type(raw).__name__}", where=where)
     _section({k: None for k in raw}, {k: (lambda v, w: v, 0) for k in MODULE_KEYS}, where)
@@ -306,10 +331,11 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
     raw_inputs = raw.get("inputs")
     if not isinstance(raw_inputs, dict) or not raw_inputs:
         raise ManifestError("expected a table name -> {shape, dtype, range}", where=f"{where}.inputs")
-    inputs = tuple(InputSpec(name=k, **_section(v, INPUT, f"{where}.inputs.{k}"))
-                   for k, v in raw_inputs.items())
-    outputs = _str_list(raw.get("outputs", []), f"{where}.outputs")
+    inputs = tuple(_input(k, v, f"{where}.inputs.{k}") for k, v in raw_inputs.items())
+    outputs = _names(raw.get("outputs", []), f"{where}.outputs")
     depends = _str_list(raw.get("depends", []), f"{where}.depends")
+    for i, pattern in enumerate(depends):
+        limits.check_pattern(pattern, f"{where}.depends[{i}]")
 
     precision_raw = dict(raw.get("precision", {})) if isinstance(raw.get("precision", {}), dict) else None
     if precision_raw is None:
@@ -334,6 +360,10 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         raise ManifestError(f"output '{bad}' is not among outputs {list(outputs)}",
                             where=f"{where}.verify.outputs.{bad}")
 
+    export = _section(raw.get("export", {}), EXPORT, f"{where}.export", base=defaults["export"])
+    limits.check_opset(export, f"{where}.export")
+    verify = _section(verify_raw, VERIFY, f"{where}.verify", base=defaults["verify"])
+    limits.check_input_sizes(inputs, 1 + verify["random_inputs"], where)
     passes = _steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw else defaults["passes"]
     from trtforge.io_transforms import parse as parse_transform  # bake-pass parameters, checked now
 
@@ -342,16 +372,23 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
     return ModuleSpec(
         name=name, factory=factory, factory_args=dict(sorted(fargs.items())), inputs=inputs,
         outputs=outputs, depends=depends,
-        export=_section(raw.get("export", {}), EXPORT, f"{where}.export", base=defaults["export"]),
+        export=export,
         passes=passes,
         precision_rules=rules,
         precision=_section(precision_raw, PRECISION, f"{where}.precision", base=defaults["precision"]),
         build=_section(raw.get("build", {}), BUILD, f"{where}.build", base=defaults["build"]),
-        verify=_section(verify_raw, VERIFY, f"{where}.verify", base=defaults["verify"]),
+        verify=verify,
         verify_outputs=per_output,
         pass_check=(_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
                     else defaults["pass_check"]),
     )
+
+
+def _input(name: str, raw: Any, where: str) -> InputSpec:
+    limits.check_tensor_name(name, "input", where)
+    spec = InputSpec(name=name, **_section(raw, INPUT, where))
+    limits.check_range(*spec.range, spec.dtype, f"{where}.range")
+    return spec
 
 
 def _output_checks(raw: dict, where: str) -> dict:
@@ -379,6 +416,8 @@ def _defaults(raw: Any, where: str) -> dict:
     if not isinstance(raw, dict):
         raise ManifestError("expected a table", where=where)
     _section({k: None for k in raw}, {k: (lambda v, w: v, 0) for k in (*DEFAULT_KEYS, *TOP)}, where)
+    if not isinstance(raw.get("precision", {}), dict):
+        raise ManifestError("expected a table", where=f"{where}.precision")
     precision = dict(raw.get("precision", {}))
     rules = precision.pop("rules", None)
     return {
@@ -467,10 +506,27 @@ def _check_output_dir(out: Path, cache: Path, root: Path, outside_ok: bool, wher
 def load_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_capped(path)
     except FileNotFoundError:
         raise ManifestError("file not found", where=str(path),
                             hint="pass the path of an engines.toml") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"cannot read: {e}", where=str(path)) from None
     return parse_manifest(text, path)
+
+
+def _read_capped(path: Path) -> str:
+    """The manifest's text, refusing what is not a regular file (a FIFO would block, /dev/zero
+    never ends) and reading at most MAX_MANIFEST_BYTES + 1 bytes."""
+    import stat
+
+    mode = path.stat().st_mode  # before open: opening a FIFO blocks
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ManifestError(f"is {kind}", where=str(path), hint="pass the path of an engines.toml")
+    with open(path, "rb") as f:
+        data = f.read(limits.MAX_MANIFEST_BYTES + 1)
+    if len(data) > limits.MAX_MANIFEST_BYTES:
+        raise ManifestError(f"is larger than the {limits.MAX_MANIFEST_BYTES >> 10} KiB a manifest may be",
+                            where=str(path), hint="pass the path of an engines.toml")
+    return data.decode("utf-8")

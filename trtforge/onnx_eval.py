@@ -20,7 +20,6 @@ bit-identical outputs: restructuring passes are checked for exact equality with 
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
@@ -114,52 +113,65 @@ class Evaluator:
 
     # -- values ---------------------------------------------------------------------------
     def _load(self, name: str) -> np.ndarray:
-        arr = read_tensor(self.initializers[name], self.base_dir) if self.base_dir is not None \
+        # weights stay FP16 here; in fp32 mode the node's session casts them (ONNX Runtime's Cast
+        # is vectorised; numpy's float16 astype took 13 s of a 2-minute UNet evaluation)
+        return read_tensor(self.initializers[name], self.base_dir) if self.base_dir is not None \
             else numpy_helper.to_array(self.initializers[name])
-        return self._widen(arr)
 
     def _widen(self, arr: np.ndarray) -> np.ndarray:
         return arr.astype(np.float32) if self.mode == "fp32" and arr.dtype == np.float16 else arr
 
     # -- sessions -------------------------------------------------------------------------
     def _session(self, node: onnx.NodeProto, args: list[np.ndarray]):
-        import onnxruntime as ort
-
-        node = _widen_node(node) if self.mode == "fp32" else node
-        one = onnx.NodeProto()
-        one.CopyFrom(node)
-        one.name, one.doc_string = "n", ""
-        del one.metadata_props[:]  # the exporter's per-node stack traces would make every node unique
-        names = {}
-        for j, name in enumerate(one.input):
-            if name:
-                names.setdefault(name, f"i{len(names)}")
-                one.input[j] = names[name]
-        for j, name in enumerate(one.output):
-            if name:
-                one.output[j] = f"o{j}"
-        inputs = [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
-                  for n, a in zip(names.values(), args)]
-        outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in one.output if o]
-        single = onnx.helper.make_model(onnx.helper.make_graph([one], "one", inputs, outputs),
-                                        opset_imports=self.opsets, ir_version=self.model.ir_version)
-        blob = single.SerializeToString()
-        key = hashlib.sha1(blob).digest()
+        """The session for this node's op, attributes, input types and shapes (built on a miss)."""
+        names = list(dict.fromkeys(n for n in node.input if n))
+        key = (self.mode, node.domain, node.op_type, len(node.output),
+               tuple(names.index(n) if n else -1 for n in node.input),
+               tuple(o != "" for o in node.output),
+               b"".join(a.SerializeToString() for a in node.attribute),
+               tuple((a.dtype.str, a.shape) for a in args))
         sess = self._sessions.get(key)
         if sess is None:
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            opts.log_severity_level = 3
-            # no arena: a cached session would otherwise keep the largest activations it ever saw
-            opts.enable_cpu_mem_arena = False
-            opts.enable_mem_pattern = False
-            sess = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+            sess = self._new_session(node, names, args)
             self._sessions[key] = sess
             if len(self._sessions) > SESSION_CACHE:
                 self._sessions.popitem(last=False)
         else:
             self._sessions.move_to_end(key)
-        return sess, list(names.values())
+        return sess, [f"i{j}" for j in range(len(names))]
+
+    def _new_session(self, node: onnx.NodeProto, names: list[str], args: list[np.ndarray]):
+        import onnxruntime as ort
+
+        one = onnx.NodeProto()
+        one.CopyFrom(_widen_node(node) if self.mode == "fp32" else node)
+        one.name, one.doc_string = "n", ""
+        del one.metadata_props[:]
+        nodes, rename = [], {}
+        for j, (n, a) in enumerate(zip(names, args)):
+            rename[n] = f"i{j}"
+            if self.mode == "fp32" and a.dtype == np.float16:  # widened inside the session
+                nodes.append(onnx.helper.make_node("Cast", [f"i{j}"], [f"w{j}"], to=F32))
+                rename[n] = f"w{j}"
+        for j, name in enumerate(one.input):
+            if name:
+                one.input[j] = rename[name]
+        for j, name in enumerate(one.output):
+            if name:
+                one.output[j] = f"o{j}"
+        inputs = [onnx.helper.make_tensor_value_info(f"i{j}", onnx.helper.np_dtype_to_tensor_dtype(a.dtype),
+                                                     list(a.shape)) for j, a in enumerate(args)]
+        outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in one.output if o]
+        single = onnx.helper.make_model(onnx.helper.make_graph([*nodes, one], "one", inputs, outputs),
+                                        opset_imports=self.opsets, ir_version=self.model.ir_version)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.log_severity_level = 3
+        # no arena: a cached session would otherwise keep the largest activations it ever saw
+        opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
+        return ort.InferenceSession(single.SerializeToString(), sess_options=opts,
+                                    providers=["CPUExecutionProvider"])
 
     # -- running --------------------------------------------------------------------------
     def run(self, feeds: dict, keep: set | str = (), observe: Callable[[str, np.ndarray], None] | None = None

@@ -90,6 +90,13 @@ def import_graph(model: onnx.ModelProto, base_dir: Path) -> gs.Graph:
     return graph
 
 
+# element types whose external bytes are a plain little-endian array of this numpy dtype
+_RAW_DTYPES = {onnx.TensorProto.FLOAT16: np.dtype("<f2"), onnx.TensorProto.FLOAT: np.dtype("<f4"),
+               onnx.TensorProto.DOUBLE: np.dtype("<f8"), onnx.TensorProto.INT64: np.dtype("<i8"),
+               onnx.TensorProto.INT32: np.dtype("<i4"), onnx.TensorProto.INT8: np.dtype("i1"),
+               onnx.TensorProto.UINT8: np.dtype("u1")}
+
+
 def read_tensor(tensor: onnx.TensorProto, base_dir: Path) -> np.ndarray:
     """One tensor's values, reading only its own bytes of its external-data file. (onnx's own
     loader refuses hard-linked data files, and the cache hands stages hard links.)"""
@@ -99,8 +106,16 @@ def read_tensor(tensor: onnx.TensorProto, base_dir: Path) -> np.ndarray:
     loc = info["location"]
     if os.path.isabs(loc) or ".." in Path(loc).parts:
         raise ValueError(f"external data location escapes the model folder: {loc}")
+    offset = int(info.get("offset", 0))
+    np_dtype = _RAW_DTYPES.get(tensor.data_type)
+    if np_dtype is not None:  # one read straight into the array: no protobuf copies (GBs for a UNet)
+        count = int(np.prod(tensor.dims, dtype=np.int64))
+        arr = np.fromfile(base_dir / loc, dtype=np_dtype, count=count, offset=offset)
+        if arr.size != count:
+            raise ValueError(f"external data of '{tensor.name}' in {loc} is truncated")
+        return arr.reshape(tuple(tensor.dims))
     with open(base_dir / loc, "rb") as f:
-        f.seek(int(info.get("offset", 0)))
+        f.seek(offset)
         data = f.read(int(info["length"])) if "length" in info else f.read()
     inline = onnx.TensorProto()
     inline.CopyFrom(tensor)

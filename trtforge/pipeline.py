@@ -118,6 +118,7 @@ def _run(stage, ctx: StageContext, workdir: Path) -> dict:
 
 def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
               status: StageStatus, progress=None) -> Record:
+    checkpoint(f"before:{stage.name}")
     key, doc = stage_key(stage, module, root, upstream)
     status.key = key
     record = store.lookup(key)

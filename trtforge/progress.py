@@ -7,6 +7,8 @@ nothing: a no-op build stays silent apart from its status table."""
 
 from __future__ import annotations
 
+import io
+import os
 import threading
 import time
 from typing import TextIO
@@ -21,11 +23,21 @@ def active() -> "Progress | None":
     return _ACTIVE
 
 
+def _own_fd(stream: TextIO) -> TextIO:
+    """A copy of the terminal's fd: the ticker keeps drawing while a stage sends fds 1 and 2 to
+    its log (stage.capture_output)."""
+    try:
+        return open(os.dup(stream.fileno()), "w", buffering=1)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return stream  # no fd behind it (a test's stream): draw on it as it is
+
+
 class Progress:
     def __init__(self, stream: TextIO, enabled: bool = True, interval_s: float = 0.5):
         self.stream = stream
         self.enabled = enabled
         self.tty = enabled and stream.isatty()
+        self.stream = _own_fd(stream) if self.tty else stream
         self.interval_s = interval_s
         self._current: tuple[str, str, float] | None = None
         self._stop = threading.Event()

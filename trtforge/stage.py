@@ -5,8 +5,11 @@ A stage never imports another stage. The driver (`trtforge.pipeline`) alone know
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +30,37 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+@contextlib.contextmanager
+def capture_output(log_path: Path):
+    """Everything the stage prints into `log_path`: Python's sys.stdout/sys.stderr and the
+    process's file descriptors 1 and 2, so a factory's os.write(1, ...), a C extension's printf
+    or a subprocess it starts cannot reach the terminal past --quiet or --json."""
+    with open(log_path, "a", buffering=1) as log:
+        _flush_all()
+        saved = (os.dup(1), os.dup(2))
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield log
+        finally:
+            _flush_all()  # what C stdio buffered goes to the log, not to the restored terminal
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _flush_all() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
 
 
 @dataclass(frozen=True)

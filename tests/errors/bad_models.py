@@ -90,3 +90,40 @@ def make_from_checkpoint(path: str):
 
 def write_bad_checkpoint(path):
     torch.save({"conv.weight": NotATensor()}, path)
+
+
+class Bailout(BaseException):
+    """Not an Exception: `except Exception` lets it through."""
+
+
+def make_base_exception():
+    raise Bailout("the factory gave up")
+
+
+def make_sys_exit(code: int = 0):
+    import sys
+
+    sys.exit(code)
+
+
+def make_chdir(to: str = "elsewhere"):
+    """Moves the process's working folder, as some model zoos do while loading weights."""
+    import os
+    from pathlib import Path
+
+    target = Path(__file__).parent / to
+    target.mkdir(exist_ok=True)
+    os.chdir(target)
+    return Tiny()
+
+
+def make_noisy():
+    """Writes past Python's sys.stdout/sys.stderr: raw fds 1 and 2 and a child process."""
+    import os
+    import subprocess
+
+    os.write(1, b"RAW-FD1 from the factory\n")
+    os.write(2, b"RAW-FD2 from the factory\n")
+    print("PRINTED from the factory")
+    subprocess.run(["echo", "CHILD from the factory"], check=True)
+    return Tiny()

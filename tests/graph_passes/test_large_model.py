@@ -5,11 +5,12 @@ protobuf, and ONNX Runtime gives the same outputs (pipeline meaning check on).""
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter
 
 import numpy as np
 
 from tests.conftest import REPO
-from trtforge import onnx_files
+from trtforge import onnx_eval, onnx_files
 from trtforge.graph_passes.run import run_pipeline
 from trtforge.manifest import DEFAULT_PASSES
 
@@ -22,14 +23,18 @@ def test_default_passes_on_external_weights(tmp_path, monkeypatch):
     src = large_model.generate(tmp_path / "src", layers=48, width=724)  # 48 x 1 MiB
     weights = src / "weights.bin"
     assert weights.stat().st_size > 48 * 2**20
-    reads = []
+    reads, checked = [], []
     original = onnx_files.read_tensor
+    # the passes' reads go through onnx_files, the meaning check's through onnx_eval (streamed)
     monkeypatch.setattr(onnx_files, "read_tensor", lambda t, d: reads.append(t.name) or original(t, d))
+    monkeypatch.setattr(onnx_eval, "read_tensor", lambda t, d: checked.append(t.name) or original(t, d))
     out = tmp_path / "out"
     out.mkdir()
     x = np.random.default_rng(0).uniform(-1, 1, (3, 16, 724)).astype(np.float16)
     meta = run_pipeline(src, out, DEFAULT_PASSES, check="pipeline", recorded=[{"x": x}])
-    assert reads == []  # no pass read a weight (ONNX Runtime reads them itself for the check)
+    assert reads == []  # no pass read a weight
+    weights_read = Counter(n for n in checked if n.startswith("W"))
+    assert len(weights_read) == 48 and set(weights_read.values()) == {2}  # once per evaluation
     assert (out / "weights.bin").stat().st_ino == weights.stat().st_ino
     assert (out / "model.onnx").stat().st_size < 2**20
     assert not (out / "passes.data").exists() or (out / "passes.data").stat().st_size < 2**16

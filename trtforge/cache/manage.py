@@ -11,11 +11,36 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
 from trtforge.cache.keys import hash_file
+from trtforge.errors import CacheError
+
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# digits only: no sign, no exponent, no inf or nan (`--max-size -1` once deleted every record)
+_AMOUNT = r"(\d{1,15}(?:\.\d{1,6})?)"
+
+
+def parse_size(text: str, option: str) -> int:
+    """'20G', '500M', '1.5T', '0' (bytes when no unit); anything else is one line, exit 2."""
+    m = re.fullmatch(_AMOUNT + r"\s*([KMGT]?)(?:i?B)?", text.strip(), re.I)
+    if not m:
+        raise CacheError(f"'{text}' is not a size", where=option,
+                         hint="write a number of bytes or a number with K, M, G or T, e.g. 20G")
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2).upper()])
+
+
+def parse_age(text: str, option: str) -> float:
+    """'30d', '12h', '90m', '3600' (seconds when no unit); anything else is one line, exit 2."""
+    m = re.fullmatch(_AMOUNT + r"\s*([smhdw]?)", text.strip())
+    if not m:
+        raise CacheError(f"'{text}' is not an age", where=option,
+                         hint="write a number with s, m, h, d or w, e.g. 30d")
+    return float(m.group(1)) * AGE_UNITS[m.group(2)]
 
 
 def regular_files(folder: Path):
@@ -31,7 +56,11 @@ def regular_files(folder: Path):
         for entry in sorted(os.scandir(sub.path), key=lambda e: e.name):
             if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                 continue
-            yield Path(entry.path), entry.stat(follow_symlinks=False).st_size
+            try:
+                size = entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:  # removed since the folder was listed
+                continue
+            yield Path(entry.path), size
 
 
 def records(root: Path):
@@ -46,16 +75,23 @@ def records(root: Path):
 
 
 def verify_all(store) -> list[str]:
-    """Re-hash every blob (ignoring the stat memo), drop the corrupt ones; return the problems."""
+    """Re-hash every blob (ignoring the stat memo), drop the corrupt ones and the records that
+    then point at a missing blob (a later build rebuilds them); return the problems. A second
+    run after the first is clean: nothing it found is left behind to be found again."""
     problems = []
-    for blob, _ in regular_files(store.root / "blobs"):
-        if hash_file(blob) != blob.name:
-            problems.append(f"corrupt blob {blob.name[:16]}")
-            os.unlink(blob)
-    for doc, _ in records(store.root):
-        missing = [n for n, o in doc["outputs"].items() if not store._blob(o["digest"]).is_file()]
-        if missing:
-            problems.append(f"record {doc['key'][:12]} ({doc['stage']}): missing {', '.join(missing)}")
+    with store.gc_lock(exclusive=True):  # a running build's new record is not dangling yet
+        for blob, _ in regular_files(store.root / "blobs"):
+            if hash_file(blob) != blob.name:
+                problems.append(f"corrupt blob {blob.name[:16]}")
+                os.unlink(blob)
+        for doc, path in list(records(store.root)):  # listed first: dropping removes files
+            missing = [n for n, o in doc["outputs"].items() if not store._blob(o["digest"]).is_file()]
+            if missing:
+                problems.append(f"record {doc['key'][:12]} ({doc['stage']}): missing {', '.join(missing)}; "
+                                "record dropped, the next build rebuilds it")
+                _drop(path)
+        shutil.rmtree(store.root / "views", ignore_errors=True)  # links to what was dropped
+        (store.root / "views").mkdir(exist_ok=True)
     return problems
 
 

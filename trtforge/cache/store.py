@@ -195,7 +195,8 @@ def cache_writes(where: Path):
 
 class Store:
     def __init__(self, root: Path, shared: tuple[Path, ...] = (), *, writable: bool = True):
-        self.root = Path(root)
+        # absolute: a factory that chdir()s must not move a relative --cache-dir under the build
+        self.root = Path(root).absolute()
         self.shared = tuple(Path(p) for p in shared)  # read-only layers under the writable one
         self._forgotten: set[str] = set()  # found corrupt here: a shared layer must not serve them again
         if writable:

@@ -10,7 +10,7 @@ from trtforge.cache import digest_file
 from trtforge.errors import ManifestError
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
-from trtforge.stage import StageContext, tool_versions
+from trtforge.stage import StageContext, capture_output, tool_versions
 
 
 def factory_sources(module: ModuleSpec, root: Path) -> list[Path]:
@@ -56,11 +56,9 @@ class ExportStage:
         }
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:
-        import contextlib
-
-        # the exporter's chatter goes to export.log in the cache entry, not the terminal
-        with open(workdir / "export.log", "w", buffering=1) as log, \
-                contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        # the factory's and the exporter's chatter, down to raw writes to fds 1 and 2, goes to
+        # export.log in the cache entry, not the terminal
+        with capture_output(workdir / "export.log"):
             from trtforge.export.torch_export import export_module
 
             return export_module(ctx.module, ctx.root, workdir)

@@ -4,6 +4,8 @@ themselves (a baked Resize is compared with torch.nn.functional.interpolate)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,20 @@ def _mode(t: dict, rank: int, module: str) -> str:
                               where=f"modules.{module}.passes (bake_resize {t['tensor']})", module=module)
         return m[rank]
     return m
+
+
+def _check_resized_size(t: dict, shape: tuple, module: str) -> None:
+    """The resized reference is made in FP32 here: refuse one past the input limit before torch
+    allocates it (a scale of 64 on a large output is tens of GiB)."""
+    from trtforge.limits import MAX_INPUT_BYTES
+
+    spatial = t["size"] or [int(d * t["scale"]) for d in shape[2:]]
+    size = math.prod(shape[:2]) * math.prod(spatial) * 4
+    if size > MAX_INPUT_BYTES:
+        raise ExportError(f"the resized '{t['tensor']}' would be {size / (1 << 30):.3g} GiB in FP32; the "
+                          f"limit is {MAX_INPUT_BYTES / (1 << 30):.3g} GiB",
+                          where=f"modules.{module}.passes (bake_resize {t['tensor']})", module=module,
+                          hint="use a smaller scale or size")
 
 
 def preprocess(t: dict, image: np.ndarray, dtype) -> np.ndarray:
@@ -88,5 +104,6 @@ def caller_view(transforms: list[dict], inputs: dict, reference: dict, module: s
                 kwargs["size"] = tuple(t["size"])
             else:
                 kwargs["scale_factor"] = t["scale"]
+            _check_resized_size(t, x.shape, module)
             reference[t["tensor"]] = F.interpolate(y, **kwargs).numpy()
     return inputs, reference

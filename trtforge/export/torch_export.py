@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import json
+import os
 import re
 import sys
 import traceback
@@ -32,7 +34,9 @@ def load_factory(module: ModuleSpec, root: Path):
         sys.path.insert(0, str(root))
     try:
         mod = importlib.import_module(modname)
-    except Exception as e:  # the user's code: any error is theirs to fix
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # the user's code: any error is theirs to fix, sys.exit included
         raise ExportError(f"cannot import '{modname}': {type(e).__name__}: {e}", where=where,
                           module=module.name, hint="check the module path and its imports") from e
     obj = mod
@@ -50,18 +54,32 @@ def load_factory(module: ModuleSpec, root: Path):
 def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     factory = load_factory(module, root)
     where = f"modules.{module.name}.factory"
+    cwd = os.getcwd()
     try:
         model = factory(**module.factory_args)
     except ExportError as e:  # already one line naming its file (e.g. a checkpoint)
         e.module = module.name
         raise
-    except Exception as e:
-        raise ExportError(f"factory raised {type(e).__name__}: {e}", where=where, module=module.name,
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # sys.exit() or a BaseException subclass ends the factory, not trtforge
+        raise ExportError(f"factory {_raised(e)}", where=where, module=module.name,
                           hint="check factory_args") from e
+    finally:
+        # a factory that chdir()s must not move the paths of later stages (a relative cache)
+        with contextlib.suppress(OSError):
+            if os.getcwd() != cwd:
+                os.chdir(cwd)
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"factory returned {type(model).__name__}, not a torch.nn.Module",
                           where=where, module=module.name)
     return model
+
+
+def _raised(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"called sys.exit({e.code!r})"
+    return f"raised {type(e).__name__}: {e}"
 
 
 def flatten_outputs(out) -> list[torch.Tensor]:
@@ -101,6 +119,17 @@ def _random_sets(module: ModuleSpec, reference_model, names: list, device, workd
             save_arrays(workdir / f"{stem}{tag}.npz", arrays)
 
 
+def _check_opset(module: ModuleSpec, proto) -> None:
+    """The dynamo exporter converts from its own opset and, when that fails, keeps its own
+    without raising: refuse a model in an opset the manifest did not ask for."""
+    got = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    want = module.export["opset"]
+    if got != want:
+        raise ExportError(f"asked for opset {want}, the {module.export['exporter']} exporter wrote opset "
+                          f"{got} (its version conversion failed)", where=f"modules.{module.name}.export.opset",
+                          module=module.name, hint=f"set export.opset = {got}, or one the exporter converts to")
+
+
 def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     device = _device()
     torch.backends.cuda.matmul.allow_tf32 = False  # the reference is true FP32
@@ -120,7 +149,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     try:
         with torch.no_grad():
             ref = flatten_outputs(reference_model(*fp32_args))
-    except Exception as e:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
         shapes = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in module.inputs)
         raise ExportError(f"forward failed on the example inputs ({shapes}): {_first_line(e)}",
                           where=f"modules.{module.name}.inputs", module=module.name,
@@ -152,7 +183,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
                 verbose=False)
         if program is not None:
             program.save(str(path), external_data=True)
-    except Exception as e:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
         text = "".join(traceback.format_exception_only(type(e), e))
         if _DATA_DEPENDENT.search(text) or _DATA_DEPENDENT.search(repr(e.__cause__)):
             raise ExportError(
@@ -166,6 +199,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
                           module=module.name, hint="rerun with --verbose for the exporter's cause") from e
 
     proto = onnx.load(str(path), load_external_data=False)
+    _check_opset(module, proto)
     islands = find_fp32_islands(proto)
     if islands and module.export["forbid_fp32_islands"]:
         # name real arithmetic first: the Cast into the island only marks where it starts

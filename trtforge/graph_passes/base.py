@@ -140,7 +140,7 @@ class Pipeline:
         if modified:
             after = self.snapshot(graph)
             try:
-                verdict = self.checker([p for p, _, _ in segment], before, after)
+                verdict = self.checker([p for p, _, _ in modified], before, after)  # their exactness
             except PassError:
                 if self.check == "each":
                     self._localise(segment, after)

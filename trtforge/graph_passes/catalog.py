@@ -41,9 +41,22 @@ def make_pass(step: dict, where: str, root: Path | None = None):
         sys.path.insert(0, str(root))
     try:
         cls = getattr(importlib.import_module(modname), attr)
-    except (ImportError, AttributeError) as e:
-        raise PassError(f"cannot load pass '{target}': {e}", where=where) from e
+    except Exception as e:  # the user's module: any error importing it is theirs to fix
+        raise PassError(f"cannot load pass '{target}': {type(e).__name__}: {e}", where=where) from e
+    from trtforge.graph_passes.base import GraphPass
+
+    # checked before it is called: a name like 'os:system' must not run
+    if not (isinstance(cls, type) and issubclass(cls, GraphPass)):
+        raise PassError(f"'{target}' is {_what(cls)}, not a pass class", where=where,
+                        hint="name a subclass of trtforge.graph_passes.base.GraphPass as "
+                             "'package.module:PassClass'")
     try:
         return cls(**params)
     except TypeError as e:
         raise PassError(f"bad parameters for pass '{step['name']}': {e}", where=where) from e
+
+
+def _what(obj) -> str:
+    if isinstance(obj, type):
+        return f"the class {obj.__name__}"
+    return f"a {type(obj).__name__}"
