@@ -23,6 +23,7 @@ BACKENDS = ("auto", "tensorrt", "tensorrt-rtx")
 EXPORTERS = ("dynamo", "torchscript")
 RTX_CCS = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
 DEFAULT_PASSES = (
+    {"name": "legalize_dtypes"},  # first: ONNX Runtime (fold_constants, meaning checks) refuses a mixed graph
     {"name": "fold_constants"},
     {"name": "fold_static_shapes"},
     {"name": "remove_identities"},

@@ -123,3 +123,19 @@ def read_tensor(tensor: onnx.TensorProto, base_dir: Path) -> np.ndarray:
     inline.data_location = onnx.TensorProto.DEFAULT
     inline.raw_data = data
     return onnx.numpy_helper.to_array(inline)
+
+
+def check_full(model: onnx.ModelProto) -> None:
+    """`onnx.checker.check_model(full_check=True)` (structure, then strict type and shape
+    inference) without reading a weight: external initializers are checked as typed graph inputs.
+    (onnx's own check of external data refuses the cache's hard-linked weight files.) Raises
+    onnx.checker.ValidationError or onnx.shape_inference.InferenceError."""
+    typed = onnx.ModelProto()
+    typed.CopyFrom(model)  # the graph only: external weights are references
+    external = [t for t in typed.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    inline = [t for t in typed.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    typed.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                             for t in external)
+    del typed.graph.initializer[:]
+    typed.graph.initializer.extend(inline)
+    onnx.checker.check_model(typed, full_check=True)

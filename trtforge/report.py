@@ -101,6 +101,7 @@ def markdown(results: list[ModuleResult], head: dict | None = None) -> str:
             lines += ["", "| pass | modified | nodes before → after | ms | meaning check |", "|---|---|---|---|---|"]
             lines += [f"| {p['name']} | {p['modified']} | {p['nodes_before']} → {p['nodes_after']} | "
                       f"{p['seconds'] * 1e3:.1f} | {p.get('check', '')} |" for p in passes]
+            lines += _pass_changes(passes)
         build = r.stages["build"].meta
         if build:
             lines += ["", f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
@@ -110,6 +111,13 @@ def markdown(results: list[ModuleResult], head: dict | None = None) -> str:
                                              if r.stages[s].state in ("ok", "cached"))]
         lines += _checks_md(r.stages["verify"].meta)
     return "\n".join(lines) + "\n"
+
+
+def _pass_changes(passes: list[dict], limit: int = 40) -> list[str]:
+    """What the passes that name their changes changed (all of them are in report.json)."""
+    changes = [f"- {p['name']}: {c}" for p in passes for c in p.get("changes", [])]
+    more = [f"- ... {len(changes) - limit} more in report.json"] if len(changes) > limit else []
+    return (["", "Changes:"] + changes[:limit] + more) if changes else []
 
 
 def _timing(name: str, status) -> str:

@@ -93,3 +93,32 @@ def torch_transformer():
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(128, 4, 512, batch_first=True, dropout=0.0)
     return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+
+class SdxlUNet(nn.Module):
+    """SDXL's UNet takes its pooled text embeds and micro-conditioning time ids as keyword
+    arguments (`added_cond_kwargs`); the engine takes them as two more inputs."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, sample, timestep, encoder_hidden_states, text_embeds, time_ids):
+        cond = {"text_embeds": text_embeds, "time_ids": time_ids}
+        return self.model(sample, timestep, encoder_hidden_states, added_cond_kwargs=cond, return_dict=False)[0]
+
+
+def sdxl_unet():
+    """The SDXL UNet config at toy widths. `addition_embed_type="text_time"` embeds the six time
+    ids in FP32 (diffusers' Timesteps) and concatenates them with the FP16 text embeds: torch
+    promotes, the dynamo exporter writes one mixed-dtype Concat (issue 11)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    time_dim, text_dim = 8, 32
+    return SdxlUNet(UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1, transformer_layers_per_block=1, cross_attention_dim=32, norm_num_groups=16,
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim, projection_class_embeddings_input_dim=text_dim + 6 * time_dim))

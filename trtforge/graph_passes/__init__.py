@@ -12,7 +12,7 @@ from trtforge.stage import StageContext, tool_versions
 @dataclass(frozen=True)
 class GraphPassesStage:
     name: str = "graph_passes"
-    version: str = "graph_passes-3"
+    version: str = "graph_passes-4"  # 4: the output passes onnx's full check (legalize_dtypes)
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         from trtforge.graph_passes.catalog import check_known

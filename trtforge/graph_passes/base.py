@@ -44,6 +44,11 @@ class GraphPass:
     def ensures(self, graph: gs.Graph) -> None:
         """Check what must hold after the pass."""
 
+    def changes(self) -> list[str]:
+        """What the last `apply` changed, one line each, for the report (a pass that can name its
+        changes says so; most report only `modified`)."""
+        return []
+
     def params(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
@@ -64,6 +69,7 @@ class PassReport:
     nodes_after: int
     seconds: float
     check: str = "off"
+    changes: list[str] = field(default_factory=list)
 
 
 # checker(passes, graph_before_as_onnx, graph_after) -> a one-line verdict; raises PassError on a
@@ -116,7 +122,7 @@ class Pipeline:
                     raise AssertionError(f"pass '{p.name}' broke an invariant (passes before it: "
                                          f"{ran}): {e}") from e
                 report = PassReport(p.name, p.params(), modified, n_before, len(graph.nodes),
-                                    time.perf_counter() - t0)
+                                    time.perf_counter() - t0, changes=p.changes())
                 self.reports.append(report)
                 if checking and p.changes_io:
                     report.check = "verify stage (against the torch caller view)" if modified else "not modified"

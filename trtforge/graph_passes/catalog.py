@@ -11,6 +11,7 @@ from pathlib import Path
 from trtforge.errors import PassError
 
 BUILTIN = {
+    "legalize_dtypes": "trtforge.graph_passes.legalize_dtypes:LegalizeDtypesPass",
     "fold_constants": "trtforge.graph_passes.fold_constants:FoldConstantsPass",
     "cleanup": "trtforge.graph_passes.cleanup:CleanupPass",
     "toposort": "trtforge.graph_passes.toposort:ToposortPass",

@@ -14,9 +14,11 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
+from trtforge.errors import PassError
 from trtforge.graph_passes.base import PassContext, Pipeline, import_graph
 from trtforge.graph_passes.catalog import make_pass
-from trtforge.onnx_files import EVALUATED, external_locations, load_graph_proto, save_model
+from trtforge.graph_passes.legalize_dtypes import describe, mixed_nodes
+from trtforge.onnx_files import EVALUATED, check_full, external_locations, load_graph_proto, save_model
 from trtforge.stage import StageContext
 from trtforge.tensors import load_arrays, save_arrays
 
@@ -61,10 +63,26 @@ def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module:
     out.ir_version = model.ir_version
     out.opset_import.extend([o for o in model.opset_import if o.domain not in {x.domain for x in out.opset_import}])
     save_model(out, src, workdir, new_data="passes.data")
+    check_valid(out, graph, [p.name for p in passes], module)
     meta = {"nodes_before": nodes_before, "nodes_after": len(graph.nodes), "check": check,
             "passes": [asdict(r) for r in pipeline.reports]}
     (workdir / "passes.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def check_valid(model: onnx.ModelProto, graph: gs.Graph, names: list[str], module: str) -> None:
+    """Every later stage and the TensorRT parser read this graph: it passes onnx's full check, or
+    the build stops here naming the node (an export that mixes dtypes needs legalize_dtypes)."""
+    try:
+        check_full(model)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        mixed = mixed_nodes(graph)
+        what = describe(*mixed[0]) if mixed else " ".join(str(e).split())[:400]
+        hint = ("a pass after legalize_dtypes mixed them" if "legalize_dtypes" in names else
+                "add { name = \"legalize_dtypes\" } first in the module's passes (the default list has it)")
+        raise PassError(f"the graph after the passes fails onnx's full check: {what}",
+                        where=f"modules.{module}.passes", module=module or None,
+                        hint=hint if mixed else "a pass wrote an invalid graph") from e
 
 
 def _keep_evaluated(checker, graphs: dict, recorded: list[dict], workdir: Path) -> None:

@@ -15,7 +15,7 @@ from trtforge.precision_rules.flops import fp16_flop_share
 from trtforge.precision_rules.fp32_probe import Probe
 from trtforge.tensors import load_arrays
 from trtforge.precision_rules.plan import PrecisionPlan, name_unnamed
-from trtforge.onnx_files import import_graph, load_graph_proto, save_model
+from trtforge.onnx_files import check_full, import_graph, load_graph_proto, save_model
 from trtforge.stage import StageContext
 
 
@@ -58,9 +58,9 @@ def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
     out = gs.export_onnx(graph, do_type_check=True)
     out.ir_version = model.ir_version
     save_model(out, src, workdir, new_data="precision.data")
-    try:
-        onnx.shape_inference.infer_shapes(out, strict_mode=True)
-    except onnx.shape_inference.InferenceError as e:  # a realiser bug, not the user's
+    try:  # the graph_passes stage hands over a graph that passes this check (legalize_dtypes)
+        check_full(out)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:  # a realiser bug
         raise AssertionError(f"precision realiser produced an ill-typed graph: {e}") from e
     meta = {"realizer": realizer, **plan.as_json(), "flops": share, "casts": casts,
             "fp32_ops": sorted({v["op"] for v in plan.fp32.values() if v["op"]})}
