@@ -9,7 +9,14 @@ import onnx
 import pytest
 
 from tests.conftest import onnx_model, write_model
+from trtforge import onnx_eval
 from trtforge.onnx_eval import EvalError, Evaluator, evaluate
+
+
+@pytest.fixture
+def streamed(monkeypatch):
+    """fp32 mode streams node by node even for these small graphs (else: one whole-graph session)."""
+    monkeypatch.setattr(onnx_eval, "WHOLE_GRAPH_BYTES", -1)
 
 
 def _chain(n: int, size: int) -> onnx.ModelProto:
@@ -26,7 +33,7 @@ def _chain(n: int, size: int) -> onnx.ModelProto:
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
 
 
-def test_weights_and_activations_are_freed_after_their_last_use(tmp_path):
+def test_weights_and_activations_are_freed_after_their_last_use(tmp_path, streamed):
     size, n = 1 << 18, 12  # 1 MiB per tensor, 12 weights
     model = _chain(n, size)
     onnx.save_model(model, str(tmp_path / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -59,14 +66,14 @@ def test_fp16_mode_overflows_like_a_gpu_and_fp32_mode_does_not(tmp_path):
     assert wide.dtype == np.float32 and np.allclose(wide, 80000.0)
 
 
-def test_one_session_per_distinct_node():
+def test_one_session_per_distinct_node(streamed):
     model = _chain(6, 16)
     ev = Evaluator(model, None, "fp32")
     ev.run({"x": np.zeros(16, np.float32)})
     assert len(ev._sessions) == 1  # six Adds of the same shapes and types
 
 
-def test_nodes_out_of_order_are_sorted_and_cycles_named():
+def test_nodes_out_of_order_are_sorted_and_cycles_named(streamed):
     model = _chain(3, 4)
     nodes = list(model.graph.node)
     del model.graph.node[:]
@@ -78,3 +85,15 @@ def test_nodes_out_of_order_are_sorted_and_cycles_named():
         "cyc", [], [onnx.helper.make_tensor_value_info("a", 1, [1])])
     with pytest.raises(EvalError, match="cycle"):
         Evaluator(onnx.helper.make_model(cyc), None, "fp32")
+
+
+def test_small_graphs_run_whole_with_the_same_bits(tmp_path, monkeypatch):
+    model = _chain(5, 64)
+    model.graph.initializer[2].CopyFrom(onnx.numpy_helper.from_array(np.full(64, 0.1, np.float16).astype(np.float32), "w2"))
+    x = np.random.default_rng(0).standard_normal(64).astype(np.float32)
+    whole = Evaluator(model, None, "fp32")
+    out = whole.run({"x": x})["y"]
+    assert whole._whole is not None and not whole._sessions
+    monkeypatch.setattr(onnx_eval, "WHOLE_GRAPH_BYTES", -1)
+    streamed = Evaluator(model, None, "fp32")
+    assert np.array_equal(streamed.run({"x": x})["y"], out) and streamed._whole is None

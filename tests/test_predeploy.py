@@ -79,7 +79,7 @@ def test_verify_corrupted_engine_fails_without_deserialising(copied, tmp_path):
     engine.write_bytes(bytes(data))
     proc = run_cli("verify", str(copied), "--junit", str(tmp_path / "j.xml"), cwd=tmp_path)
     assert proc.returncode == 3
-    assert "does not match its sidecar digest (corrupt or replaced); not deserialised" in proc.stdout
+    assert "does not match its digest in index.json (corrupt or replaced); not deserialised" in proc.stdout
     failure = _junit(tmp_path / "j.xml").find("testcase/failure")
     assert failure is not None and "not deserialised" in failure.get("message")
 

@@ -65,6 +65,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.option("--verbose", is_flag=True, help="Add the underlying cause to error lines.")
+@click.version_option(package_name="trtforge", prog_name="trtforge", message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx, verbose):
     """trtforge: PyTorch modules -> verified TensorRT / TensorRT-RTX engines, incrementally."""
@@ -86,14 +87,16 @@ def _selected(manifest, modules):
 @click.option("--require-engine-check", is_flag=True,
               help="Fail (exit 3, nothing published) when an engine cannot run on this machine.")
 @click.option("--jobs", "-j", default=1, type=click.IntRange(1), help="Build this many modules at once.")
+@click.option("--allow-foreign-files", is_flag=True,
+              help="Publish into an output folder that holds files trtforge did not write (left alone).")
 @click.option("--force", is_flag=True, help="Re-run every stage (or, with --stage, that one and the later ones), "
                                             "ignoring cache hits.")
 @click.option("--stage", "force_stage", default=None,
               type=click.Choice(["export", "graph_passes", "precision_rules", "build", "verify"]),
               help="With --force: the first stage to re-run.")
 @click.pass_context
-def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check, jobs, force,
-          force_stage):
+def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check, jobs,
+          allow_foreign_files, force, force_stage):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
     if force_stage and not force:
@@ -107,7 +110,7 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
     from trtforge.progress import Progress
     from trtforge.report import as_json as report_json, module_warnings, status_table, write_reports
 
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     results = []
     progress = Progress(sys.stderr, enabled=not quiet and not as_json)
     try:
@@ -116,14 +119,20 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
         store = _store(manifest, cache_dir)
         from trtforge.preflight import preflight
 
-        preflight(manifest, selected, backend)
+        preflight(manifest, selected, backend, allow_foreign_files)
         force_from = (force_stage or "export") if force else None
         for result in build_all(store, manifest, selected, backend, jobs, progress, require_engine_check,
                                 force_from):
             results.append(result)
             for note in result.notes:
                 click.echo(f"trtforge: note: {result.name}: {note}", err=True)
-        report = write_reports(results, manifest.output_dir)
+        if not modules:  # a full build: engines/ holds exactly the manifest's modules
+            from trtforge.publish import prune
+
+            for name in prune(manifest.output_dir, {m.name for m in manifest.modules}):
+                click.echo(f"trtforge: note: {name}: no longer in the manifest; its engine was removed", err=True)
+        report = write_reports(results, manifest, partial=bool(modules), backend=backend, started=started,
+                               duration=time.perf_counter() - t0)
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt as e:
@@ -193,7 +202,7 @@ def verify(ctx, engines_dir, require_engine_check, junit):
     if failed:
         first = next(r for r in results if r["status"] == "failed")
         click.echo(f"trtforge: error: {failed} of {len(results)} engine(s) failed pre-deploy verification; "
-                   f"first: module '{first['module']}': {first['reason']}", err=True)
+                   f"first: {first.get('what', 'module')} '{first['module']}': {first['reason']}", err=True)
         sys.exit(3)
 
 
@@ -302,10 +311,6 @@ def _age(text):
     return None if text is None else parse_age(text, "--older-than")
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.group()
 def debug():
     """Find why a module fails and what fixes it."""
@@ -357,3 +362,7 @@ def _print_debug(name, result):
     click.echo(f"add to modules.{name}.precision.rules (either line):")
     for rule in result.rules:
         click.echo(f"  {rule}")
+
+
+if __name__ == "__main__":
+    main()

@@ -32,12 +32,14 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
         result = build_module(store, manifest, module, backend, progress=progress, force_from=force_from)
         if require_engine_check:
             enforce_engine_check(result)
-        if "build" in result.records:
-            interrupts.check()  # a signal met anywhere before: nothing is published
-            try:
-                result = publish_result(store, manifest, module, result, backend)
-            except PublishError as e:  # this module only: the others still build and report
+        interrupts.check()  # a signal met anywhere before: nothing is published
+        try:  # a failed module is withdrawn: engines/ never keeps what the manifest no longer verifies
+            result = publish_result(store, manifest, module, result, backend)
+        except PublishError as e:  # this module only: the others still build and report
+            if result.error is None:
                 result.error = e
+            else:  # the module's own failure stays the one reported
+                result.notes.append(f"could not withdraw its previous files: {e.one_line()}")
     return result
 
 

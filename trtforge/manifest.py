@@ -7,6 +7,7 @@ Every user mistake is a `ManifestError` naming the file and the dotted field.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -202,7 +203,11 @@ PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")
 # arg: the forward() parameter the input binds to ("" = the input's own name)
 INPUT = {"shape": (_shape, None), "dtype": (_dtype, "float16"), "range": (_range, (-1.0, 1.0)),
          "arg": (_str, "")}
-TOP = {"cache_dir": (_nonempty_str, ".trtforge-cache"), "output_dir": (_str, "engines")}
+TOP = {"cache_dir": (_nonempty_str, ".trtforge-cache"), "output_dir": (_nonempty_str, "engines"),
+       # an output folder outside the manifest's folder is refused unless this says it is meant
+       "output_dir_outside": (_bool, False),
+       # files in the output folder that trtforge did not write are refused unless this is set
+       "allow_foreign_files": (_bool, False)}
 
 
 def _section(raw: Any, spec: dict, where: str, *, base: dict | None = None) -> dict:
@@ -295,6 +300,7 @@ class Manifest:
     cache_dir: Path
     output_dir: Path
     modules: tuple[ModuleSpec, ...]
+    allow_foreign_files: bool = False
 
     def module(self, name: str) -> ModuleSpec:
         for m in self.modules:
@@ -477,8 +483,32 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     modules = tuple(_module(name, raw, defaults, f"{where}: modules.{name}")
                     for name, raw in raw_modules.items())
     root = path.resolve().parent
-    return Manifest(path=path, root=root, cache_dir=root / defaults["cache_dir"],
-                    output_dir=root / defaults["output_dir"], modules=modules)
+    cache_dir = root / defaults["cache_dir"]
+    output_dir = root / defaults["output_dir"]
+    _check_output_dir(output_dir, cache_dir, root, defaults["output_dir_outside"], f"{where}: defaults.output_dir")
+    return Manifest(path=path, root=root, cache_dir=cache_dir, output_dir=output_dir, modules=modules,
+                    allow_foreign_files=defaults["allow_foreign_files"])
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_output_dir(out: Path, cache: Path, root: Path, outside_ok: bool, where: str) -> None:
+    """trtforge deletes what it published there and refuses foreign files; a folder that holds the
+    project, the home folder or the whole disk must never be that folder. Symlinks resolved first."""
+    out, cache = Path(os.path.realpath(out)), Path(os.path.realpath(cache))
+    home = Path(os.path.realpath(Path.home()))
+    hint = "set output_dir to a folder of its own inside the project, e.g. 'engines'"
+    if out == Path(out.anchor) or _inside(home, out):
+        raise ManifestError(f"'{out}' is the root or home folder (or contains it)", where=where, hint=hint)
+    if _inside(root, out):
+        raise ManifestError(f"'{out}' is the manifest's own folder or contains it", where=where, hint=hint)
+    if _inside(out, cache) or _inside(cache, out):
+        raise ManifestError(f"'{out}' overlaps the cache folder '{cache}'", where=where, hint=hint)
+    if not outside_ok and not _inside(out, root):
+        raise ManifestError(f"'{out}' is outside the manifest's folder '{root}'", where=where,
+                            hint="move it inside, or set output_dir_outside = true in [defaults] if meant")
 
 
 def load_manifest(path: str | Path) -> Manifest:

@@ -1,17 +1,24 @@
-"""`trtforge verify ENGINES_DIR`: on the target machine, check each published engine's bundle
-against its sidecar digests (a corrupt or replaced file fails and is never deserialised), then
-compatibility from the sidecar (backend and version, GPU, compute capability), then run it against
-the bundled reference. Works on a copy of the engines folder anywhere: sidecar paths are relative."""
+"""`trtforge verify ENGINES_DIR`: on the target machine, check the folder against engines/index.json
+(every file listed, nothing else, every digest matching, no publish left half done), each engine's
+sidecar (listed, intact, naming its own module and exactly the index's files), then compatibility
+(backend and version, GPU, compute capability), then run it against the bundled reference.
+
+Nothing is trusted beyond its digest: only files the index lists are opened, only after their
+digest matched, and only inside the folder (no '..', no absolute path, no symlink). Works on a
+copy of the engines folder anywhere: every path is relative."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from xml.sax.saxutils import escape
 
+from trtforge import engines_index
 from trtforge.cache import digest_file
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import TOLERANCE
+
+SIDECAR_KEYS = {"module", "files", "backend", "backend_version", "target"}
 
 
 def _tolerance(sidecar: dict):
@@ -19,33 +26,82 @@ def _tolerance(sidecar: dict):
     return lambda name: sidecar.get("tolerance", {}).get(name, default)
 
 
-def check_one(sidecar_path: Path, require_engine_check: bool) -> dict:
+def _failed(name: str, reason: str, what: str = "module") -> dict:
+    return {"module": name, "status": "failed", "reason": reason, "what": what}
+
+
+def _unsafe(folder: Path, rel: str) -> str | None:
+    """Why `rel` must not be opened: outside the folder, a link, not a file."""
+    parts = PurePosixPath(rel).parts
+    if not rel or PurePosixPath(rel).is_absolute() or ".." in parts or "\\" in rel:
+        return f"{rel!r} is not a path inside the folder"
+    path = folder / rel
+    if any((folder / Path(*parts[:i])).is_symlink() for i in range(1, len(parts) + 1)):
+        return f"{path} is a symbolic link; a published file is never a link"
+    if not path.exists():
+        return f"{path} is missing; copy the whole engines folder (engines, sidecars, bundles, index.json)"
+    if not path.is_file() or folder.resolve() not in path.resolve().parents:
+        return f"{path} is not a file inside the folder"
+    return None
+
+
+def _check_files(folder: Path, files: dict) -> str | None:
+    for rel, digest in sorted(files.items()):
+        why = _unsafe(folder, rel)
+        if why:
+            return why
+        if digest_file(folder / rel, trust_memo=False) != digest:
+            return (f"{folder / rel} does not match its digest in {engines_index.INDEX} (corrupt or "
+                    "replaced); not deserialised; copy the engines folder again or rebuild")
+    return None
+
+
+def _sidecar(folder: Path, name: str, entry: dict) -> tuple[dict | None, str | None]:
+    """The module's sidecar, checked against the index; (None, reason) when it cannot be trusted."""
+    rel = entry["sidecar"]
+    path = folder / rel
+    if rel not in entry["files"]:
+        return None, f"{engines_index.INDEX} names sidecar {rel} without a digest for it"
+    try:
+        side = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        return None, f"sidecar {path} is damaged ({type(e).__name__}); rebuild or copy the folder again"
+    if not isinstance(side, dict) or not SIDECAR_KEYS <= side.keys() or not isinstance(side["files"], dict):
+        return None, f"sidecar {path} is damaged (not a trtforge sidecar); rebuild or copy the folder again"
+    if side["module"] != name:
+        return None, f"sidecar {path} names module {side['module']!r}, not {name!r}; refused"
+    base = PurePosixPath(rel).parent
+    listed = {(base / f).as_posix() for f in side["files"] if isinstance(f, str) and "/" not in f and f != ".."}
+    if len(listed) != len(side["files"]) or listed | {rel} != set(entry["files"]):
+        return None, f"sidecar {path} and {engines_index.INDEX} list different files; rebuild"
+    return side, None
+
+
+def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) -> dict:
     from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
     from trtforge.verify.metrics import compare_all, merge_sets
     from trtforge.tensors import load_arrays
 
-    side = json.loads(sidecar_path.read_text())
-    name, folder = side["module"], sidecar_path.parent
-    engine = folder / f"{name}.engine"
-    for fname, digest in side["files"].items():
-        path = folder / fname
-        if not path.exists():
-            return {"module": name, "status": "failed",
-                    "reason": f"{path} is missing; copy the whole engines folder (engine, sidecar, bundle)"}
-        if digest_file(path, trust_memo=False) != digest:
-            return {"module": name, "status": "failed",
-                    "reason": f"{path} does not match its sidecar digest (corrupt or replaced); not "
-                              "deserialised; copy the engines folder again or rebuild"}
+    bad = _check_files(folder, entry["files"])
+    if bad:
+        return _failed(name, bad)
+    side, bad = _sidecar(folder, name, entry)
+    if bad:
+        return _failed(name, bad)
+    where = folder / PurePosixPath(entry["sidecar"]).parent
+    engine = where / f"{name}.engine"
+    if f"{name}.engine" not in side["files"]:
+        return _failed(name, f"{engine} is missing: its sidecar lists no engine")
     reason = why_not_runnable({"backend": side["backend"], "target": side["target"]}) or _version_mismatch(side)
     if reason:
         return {"module": name, "status": "failed" if require_engine_check else "not run",
                 "reason": f"engine not run here: {reason}"}
-    sets = _bundle_sets(folder, name, side)
+    sets = _bundle_sets(where, name, side)
     try:
         outputs, latency = run_engine_sets(engine, [load_arrays(i) for i, _ in sets], side["backend"])
     except Exception as e:  # a runtime that refuses the engine is a failed check, not a crash
-        return {"module": name, "status": "failed",
-                "reason": f"engine did not run: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
+        return _failed(name, f"engine did not run: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:300] if str(e) else ''}")
     metrics = merge_sets([(label.name, compare_all(out, load_arrays(ref), _tolerance(side)))
                           for (label, ref), out in zip(sets, outputs)])
     bad = [f"{n}: {m['reason']}" for n, m in metrics.items() if not m["ok"]]
@@ -62,14 +118,6 @@ def _bundle_sets(folder: Path, name: str, side: dict) -> list[tuple[Path, Path]]
     return sets
 
 
-def _is_sidecar(path: Path) -> bool:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and {"module", "files", "backend", "target"} <= doc.keys()
-
-
 def _version_mismatch(side: dict) -> str | None:
     from trtforge.build import backend as be
 
@@ -79,14 +127,46 @@ def _version_mismatch(side: dict) -> str | None:
     return None
 
 
+def _folder_checks(folder: Path) -> tuple[dict | None, list[dict]]:
+    """The index, and what is wrong with the folder as a whole: no or a damaged index, a publish
+    left half done, a file the index does not list."""
+    path = folder / engines_index.INDEX
+    if not path.exists():
+        if not any(folder.rglob("*.engine")):
+            raise TrtforgeError("no published engines (index.json, <target>/<module>.engine + .json) found",
+                                where=str(folder), hint="pass the engines folder that `trtforge build` wrote")
+        up = folder.resolve().parent / engines_index.INDEX
+        hint = (f"pass {up.parent}, the folder that holds it" if up.exists()
+                else "rebuild with this trtforge, or copy the whole engines folder")
+        return None, [_failed(engines_index.INDEX, f"{path} is missing: the folder's content cannot be "
+                                                   f"checked; {hint}", "file")]
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        doc, why = None, type(e).__name__
+    else:
+        why = engines_index.problem(doc)
+    if why:
+        return None, [_failed(engines_index.INDEX, f"{path} is damaged ({why}); rebuild or copy the folder again",
+                              "file")]
+    problems = [_failed(n, f"its publish was interrupted ({engines_index.INDEX} lists it as pending); "
+                           "run `trtforge build` again") for n in sorted(doc["pending"])]
+    listed = engines_index.owned(doc) | set(engines_index.TOP_FILES)
+    problems += [_failed(p, f"{folder / p} is not listed in {engines_index.INDEX} (not published by trtforge, "
+                            "or left by an interrupted build); remove it or rebuild", "file")
+                 for p in engines_index.listing(folder) if p not in listed]
+    return doc, problems
+
+
 def verify_published(folder: Path, require_engine_check: bool, junit: str | None, echo,
                      collect: list | None = None) -> int:
-    # sidecars are recognised by content, not by an engine beside them: a missing engine must fail
-    sidecars = [p for p in sorted(folder.rglob("*.json")) if _is_sidecar(p)]
-    if not sidecars:
-        raise TrtforgeError("no published engines (<module>.engine + <module>.json) found", where=str(folder),
-                          hint="pass the engines folder that `trtforge build` wrote")
-    results = [check_one(p, require_engine_check) for p in sidecars]
+    doc, results = _folder_checks(folder)
+    if doc is not None:
+        if not doc["modules"] and not results:
+            raise TrtforgeError("no published engines: index.json lists none", where=str(folder),
+                                hint="build first; a module that fails is not published")
+        results += [check_one(folder, name, entry, require_engine_check)
+                    for name, entry in sorted(doc["modules"].items())]
     if collect is not None:
         collect.extend(results)
     for r in results:

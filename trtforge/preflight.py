@@ -24,11 +24,31 @@ def check_output_dir(out_dir: Path) -> None:
                            hint="set output_dir in [defaults] to a writable folder")
 
 
-def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None) -> None:
+def check_foreign_files(out_dir: Path, index: dict | None) -> None:
+    """trtforge deletes files it published and replaces files it publishes: a folder holding files
+    it did not write (per engines/index.json) is not its to manage."""
+    from trtforge import engines_index
+
+    alien = engines_index.foreign(out_dir, index)
+    if alien:
+        more = f" and {len(alien) - 1} more" if len(alien) > 1 else ""
+        raise PublishError(f"the output folder holds {alien[0]}{more}, which trtforge did not write "
+                           f"(not in {engines_index.INDEX})", where=str(out_dir),
+                           hint="move those files away or point output_dir at a folder of its own; or allow "
+                                "them with --allow-foreign-files (or allow_foreign_files = true in [defaults])")
+
+
+def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
+              allow_foreign: bool = False) -> None:
     from trtforge.graph_passes import catalog as passes
     from trtforge.precision_rules import catalog as rules
 
+    from trtforge import engines_index
+
     check_output_dir(manifest.output_dir)
+    index = engines_index.load(manifest.output_dir) or engines_index.adopt_legacy(manifest.output_dir)
+    if not (allow_foreign or manifest.allow_foreign_files):
+        check_foreign_files(manifest.output_dir, index)
     for module in modules:  # a missing backend or a misspelt pass fails now, not after an export
         be.resolve(backend or module.build["backend"], module.name)
         for i, step in enumerate(module.passes):

@@ -1,19 +1,24 @@
 """Publish verified engines: engines/<target>/<module>.engine + <module>.json sidecar + the bundle
-(inputs and caller-view reference) that `trtforge verify` needs on the target machine.
+(inputs and caller-view reference) that `trtforge verify` needs on the target machine, and
+engines/index.json listing exactly the published set with digests (trtforge/engines_index.py).
 
-Each file: temp name in the destination folder, fsync, os.replace. The sidecar is written last.
-An engine that failed verification is never published, and an older one of the same module is
-withdrawn so the folder never shows an engine the current manifest did not verify."""
+Each file: temp name in the destination folder, fsync, os.replace. Order, so that a SIGKILL at any
+point leaves a folder that `trtforge verify` fails on or that is consistent: the index first names
+every file about to change as pending; the old sidecar goes; files are copied; the sidecar is
+written; the index last describes the module again. A module that failed in any way is withdrawn
+the same way: only files the index lists are ever deleted (never a glob over names, which once
+matched another module's files)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 from pathlib import Path
 
-from trtforge import __version__, interrupts
+from trtforge import __version__, engines_index, interrupts
 from trtforge.cache import Store, digest_file
 from trtforge.cache.store import CorruptEntry, atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
 from trtforge.cache.testhooks import checkpoint
@@ -21,69 +26,150 @@ from trtforge.errors import PublishError
 from trtforge.manifest import Manifest, ModuleSpec
 from trtforge.pipeline import ModuleResult, build_module
 
-# the sidecar first: withdrawing it first means a crash part-way never leaves one that vouches
-# for files it does not describe
-SUFFIXES = (".json", ".engine", ".inputs.npz", ".reference.npz")
 # Test hook: TRTFORGE_TEST_ENOSPC=publish makes the sidecar write (the last one) fail as a full
 # disk would, after the engine was copied, to prove that a failed publish withdraws what it wrote.
 TEST_ENOSPC = "TRTFORGE_TEST_ENOSPC"
 
 
-def _withdraw(folder: Path, name: str) -> None:
-    for suffix in SUFFIXES:
-        with contextlib.suppress(OSError):
-            (folder / f"{name}{suffix}").unlink(missing_ok=True)
-
-
 def _unchanged(dest: Path, digest: str) -> bool:
-    return dest.exists() and digest_file(dest) == digest
+    return dest.is_file() and not dest.is_symlink() and digest_file(dest) == digest
 
 
-def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpec) -> list[Path]:
-    build = result.records["build"]
-    target = build.meta["target"]["name"]
+def _claimed(index: dict, name: str) -> set[str]:
+    """What the index says this module may have on disk: its files and any pending names."""
+    entry = index["modules"].get(name)
+    return set(entry["files"] if entry else ()) | set(index["pending"].get(name, ()))
+
+
+def _remove(out_dir: Path, rel: str) -> None:
+    path = engines_index.inside(out_dir, rel)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+def withdraw(out_dir: Path, index: dict, name: str) -> None:
+    """Delete what the index lists for `name` (sidecar first, so no sidecar ever vouches for a
+    half-deleted bundle); the index says pending until every file is gone."""
+    claimed = _claimed(index, name)
+    if not claimed and name not in index["modules"] and name not in index["pending"]:
+        return  # nothing published: write nothing (a failing no-op rebuild stays a no-op)
+    index["modules"].pop(name, None)
+    index["pending"][name] = sorted(claimed)
+    engines_index.save(out_dir, index)
+    for rel in sorted(claimed, key=lambda r: not r.endswith(".json")):
+        _remove(out_dir, rel)
+    index["pending"].pop(name)
+    engines_index.save(out_dir, index)
+
+
+def _bundle(store: Store, result: ModuleResult, target: str) -> dict[str, tuple[Path, str]]:
+    """{path relative to the output folder: (cached source, digest)} of everything but the sidecar."""
+    name, build, export = result.name, result.records["build"], result.records["export"]
+    bview, eview = store.view(build), store.view(export)
+    files = {f"{name}.engine": (bview / "model.engine", build.outputs["model.engine"]["digest"]),
+             f"{name}.inputs.npz": (eview / "caller_inputs.npz", export.outputs["caller_inputs.npz"]["digest"]),
+             f"{name}.reference.npz": (eview / "caller_reference.npz",
+                                       export.outputs["caller_reference.npz"]["digest"])}
+    files.update(_random_sets(result, eview, name))
+    return {f"{target}/{f}": v for f, v in files.items()}
+
+
+def _check_claims(index: dict, name: str, rels) -> None:
+    for other in set(index["modules"]) | set(index["pending"]):
+        if other != name and _claimed(index, other) & set(rels):
+            clash = sorted(_claimed(index, other) & set(rels))[0]
+            raise AssertionError(f"module '{name}' would publish {clash}, which module '{other}' owns")
+
+
+def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpec, index: dict) -> list[str]:
+    name = result.name
+    target = result.records["build"].meta["target"]["name"]
+    files = _bundle(store, result, target)
+    side_rel = f"{target}/{name}.json"
+    _check_claims(index, name, [*files, side_rel])
+    if engines_index.inside(out_dir, side_rel) is None:
+        raise PublishError("is a symbolic link; trtforge never writes through a link", where=str(out_dir / target),
+                           module=name, hint="remove the link; the engines folder must hold real folders")
+    data = json.dumps(sidecar_doc(result, {r.split("/", 1)[1]: d for r, (_, d) in files.items()}, module),
+                      indent=1, sort_keys=True).encode()
+    entry = {"sidecar": side_rel,
+             "files": {**{r: d for r, (_, d) in files.items()}, side_rel: hashlib.sha256(data).hexdigest()}}
+    published = sorted(entry["files"])
+    if (index["modules"].get(name) == entry and name not in index["pending"]
+            and all(_unchanged(out_dir / r, d) for r, d in entry["files"].items())):
+        return published  # a no-op: nothing written
+    old = _claimed(index, name)
+    index["modules"].pop(name, None)
+    index["pending"][name] = sorted(old | set(entry["files"]))
+    engines_index.save(out_dir, index)
+    checkpoint("publish:begin")
     folder = out_dir / target
+    folder.mkdir(parents=True, exist_ok=True)
+    sweep_temps(folder, prefix=f".{name}.")
+    stale = [(src, out_dir / r) for r, (src, d) in files.items() if not _unchanged(out_dir / r, d)]
+    # the old sidecar describes the old files: it goes before any of them changes
+    for rel in sorted(old - set(entry["files"]) | ({side_rel} if stale else set()),
+                      key=lambda r: not r.endswith(".json")):
+        _remove(out_dir, rel)
+    fsync_dir(folder)
+    for src, dest in stale:
+        atomic_copy(src, dest)
+    checkpoint("publish")
+    side = out_dir / side_rel
+    if not _unchanged(side, entry["files"][side_rel]):
+        if os.environ.get(TEST_ENOSPC) == "publish":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(side))
+        atomic_write_bytes(side, data)
+    checkpoint("publish:sidecar")
+    index["modules"][name] = entry
+    index["pending"].pop(name)
+    engines_index.save(out_dir, index)
+    return published
+
+
+def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpec) -> list[str]:
+    """Publish a verified module, or withdraw whatever it had published when it failed. Returns
+    the published paths, relative to the output folder."""
     name = result.name
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not result.ok:
-            for suffix in SUFFIXES:
-                (folder / f"{name}{suffix}").unlink(missing_ok=True)
-            _remove_random_sets(folder, name, keep=())
-            fsync_dir(folder)
-            return []
-        bview, eview = store.view(build), store.view(result.records["export"])
-        files = {f"{name}.engine": (bview / "model.engine", build.outputs["model.engine"]["digest"]),
-                 f"{name}.inputs.npz": (eview / "caller_inputs.npz",
-                                        result.records["export"].outputs["caller_inputs.npz"]["digest"]),
-                 f"{name}.reference.npz": (eview / "caller_reference.npz",
-                                           result.records["export"].outputs["caller_reference.npz"]["digest"])}
-        files.update(_random_sets(result, eview, name))
-        sweep_temps(folder, prefix=f".{name}.")
-        side = folder / f"{name}.json"
-        stale = [(src, folder / f, d) for f, (src, d) in files.items() if not _unchanged(folder / f, d)]
-        if stale and side.exists():
-            # the old sidecar describes the old engine: withdraw it before any file changes, so a
-            # sidecar on disk always matches the files beside it, whatever point a crash hits
-            side.unlink()
-            fsync_dir(folder)
-        _remove_random_sets(folder, name, keep=files)
-        for src, dest, _ in stale:
-            atomic_copy(src, dest)
-        checkpoint("publish")
-        sidecar = sidecar_doc(result, {f: d for f, (_, d) in files.items()}, module)
-        data = json.dumps(sidecar, indent=1, sort_keys=True).encode()
-        if not side.exists() or side.read_bytes() != data:
-            if os.environ.get(TEST_ENOSPC) == "publish":
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(side))
-            atomic_write_bytes(side, data)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with engines_index.locked(out_dir):
+            for top in engines_index.TOP_FILES:  # temps of a killed index or report write
+                sweep_temps(out_dir, prefix=f".{top}.")
+            index = engines_index.load(out_dir) or engines_index.empty()
+            try:
+                if not result.ok:
+                    withdraw(out_dir, index, name)
+                    return []
+                return _publish_ok(store, result, out_dir, module, index)
+            except OSError:
+                # an engine without its matching sidecar must not stay: it would pass for a verified one
+                with contextlib.suppress(OSError):
+                    withdraw(out_dir, engines_index.load(out_dir) or engines_index.empty(), name)
+                raise
     except OSError as e:
-        # an engine without its matching sidecar must not stay: it would pass for a verified one
-        _withdraw(folder, name)
-        raise PublishError(f"cannot write: {e.strerror}", where=str(e.filename or folder), module=name,
+        raise PublishError(f"cannot write: {e.strerror}", where=str(e.filename or out_dir), module=name,
                            hint="free space or make the output folder writable, then run again; "
                                 "nothing was published and the cache is intact") from None
-    return [folder / f for f in (*files, f"{name}.json")]
+
+
+def prune(out_dir: Path, keep: set[str]) -> list[str]:
+    """A full build: withdraw every module the manifest no longer names. Returns their names."""
+    index = engines_index.load(out_dir)
+    if index is None:
+        return []
+    gone = sorted((set(index["modules"]) | set(index["pending"])) - keep)
+    if gone:
+        try:
+            with engines_index.locked(out_dir):
+                index = engines_index.load(out_dir) or engines_index.empty()
+                for name in gone:
+                    withdraw(out_dir, index, name)
+        except OSError as e:
+            raise PublishError(f"cannot remove a module no longer in the manifest: {e.strerror}",
+                               where=str(e.filename or out_dir),
+                               hint="make the output folder writable, then run again") from None
+    return gone
 
 
 def publish_result(store: Store, manifest: Manifest, module: ModuleSpec, result: ModuleResult,
@@ -102,9 +188,7 @@ def publish_result(store: Store, manifest: Manifest, module: ModuleSpec, result:
             store.forget(e.key)
             notes = [*result.notes, f"corrupt cache entry forgotten and rebuilt: {e}"]
             result = build_module(store, manifest, module, backend)
-            result.notes[:0] = notes
-            if "build" not in result.records:
-                return result
+            result.notes[:0] = notes  # the next attempt publishes it, or withdraws it if it failed
     return result
 
 
@@ -119,13 +203,6 @@ def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
                 tag = fname[len(stem):-len(".npz")]  # ".r1"
                 files[f"{name}.{dest}{tag}.npz"] = (eview / fname, outputs[fname]["digest"])
     return files
-
-
-def _remove_random_sets(folder: Path, name: str, keep) -> None:
-    for pattern in (f"{name}.inputs.r*.npz", f"{name}.reference.r*.npz"):
-        for path in folder.glob(pattern):
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
 
 
 def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:

@@ -1,13 +1,20 @@
-"""engines/REPORT.md and engines/report.json: a status table per module x stage, the precision
-plan, metrics and timings. Written even when a stage fails."""
+"""engines/REPORT.md, report.json and report.html: a status table per module x stage, the precision
+plan, metrics and timings, and where the report came from (trtforge and backend versions, the
+manifest's digest, the GPU, start time, duration, overall pass/fail). Written even when a stage
+fails. `build --module X` merges X into the previous report instead of replacing it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import time
 from pathlib import Path
 
+from trtforge import __version__
 from trtforge.cache.store import atomic_write_if_changed
-from trtforge.pipeline import STAGE_NAMES, ModuleResult
+from trtforge.errors import TrtforgeError
+from trtforge.pipeline import STAGE_NAMES, ModuleResult, StageStatus
 from trtforge.verify import metric_texts, ordered_checks, task_text
 
 
@@ -38,10 +45,16 @@ def module_warnings(r: ModuleResult, rules_written: bool = True) -> list[str]:
     return ([w] if w else []) + rules
 
 
+def report_warnings(r: ModuleResult) -> list[str]:
+    """Every warning REPORT.md shows for a module (report.html shows the same list)."""
+    w = island_warning(r)
+    return ([w] if w else []) + list(r.stages["precision_rules"].meta.get("warnings", []))
+
+
 def as_json(results: list[ModuleResult]) -> dict:
     return {"modules": [{
         "name": r.name, "ok": r.ok, "error": r.error.one_line() if r.error else None,
-        "published": [str(p) for p in r.published], "notes": r.notes,
+        "published": [str(p) for p in r.published], "notes": r.notes, "warnings": report_warnings(r),
         "stages": {s: {"state": st.state, "reason": st.reason, "seconds": round(st.seconds, 3),
                        "key": st.key, "meta": st.meta} for s, st in r.stages.items()},
     } for r in results]}
@@ -53,9 +66,12 @@ def _before(build: dict) -> str:
     return f"; before graph passes {b['layers']} layers ({b['shape_layers']} shape-only)" if "layers" in b else ""
 
 
-def markdown(results: list[ModuleResult]) -> str:
-    lines = ["# trtforge build report", "", "| module | " + " | ".join(STAGE_NAMES) + " | engine check |",
-             "|---" * (len(STAGE_NAMES) + 2) + "|"]
+def markdown(results: list[ModuleResult], head: dict | None = None) -> str:
+    lines = ["# trtforge build report", ""]
+    if head:
+        lines += [_provenance_line(head), ""]
+    lines += ["| module | " + " | ".join(STAGE_NAMES) + " | engine check |",
+              "|---" * (len(STAGE_NAMES) + 2) + "|"]
     for r in results:
         engine = r.stages["verify"].meta.get("checks", {}).get("engine", {})
         echeck = engine.get("reason") or engine.get("status", "not run")
@@ -67,8 +83,8 @@ def markdown(results: list[ModuleResult]) -> str:
             lines.append(f"**FAILED** — {r.error.one_line()}")
         for note in r.notes:
             lines.append(f"- note: {note}")
-        if island_warning(r):
-            lines.append(f"- warning: {island_warning(r)}")
+        for w in report_warnings(r):
+            lines.append(f"- warning: {w}")
         for p in r.published:
             lines.append(f"- published `{p}`")
         prec = r.stages["precision_rules"].meta
@@ -80,8 +96,6 @@ def markdown(results: list[ModuleResult]) -> str:
                 lines.append(f"- `{node}` ({why['op']}): {why['rule']} — {why['reason']}")
             for m in prec.get("near_misses", [])[:40]:
                 lines.append(f"- near miss `{m['node']}`: {m['rule']} — {m['reason']}")
-            for w in prec["warnings"]:
-                lines.append(f"- warning: {w}")
         passes = r.stages["graph_passes"].meta.get("passes", [])
         if passes:
             lines += ["", "| pass | modified | nodes before → after | ms | meaning check |", "|---|---|---|---|---|"]
@@ -142,17 +156,106 @@ def _checks_md(verify: dict) -> list[str]:
     return lines
 
 
-def write_reports(results: list[ModuleResult], out_dir: Path) -> Path:
+VOLATILE = ("started", "duration_s")  # differ on every run; a no-op build must write nothing
+
+
+def provenance(manifest, results: list[ModuleResult], backend: str | None, started: float,
+               duration: float) -> dict:
+    """Where this report came from. Paths relative to the output folder, so the folder can move."""
+    from trtforge.build import backend as be
+
+    pairs = []
+    for r in results:
+        m, meta = manifest.module(r.name), r.stages["build"].meta
+        if meta.get("backend"):
+            pair = (meta["backend"], meta["backend_version"])
+        else:  # not built this run (a stage before it failed): what would have built it
+            try:
+                name = be.resolve(backend or m.build["backend"], m.name)
+            except TrtforgeError:  # the report names what was asked for rather than fail
+                name = backend or m.build["backend"]
+            pair = (name, be.version(name) if name in be.MODULE else None)
+        if pair not in pairs:
+            pairs.append(pair)
+    gpus = be.gpus()
+    return {
+        "trtforge": __version__,
+        "backend": ", ".join(p[0] for p in pairs) or None,
+        "backend_version": ", ".join(str(p[1]) for p in pairs) or None,
+        "manifest": {"path": os.path.relpath(Path(manifest.path).resolve(), manifest.output_dir.resolve()),
+                     "sha256": hashlib.sha256(Path(manifest.path).read_bytes()).hexdigest()},
+        "gpu": [f"{g.name} (compute capability {g.compute_capability})" for g in gpus] or "none",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(duration, 3),
+    }
+
+
+def _provenance_line(head: dict) -> str:
+    gpu = ", ".join(head["gpu"]) if isinstance(head["gpu"], list) else head["gpu"]
+    return (f"{'PASSED' if head['ok'] else 'FAILED'} · trtforge {head['trtforge']} · {head['backend']} "
+            f"{head['backend_version']} · manifest `{head['manifest']['path']}` sha256 "
+            f"{head['manifest']['sha256'][:16]} · GPU: {gpu} · started {head['started']} · {head['duration_s']:.2f}s")
+
+
+def _merge(out_dir: Path, fresh: list[dict], order: list[str]) -> list[dict]:
+    """`--module X`: X's entries replace theirs in the previous report; the other modules the
+    manifest still names stay as they were reported; manifest order."""
+    try:
+        old = json.loads((out_dir / "report.json").read_text())["modules"]
+        old = {m["name"]: m for m in old if isinstance(m, dict) and m.get("name") in order}
+    except (OSError, ValueError, KeyError, TypeError):
+        old = {}
+    old.update({m["name"]: m for m in fresh})
+    return [old[n] for n in order if n in old]
+
+
+class _Said:
+    """An error as a report recorded it (a module merged from the previous report)."""
+
+    def __init__(self, line: str):
+        self.line = line
+
+    def one_line(self) -> str:
+        return self.line
+
+
+def _from_json(m: dict) -> ModuleResult:
+    r = ModuleResult(m["name"], error=_Said(m["error"]) if m.get("error") else None,
+                     published=list(m.get("published", [])), notes=list(m.get("notes", [])))
+    r.stages = {s: StageStatus(st["state"], st.get("reason", ""), st.get("seconds", 0.0), st.get("key", ""),
+                               st.get("meta") or {}) for s, st in m["stages"].items()}
+    return r
+
+
+def write_reports(results: list[ModuleResult], manifest, *, partial: bool = False, backend: str | None = None,
+                  started: float | None = None, duration: float = 0.0) -> Path:
     from trtforge.report_html import render
 
+    out_dir = manifest.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = as_json(results)
-    # unchanged reports are not rewritten: a no-op build writes (and fsyncs) nothing
-    atomic_write_if_changed(out_dir / "report.json", json.dumps(data, indent=1, default=str).encode())
-    atomic_write_if_changed(out_dir / "report.html", render(json.loads(json.dumps(data, default=str))).encode())
+    modules = json.loads(json.dumps(as_json(results)["modules"], default=str))
+    if partial:
+        modules = _merge(out_dir, modules, [m.name for m in manifest.modules])
+    head = provenance(manifest, results, backend, time.time() if started is None else started, duration)
+    head["ok"] = all(m["ok"] for m in modules)
+    head["modules_built"] = [r.name for r in results]
+    data = {**head, "modules": modules}
     path = out_dir / "REPORT.md"
-    atomic_write_if_changed(path, markdown(results).encode())
+    if _same_but_times(out_dir / "report.json", data) and path.exists() and (out_dir / "report.html").exists():
+        return path  # a no-op build writes (and fsyncs) nothing
+    atomic_write_if_changed(out_dir / "report.json", json.dumps(data, indent=1).encode())
+    atomic_write_if_changed(out_dir / "report.html", render(data).encode())
+    atomic_write_if_changed(path, markdown([_from_json(m) for m in modules], head).encode())
     return path
+
+
+def _same_but_times(path: Path, data: dict) -> bool:
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    strip = lambda d: {k: v for k, v in d.items() if k not in VOLATILE}  # noqa: E731
+    return isinstance(old, dict) and strip(old) == strip(json.loads(json.dumps(data)))
 
 
 def status_table(results: list[ModuleResult]) -> str:

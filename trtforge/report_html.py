@@ -28,11 +28,27 @@ def render(report: dict) -> str:
     mods = report["modules"]
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>trtforge report</title>",
              f"<style>{CSS}</style></head><body><h1>trtforge build report</h1>",
-             _summary(mods), "<h3>Time per module and stage</h3>", _time_bars(mods)]
+             _provenance(report), _summary(mods), "<h3>Time per module and stage</h3>", _time_bars(mods)]
     for m in mods:
         parts.append(_module(m))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _provenance(report: dict) -> str:
+    """Where this report came from: overall result, versions, manifest digest, GPU, when, how long."""
+    if "trtforge" not in report:
+        return ""
+    ok = report.get("ok")
+    gpu = report.get("gpu")
+    rows = [("result", "PASSED" if ok else "FAILED"), ("trtforge", report["trtforge"]),
+            ("backend", f"{report.get('backend')} {report.get('backend_version')}"),
+            ("manifest", f"{report['manifest']['path']} (sha256 {report['manifest']['sha256']})"),
+            ("GPU", ", ".join(gpu) if isinstance(gpu, list) else str(gpu)),
+            ("started", report.get("started")), ("duration", f"{report.get('duration_s', 0):.2f}s")]
+    cls = {"result": " class='ok'" if ok else " class='failed'"}
+    cells = "".join(f"<tr><th>{k}</th><td{cls.get(k, '')}>{escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table class='provenance'>{cells}</table>"
 
 
 def _cell(st: dict) -> str:
@@ -118,6 +134,9 @@ def _module(m: dict) -> str:
     parts = [f"<h2>{escape(m['name'])}</h2>"]
     if m.get("error"):
         parts.append(f"<p class='fail'>FAILED — {escape(m['error'])}</p>")
+    # the same notes and warnings REPORT.md lists
+    parts += [f"<p class='small'>note: {escape(n)}</p>" for n in m.get("notes", [])]
+    parts += [f"<p class='fail'>warning: {escape(w)}</p>" for w in m.get("warnings", [])]
     if m.get("published"):
         parts.append(f"<p class='small'>published: {', '.join(escape(p) for p in m['published'])}</p>")
     if verify.get("checks"):

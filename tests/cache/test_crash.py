@@ -4,6 +4,7 @@ sits under a final name."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -11,6 +12,7 @@ import time
 
 import pytest
 
+from tests.conftest import run_cli
 from tests.cache.conftest import (STAGES, assert_consistent, build, popen_build, set_manifest,
                                   stages_recorded, states)
 
@@ -52,6 +54,38 @@ def test_kill_while_publishing_then_resume(built_project):
     assert sorted(f.name for f in target.iterdir()) == [
         "mlp.engine", "mlp.inputs.npz", "mlp.json", "mlp.reference.npz"], "stale temps not swept"
     assert_consistent(built_project)
+
+
+# every step of the publish window, in order: the first index write (files untouched yet), the
+# index naming the module pending, each copied file, engine copied but no sidecar, the sidecar
+# written but the index not yet final
+PUBLISH_WINDOW = ("atomic:index.json", "publish:begin", "atomic:mlp.engine", "atomic:mlp.reference.npz",
+                  "publish", "atomic:mlp.json", "publish:sidecar")
+
+
+@pytest.mark.parametrize("point", PUBLISH_WINDOW)
+def test_kill_in_the_publish_window_never_passes_verify_with_a_stale_or_unvouched_engine(built_project, point):
+    """After a SIGKILL anywhere in publish, `trtforge verify` either fails (exit 3) or the folder
+    is exactly the old, consistent one; the next build repairs it."""
+    set_manifest(built_project, width=24)
+    index = built_project / "engines" / "index.json"
+    old = index.read_text() if index.exists() else None
+    proc, _ = build(built_project, env={KILL: point})
+    assert proc.returncode == -signal.SIGKILL, (point, proc.stderr[-2000:])
+    r = run_cli("verify", "engines", cwd=built_project)
+    if point == "atomic:index.json":  # killed before anything changed: the old folder, intact,
+        # with the new index's temp beside it, which verify names (it is not listed)
+        assert index.read_text() == old
+        assert r.returncode == 3 and "mlp: failed" not in r.stdout, r.stdout + r.stderr
+        assert "failed: engines/.index.json." in r.stdout
+    else:
+        assert r.returncode == 3, (point, r.stdout + r.stderr)
+        assert "mlp: failed: its publish was interrupted" in r.stdout
+    assert_consistent(built_project)
+    proc, _ = build(built_project)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = run_cli("verify", "engines", cwd=built_project)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_kill_at_random_times(tiny_project):

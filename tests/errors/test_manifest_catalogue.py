@@ -3,6 +3,8 @@ None of these cases imports torch: a manifest mistake is caught before any stage
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import run_cli
@@ -79,6 +81,15 @@ CASES = [
      ["modules.tiny.verify.outputs.y.rtol", "must be >= 0"]),
     ("cosine_above_one", TINY + "verify.min_cosine = 1.5\n",
      ["modules.tiny.verify.min_cosine", "fraction in [0, 1]"]),
+    # TOML has nan and inf: a tolerance of nan passes every comparison, so verification would be off
+    ("nan_atol", TINY + "verify.atol = nan\n", ["modules.tiny.verify.atol", "must be a finite number"]),
+    ("inf_rtol", TINY + "verify.rtol = inf\n", ["modules.tiny.verify.rtol", "must be a finite number"]),
+    ("nan_min_cosine", TINY + "verify.min_cosine = nan\n",
+     ["modules.tiny.verify.min_cosine", "must be a finite number"]),
+    ("inf_output_atol", TINY + "outputs = [\"y\"]\nverify.outputs.y = { atol = inf }\n",
+     ["modules.tiny.verify.outputs.y.atol", "must be a finite number"]),
+    ("nan_task_metric", TINY + "outputs = [\"y\"]\nverify.outputs.y = { metric = \"psnr\", min_psnr = nan }\n",
+     ["modules.tiny.verify.outputs.y.min_psnr", "must be a finite number"]),
     ("bad_permutation", TINY + "passes = [{ name = \"bake_transpose\", input = \"x\", perm = [0, 2, 2, 1] }]\n",
      ["modules.tiny.passes[0].perm", "not a permutation"]),
     ("bake_resize_bad_scale", TINY + "passes = [{ name = \"bake_resize\", output = \"y\", scale = 0 }]\n",
@@ -96,6 +107,34 @@ def test_bad_manifest(project, case, body, needles):
     assert line.startswith("trtforge: error: manifest: ")
     assert f"{case}.toml" in line  # the file is named
     nothing_lost(project, case, "tiny")
+
+
+# output folders trtforge must never manage (it deletes what it published there and refuses
+# foreign files): (case, output_dir, what the line says)
+DANGEROUS_OUTPUT = [
+    ("out_root", "/", "root or home folder"),
+    ("out_home", str(Path.home()), "root or home folder"),
+    ("out_manifest_folder", ".", "the manifest's own folder or contains it"),
+    ("out_parent", "..", "the manifest's own folder or contains it"),
+    ("out_outside", "../elsewhere/engines", "outside the manifest's folder"),
+    ("out_in_cache", ".trtforge-cache/engines", "overlaps the cache folder"),
+]
+
+
+@pytest.mark.parametrize("case, output_dir, needle", DANGEROUS_OUTPUT, ids=[c[0] for c in DANGEROUS_OUTPUT])
+def test_dangerous_output_dir(project, case, output_dir, needle):
+    write_case(project, case, f'[defaults]\noutput_dir = "{output_dir}"\nverify.atol = 0.01\n' + TINY,
+               header=False)
+    r = build(project, case)
+    line = one_error_line(r, 2, "defaults.output_dir", needle)
+    assert f"{case}.toml" in line
+    assert not (project / "report.json").exists() and not (project / "index.json").exists()
+
+
+def test_default_tolerance_nan(project):
+    write_case(project, "nan_default", '[defaults]\noutput_dir = "out-nan_default"\nverify.rtol = nan\n' + TINY,
+               header=False)
+    one_error_line(build(project, "nan_default"), 2, "defaults.verify.rtol", "must be a finite number")
 
 
 def test_manifest_not_found(project):

@@ -32,9 +32,10 @@ def published(project) -> Path:
 
 
 def copy_engines(published: Path, dest: Path) -> Path:
+    """The whole engines folder (index.json included) copied to `dest`; returns the target folder."""
     shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(published, dest)
-    return dest
+    shutil.copytree(published.parent, dest)
+    return dest / published.name
 
 
 def test_json_prints_only_json(project, published):
@@ -101,18 +102,18 @@ def test_ctrl_c_during_build(project):
 
 
 def test_corrupted_engine_is_not_deserialised(project, published):
-    folder = copy_engines(published, project / "corrupt" / published.name)
+    folder = copy_engines(published, project / "corrupt")
     engine = folder / "tiny.engine"
     data = bytearray(engine.read_bytes())
     data[len(data) // 2] ^= 0xFF
     engine.write_bytes(bytes(data))
     r = run_cli("verify", "corrupt", cwd=project)
     one_error_line(r, 3, "1 of 1 engine(s) failed", "module 'tiny'", "tiny.engine",
-                   "does not match its sidecar digest", "not deserialised")
+                   "does not match its digest in index.json", "not deserialised")
 
 
 def test_missing_engine_bundle_file(project, published):
-    folder = copy_engines(published, project / "partial" / published.name)
+    folder = copy_engines(published, project / "partial")
     (folder / "tiny.reference.npz").unlink()
     r = run_cli("verify", "partial", cwd=project)
     one_error_line(r, 3, "module 'tiny'", "tiny.reference.npz is missing")

@@ -107,6 +107,7 @@ def test_fp32_islands_are_a_warning_by_default(project):
     warn = [ln for ln in r.stderr.splitlines() if ln.startswith("trtforge: warning:") and "FP32" in ln]
     assert len(warn) == 1 and "FP32 island" in warn[0] and "node_add (Add)" in warn[0], r.stderr
     assert "FP32 island" in (project / f"out-{case}" / "REPORT.md").read_text()
+    assert "FP32 island(s) in the FP16 export" in (project / f"out-{case}" / "report.html").read_text()  # both reports
     assert list((project / f"out-{case}").rglob("m.engine"))
 
 
@@ -121,6 +122,7 @@ def test_rule_matching_nothing_warns_with_near_misses(project):
     assert "rule 'name_pattern' matched no node" in warn[0] and "near misses" in warn[0]
     assert "node_conv2d" in warn[0]  # the closest real node name
     assert "matched no node" in (project / f"out-{case}" / "REPORT.md").read_text()
+    assert "matched no node" in (project / f"out-{case}" / "report.html").read_text()  # both reports
 
 
 def test_checkpoint_missing(project):

@@ -17,11 +17,13 @@ enough to land inside each step, so the tests name the step through the environm
 Points: `run:<name>` (inside a stage's own child process, as it starts: the kernel's OOM killer
 as the parent sees it), `stage:<name>` (a stage wrote its outputs into its work folder, nothing published yet),
 `put:<name>` (its blobs are in the store, its record not yet), `atomic:<file name>` (a temp file is
-written and fsynced, not yet renamed), `publish` (the engine is published, its sidecar not yet),
-`before:<name>` (a stage is about to look up its key; the earlier stages' records are stored),
-`work:<name>` (inside a stage's work, in its child process: export after the FP32 reference,
-graph_passes after its passes ran, precision_rules after the rules selected, build inside
-TensorRT's builder (its progress monitor's first callback), verify after the ONNX checks).
+written and fsynced, not yet renamed), `publish:begin` (engines/index.json names the module's files
+pending), `publish` (the engine is published, its sidecar not yet), `publish:sidecar` (the sidecar
+is written, the index not yet final), `before:<name>` (a stage is about to look up its key; the
+earlier stages' records are stored), `work:<name>` (inside a stage's work, in its child process:
+export after the FP32 reference, graph_passes after its passes ran, precision_rules after the rules
+selected, build inside TensorRT's builder (its progress monitor's first callback), verify after the
+ONNX checks).
 Unset variables cost one dict lookup; nothing else here runs in a normal build.
 """
 

@@ -12,45 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
-
-from trtforge.onnx_files import read_tensor
-
-F16, F32 = TensorProto.FLOAT16, TensorProto.FLOAT
-DTYPE_ATTRS = {"Cast": "to", "EyeLike": "dtype", "RandomNormal": "dtype", "RandomUniform": "dtype",
-               "RandomNormalLike": "dtype", "RandomUniformLike": "dtype"}
 
 
-def _widen_tensor(t: onnx.TensorProto, base_dir: Path | None) -> onnx.TensorProto:
-    if t.data_type != F16:
-        return t
-    arr = read_tensor(t, base_dir) if base_dir is not None else numpy_helper.to_array(t)
-    return numpy_helper.from_array(arr.astype(np.float32), t.name)
-
-
-def _widen_type(vi) -> None:
-    tt = vi.type.tensor_type
-    if tt.elem_type == F16:
-        tt.elem_type = F32
-
-
-def widen_to_fp32(model: onnx.ModelProto, base_dir: Path | None = None) -> onnx.ModelProto:
-    """A self-contained FP32 copy of an FP16 graph (weights read in, types widened)."""
-    g = model.graph
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    og = out.graph
-    del og.initializer[:]
-    og.initializer.extend(_widen_tensor(t, base_dir) for t in g.initializer)
-    for vi in (*og.input, *og.output, *og.value_info):
-        _widen_type(vi)
-    for node in og.node:
-        for a in node.attribute:
-            if a.name == DTYPE_ATTRS.get(node.op_type) and a.i == F16:
-                a.i = F32
-            elif a.type == onnx.AttributeProto.TENSOR:
-                a.t.CopyFrom(_widen_tensor(a.t, None))
-    return out
+from trtforge.onnx_eval import widen_to_fp32  # noqa: F401  (re-exported: the widened copy)
 
 
 def probe_feeds(feeds: dict, n_random: int, seed: int) -> list[dict]:
