@@ -34,6 +34,16 @@ def external_locations(model: onnx.ModelProto) -> set[str]:
     return locs
 
 
+def weight_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of the model's initializers: inline data plus each external tensor's recorded length
+    (read from the protobuf alone, no file is opened)."""
+    total = 0
+    for t in model.graph.initializer:
+        info = {kv.key: kv.value for kv in t.external_data}
+        total += int(info.get("length", 0)) or len(t.raw_data)
+    return total
+
+
 def _graphs(graph):
     yield graph
     for node in graph.node:

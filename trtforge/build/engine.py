@@ -95,13 +95,18 @@ def build_engine(ctx: StageContext, workdir: Path, backend: str, target: dict) -
         return _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path)
 
 
+def weight_file_bytes(folder: Path) -> int:
+    """Bytes of an ONNX folder's external-data files (its weights), without opening the graph."""
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.suffix in (".data", ".bin"))
+
+
 def memory_guard(src: Path, module: str) -> None:
     """Refuse a build this machine plainly cannot hold, before spending minutes on it. The
     TensorRT-RTX builder peaked at 3.3x the FP16 weights (SD1.5 UNet, 1.6 GB: 5.3 GiB, of it 1.7
     GiB the mapped weight file), so that, plus half a GiB, is the estimate."""
     from trtforge.isolate import machine_memory
 
-    weights = sum(p.stat().st_size for p in src.iterdir() if p.is_file() and p.suffix in (".data", ".bin"))
+    weights = weight_file_bytes(src)
     need, have = int(3.3 * weights) + (512 << 20), machine_memory()
     if have is not None and need > have:
         raise BuildError(f"the build needs about {need / 2**30:.1f} GiB of memory ({weights / 2**30:.1f} GiB "
@@ -205,7 +210,7 @@ def layers_before_passes(ptrt, ctx: StageContext, strongly_typed: bool) -> dict 
     src = ctx.inputs.get("export")
     if src is None:
         return None
-    size = sum(p.stat().st_size for p in src.iterdir() if p.is_file() and not p.name.endswith(".npz"))
+    size = weight_file_bytes(src)
     if size > BEFORE_PASSES_LIMIT:  # a second parse of a big model costs its weights again in time
         return {"skipped": f"the exported graph is {size / 2**30:.1f} GiB"}
     try:

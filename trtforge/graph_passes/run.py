@@ -19,7 +19,7 @@ from trtforge.graph_passes.base import PassContext, Pipeline, import_graph
 from trtforge.cache.testhooks import checkpoint
 from trtforge.graph_passes.catalog import make_pass
 from trtforge.graph_passes.legalize_dtypes import describe, mixed_nodes
-from trtforge.onnx_files import EVALUATED, check_full, external_locations, load_graph_proto, save_model
+from trtforge.onnx_files import EVALUATED, check_full, load_graph_proto, save_model, weight_bytes
 from trtforge.stage import StageContext
 from trtforge.tensors import load_arrays, save_arrays
 
@@ -27,12 +27,6 @@ from trtforge.tensors import load_arrays, save_arrays
 # and evaluates single passes only to localise a failure: one node-by-node evaluation of an SD1.5
 # UNet costs ~15-60 s on 2 cores, and its default pass list has 5 passes that modify it.
 END_TO_END_BYTES = 256 << 20
-
-
-def weight_bytes(model: onnx.ModelProto, folder: Path) -> int:
-    inline = sum(len(t.raw_data) for t in model.graph.initializer)
-    return inline + sum((folder / loc).stat().st_size for loc in external_locations(model)
-                        if (folder / loc).is_file())
 
 
 def recorded_inputs(folder: Path) -> list[dict]:
@@ -47,7 +41,7 @@ def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module:
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     graph = import_graph(inferred, src)
     passes = [make_pass(step, f"modules.{module}.passes[{i}]", root) for i, step in enumerate(steps)]
-    pipeline = Pipeline(passes, check=check, end_to_end=weight_bytes(model, src) > END_TO_END_BYTES)
+    pipeline = Pipeline(passes, check=check, end_to_end=weight_bytes(model) > END_TO_END_BYTES)
     checker = None
     if check != "off":
         from trtforge.graph_passes.meaning import OrtChecker

@@ -14,9 +14,6 @@ import numpy as np
 import onnx
 
 
-from trtforge.onnx_eval import widen_to_fp32  # noqa: F401  (re-exported: the widened copy)
-
-
 def probe_feeds(feeds: dict, n_random: int, seed: int) -> list[dict]:
     """The example inputs plus n seeded random ones in each float input's observed range."""
     rng = np.random.default_rng(seed)
