@@ -41,6 +41,11 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def same_arrays(sub: dict, full: dict) -> bool:
+    """Every array of `sub` is in `full` under its name, with the same dtype and values."""
+    return all(k in full and full[k].dtype == v.dtype and np.array_equal(full[k], v) for k, v in sub.items())
+
+
 def random_set_suffix(i: int) -> str:
     """File-name tag of the i-th random input set: `inputs.npz` is the example set,
     `inputs.r1.npz`, `inputs.r2.npz`, ... the seeded random ones (readers of the example set

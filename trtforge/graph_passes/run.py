@@ -21,7 +21,7 @@ from trtforge.graph_passes.catalog import make_pass
 from trtforge.graph_passes.legalize_dtypes import describe, mixed_nodes
 from trtforge.onnx_files import EVALUATED, check_full, load_graph_proto, save_model, weight_bytes
 from trtforge.stage import StageContext
-from trtforge.tensors import load_arrays, save_arrays
+from trtforge.tensors import load_arrays, same_arrays, save_arrays
 
 # Above this many bytes of weights, `pass_check = "each"` evaluates each run of passes end to end
 # and evaluates single passes only to localise a failure: one node-by-node evaluation of an SD1.5
@@ -88,15 +88,9 @@ def _keep_evaluated(checker, graphs: dict, recorded: list[dict], workdir: Path) 
         if done is None:
             continue
         feeds, outputs = done
-        if any(_same(feeds, r) for r in recorded):
+        if any(same_arrays(feeds, r) for r in recorded):
             save_arrays(workdir / EVALUATED[stage], {**{f"in:{k}": v for k, v in feeds.items()},
                                                      **{f"out:{k}": v for k, v in outputs.items()}})
-
-
-def _same(a: dict, b: dict) -> bool:
-    import numpy as np
-
-    return set(a) <= set(b) and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
 
 
 def run_passes(ctx: StageContext, workdir: Path) -> dict:

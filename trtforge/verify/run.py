@@ -12,7 +12,7 @@ import onnxruntime as ort
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import VerifyError
 from trtforge.onnx_files import EVALUATED, MODEL
-from trtforge.tensors import input_sets, load_arrays
+from trtforge.tensors import input_sets, load_arrays, same_arrays
 from trtforge.verify import CHAIN
 from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
@@ -51,15 +51,12 @@ def _reuse(passes: Path, stage: str, run):
     path = passes / EVALUATED[stage]
     if not path.exists():
         return run
-    import numpy as np
-
     arrays = load_arrays(path)
     ins = {k[3:]: v for k, v in arrays.items() if k.startswith("in:")}
     outs = {k[4:]: v for k, v in arrays.items() if k.startswith("out:")}
 
     def known(feeds: dict) -> dict:
-        if ins and all(k in feeds and feeds[k].dtype == v.dtype and np.array_equal(feeds[k], v)
-                       for k, v in ins.items()):
+        if ins and same_arrays(ins, feeds):
             return outs
         return run(feeds)
 
