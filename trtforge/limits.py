@@ -65,15 +65,19 @@ def input_bytes(shape: tuple, dtype: str) -> int:
     return math.prod(shape) * DTYPE_BYTES.get(dtype, 8)
 
 
-def check_input_sizes(inputs, sets: int, where: str) -> None:
-    """All example input sets together within MAX_INPUT_BYTES, checked before numpy allocates."""
-    total = sum(input_bytes(i.shape, i.dtype) for i in inputs) * sets
+def check_input_sizes(inputs, sets: int, where: str, dims: dict | None = None) -> None:
+    """All example input sets together within MAX_INPUT_BYTES, checked before numpy allocates;
+    a named dimension counts at its largest value (`dims`)."""
+    def shape(i):
+        return tuple((dims or {}).get(d, 1) if isinstance(d, str) else d for d in i.shape)
+
+    total = sum(input_bytes(shape(i), i.dtype) for i in inputs) * sets
     if total <= MAX_INPUT_BYTES:
         return
-    big = max(inputs, key=lambda i: input_bytes(i.shape, i.dtype))
+    big = max(inputs, key=lambda i: input_bytes(shape(i), i.dtype))
     raise ManifestError(
-        f"example inputs of {_gib(total)} ({sets} set(s); '{big.name}' {list(big.shape)} {big.dtype} is "
-        f"{math.prod(big.shape):.3g} elements); the limit is {_gib(MAX_INPUT_BYTES)}",
+        f"example inputs of {_gib(total)} ({sets} set(s); '{big.name}' {list(shape(big))} {big.dtype} is "
+        f"{math.prod(shape(big)):.3g} elements); the limit is {_gib(MAX_INPUT_BYTES)}",
         where=f"{where}.inputs.{big.name}.shape",
         hint="declare a smaller example shape (or fewer verify.random_inputs)")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from trtforge import limits
+from trtforge.dims import check_dim_name, max_values, parse_profiles, profiles_key
 from trtforge.errors import ManifestError
 
 # no bfloat16: numpy, which makes the example inputs and holds every reference, has no such dtype
@@ -123,9 +124,12 @@ def _shape(value, where):
     if not isinstance(value, list) or not value:
         raise ManifestError(f"expected a non-empty list of positive integers, got {value!r}", where=where)
     for i, d in enumerate(value):
-        if isinstance(d, bool) or not isinstance(d, int) or d <= 0:
-            raise ManifestError(f"dimension {i} is {d!r}; every dimension must be a positive integer",
-                                where=where, hint="trtforge exports static shapes")
+        if isinstance(d, str):  # a named dynamic dimension; its range is dims.<name> (trtforge/dims.py)
+            check_dim_name(d, f"{where}[{i}]")
+        elif isinstance(d, bool) or not isinstance(d, int) or d <= 0:
+            raise ManifestError(f"dimension {i} is {d!r}; every dimension must be a positive integer "
+                                "or a dimension name", where=where,
+                                hint="write a size, or a name such as \"batch\" with dims.batch = { min, opt, max }")
     limits.check_rank(value, where)
     return tuple(value)
 
@@ -252,7 +256,7 @@ def _steps(raw: Any, where: str, keyname: str) -> tuple[dict, ...]:
 @dataclass(frozen=True)
 class InputSpec:
     name: str
-    shape: tuple[int, ...]
+    shape: tuple[int | str, ...]  # a str is a named dynamic dimension (ModuleSpec.profiles)
     dtype: str
     range: tuple[float, float]
     arg: str = ""  # the forward() parameter it binds to; resolved to `name` when not written
@@ -276,9 +280,11 @@ class ModuleSpec:
     verify: dict
     verify_outputs: dict = field(default_factory=dict)
     pass_check: str = "each"
+    profiles: tuple = ()  # optimization profiles of the named dims (trtforge/dims.py); () = static
 
     def as_key(self) -> dict:
-        return {
+        # static modules keep the key they always had: "profiles" appears only when there are some
+        return ({"profiles": profiles_key(self.profiles)} if self.profiles else {}) | {
             "name": self.name, "factory": self.factory, "factory_args": self.factory_args,
             "inputs": [vars(i) for i in self.inputs], "outputs": list(self.outputs),
             "depends": list(self.depends), "export": self.export, "passes": list(self.passes),
@@ -313,7 +319,7 @@ class Manifest:
 
 
 MODULE_KEYS = ("factory", "factory_args", "inputs", "outputs", "depends", "export", "passes",
-               "precision", "build", "verify", "pass_check")
+               "precision", "build", "verify", "pass_check", "dims", "profiles")
 DEFAULT_KEYS = ("export", "passes", "precision", "build", "verify", "pass_check")
 
 
@@ -336,6 +342,7 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
     if not isinstance(raw_inputs, dict) or not raw_inputs:
         raise ManifestError("expected a table name -> {shape, dtype, range}", where=f"{where}.inputs")
     inputs = tuple(_input(k, v, f"{where}.inputs.{k}") for k, v in raw_inputs.items())
+    profiles = parse_profiles(raw, inputs, where)
     outputs = _names(raw.get("outputs", []), f"{where}.outputs")
     depends = _str_list(raw.get("depends", []), f"{where}.depends")
     for i, pattern in enumerate(depends):
@@ -366,8 +373,13 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
 
     export = _section(raw.get("export", {}), EXPORT, f"{where}.export", base=defaults["export"])
     limits.check_opset(export, f"{where}.export")
+    if profiles and export["exporter"] != "dynamo":
+        raise ManifestError("dynamic dimensions need the dynamo exporter (torch.export Dims)",
+                            where=f"{where}.export.exporter", hint="set export.exporter = \"dynamo\"")
     verify = _section(verify_raw, VERIFY, f"{where}.verify", base=defaults["verify"])
-    limits.check_input_sizes(inputs, 1 + verify["random_inputs"], where)
+    # the largest shapes bound the memory: sets at every profile point, each at most the max shape
+    limits.check_input_sizes(inputs, 1 + verify["random_inputs"] + 3 * len(profiles), where,
+                             max_values(profiles))
     passes = _steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw else defaults["passes"]
     from trtforge.io_transforms import parse as parse_transform  # bake-pass parameters, checked now
 
@@ -385,6 +397,7 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         verify_outputs=per_output,
         pass_check=(_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
                     else defaults["pass_check"]),
+        profiles=profiles,
     )
 
 

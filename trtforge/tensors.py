@@ -11,10 +11,12 @@ NP_DTYPES = {"float16": np.float16, "float32": np.float32, "int64": np.int64, "i
              "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
 
 
-def make_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic inputs within each declared range; same specs and seed, same bytes."""
+def make_inputs(specs, seed: int = 0, shapes: dict | None = None) -> dict[str, np.ndarray]:
+    """Deterministic inputs within each declared range; same specs and seed, same bytes. `shapes`
+    gives the concrete shape of an input whose shape names a dynamic dimension (trtforge/dims.py)."""
     out = {}
     for spec in specs:
+        size = (shapes or {}).get(spec.name, spec.shape)
         salt = int.from_bytes(hashlib.sha256(f"{spec.name}:{seed}".encode()).digest()[:8], "little")
         rng = np.random.default_rng(salt)
         lo, hi = spec.range
@@ -22,11 +24,11 @@ def make_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
             raise ValueError("bfloat16 example inputs are not supported yet")
         dtype = NP_DTYPES[spec.dtype]
         if np.issubdtype(dtype, np.floating):
-            arr = rng.uniform(lo, hi, size=spec.shape).astype(dtype)
+            arr = rng.uniform(lo, hi, size=size).astype(dtype)
         elif dtype == np.bool_:
-            arr = rng.integers(0, 2, size=spec.shape).astype(np.bool_)
+            arr = rng.integers(0, 2, size=size).astype(np.bool_)
         else:
-            arr = rng.integers(int(lo), int(hi) + 1, size=spec.shape).astype(dtype)
+            arr = rng.integers(int(lo), int(hi) + 1, size=size).astype(dtype)
         out[spec.name] = np.ascontiguousarray(arr)
     return out
 
@@ -63,4 +65,19 @@ def input_sets(folder: Path, inputs: str, reference: str) -> list[tuple[str, dic
         sets.append((f"random {i}", load_arrays(folder / f"{inputs}{tag}.npz"),
                      load_arrays(folder / f"{reference}{tag}.npz")))
         i += 1
+    for tag in profile_tags(folder, inputs):
+        sets.append((tag, load_arrays(folder / f"{inputs}.{tag}.npz"), load_arrays(folder / f"{reference}.{tag}.npz")))
     return sets
+
+
+def profile_tags(folder: Path, stem: str) -> list[str]:
+    """Tags ('p0.min', 'p0.opt', ...) of the profile-point sets recorded as `<stem>.<tag>.npz`, in
+    profile order then min, opt, max (trtforge/dims.py names them)."""
+    points = ("min", "opt", "max")
+    found = []
+    for path in folder.glob(f"{stem}.p*.npz"):
+        tag = path.name[len(stem) + 1:-len(".npz")]
+        head, _, point = tag.partition(".")
+        if head[1:].isdigit() and point in points:
+            found.append((int(head[1:]), points.index(point), tag))
+    return [t for *_, t in sorted(found)]

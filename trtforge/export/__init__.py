@@ -44,7 +44,7 @@ class ExportStage:
         deps = {display(p, root): digest_file(p) for p in declared_dependencies(module, root)}
         return {
             "module": {k: v for k, v in module.as_key().items()
-                       if k in ("factory", "factory_args", "inputs", "outputs", "export")},
+                       if k in ("factory", "factory_args", "inputs", "outputs", "export", "profiles")},
             "io_transforms": transforms(module.passes, module.name),
             # the seed makes the example inputs; random_inputs adds reference sets made here
             "input_sets": {k: module.verify[k] for k in ("seed", "random_inputs")},

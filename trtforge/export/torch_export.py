@@ -25,6 +25,8 @@ from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
 from trtforge.tensors import make_inputs, random_set_suffix, save_arrays
+from trtforge.dims import describe, example_values, profile_points
+from trtforge.export.dynamic import capture, input_shapes, rename_and_check
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
@@ -97,21 +99,32 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def _random_sets(module: ModuleSpec, reference_model, binding: Binding, names: list, device, workdir: Path) -> None:
-    """verify.random_inputs more seeded input sets within each input's range and dtype, with their
-    FP32 reference, so every later check compares on them too (static shapes only: a dynamic
-    dimension would need sets at min/opt/max of each profile, which trtforge does not export yet)."""
+def _extra_set(module: ModuleSpec, reference_model, binding: Binding, names: list, device, workdir: Path,
+               tag: str, inputs: dict) -> None:
+    """One more recorded set (`inputs<tag>.npz` and its reference and caller views) with its FP32
+    reference, so every later check compares on it too."""
+    args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
+    with torch.no_grad():
+        _, ref = name_outputs(reference_model(*args, **kwargs), module)
+    reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
+    c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
+    for stem, arrays in (("inputs", inputs), ("reference", reference),
+                         ("caller_inputs", c_in), ("caller_reference", c_ref)):
+        save_arrays(workdir / f"{stem}{tag}.npz", arrays)
+
+
+def _random_sets(module: ModuleSpec, reference_model, binding: Binding, names: list, device, workdir: Path,
+                 shapes: dict | None) -> None:
+    """verify.random_inputs more seeded input sets within each input's range and dtype, at the
+    example set's shapes; then, with dynamic dims, one set at the min, opt and max of every profile
+    (`inputs.p0.min.npz`, ...: trtforge/dims.py)."""
     for i in range(1, module.verify["random_inputs"] + 1):
-        inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/random{i}")
-        args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
-        with torch.no_grad():
-            _, ref = name_outputs(reference_model(*args, **kwargs), module)
-        reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
-        c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
-        tag = random_set_suffix(i)
-        for stem, arrays in (("inputs", inputs), ("reference", reference),
-                             ("caller_inputs", c_in), ("caller_reference", c_ref)):
-            save_arrays(workdir / f"{stem}{tag}.npz", arrays)
+        inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/random{i}", shapes=shapes)
+        _extra_set(module, reference_model, binding, names, device, workdir, random_set_suffix(i), inputs)
+    for label, values in profile_points(module.profiles):
+        inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/{label}",
+                             shapes=input_shapes(module, values))
+        _extra_set(module, reference_model, binding, names, device, workdir, f".{label}", inputs)
 
 
 def _check_opset(module: ModuleSpec, proto) -> None:
@@ -136,8 +149,10 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     reference_model = model.float().eval().to(device)
 
     baked = transforms(module.passes, module.name)
+    # dynamic dims: the example set, which the export traces with, is at a profile's opt shape
+    shapes = input_shapes(module, example_values(module.profiles)) if module.profiles else None
     # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
-    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify["seed"]),
+    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify["seed"], shapes=shapes),
                                          module.verify["seed"], module.name)
     as_torch = {k: torch.from_numpy(np.ascontiguousarray(a)).to(device) for k, a in inputs.items()}
     # by name: the reference and the export call forward() the same way (export/binding.py)
@@ -161,7 +176,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
     save_arrays(workdir / "caller_inputs.npz", c_in)
     save_arrays(workdir / "caller_reference.npz", c_ref)
-    _random_sets(module, reference_model, binding, names, device, workdir)
+    _random_sets(module, reference_model, binding, names, device, workdir, shapes)
     checkpoint("work:export")
     del ref, out, reference_model, fp32_args, fp32_kwargs
     model16 = model.half().eval()
@@ -172,8 +187,11 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     try:
         # autocast OFF: tracing under autocast forced BatchNorm inputs to FP32 and broke FP16 models
         with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+            # dynamic dims: captured here, so that a dim the model specialises is an error naming it
+            # (torch.onnx.export would narrow it silently; export/dynamic.py)
+            source = capture(model16, fp16_args, fp16_kwargs, binding, module) if module.profiles else model16
             program = torch.onnx.export(
-                model16, fp16_args, kwargs=fp16_kwargs, dynamo=module.export["exporter"] == "dynamo",
+                source, fp16_args, kwargs=fp16_kwargs, dynamo=module.export["exporter"] == "dynamo",
                 input_names=binding.graph_input_names, output_names=names, opset_version=module.export["opset"],
                 external_data=True, f=None if module.export["exporter"] == "dynamo" else str(path),
                 verbose=False)
@@ -186,15 +204,16 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         if _DATA_DEPENDENT.search(text) or _DATA_DEPENDENT.search(repr(e.__cause__)):
             raise ExportError(
                 "forward branches on tensor values (data-dependent control flow), which the export "
-                "cannot capture: trtforge exports static shapes, fixed by each input's shape in the "
-                "manifest, and only shape-dependent branches are resolved at export",
+                "cannot capture: the export resolves only branches on shapes (static shapes, or the "
+                "ranges of named dims)",
                 where=f"modules.{module.name}", module=module.name,
-                hint="compute both branches and pick with torch.where; trtforge has no dynamic "
-                     "dimensions yet, so declare one module per input shape instead") from e
+                hint="compute both branches and pick with torch.where") from e
         raise ExportError(f"torch.onnx.export failed: {_first_line(e)}", where=f"modules.{module.name}",
                           module=module.name, hint="rerun with --verbose for the exporter's cause") from e
 
     proto = onnx.load(str(path), load_external_data=False)
+    if module.profiles and rename_and_check(proto, module):
+        onnx.save(proto, str(path))  # the graph only: its weights stay in their external file
     _check_opset(module, proto)
     islands = find_fp32_islands(proto)
     if islands and module.export["forbid_fp32_islands"]:
@@ -210,7 +229,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(a.shape)} for n, a in reference.items()},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
-        "input_sets": 1 + module.verify["random_inputs"],
+        "input_sets": 1 + module.verify["random_inputs"] + 3 * len(module.profiles),
     }
+    if module.profiles:
+        meta["profiles"] = describe(module.profiles, module.inputs)
     (workdir / "export.json").write_text(json.dumps(meta, indent=1))
     return meta

@@ -1,0 +1,137 @@
+"""Exporting with dynamic dimensions: torch.export `Dim`s from the manifest's profiles, a one-line
+error naming the dimension the model specialises, and a check that the ONNX keeps it symbolic.
+
+torch.onnx.export(dynamo=True) given `dynamic_shapes` silently narrows them when torch.export
+raises a constraint violation (it applies torch's "suggested fixes": a dimension the model fixes to
+32 becomes 32 in the ONNX, without a word). So the capture is done here with torch.export.export,
+whose violation becomes an ExportError naming the dim, and the ExportedProgram goes to the ONNX
+exporter; the dims it names s0, s1, ... are renamed back to the manifest's names."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import onnx
+import torch
+
+from trtforge.dims import concrete, multiples, named_dims, union_ranges
+from trtforge.errors import ExportError
+from trtforge.export.binding import Binding
+from trtforge.manifest import ModuleSpec
+
+
+def input_shapes(module: ModuleSpec, values: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    """Concrete shapes of every input at these dim values (tensors.make_inputs' `shapes`)."""
+    return {s.name: concrete(s.shape, values) for s in module.inputs}
+
+
+def torch_dims(module: ModuleSpec) -> dict[str, object]:
+    """One torch.export Dim per named dim that varies across the profiles (a dim whose every
+    profile holds it at one value is exported at that value); a multiple_of m is m * Dim."""
+    out = {}
+    steps = multiples(module.profiles)
+    for dim, (lo, hi) in union_ranges(module.profiles).items():
+        if lo == hi:
+            continue
+        m = steps.get(dim, 1)
+        out[dim] = m * torch.export.Dim(f"_{dim}", min=lo // m, max=hi // m) if m > 1 else \
+            torch.export.Dim(dim, min=lo, max=hi)
+    return out
+
+
+def dynamic_shapes(model, binding: Binding, module: ModuleSpec) -> dict | tuple:
+    """torch.export's `dynamic_shapes`, keyed like forward()'s parameters (the form it checks):
+    {parameter: {axis: Dim}} with *args as a tuple and **kwargs as a dict."""
+    dims = torch_dims(module)
+    by_name = {s.name: s for s in module.inputs}
+
+    def axes(name: str):
+        found = {i: dims[d] for i, d in enumerate(by_name[name].shape) if isinstance(d, str) and d in dims}
+        return found or None
+
+    try:
+        sig = inspect.signature(model.forward)
+        bound = sig.bind(*binding.positional, **dict(binding.keyword))
+    except (TypeError, ValueError):  # a builtin forward: inputs go by position
+        return tuple(axes(n) for n in binding.positional)
+    out = {}
+    for param, value in bound.arguments.items():
+        kind = sig.parameters[param].kind
+        if kind == inspect.Parameter.VAR_POSITIONAL:
+            out[param] = tuple(axes(n) for n in value)
+        elif kind == inspect.Parameter.VAR_KEYWORD:
+            out[param] = {k: axes(n) for k, n in value.items()}
+        else:
+            out[param] = axes(value)
+    return out
+
+
+_VIOLATED = re.compile(r"Constraints violated \(([^)]*)\)|Specializations unexpectedly required \(([^)]*)\)")
+_SPECIALISED = re.compile(r"resulted in a specialized value of (\d+)")
+_FIX = re.compile(r"Suggested fixes:\s*\n\s*(.+)")
+
+
+def capture(model, args: tuple, kwargs: dict, binding: Binding, module: ModuleSpec):
+    """torch.export.export with the module's Dims; a dim the model cannot let vary is a one-line
+    ExportError naming it, what torch found, and the manifest change that fixes it."""
+    shapes = dynamic_shapes(model, binding, module)
+    try:
+        # as the ONNX exporter captures (size-oblivious: a dim whose example is 1 stays symbolic)
+        with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+            return torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=shapes, strict=False)
+    except torch._dynamo.exc.UserError as e:
+        raise specialised_error(str(e), module) from e
+
+
+def specialised_error(text: str, module: ModuleSpec) -> ExportError:
+    m = _VIOLATED.search(text)
+    names = [n.strip().lstrip("_") for n in (m.group(1) or m.group(2)).split(",")] if m else []
+    first = named_dims(module.inputs)
+    dim = next((n for n in names if n in first), names[0] if names else "?")
+    where = f"modules.{module.name}.{'dims' if len(module.profiles) == 1 else 'profiles'}"
+    value = _SPECIALISED.search(text)
+    fix = _FIX.search(text)
+    if value:
+        what = f"the model fixes it to {value.group(1)}"
+        hint = f"make it static ({first.get(dim, 'its shape')} = {value.group(1)}) or find what pins it in forward()"
+    elif fix and "*" in fix.group(1):
+        step = re.search(r"=\s*(\d+)\s*\*", fix.group(1))
+        what = f"the model needs it to be a multiple of {step.group(1) if step else '?'} (torch: {fix.group(1).strip()})"
+        hint = f"add multiple_of = {step.group(1) if step else 'N'} to {dim}'s range (min, opt, max multiples of it)"
+    else:
+        guard = re.search(r"satisf(?:y|ies) the generated guard (.+?)\.", text)
+        what = f"not every value in its range satisfies the model's guard {guard.group(1)}" if guard else \
+            text.strip().splitlines()[0][:200]
+        hint = "narrow its range to values the model accepts, or make it static"
+    return ExportError(f"dimension '{dim}' cannot vary as declared: {what}", where=f"{where}.{dim}",
+                       module=module.name, hint=hint)
+
+
+def rename_and_check(proto: onnx.ModelProto, module: ModuleSpec) -> dict[str, str]:
+    """Give the exported graph's symbolic dims the manifest's names (torch writes s0, s1, ...), in
+    inputs, outputs and value_info alike, and refuse an ONNX where a varying dim became a number.
+    Returns torch's symbol -> manifest name."""
+    varying = set(torch_dims(module))
+    by_name = {s.name: s for s in module.inputs}
+    rename: dict[str, str] = {}
+    for vi in proto.graph.input:
+        spec = by_name.get(vi.name)
+        if spec is None:
+            continue
+        for i, (want, d) in enumerate(zip(spec.shape, vi.type.tensor_type.shape.dim)):
+            if not isinstance(want, str) or want not in varying:
+                continue
+            if not d.dim_param:
+                raise ExportError(f"dimension '{want}' ({vi.name} axis {i}) is {d.dim_value} in the exported "
+                                  "ONNX, not symbolic: the model specialised it",
+                                  where=f"modules.{module.name}.inputs.{vi.name}.shape[{i}]", module=module.name,
+                                  hint="make it static, or find what pins it in forward()")
+            rename.setdefault(d.dim_param, want)
+    if rename:
+        token = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(rename, key=len, reverse=True)) + r")\b")
+        for vi in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+            for d in vi.type.tensor_type.shape.dim:
+                if d.dim_param:
+                    d.dim_param = token.sub(lambda m: rename[m.group(1)], d.dim_param)
+    return rename
