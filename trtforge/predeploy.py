@@ -98,7 +98,8 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
                 "reason": f"engine not run here: {reason}"}
     sets = _bundle_sets(where, name, side)
     try:
-        outputs, latency = run_engine_sets(engine, [load_arrays(i) for i, _ in sets], side["backend"])
+        outputs, latency = run_engine_sets(engine, [load_arrays(i) for i, _ in sets], side["backend"],
+                                           profiles=side.get("profiles"))
     except Exception as e:  # a runtime that refuses the engine is a failed check, not a crash
         return _failed(name, f"engine did not run: {type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300] if str(e) else ''}")
@@ -110,11 +111,14 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
 
 
 def _bundle_sets(folder: Path, name: str, side: dict) -> list[tuple[Path, Path]]:
-    """(inputs, reference) files of the example set and every random set the sidecar lists."""
+    """(inputs, reference) files of the example set and of every other set the sidecar lists:
+    random sets (.inputs.r1.npz) and the min/opt/max sets of each profile (.inputs.p0.min.npz)."""
     sets = [(folder / f"{name}.inputs.npz", folder / f"{name}.reference.npz")]
     for fname in sorted(side["files"]):
-        if fname.startswith(f"{name}.inputs.r"):
-            sets.append((folder / fname, folder / fname.replace(".inputs.r", ".reference.r", 1)))
+        if fname.startswith(f"{name}.inputs.") and fname != f"{name}.inputs.npz" and fname.endswith(".npz"):
+            ref = f"{name}.reference." + fname[len(f"{name}.inputs."):]
+            if ref in side["files"]:
+                sets.append((folder / fname, folder / ref))
     return sets
 
 

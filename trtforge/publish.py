@@ -193,14 +193,15 @@ def publish_result(store: Store, manifest: Manifest, module: ModuleSpec, result:
 
 
 def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
-    """The seeded random input sets (verify.random_inputs) travel with the bundle, so
-    `trtforge verify` on the target checks them too: <module>.inputs.r1.npz + .reference.r1.npz."""
+    """The seeded random input sets (verify.random_inputs) and the sets at each profile's min, opt
+    and max travel with the bundle, so `trtforge verify` on the target checks them too:
+    <module>.inputs.r1.npz + .reference.r1.npz, <module>.inputs.p0.min.npz + .reference.p0.min.npz."""
     outputs = result.records["export"].outputs
     files = {}
     for fname in sorted(outputs):
         for stem, dest in (("caller_inputs", "inputs"), ("caller_reference", "reference")):
-            if fname.startswith(f"{stem}.r") and fname.endswith(".npz"):
-                tag = fname[len(stem):-len(".npz")]  # ".r1"
+            if fname.startswith((f"{stem}.r", f"{stem}.p")) and fname.endswith(".npz"):
+                tag = fname[len(stem):-len(".npz")]  # ".r1", ".p0.min"
                 files[f"{name}.{dest}{tag}.npz"] = (eview / fname, outputs[fname]["digest"])
     return files
 
@@ -214,7 +215,7 @@ def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict
         "backend": build["backend"], "backend_version": build["backend_version"],
         "target": build["target"], "io": build["io"],
         "fp32_layers": build["fp32_layers"], "fp16_flop_share": prec["flops"]["fp16_share"],
-        "files": digests,
+        "files": digests, **({"profiles": build["profiles"]} if build.get("profiles") else {}),
         "tolerance": {o: module.tolerance(o) for o in result.records["export"].meta["outputs"]}, "cache_key": result.records["build"].key,
         "verification": {s: {"status": c["status"], "kind": c["kind"], "reason": c.get("reason", ""),
                              "outputs": c.get("outputs", {})} for s, c in verify["checks"].items()},

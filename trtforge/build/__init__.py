@@ -8,6 +8,7 @@ from pathlib import Path
 
 from trtforge.build import backend as be
 from trtforge.cache import digest_file
+from trtforge.dims import profiles_key
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext, tool_versions
 
@@ -23,7 +24,8 @@ class BuildStage:
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         backend = self.backend(module)
-        return {
+        # the optimization profiles are builder options; static modules keep their key unchanged
+        return ({"profiles": profiles_key(module.profiles)} if module.profiles else {}) | {
             "backend": backend, "backend_version": be.version(backend),
             "libraries": {p.name: digest_file(p) for p in be.library_files(backend)},
             "target": be.target(backend, module.build["rtx_compute_capabilities"]),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from trtforge import interrupts
 from trtforge.build import backend as be
+from trtforge.dims import describe
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import BuildError
 from trtforge.onnx_files import MODEL
@@ -141,6 +142,9 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     monitor = _progress_monitor(trt)
     if monitor is not None:
         common["progress_monitor"] = monitor  # also how a signal cancels the build
+    profiles = describe(ctx.module.profiles, ctx.module.inputs)
+    if profiles:  # one TensorRT optimization profile per manifest profile, in order
+        common["profiles"] = trt_profiles(ptrt, profiles)
     if backend == be.RTX:
         from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
 
@@ -171,9 +175,23 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
                               if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"),
         "io": io_bindings(network), "engine_bytes": engine_bytes,
     }
+    if profiles:
+        meta["profiles"] = profiles
     (workdir / "layers.json").write_text(json.dumps(layers, indent=0))
     (workdir / "build.json").write_text(json.dumps(meta, indent=1))
     return meta
+
+
+def trt_profiles(ptrt, profiles: list[dict]) -> list:
+    """polygraphy Profiles (the same call for TensorRT 10/11 and TensorRT-RTX) from
+    dims.describe's [{input: {min, opt, max}}]."""
+    out = []
+    for shapes in profiles:
+        profile = ptrt.Profile()
+        for name, pts in shapes.items():
+            profile.add(name, min=pts["min"], opt=pts["opt"], max=pts["max"])
+        out.append(profile)
+    return out
 
 
 def _build_to_file(ptrt, trt, network: tuple, config, path: Path) -> int:

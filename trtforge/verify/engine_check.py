@@ -31,16 +31,35 @@ def why_not_runnable(build_meta: dict) -> str | None:
     return None
 
 
-def run_engine_sets(engine_path: Path, feed_sets: list[dict], backend: str, runs: int = 50) -> tuple[list, dict]:
-    """Outputs for every feed set from one deserialised engine; latency p50/p99 on the first set,
-    after warm-up."""
+def profile_of(feeds: dict, profiles: list[dict] | None) -> int:
+    """The first optimization profile whose [min, max] holds every input's shape (0 when the
+    engine has none, or none holds it: the runtime then says why it refuses the shapes)."""
+    for i, shapes in enumerate(profiles or []):
+        if all(name not in feeds or all(lo <= d <= hi for lo, d, hi in
+                                        zip(pts["min"], feeds[name].shape, pts["max"]))
+               for name, pts in shapes.items()):
+            return i
+    return 0
+
+
+def run_engine_sets(engine_path: Path, feed_sets: list[dict], backend: str, runs: int = 50,
+                    profiles: list[dict] | None = None) -> tuple[list, dict]:
+    """Outputs for every feed set from one deserialised engine, each run under the optimization
+    profile that holds its shapes (`profiles`: the build's [{input: {min, opt, max}}]); latency
+    p50/p99 on the first set, after warm-up."""
     be.select(backend)
     from polygraphy.backend.common import bytes_from_path
     from polygraphy.backend.trt import TrtRunner, engine_from_bytes
 
     engine = engine_from_bytes(bytes_from_path(str(engine_path)))
     with TrtRunner(engine) as runner:
-        outputs = [{k: np.array(v) for k, v in runner.infer(feeds).items()} for feeds in feed_sets]
+        outputs = []
+        for feeds in feed_sets:
+            if len(profiles or []) > 1:
+                runner.set_profile(profile_of(feeds, profiles))
+            outputs.append({k: np.array(v) for k, v in runner.infer(feeds).items()})
+        if len(profiles or []) > 1:
+            runner.set_profile(profile_of(feed_sets[0], profiles))
         for _ in range(5):  # warm-up
             runner.infer(feed_sets[0])
         times = []

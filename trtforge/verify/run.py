@@ -89,7 +89,8 @@ def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
         return {"status": "not run", "kind": ENGINE, "reason": f"engine not run here: {reason}"}
     t0 = time.perf_counter()
     try:  # one deserialisation for every input set
-        outputs, latency = run_engine_sets(build / "model.engine", [s[1] for s in sets], build_meta["backend"])
+        outputs, latency = run_engine_sets(build / "model.engine", [s[1] for s in sets], build_meta["backend"],
+                                           profiles=build_meta.get("profiles"))
     except Exception as e:  # a runtime that refuses the engine fails the engine check
         return {"status": "failed", "kind": ENGINE, "seconds": round(time.perf_counter() - t0, 3),
                 "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
@@ -121,6 +122,7 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     meta = {"checks": checks, "passed": not final, "blame": failed[0] if final else None,
             "engine_checked": checks["engine"]["status"] == "ok", "input_sets": [s[0] for s in caller_sets],
             "tolerances": {n: tol(n) for n in caller_sets[0][2]},
+            **({"profiles": build_meta["profiles"]} if build_meta.get("profiles") else {}),
             "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {}))}
     (workdir / "verify.json").write_text(json.dumps(meta, indent=1))
     return meta
