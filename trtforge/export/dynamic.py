@@ -67,9 +67,20 @@ def dynamic_shapes(model, binding: Binding, module: ModuleSpec) -> dict | tuple:
     return out
 
 
-_VIOLATED = re.compile(r"Constraints violated \(([^)]*)\)|Specializations unexpectedly required \(([^)]*)\)")
-_SPECIALISED = re.compile(r"resulted in a specialized value of (\d+)")
-_FIX = re.compile(r"Suggested fixes:\s*\n\s*(.+)")
+_VIOLATED = re.compile(r"(?:Constraints violated|Specializations unexpectedly required) \(([^)]*)\)")
+_FIX_LINE = re.compile(r"^\s*(\w+) = (.+?)\s*$")
+
+
+def _fixes(text: str) -> dict[str, str]:
+    """torch's 'Suggested fixes:' block as {dim: expression}: '32', '2*_height', 'Dim(...)'."""
+    _, _, block = text.partition("Suggested fixes:")
+    out = {}
+    for line in block.splitlines()[1:]:
+        m = _FIX_LINE.match(line)
+        if not m:
+            break
+        out[m.group(1)] = m.group(2)
+    return out
 
 
 def capture(model, args: tuple, kwargs: dict, binding: Binding, module: ModuleSpec):
@@ -85,26 +96,27 @@ def capture(model, args: tuple, kwargs: dict, binding: Binding, module: ModuleSp
 
 
 def specialised_error(text: str, module: ModuleSpec) -> ExportError:
+    """One line naming the first dim torch could not keep dynamic, what the model needs of it
+    (a fixed value, a multiple of n, or the guard it failed) and the manifest change."""
     m = _VIOLATED.search(text)
-    names = [n.strip().lstrip("_") for n in (m.group(1) or m.group(2)).split(",")] if m else []
+    names = [n.strip() for n in m.group(1).split(",")] if m else []
     first = named_dims(module.inputs)
     dim = next((n for n in names if n in first), names[0] if names else "?")
-    where = f"modules.{module.name}.{'dims' if len(module.profiles) == 1 else 'profiles'}"
-    value = _SPECIALISED.search(text)
-    fix = _FIX.search(text)
-    if value:
-        what = f"the model fixes it to {value.group(1)}"
-        hint = f"make it static ({first.get(dim, 'its shape')} = {value.group(1)}) or find what pins it in forward()"
-    elif fix and "*" in fix.group(1):
-        step = re.search(r"=\s*(\d+)\s*\*", fix.group(1))
-        what = f"the model needs it to be a multiple of {step.group(1) if step else '?'} (torch: {fix.group(1).strip()})"
-        hint = f"add multiple_of = {step.group(1) if step else 'N'} to {dim}'s range (min, opt, max multiples of it)"
+    where = f"modules.{module.name}.{'dims' if len(module.profiles) == 1 else 'profiles'}.{dim}"
+    fix = _fixes(text).get(dim, "")
+    step = re.fullmatch(r"(\d+)\s*\*\s*_?\w+", fix)
+    guard = re.search(rf"values of {re.escape(dim)} = .*?satisfy the generated guard (.+?)\.?\s*$", text, re.M)
+    if fix.isdigit():
+        what = f"the model fixes it to {fix}"
+        hint = f"make it static ({first.get(dim, 'its shape')} = {fix}), or find what pins it in forward()"
+    elif step:
+        what = f"the model needs a multiple of {step.group(1)}"
+        hint = f"add multiple_of = {step.group(1)} to its range (min, opt and max multiples of it)"
     else:
-        guard = re.search(r"satisf(?:y|ies) the generated guard (.+?)\.", text)
-        what = f"not every value in its range satisfies the model's guard {guard.group(1)}" if guard else \
-            text.strip().splitlines()[0][:200]
+        what = (f"not every value in its range satisfies the model's guard {guard.group(1)}" if guard
+                else text.strip().splitlines()[0][:200])
         hint = "narrow its range to values the model accepts, or make it static"
-    return ExportError(f"dimension '{dim}' cannot vary as declared: {what}", where=f"{where}.{dim}",
+    return ExportError(f"dimension '{dim}' cannot vary as declared: {what}", where=where,
                        module=module.name, hint=hint)
 
 

@@ -197,7 +197,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
                 verbose=False)
         if program is not None:
             program.save(str(path), external_data=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExportError):
         raise
     except BaseException as e:
         text = "".join(traceback.format_exception_only(type(e), e))
