@@ -50,7 +50,7 @@ def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None
     if not (allow_foreign or manifest.allow_foreign_files):
         check_foreign_files(manifest.output_dir, index)
     for module in modules:  # a missing backend or a misspelt pass fails now, not after an export
-        be.resolve(backend or module.build["backend"], module.name)
+        be.resolve(backend or module.build.backend, module.name)
         for i, step in enumerate(module.passes):
             passes.check_known(step, f"modules.{module.name}.passes[{i}]", module.name)
         for i, step in enumerate(module.precision_rules):

@@ -171,9 +171,9 @@ def provenance(manifest, results: list[ModuleResult], backend: str | None, start
             pair = (meta["backend"], meta["backend_version"])
         else:  # not built this run (a stage before it failed): what would have built it
             try:
-                name = be.resolve(backend or m.build["backend"], m.name)
+                name = be.resolve(backend or m.build.backend, m.name)
             except TrtforgeError:  # the report names what was asked for rather than fail
-                name = backend or m.build["backend"]
+                name = backend or m.build.backend
             pair = (name, be.version(name) if name in be.MODULE else None)
         if pair not in pairs:
             pairs.append(pair)

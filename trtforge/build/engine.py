@@ -136,8 +136,8 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     if not strongly_typed:
         apply_layer_precisions(network, trt, plan["fp32"], module)
 
-    common = dict(builder_optimization_level=opts["optimization_level"],
-                  memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts["workspace_mib"] << 20})
+    common = dict(builder_optimization_level=opts.optimization_level,
+                  memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts.workspace_mib << 20})
     monitor = _progress_monitor(trt)
     if monitor is not None:
         common["progress_monitor"] = monitor  # also how a signal cancels the build

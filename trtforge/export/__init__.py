@@ -47,7 +47,7 @@ class ExportStage:
                        if k in ("factory", "factory_args", "inputs", "outputs", "export")},
             "io_transforms": transforms(module.passes, module.name),
             # the seed makes the example inputs; random_inputs adds reference sets made here
-            "input_sets": {k: module.verify[k] for k in ("seed", "random_inputs")},
+            "input_sets": {"seed": module.verify.seed, "random_inputs": module.verify.random_inputs},
             "dependencies": deps,
             "tools": tool_versions("torch", "onnx", "onnxscript", "numpy"),
         }

@@ -101,8 +101,8 @@ def _random_sets(module: ModuleSpec, reference_model, binding: Binding, names: l
     """verify.random_inputs more seeded input sets within each input's range and dtype, with their
     FP32 reference, so every later check compares on them too (static shapes only: a dynamic
     dimension would need sets at min/opt/max of each profile, which trtforge does not export yet)."""
-    for i in range(1, module.verify["random_inputs"] + 1):
-        inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/random{i}")
+    for i in range(1, module.verify.random_inputs + 1):
+        inputs = make_inputs(module.inputs, seed=f"{module.verify.seed}/random{i}")
         args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
         with torch.no_grad():
             _, ref = name_outputs(reference_model(*args, **kwargs), module)
@@ -118,9 +118,9 @@ def _check_opset(module: ModuleSpec, proto) -> None:
     """The dynamo exporter converts from its own opset and, when that fails, keeps its own
     without raising: refuse a model in an opset the manifest did not ask for."""
     got = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    want = module.export["opset"]
+    want = module.export.opset
     if got != want:
-        raise ExportError(f"asked for opset {want}, the {module.export['exporter']} exporter wrote opset "
+        raise ExportError(f"asked for opset {want}, the {module.export.exporter} exporter wrote opset "
                           f"{got} (its version conversion failed)", where=f"modules.{module.name}.export.opset",
                           module=module.name, hint=f"set export.opset = {got}, or one the exporter converts to")
 
@@ -137,8 +137,8 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
 
     baked = transforms(module.passes, module.name)
     # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
-    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify["seed"]),
-                                         module.verify["seed"], module.name)
+    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify.seed),
+                                         module.verify.seed, module.name)
     as_torch = {k: torch.from_numpy(np.ascontiguousarray(a)).to(device) for k, a in inputs.items()}
     # by name: the reference and the export call forward() the same way (export/binding.py)
     binding = bind_inputs(model, module)
@@ -173,9 +173,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         # autocast OFF: tracing under autocast forced BatchNorm inputs to FP32 and broke FP16 models
         with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
             program = torch.onnx.export(
-                model16, fp16_args, kwargs=fp16_kwargs, dynamo=module.export["exporter"] == "dynamo",
-                input_names=binding.graph_input_names, output_names=names, opset_version=module.export["opset"],
-                external_data=True, f=None if module.export["exporter"] == "dynamo" else str(path),
+                model16, fp16_args, kwargs=fp16_kwargs, dynamo=module.export.exporter == "dynamo",
+                input_names=binding.graph_input_names, output_names=names, opset_version=module.export.opset,
+                external_data=True, f=None if module.export.exporter == "dynamo" else str(path),
                 verbose=False)
         if program is not None:
             program.save(str(path), external_data=True)
@@ -210,7 +210,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(a.shape)} for n, a in reference.items()},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
-        "input_sets": 1 + module.verify["random_inputs"],
+        "input_sets": 1 + module.verify.random_inputs,
     }
     (workdir / "export.json").write_text(json.dumps(meta, indent=1))
     return meta

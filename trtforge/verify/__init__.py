@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trtforge.build import backend as be
-from trtforge.manifest import ModuleSpec
+from trtforge.manifest import ModuleSpec, settings_dict
 from trtforge.stage import StageContext, tool_versions
 
 # |error| histogram bins, fixed decades so reports compare across modules and runs:
@@ -45,7 +45,7 @@ class VerifyStage:
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key
-        return {"verify": module.verify, "verify_outputs": module.verify_outputs,
+        return {"verify": settings_dict(module.verify), "verify_outputs": module.verify_outputs,
                 "gpus": [vars(g) for g in be.gpus()],
                 "tools": tool_versions("onnxruntime", "onnxruntime-gpu", "numpy")}
 
