@@ -119,7 +119,7 @@ def _bundle_sets(folder: Path, name: str, side: dict) -> list[tuple[Path, Path]]
 
 
 def _version_mismatch(side: dict) -> str | None:
-    from trtforge.build import backend as be
+    from trtforge import backends as be
 
     here = be.version(side["backend"])
     if here != side["backend_version"]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from trtforge import __version__
 from trtforge.cache.store import atomic_write_if_changed
 from trtforge.errors import TrtforgeError
-from trtforge.pipeline import STAGE_NAMES, ModuleResult, StageStatus
+from trtforge.driver.results import ModuleResult, StageStatus
+from trtforge.driver.stages import STAGE_NAMES
 from trtforge.verify import metric_texts, ordered_checks, task_text
 
 
@@ -143,7 +144,7 @@ def _checks_md(verify: dict) -> list[str]:
     lines = ["", f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
              "| check | status | kind | output | max abs | max rel | cosine | outside | task metric | worst set |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for stage, c in ordered_checks(checks):
+    for stage, c in ordered_checks(verify):
         outs = c.get("outputs") or {"-": {}}
         for name, m in outs.items():
             lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | {' | '.join(metric_texts(m))} | "
@@ -162,7 +163,7 @@ VOLATILE = ("started", "duration_s")  # differ on every run; a no-op build must 
 def provenance(manifest, results: list[ModuleResult], backend: str | None, started: float,
                duration: float) -> dict:
     """Where this report came from. Paths relative to the output folder, so the folder can move."""
-    from trtforge.build import backend as be
+    from trtforge import backends as be
 
     pairs = []
     for r in results:

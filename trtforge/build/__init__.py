@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trtforge.build import backend as be
+from trtforge import backends as be
 from trtforge.cache import digest_file
 from trtforge.manifest import ModuleSpec, settings_dict
 from trtforge.stage import StageContext, tool_versions

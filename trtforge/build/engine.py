@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from trtforge import interrupts
-from trtforge.build import backend as be
+from trtforge import backends as be
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import BuildError
 from trtforge.onnx_files import MODEL

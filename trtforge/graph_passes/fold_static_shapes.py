@@ -19,6 +19,7 @@ from collections import defaultdict
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from trtforge.errors import invariant
 from trtforge.graph_passes.base import GraphPass, PassContext, bypass
 
 
@@ -230,5 +231,5 @@ class FoldStaticShapesPass(GraphPass):
         for node in graph.nodes:
             if node.op == "Slice" and node.outputs:
                 r = slice_ranges(node)
-                assert r is None or any(e <= s for s, e in r.values()), \
-                    f"static Slice '{node.name}' survived"
+                invariant(r is None or any(e <= s for s, e in r.values()),
+                          f"static Slice '{node.name}' survived")

@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from trtforge.errors import PassError
+from trtforge.errors import PassError, invariant
 from trtforge.graph_passes.base import GraphPass, PassContext
 from trtforge.graph_passes.fold_static_shapes import const_values
 from trtforge.graph_passes.remove_identities import dtype_name as _dtype_name
@@ -198,7 +198,8 @@ class LegalizeDtypesPass(GraphPass):
 
     def ensures(self, graph: gs.Graph) -> None:
         left = mixed_nodes(graph)
-        assert not left, "still mixed: " + "; ".join(describe(n, m) for n, m in left[:3])
+        invariant(not left,
+                  "still mixed: " + "; ".join(describe(n, m) for n, m in left[:3]))
 
     # ------------------------------------------------------------------------------ one op
 

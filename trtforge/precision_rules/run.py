@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
-from trtforge.errors import PrecisionError
+from trtforge.errors import InternalError, PrecisionError
 from trtforge.cache.testhooks import checkpoint
 from trtforge.precision_rules.cast_realizer import realize_casts
 from trtforge.precision_rules.catalog import make_rule
@@ -63,7 +63,7 @@ def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
     try:  # the graph_passes stage hands over a graph that passes this check (legalize_dtypes)
         check_full(out)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:  # a realiser bug
-        raise AssertionError(f"precision realiser produced an ill-typed graph: {e}") from e
+        raise InternalError(f"precision realiser produced an ill-typed graph: {e}") from e
     meta = {"realizer": realizer, **plan.as_json(), "flops": share, "casts": casts,
             "fp32_ops": sorted({v["op"] for v in plan.fp32.values() if v["op"]})}
     (workdir / "plan.json").write_text(json.dumps(meta, indent=1))

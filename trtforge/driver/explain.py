@@ -6,7 +6,8 @@ from __future__ import annotations
 from trtforge.cache import Store
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
-from trtforge.pipeline import plan_stage, stage_table
+from trtforge.driver.run import plan_stage
+from trtforge.driver.stages import stage_table
 
 
 def flatten(doc, prefix: str = "") -> dict:

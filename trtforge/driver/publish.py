@@ -12,23 +12,18 @@ matched another module's files)."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
-import os
 from pathlib import Path
 
-from trtforge import __version__, engines_index, interrupts
+from trtforge import __version__, engines_index
 from trtforge.cache import Store, digest_file
-from trtforge.cache.store import CorruptEntry, atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
+from trtforge.cache.store import atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
 from trtforge.cache.testhooks import checkpoint
-from trtforge.errors import PublishError
-from trtforge.manifest import Manifest, ModuleSpec
-from trtforge.pipeline import ModuleResult, build_module
+from trtforge.errors import InternalError, PublishError
+from trtforge.manifest import ModuleSpec
+from trtforge.driver.results import ModuleResult
 
-# Test hook: TRTFORGE_TEST_ENOSPC=publish makes the sidecar write (the last one) fail as a full
-# disk would, after the engine was copied, to prove that a failed publish withdraws what it wrote.
-TEST_ENOSPC = "TRTFORGE_TEST_ENOSPC"
 
 
 def _unchanged(dest: Path, digest: str) -> bool:
@@ -78,7 +73,7 @@ def _check_claims(index: dict, name: str, rels) -> None:
     for other in set(index["modules"]) | set(index["pending"]):
         if other != name and _claimed(index, other) & set(rels):
             clash = sorted(_claimed(index, other) & set(rels))[0]
-            raise AssertionError(f"module '{name}' would publish {clash}, which module '{other}' owns")
+            raise InternalError(f"module '{name}' would publish {clash}, which module '{other}' owns")
 
 
 def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpec, index: dict) -> list[str]:
@@ -117,8 +112,9 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
     checkpoint("publish")
     side = out_dir / side_rel
     if not _unchanged(side, entry["files"][side_rel]):
-        if os.environ.get(TEST_ENOSPC) == "publish":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(side))
+        # test hook: TRTFORGE_TEST_ENOSPC_AT=publish:write-sidecar fails the sidecar write (the last
+        # one) as a full disk would, after the engine was copied: a failed publish withdraws it
+        checkpoint("publish:write-sidecar")
         atomic_write_bytes(side, data)
     checkpoint("publish:sidecar")
     index["modules"][name] = entry
@@ -170,26 +166,6 @@ def prune(out_dir: Path, keep: set[str]) -> list[str]:
                                where=str(e.filename or out_dir),
                                hint="make the output folder writable, then run again") from None
     return gone
-
-
-def publish_result(store: Store, manifest: Manifest, module: ModuleSpec, result: ModuleResult,
-                   backend: str | None = None) -> ModuleResult:
-    """Publish; a blob found corrupt while copying it out is forgotten and its stage rebuilt once."""
-    for attempt in range(2):
-        try:
-            # gc must not drop the views being copied out; a signal waits for the few renames
-            # to finish (raised on leaving), so engine and sidecar always agree
-            with store.gc_lock(exclusive=False), interrupts.deferred():
-                result.published = publish(store, result, manifest.output_dir, module)
-            return result
-        except CorruptEntry as e:
-            if attempt:
-                raise
-            store.forget(e.key)
-            notes = [*result.notes, f"corrupt cache entry forgotten and rebuilt: {e}"]
-            result = build_module(store, manifest, module, backend)
-            result.notes[:0] = notes  # the next attempt publishes it, or withdraws it if it failed
-    return result
 
 
 def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:

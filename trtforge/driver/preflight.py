@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trtforge.build import backend as be
+from trtforge import backends as be
 from trtforge.errors import PublishError
 from trtforge.manifest import Manifest, ModuleSpec
 
