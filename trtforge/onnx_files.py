@@ -11,11 +11,13 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
-MODEL = "model.onnx"
+from trtforge.artifacts import ExportFiles, GraphPassesFiles
+
+MODEL = ExportFiles.MODEL  # every ONNX stage names its graph so
 # outputs the graph_passes meaning check computed (widened to FP32, node by node) for the export
 # graph and the final graph on an example set: `in:<input>` and `out:<output>` arrays. The verify
 # stage uses them for that set instead of evaluating the same graph on the same inputs again.
-EVALUATED = {"export": "evaluated_export.npz", "graph_passes": "evaluated_passes.npz"}
+EVALUATED = GraphPassesFiles.EVALUATED
 
 
 def load_graph_proto(folder: Path) -> onnx.ModelProto:

@@ -14,6 +14,7 @@ from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import BuildError
 from trtforge.onnx_files import MODEL
 from trtforge.stage import StageContext
+from trtforge.artifacts import BuildFiles, PrecisionFiles
 
 CHECKED_TYPES = ("MATRIX_MULTIPLY", "SOFTMAX", "CONVOLUTION", "DECONVOLUTION")
 BEFORE_PASSES_LIMIT = 512 << 20  # bytes of exported model above which the before-passes parse is skipped
@@ -86,9 +87,9 @@ def apply_layer_precisions(network, trt, plan: dict, module: str) -> None:
 
 def build_engine(ctx: StageContext, workdir: Path, backend: str, target: dict) -> dict:
     src = ctx.inputs["precision_rules"]
-    plan = json.loads((src / "plan.json").read_text())
+    plan = json.loads((src / PrecisionFiles.PLAN).read_text())
     ptrt, _, trt = _imports(backend)
-    log_path = workdir / "build.log"
+    log_path = workdir / BuildFiles.LOG
     # polygraphy's own "[!] Could not parse ONNX" goes to stderr: keep it in build.log too
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
@@ -154,7 +155,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         # signals are only recorded inside the builder (an exception raised in its callbacks is
         # swallowed); the monitor then cancels the build and leaving the block raises Interrupted
         with interrupts.deferred():
-            engine_bytes = _build_to_file(ptrt, trt, (builder, network, parser), config, workdir / "model.engine")
+            engine_bytes = _build_to_file(ptrt, trt, (builder, network, parser), config, workdir / BuildFiles.ENGINE)
     except Exception as e:
         raise BuildError(f"engine build failed: {_last_error(log_path) or e}", where=f"modules.{module}.build",
                          module=module, hint="the builder's log names the failing layer") from e
@@ -171,8 +172,8 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
                               if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"),
         "io": io_bindings(network), "engine_bytes": engine_bytes,
     }
-    (workdir / "layers.json").write_text(json.dumps(layers, indent=0))
-    (workdir / "build.json").write_text(json.dumps(meta, indent=1))
+    (workdir / BuildFiles.LAYERS).write_text(json.dumps(layers, indent=0))
+    (workdir / BuildFiles.META).write_text(json.dumps(meta, indent=1))
     return meta
 
 

@@ -34,6 +34,7 @@ from trtforge.precision_rules.plan import FP16_MAX, name_unnamed
 from trtforge.tensors import load_arrays
 from trtforge.verify.metrics import compare_all
 from trtforge.verify.onnx_check import run_fp16_faithful
+from trtforge.artifacts import ExportFiles, npz
 
 DIVERGED_REL = 0.05  # relative L2 error of one tensor; FP16 storage alone is ~1e-3
 
@@ -168,8 +169,8 @@ def suggest_rules(graph: gs.Graph, probe: Probe, kept: list[Island], candidates:
 
 def debug_precision(passes_dir: Path, export_dir: Path, tolerance) -> DebugResult:
     model = onnx.shape_inference.infer_shapes(load_graph_proto(passes_dir))
-    feeds = load_arrays(export_dir / "caller_inputs.npz")
-    judge = Judge(model, passes_dir, feeds, load_arrays(export_dir / "caller_reference.npz"), tolerance)
+    feeds = load_arrays(export_dir / npz(ExportFiles.CALLER_INPUTS))
+    judge = Judge(model, passes_dir, feeds, load_arrays(export_dir / npz(ExportFiles.CALLER_REFERENCE)), tolerance)
     ok, _ = judge.passes(set())
     result = DebugResult(passes_pure_fp16=ok)
     if ok:

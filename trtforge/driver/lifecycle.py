@@ -6,6 +6,7 @@ withdraw, and one retry when a cached blob turns out corrupt. Nothing else runs 
 from __future__ import annotations
 
 from trtforge import interrupts
+from trtforge.artifacts import VerifyMeta, meta
 from trtforge.cache import Record, Store
 from trtforge.cache.store import CorruptEntry
 from trtforge.driver.publish import publish
@@ -39,7 +40,7 @@ def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleRes
     `require_engine_check`, an engine that could not run here fails too."""
     if not result.ok or "verify" not in result.records:
         return result
-    verify = result.records["verify"].meta
+    verify = meta(result.records["verify"], VerifyMeta)
     if not verify["passed"]:
         blame = verify["blame"]
         reason = verify["checks"][blame]["reason"]

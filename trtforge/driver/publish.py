@@ -23,6 +23,7 @@ from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import InternalError, PublishError
 from trtforge.manifest import ModuleSpec
 from trtforge.driver.results import ModuleResult
+from trtforge.artifacts import BuildFiles, BuildMeta, ExportFiles, ExportMeta, PrecisionMeta, VerifyMeta, meta, npz
 
 
 
@@ -61,10 +62,10 @@ def _bundle(store: Store, result: ModuleResult, target: str) -> dict[str, tuple[
     """{path relative to the output folder: (cached source, digest)} of everything but the sidecar."""
     name, build, export = result.name, result.records["build"], result.records["export"]
     bview, eview = store.view(build), store.view(export)
-    files = {f"{name}.engine": (bview / "model.engine", build.outputs["model.engine"]["digest"]),
-             f"{name}.inputs.npz": (eview / "caller_inputs.npz", export.outputs["caller_inputs.npz"]["digest"]),
-             f"{name}.reference.npz": (eview / "caller_reference.npz",
-                                       export.outputs["caller_reference.npz"]["digest"])}
+    engine, c_in, c_ref = BuildFiles.ENGINE, npz(ExportFiles.CALLER_INPUTS), npz(ExportFiles.CALLER_REFERENCE)
+    files = {f"{name}.engine": (bview / engine, build.outputs[engine]["digest"]),
+             f"{name}.inputs.npz": (eview / c_in, export.outputs[c_in]["digest"]),
+             f"{name}.reference.npz": (eview / c_ref, export.outputs[c_ref]["digest"])}
     files.update(_random_sets(result, eview, name))
     return {f"{target}/{f}": v for f, v in files.items()}
 
@@ -78,7 +79,7 @@ def _check_claims(index: dict, name: str, rels) -> None:
 
 def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpec, index: dict) -> list[str]:
     name = result.name
-    target = result.records["build"].meta["target"]["name"]
+    target = meta(result.records["build"], BuildMeta)["target"]["name"]
     files = _bundle(store, result, target)
     side_rel = f"{target}/{name}.json"
     _check_claims(index, name, [*files, side_rel])
@@ -174,7 +175,7 @@ def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
     outputs = result.records["export"].outputs
     files = {}
     for fname in sorted(outputs):
-        for stem, dest in (("caller_inputs", "inputs"), ("caller_reference", "reference")):
+        for stem, dest in ((ExportFiles.CALLER_INPUTS, "inputs"), (ExportFiles.CALLER_REFERENCE, "reference")):
             if fname.startswith(f"{stem}.r") and fname.endswith(".npz"):
                 tag = fname[len(stem):-len(".npz")]  # ".r1"
                 files[f"{name}.{dest}{tag}.npz"] = (eview / fname, outputs[fname]["digest"])
@@ -182,16 +183,16 @@ def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
 
 
 def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:
-    build = result.records["build"].meta
-    prec = result.records["precision_rules"].meta
-    verify = result.records["verify"].meta
+    build = meta(result.records["build"], BuildMeta)
+    prec = meta(result.records["precision_rules"], PrecisionMeta)
+    verify = meta(result.records["verify"], VerifyMeta)
     return {
         "trtforge": __version__, "module": result.name,
         "backend": build["backend"], "backend_version": build["backend_version"],
         "target": build["target"], "io": build["io"],
         "fp32_layers": build["fp32_layers"], "fp16_flop_share": prec["flops"]["fp16_share"],
         "files": digests,
-        "tolerance": {o: module.tolerance(o) for o in result.records["export"].meta["outputs"]}, "cache_key": result.records["build"].key,
+        "tolerance": {o: module.tolerance(o) for o in meta(result.records["export"], ExportMeta)["outputs"]}, "cache_key": result.records["build"].key,
         "verification": {s: {"status": c["status"], "kind": c["kind"], "reason": c.get("reason", ""),
                              "outputs": c.get("outputs", {})} for s, c in verify["checks"].items()},
     }

@@ -12,6 +12,7 @@ from trtforge.errors import ManifestError
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext, capture_output, tool_versions
+from trtforge.artifacts import ExportFiles
 
 
 def factory_sources(module: ModuleSpec, root: Path) -> list[Path]:
@@ -58,7 +59,7 @@ class ExportStage:
     def run(self, ctx: StageContext, workdir: Path) -> dict:
         # the factory's and the exporter's chatter, down to raw writes to fds 1 and 2, goes to
         # export.log in the cache entry, not the terminal
-        with capture_output(workdir / "export.log"):
+        with capture_output(workdir / ExportFiles.LOG):
             from trtforge.export.torch_export import export_module
 
             return export_module(ctx.module, ctx.root, workdir)

@@ -25,6 +25,7 @@ from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
 from trtforge.tensors import make_inputs, random_set_suffix, save_arrays
+from trtforge.artifacts import ExportFiles as F, npz
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
@@ -109,8 +110,8 @@ def _random_sets(module: ModuleSpec, reference_model, binding: Binding, names: l
         reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
         c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
         tag = random_set_suffix(i)
-        for stem, arrays in (("inputs", inputs), ("reference", reference),
-                             ("caller_inputs", c_in), ("caller_reference", c_ref)):
+        for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
+                             (F.CALLER_INPUTS, c_in), (F.CALLER_REFERENCE, c_ref)):
             save_arrays(workdir / f"{stem}{tag}.npz", arrays)
 
 
@@ -155,12 +156,12 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
                           hint="check each input's shape and dtype against the module's forward") from e
 
     names, ref = name_outputs(out, module)
-    save_arrays(workdir / "inputs.npz", inputs)
+    save_arrays(workdir / npz(F.INPUTS), inputs)
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
-    save_arrays(workdir / "reference.npz", reference)
+    save_arrays(workdir / npz(F.REFERENCE), reference)
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
-    save_arrays(workdir / "caller_inputs.npz", c_in)
-    save_arrays(workdir / "caller_reference.npz", c_ref)
+    save_arrays(workdir / npz(F.CALLER_INPUTS), c_in)
+    save_arrays(workdir / npz(F.CALLER_REFERENCE), c_ref)
     _random_sets(module, reference_model, binding, names, device, workdir)
     checkpoint("work:export")
     del ref, out, reference_model, fp32_args, fp32_kwargs
@@ -212,5 +213,5 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "nodes": len(proto.graph.node), "fp32_islands": islands,
         "input_sets": 1 + module.verify.random_inputs,
     }
-    (workdir / "export.json").write_text(json.dumps(meta, indent=1))
+    (workdir / F.META).write_text(json.dumps(meta, indent=1))
     return meta

@@ -22,6 +22,7 @@ from trtforge.graph_passes.legalize_dtypes import describe, mixed_nodes
 from trtforge.onnx_files import EVALUATED, check_full, load_graph_proto, save_model, weight_bytes
 from trtforge.stage import StageContext
 from trtforge.tensors import load_arrays, same_arrays, save_arrays
+from trtforge.artifacts import ExportFiles, GraphPassesFiles, npz
 
 # Above this many bytes of weights, `pass_check = "each"` evaluates each run of passes end to end
 # and evaluates single passes only to localise a failure: one node-by-node evaluation of an SD1.5
@@ -31,7 +32,7 @@ END_TO_END_BYTES = 256 << 20
 
 def recorded_inputs(folder: Path) -> list[dict]:
     """The export stage's example inputs, then the caller's view of them."""
-    return [load_arrays(folder / f) for f in ("inputs.npz", "caller_inputs.npz") if (folder / f).exists()]
+    return [load_arrays(folder / f) for f in (npz(ExportFiles.INPUTS), npz(ExportFiles.CALLER_INPUTS)) if (folder / f).exists()]
 
 
 def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module: str = "",
@@ -62,7 +63,7 @@ def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module:
     check_valid(out, graph, [p.name for p in passes], module)
     meta = {"nodes_before": nodes_before, "nodes_after": len(graph.nodes), "check": check,
             "passes": [asdict(r) for r in pipeline.reports]}
-    (workdir / "passes.json").write_text(json.dumps(meta, indent=1))
+    (workdir / GraphPassesFiles.META).write_text(json.dumps(meta, indent=1))
     return meta
 
 

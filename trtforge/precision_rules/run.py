@@ -18,6 +18,7 @@ from trtforge.tensors import load_arrays
 from trtforge.precision_rules.plan import PrecisionPlan, name_unnamed
 from trtforge.onnx_files import check_full, import_graph, load_graph_proto, save_model
 from trtforge.stage import StageContext
+from trtforge.artifacts import ExportFiles, PrecisionFiles, npz
 
 
 def typed_graph(folder: Path):
@@ -33,7 +34,7 @@ def _probe(ctx: StageContext, model: onnx.ModelProto, src: Path) -> Probe | None
     exp = ctx.inputs.get("export")
     if exp is None:
         return None
-    return Probe(model, src, load_arrays(exp / "caller_inputs.npz"))
+    return Probe(model, src, load_arrays(exp / npz(ExportFiles.CALLER_INPUTS)))
 
 
 def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
@@ -66,5 +67,5 @@ def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
         raise InternalError(f"precision realiser produced an ill-typed graph: {e}") from e
     meta = {"realizer": realizer, **plan.as_json(), "flops": share, "casts": casts,
             "fp32_ops": sorted({v["op"] for v in plan.fp32.values() if v["op"]})}
-    (workdir / "plan.json").write_text(json.dumps(meta, indent=1))
+    (workdir / PrecisionFiles.PLAN).write_text(json.dumps(meta, indent=1))
     return meta

@@ -18,6 +18,7 @@ from trtforge.verify.metrics import compare_all, merge_sets
 from trtforge.verify.onnx_check import CUDA_EP, cuda_unusable, runner, session
 from trtforge.verify.precision_map import precision_map
 from trtforge.stage import StageContext
+from trtforge.artifacts import BuildFiles, ExportFiles, VerifyFiles
 
 # the export and pass graphs are judged as functions (in FP32): they attribute a failure, while the
 # precision stage and the engine decide; node by node, so memory stays at the live activations
@@ -88,7 +89,7 @@ def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
         return {"status": "not run", "kind": ENGINE, "reason": f"engine not run here: {reason}"}
     t0 = time.perf_counter()
     try:  # one deserialisation for every input set
-        outputs, latency = run_engine_sets(build / "model.engine", [s[1] for s in sets], build_meta["backend"])
+        outputs, latency = run_engine_sets(build / BuildFiles.ENGINE, [s[1] for s in sets], build_meta["backend"])
     except Exception as e:  # a runtime that refuses the engine fails the engine check
         return {"status": "failed", "kind": ENGINE, "seconds": round(time.perf_counter() - t0, 3),
                 "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
@@ -100,8 +101,8 @@ def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
 
 def verify_module(ctx: StageContext, workdir: Path) -> dict:
     exp = ctx.inputs["export"]
-    model_sets = input_sets(exp, "inputs", "reference")
-    caller_sets = input_sets(exp, "caller_inputs", "caller_reference")
+    model_sets = input_sets(exp, ExportFiles.INPUTS, ExportFiles.REFERENCE)
+    caller_sets = input_sets(exp, ExportFiles.CALLER_INPUTS, ExportFiles.CALLER_REFERENCE)
     tol = ctx.module.tolerance
     prec, passes = ctx.inputs["precision_rules"], ctx.inputs["graph_passes"]
     onnx_checks = {
@@ -113,7 +114,7 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     # in the driver's stage order (ctx.inputs keeps it): the order a failure is attributed in
     checks = {stage: onnx_checks[stage]() for stage in ctx.inputs if stage in onnx_checks}
     checkpoint("work:verify")
-    build_meta = json.loads((ctx.inputs["build"] / "build.json").read_text())
+    build_meta = json.loads((ctx.inputs["build"] / BuildFiles.META).read_text())
     checks["engine"] = _engine_check(ctx.inputs["build"], build_meta, caller_sets, tol)
     failed = [s for s in checks if checks[s]["status"] == "failed"]
     # the pure-FP16 export and pass graphs may overflow on an FP16-faithful kernel (ORT's CPU
@@ -124,5 +125,5 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
             "engine_checked": checks["engine"]["status"] == "ok", "input_sets": [s[0] for s in caller_sets],
             "tolerances": {n: tol(n) for n in caller_sets[0][2]},
             "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {}))}
-    (workdir / "verify.json").write_text(json.dumps(meta, indent=1))
+    (workdir / VerifyFiles.META).write_text(json.dumps(meta, indent=1))
     return meta
