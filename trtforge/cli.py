@@ -47,11 +47,12 @@ class _Group(click.Group):
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.ClickException as e:
-            path = e.ctx.command_path if getattr(e, "ctx", None) is not None else "trtforge"
+            ctx = getattr(e, "ctx", None)  # usage errors carry the command they concern
+            path = ctx.command_path if ctx is not None else "trtforge"
             click.echo(" ".join(f"trtforge: error: {e.format_message().rstrip('.')}; see '{path} --help'".split()),
                        err=True)
             sys.exit(2)
@@ -101,7 +102,8 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
     interrupts.install()
     from trtforge.driver.api import build as run_build
     from trtforge.progress import Progress
-    from trtforge.report import as_json as report_json, status_table
+    from trtforge.report import as_json as report_json
+    from trtforge.report import status_table
 
     def notes(result):
         for note in result.notes:
@@ -134,8 +136,8 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
         click.echo(f"report: {outcome.report}  ({outcome.seconds:.2f}s)")
     for name, w in outcome.warnings:
         click.echo(f"trtforge: warning: module '{name}': {w}", err=True)
-    for e in outcome.errors:
-        _error_line(e, verbose)
+    for err in outcome.errors:
+        _error_line(err, verbose)
     if outcome.errors:
         sys.exit(outcome.exit_code)
 

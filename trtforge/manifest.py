@@ -6,14 +6,16 @@ Every user mistake is a `ManifestError` naming the file and the dotted field.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
-import tomllib
-import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import tomllib
 
 from trtforge import limits
 from trtforge.errors import ManifestError
@@ -193,7 +195,7 @@ TOLERANCE = {
     "min_cosine": (_fraction, 0.999),
 }
 # task metrics per output (verify.outputs.<name>.metric): the keys each metric takes, defaults filled
-TASK = {
+TASK: dict[str, dict[str, Any]] = {
     "psnr": {"min_psnr": (_num, 40.0), "peak": (_nonneg, 0.0)},  # peak 0: the reference's range
     "iou": {"mask": (_one_of(("threshold", "argmax")), "threshold"), "threshold": (_num, 0.5),
             "axis": (_int, 1), "min_iou": (_fraction, 0.9)},
@@ -449,7 +451,7 @@ def _output_checks(raw: dict, where: str) -> dict:
     """Per-output tolerance overrides plus an optional task metric with its keys resolved."""
     raw = dict(raw)
     metric = raw.pop("metric", None)
-    spec = dict(TOLERANCE)
+    spec: dict[str, Any] = dict(TOLERANCE)
     if metric is not None:
         spec.update(TASK[_one_of(tuple(TASK))(metric, f"{where}.metric")])
     for key in raw:

@@ -119,7 +119,7 @@ def read_tensor(tensor: onnx.TensorProto, base_dir: Path) -> np.ndarray:
     if os.path.isabs(loc) or ".." in Path(loc).parts:
         raise ValueError(f"external data location escapes the model folder: {loc}")
     offset = int(info.get("offset", 0))
-    np_dtype = _RAW_DTYPES.get(tensor.data_type)
+    np_dtype = _RAW_DTYPES.get(tensor.data_type)  # type: ignore[call-overload]  # onnx stubs: an int enum
     if np_dtype is not None:  # one read straight into the array: no protobuf copies (GBs for a UNet)
         count = int(np.prod(tensor.dims, dtype=np.int64))
         arr = np.fromfile(base_dir / loc, dtype=np_dtype, count=count, offset=offset)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from trtforge import __version__
 from trtforge.cache.store import atomic_write_if_changed
-from trtforge.errors import TrtforgeError
 from trtforge.driver.results import ModuleResult, StageStatus
 from trtforge.driver.stages import STAGE_NAMES
+from trtforge.errors import TrtforgeError
 from trtforge.verify import metric_texts, ordered_checks, task_text
 
 
@@ -221,7 +221,7 @@ class _Said:
 
 
 def _from_json(m: dict) -> ModuleResult:
-    r = ModuleResult(m["name"], error=_Said(m["error"]) if m.get("error") else None,
+    r = ModuleResult(m["name"], error=_Said(m["error"]) if m.get("error") else None,  # type: ignore[arg-type]  # quacks like one
                      published=list(m.get("published", [])), notes=list(m.get("notes", [])))
     r.stages = {s: StageStatus(st["state"], st.get("reason", ""), st.get("seconds", 0.0), st.get("key", ""),
                                st.get("meta") or {}) for s, st in m["stages"].items()}

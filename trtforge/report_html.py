@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 from html import escape
 
+from trtforge.driver.stages import STAGE_NAMES
 from trtforge.verify import HIST_EDGES, metric_texts, ordered_checks, task_text
 
-STAGES = ("export", "graph_passes", "precision_rules", "build", "verify")
+STAGES = STAGE_NAMES
 STAGE_COLOURS = {"export": "#4c78a8", "graph_passes": "#72b7b2", "precision_rules": "#f58518",
                  "build": "#b279a2", "verify": "#54a24b", "engine": "#e45756"}
 STATE_CLASS = {"ok": "ok", "cached": "cached", "failed": "failed", "not run": "notrun"}
@@ -91,7 +92,7 @@ def _time_bars(mods: list) -> str:
     for i, m in enumerate(mods):
         y = 8 + i * row_h
         out.append(f"<text x='0' y='{y + 14}'>{escape(m['name'])}</text>")
-        x = label_w
+        x: float = label_w
         for s in STAGES:
             st = m["stages"][s]
             secs = _seconds(st)

@@ -8,13 +8,13 @@ import re
 import time
 from pathlib import Path
 
-from trtforge import interrupts
 from trtforge import backends as be
+from trtforge import interrupts
+from trtforge.artifacts import BuildFiles, PrecisionFiles
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import BuildError
 from trtforge.onnx_files import MODEL
 from trtforge.stage import StageContext
-from trtforge.artifacts import BuildFiles, PrecisionFiles
 
 CHECKED_TYPES = ("MATRIX_MULTIPLY", "SOFTMAX", "CONVOLUTION", "DECONVOLUTION")
 BEFORE_PASSES_LIMIT = 512 << 20  # bytes of exported model above which the before-passes parse is skipped

@@ -76,8 +76,8 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
     not stop the others: its error is on its result. `force_from` (a stage name) re-runs that stage
     and every later one. `on_result` sees each module's result as soon as it is done."""
     from trtforge.driver.jobs import build_all
-    from trtforge.driver.publish import prune
     from trtforge.driver.preflight import preflight
+    from trtforge.driver.publish import prune
     from trtforge.report import module_warnings, write_reports
 
     if force_from is not None and force_from not in STAGE_NAMES:
@@ -116,8 +116,8 @@ def debug_precision(module_name: str, manifest: Manifest | str | Path = "engines
                     cache_dir: str | Path | None = None):
     """The smallest FP32 islands that make the module pass the FP16-faithful check (the graph
     after graph_passes, before any island)."""
-    from trtforge.driver.lifecycle import records_until
     from trtforge.driver.debug import debug_precision as search
+    from trtforge.driver.lifecycle import records_until
 
     manifest = _manifest(manifest)
     module = manifest.module(module_name)

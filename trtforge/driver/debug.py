@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from trtforge.artifacts import ExportFiles, npz
 from trtforge.onnx_files import import_graph, load_graph_proto, save_model
 from trtforge.precision_rules.activation_range import ActivationRangeRule
 from trtforge.precision_rules.attention_score import AttentionScoreRule
@@ -34,7 +35,6 @@ from trtforge.precision_rules.plan import FP16_MAX, name_unnamed
 from trtforge.tensors import load_arrays
 from trtforge.verify.metrics import compare_all
 from trtforge.verify.onnx_check import run_fp16_faithful
-from trtforge.artifacts import ExportFiles, npz
 
 DIVERGED_REL = 0.05  # relative L2 error of one tensor; FP16 storage alone is ~1e-3
 
@@ -98,7 +98,7 @@ def first_divergence(graph: gs.Graph, fp16: dict, fp32: dict) -> dict | None:
                 continue
             bad = int((~np.isfinite(a) & np.isfinite(r)).sum())
             both = np.isfinite(a) & np.isfinite(r)  # where FP32 overflows too, FP16 is not to blame
-            rel = 0.0 if bad else float(np.linalg.norm((a - r)[both]) / max(np.linalg.norm(r[both]), 1e-12))
+            rel = 0.0 if bad else float(np.linalg.norm((a - r)[both])) / max(float(np.linalg.norm(r[both])), 1e-12)
             if bad or rel > DIVERGED_REL:
                 why = f"{bad} of {a.size} values NaN/Inf" if bad else f"relative error {rel:.3g}"
                 return {"tensor": t.name, "node": node.name, "op": node.op, "reason": why,

@@ -12,12 +12,11 @@ import os
 from pathlib import Path
 
 from trtforge import interrupts
-from trtforge.cache import Store
-from trtforge.cache import testhooks
+from trtforge.cache import Store, testhooks
 from trtforge.cache.testhooks import checkpoint
-from trtforge.manifest import Manifest, ModuleSpec, load_manifest
 from trtforge.driver.lifecycle import build_and_publish
 from trtforge.driver.results import ModuleResult
+from trtforge.manifest import Manifest, ModuleSpec, load_manifest
 
 
 def _worker(manifest_path: str, name: str, root: str, shared: tuple, backend: str | None,

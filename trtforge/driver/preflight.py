@@ -40,10 +40,9 @@ def check_foreign_files(out_dir: Path, index: dict | None) -> None:
 
 def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
               allow_foreign: bool = False) -> None:
+    from trtforge import engines_index
     from trtforge.graph_passes import catalog as passes
     from trtforge.precision_rules import catalog as rules
-
-    from trtforge import engines_index
 
     check_output_dir(manifest.output_dir)
     index = engines_index.load(manifest.output_dir) or engines_index.adopt_legacy(manifest.output_dir)

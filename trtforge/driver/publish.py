@@ -15,16 +15,16 @@ import contextlib
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from trtforge import __version__, engines_index
+from trtforge.artifacts import BuildFiles, BuildMeta, ExportFiles, ExportMeta, PrecisionMeta, VerifyMeta, meta, npz
 from trtforge.cache import Store, digest_file
 from trtforge.cache.store import atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
 from trtforge.cache.testhooks import checkpoint
+from trtforge.driver.results import ModuleResult
 from trtforge.errors import InternalError, PublishError
 from trtforge.manifest import ModuleSpec
-from trtforge.driver.results import ModuleResult
-from trtforge.artifacts import BuildFiles, BuildMeta, ExportFiles, ExportMeta, PrecisionMeta, VerifyMeta, meta, npz
-
 
 
 def _unchanged(dest: Path, digest: str) -> bool:
@@ -88,7 +88,7 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
                            module=name, hint="remove the link; the engines folder must hold real folders")
     data = json.dumps(sidecar_doc(result, {r.split("/", 1)[1]: d for r, (_, d) in files.items()}, module),
                       indent=1, sort_keys=True).encode()
-    entry = {"sidecar": side_rel,
+    entry: dict[str, Any] = {"sidecar": side_rel,
              "files": {**{r: d for r, (_, d) in files.items()}, side_rel: hashlib.sha256(data).hexdigest()}}
     published = sorted(entry["files"])
     if (index["modules"].get(name) == entry and name not in index["pending"]

@@ -26,7 +26,6 @@ from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext
 
 
-
 def tracks_imports(stage, module: ModuleSpec) -> bool:
     """Whether the stage's key covers the code its run loaded (export: the factory's imports;
     graph_passes: a user pass's)."""

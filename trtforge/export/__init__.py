@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from trtforge.artifacts import ExportFiles
 from trtforge.cache import digest_file
 from trtforge.cache.imports import display, module_files
 from trtforge.errors import ManifestError
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext, capture_output, tool_versions
-from trtforge.artifacts import ExportFiles
 
 
 def factory_sources(module: ModuleSpec, root: Path) -> list[Path]:

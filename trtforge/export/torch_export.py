@@ -16,8 +16,10 @@ import numpy as np
 import onnx
 import torch
 
-from trtforge.errors import ExportError
+from trtforge.artifacts import ExportFiles as F
+from trtforge.artifacts import npz
 from trtforge.cache.testhooks import checkpoint
+from trtforge.errors import ExportError
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
@@ -25,7 +27,6 @@ from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
 from trtforge.tensors import make_inputs, random_set_suffix, save_arrays
-from trtforge.artifacts import ExportFiles as F, npz
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
@@ -198,7 +199,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     proto = onnx.load(str(path), load_external_data=False)
     _check_opset(module, proto)
     islands = find_fp32_islands(proto)
-    if islands and module.export["forbid_fp32_islands"]:
+    if islands and module.export.forbid_fp32_islands:
         # name real arithmetic first: the Cast into the island only marks where it starts
         first = next((i for i in islands if i["op"] != "Cast"), islands[0])
         raise ExportError(f"{len(islands)} FP32 island(s) in the FP16 export, first: node "

@@ -5,9 +5,9 @@ or to a fixed point, each pass optionally checked for meaning by a `checker` (se
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import onnx_graphsurgeon as gs
 
@@ -75,7 +75,7 @@ class PassReport:
 # checker(passes, graph_before_as_onnx, graph_after) -> a one-line verdict; raises PassError on a
 # mismatch. `graph_before_as_onnx` is an onnx.ModelProto taken before `passes` ran; `graph_after`
 # is the graph after them, as a gs.Graph or already as an onnx.ModelProto.
-Checker = Callable[[list, object, gs.Graph], str]
+Checker = Callable[..., str]
 
 
 @dataclass

@@ -139,7 +139,8 @@ def _rewrite_slices(graph: gs.Graph) -> bool:
         data = members[0][0].inputs[0]
         dim = static_shape(data)[axis]
         bounds = sorted({0, dim, *(b for _, r in members for b in r)})
-        pieces, taken = None, {}
+        pieces = None
+        taken: dict = {}
         for node, (s, e) in members:
             i = bounds.index(s)
             if bounds[i + 1] == e and i in taken:  # the same slice twice: read the first one

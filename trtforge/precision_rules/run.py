@@ -8,17 +8,17 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
-from trtforge.errors import InternalError, PrecisionError
+from trtforge.artifacts import ExportFiles, PrecisionFiles, npz
 from trtforge.cache.testhooks import checkpoint
+from trtforge.errors import InternalError, PrecisionError
+from trtforge.onnx_files import check_full, import_graph, load_graph_proto, save_model
 from trtforge.precision_rules.cast_realizer import realize_casts
 from trtforge.precision_rules.catalog import make_rule
 from trtforge.precision_rules.flops import fp16_flop_share
 from trtforge.precision_rules.fp32_probe import Probe
-from trtforge.tensors import load_arrays
 from trtforge.precision_rules.plan import PrecisionPlan, name_unnamed
-from trtforge.onnx_files import check_full, import_graph, load_graph_proto, save_model
 from trtforge.stage import StageContext
-from trtforge.artifacts import ExportFiles, PrecisionFiles, npz
+from trtforge.tensors import load_arrays
 
 
 def typed_graph(folder: Path):

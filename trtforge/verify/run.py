@@ -9,16 +9,16 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from trtforge.artifacts import BuildFiles, ExportFiles, VerifyFiles
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import VerifyError
 from trtforge.onnx_files import EVALUATED, MODEL
+from trtforge.stage import StageContext
 from trtforge.tensors import input_sets, load_arrays, same_arrays
 from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
 from trtforge.verify.onnx_check import CUDA_EP, cuda_unusable, runner, session
 from trtforge.verify.precision_map import precision_map
-from trtforge.stage import StageContext
-from trtforge.artifacts import BuildFiles, ExportFiles, VerifyFiles
 
 # the export and pass graphs are judged as functions (in FP32): they attribute a failure, while the
 # precision stage and the engine decide; node by node, so memory stays at the live activations
