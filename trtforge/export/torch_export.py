@@ -16,8 +16,10 @@ import numpy as np
 import onnx
 import torch
 
-from trtforge.errors import ExportError
+from trtforge.artifacts import ExportFiles as F
+from trtforge.artifacts import npz
 from trtforge.cache.testhooks import checkpoint
+from trtforge.errors import ExportError
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
@@ -108,8 +110,8 @@ def _extra_set(module: ModuleSpec, reference_model, binding: Binding, names: lis
         _, ref = name_outputs(reference_model(*args, **kwargs), module)
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
     c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
-    for stem, arrays in (("inputs", inputs), ("reference", reference),
-                         ("caller_inputs", c_in), ("caller_reference", c_ref)):
+    for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
+                         (F.CALLER_INPUTS, c_in), (F.CALLER_REFERENCE, c_ref)):
         save_arrays(workdir / f"{stem}{tag}.npz", arrays)
 
 
@@ -118,11 +120,11 @@ def _random_sets(module: ModuleSpec, reference_model, binding: Binding, names: l
     """verify.random_inputs more seeded input sets within each input's range and dtype, at the
     example set's shapes; then, with dynamic dims, one set at the min, opt and max of every profile
     (`inputs.p0.min.npz`, ...: trtforge/dims.py)."""
-    for i in range(1, module.verify["random_inputs"] + 1):
-        inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/random{i}", shapes=shapes)
+    for i in range(1, module.verify.random_inputs + 1):
+        inputs = make_inputs(module.inputs, seed=f"{module.verify.seed}/random{i}", shapes=shapes)
         _extra_set(module, reference_model, binding, names, device, workdir, random_set_suffix(i), inputs)
     for label, values in profile_points(module.profiles):
-        inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/{label}",
+        inputs = make_inputs(module.inputs, seed=f"{module.verify.seed}/{label}",
                              shapes=input_shapes(module, values))
         _extra_set(module, reference_model, binding, names, device, workdir, f".{label}", inputs)
 
@@ -131,9 +133,9 @@ def _check_opset(module: ModuleSpec, proto) -> None:
     """The dynamo exporter converts from its own opset and, when that fails, keeps its own
     without raising: refuse a model in an opset the manifest did not ask for."""
     got = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    want = module.export["opset"]
+    want = module.export.opset
     if got != want:
-        raise ExportError(f"asked for opset {want}, the {module.export['exporter']} exporter wrote opset "
+        raise ExportError(f"asked for opset {want}, the {module.export.exporter} exporter wrote opset "
                           f"{got} (its version conversion failed)", where=f"modules.{module.name}.export.opset",
                           module=module.name, hint=f"set export.opset = {got}, or one the exporter converts to")
 
@@ -152,8 +154,8 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     # dynamic dims: the example set, which the export traces with, is at a profile's opt shape
     shapes = input_shapes(module, example_values(module.profiles)) if module.profiles else None
     # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
-    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify["seed"], shapes=shapes),
-                                         module.verify["seed"], module.name)
+    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify.seed, shapes=shapes),
+                                         module.verify.seed, module.name)
     as_torch = {k: torch.from_numpy(np.ascontiguousarray(a)).to(device) for k, a in inputs.items()}
     # by name: the reference and the export call forward() the same way (export/binding.py)
     binding = bind_inputs(model, module)
@@ -170,12 +172,12 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
                           hint="check each input's shape and dtype against the module's forward") from e
 
     names, ref = name_outputs(out, module)
-    save_arrays(workdir / "inputs.npz", inputs)
+    save_arrays(workdir / npz(F.INPUTS), inputs)
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
-    save_arrays(workdir / "reference.npz", reference)
+    save_arrays(workdir / npz(F.REFERENCE), reference)
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
-    save_arrays(workdir / "caller_inputs.npz", c_in)
-    save_arrays(workdir / "caller_reference.npz", c_ref)
+    save_arrays(workdir / npz(F.CALLER_INPUTS), c_in)
+    save_arrays(workdir / npz(F.CALLER_REFERENCE), c_ref)
     _random_sets(module, reference_model, binding, names, device, workdir, shapes)
     checkpoint("work:export")
     del ref, out, reference_model, fp32_args, fp32_kwargs
@@ -191,9 +193,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
             # (torch.onnx.export would narrow it silently; export/dynamic.py)
             source = capture(model16, fp16_args, fp16_kwargs, binding, module) if module.profiles else model16
             program = torch.onnx.export(
-                source, fp16_args, kwargs=fp16_kwargs, dynamo=module.export["exporter"] == "dynamo",
-                input_names=binding.graph_input_names, output_names=names, opset_version=module.export["opset"],
-                external_data=True, f=None if module.export["exporter"] == "dynamo" else str(path),
+                source, fp16_args, kwargs=fp16_kwargs, dynamo=module.export.exporter == "dynamo",
+                input_names=binding.graph_input_names, output_names=names, opset_version=module.export.opset,
+                external_data=True, f=None if module.export.exporter == "dynamo" else str(path),
                 verbose=False)
         if program is not None:
             program.save(str(path), external_data=True)
@@ -216,7 +218,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         onnx.save(proto, str(path))  # the graph only: its weights stay in their external file
     _check_opset(module, proto)
     islands = find_fp32_islands(proto)
-    if islands and module.export["forbid_fp32_islands"]:
+    if islands and module.export.forbid_fp32_islands:
         # name real arithmetic first: the Cast into the island only marks where it starts
         first = next((i for i in islands if i["op"] != "Cast"), islands[0])
         raise ExportError(f"{len(islands)} FP32 island(s) in the FP16 export, first: node "
@@ -229,9 +231,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(a.shape)} for n, a in reference.items()},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
-        "input_sets": 1 + module.verify["random_inputs"] + 3 * len(module.profiles),
+        "input_sets": 1 + module.verify.random_inputs + 3 * len(module.profiles),
     }
     if module.profiles:
         meta["profiles"] = describe(module.profiles, module.inputs)
-    (workdir / "export.json").write_text(json.dumps(meta, indent=1))
+    (workdir / F.META).write_text(json.dumps(meta, indent=1))
     return meta
