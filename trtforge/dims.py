@@ -189,3 +189,9 @@ def describe(profiles: tuple[Profile, ...], inputs) -> list[dict]:
                 shapes[spec.name] = {pt: list(concrete(spec.shape, point_values(p, pt))) for pt in POINTS}
         out.append(shapes)
     return out
+
+
+def profile_lines(profiles: list[dict]) -> list[str]:
+    """One line per profile for reports: 'p0: image [1, 3, 32, 32] / [4, ...] / [8, ...] (min/opt/max)'."""
+    return [f"p{i}: " + "; ".join(f"{name} {pts['min']} / {pts['opt']} / {pts['max']}" for name, pts in shapes.items())
+            + " (min / opt / max)" for i, shapes in enumerate(profiles)]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trtforge import __version__
 from trtforge.cache.store import atomic_write_if_changed
+from trtforge.dims import profile_lines
 from trtforge.driver.results import ModuleResult, StageStatus
 from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
@@ -141,7 +142,10 @@ def _checks_md(verify: dict) -> list[str]:
     checks = verify.get("checks", {})
     if not checks:
         return []
-    lines = ["", f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
+    # dynamic dims: the engine's optimization profiles, each checked at its min, opt and max
+    profiles = [f"- profile {line}" for line in profile_lines(verify.get("profiles") or [])]
+    lines = ["", *(["Optimization profiles:", *profiles, ""] if profiles else []),
+             f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
              "| check | status | kind | output | max abs | max rel | cosine | outside | task metric | worst set |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for stage, c in ordered_checks(verify):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from html import escape
 
+from trtforge.dims import profile_lines
 from trtforge.driver.stages import STAGE_NAMES
 from trtforge.verify import HIST_EDGES, metric_texts, ordered_checks, task_text
 
@@ -145,6 +146,8 @@ def _module(m: dict) -> str:
         sets = verify.get("input_sets") or ["example"]
         parts.append(f"<h3>|error| against the FP32 reference ({len(sets)} input set(s): "
                      f"{escape(', '.join(sets))})</h3>")
+        parts += [f"<p class='small'>optimization profile {escape(line)}</p>"
+                  for line in profile_lines(verify.get("profiles") or [])]
         parts.append(_histograms(verify))
         parts.append(_metrics_table(verify))
     prec = m["stages"]["precision_rules"]["meta"]

@@ -11,8 +11,8 @@ from pathlib import Path
 from trtforge import backends as be
 from trtforge import interrupts
 from trtforge.artifacts import BuildFiles, PrecisionFiles
-from trtforge.dims import describe
 from trtforge.cache.testhooks import checkpoint
+from trtforge.dims import describe
 from trtforge.errors import BuildError
 from trtforge.onnx_files import MODEL
 from trtforge.stage import StageContext

@@ -19,16 +19,16 @@ import torch
 from trtforge.artifacts import ExportFiles as F
 from trtforge.artifacts import npz
 from trtforge.cache.testhooks import checkpoint
+from trtforge.dims import describe, example_values, profile_points
 from trtforge.errors import ExportError
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
+from trtforge.export.dynamic import capture, input_shapes, rename_and_check
 from trtforge.export.fp32_islands import find_fp32_islands
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
 from trtforge.tensors import make_inputs, random_set_suffix, save_arrays
-from trtforge.dims import describe, example_values, profile_points
-from trtforge.export.dynamic import capture, input_shapes, rename_and_check
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 

@@ -39,16 +39,19 @@ def snapshot(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.Model
 
 def feeds_for(model: onnx.ModelProto, recorded: list[dict], seed: int = 0) -> dict:
     """Each graph input from the first recorded set that has it with this shape and dtype (the
-    example inputs, then the caller's); otherwise seeded random values of its declared type."""
+    example inputs, then the caller's; a symbolic dim, a named dynamic dim, matches any size, so the
+    check runs at the recorded concrete shape); otherwise seeded random values of its declared type."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for vi in model.graph.input:
         tt = vi.type.tensor_type
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
         shape = [d.dim_value if d.HasField("dim_value") else 1 for d in tt.shape.dim]
+        fixed = [d.HasField("dim_value") for d in tt.shape.dim]
         for arrays in recorded:
             a = arrays.get(vi.name)
-            if a is not None and a.dtype == dtype and list(a.shape) == shape:
+            if (a is not None and a.dtype == dtype and a.ndim == len(shape)
+                    and all(n == s or not f for n, s, f in zip(a.shape, shape, fixed))):
                 feeds[vi.name] = a
                 break
         else:
