@@ -140,7 +140,11 @@ def rename_and_check(proto: onnx.ModelProto, module: ModuleSpec) -> dict[str, st
                                   where=f"modules.{module.name}.inputs.{vi.name}.shape[{i}]", module=module.name,
                                   hint="make it static, or find what pins it in forward()")
             rename.setdefault(d.dim_param, want)
+            scaled = re.fullmatch(r"(\d+)\*(\w+)", d.dim_param)  # a multiple_of dim: torch writes 2*s16
+            if scaled:
+                rename.setdefault(scaled.group(2), f"{want}/{scaled.group(1)}")
     if rename:
+        # whole products first ('2*s16' -> 'h'), then lone symbols ('s16' -> 'h/2')
         token = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(rename, key=len, reverse=True)) + r")\b")
         for vi in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
             for d in vi.type.tensor_type.shape.dim:

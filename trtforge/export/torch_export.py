@@ -106,8 +106,19 @@ def _extra_set(module: ModuleSpec, reference_model, binding: Binding, names: lis
     """One more recorded set (`inputs<tag>.npz` and its reference and caller views) with its FP32
     reference, so every later check compares on it too."""
     args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
-    with torch.no_grad():
-        _, ref = name_outputs(reference_model(*args, **kwargs), module)
+    try:
+        with torch.no_grad():
+            _, ref = name_outputs(reference_model(*args, **kwargs), module)
+    except (KeyboardInterrupt, ExportError):
+        raise
+    except Exception as e:  # a profile point the model cannot take: the user's ranges, not a bug
+        if not module.profiles:
+            raise
+        shapes = ", ".join(f"{k}{list(a.shape)}" for k, a in inputs.items())
+        raise ExportError(f"forward failed on input set {tag.lstrip('.')} ({shapes}): {_first_line(e)}",
+                          where=f"modules.{module.name}.{'dims' if len(module.profiles) == 1 else 'profiles'}",
+                          module=module.name, hint="narrow the dims' ranges to shapes the model takes, "
+                                                   "or make that dimension static") from e
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
     c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
     for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
