@@ -37,6 +37,22 @@ def _probe(ctx: StageContext, model: onnx.ModelProto, src: Path) -> Probe | None
     return Probe(model, src, load_arrays(exp / npz(ExportFiles.CALLER_INPUTS)))
 
 
+def _at_example_shapes(ctx: StageContext, model: onnx.ModelProto, folder: Path):
+    """Dynamic dims: the graph with its inputs fixed at the example set's shapes (a profile's opt),
+    so that MatMul/Conv FLOPs, which need concrete shapes, are counted at that point."""
+    arrays = load_arrays(ctx.inputs["export"] / npz(ExportFiles.CALLER_INPUTS))
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for vi in fixed.graph.input:
+        if vi.name in arrays:
+            for d, n in zip(vi.type.tensor_type.shape.dim, arrays[vi.name].shape):
+                d.Clear()
+                d.dim_value = int(n)
+    graph = import_graph(onnx.shape_inference.infer_shapes(fixed, data_prop=True), folder)
+    name_unnamed(graph)  # the same names as the plan's graph
+    return graph
+
+
 def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
     src = ctx.inputs["graph_passes"]
     model, graph = typed_graph(src)
@@ -54,7 +70,7 @@ def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
             raise
     checkpoint("work:precision_rules")
     names = set(plan.fp32)
-    share = fp16_flop_share(graph, names)
+    share = fp16_flop_share(_at_example_shapes(ctx, model, src) if ctx.module.profiles else graph, names)
     casts = {}
     if realizer == "casts":
         casts = realize_casts(graph, names)
