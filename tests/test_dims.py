@@ -58,7 +58,7 @@ def test_several_profiles_and_the_example_avoids_a_size_one_dim():
 def test_static_modules_keep_their_cache_keys():
     """A static module's key material has no trace of profiles (keys built before dims stay valid);
     a dynamic one's export and build keys change with the ranges."""
-    from trtforge.build import BuildStage
+    from trtforge.builder import BuildStage
     from trtforge.export import ExportStage
 
     static = load(STATIC)
