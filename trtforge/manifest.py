@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from trtforge import limits
+from trtforge import input_sources, limits
 from trtforge.errors import ManifestError
 
 # no bfloat16: numpy, which makes the example inputs and holds every reference, has no such dtype
@@ -198,7 +198,20 @@ TASK = {
             "axis": (_int, 1), "min_iou": (_fraction, 0.9)},
     "topk": {"k": (_positive_int, 5), "axis": (_int, -1), "min_topk": (_fraction, 0.8)},
 }
-VERIFY = {**TOLERANCE, "random_inputs": (_in(0, limits.MAX_RANDOM_INPUTS), 0), "seed": (_int, 0)}
+def _patterns(value, where):
+    """verify.input_sets: globs of .npz files relative to the manifest's folder."""
+    patterns = _str_list(value, where)
+    for i, pattern in enumerate(patterns):
+        limits.check_pattern(pattern, f"{where}[{i}]")
+        if not pattern.endswith(".npz"):
+            raise ManifestError(f"'{pattern}' does not name .npz files", where=f"{where}[{i}]",
+                                hint="each set is one .npz holding every input by name, e.g. 'samples/*.npz'")
+    return patterns
+
+
+VERIFY = {**TOLERANCE, "random_inputs": (_in(0, limits.MAX_RANDOM_INPUTS), 0), "seed": (_int, 0),
+          # named example sets, each verified like the example set (labelled by its path)
+          "input_sets": (_patterns, ())}
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
 # arg: the forward() parameter the input binds to ("" = the input's own name)
 INPUT = {"shape": (_shape, None), "dtype": (_dtype, "float16"), "range": (_range, (-1.0, 1.0)),
@@ -256,6 +269,8 @@ class InputSpec:
     dtype: str
     range: tuple[float, float]
     arg: str = ""  # the forward() parameter it binds to; resolved to `name` when not written
+    # where the example values come from (trtforge/input_sources.py): uniform in `range` by default
+    source: dict = field(default_factory=lambda: {"dist": "uniform"})
 
 
 @dataclass(frozen=True)
@@ -390,11 +405,21 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
 
 def _input(name: str, raw: Any, where: str) -> InputSpec:
     limits.check_tensor_name(name, "input", where)
-    fields = _section(raw, INPUT, where)
+    if not isinstance(raw, dict):
+        raise ManifestError(f"expected a table, got {type(raw).__name__}", where=where)
+    for key in raw:
+        if key not in INPUT and key not in input_sources.SOURCE_KEYS:
+            near = difflib.get_close_matches(key, [*INPUT, *input_sources.SOURCE_KEYS], n=1)
+            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}",
+                                hint=f"did you mean '{near[0]}'?" if near else
+                                f"known keys: {', '.join([*INPUT, *input_sources.SOURCE_KEYS])}")
+    fields = _section({k: v for k, v in raw.items() if k in INPUT}, INPUT, where)
     if fields["arg"] and not fields["arg"].isidentifier():
         raise ManifestError(f"'{fields['arg']}' is not a parameter name", where=f"{where}.arg",
                             hint="name one of forward()'s parameters, e.g. arg = 'input_ids'")
-    spec = InputSpec(name=name, **{**fields, "arg": fields["arg"] or name})
+    source = input_sources.parse({k: v for k, v in raw.items() if k in input_sources.SOURCE_KEYS},
+                                 fields["dtype"], fields["shape"], "range" in raw, where)
+    spec = InputSpec(name=name, **{**fields, "arg": fields["arg"] or name}, source=source)
     limits.check_range(*spec.range, spec.dtype, f"{where}.range")
     return spec
 

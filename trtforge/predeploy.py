@@ -110,11 +110,11 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
 
 
 def _bundle_sets(folder: Path, name: str, side: dict) -> list[tuple[Path, Path]]:
-    """(inputs, reference) files of the example set and every random set the sidecar lists."""
+    """(inputs, reference) files of the example set and every other set the sidecar lists."""
     sets = [(folder / f"{name}.inputs.npz", folder / f"{name}.reference.npz")]
-    for fname in sorted(side["files"]):
-        if fname.startswith(f"{name}.inputs.r"):
-            sets.append((folder / fname, folder / fname.replace(".inputs.r", ".reference.r", 1)))
+    for fname in sorted(side["files"]):  # random sets (.r1) and named ones (.s1)
+        if fname.startswith(f"{name}.inputs.") and fname.endswith(".npz") and fname != f"{name}.inputs.npz":
+            sets.append((folder / fname, folder / f"{name}.reference.{fname[len(name) + len('.inputs.'):]}"))
     return sets
 
 

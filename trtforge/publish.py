@@ -71,6 +71,7 @@ def _bundle(store: Store, result: ModuleResult, target: str) -> dict[str, tuple[
              f"{name}.reference.npz": (eview / "caller_reference.npz",
                                        export.outputs["caller_reference.npz"]["digest"])}
     files.update(_random_sets(result, eview, name))
+    files.update(_polygraphy_bundle(store, result, name))
     return {f"{target}/{f}": v for f, v in files.items()}
 
 
@@ -193,16 +194,27 @@ def publish_result(store: Store, manifest: Manifest, module: ModuleSpec, result:
 
 
 def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
-    """The seeded random input sets (verify.random_inputs) travel with the bundle, so
-    `trtforge verify` on the target checks them too: <module>.inputs.r1.npz + .reference.r1.npz."""
+    """Every input set besides the example one (verify.random_inputs, verify.input_sets) travels
+    with the bundle, so `trtforge verify` on the target checks them too: <module>.inputs.r1.npz +
+    .reference.r1.npz, <module>.inputs.s1.npz + ..."""
     outputs = result.records["export"].outputs
     files = {}
     for fname in sorted(outputs):
         for stem, dest in (("caller_inputs", "inputs"), ("caller_reference", "reference")):
-            if fname.startswith(f"{stem}.r") and fname.endswith(".npz"):
-                tag = fname[len(stem):-len(".npz")]  # ".r1"
+            if fname.startswith(f"{stem}.") and fname.endswith(".npz"):
+                tag = fname[len(stem):-len(".npz")]  # ".r1", ".s1"
                 files[f"{name}.{dest}{tag}.npz"] = (eview / fname, outputs[fname]["digest"])
     return files
+
+
+def _polygraphy_bundle(store: Store, result: ModuleResult, name: str) -> dict:
+    """Every input set and its reference in polygraphy's JSON format (`polygraphy run
+    --load-inputs / --load-outputs`), written by the verify stage."""
+    from trtforge.verify.polygraphy_bundle import INPUTS_JSON, REFERENCE_JSON
+
+    verify = result.records["verify"]
+    view = store.view(verify)
+    return {f"{name}.{f}": (view / f, verify.outputs[f]["digest"]) for f in (INPUTS_JSON, REFERENCE_JSON)}
 
 
 def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:
