@@ -201,7 +201,7 @@ def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
     files = {}
     for fname in sorted(outputs):
         for stem, dest in (("caller_inputs", "inputs"), ("caller_reference", "reference")):
-            if fname.startswith(f"{stem}.") and fname.endswith(".npz"):
+            if fname.startswith(f"{stem}.") and fname.endswith(".npz") and fname != f"{stem}.npz":
                 tag = fname[len(stem):-len(".npz")]  # ".r1", ".s1"
                 files[f"{name}.{dest}{tag}.npz"] = (eview / fname, outputs[fname]["digest"])
     return files

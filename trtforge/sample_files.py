@@ -25,8 +25,10 @@ def _open_npz(path: Path, shown: str, where: str):
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ManifestError(f"cannot read '{shown}': {' '.join(str(e).split())[:200]}", where=where,
-                            hint="write it with numpy.save / numpy.savez (no pickled objects)") from None
+        # numpy calls any file without its magic "pickled data": trtforge never unpickles either way
+        why = "not a .npy/.npz file, or it holds pickled objects" if "pickle" in str(e) else " ".join(str(e).split())[:200]
+        raise ManifestError(f"cannot read '{shown}': {why}", where=where,
+                            hint="write it with numpy.save / numpy.savez (numbers only)") from None
 
 
 def read_array(path: Path, shown: str, key: str, name: str, where: str) -> np.ndarray:
