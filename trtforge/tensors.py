@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trtforge.artifacts import ExportFiles
 from trtforge.errors import ManifestError
 from trtforge.input_sources import is_random, source_name
 
@@ -26,7 +27,7 @@ class At:
     where: str = "inputs"
 
 
-def make_inputs(specs, seed=0, shapes: dict | None = None, root: Path | None = None,
+def make_inputs(specs, seed: int | str = 0, shapes: dict | None = None, root: Path | None = None,
                 where: str = "inputs") -> dict[str, np.ndarray]:
     """Deterministic inputs from each input's source (trtforge/input_sources.py); same specs,
     seed, shapes and data files, same bytes. `shapes` gives a concrete shape per input name
@@ -130,7 +131,7 @@ def random_inputs(specs) -> dict[str, str]:
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -151,7 +152,7 @@ def random_set_suffix(i: int) -> str:
 
 
 # the export's list of input sets: [{"tag": ".r1", "label": "random 1", "random": {input: source}}]
-INPUT_SETS = "input_sets.json"
+INPUT_SETS = ExportFiles.SETS
 
 
 def _natural(tag: str) -> list:

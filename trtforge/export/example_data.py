@@ -31,7 +31,7 @@ def named_sets(module: ModuleSpec, root: Path) -> list[tuple[str, Path]]:
     """(label, file) of every named example set, labelled by its path relative to the manifest's
     folder, in path order; a pattern that matches nothing is an error."""
     found: dict[str, Path] = {}
-    for i, pattern in enumerate(module.verify["input_sets"]):
+    for i, pattern in enumerate(module.verify.input_sets):
         matches = sorted(p for p in root.glob(pattern) if p.is_file())
         if not matches:
             raise ManifestError(f"'{pattern}' matches no file under {root}",

@@ -17,8 +17,10 @@ import numpy as np
 import onnx
 import torch
 
-from trtforge.errors import ExportError
+from trtforge.artifacts import ExportFiles as F
+from trtforge.artifacts import npz
 from trtforge.cache.testhooks import checkpoint
+from trtforge.errors import ExportError
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
@@ -26,7 +28,7 @@ from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
 from trtforge.export import example_data
-from trtforge.tensors import INPUT_SETS, make_inputs, random_inputs, random_set_suffix, read_input_set, save_arrays
+from trtforge.tensors import make_inputs, random_inputs, random_set_suffix, read_input_set, save_arrays
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
@@ -108,8 +110,8 @@ def _extra_sets(module: ModuleSpec, root: Path) -> list[tuple[str, str, dict, di
     where = f"modules.{module.name}.inputs"
     drawn = random_inputs(module.inputs)
     sets = [(random_set_suffix(i), f"random {i}",
-             make_inputs(module.inputs, seed=f"{module.verify['seed']}/random{i}", root=root, where=where), drawn)
-            for i in range(1, module.verify["random_inputs"] + 1)]
+             make_inputs(module.inputs, seed=f"{module.verify.seed}/random{i}", root=root, where=where), drawn)
+            for i in range(1, module.verify.random_inputs + 1)]
     named = example_data.named_sets(module, root)
     baked = [t["tensor"] for t in transforms(module.passes, module.name) if t["kind"] == "preprocess_input"]
     if named and baked:
@@ -130,28 +132,28 @@ def _record_sets(module: ModuleSpec, sets: list, reference_model, binding: Bindi
     baked = transforms(module.passes, module.name)
     for tag, label, inputs, _ in sets:
         # a baked preprocessing step draws the set's own uint8 image (random sets only: see _extra_sets)
-        seed = int.from_bytes(hashlib.sha256(f"{module.verify['seed']}{tag}".encode()).digest()[:8], "little")
+        seed = int.from_bytes(hashlib.sha256(f"{module.verify.seed}{tag}".encode()).digest()[:8], "little")
         inputs, images = preprocessed_inputs(baked, inputs, seed, module.name)
         args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
         with torch.no_grad():
             _, ref = name_outputs(reference_model(*args, **kwargs), module)
         reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
         c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
-        for stem, arrays in (("inputs", inputs), ("reference", reference),
-                             ("caller_inputs", c_in), ("caller_reference", c_ref)):
-            save_arrays(workdir / f"{stem}{tag}.npz", arrays)
+        for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
+                             (F.CALLER_INPUTS, c_in), (F.CALLER_REFERENCE, c_ref)):
+            save_arrays(workdir / npz(stem, tag), arrays)
     listing = [{"tag": "", "label": "example", "random": random_inputs(module.inputs)}]
     listing += [{"tag": tag, "label": label, "random": drawn} for tag, label, _, drawn in sets]
-    (workdir / INPUT_SETS).write_text(json.dumps(listing, indent=1))
+    (workdir / F.SETS).write_text(json.dumps(listing, indent=1))
 
 
 def _check_opset(module: ModuleSpec, proto) -> None:
     """The dynamo exporter converts from its own opset and, when that fails, keeps its own
     without raising: refuse a model in an opset the manifest did not ask for."""
     got = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    want = module.export["opset"]
+    want = module.export.opset
     if got != want:
-        raise ExportError(f"asked for opset {want}, the {module.export['exporter']} exporter wrote opset "
+        raise ExportError(f"asked for opset {want}, the {module.export.exporter} exporter wrote opset "
                           f"{got} (its version conversion failed)", where=f"modules.{module.name}.export.opset",
                           module=module.name, hint=f"set export.opset = {got}, or one the exporter converts to")
 
@@ -164,14 +166,14 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     # converted to FP16 in place (a deepcopy held FP32 and FP16 copies at once: 6.7 vs 3.6 GiB
     # peak for an SD1.5 UNet). FP16 -> FP32 -> FP16 is exact, so a factory's FP16 weights survive.
     # every input set first: a missing or malformed data file fails before the model loads
-    example = make_inputs(module.inputs, seed=module.verify["seed"], root=root, where=f"modules.{module.name}.inputs")
+    example = make_inputs(module.inputs, seed=module.verify.seed, root=root, where=f"modules.{module.name}.inputs")
     extra_sets = _extra_sets(module, root)
     model = build_module(module, root)
     reference_model = model.float().eval().to(device)
 
     baked = transforms(module.passes, module.name)
     # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
-    inputs, images = preprocessed_inputs(baked, example, module.verify["seed"], module.name)
+    inputs, images = preprocessed_inputs(baked, example, module.verify.seed, module.name)
     as_torch = {k: torch.from_numpy(np.ascontiguousarray(a)).to(device) for k, a in inputs.items()}
     # by name: the reference and the export call forward() the same way (export/binding.py)
     binding = bind_inputs(model, module)
@@ -188,12 +190,12 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
                           hint="check each input's shape and dtype against the module's forward") from e
 
     names, ref = name_outputs(out, module)
-    save_arrays(workdir / "inputs.npz", inputs)
+    save_arrays(workdir / npz(F.INPUTS), inputs)
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
-    save_arrays(workdir / "reference.npz", reference)
+    save_arrays(workdir / npz(F.REFERENCE), reference)
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
-    save_arrays(workdir / "caller_inputs.npz", c_in)
-    save_arrays(workdir / "caller_reference.npz", c_ref)
+    save_arrays(workdir / npz(F.CALLER_INPUTS), c_in)
+    save_arrays(workdir / npz(F.CALLER_REFERENCE), c_ref)
     _record_sets(module, extra_sets, reference_model, binding, names, device, workdir)
     del extra_sets
     checkpoint("work:export")
@@ -207,9 +209,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         # autocast OFF: tracing under autocast forced BatchNorm inputs to FP32 and broke FP16 models
         with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
             program = torch.onnx.export(
-                model16, fp16_args, kwargs=fp16_kwargs, dynamo=module.export["exporter"] == "dynamo",
-                input_names=binding.graph_input_names, output_names=names, opset_version=module.export["opset"],
-                external_data=True, f=None if module.export["exporter"] == "dynamo" else str(path),
+                model16, fp16_args, kwargs=fp16_kwargs, dynamo=module.export.exporter == "dynamo",
+                input_names=binding.graph_input_names, output_names=names, opset_version=module.export.opset,
+                external_data=True, f=None if module.export.exporter == "dynamo" else str(path),
                 verbose=False)
         if program is not None:
             program.save(str(path), external_data=True)
@@ -231,7 +233,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     proto = onnx.load(str(path), load_external_data=False)
     _check_opset(module, proto)
     islands = find_fp32_islands(proto)
-    if islands and module.export["forbid_fp32_islands"]:
+    if islands and module.export.forbid_fp32_islands:
         # name real arithmetic first: the Cast into the island only marks where it starts
         first = next((i for i in islands if i["op"] != "Cast"), islands[0])
         raise ExportError(f"{len(islands)} FP32 island(s) in the FP16 export, first: node "
@@ -244,7 +246,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(a.shape)} for n, a in reference.items()},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
-        "input_sets": 1 + module.verify["random_inputs"] + len(example_data.named_sets(module, root)),
+        "input_sets": 1 + module.verify.random_inputs + len(example_data.named_sets(module, root)),
     }
-    (workdir / "export.json").write_text(json.dumps(meta, indent=1))
+    (workdir / F.META).write_text(json.dumps(meta, indent=1))
     return meta

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trtforge.build import backend as be
+from trtforge.artifacts import VerifyFiles
+from trtforge import backends as be
 
-INPUTS_JSON = "polygraphy-inputs.json"
-REFERENCE_JSON = "polygraphy-reference.json"
+INPUTS_JSON = VerifyFiles.POLYGRAPHY_INPUTS
+REFERENCE_JSON = VerifyFiles.POLYGRAPHY_REFERENCE
 # the name polygraphy prints for the loaded reference ("... vs. trtforge-fp32-reference")
 RUNNER = "trtforge-fp32-reference"
 
