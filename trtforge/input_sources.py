@@ -214,7 +214,7 @@ def _image(raw, dtype, shape, where) -> dict:
         raise ManifestError(f"layout {layout} puts {channels} channels on axis {layout.index('C')}; an "
                             "image has 1 (grey), 3 (RGB) or 4 (RGBA)", where=f"{where}.layout",
                             hint="set layout = " + " or ".join(f"'{x}'" for x in layouts))
-    out = {"file": path, "layout": layout}
+    out: dict = {"file": path, "layout": layout}
     if is_float(dtype):
         out["scale"] = _positive(raw.get("scale", 1 / 255), f"{where}.scale")
         for name, default in (("mean", 0.0), ("std", 1.0)):

@@ -111,19 +111,18 @@ def read_image(path: Path, shown: str, source: dict, shape: tuple, dtype: np.dty
         raise ManifestError(f"'{shown}' does not exist", where=f"{where}.file",
                             hint="paths are relative to the folder of engines.toml")
     try:
-        with Image.open(path) as img:
-            img = img.convert(_IMAGE_MODES[channels])
-            if img.size != (width, height):
-                img = img.resize((width, height), Image.Resampling.BILINEAR)
-            pixels = np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
+        with Image.open(path) as opened:
+            img = opened.convert(_IMAGE_MODES[channels])
+        if img.size != (width, height):
+            img = img.resize((width, height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ManifestError(f"cannot read image '{shown}': {' '.join(str(e).split())[:200]}",
                             where=f"{where}.file") from None
+    x: np.ndarray = pixels
     if dtype.kind == "f":
         x = pixels.astype(np.float32) * np.float32(source["scale"])
         x = (x - np.float32(source["mean"])) / np.float32(source["std"])  # broadcast over the channel axis
-    else:
-        x = pixels
     hwc = x if layout.endswith("HWC") else np.transpose(x, (2, 0, 1))
     return np.ascontiguousarray(np.broadcast_to(hwc, shape).astype(dtype))
 

@@ -96,7 +96,7 @@ def from_file(spec, shape, rng, at: At) -> np.ndarray:
 
     rel = spec.source["file"]
     arr = sample_files.read_array(_resolve(at, rel), rel, spec.source["key"], spec.name, at.where)
-    return sample_files.conform(arr, NP_DTYPES[spec.dtype], shape, rel, f"{at.where}.file")
+    return sample_files.conform(arr, np.dtype(NP_DTYPES[spec.dtype]), shape, rel, f"{at.where}.file")
 
 
 def from_image(spec, shape, rng, at: At) -> np.ndarray:

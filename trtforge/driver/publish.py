@@ -18,8 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from trtforge import __version__, engines_index
-from trtforge.artifacts import (BuildFiles, BuildMeta, ExportFiles, ExportMeta, PrecisionMeta, VerifyFiles, VerifyMeta,
-                                meta, npz)
+from trtforge.artifacts import (
+    BuildFiles,
+    BuildMeta,
+    ExportFiles,
+    ExportMeta,
+    PrecisionMeta,
+    VerifyFiles,
+    VerifyMeta,
+    meta,
+    npz,
+)
 from trtforge.cache import Store, digest_file
 from trtforge.cache.store import atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
 from trtforge.cache.testhooks import checkpoint

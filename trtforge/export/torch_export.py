@@ -21,13 +21,13 @@ from trtforge.artifacts import ExportFiles as F
 from trtforge.artifacts import npz
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import ExportError
+from trtforge.export import example_data
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
-from trtforge.export import example_data
 from trtforge.tensors import make_inputs, random_inputs, random_set_suffix, read_input_set, save_arrays
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
@@ -130,7 +130,7 @@ def _record_sets(module: ModuleSpec, sets: list, reference_model, binding: Bindi
     """Each extra set with its FP32 reference and caller's view, so every later check compares on
     it too, and input_sets.json: every set's label and which of its inputs were drawn at random."""
     baked = transforms(module.passes, module.name)
-    for tag, label, inputs, _ in sets:
+    for tag, _label, inputs, _ in sets:
         # a baked preprocessing step draws the set's own uint8 image (random sets only: see _extra_sets)
         seed = int.from_bytes(hashlib.sha256(f"{module.verify.seed}{tag}".encode()).digest()[:8], "little")
         inputs, images = preprocessed_inputs(baked, inputs, seed, module.name)

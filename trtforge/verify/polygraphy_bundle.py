@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trtforge.artifacts import VerifyFiles
 from trtforge import backends as be
+from trtforge.artifacts import VerifyFiles
 
 INPUTS_JSON = VerifyFiles.POLYGRAPHY_INPUTS
 REFERENCE_JSON = VerifyFiles.POLYGRAPHY_REFERENCE
