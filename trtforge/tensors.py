@@ -115,12 +115,14 @@ GENERATORS = {"uniform": uniform, "normal": normal, "value": constant, "padding_
               "token_ids": token_ids, "positions": positions, "file": from_file, "image": from_image}
 
 
-def read_input_set(specs, path: Path, shown: str, shapes: dict | None = None, where: str = "verify.input_sets") -> dict:
+def read_input_set(specs, path: Path, shown: str, shapes: dict | None = None, where: str = "verify.input_sets",
+                   override: dict | None = None) -> dict:
     """A named example set (verify.input_sets): one .npz holding every input by name, each checked
-    against the input's dtype and (concrete) shape."""
+    against the input's dtype and (concrete) shape, or the (dtype, shape) `override` gives it."""
     from trtforge import sample_files
 
     expected = {s.name: (np.dtype(NP_DTYPES[s.dtype]), tuple((shapes or {}).get(s.name, s.shape))) for s in specs}
+    expected.update(override or {})
     return sample_files.read_set(path, shown, expected, where)
 
 

@@ -92,6 +92,10 @@ FILE_CASES = [
      ["modules.tiny.verify.input_sets", "'samples/set_missing.npz' has no array for input(s) x"]),
     ("set_extra_array", _tiny("", 'verify.input_sets = ["samples/set_extra.npz"]'),
      ["modules.tiny.verify.input_sets", "holds array(s) y that are not inputs"]),
+    ("value_for_preprocessed", _tiny("value = 0.5", 'passes = [{ name = "bake_preprocess", input = "x", '
+                                                    'mean = [0.5], std = [0.5] }]'),
+     ["modules.tiny.inputs.x", "bake_preprocess computes 'x' from the caller's uint8 image",
+      "a value source cannot give that image"]),
 ]
 
 

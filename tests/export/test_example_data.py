@@ -135,3 +135,42 @@ verify.input_sets = ["samples/holes.npz"]
     assert "inputs random" not in holes_reason  # the failing set was given whole: nothing was made up
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("trtforge: error:")]
     assert any("gpt2_random_mask" in ln and "attention_mask (uniform)" in ln for ln in lines), r.stderr
+
+
+CONV = '''
+import torch
+from torch import nn
+
+
+def make():
+    torch.manual_seed(0)
+    return nn.Conv2d(3, 4, 3)
+'''
+
+
+def test_baked_preprocessing_takes_the_image_file_and_named_sets_hold_caller_images(tmp_path):
+    """With bake_preprocess the engine takes the caller's uint8 image: an image file is that image
+    (not a seeded one), and a named set holds it channels last."""
+    from PIL import Image
+
+    (tmp_path / "conv.py").write_text(CONV)
+    (tmp_path / "engines.toml").write_text("""
+[modules.pre]
+factory = "conv:make"
+inputs.image = { shape = [1, 3, 16, 16], file = "samples/photo.png" }
+passes = [{ name = "bake_preprocess", input = "image", mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225] },
+          { name = "cleanup" }, { name = "toposort" }]
+precision.rules = []
+verify.input_sets = ["samples/set_*.npz"]
+""")
+    (tmp_path / "samples").mkdir()
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "samples" / "photo.png")
+    caller = rng.integers(0, 256, (1, 16, 16, 3)).astype(np.uint8)
+    np.savez(tmp_path / "samples" / "set_a.npz", image=caller)
+    r = run_cli("build", "--json", cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    resized = np.asarray(Image.fromarray(photo).resize((16, 16), Image.Resampling.BILINEAR))
+    assert np.array_equal(_bundle(tmp_path, "pre")["image"], resized[None])
+    assert np.array_equal(_bundle(tmp_path, "pre", ".s1")["image"], caller)

@@ -21,14 +21,14 @@ from trtforge.artifacts import ExportFiles as F
 from trtforge.artifacts import npz
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import ExportError
-from trtforge.export import example_data
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
+from trtforge.export.input_sets import InputSet, example_sets
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
-from trtforge.tensors import make_inputs, random_inputs, random_set_suffix, read_input_set, save_arrays
+from trtforge.tensors import save_arrays
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
@@ -101,39 +101,16 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def _extra_sets(module: ModuleSpec, root: Path) -> list[tuple[str, str, dict, dict]]:
-    """(tag, label, inputs, random inputs) of every set besides the example one: verify.random_inputs
-    seeded sets (inputs given by file or value stay as given, drawn ones are drawn again) and the
-    named sets of verify.input_sets (all given). Made before the model is built, so a bad data
-    file fails in a second, not after a model load. Static shapes: dynamic dimensions add sets at
-    min/opt/max of each profile."""
-    where = f"modules.{module.name}.inputs"
-    drawn = random_inputs(module.inputs)
-    sets = [(random_set_suffix(i), f"random {i}",
-             make_inputs(module.inputs, seed=f"{module.verify.seed}/random{i}", root=root, where=where), drawn)
-            for i in range(1, module.verify.random_inputs + 1)]
-    named = example_data.named_sets(module, root)
-    baked = [t["tensor"] for t in transforms(module.passes, module.name) if t["kind"] == "preprocess_input"]
-    if named and baked:
-        raise ExportError(f"verify.input_sets cannot be combined with bake_preprocess on '{baked[0]}' yet "
-                          "(the set would have to hold the caller's uint8 image)",
-                          where=f"modules.{module.name}.verify.input_sets", module=module.name,
-                          hint="drop one of the two")
-    for i, (label, path) in enumerate(named, 1):
-        arrays = read_input_set(module.inputs, path, label, where=f"modules.{module.name}.verify.input_sets")
-        sets.append((example_data.named_set_tag(i), label, arrays, {}))
-    return sets
-
-
-def _record_sets(module: ModuleSpec, sets: list, reference_model, binding: Binding, names: list, device,
-                 workdir: Path) -> None:
-    """Each extra set with its FP32 reference and caller's view, so every later check compares on
-    it too, and input_sets.json: every set's label and which of its inputs were drawn at random."""
+def _record_sets(module: ModuleSpec, sets: list[InputSet], reference_model, binding: Binding, names: list,
+                 device, workdir: Path) -> None:
+    """Each set besides the example one with its FP32 reference and caller's view, so every later
+    check compares on it too, and input_sets.json: every set's tag, label and the inputs drawn at
+    random in it (the report names them beside a failure)."""
     baked = transforms(module.passes, module.name)
-    for tag, _label, inputs, _ in sets:
-        # a baked preprocessing step draws the set's own uint8 image (random sets only: see _extra_sets)
-        seed = int.from_bytes(hashlib.sha256(f"{module.verify.seed}{tag}".encode()).digest()[:8], "little")
-        inputs, images = preprocessed_inputs(baked, inputs, seed, module.name)
+    for s in sets[1:]:
+        # a baked preprocessing step without a given image draws the set's own
+        seed = int.from_bytes(hashlib.sha256(f"{module.verify.seed}{s.tag}".encode()).digest()[:8], "little")
+        inputs, images = preprocessed_inputs(baked, s.inputs, seed, module.name, s.images)
         args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
         with torch.no_grad():
             _, ref = name_outputs(reference_model(*args, **kwargs), module)
@@ -141,9 +118,8 @@ def _record_sets(module: ModuleSpec, sets: list, reference_model, binding: Bindi
         c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
         for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
                              (F.CALLER_INPUTS, c_in), (F.CALLER_REFERENCE, c_ref)):
-            save_arrays(workdir / npz(stem, tag), arrays)
-    listing = [{"tag": "", "label": "example", "random": random_inputs(module.inputs)}]
-    listing += [{"tag": tag, "label": label, "random": drawn} for tag, label, _, drawn in sets]
+            save_arrays(workdir / npz(stem, s.tag), arrays)
+    listing = [{"tag": s.tag, "label": s.label, "random": s.random} for s in sets]
     (workdir / F.SETS).write_text(json.dumps(listing, indent=1))
 
 
@@ -166,14 +142,13 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     # converted to FP16 in place (a deepcopy held FP32 and FP16 copies at once: 6.7 vs 3.6 GiB
     # peak for an SD1.5 UNet). FP16 -> FP32 -> FP16 is exact, so a factory's FP16 weights survive.
     # every input set first: a missing or malformed data file fails before the model loads
-    example = make_inputs(module.inputs, seed=module.verify.seed, root=root, where=f"modules.{module.name}.inputs")
-    extra_sets = _extra_sets(module, root)
+    sets = example_sets(module, root)
     model = build_module(module, root)
     reference_model = model.float().eval().to(device)
 
     baked = transforms(module.passes, module.name)
     # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
-    inputs, images = preprocessed_inputs(baked, example, module.verify.seed, module.name)
+    inputs, images = preprocessed_inputs(baked, sets[0].inputs, module.verify.seed, module.name, sets[0].images)
     as_torch = {k: torch.from_numpy(np.ascontiguousarray(a)).to(device) for k, a in inputs.items()}
     # by name: the reference and the export call forward() the same way (export/binding.py)
     binding = bind_inputs(model, module)
@@ -196,8 +171,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
     save_arrays(workdir / npz(F.CALLER_INPUTS), c_in)
     save_arrays(workdir / npz(F.CALLER_REFERENCE), c_ref)
-    _record_sets(module, extra_sets, reference_model, binding, names, device, workdir)
-    del extra_sets
+    _record_sets(module, sets, reference_model, binding, names, device, workdir)
+    n_sets = len(sets)
+    del sets
     checkpoint("work:export")
     del ref, out, reference_model, fp32_args, fp32_kwargs
     model16 = model.half().eval()
@@ -246,7 +222,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(a.shape)} for n, a in reference.items()},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
-        "input_sets": 1 + module.verify.random_inputs + len(example_data.named_sets(module, root)),
+        "input_sets": n_sets,
     }
     (workdir / F.META).write_text(json.dumps(meta, indent=1))
     return meta
