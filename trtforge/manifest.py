@@ -35,6 +35,7 @@ DEFAULT_PASSES = (
 )
 PASS_CHECKS = ("each", "pipeline", "off")  # meaning check after each pass, the whole list, or none
 DEFAULT_RULES = ({"rule": "attention_score", "mode": "all"},)
+DEFAULT_SOURCE = {"dist": "uniform"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -317,7 +318,11 @@ class InputSpec:
     range: tuple[float, float]
     arg: str = ""  # the forward() parameter it binds to; resolved to `name` when not written
     # where the example values come from (trtforge/input_sources.py): uniform in `range` by default
-    source: dict = field(default_factory=lambda: {"dist": "uniform"})
+    source: dict = field(default_factory=lambda: dict(DEFAULT_SOURCE))
+
+    def as_key(self) -> dict:
+        # the default source is left out: a manifest written before sources existed keeps its keys
+        return {k: v for k, v in vars(self).items() if k != "source" or v != DEFAULT_SOURCE}
 
 
 @dataclass(frozen=True)
@@ -342,7 +347,7 @@ class ModuleSpec:
     def as_key(self) -> dict:
         return {
             "name": self.name, "factory": self.factory, "factory_args": self.factory_args,
-            "inputs": [vars(i) for i in self.inputs], "outputs": list(self.outputs),
+            "inputs": [i.as_key() for i in self.inputs], "outputs": list(self.outputs),
             "depends": list(self.depends), "export": settings_dict(self.export), "passes": list(self.passes),
             "precision_rules": list(self.precision_rules), "precision": settings_dict(self.precision),
             "build": settings_dict(self.build), "verify": settings_dict(self.verify),

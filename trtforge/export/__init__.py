@@ -51,7 +51,7 @@ class ExportStage:
             # the seed makes the example inputs; random_inputs adds reference sets made here
             "input_sets": {"seed": module.verify.seed, "random_inputs": module.verify.random_inputs},
             # data files (inputs' file = ..., verify.input_sets) by content: touching one changes nothing
-            "example_data": example_data.key_material(module, root),
+            **example_data.key_material(module, root),
             "dependencies": deps,
             "tools": tool_versions("torch", "onnx", "onnxscript", "numpy"),
         }

@@ -48,5 +48,8 @@ def named_set_tag(i: int) -> str:
 
 
 def key_material(module: ModuleSpec, root: Path) -> dict:
-    return {"input_files": {name: digest_file(p) for name, p in input_files(module, root).items()},
+    """{"example_data": digests} for the export key; nothing when the module reads no data file
+    (its key stays what it was before data files existed)."""
+    data = {"input_files": {name: digest_file(p) for name, p in input_files(module, root).items()},
             "named_sets": {label: digest_file(p) for label, p in named_sets(module, root)}}
+    return {"example_data": data} if any(data.values()) else {}
