@@ -137,6 +137,11 @@ def concrete(shape, values: dict[str, int]) -> tuple[int, ...]:
     return tuple(values[d] if isinstance(d, str) else d for d in shape)
 
 
+def input_shapes(inputs, values: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    """Concrete shapes of every input at these dim values (tensors.make_inputs' `shapes`)."""
+    return {s.name: concrete(s.shape, values) for s in inputs}
+
+
 def point_values(profile: Profile, point: str) -> dict[str, int]:
     k = POINTS.index(point)
     return {dim: r[k] for dim, r in profile}

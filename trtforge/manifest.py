@@ -17,7 +17,7 @@ from typing import Any
 
 import tomllib
 
-from trtforge import limits
+from trtforge import input_sources, limits
 from trtforge.dims import check_dim_name, max_values, parse_profiles, profiles_key
 from trtforge.errors import ManifestError
 
@@ -36,6 +36,7 @@ DEFAULT_PASSES = (
 )
 PASS_CHECKS = ("each", "pipeline", "off")  # meaning check after each pass, the whole list, or none
 DEFAULT_RULES = ({"rule": "attention_score", "mode": "all"},)
+DEFAULT_SOURCE = {"dist": "uniform"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -205,7 +206,20 @@ TASK: dict[str, dict[str, Any]] = {
             "axis": (_int, 1), "min_iou": (_fraction, 0.9)},
     "topk": {"k": (_positive_int, 5), "axis": (_int, -1), "min_topk": (_fraction, 0.8)},
 }
-VERIFY = {**TOLERANCE, "random_inputs": (_in(0, limits.MAX_RANDOM_INPUTS), 0), "seed": (_int, 0)}
+def _patterns(value, where):
+    """verify.input_sets: globs of .npz files relative to the manifest's folder."""
+    patterns = _str_list(value, where)
+    for i, pattern in enumerate(patterns):
+        limits.check_pattern(pattern, f"{where}[{i}]")
+        if not pattern.endswith(".npz"):
+            raise ManifestError(f"'{pattern}' does not name .npz files", where=f"{where}[{i}]",
+                                hint="each set is one .npz holding every input by name, e.g. 'samples/*.npz'")
+    return patterns
+
+
+VERIFY = {**TOLERANCE, "random_inputs": (_in(0, limits.MAX_RANDOM_INPUTS), 0), "seed": (_int, 0),
+          # named example sets, each verified like the example set (labelled by its path)
+          "input_sets": (_patterns, ())}
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
 # arg: the forward() parameter the input binds to ("" = the input's own name)
 INPUT = {"shape": (_shape, None), "dtype": (_dtype, "float16"), "range": (_range, (-1.0, 1.0)),
@@ -292,6 +306,7 @@ class VerifySettings:
     min_cosine: float
     random_inputs: int
     seed: int
+    input_sets: tuple[str, ...] = ()  # globs of named example sets (.npz), relative to the manifest
 
 
 def settings_dict(settings) -> dict:
@@ -306,6 +321,12 @@ class InputSpec:
     dtype: str
     range: tuple[float, float]
     arg: str = ""  # the forward() parameter it binds to; resolved to `name` when not written
+    # where the example values come from (trtforge/input_sources.py): uniform in `range` by default
+    source: dict = field(default_factory=lambda: dict(DEFAULT_SOURCE))
+
+    def as_key(self) -> dict:
+        # the default source is left out: a manifest written before sources existed keeps its keys
+        return {k: v for k, v in vars(self).items() if k != "source" or v != DEFAULT_SOURCE}
 
 
 @dataclass(frozen=True)
@@ -332,7 +353,7 @@ class ModuleSpec:
         # static modules keep the key they always had: "profiles" appears only when there are some
         return ({"profiles": profiles_key(self.profiles)} if self.profiles else {}) | {
             "name": self.name, "factory": self.factory, "factory_args": self.factory_args,
-            "inputs": [vars(i) for i in self.inputs], "outputs": list(self.outputs),
+            "inputs": [i.as_key() for i in self.inputs], "outputs": list(self.outputs),
             "depends": list(self.depends), "export": settings_dict(self.export), "passes": list(self.passes),
             "precision_rules": list(self.precision_rules), "precision": settings_dict(self.precision),
             "build": settings_dict(self.build), "verify": settings_dict(self.verify),
@@ -451,11 +472,21 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
 
 def _input(name: str, raw: Any, where: str) -> InputSpec:
     limits.check_tensor_name(name, "input", where)
-    fields = _section(raw, INPUT, where)
+    if not isinstance(raw, dict):
+        raise ManifestError(f"expected a table, got {type(raw).__name__}", where=where)
+    for key in raw:
+        if key not in INPUT and key not in input_sources.SOURCE_KEYS:
+            near = difflib.get_close_matches(key, [*INPUT, *input_sources.SOURCE_KEYS], n=1)
+            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}",
+                                hint=f"did you mean '{near[0]}'?" if near else
+                                f"known keys: {', '.join([*INPUT, *input_sources.SOURCE_KEYS])}")
+    fields = _section({k: v for k, v in raw.items() if k in INPUT}, INPUT, where)
     if fields["arg"] and not fields["arg"].isidentifier():
         raise ManifestError(f"'{fields['arg']}' is not a parameter name", where=f"{where}.arg",
                             hint="name one of forward()'s parameters, e.g. arg = 'input_ids'")
-    spec = InputSpec(name=name, **{**fields, "arg": fields["arg"] or name})
+    source = input_sources.parse({k: v for k, v in raw.items() if k in input_sources.SOURCE_KEYS},
+                                 fields["dtype"], fields["shape"], "range" in raw, where)
+    spec = InputSpec(name=name, **{**fields, "arg": fields["arg"] or name}, source=source)
     limits.check_range(*spec.range, spec.dtype, f"{where}.range")
     return spec
 

@@ -10,6 +10,7 @@ from trtforge.artifacts import ExportFiles
 from trtforge.cache import digest_file
 from trtforge.cache.imports import display, module_files
 from trtforge.errors import ManifestError
+from trtforge.export import example_data
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext, capture_output, tool_versions
@@ -49,6 +50,8 @@ class ExportStage:
             "io_transforms": transforms(module.passes, module.name),
             # the seed makes the example inputs; random_inputs adds reference sets made here
             "input_sets": {"seed": module.verify.seed, "random_inputs": module.verify.random_inputs},
+            # data files (inputs' file = ..., verify.input_sets) by content: touching one changes nothing
+            **example_data.key_material(module, root),
             "dependencies": deps,
             "tools": tool_versions("torch", "onnx", "onnxscript", "numpy"),
         }

@@ -15,15 +15,10 @@ import re
 import onnx
 import torch
 
-from trtforge.dims import concrete, multiples, named_dims, union_ranges
+from trtforge.dims import multiples, named_dims, union_ranges
 from trtforge.errors import ExportError
 from trtforge.export.binding import Binding
 from trtforge.manifest import ModuleSpec
-
-
-def input_shapes(module: ModuleSpec, values: dict[str, int]) -> dict[str, tuple[int, ...]]:
-    """Concrete shapes of every input at these dim values (tensors.make_inputs' `shapes`)."""
-    return {s.name: concrete(s.shape, values) for s in module.inputs}
 
 
 def torch_dims(module: ModuleSpec) -> dict[str, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import importlib
 import json
 import os
@@ -19,16 +20,17 @@ import torch
 from trtforge.artifacts import ExportFiles as F
 from trtforge.artifacts import npz
 from trtforge.cache.testhooks import checkpoint
-from trtforge.dims import describe, example_values, profile_points
+from trtforge.dims import describe
 from trtforge.errors import ExportError
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
-from trtforge.export.dynamic import capture, input_shapes, rename_and_check
+from trtforge.export.dynamic import capture, rename_and_check
 from trtforge.export.fp32_islands import find_fp32_islands
+from trtforge.export.input_sets import InputSet, example_sets
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
-from trtforge.tensors import make_inputs, random_set_suffix, save_arrays
+from trtforge.tensors import save_arrays
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
@@ -101,43 +103,43 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def _extra_set(module: ModuleSpec, reference_model, binding: Binding, names: list, device, workdir: Path,
-               tag: str, inputs: dict) -> None:
-    """One more recorded set (`inputs<tag>.npz` and its reference and caller views) with its FP32
-    reference, so every later check compares on it too."""
-    args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
+def _record_sets(module: ModuleSpec, sets: list[InputSet], reference_model, binding: Binding, names: list,
+                 device, workdir: Path) -> None:
+    """Each set besides the example one with its FP32 reference and caller's view, so every later
+    check compares on it too, and input_sets.json: every set's tag, label and the inputs drawn at
+    random in it (the report names them beside a failure)."""
+    baked = transforms(module.passes, module.name)
+    for s in sets[1:]:
+        # a baked preprocessing step without a given image draws the set's own
+        seed = int.from_bytes(hashlib.sha256(f"{module.verify.seed}{s.tag}".encode()).digest()[:8], "little")
+        inputs, images = preprocessed_inputs(baked, s.inputs, seed, module.name, s.images)
+        args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
+        reference = _reference(module, reference_model, names, s, args, kwargs)
+        c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
+        for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
+                             (F.CALLER_INPUTS, c_in), (F.CALLER_REFERENCE, c_ref)):
+            save_arrays(workdir / npz(stem, s.tag), arrays)
+    listing = [{"tag": s.tag, "label": s.label, "random": s.random} for s in sets]
+    (workdir / F.SETS).write_text(json.dumps(listing, indent=1))
+
+
+def _reference(module: ModuleSpec, reference_model, names: list, s: InputSet, args, kwargs) -> dict:
+    """The FP32 reference of one set; a profile point the model cannot take is the user's ranges
+    (one line naming the set and its shapes), not a bug."""
     try:
         with torch.no_grad():
             _, ref = name_outputs(reference_model(*args, **kwargs), module)
     except (KeyboardInterrupt, ExportError):
         raise
-    except Exception as e:  # a profile point the model cannot take: the user's ranges, not a bug
+    except Exception as e:
         if not module.profiles:
             raise
-        shapes = ", ".join(f"{k}{list(a.shape)}" for k, a in inputs.items())
-        raise ExportError(f"forward failed on input set {tag.lstrip('.')} ({shapes}): {_first_line(e)}",
+        shapes = ", ".join(f"{k}{list(a.shape)}" for k, a in s.inputs.items())
+        raise ExportError(f"forward failed on input set {s.label} ({shapes}): {_first_line(e)}",
                           where=f"modules.{module.name}.{'dims' if len(module.profiles) == 1 else 'profiles'}",
                           module=module.name, hint="narrow the dims' ranges to shapes the model takes, "
                                                    "or make that dimension static") from e
-    reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
-    c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
-    for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
-                         (F.CALLER_INPUTS, c_in), (F.CALLER_REFERENCE, c_ref)):
-        save_arrays(workdir / f"{stem}{tag}.npz", arrays)
-
-
-def _random_sets(module: ModuleSpec, reference_model, binding: Binding, names: list, device, workdir: Path,
-                 shapes: dict | None) -> None:
-    """verify.random_inputs more seeded input sets within each input's range and dtype, at the
-    example set's shapes; then, with dynamic dims, one set at the min, opt and max of every profile
-    (`inputs.p0.min.npz`, ...: trtforge/dims.py)."""
-    for i in range(1, module.verify.random_inputs + 1):
-        inputs = make_inputs(module.inputs, seed=f"{module.verify.seed}/random{i}", shapes=shapes)
-        _extra_set(module, reference_model, binding, names, device, workdir, random_set_suffix(i), inputs)
-    for label, values in profile_points(module.profiles):
-        inputs = make_inputs(module.inputs, seed=f"{module.verify.seed}/{label}",
-                             shapes=input_shapes(module, values))
-        _extra_set(module, reference_model, binding, names, device, workdir, f".{label}", inputs)
+    return {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
 
 
 def _check_opset(module: ModuleSpec, proto) -> None:
@@ -158,15 +160,14 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     # one copy of the weights at a time: the FP32 reference runs first, then the same module is
     # converted to FP16 in place (a deepcopy held FP32 and FP16 copies at once: 6.7 vs 3.6 GiB
     # peak for an SD1.5 UNet). FP16 -> FP32 -> FP16 is exact, so a factory's FP16 weights survive.
+    # every input set first: a missing or malformed data file fails before the model loads
+    sets = example_sets(module, root)
     model = build_module(module, root)
     reference_model = model.float().eval().to(device)
 
     baked = transforms(module.passes, module.name)
-    # dynamic dims: the example set, which the export traces with, is at a profile's opt shape
-    shapes = input_shapes(module, example_values(module.profiles)) if module.profiles else None
     # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
-    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify.seed, shapes=shapes),
-                                         module.verify.seed, module.name)
+    inputs, images = preprocessed_inputs(baked, sets[0].inputs, module.verify.seed, module.name, sets[0].images)
     as_torch = {k: torch.from_numpy(np.ascontiguousarray(a)).to(device) for k, a in inputs.items()}
     # by name: the reference and the export call forward() the same way (export/binding.py)
     binding = bind_inputs(model, module)
@@ -189,7 +190,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
     save_arrays(workdir / npz(F.CALLER_INPUTS), c_in)
     save_arrays(workdir / npz(F.CALLER_REFERENCE), c_ref)
-    _random_sets(module, reference_model, binding, names, device, workdir, shapes)
+    _record_sets(module, sets, reference_model, binding, names, device, workdir)
+    n_sets = len(sets)
+    del sets
     checkpoint("work:export")
     del ref, out, reference_model, fp32_args, fp32_kwargs
     model16 = model.half().eval()
@@ -242,7 +245,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(a.shape)} for n, a in reference.items()},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
-        "input_sets": 1 + module.verify.random_inputs + 3 * len(module.profiles),
+        "input_sets": n_sets,
     }
     if module.profiles:
         meta["profiles"] = describe(module.profiles, module.inputs)
