@@ -32,3 +32,44 @@ def test_bundle_sets_pair_every_listed_inputs_file_with_its_reference():
     assert [(i.name, r.name) for i, r in sets] == [
         ("m.inputs.npz", "m.reference.npz"),
         *((f"m.inputs{t}.npz", f"m.reference{t}.npz") for t in (".p0.max", ".p0.min", ".p0.opt", ".p1.max", ".r1"))]
+
+
+class RecordingRunner:
+    """Test double for polygraphy's TrtRunner: running a TensorRT engine needs a GPU the backend
+    supports, which CI has not. It records the profile each set runs under and echoes the batch."""
+
+    calls: list = []
+
+    def __init__(self, engine):
+        self.profile = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def set_profile(self, index):
+        self.profile = index
+
+    def infer(self, feeds):
+        RecordingRunner.calls.append((feeds["image"].shape[0], self.profile))
+        return {"y": np.full((1,), feeds["image"].shape[0], np.float32)}
+
+
+def test_engine_sets_run_under_their_profiles(monkeypatch, tmp_path):
+    import polygraphy.backend.common as common
+    import polygraphy.backend.trt as ptrt
+
+    from trtforge.verify import engine_check
+
+    monkeypatch.setattr(engine_check.be, "select", lambda backend: None)
+    monkeypatch.setattr(common, "bytes_from_path", lambda path: b"")
+    monkeypatch.setattr(ptrt, "engine_from_bytes", lambda data: object())
+    monkeypatch.setattr(ptrt, "TrtRunner", RecordingRunner)
+    RecordingRunner.calls = []
+    outputs, _ = engine_check.run_engine_sets(tmp_path / "m.engine", [feeds(b) for b in (4, 1, 2, 8)],
+                                              "tensorrt", runs=1, profiles=PROFILES)
+    assert [o["y"][0] for o in outputs] == [4, 1, 2, 8]
+    assert RecordingRunner.calls[:4] == [(4, 1), (1, 0), (2, 1), (8, 1)]
+    assert set(RecordingRunner.calls[4:]) == {(4, 1)}  # latency on the first set, under its profile
