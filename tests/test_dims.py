@@ -96,6 +96,9 @@ ERRORS = [
     ('inputs.x = { shape = ["2b", 3] }', "modules.m.inputs.x.shape[0]", "must be an identifier"),
     ('inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, opt = 2, max = 8 }\nexport.exporter = "torchscript"',
      "modules.m.export.exporter", "need the dynamo exporter"),
+    ('inputs.x = { shape = ["batch", 3, 8, 8] }\ndims.batch = { min = 1, opt = 2, max = 8 }\n'
+     'passes = [{ name = "bake_preprocess", input = "x", mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }]',
+     "modules.m.passes[0]", "bake_preprocess needs a static shape"),
 ]
 
 

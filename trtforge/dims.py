@@ -125,6 +125,18 @@ def parse_profiles(raw_module: dict, inputs, where: str) -> tuple[Profile, ...]:
     return ()
 
 
+def check_static_preprocess(passes, inputs, where: str) -> None:
+    """bake_preprocess makes the engine take the caller's uint8 image at one size: its input must
+    be static (refused here, before any input set is made)."""
+    shapes = {s.name: s.shape for s in inputs}
+    for i, step in enumerate(passes):
+        shape = shapes.get(step.get("input")) if step.get("name") == "bake_preprocess" else None
+        if shape and any(isinstance(d, str) for d in shape):
+            raise ManifestError(f"bake_preprocess needs a static shape; input '{step['input']}' has dynamic "
+                                f"dims {[d for d in shape if isinstance(d, str)]}", where=f"{where}[{i}]",
+                                hint="give that input a static shape, or preprocess outside the engine")
+
+
 def profiles_key(profiles: tuple[Profile, ...]) -> list:
     return [{dim: dict(zip((*POINTS, "multiple_of"), r)) for dim, r in p} for p in profiles]
 

@@ -18,7 +18,7 @@ from typing import Any
 import tomllib
 
 from trtforge import input_sources, limits
-from trtforge.dims import check_dim_name, max_values, parse_profiles, profiles_key
+from trtforge.dims import check_dim_name, check_static_preprocess, max_values, parse_profiles, profiles_key
 from trtforge.errors import ManifestError
 
 # no bfloat16: numpy, which makes the example inputs and holds every reference, has no such dtype
@@ -453,6 +453,7 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
 
     for i, step in enumerate(passes):
         parse_transform(step, f"{where}.passes[{i}]")
+    check_static_preprocess(passes, inputs, f"{where}.passes")
     return ModuleSpec(
         name=name, factory=factory, factory_args=dict(sorted(fargs.items())), inputs=inputs,
         outputs=outputs, depends=depends,
