@@ -58,15 +58,22 @@ class RecordingRunner:
 
 
 def test_engine_sets_run_under_their_profiles(monkeypatch, tmp_path):
-    import polygraphy.backend.common as common
-    import polygraphy.backend.trt as ptrt
+    import sys
+    import types
 
     from trtforge.verify import engine_check
 
+    # polygraphy's modules replaced, not imported: importing polygraphy.backend.trt picks a TensorRT
+    # family for the whole process (other tests in it build with TensorRT-RTX)
+    common, trt = types.ModuleType("polygraphy.backend.common"), types.ModuleType("polygraphy.backend.trt")
+    common.bytes_from_path = lambda path: b""
+    trt.engine_from_bytes = lambda data: object()
+    trt.TrtRunner = RecordingRunner
+    for name, mod in (("polygraphy", types.ModuleType("polygraphy")),
+                      ("polygraphy.backend", types.ModuleType("polygraphy.backend")),
+                      ("polygraphy.backend.common", common), ("polygraphy.backend.trt", trt)):
+        monkeypatch.setitem(sys.modules, name, mod)
     monkeypatch.setattr(engine_check.be, "select", lambda backend: None)
-    monkeypatch.setattr(common, "bytes_from_path", lambda path: b"")
-    monkeypatch.setattr(ptrt, "engine_from_bytes", lambda data: object())
-    monkeypatch.setattr(ptrt, "TrtRunner", RecordingRunner)
     RecordingRunner.calls = []
     outputs, _ = engine_check.run_engine_sets(tmp_path / "m.engine", [feeds(b) for b in (4, 1, 2, 8)],
                                               "tensorrt", runs=1, profiles=PROFILES)

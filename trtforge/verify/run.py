@@ -90,8 +90,10 @@ def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
         return {"status": "not run", "kind": ENGINE, "reason": f"engine not run here: {reason}"}
     t0 = time.perf_counter()
     try:  # one deserialisation for every input set
+        # dynamic dims: each set runs under the optimization profile that holds its shapes
+        by_profile = {"profiles": build_meta["profiles"]} if build_meta.get("profiles") else {}
         outputs, latency = run_engine_sets(build / BuildFiles.ENGINE, [s[1] for s in sets], build_meta["backend"],
-                                           profiles=build_meta.get("profiles"))
+                                           **by_profile)
     except Exception as e:  # a runtime that refuses the engine fails the engine check
         return {"status": "failed", "kind": ENGINE, "seconds": round(time.perf_counter() - t0, 3),
                 "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
