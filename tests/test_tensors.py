@@ -85,6 +85,10 @@ inputs.grey = { shape = [1, 8, 8], dtype = "float16", file = "red.png" }
     grey = float(x["grey"][0, 0, 0])  # PIL's L = 0.299 R + 0.587 G + 0.114 B, scaled to [0, 1]
     assert abs(grey - (0.299 * 255 + 0.587 * 51) / 255) < 0.01
 
+    Image.fromarray(pixels).save(tmp_path / "red.jpg", quality=95)  # lossy: the colour within a few levels
+    jpg = _specs(tmp_path, 'inputs.x = { shape = [1, 8, 8, 3], dtype = "uint8", file = "red.jpg", layout = "NHWC" }')
+    assert np.abs(make_inputs(jpg, root=tmp_path)["x"][0, 3, 3].astype(int) - [255, 51, 0]).max() <= 4
+
 
 @pytest.mark.parametrize("shape", [(1, 4), (3, 10)])
 def test_every_source_makes_any_concrete_shape(tmp_path, shape):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from trtforge.artifacts import ExportFiles
-from trtforge.errors import ManifestError
+from trtforge.errors import ManifestError, invariant
 from trtforge.input_sources import is_random, source_name
 
 NP_DTYPES = {"float16": np.float16, "float32": np.float32, "int64": np.int64, "int32": np.int32,
@@ -41,7 +41,9 @@ def make_inputs(specs, seed: int | str = 0, shapes: dict | None = None, root: Pa
         shape = tuple((shapes or {}).get(spec.name, spec.shape))
         generate = GENERATORS[source_name(spec.source)]
         arr = generate(spec, shape, rng, At(root, f"{where}.{spec.name}"))
-        assert arr.shape == shape and arr.dtype == NP_DTYPES[spec.dtype], (spec.name, arr.shape, arr.dtype)
+        invariant(arr.shape == shape and arr.dtype == NP_DTYPES[spec.dtype],
+                  f"source {source_name(spec.source)} made {arr.dtype}{list(arr.shape)} for input "
+                  f"'{spec.name}', {spec.dtype}{list(shape)} asked")
         out[spec.name] = np.ascontiguousarray(arr)
     return out
 

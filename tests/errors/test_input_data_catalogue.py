@@ -31,6 +31,7 @@ def samples(project):
     np.savez(folder / "set_missing.npz", y=np.zeros((1, 3, 8, 8), np.float32))
     np.savez(folder / "set_extra.npz", x=np.zeros((1, 3, 8, 8), np.float32), y=np.zeros(2, np.float32))
     (folder / "garbage.npy").write_bytes(b"not numpy at all")
+    (folder / "garbage.png").write_bytes(b"not an image either")
     return folder
 
 
@@ -86,6 +87,8 @@ FILE_CASES = [
      ["modules.tiny.inputs.x.key", "holds several arrays (a, b) and none is named 'x'"]),
     ("not_numpy", _tiny('file = "samples/garbage.npy"'),
      ["modules.tiny.inputs.x.file", "cannot read 'samples/garbage.npy'"]),
+    ("not_an_image", _tiny('file = "samples/garbage.png"'),
+     ["modules.tiny.inputs.x.file", "cannot read image 'samples/garbage.png'"]),
     ("set_matches_nothing", _tiny("", 'verify.input_sets = ["samples/none_*.npz"]'),
      ["modules.tiny.verify.input_sets[0]", "'samples/none_*.npz' matches no file"]),
     ("set_missing_input", _tiny("", 'verify.input_sets = ["samples/set_missing.npz"]'),
