@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import onnx
-import pytest
 
 from tests.conftest import REPO, run_cli
 

@@ -24,7 +24,7 @@ from trtforge.manifest import ModuleSpec
 def torch_dims(module: ModuleSpec) -> dict[str, object]:
     """One torch.export Dim per named dim that varies across the profiles (a dim whose every
     profile holds it at one value is exported at that value); a multiple_of m is m * Dim."""
-    out = {}
+    out: dict[str, object] = {}
     steps = multiples(module.profiles)
     for dim, (lo, hi) in union_ranges(module.profiles).items():
         if lo == hi:
@@ -50,7 +50,7 @@ def dynamic_shapes(model, binding: Binding, module: ModuleSpec) -> dict | tuple:
         bound = sig.bind(*binding.positional, **dict(binding.keyword))
     except (TypeError, ValueError):  # a builtin forward: inputs go by position
         return tuple(axes(n) for n in binding.positional)
-    out = {}
+    out: dict[str, object] = {}
     for param, value in bound.arguments.items():
         kind = sig.parameters[param].kind
         if kind == inspect.Parameter.VAR_POSITIONAL:
@@ -84,7 +84,7 @@ def capture(model, args: tuple, kwargs: dict, binding: Binding, module: ModuleSp
     shapes = dynamic_shapes(model, binding, module)
     try:
         # as the ONNX exporter captures (size-oblivious: a dim whose example is 1 stays symbolic)
-        with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+        with torch.fx.experimental._config.patch(backed_size_oblivious=True):  # type: ignore[attr-defined]
             return torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=shapes, strict=False)
     except torch._dynamo.exc.UserError as e:
         raise specialised_error(str(e), module) from e

@@ -92,6 +92,7 @@ def example_sets(module: ModuleSpec, root: Path) -> list[InputSet]:
         arrays = read_input_set(module.inputs, path, label, shapes=shapes,
                                 where=f"modules.{module.name}.verify.input_sets", override=caller)
         given = {n: arrays[n] for n in pre}
-        arrays.update({n: np.zeros(s.shape, NP_DTYPES[s.dtype]) for n, s in pre.items()})
+        # a preprocessed input is static (the manifest refuses bake_preprocess on a dynamic one)
+        arrays.update({n: np.zeros([int(d) for d in s.shape], NP_DTYPES[s.dtype]) for n, s in pre.items()})
         sets.append(InputSet(example_data.named_set_tag(i), label, arrays, {}, given))
     return sets
