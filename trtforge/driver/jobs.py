@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 from trtforge import interrupts
@@ -18,18 +20,62 @@ from trtforge.driver.lifecycle import build_and_publish
 from trtforge.driver.results import ModuleResult
 from trtforge.manifest import Manifest, ModuleSpec, load_manifest
 
+_EVENTS = None  # in a worker: the queue its progress events go to (set by _init_worker)
 
-def _worker(manifest_path: str, name: str, root: str, shared: tuple, backend: str | None,
+
+class QueuedProgress:
+    """A worker's progress: each stage's start and end sent to the parent, which shows them (a
+    worker's own lines would interleave with the others')."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def start(self, module: str, stage: str) -> None:
+        self.queue.put(("start", module, stage, 0.0))
+
+    def done(self, module: str, stage: str, seconds: float) -> None:
+        self.queue.put(("done", module, stage, seconds))
+
+
+def _forward(queue, progress) -> None:
+    """In the parent: show the workers' events until the sentinel None."""
+    while (event := queue.get()) is not None:
+        kind, module, stage, seconds = event
+        if kind == "start":
+            progress.start(module, stage)
+        else:
+            progress.done(module, stage, seconds)
+
+
+def _worker(manifest_path: str, output_dir: str, name: str, root: str, shared: tuple, backend: str | None,
             require_engine_check: bool, force_from: str | None) -> ModuleResult:
-    manifest = load_manifest(manifest_path)
+    manifest = replace(load_manifest(manifest_path), output_dir=Path(output_dir))  # as the parent resolved it
+    progress = QueuedProgress(_EVENTS) if _EVENTS is not None else None
     return build_and_publish(Store(Path(root), shared=shared), manifest, manifest.module(name), backend,
-                             None, require_engine_check, force_from)
+                             progress, require_engine_check, force_from)
+
+
+def effective_jobs(jobs: int, modules: int) -> tuple[int, str | None]:
+    """The number of workers, and a note when it is fewer than asked. Each module's stages run
+    multi-threaded (TensorRT's builder, ONNX Runtime, torch): on a machine with fewer than
+    CORES_PER_JOB cores per worker, N workers only contend (measured on 2 cores, example manifest:
+    see README, "--jobs"), so N is capped at cores // CORES_PER_JOB (at least 1)."""
+    cores = os.cpu_count() or 1
+    cap = max(1, cores // CORES_PER_JOB)
+    n = min(jobs, modules)
+    if n <= cap:
+        return n, None
+    return cap, (f"--jobs {jobs}: running {cap} at a time; this machine has {cores} CPU cores and each module's "
+                 f"build uses ~{CORES_PER_JOB} (more workers would only contend and run slower)")
+
+
+CORES_PER_JOB = 4
 
 
 def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
               jobs: int = 1, progress=None, require_engine_check: bool = False, force_from: str | None = None):
     """Yield each module's result in manifest order."""
-    if jobs <= 1 or len(modules) <= 1:
+    if jobs <= 1 or len(modules) <= 1:  # the caller has applied effective_jobs
         for module in modules:
             yield build_and_publish(store, manifest, module, backend, progress, require_engine_check, force_from)
         return
@@ -37,12 +83,17 @@ def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backe
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn: a forked worker would inherit whatever the parent imported, polygraphy's choice
-    # included; workers print no progress (their stages' lines would interleave)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(os.getpid(),))
+    # included; workers send their progress to the parent, which prints it (no interleaved lines)
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue() if progress is not None else None
+    forwarder = threading.Thread(target=_forward, args=(events, progress), daemon=True) if events else None
+    if forwarder is not None:
+        forwarder.start()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                               initializer=_init_worker, initargs=(os.getpid(), events))
     try:
-        futures = [pool.submit(_worker, str(manifest.path), m.name, str(store.root), store.shared, backend,
-                               require_engine_check, force_from) for m in modules]
+        futures = [pool.submit(_worker, str(manifest.path), str(manifest.output_dir), m.name, str(store.root),
+                               store.shared, backend, require_engine_check, force_from) for m in modules]
         checkpoint("jobs:submitted")
         for future in futures:
             yield future.result()
@@ -54,13 +105,17 @@ def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backe
                 proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        if events is not None:
+            events.put(None)
+            forwarder.join(timeout=5)
     pool.shutdown(wait=True)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker(parent: int) -> None:
+def _init_worker(parent: int, events=None) -> None:
     """In each worker, first: die with the parent whatever kills it (a SIGKILLed parent runs no
     cleanup, and orphaned workers went on building for minutes, 600 MB each). The kernel sends
     SIGKILL when the parent exits (prctl PR_SET_PDEATHSIG); a parent that died before this line
@@ -74,4 +129,6 @@ def _init_worker(parent: int) -> None:
     if os.getppid() != parent:
         os._exit(1)
     testhooks.PARENT = parent
+    global _EVENTS
+    _EVENTS = events
     interrupts.install()

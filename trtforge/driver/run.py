@@ -117,7 +117,7 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
                                 where=changed or f"{stage.name}", module=module.name, hint="run again")
         if track:  # first: a pointer to a missing record is only a miss
             store.add_deps_key(plan.base, key)
-        record = store.put(key, stage.name, doc, wd, meta, deps)
+        record = store.put(key, stage.name, doc, wd, meta, deps, module=module.name)
     return record, key, doc
 
 
