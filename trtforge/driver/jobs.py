@@ -55,21 +55,17 @@ def _worker(manifest_path: str, output_dir: str, name: str, root: str, shared: t
                              progress, require_engine_check, force_from)
 
 
-def effective_jobs(jobs: int, modules: int) -> tuple[int, str | None]:
-    """The number of workers, and a note when it is fewer than asked. Each module's stages run
-    multi-threaded (TensorRT's builder, ONNX Runtime, torch): on a machine with fewer than
-    CORES_PER_JOB cores per worker, N workers only contend (measured on 2 cores, example manifest:
-    see README, "--jobs"), so N is capped at cores // CORES_PER_JOB (at least 1)."""
-    cores = os.cpu_count() or 1
-    cap = max(1, cores // CORES_PER_JOB)
+def effective_jobs(jobs: int, modules: int, cores: int | None = None) -> tuple[int, str | None]:
+    """The number of workers, and a note when it is fewer than asked: never more workers than
+    modules, nor than CPU cores. Each stage is CPU-bound and several are multi-threaded (the
+    TensorRT builder, ONNX Runtime): workers beyond the cores only contend. Up to the cores, more
+    workers were faster (README, "--jobs": example manifest on 2 cores)."""
+    cores = cores or os.cpu_count() or 1
     n = min(jobs, modules)
-    if n <= cap:
-        return n, None
-    return cap, (f"--jobs {jobs}: running {cap} at a time; this machine has {cores} CPU cores and each module's "
-                 f"build uses ~{CORES_PER_JOB} (more workers would only contend and run slower)")
-
-
-CORES_PER_JOB = 4
+    if n <= cores:
+        return max(n, 1), None
+    return cores, (f"--jobs {jobs}: running {cores} at a time; this machine has {cores} CPU core(s), "
+                   "and more workers than cores only contend")
 
 
 def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
