@@ -346,33 +346,14 @@ def inspect(ctx, target, manifest_path, cache_dir, as_json):
     """Describe TARGET: an engine file (reads its published sidecar) or MODULE[:STAGE] from the
     cache (STAGE defaults to build). I/O, layers by dtype and type, FP32 layers and their rules,
     sizes, versions, verification."""
-    from trtforge.driver import inspect as insp
+    from trtforge.driver.api import inspect as run_inspect
+    from trtforge.driver.inspect import render
 
     try:
-        path = Path(target)
-        if path.is_file():
-            store = _optional_store(manifest_path, cache_dir)
-            info = insp.inspect_engine(path, store)
-        else:
-            from trtforge.manifest import load_manifest
-
-            manifest = load_manifest(manifest_path)
-            info = insp.inspect_stage(_store(manifest, cache_dir, writable=False), manifest, target)
+        info = run_inspect(target, manifest_path, cache_dir=cache_dir)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    if as_json:
-        click.echo(json.dumps(info.as_json(), indent=1, default=str))
-    else:
-        click.echo("\n".join(insp.render(info)))
-
-
-def _optional_store(manifest_path, cache_dir):
-    """The cache an engine file's records may be in: --cache-dir / $TRTFORGE_CACHE_DIR, else the
-    manifest's, if there is a manifest; None otherwise (inspect then reads the sidecar alone)."""
-    if not (cache_dir or os.environ.get(ENV_CACHE)) and not Path(manifest_path).is_file():
-        return None
-    store = _cache_store(manifest_path, cache_dir, writable=False)
-    return store if store.root.is_dir() else None
+    click.echo(json.dumps(info.as_json(), indent=1, default=str) if as_json else "\n".join(render(info)))
 
 
 @main.command("export")
@@ -389,12 +370,10 @@ def _optional_store(manifest_path, cache_dir):
 def export_cmd(ctx, module_name, stage, out_dir, manifest_path, cache_dir):
     """Copy MODULE's ONNX of a stage out of the cache as standalone files (real copies, one link
     each) that onnx.load, polygraphy and Netron open."""
-    from trtforge.driver.copyout import export_onnx
-    from trtforge.manifest import load_manifest
+    from trtforge.driver.api import export_onnx
 
     try:
-        manifest = load_manifest(manifest_path)
-        written = export_onnx(_store(manifest, cache_dir), manifest, module_name, stage, Path(out_dir))
+        written = export_onnx(module_name, stage, out_dir, manifest_path, cache_dir=cache_dir)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     for path in written:

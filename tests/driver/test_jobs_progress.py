@@ -3,7 +3,6 @@ cores with a note saying why (measured: README, "--jobs")."""
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
@@ -32,7 +31,7 @@ def test_jobs_shows_the_workers_progress(tmp_path):
     # stderr is not a terminal: one plain line per stage start and end, from the workers
     for module in ("a", "b"):
         assert f"[trtforge] {module}: export ..." in r.stderr and f"[trtforge] {module}: verify done in" in r.stderr
-    assert ("running 1 at a time" in r.stderr) == ((os.cpu_count() or 1) < 2), r.stderr
+    assert ("running 1 at a time" in r.stderr) == (jobs.usable_cores() < 2), r.stderr
     assert sorted(p.name for p in (tmp_path / "engines").glob("*/*.engine")) == ["a.engine", "b.engine"]
 
 

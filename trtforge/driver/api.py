@@ -142,3 +142,38 @@ def debug_precision(module_name: str, manifest: Manifest | str | Path = "engines
     with store.gc_lock(exclusive=False):  # like a build: `cache gc` waits until it is done
         records: dict[str, Record] = records_until(store, manifest, module, "graph_passes")
         return search(store.view(records["graph_passes"]), store.view(records["export"]), module.tolerance)
+
+
+def inspect(target: str | Path, manifest: Manifest | str | Path = "engines.toml", *,
+            cache_dir: str | Path | None = None):
+    """An engine file (its published sidecar, plus layers and rules from the cache where it still
+    holds the build) or "module[:stage]" (the module's last record of that stage; build by
+    default), as a trtforge.driver.inspect.Inspection (`render()` for text, `as_json()`)."""
+    from trtforge.driver import inspect as insp
+
+    path = Path(target)
+    if path.is_file():
+        return insp.inspect_engine(path, _engine_store(manifest, cache_dir))
+    manifest = _manifest(manifest)
+    return insp.inspect_stage(open_store(manifest, cache_dir, writable=False), manifest, str(target))
+
+
+def _engine_store(manifest: Manifest | str | Path, cache_dir: str | Path | None) -> Store | None:
+    """The cache an engine's records may be in: `cache_dir` / $TRTFORGE_CACHE_DIR, else the
+    manifest's if there is one; None when there is none (the sidecar alone is described)."""
+    root = cache_dir or os.environ.get(ENV_CACHE)
+    if root is None:
+        if not isinstance(manifest, Manifest) and not Path(manifest).is_file():
+            return None
+        root = _manifest(manifest).cache_dir
+    return Store(Path(root), writable=False) if Path(root).is_dir() else None
+
+
+def export_onnx(module_name: str, stage: str, out_dir: str | Path, manifest: Manifest | str | Path = "engines.toml",
+                *, cache_dir: str | Path | None = None) -> list[Path]:
+    """Copy the module's last `stage` ONNX (+ external data) out of the cache into `out_dir` as
+    real, single-link files that onnx.load, polygraphy and Netron open; the paths written."""
+    from trtforge.driver.copyout import export_onnx as copy_out
+
+    manifest = _manifest(manifest)
+    return copy_out(open_store(manifest, cache_dir), manifest, module_name, stage, Path(out_dir))

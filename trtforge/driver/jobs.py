@@ -55,12 +55,20 @@ def _worker(manifest_path: str, output_dir: str, name: str, root: str, shared: t
                              progress, require_engine_check, force_from)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (a container's or taskset's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def effective_jobs(jobs: int, modules: int, cores: int | None = None) -> tuple[int, str | None]:
     """The number of workers, and a note when it is fewer than asked: never more workers than
     modules, nor than CPU cores. Each stage is CPU-bound and several are multi-threaded (the
     TensorRT builder, ONNX Runtime): workers beyond the cores only contend. Up to the cores, more
     workers were faster (README, "--jobs": example manifest on 2 cores)."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     n = min(jobs, modules)
     if n <= cores:
         return max(n, 1), None
