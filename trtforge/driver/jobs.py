@@ -63,17 +63,23 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# measured on the example manifest (3 modules, cold cache, 2 cores shared with other work):
+# --jobs 1 took 59.7-150.9 s, --jobs 2 82.0-176.0 s (README, "--jobs"): two workers on two cores
+# were not faster. Each module's stages keep about two cores busy (ONNX Runtime and the TensorRT
+# builder size their thread pools to the machine; every worker imports torch and ONNX Runtime again).
+CORES_PER_JOB = 2
+
+
 def effective_jobs(jobs: int, modules: int, cores: int | None = None) -> tuple[int, str | None]:
     """The number of workers, and a note when it is fewer than asked: never more workers than
-    modules, nor than CPU cores. Each stage is CPU-bound and several are multi-threaded (the
-    TensorRT builder, ONNX Runtime): workers beyond the cores only contend. Up to the cores, more
-    workers were faster (README, "--jobs": example manifest on 2 cores)."""
+    modules, nor than one per CORES_PER_JOB cores (at least one)."""
     cores = cores or usable_cores()
-    n = min(jobs, modules)
-    if n <= cores:
-        return max(n, 1), None
-    return cores, (f"--jobs {jobs}: running {cores} at a time; this machine has {cores} CPU core(s), "
-                   "and more workers than cores only contend")
+    cap = max(1, cores // CORES_PER_JOB)
+    n = max(1, min(jobs, modules))
+    if n <= cap:
+        return n, None
+    return cap, (f"--jobs {jobs}: running {cap} at a time; this machine has {cores} CPU core(s) and each module's "
+                 f"stages keep about {CORES_PER_JOB} busy (more workers measured no faster; see README, '--jobs')")
 
 
 def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
@@ -113,6 +119,8 @@ def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backe
         if events is not None:
             events.put(None)
             forwarder.join(timeout=5)
+            events.close()  # its semaphores and feeder thread go now, not at interpreter exit
+            events.join_thread()
     pool.shutdown(wait=True)
 
 
