@@ -65,7 +65,7 @@ def usable_cores() -> int:
 
 # measured on the example manifest (3 modules, cold cache, 2 cores shared with other work):
 # --jobs 1 took 59.7-150.9 s, --jobs 2 82.0-176.0 s (README, "--jobs"): two workers on two cores
-# were not faster. Each module's stages keep about two cores busy (ONNX Runtime and the TensorRT
+# were not reliably faster. Likely why: a module's stages keep more than one core busy (ONNX Runtime and the TensorRT
 # builder size their thread pools to the machine; every worker imports torch and ONNX Runtime again).
 CORES_PER_JOB = 2
 
@@ -79,7 +79,7 @@ def effective_jobs(jobs: int, modules: int, cores: int | None = None) -> tuple[i
     if n <= cap:
         return n, None
     return cap, (f"--jobs {jobs}: running {cap} at a time; this machine has {cores} CPU core(s) and each module's "
-                 f"stages keep about {CORES_PER_JOB} busy (more workers measured no faster; see README, '--jobs')")
+                 f"stages keep more than one busy (more workers measured no faster; see README, '--jobs')")
 
 
 def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
