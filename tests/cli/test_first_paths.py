@@ -141,7 +141,7 @@ def test_factory_paths_resolve_from_the_manifest_folder_and_key_the_export(tmp_p
     assert run_cli("explain", "--check", manifest, cwd=elsewhere).returncode == 0
     torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), project / "ckpt" / "model.pt")  # new weights
     stale = run_cli("explain", "--check", manifest, cwd=elsewhere)
-    assert stale.returncode == 1 and "ckpt export: will rebuild; changed: dependencies.ckpt/model.pt" in stale.stdout
+    assert stale.returncode == 1 and "ckpt export: will rebuild; changed: material.dependencies.ckpt/model.pt" in stale.stdout
 
 
 def test_factory_paths_must_name_a_string_factory_arg(tmp_path):
