@@ -97,7 +97,7 @@ def _cache_dir_option(f):
 @click.option("--require-engine-check", is_flag=True,
               help="Fail (exit 3, nothing published) when an engine cannot run on this machine.")
 @click.option("--jobs", "-j", default=1, type=click.IntRange(1), envvar=ENV_JOBS, show_envvar=True,
-              help="Build this many modules at once (at most one per CPU core; see README).")
+              help="Build this many modules at once (at most one per 2 CPU cores; see README).")
 @click.option("--allow-foreign-files", is_flag=True,
               help="Publish into an output folder that holds files trtforge did not write (left alone).")
 @click.option("--force", is_flag=True, help="Re-run every stage (or, with --stage, that one and the later ones), "
