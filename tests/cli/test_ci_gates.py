@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.errors.conftest import HERE as ERRORS
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +92,16 @@ def test_environment_overrides_backend_jobs_and_output_dir(built_examples, tmp_p
     assert (out / "index.json").is_file() and list(out.glob("*/decoder.engine"))
     refused = run_cli("build", "--quiet", cwd=root, env={"TRTFORGE_OUTPUT_DIR": str(root)})
     assert refused.returncode == 2 and "manifest's own folder" in refused.stderr
+
+
+def test_build_junit_reports_a_failing_module_with_its_stage(tmp_path):
+    shutil.copy(ERRORS / "bad_models.py", tmp_path / "bad_models.py")
+    (tmp_path / "engines.toml").write_text('[modules.odd]\nfactory = "bad_models:make_raises"\n'
+                                           "factory_args = { depth = 3 }\ninputs.x = { shape = [1, 3, 8, 8] }\n")
+    r = run_cli("build", "--quiet", "--junit", "junit.xml", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    suite = ET.parse(tmp_path / "junit.xml").getroot()
+    (case,) = suite.findall("testcase")
+    assert suite.get("failures") == "1" and case.get("name") == "odd" and float(case.get("time")) > 0
+    assert case.find("failure").get("message").startswith("export: ") and "depth must be even" in \
+        case.find("failure").get("message")

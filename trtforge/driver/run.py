@@ -137,9 +137,12 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
                 t0 = time.perf_counter()
                 if progress is not None:
                     progress.start(module.name, stage.name)
-                record, key, doc = _run(store, stage, module, root, upstream, plan)
+                try:
+                    record, key, doc = _run(store, stage, module, root, upstream, plan)
+                finally:  # a failed stage's time counts too (reports, build --junit)
+                    status.seconds = time.perf_counter() - t0
                 plan = Plan(plan.base, key, doc, record)
-                status.state, status.seconds = "ok", time.perf_counter() - t0
+                status.state = "ok"
                 if progress is not None:
                     progress.done(module.name, stage.name, status.seconds)
     if notes is not None:
