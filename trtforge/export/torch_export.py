@@ -64,7 +64,7 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     where = f"modules.{module.name}.factory"
     cwd = os.getcwd()
     try:
-        model = factory(**module.factory_args)
+        model = factory(**module.factory_kwargs(root))
     except ExportError as e:  # already one line naming its file (e.g. a checkpoint)
         e.module = module.name
         raise
