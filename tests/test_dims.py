@@ -112,3 +112,16 @@ def test_dimension_mistakes_are_one_line_naming_the_field(tmp_path, body, field,
     assert field in lines[0] and words in lines[0], lines[0]
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "engines").exists()
+
+
+def test_the_schema_takes_named_dims_dims_and_profiles():
+    import jsonschema
+    import tomllib
+
+    from trtforge.schema import generate
+
+    for text in (DYNAMIC, TWO):
+        jsonschema.validate(tomllib.loads(text), generate())
+    bad = tomllib.loads(DYNAMIC.replace("opt = 4, max = 8", "opt = 4, maxx = 8"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, generate())

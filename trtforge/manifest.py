@@ -205,8 +205,10 @@ for _check, _fragment in (
     (_positive_int, {"type": "integer", "minimum": 1}),
     (_dtype, {"enum": list(DTYPES)}),
     (_factory, {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"}),
-    (_shape, {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
-              "maxItems": limits.MAX_RANK}),
+    (_shape, {"type": "array", "minItems": 1, "maxItems": limits.MAX_RANK,
+              # a size, or the name of a dynamic dimension whose range is dims.<name>
+              "items": {"anyOf": [{"type": "integer", "minimum": 1},
+                                  {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}]}}),
     (_range, {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}),
     (_cc_list, {"type": "array", "items": {"enum": [*RTX_CCS, *(float(c) for c in RTX_CCS)]}}),
     (_str_list, {"type": "array", "items": {"type": "string"}}),

@@ -107,6 +107,18 @@ def _stage_sections() -> dict:
     }
 
 
+def _dims() -> dict:
+    """Dynamic dimensions (trtforge/dims.py): dims.NAME = {min, opt, max[, multiple_of]} or a size,
+    or several profiles, each a table of them."""
+    pos = {"type": "integer", "minimum": 1}
+    rng = {"anyOf": [pos, {"type": "object", "additionalProperties": False, "required": ["min", "opt", "max"],
+                           "properties": {"min": pos, "opt": pos, "max": pos, "multiple_of": pos}}]}
+    table = {"type": "object", "additionalProperties": rng}
+    return {"dims": {**table, "description": "Ranges of the named dims in input shapes: one optimization profile."},
+            "profiles": {"type": "array", "minItems": 1, "items": table,
+                         "description": "Several optimization profiles (instead of dims), each naming every dim."}}
+
+
 def _module() -> dict:
     stage = _stage_sections()
     props = {
@@ -117,6 +129,7 @@ def _module() -> dict:
         "inputs": {"type": "object", "minProperties": 1, "additionalProperties": _input()},
         "outputs": fragment(m._names),
         "depends": {**fragment(m._str_list), "description": "Globs (relative to the manifest) whose files key the export."},
+        **_dims(),
         **{k: stage[k] for k in m.MODULE_KEYS if k in stage},
     }
     assert set(props) == set(m.MODULE_KEYS), "a module key without a schema"
