@@ -1,20 +1,31 @@
-"""Shared test helpers. Tests are real: torch export, onnxruntime, TensorRT-RTX CPU builds."""
+"""Shared test helpers. Tests are real: torch export, onnxruntime, TensorRT-RTX CPU builds.
+
+Two lanes: `make test-fast` runs what is not marked `slow` (in-process, a minute), `make test` runs
+everything on pytest-xdist workers. A test that runs the console script is slow (run_cli refuses
+otherwise), and tests that share a module-scoped fixture (a built project) run on one worker."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
 import onnx.parser
 import pytest
 
+from trtforge.pipeline import STAGE_NAMES as STAGES  # the driver's stage order, never copied here
+
 REPO = Path(__file__).resolve().parent.parent
 TRTFORGE = str(Path(sys.executable).parent / "trtforge")
+# the stages whose ONNX the verify stage checks against the FP32 reference, in order
+ONNX_STAGES = STAGES[:STAGES.index("build")]
+_SLOW_TEST = True  # whether the running test may run the console script (set per test)
 
 
 def has_gpu() -> bool:
@@ -23,13 +34,58 @@ def has_gpu() -> bool:
     return shutil.which("nvidia-smi") is not None and bool(be.gpus())
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        _group_by_shared_fixture(item)
     if has_gpu():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def _group_by_shared_fixture(item) -> None:
+    """Tests that use a module-scoped fixture (a project built once, or one that later tests build
+    on) run on one xdist worker (`--dist loadgroup`): split over two, the fixture would be built
+    twice, and tests that go on from an earlier one's state would not find it."""
+    if item.get_closest_marker("xdist_group"):
+        return
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info else ()
+    if any(d and d[-1].scope == "module" for d in defs):
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.hookimpl(tryfirst=True)  # before its fixtures, module- and session-scoped ones included
+def pytest_runtest_setup(item):
+    """In the fast lane (`-m "not slow"`), a test not marked slow that runs the console script
+    fails, naming the fix: that lane must stay in-process to stay under a minute."""
+    global _SLOW_TEST
+    fast_lane = "not slow" in (item.config.getoption("markexpr") or "")
+    _SLOW_TEST = not fast_lane or item.get_closest_marker("slow") is not None
+
+
+def built_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder `make(folder)` fills once per test session, shared by every xdist worker (the first
+    to get the lock builds it, the others wait and reuse it). Users must only read it (copy it to
+    change it). A failed `make` is not marked done, so the next user tries again."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, above each worker's own
+    folder, done = base / f"shared-{name}", base / f"shared-{name}.done"
+    with open(base / f"shared-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                make(folder)
+                done.touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder
 
 
 def onnx_model(text: str) -> onnx.ModelProto:
@@ -46,7 +102,8 @@ def write_model(model: onnx.ModelProto, folder: Path) -> Path:
 
 
 def run_cli(*args, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """The console script, as a user runs it."""
+    """The console script, as a user runs it (slow lane only: each run starts a Python process)."""
+    assert _SLOW_TEST, "this test runs the console script: mark it slow (pytest.mark.slow)"
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([TRTFORGE, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)

@@ -16,6 +16,8 @@ from tests.conftest import has_gpu, run_cli
 
 from tests.verify.faults import ATTN_MANIFEST, faults_project
 
+pytestmark = pytest.mark.slow  # the console script on real builds
+
 MANIFEST = ATTN_MANIFEST + 'verify.outputs.y = { metric = "topk", k = 3 }\n'
 
 
