@@ -7,7 +7,10 @@ EXTRAS ?= rtx,test
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.trtforge-installed
 
-.PHONY: engines test bench bench-big setup clean
+# test workers (pytest-xdist): auto = one per CPU core
+TEST_WORKERS ?= auto
+
+.PHONY: engines test test-fast bench bench-big setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +24,13 @@ setup: $(STAMP)
 engines: $(STAMP)
 	@$(VENV)/bin/trtforge build engines.toml
 
+# everything CI runs, on TEST_WORKERS processes, one test module per worker at a time
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
+
+# the in-process lane: no console script, no engine build (a minute on 2 cores)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH)

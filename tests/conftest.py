@@ -1,8 +1,10 @@
 """Shared test helpers. Tests are real: torch export, onnxruntime, TensorRT-RTX CPU builds.
 
 Two lanes: `make test-fast` runs what is not marked `slow` (in-process, a minute), `make test` runs
-everything on pytest-xdist workers. A test that runs the console script is slow (run_cli refuses
-otherwise), and tests that share a module-scoped fixture (a built project) run on one worker."""
+everything on pytest-xdist workers, a test module per worker at a time (`--dist loadscope`: a
+module-scoped fixture, such as a project built once or one that later tests go on from, is made
+once). A test that runs the console script is marked slow (run_cli refuses otherwise in the fast
+lane); a project several modules read is built once for all workers (`built_once`)."""
 
 from __future__ import annotations
 
@@ -34,28 +36,13 @@ def has_gpu() -> bool:
     return shutil.which("nvidia-smi") is not None and bool(be.gpus())
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        _group_by_shared_fixture(item)
     if has_gpu():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def _group_by_shared_fixture(item) -> None:
-    """Tests that use a module-scoped fixture (a project built once, or one that later tests build
-    on) run on one xdist worker (`--dist loadgroup`): split over two, the fixture would be built
-    twice, and tests that go on from an earlier one's state would not find it."""
-    if item.get_closest_marker("xdist_group"):
-        return
-    info = getattr(item, "_fixtureinfo", None)
-    defs = info.name2fixturedefs.values() if info else ()
-    if any(d and d[-1].scope == "module" for d in defs):
-        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.hookimpl(tryfirst=True)  # before its fixtures, module- and session-scoped ones included
