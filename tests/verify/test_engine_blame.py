@@ -4,6 +4,7 @@ kernel or a refusing runtime would, through the same verify chain a GPU run take
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from trtforge.pipeline import build_module
 from trtforge.verify import run as verify_run
 
 from tests.conftest import ONNX_STAGES
-from tests.verify.faults import ATTN_MANIFEST, faults_project
+from tests.verify.faults import ATTN_MANIFEST, attn_built, faults_project  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow  # real engine builds, in-process
 
@@ -37,9 +38,12 @@ def fake_runner(monkeypatch, outputs_for, gpu_name):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(attn_built, tmp_path_factory):
+    """ATTN_MANIFEST with a copy of the shared attention build's cache: export to build are cache
+    hits (the same module but for its verify settings), verify runs in every test."""
     tmp_path = tmp_path_factory.mktemp("engine_blame")
     faults_project(tmp_path, MANIFEST)
+    shutil.copytree(attn_built / ".trtforge-cache", tmp_path / "cache", symlinks=True)
     manifest = load_manifest(tmp_path / "engines.toml")
     return manifest, Store(tmp_path / "cache")
 
