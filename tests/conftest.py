@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -75,6 +76,19 @@ def built_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Pat
     return folder
 
 
+def cache_problems(cache: Path) -> list[str]:
+    """What `trtforge cache verify` reports for `cache` (and drops), run in this process: no
+    Python start per check. [] when every blob matches its digest and every record is whole."""
+    from trtforge.cache import Store
+    from trtforge.cache.keys import set_memo_root
+    from trtforge.cache.manage import verify_all
+
+    try:
+        return verify_all(Store(cache))
+    finally:
+        set_memo_root(None)  # the store set it: no later test in this process inherits it
+
+
 def onnx_model(text: str) -> onnx.ModelProto:
     """A model from ONNX text (onnx.parser), checked."""
     model = onnx.parser.parse_model(text)
@@ -106,3 +120,31 @@ def example_project(tmp_path) -> Path:
     shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "engines.toml", tmp_path / "engines.toml")
     return tmp_path
+
+
+class Pause:
+    """A build stopped at a named checkpoint (TRTFORGE_TEST_PAUSE_AT, trtforge/cache/testhooks.py):
+    start the build with `env`, `wait(proc)` until it is there, act, then `release()`. No sleep,
+    no timing race."""
+
+    def __init__(self, folder: Path, point: str):
+        folder.mkdir(parents=True)
+        for fifo in ("reached", "go"):
+            os.mkfifo(folder / fifo)
+        self.folder, self.point = folder, point
+        self.env = {"TRTFORGE_TEST_PAUSE_AT": point, "TRTFORGE_TEST_PAUSE_DIR": str(folder)}
+
+    def wait(self, proc: subprocess.Popen) -> None:
+        """Block until the build opens the `reached` FIFO; fail, not hang, if it exits first."""
+        got: list[str] = []
+        reader = threading.Thread(target=lambda: got.append((self.folder / "reached").read_text()), daemon=True)
+        reader.start()
+        while reader.is_alive():
+            reader.join(1)
+            if reader.is_alive() and proc.poll() is not None:
+                (self.folder / "reached").open("w").close()  # release the reader
+                pytest.fail(f"the build exited before {self.point}: {proc.communicate()}")
+        assert got == [self.point], got
+
+    def release(self) -> None:
+        (self.folder / "go").write_text("go")
