@@ -36,9 +36,10 @@ setup: $(DEV_STAMP)
 engines: $(BUILD_STAMP)
 	@$(VENV)/bin/trtforge build engines.toml
 
-# everything CI runs, on TEST_WORKERS processes, one test module per worker at a time
+# everything CI runs, on TEST_WORKERS processes (loadgroup: tests/scheduling.py keeps the tests
+# that share a module-scoped fixture on one worker)
 test: $(DEV_STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # the in-process lane: no console script, no engine build (a minute on 2 cores)
 test-fast: $(DEV_STAMP)

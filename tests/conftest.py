@@ -1,10 +1,9 @@
 """Shared test helpers. Tests are real: torch export, onnxruntime, TensorRT-RTX CPU builds.
 
 Two lanes: `make test-fast` runs what is not marked `slow` (in-process, a minute), `make test` runs
-everything on pytest-xdist workers, a test module per worker at a time (`--dist loadscope`: a
-module-scoped fixture, such as a project built once or one that later tests go on from, is made
-once). A test that runs the console script is marked slow (run_cli refuses otherwise in the fast
-lane); a project several modules read is built once for all workers (`built_once`)."""
+everything on pytest-xdist workers (tests/scheduling.py: a module with a module-scoped fixture
+stays on one worker). A test that runs the console script is marked slow (run_cli refuses otherwise
+in the fast lane); a project several modules read is built once for all workers (`built_once`)."""
 
 from __future__ import annotations
 
@@ -27,6 +26,8 @@ import pytest
 os.environ["TRTFORGE_TEST_HOOKS"] = "1"
 
 from trtforge.driver.stages import STAGE_NAMES as STAGES  # noqa: E402  (the order, never copied here)
+
+pytest_plugins = ["tests.scheduling"]  # how `make test` spreads tests over xdist workers
 
 REPO = Path(__file__).resolve().parent.parent
 TRTFORGE = str(Path(sys.executable).parent / "trtforge")
