@@ -25,6 +25,7 @@ precision.rules = []
 
 [modules.mlp]
 factory = "tinymods.mlp:make_mlp"
+factory_args = { width = 16 }
 inputs.x = { shape = [2, 8], dtype = "float16" }
 outputs = ["y"]
 
@@ -178,7 +179,8 @@ def test_one_module_never_deletes_another_modules_files(built_project):
     """`a` with a random input set publishes a.inputs.r1.npz; a module named `a.inputs.r1`
     publishes a.inputs.r1.inputs.npz. A glob over `a.inputs.r*.npz` once deleted the latter."""
     root = built_project  # `a.inputs.r1` is the built mlp (cache hits); `a` is built
-    mod = '[modules.{name}]\nfactory = "tinymods.mlp:make_mlp"\ninputs.x = {{ shape = [2, 8], dtype = "float16" }}\n'
+    mod = ('[modules.{name}]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = {{ width = 16 }}\n'
+           'inputs.x = {{ shape = [2, 8], dtype = "float16" }}\noutputs = ["y"]\n')
     (root / "engines.toml").write_text("[defaults]\nprecision.rules = []\n\n" + mod.format(name='"a.inputs.r1"')
                                        + "\n" + mod.format(name="a") + "verify.random_inputs = 1\n")
     proc, _ = build(root)
