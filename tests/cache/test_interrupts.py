@@ -82,8 +82,8 @@ def _processes_in(folder: Path) -> list[int]:
     return pids
 
 
-def test_jobs_workers_die_with_a_sigkilled_parent(tmp_path):
-    root = write_project(tmp_path / "proj")
+def test_jobs_workers_die_with_a_sigkilled_parent(built_project):
+    root = built_project  # mlp is built (its worker finds every stage cached); mlp2 is exported
     (root / "engines.toml").write_text((root / "engines.toml").read_text() + (
         '\n[modules.mlp2]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = { width = 12 }\n'
         'inputs.x = { shape = [2, 8], dtype = "float16" }\noutputs = ["y"]\n'))
