@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -79,6 +79,22 @@ def built_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Pat
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return folder
+
+
+def _build_attn(root: Path) -> None:
+    from tests.verify.faults import ATTN_TOPK_MANIFEST, faults_project
+
+    faults_project(root, ATTN_TOPK_MANIFEST)
+    proc = run_cli("build", "engines.toml", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture(scope="session")
+def attn_built(tmp_path_factory) -> Path:
+    """tests/verify/faults' attention module (ATTN_TOPK_MANIFEST) built and published once per
+    run, for every xdist worker: copy it to change it (its cache also serves ATTN_MANIFEST up to
+    the build stage, whose keys do not hold the verify settings)."""
+    return built_once(tmp_path_factory, "attn", _build_attn)
 
 
 def cache_problems(cache: Path) -> list[str]:

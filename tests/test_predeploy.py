@@ -14,8 +14,6 @@ import pytest
 
 from tests.conftest import has_gpu, run_cli
 
-from tests.verify.faults import attn_built  # noqa: F401  (fixture)
-
 pytestmark = pytest.mark.slow  # the console script on real builds
 
 

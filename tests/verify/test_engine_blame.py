@@ -17,7 +17,7 @@ from trtforge.driver.lifecycle import build_module
 from trtforge.verify import run as verify_run
 
 from tests.conftest import ONNX_STAGES
-from tests.verify.faults import ATTN_MANIFEST, attn_built, faults_project  # noqa: F401  (fixture)
+from tests.verify.faults import ATTN_MANIFEST, faults_project
 
 pytestmark = pytest.mark.slow  # real engine builds, in-process
 
