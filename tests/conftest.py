@@ -143,6 +143,26 @@ def example_project(tmp_path) -> Path:
     return tmp_path
 
 
+def _build_examples(root: Path) -> None:
+    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "engines.toml", root / "engines.toml")
+    first = run_cli("build", "engines.toml", "--json", cwd=root)
+    assert first.returncode == 0, first.stderr
+    (root / "first-build.json").write_text(first.stdout)
+
+
+@pytest.fixture(scope="session")
+def built_examples(tmp_path_factory):
+    """One real build of the repo's example manifest (~10 s on an idle machine) for the whole run,
+    every xdist worker included: (project folder, the build's JSON report). Tests may read it and
+    run more commands in it, but must not edit engines.toml or the examples (write another
+    manifest beside it instead)."""
+    import json
+
+    root = built_once(tmp_path_factory, "examples", _build_examples)
+    return root, json.loads((root / "first-build.json").read_text())
+
+
 class Pause:
     """A build stopped at a named checkpoint (TRTFORGE_TEST_PAUSE_AT, trtforge/cache/testhooks.py):
     start the build with `env`, `wait(proc)` until it is there, act, then `release()`. No sleep,
