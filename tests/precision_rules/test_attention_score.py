@@ -74,6 +74,8 @@ class FakeProbe:
     def peaks(self, n_random=0, seed=0):
         return self._peaks
 
+    score_peaks = peaks
+
 
 def test_auto_keeps_only_hot_blocks():
     g = graph_of(FOUR_D)

@@ -30,21 +30,32 @@ def probe_feeds(feeds: dict, n_random: int, seed: int) -> list[dict]:
     return sets
 
 
-def run_fp32(model16: onnx.ModelProto, base_dir: Path | None, feed_sets: list[dict]) -> dict[str, float]:
+# values at or below this are mask entries (finfo(float16).min = -65504, with a score added), not scores
+MASK_FLOOR = -0.9 * 65504.0
+
+
+def run_fp32(model16: onnx.ModelProto, base_dir: Path | None, feed_sets: list[dict]
+             ) -> tuple[dict[str, float], dict[str, float]]:
     """max |x| per float tensor (inputs, intermediates, outputs) over all feed sets, in FP32: node by
-    node with weights streamed (trtforge.onnx_eval), so memory stays at the live activations."""
+    node with weights streamed (trtforge.onnx_eval), so memory stays at the live activations.
+    Second dict: the same without mask entries (-inf, or <= MASK_FLOOR), which `auto` must not
+    take for scores."""
     from trtforge.onnx_eval import Evaluator
 
     evaluator = Evaluator(model16, base_dir, "fp32")
     peak: dict[str, float] = {}
+    unmasked: dict[str, float] = {}
 
     def observe(name: str, value: np.ndarray) -> None:
         if np.issubdtype(value.dtype, np.floating) and value.size:
             peak[name] = max(peak.get(name, 0.0), float(np.nanmax(np.abs(value))))
+            scores = value[value > MASK_FLOOR]
+            top = float(np.nanmax(np.abs(scores))) if scores.size else 0.0
+            unmasked[name] = max(unmasked.get(name, 0.0), top)
 
     for feeds in feed_sets:
         evaluator.run(feeds, observe=observe)
-    return peak
+    return peak, unmasked
 
 
 def tensors_fp32(model16: onnx.ModelProto, base_dir: Path | None, feeds: dict) -> dict[str, np.ndarray]:
@@ -62,8 +73,16 @@ class Probe:
         self.model16, self.base_dir, self.feeds = model16, base_dir, feeds
         self._cache: dict[tuple, dict] = {}
 
-    def peaks(self, n_random: int = 0, seed: int = 0) -> dict[str, float]:
+    def _run(self, n_random: int, seed: int) -> tuple[dict, dict]:
         key = (n_random, seed)
         if key not in self._cache:
             self._cache[key] = run_fp32(self.model16, self.base_dir, probe_feeds(self.feeds, n_random, seed))
         return self._cache[key]
+
+    def peaks(self, n_random: int = 0, seed: int = 0) -> dict[str, float]:
+        """max |x| per tensor."""
+        return self._run(n_random, seed)[0]
+
+    def score_peaks(self, n_random: int = 0, seed: int = 0) -> dict[str, float]:
+        """max |x| per tensor, mask entries (-inf, about -65504) left out."""
+        return self._run(n_random, seed)[1]
