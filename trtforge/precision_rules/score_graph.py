@@ -156,7 +156,7 @@ def find_chain(softmax: gs.Node) -> tuple[ScoreChain | None, str]:
     chain.why = f"score MatMul '{first[0].name}', {first[1]}"
     if len(score) > 1:
         chain.why += f", {len(score) - 1} more score MatMul(s)"
-    if chain.mask_nodes:
+    if chain.mask_nodes or any(_saturated(t) for n in nodes for t in n.inputs):
         chain.why += "; FP16-saturated mask widened"
     return chain, chain.why
 
