@@ -176,8 +176,10 @@ def clip_text(attn: str = "eager", hostile: bool = False):
     model = CLIPTextModel(cfg)
     if hostile:
         a = model.encoder.layers[0].self_attn
-        pin(a, "q_proj", heads(2, 16))
-        pin(a, "k_proj", heads(2, 16))
+        # eager scales after the MatMul: 512^2 = 262144 overflows it; at 1024^2 FP32's own rounding
+        # (1/8 there) moved 0.2 % of the final outputs past the tolerance, with or without FP16
+        pin(a, "q_proj", heads(2, 16), HOSTILE / 2)
+        pin(a, "k_proj", heads(2, 16), HOSTILE / 2)
     return FirstOutput(model)
 
 
