@@ -11,7 +11,7 @@ Cases:
 - a mask constant at the FP16 minimum (-65504) read by an FP32 node becomes float32's minimum
   (mask_widen).
 Invariants are checked after: FP32 nodes see FLOAT inputs, no Cast pair cancels, graph I/O dtypes
-unchanged. A broken invariant is a bug (AssertionError with its traceback).
+unchanged. A broken invariant is a bug (InternalError with its traceback).
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+<<<<<<< HEAD
 from trtforge.precision_rules.mask_widen import widen_saturated_masks
+=======
+from trtforge.errors import invariant
+>>>>>>> main
 
 # ops whose output type is fixed by an attribute or that carry no float math
 NOT_CASTABLE = {"Cast", "CastLike", "Shape", "Size", "Constant", "ConstantOfShape", "EyeLike",
@@ -114,13 +118,15 @@ def _drop_cancelling_pairs(graph: gs.Graph) -> int:
 def check_invariants(graph: gs.Graph, fp32: list[gs.Node], io_before: list) -> None:
     for node in fp32:
         for t in node.inputs:
-            assert _dtype(t) != F16, f"FP32 node '{node.name}' still reads FP16 tensor '{t.name}'"
+            invariant(_dtype(t) != F16,
+                      f"FP32 node '{node.name}' still reads FP16 tensor '{t.name}'")
     for node in graph.nodes:
         if node.op != "Cast":
             continue
         src = node.inputs[0].inputs[0] if node.inputs[0].inputs else None
         if src is not None and src.op == "Cast":
-            assert _dtype(src.inputs[0]) != _dtype(node.outputs[0]), \
-                f"Casts '{src.name}' -> '{node.name}' cancel each other"
+            invariant(_dtype(src.inputs[0]) != _dtype(node.outputs[0]),
+                      f"Casts '{src.name}' -> '{node.name}' cancel each other")
     io_after = [(t.name, _dtype(t)) for t in (*graph.inputs, *graph.outputs)]
-    assert io_after == io_before, f"graph I/O changed: {io_before} -> {io_after}"
+    invariant(io_after == io_before,
+              f"graph I/O changed: {io_before} -> {io_after}")
