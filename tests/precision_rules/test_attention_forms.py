@@ -12,7 +12,9 @@ from trtforge.precision_rules.attention_score import AttentionScoreRule
 from trtforge.precision_rules.cast_realizer import realize_casts
 
 # Swin: windows (4, 2 heads, 4 tokens), scale, relative-position bias, window reshape, shifted mask
-SWIN = HEADER + """
+SWIN = (
+    HEADER
+    + """
 swin (float[4,2,4,8] q, float[4,2,4,8] k, float[4,2,4,8] v) => (float[4,2,4,8] y) {
     kt = Transpose <perm = [0, 1, 3, 2]> (k)
     s = MatMul (q, kt)
@@ -29,9 +31,12 @@ swin (float[4,2,4,8] q, float[4,2,4,8] k, float[4,2,4,8] v) => (float[4,2,4,8] y
     p = Softmax <axis = -1> (r)
     y = MatMul (p, v)
 }"""
+)
 
 # BLOOM / LLaMA eager: 3-D scores reshaped to 4-D, Where(causal, scores, finfo(fp16).min), Softmax in FP32
-CAUSAL = HEADER + """
+CAUSAL = (
+    HEADER
+    + """
 causal (float[2,4,8] q, float[2,8,4] kt, float[2,4,8] v) => (float[1,2,4,8] y) {
     s = MatMul (q, kt)
     shape4 = Constant <value = int64[4] {1, 2, 4, 4}> ()
@@ -48,9 +53,12 @@ causal (float[2,4,8] q, float[2,8,4] kt, float[2,4,8] v) => (float[1,2,4,8] y) {
     shapey = Constant <value = int64[4] {1, 2, 4, 8}> ()
     y = Reshape (y3, shapey)
 }"""
+)
 
 # GPT-2/CLIP style padding mask from an input: Add(scores, Where(pad, 0, -65504)) off the chain
-PADDING = HEADER + """
+PADDING = (
+    HEADER
+    + """
 pad (float[1,2,4,8] q, float[1,2,8,4] kt, bool[1,1,1,4] pad, float[1,2,4,8] v) => (float[1,2,4,8] y) {
     s = MatMul (q, kt)
     zero = Constant <value = float {0}> ()
@@ -60,9 +68,12 @@ pad (float[1,2,4,8] q, float[1,2,8,4] kt, bool[1,1,1,4] pad, float[1,2,4,8] v) =
     p = Softmax <axis = -1> (m)
     y = MatMul (p, v)
 }"""
+)
 
 # DeBERTa: content-to-position scores, Q times a folded position-key table, gathered and added
-DEBERTA = HEADER + """
+DEBERTA = (
+    HEADER
+    + """
 deb (float[2,4,8] q, float[2,8,4] kt, int64[2,4,4] idx, float[2,4,8] v) => (float[2,4,8] y) {
     s = MatMul (q, kt)
     posk = Constant <value = float[8,6] {1,2,3,4,5,6,1,2,3,4,5,6,1,2,3,4,5,6,1,2,3,4,5,6,1,2,3,4,5,6,1,2,3,4,5,6,1,2,3,4,5,6,1,2,3,4,5,6}> ()
@@ -72,15 +83,19 @@ deb (float[2,4,8] q, float[2,8,4] kt, int64[2,4,4] idx, float[2,4,8] v) => (floa
     p = Softmax <axis = -1> (a)
     y = MatMul (p, v)
 }"""
+)
 
 # attention pooling: a learned query (constant) against keys
-POOLING = HEADER + """
+POOLING = (
+    HEADER
+    + """
 pool (float[1,2,8,4] kt, float[1,2,4,8] v) => (float[1,2,1,8] y) {
     query = Constant <value = float[1,2,1,8] {1,0,0,0,0,0,0,0,0,1,0,0,0,0,0,0}> ()
     s = MatMul (query, kt)
     p = Softmax <axis = -1> (s)
     y = MatMul (p, v)
 }"""
+)
 
 
 def _ops(graph, names):
@@ -103,8 +118,12 @@ def test_reshaped_3d_scores_with_where_mask_and_fp32_softmax():
 
 
 def _mask_constants(graph):
-    return [c.values for n in graph.nodes for c in n.inputs if isinstance(c, gs.Constant)
-            and c.values.dtype == np.float32 and c.values.size == 1]
+    return [
+        c.values
+        for n in graph.nodes
+        for c in n.inputs
+        if isinstance(c, gs.Constant) and c.values.dtype == np.float32 and c.values.size == 1
+    ]
 
 
 def test_a_saturated_mask_is_widened_to_float32_min_in_the_island():

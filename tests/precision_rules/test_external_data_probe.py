@@ -22,11 +22,18 @@ def _model() -> onnx.ModelProto:
     """y = x + Cast(w32) ; z = Gather(y, idx64) with an FP32 and an INT64 weight, both external."""
     w32 = numpy_helper.from_array(np.linspace(-2, 2, N).astype(np.float32), "w32")
     idx = numpy_helper.from_array(np.arange(N - 1, -1, -1, dtype=np.int64), "idx")
-    nodes = [helper.make_node("Cast", ["w32"], ["w16"], to=TensorProto.FLOAT16),
-             helper.make_node("Add", ["x", "w16"], ["y"]),
-             helper.make_node("Gather", ["y", "idx"], ["z"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [N])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT16, [N])], [w32, idx])
+    nodes = [
+        helper.make_node("Cast", ["w32"], ["w16"], to=TensorProto.FLOAT16),
+        helper.make_node("Add", ["x", "w16"], ["y"]),
+        helper.make_node("Gather", ["y", "idx"], ["z"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [N])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT16, [N])],
+        [w32, idx],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -34,8 +41,14 @@ def _model() -> onnx.ModelProto:
 def test_non_fp16_external_weights_are_read_from_the_model_folder(tmp_path, monkeypatch, whole):
     folder = tmp_path / "stage"
     folder.mkdir()
-    onnx.save_model(_model(), str(folder / "model.onnx"), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="weights.data", size_threshold=0)
+    onnx.save_model(
+        _model(),
+        str(folder / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.data",
+        size_threshold=0,
+    )
     model = load_graph_proto(folder)
     assert all(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer)
     elsewhere = tmp_path / "elsewhere"

@@ -62,6 +62,7 @@ def heads(n: int, dim: int, at: int = 0, offset: int = 0, stride: int | None = N
 
 # --- transformers ---------------------------------------------------------------------------------
 
+
 def gpt2(attn: str = "eager", hostile: bool = False):
     from transformers import GPT2Config, GPT2Model
 
@@ -79,9 +80,18 @@ def llama(attn: str = "eager", hostile: bool = False):
     from transformers import LlamaConfig, LlamaModel
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=512, max_position_embeddings=64, rope_theta=1e6,
-                      attention_bias=True, attn_implementation=attn)
+    cfg = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=512,
+        max_position_embeddings=64,
+        rope_theta=1e6,
+        attention_bias=True,
+        attn_implementation=attn,
+    )
     model = LlamaModel(cfg)
     if hostile:
         a, hd = model.layers[0].self_attn, 16
@@ -108,10 +118,20 @@ def deberta_v2(attn: str = "eager", hostile: bool = False):
     from transformers import DebertaV2Config, DebertaV2Model
 
     torch.manual_seed(0)
-    cfg = DebertaV2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                          vocab_size=512, max_position_embeddings=64, relative_attention=True,
-                          pos_att_type=["p2c", "c2p"], position_buckets=8, max_relative_positions=16,
-                          share_att_key=True, norm_rel_ebd="layer_norm")
+    cfg = DebertaV2Config(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=512,
+        max_position_embeddings=64,
+        relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
+        position_buckets=8,
+        max_relative_positions=16,
+        share_att_key=True,
+        norm_rel_ebd="layer_norm",
+    )
     model = DebertaV2Model(cfg)
     if hostile:
         a = model.encoder.layer[0].attention.self
@@ -125,8 +145,16 @@ def t5_encoder(attn: str = "eager", hostile: bool = False):
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(0)
-    cfg = T5Config(d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2, vocab_size=512,
-                   relative_attention_num_buckets=8, attn_implementation=attn)
+    cfg = T5Config(
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=512,
+        relative_attention_num_buckets=8,
+        attn_implementation=attn,
+    )
     model = T5EncoderModel(cfg)
     if hostile:
         a = model.encoder.block[0].layer[0].SelfAttention
@@ -139,10 +167,23 @@ def whisper_encoder(attn: str = "eager", hostile: bool = False):
     from transformers import WhisperConfig, WhisperModel
 
     torch.manual_seed(0)
-    cfg = WhisperConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=8,
-                        max_source_positions=16, vocab_size=512,
-                        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, attn_implementation=attn)
+    cfg = WhisperConfig(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_mel_bins=8,
+        max_source_positions=16,
+        vocab_size=512,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        attn_implementation=attn,
+    )
     enc = WhisperModel(cfg).encoder
     if hostile:
         a = enc.layers[0].self_attn
@@ -156,8 +197,9 @@ def swin(attn: str = "eager", hostile: bool = False):
     from transformers import SwinConfig, SwinModel
 
     torch.manual_seed(0)
-    cfg = SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[2], num_heads=[2], window_size=4,
-                     attn_implementation=attn)
+    cfg = SwinConfig(
+        image_size=32, patch_size=4, embed_dim=16, depths=[2], num_heads=[2], window_size=4, attn_implementation=attn
+    )
     model = SwinModel(cfg)
     if hostile:  # the shifted-window block
         a = model.encoder.layers[0].blocks[1].attention
@@ -171,8 +213,15 @@ def clip_text(attn: str = "eager", hostile: bool = False):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    cfg = CLIPTextConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                         vocab_size=512, max_position_embeddings=32, attn_implementation=attn)
+    cfg = CLIPTextConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=512,
+        max_position_embeddings=32,
+        attn_implementation=attn,
+    )
     model = CLIPTextModel(cfg)
     if hostile:
         a = model.encoder.layers[0].self_attn
@@ -187,8 +236,15 @@ def dinov2(attn: str = "eager", hostile: bool = False):
     from transformers import Dinov2Config, Dinov2Model
 
     torch.manual_seed(0)
-    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2,
-                       image_size=28, patch_size=7, attn_implementation=attn)
+    cfg = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        mlp_ratio=2,
+        image_size=28,
+        patch_size=7,
+        attn_implementation=attn,
+    )
     model = Dinov2Model(cfg)
     if hostile:
         a = model.encoder.layer[0].attention
@@ -199,13 +255,21 @@ def dinov2(attn: str = "eager", hostile: bool = False):
 
 # --- diffusers ------------------------------------------------------------------------------------
 
+
 def dit(attn: str = "sdpa", hostile: bool = False):
     """diffusers' DiT (adaLN-zero blocks, SDPA attention processor); FP32 timestep constants."""
     from diffusers import DiTTransformer2DModel
 
     torch.manual_seed(0)
-    model = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=16, in_channels=4, num_layers=1,
-                                  sample_size=8, patch_size=2, num_embeds_ada_norm=1000)
+    model = DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=4,
+        num_layers=1,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=1000,
+    )
     if hostile:
         a = model.transformer_blocks[0].attn1
         pin(a, "to_q", heads(2, 16))

@@ -34,9 +34,15 @@ ARCHS = {
     "swin": ({"pixel_values": "{ shape = [1, 3, 32, 32] }"}, ["eager", "sdpa"], "eager"),
     "clip_text": ({"input_ids": IDS}, ["eager", "sdpa"], "eager"),
     "dinov2": ({"pixel_values": "{ shape = [1, 3, 28, 28] }"}, ["eager", "sdpa"], "sdpa"),
-    "dit": ({"hidden_states": "{ shape = [1, 4, 8, 8] }",
-             "timestep": '{ shape = [1], dtype = "int64", range = [0, 999] }',
-             "class_labels": '{ shape = [1], dtype = "int64", range = [0, 999] }'}, ["sdpa"], "sdpa"),
+    "dit": (
+        {
+            "hidden_states": "{ shape = [1, 4, 8, 8] }",
+            "timestep": '{ shape = [1], dtype = "int64", range = [0, 999] }',
+            "class_labels": '{ shape = [1], dtype = "int64", range = [0, 999] }',
+        },
+        ["sdpa"],
+        "sdpa",
+    ),
 }
 AUTO = '[{ rule = "attention_score", mode = "auto" }]'
 
@@ -46,8 +52,8 @@ def manifest(arch: str) -> str:
     lines = []
 
     def module(name, attn, hostile, rules=None):
-        lines.append(f"[modules.{name}]\nfactory = \"attention_models:{arch}\"")
-        lines.append(f"factory_args = {{ attn = \"{attn}\", hostile = {str(hostile).lower()} }}")
+        lines.append(f'[modules.{name}]\nfactory = "attention_models:{arch}"')
+        lines.append(f'factory_args = {{ attn = "{attn}", hostile = {str(hostile).lower()} }}')
         lines.extend(f"inputs.{k} = {v}" for k, v in inputs.items())
         if rules is not None:
             lines.append(f"precision.rules = {rules}")
@@ -92,8 +98,11 @@ def test_architecture(arch, tmp_path, figures):
     row = {"seconds": round(seconds, 1)}
     for name, m in mods.items():
         plan = _plan(m)
-        row[name] = {"fp32_nodes": len(plan["fp32"]), "fp16_share": round(plan["flops"]["fp16_share"], 4),
-                     "masks_widened": plan["casts"].get("masks_widened", 0)}
+        row[name] = {
+            "fp32_nodes": len(plan["fp32"]),
+            "fp16_share": round(plan["flops"]["fp16_share"], 4),
+            "masks_widened": plan["casts"].get("masks_widened", 0),
+        }
         assert not plan["warnings"], plan["warnings"]
         if name.endswith("_none"):
             continue

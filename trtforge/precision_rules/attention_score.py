@@ -24,7 +24,7 @@ import onnx_graphsurgeon as gs
 
 from trtforge.errors import PrecisionError
 from trtforge.precision_rules.plan import FP16_MAX, RuleResult
-from trtforge.precision_rules.score_graph import find_chain, saturated_masks, score_chain, ScoreChain
+from trtforge.precision_rules.score_graph import ScoreChain, find_chain, saturated_masks, score_chain
 
 BETWEEN = ("Mul", "Div", "Add", "Sub", "Where")  # the scale and mask ops the softmax rule keeps too
 __all__ = ["AttentionScoreRule", "BETWEEN", "score_chain"]

@@ -20,11 +20,8 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-<<<<<<< HEAD
-from trtforge.precision_rules.mask_widen import widen_saturated_masks
-=======
 from trtforge.errors import invariant
->>>>>>> main
+from trtforge.precision_rules.mask_widen import widen_saturated_masks
 
 # ops whose output type is fixed by an attribute or that carry no float math
 NOT_CASTABLE = {"Cast", "CastLike", "Shape", "Size", "Constant", "ConstantOfShape", "EyeLike",

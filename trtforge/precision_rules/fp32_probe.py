@@ -71,7 +71,7 @@ class Probe:
 
     def __init__(self, model16: onnx.ModelProto, base_dir: Path | None, feeds: dict):
         self.model16, self.base_dir, self.feeds = model16, base_dir, feeds
-        self._cache: dict[tuple, dict] = {}
+        self._cache: dict[tuple, tuple[dict, dict]] = {}
 
     def _run(self, n_random: int, seed: int) -> tuple[dict, dict]:
         key = (n_random, seed)

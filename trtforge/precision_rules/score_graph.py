@@ -29,12 +29,45 @@ from trtforge.precision_rules.plan import FP16_MAX, producer
 
 # ops a score passes through between its MatMul and the Softmax (first input only for the gathers,
 # value inputs only for Where)
-CARRY = {"Mul", "Div", "Add", "Sub", "Where", "Reshape", "Cast", "Squeeze", "Unsqueeze", "Transpose",
-         "Expand", "Neg", "Identity", "Gather", "GatherElements", "Slice", "Flatten"}
+CARRY = {
+    "Mul",
+    "Div",
+    "Add",
+    "Sub",
+    "Where",
+    "Reshape",
+    "Cast",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Expand",
+    "Neg",
+    "Identity",
+    "Gather",
+    "GatherElements",
+    "Slice",
+    "Flatten",
+}
 # ops a mask passes through on its way from its constant to the score chain (no Cast: a Cast to
 # FP16 after the constant would saturate a widened value again)
-MASK_CARRY = {"Where", "Add", "Sub", "Mul", "Expand", "Reshape", "Unsqueeze", "Squeeze", "Slice",
-              "Concat", "Tile", "Transpose", "Identity", "Neg", "Min", "Max"}
+MASK_CARRY = {
+    "Where",
+    "Add",
+    "Sub",
+    "Mul",
+    "Expand",
+    "Reshape",
+    "Unsqueeze",
+    "Squeeze",
+    "Slice",
+    "Concat",
+    "Tile",
+    "Transpose",
+    "Identity",
+    "Neg",
+    "Min",
+    "Max",
+}
 MAX_DEPTH = 12  # ops between a Softmax and its score MatMul (Swin: scale, bias, 2 reshapes, mask)
 MASK_DEPTH = 6
 CONST_DEPTH = 4  # ops between a folded constant and the MatMul (Transpose, Reshape, Cast)
@@ -137,11 +170,14 @@ def find_chain(softmax: gs.Node) -> tuple[ScoreChain | None, str]:
     if not primary:
         weighted = [m for m, k in kinds if k == "weight"]
         if weighted:
-            return None, (f"MatMul '{weighted[0].name}' has a weight operand: a projection, not Q.K^T "
-                          "with a transposed operand")
+            return None, (
+                f"MatMul '{weighted[0].name}' has a weight operand: a projection, not Q.K^T with a transposed operand"
+            )
         if ends:
-            return None, (f"its input comes from {ends[0]}, not a MatMul with a transposed operand "
-                          "(through scale, bias, mask or reshape)")
+            return None, (
+                f"its input comes from {ends[0]}, not a MatMul with a transposed operand "
+                "(through scale, bias, mask or reshape)"
+            )
         return None, f"no MatMul within {MAX_DEPTH} ops of the Softmax"
     score = primary + [(m, "relative position, folded table") for m, k in kinds if k == "weight"]
     seen, nodes = set(), []
@@ -163,8 +199,7 @@ def find_chain(softmax: gs.Node) -> tuple[ScoreChain | None, str]:
 
 def _saturated(t) -> bool:
     v = const_values(t)
-    return v is not None and np.issubdtype(v.dtype, np.floating) and bool(
-        np.any(np.isfinite(v) & (v <= -FP16_MAX)))
+    return v is not None and np.issubdtype(v.dtype, np.floating) and bool(np.any(np.isfinite(v) & (v <= -FP16_MAX)))
 
 
 def _mask_path(t, depth: int) -> list | None:
@@ -191,7 +226,7 @@ def saturated_masks(chain: ScoreChain) -> list:
     for node in chain.nodes:
         if node.op not in ("Add", "Sub", "Where", "Mul", "Attention"):
             continue
-        for t in (node.inputs[1:3] if node.op == "Where" else node.inputs):
+        for t in node.inputs[1:3] if node.op == "Where" else node.inputs:
             p = producer(t)
             if p is None or id(p) in on_chain or not _float(t):
                 continue
