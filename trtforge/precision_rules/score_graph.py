@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.ir.tensor import LazyValues
 
 from trtforge.precision_rules.plan import FP16_MAX, producer
 
@@ -89,14 +90,21 @@ def _float(t) -> bool:
         return False
 
 
+def _peek(c: gs.Constant) -> np.ndarray:
+    """A constant's values without caching them in the graph: a loaded external tensor would be
+    exported inline-less (external data without a location)."""
+    v = c._values
+    return v.load() if isinstance(v, LazyValues) else v
+
+
 def const_values(t) -> np.ndarray | None:
     """The values of a constant tensor (initializer or Constant node output), else None."""
     if isinstance(t, gs.Constant):
-        return t.values
+        return _peek(t)
     p = producer(t)
     if p is not None and p.op == "Constant" and "value" in p.attrs:
         v = p.attrs["value"]
-        return v.values if isinstance(v, gs.Constant) else np.asarray(v)
+        return _peek(v) if isinstance(v, gs.Constant) else np.asarray(v)
     return None
 
 
@@ -192,7 +200,7 @@ def find_chain(softmax: gs.Node) -> tuple[ScoreChain | None, str]:
     chain.why = f"score MatMul '{first[0].name}', {first[1]}"
     if len(score) > 1:
         chain.why += f", {len(score) - 1} more score MatMul(s)"
-    if chain.mask_nodes or any(_saturated(t) for n in nodes for t in n.inputs):
+    if chain.mask_nodes or any(_saturated(t) for n in nodes if n.op != "MatMul" for t in n.inputs):
         chain.why += "; FP16-saturated mask widened"
     return chain, chain.why
 
