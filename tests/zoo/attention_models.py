@@ -275,3 +275,28 @@ def dit(attn: str = "sdpa", hostile: bool = False):
         pin(a, "to_q", heads(2, 16))
         pin(a, "to_k", heads(2, 16))
     return FirstOutput(model)
+
+
+def gpt2_gated(attn: str = "eager", rare_from: int = 500):
+    """GPT-2 whose attention overflows FP16 only on rare tokens (ids >= rare_from): their embedding
+    is one large component that the pre-attention LayerNorm keeps (about 5.5) and that query and key
+    head dim 0 read with weight 100 (other tokens give |q|, |k| < 50 there). A row holding a rare
+    token scores itself at about 550^2 = 302500: hot for such inputs only, the case where `auto`,
+    judging from the example inputs, can miss a block that deployment inputs make hot."""
+    from transformers import GPT2Config, GPT2Model
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=32, vocab_size=512, attn_implementation=attn)
+    model = GPT2Model(cfg)
+    c = 31  # the gate component
+    with torch.no_grad():
+        model.wte.weight[:, c] = 0.0
+        model.wpe.weight[:, c] = 0.0
+        model.wte.weight[rare_from:] = 0.0
+        model.wte.weight[rare_from:, c] = 50.0
+        w = model.h[0].attn.c_attn
+        for col in (0, 16, 32, 48):  # dim 0 of each query head and each key head
+            w.weight[:, col] = 0.0
+            w.weight[c, col] = 100.0
+            w.bias[col] = 0.0
+    return FirstOutput(model)

@@ -15,7 +15,8 @@ import onnx
 
 
 def probe_feeds(feeds: dict, n_random: int, seed: int) -> list[dict]:
-    """The example inputs plus n seeded random ones in each float input's observed range."""
+    """The example inputs plus n seeded random ones in each float or integer input's observed range
+    (a block that only some token ids make hot is then seen more often; bool inputs stay)."""
     rng = np.random.default_rng(seed)
     sets = [feeds]
     for _ in range(n_random):
@@ -24,6 +25,8 @@ def probe_feeds(feeds: dict, n_random: int, seed: int) -> list[dict]:
             if np.issubdtype(x.dtype, np.floating):
                 lo, hi = float(x.min()), float(x.max())
                 one[name] = rng.uniform(lo, hi if hi > lo else lo + 1.0, size=x.shape).astype(x.dtype)
+            elif np.issubdtype(x.dtype, np.integer) and x.size:  # token ids, timesteps: other values
+                one[name] = rng.integers(int(x.min()), int(x.max()), size=x.shape, endpoint=True).astype(x.dtype)
             else:
                 one[name] = x
         sets.append(one)
