@@ -168,9 +168,33 @@ def test_auto_with_nothing_hot_warns_nothing():
         def score_peaks(self, n_random=0, seed=0):
             return {}.fromkeys(["s", "r", "m", "m32"], 1.0)
 
+        top = score_peaks
+
     g = graph_of(CAUSAL)
     result = AttentionScoreRule(mode="auto").select(g, Cold())
     assert result.matched == {} and result.empty_ok
     plan = PrecisionPlan()
     plan.add(result, g)
     assert plan.warnings == []
+
+
+def test_auto_takes_no_mask_for_a_score(tmp_path):
+    """A real FP32 run (fp32_probe) of the Swin graph: its shifted-window mask (-100) and a
+    saturated causal mask (-65504) are no scores, so with mild scores no block is hot."""
+    import onnx
+
+    from tests.precision_rules.helpers import model_of
+    from trtforge.precision_rules.fp32_probe import Probe
+
+    for text, feeds in ((SWIN, {n: np.full((4, 2, 4, 8), 0.1, np.float16) for n in "qkv"}),
+                        (CAUSAL, {"q": np.full((2, 4, 8), 0.1, np.float16), "kt": np.full((2, 8, 4), 0.1, np.float16),
+                                  "v": np.full((2, 4, 8), 0.1, np.float16)})):
+        model = model_of(text)
+        onnx.save_model(model, str(tmp_path / "model.onnx"))
+        probe = Probe(model, tmp_path, feeds)
+        g = graph_of(text)
+        assert max(probe.peaks().values()) >= 99  # the masks are in the graph's tensors
+        result = AttentionScoreRule(mode="auto", n_random=0).select(g, probe)
+        assert result.matched == {} and result.empty_ok, result.near_misses
+        hot = AttentionScoreRule(mode="auto", n_random=0, threshold=0.01).select(g, probe)
+        assert any(n.startswith("Softmax") for n in hot.matched)

@@ -74,7 +74,7 @@ class FakeProbe:
     def peaks(self, n_random=0, seed=0):
         return self._peaks
 
-    score_peaks = peaks
+    score_peaks = top = peaks
 
 
 def test_auto_keeps_only_hot_blocks():

@@ -43,7 +43,8 @@ class AttentionScoreRule:
 
     def select(self, graph: gs.Graph, probe=None) -> RuleResult:
         result = RuleResult(self.name)
-        peaks = probe.score_peaks(self.n_random, self.seed) if self.mode == "auto" else None
+        peaks = (probe.score_peaks(self.n_random, self.seed), probe.top(self.n_random, self.seed)) \
+            if self.mode == "auto" else None
         for node in graph.nodes:
             if node.op == "Attention":
                 result.matched[node.name] = "ONNX Attention op (scores inside)"
@@ -74,10 +75,12 @@ class AttentionScoreRule:
             result.matched.setdefault(n.name, f"mask of Softmax '{anchor}' holding the FP16 minimum "
                                               "(-65504), widened to float32's minimum")
 
-    def _hot(self, chain: ScoreChain, peaks: dict) -> tuple[bool, str]:
-        """Scores only: mask entries (-65504, -inf) are not scores (mask-free peaks, fp32_probe)."""
-        logits = peaks.get(chain.softmax.inputs[0].name, float("inf"))
-        widest = max(peaks.get(n.outputs[0].name, float("inf")) for n in chain.nodes[1:])
+    def _hot(self, chain: ScoreChain, peaks: tuple[dict, dict]) -> tuple[bool, str]:
+        """The largest logit (masks of -100 or -65504 are no logits exp() overflows on) and the
+        score tensors' magnitude without mask entries (fp32_probe)."""
+        magnitude, top = peaks
+        logits = top.get(chain.softmax.inputs[0].name, float("inf"))
+        widest = max(magnitude.get(n.outputs[0].name, float("inf")) for n in chain.nodes[1:])
         if logits >= self.threshold:
             return True, f"FP32 scores reach {logits:.4g} >= threshold {self.threshold:g}"
         if widest >= self.range_fraction * FP16_MAX:
