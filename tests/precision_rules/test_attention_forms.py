@@ -186,9 +186,17 @@ def test_auto_takes_no_mask_for_a_score(tmp_path):
     from tests.precision_rules.helpers import model_of
     from trtforge.precision_rules.fp32_probe import Probe
 
-    for text, feeds in ((SWIN, {n: np.full((4, 2, 4, 8), 0.1, np.float16) for n in "qkv"}),
-                        (CAUSAL, {"q": np.full((2, 4, 8), 0.1, np.float16), "kt": np.full((2, 8, 4), 0.1, np.float16),
-                                  "v": np.full((2, 4, 8), 0.1, np.float16)})):
+    for text, feeds in (
+        (SWIN, {n: np.full((4, 2, 4, 8), 0.1, np.float16) for n in "qkv"}),
+        (
+            CAUSAL,
+            {
+                "q": np.full((2, 4, 8), 0.1, np.float16),
+                "kt": np.full((2, 8, 4), 0.1, np.float16),
+                "v": np.full((2, 4, 8), 0.1, np.float16),
+            },
+        ),
+    ):
         model = model_of(text)
         onnx.save_model(model, str(tmp_path / "model.onnx"))
         probe = Probe(model, tmp_path, feeds)
