@@ -279,10 +279,12 @@ def dit(attn: str = "sdpa", hostile: bool = False):
 
 def gpt2_gated(attn: str = "eager", rare_from: int = 500):
     """GPT-2 whose attention overflows FP16 only on rare tokens (ids >= rare_from): their embedding
-    is one large component that the pre-attention LayerNorm keeps (about 5.5) and that query and key
-    head dim 0 read with weight 100 (other tokens give |q|, |k| < 50 there). A row holding a rare
-    token scores itself at about 550^2 = 302500: hot for such inputs only, the case where `auto`,
-    judging from the example inputs, can miss a block that deployment inputs make hot."""
+    is one large component that the pre-attention LayerNorm keeps (about 5.5) and that query head
+    dim 0 reads with weight 100 (ordinary tokens are centred and give about 0 there); key head dim 0
+    is pinned at 256. A rare token's row scores about 550 * 256 = 140800 against every key (the
+    same for all, so FP32 cancels it), ordinary rows stay small: hot for such inputs only,
+    the case where `auto`, judging from the example inputs, misses a block that deployment inputs
+    make hot (its probe varies inputs within the examples' range, which holds no rare id)."""
     from transformers import GPT2Config, GPT2Model
 
     torch.manual_seed(0)
@@ -290,13 +292,17 @@ def gpt2_gated(attn: str = "eager", rare_from: int = 500):
     model = GPT2Model(cfg)
     c = 31  # the gate component
     with torch.no_grad():
-        model.wte.weight[:, c] = 0.0
-        model.wpe.weight[:, c] = 0.0
+        for table in (model.wte.weight, model.wpe.weight):  # mean zero, component c zero: the
+            table[:, c] = 0.0  # LayerNorm gives c = 0 for ordinary tokens at any position
+            table[:, :c] -= table[:, :c].mean(dim=1, keepdim=True)
         model.wte.weight[rare_from:] = 0.0
         model.wte.weight[rare_from:, c] = 50.0
         w = model.h[0].attn.c_attn
-        for col in (0, 16, 32, 48):  # dim 0 of each query head and each key head
+        for col in (0, 16):  # dim 0 of each query head reads the gate
             w.weight[:, col] = 0.0
             w.weight[c, col] = 100.0
             w.bias[col] = 0.0
+        for col in (32, 48):  # dim 0 of each key head is pinned at 256: the gate's score term is
+            w.weight[:, col] = 0.0  # the same for every key of a row, so FP32 cancels it
+            w.bias[col] = 256.0
     return FirstOutput(model)
