@@ -12,17 +12,19 @@ from trtforge.cache.store import CorruptEntry
 from trtforge.driver.publish import publish
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.run import run_stage
-from trtforge.driver.stages import later_or_same, stage_table
+from trtforge.driver.stages import Step, later_or_same, stage_table
 from trtforge.errors import InternalError, PublishError, TrtforgeError, VerifyError
 from trtforge.manifest import Manifest, ModuleSpec
 
 
 def run_stages(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
-               progress=None, force_from: str | None = None, until: str | None = None) -> ModuleResult:
+               progress=None, force_from: str | None = None, until: str | None = None,
+               table: tuple[Step, ...] | None = None) -> ModuleResult:
     """The module's stages in order (up to `until`), from the cache or run now; `force_from` (a
-    stage name) re-runs that stage and every later one. Stops at the first failing stage."""
+    stage name) re-runs that stage and every later one. Stops at the first failing stage.
+    `table` replaces the stage table (the driver's unit tests run it on fake stages)."""
     result = ModuleResult(module.name)
-    for stage, reads in stage_table(backend, until):
+    for stage, reads in table if table is not None else stage_table(backend, until):
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:
             result.records[stage.name] = run_stage(
@@ -59,9 +61,11 @@ def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleRes
 
 
 def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
-                 progress=None, force_from: str | None = None, require_engine_check: bool = False) -> ModuleResult:
+                 progress=None, force_from: str | None = None, require_engine_check: bool = False,
+                 table: tuple[Step, ...] | None = None) -> ModuleResult:
     """Every stage of one module and the verdict, nothing published."""
-    return judge(run_stages(store, manifest, module, backend, progress, force_from), require_engine_check)
+    return judge(run_stages(store, manifest, module, backend, progress, force_from, table=table),
+                 require_engine_check)
 
 
 def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,

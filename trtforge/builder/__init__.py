@@ -36,7 +36,7 @@ class BuildStage:
         }
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:
-        from trtforge.build.engine import build_engine
+        from trtforge.builder.engine import build_engine
 
         backend = self.backend(ctx.module)
         return build_engine(ctx, workdir, backend,
