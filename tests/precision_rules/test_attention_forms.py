@@ -206,3 +206,32 @@ def test_auto_takes_no_mask_for_a_score(tmp_path):
         assert result.matched == {} and result.empty_ok, result.near_misses
         hot = AttentionScoreRule(mode="auto", n_random=0, threshold=0.01).select(g, probe)
         assert any(n.startswith("Softmax") for n in hot.matched)
+
+
+TWO_BLOCKS = (
+    HEADER
+    + """
+two (float[1,2,4,8] q, float[1,2,8,4] kt, float[1,2,4,8] v) => (float[1,2,4,8] y) {
+    keep = Constant <value = bool[1,1,4,4] {1,0,0,0,1,1,0,0,1,1,1,0,1,1,1,1}> ()
+    low = Constant <value = float {-65504}> ()
+    s1 = MatMul (q, kt)
+    m1 = Where (keep, s1, low)
+    p1 = Softmax <axis = -1> (m1)
+    h = MatMul (p1, v)
+    s2 = MatMul (h, kt)
+    m2 = Where (keep, s2, low)
+    p2 = Softmax <axis = -1> (m2)
+    y = MatMul (p2, v)
+}"""
+)
+
+
+def test_blocks_sharing_one_mask_share_one_widened_copy():
+    """Two distinct tensors of one name would be an ill-formed graph (onnx-graphsurgeon warned on
+    stdout, which broke `build --json` for multi-layer causal models)."""
+    g = graph_of(TWO_BLOCKS)
+    casts = realize_casts(g, set(AttentionScoreRule().select(g).matched))
+    assert casts["masks_widened"] == 2
+    wheres = [n for n in g.nodes if n.op == "Where"]
+    assert wheres[0].inputs[2] is wheres[1].inputs[2]
+    assert float(wheres[0].inputs[2].values) == float(np.finfo(np.float32).min)

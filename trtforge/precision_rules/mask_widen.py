@@ -30,6 +30,7 @@ def widen_saturated_masks(graph: gs.Graph, fp32_names: set[str]) -> int:
     """Give every FP32 node that reads a float constant holding -65504 (finite, at the FP16
     minimum) a float32 copy with those entries at float32's minimum. Returns how many inputs."""
     count = 0
+    made: dict[str, gs.Constant] = {}  # one widened copy per mask tensor, shared by its readers
     for node in graph.nodes:
         if node.name not in fp32_names or node.op in ("Cast", "Constant"):
             continue
@@ -42,7 +43,9 @@ def widen_saturated_masks(graph: gs.Graph, fp32_names: set[str]) -> int:
             saturated = np.isfinite(values) & (values <= -FP16_MAX)
             if not saturated.any():
                 continue
-            wide = np.where(saturated, F32_MIN, values.astype(np.float32)).astype(np.float32)
-            node.inputs[j] = gs.Constant(f"{t.name}__fp32_mask", wide)
+            if t.name not in made:
+                wide = np.where(saturated, F32_MIN, values.astype(np.float32)).astype(np.float32)
+                made[t.name] = gs.Constant(f"{t.name}__fp32_mask", wide)
+            node.inputs[j] = made[t.name]
             count += 1
     return count
