@@ -65,3 +65,18 @@ def example_project(tmp_path) -> Path:
     shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "engines.toml", tmp_path / "engines.toml")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def built_examples(tmp_path_factory):
+    """One real build of the repo's example manifest (~10 s on an idle machine): (project folder,
+    the build's JSON report). Tests may read it and run more commands in it, but must not edit
+    engines.toml or the examples (write another manifest beside it instead)."""
+    import json
+
+    root = tmp_path_factory.mktemp("examples")
+    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "engines.toml", root / "engines.toml")
+    first = run_cli("build", "engines.toml", "--json", cwd=root)
+    assert first.returncode == 0, first.stderr
+    return root, json.loads(first.stdout)

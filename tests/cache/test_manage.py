@@ -80,7 +80,10 @@ def test_gc_never_follows_links_out_of_the_cache(built_project, tmp_path):
 def test_cache_ls_lists_records(built_project):
     proc = run_cli("cache", "ls", cwd=built_project)
     assert proc.returncode == 0
-    assert sorted(line.split()[1] for line in proc.stdout.splitlines()) == sorted(STAGES)
+    header, *rows, total = proc.stdout.splitlines()
+    assert header.split() == ["KEY", "MODULE", "STAGE", "SIZE", "AGE"]
+    assert sorted(line.split()[2] for line in rows) == sorted(STAGES)
+    assert total.startswith(f"{len(STAGES)} record(s), ")
 
 
 def test_read_only_shared_cache_under_empty_local_does_no_stage_work(built_project, tmp_path):
