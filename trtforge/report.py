@@ -146,7 +146,7 @@ def _checks_md(verify: dict) -> list[str]:
     profiles = [f"- profile {line}" for line in profile_lines(verify.get("profiles") or [])]
     lines = ["", *(["Optimization profiles:", *profiles, ""] if profiles else []),
              f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
-             "| check | status | kind | output | max abs | max rel | cosine | outside | task metric | worst set |",
+             "| check | status | kind | output | max abs | max err / max ref | cosine | outside | task metric | worst set |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for stage, c in ordered_checks(verify):
         outs = c.get("outputs") or {"-": {}}

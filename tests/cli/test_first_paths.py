@@ -63,6 +63,7 @@ def _one_line(r, code: int, *parts: str) -> None:
         assert part in errors[0], errors[0]
 
 
+@pytest.mark.slow  # the console script
 def test_build_without_torch_is_one_line_and_exit_2(tmp_path):
     project = _tiny_project(tmp_path)
     r = run_cli("build", cwd=project, env=_without(tmp_path, "torch"))
@@ -70,6 +71,7 @@ def test_build_without_torch_is_one_line_and_exit_2(tmp_path):
     assert not list((project / "engines").glob("*/*.engine"))
 
 
+@pytest.mark.slow  # the console script
 def test_build_without_the_backend_is_one_line_and_exit_2(tmp_path):
     project = _tiny_project(tmp_path)
     r = run_cli("build", "--backend", "tensorrt-rtx", cwd=project, env=_without(tmp_path, "tensorrt_rtx"))
@@ -79,6 +81,7 @@ def test_build_without_the_backend_is_one_line_and_exit_2(tmp_path):
     _one_line(auto, 2, "no TensorRT backend is installed")
 
 
+@pytest.mark.slow  # builds a wheel with pip
 def test_the_wheel_holds_no_top_level_examples_package(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(REPO / "trtforge", src / "trtforge", ignore=shutil.ignore_patterns("__pycache__"))
@@ -144,6 +147,7 @@ def test_factory_paths_resolve_from_the_manifest_folder_and_key_the_export(tmp_p
     assert stale.returncode == 1 and "ckpt export: will rebuild; changed: material.dependencies.ckpt/model.pt" in stale.stdout
 
 
+@pytest.mark.slow  # the console script
 def test_factory_paths_must_name_a_string_factory_arg(tmp_path):
     project = _tiny_project(tmp_path, TINY + 'factory_args = { channels = 3 }\nfactory_paths = ["chanels"]\n')
     r = run_cli("explain", cwd=project)
@@ -152,6 +156,7 @@ def test_factory_paths_must_name_a_string_factory_arg(tmp_path):
     _one_line(run_cli("explain", cwd=project), 2, "factory_args.channels is 3, not a path")
 
 
+@pytest.mark.slow  # the console script
 def test_hopper_in_rtx_compute_capabilities_says_build_with_tensorrt(tmp_path):
     project = _tiny_project(tmp_path, TINY + 'build = { rtx_compute_capabilities = ["8.6", "9.0"] }\n')
     r = run_cli("explain", cwd=project)
@@ -177,6 +182,7 @@ def test_every_option_has_help_text():
     assert not missing, missing
 
 
+@pytest.mark.slow  # the console script
 def test_bash_completion_script_is_served():
     r = subprocess.run([str(Path(sys.executable).parent / "trtforge")], env={**os.environ,
                        "_TRTFORGE_COMPLETE": "bash_source"}, capture_output=True, text=True, timeout=60)

@@ -10,6 +10,8 @@ import pytest
 
 from tests.errors.conftest import build, nothing_lost, one_error_line, write_case
 
+pytestmark = pytest.mark.slow  # the console script (a process per case)
+
 
 def _tiny(fields: str, extra: str = "") -> str:
     fields = f", {fields}" if fields else ""
