@@ -102,6 +102,7 @@ ERRORS = [
 ]
 
 
+@pytest.mark.slow  # the console script, one process per case
 @pytest.mark.parametrize("body,field,words", ERRORS, ids=[e[1] + ":" + e[2][:20] for e in ERRORS])
 def test_dimension_mistakes_are_one_line_naming_the_field(tmp_path, body, field, words):
     (tmp_path / "engines.toml").write_text(f'[modules.m]\nfactory = "pkg.mod:make"\n{body}\n')

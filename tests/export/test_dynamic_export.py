@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+pytestmark = pytest.mark.slow  # every test here runs the console script
+
 
 class Unshuffle(nn.Module):
     """pixel_unshuffle needs even heights and widths: torch asks for a multiple of 2."""
