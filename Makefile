@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU wheel at hand on these machines; on a GPU machine: make engines TORCH_SPEC='torch==2.11.0'
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= rtx,test
+EXTRAS ?= rtx,remote,test
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.trtforge-installed
 

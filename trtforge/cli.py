@@ -34,12 +34,40 @@ def _fail(e: TrtforgeError, verbose: bool) -> None:
     sys.exit(e.exit_code)
 
 
-def _store(manifest, cache_dir: str | None, writable: bool = True):
+def _store(manifest, cache_dir: str | None, writable: bool = True, remote=None):
     from trtforge.cache import Store
 
     root = Path(cache_dir or os.environ.get(ENV_CACHE) or manifest.cache_dir)
     shared = tuple(Path(p) for p in os.environ.get(ENV_SHARED, "").split(os.pathsep) if p)
-    return Store(root, shared=shared, writable=writable)
+    return Store(root, shared=shared, writable=writable, remote=remote)
+
+
+def _remote(manifest, *, read_only: bool = False, required: bool = False, use: bool = True):
+    """The remote cache of the manifest or $TRTFORGE_REMOTE_CACHE (None: none). Nothing is
+    imported or contacted until a lookup misses locally (or `required` asks to check now)."""
+    if not use:
+        return None
+    from trtforge.cache.remote import Remote, resolve
+
+    config = resolve(manifest.cache if manifest is not None else None, read_only=read_only or None,
+                     required=required)
+    if config is None:
+        return None
+    remote = Remote(config)
+    if required:
+        remote.check()
+    return remote
+
+
+def _remote_failed(store) -> bool:
+    """A remote that failed during the run: its one line (the build ran locally); exit 2."""
+    remote = getattr(store, "remote", None)
+    if remote is None or remote.failure is None:
+        return False
+    from trtforge.cache.remote import HINT
+
+    click.echo(f"trtforge: error: cache: {remote.failure}; {HINT}", err=True)
+    return True
 
 
 class _Group(click.Group):
@@ -94,9 +122,13 @@ def _selected(manifest, modules):
 @click.option("--stage", "force_stage", default=None,
               type=click.Choice(["export", "graph_passes", "precision_rules", "build", "verify"]),
               help="With --force: the first stage to re-run.")
+@click.option("--require-remote", is_flag=True,
+              help="Fail (exit 2) when the remote cache cannot be used, instead of building locally.")
+@click.option("--remote-read-only", is_flag=True, help="Download from the remote cache, never upload.")
+@click.option("--no-remote", is_flag=True, help="Ignore the remote cache for this run.")
 @click.pass_context
 def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check, jobs,
-          allow_foreign_files, force, force_stage):
+          allow_foreign_files, force, force_stage, require_remote, remote_read_only, no_remote):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
     if force_stage and not force:
@@ -116,7 +148,8 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
     try:
         manifest = load_manifest(manifest_path)
         selected = _selected(manifest, modules)
-        store = _store(manifest, cache_dir)
+        store = _store(manifest, cache_dir, remote=_remote(manifest, read_only=remote_read_only,
+                                                            required=require_remote, use=not no_remote))
         from trtforge.preflight import preflight
 
         preflight(manifest, selected, backend, allow_foreign_files)
@@ -158,8 +191,21 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
     errors = [r.error for r in results if r.error]
     for e in errors:
         _error_line(e, verbose)
+    remote_failed = _remote_failed(store) or _worker_remote_failed(results)
     if errors:
         sys.exit(max(e.exit_code for e in errors))
+    if remote_failed:
+        sys.exit(2)
+
+
+def _worker_remote_failed(results) -> bool:
+    """--jobs: each worker had its own remote; the first failure any of them met, once."""
+    failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]
+    if failures:
+        from trtforge.cache.remote import HINT
+
+        click.echo(f"trtforge: error: cache: {failures[0]}; {HINT}", err=True)
+    return bool(failures)
 
 
 @main.command()
@@ -250,23 +296,96 @@ def _with_cache_opts(f):
 
 @cache.command("ls")
 @_with_cache_opts
+@click.option("--remote", "remote", is_flag=True, help="List the remote cache's records instead.")
 @click.pass_context
-def cache_ls(ctx, cache_dir, manifest_path):
+def cache_ls(ctx, cache_dir, manifest_path, remote):
     """List cache records: key, stage, size, age."""
     try:
-        store = _cache_store(manifest_path, cache_dir, writable=False)  # listing needs no writes
+        if remote:
+            _, rem = _remote_store(manifest_path, cache_dir, writable=False)
+            docs = [(d, None) for d in rem.records()]
+            rem.check()
+        else:
+            store = _cache_store(manifest_path, cache_dir, writable=False)  # listing needs no writes
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     from trtforge.cache.manage import records
 
     now, damaged = time.time(), []
-    for doc, _ in records(store.root, damaged):
+    if remote:
+        for note in rem.take_notes():
+            click.echo(f"trtforge: note: {note}", err=True)
+    for doc, _ in (docs if remote else records(store.root, damaged)):
         size = sum(o["size"] for o in doc["outputs"].values())
         click.echo(f"{doc['key'][:16]}  {doc['stage']:<16} {size / 1e6:9.2f} MB  "
                    f"{(now - doc['created']) / 3600:6.1f} h")
     for path, reason in damaged:
         click.echo(f"trtforge: note: damaged cache record {path.name[:16]} ignored ({reason}); "
                    "`trtforge cache verify` removes it", err=True)
+
+
+def _remote_store(manifest_path, cache_dir, writable=True):
+    """The local store with the remote attached, connected now (a failure is one line, exit 2)."""
+    from trtforge.manifest import load_manifest
+
+    manifest = load_manifest(manifest_path) if Path(manifest_path).exists() else None
+    remote = _remote(manifest)
+    if remote is None:
+        from trtforge.cache.remote import ENV_URL
+
+        raise TrtforgeError("no remote cache is configured", where="--remote",
+                            hint=f"set [cache] remote in the manifest or ${ENV_URL}")
+    remote.check()
+    store = _cache_store(manifest_path, cache_dir, writable) if manifest is None or cache_dir or \
+        os.environ.get(ENV_CACHE) else _store(manifest, None, writable)
+    return store, remote
+
+
+@cache.command("push")
+@_with_cache_opts
+@click.option("--remote", "_remote_flag", is_flag=True, help="(implied) push to the remote cache.")
+@click.pass_context
+def cache_push(ctx, cache_dir, manifest_path, _remote_flag):
+    """Upload every local record the remote cache lacks (blobs first, the record last)."""
+    try:
+        store, remote = _remote_store(manifest_path, cache_dir)
+        if not remote.writable:
+            raise TrtforgeError("the remote cache is read-only here", where=remote.config.url,
+                                hint="unset $TRTFORGE_REMOTE_CACHE_MODE / [cache] read_only to push")
+        from trtforge.cache.manage import records
+
+        pushed = skipped = 0
+        for doc, _ in records(store.root):
+            if remote.has(doc["key"]):
+                skipped += 1
+            elif remote.push(doc["key"], store):
+                pushed += 1
+        remote.check()  # a failure met on the way: one line, exit 2
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    click.echo(f"pushed {pushed} record(s), {skipped} already there ({remote.stats.bytes_up / 1e6:.1f} MB up)")
+
+
+@cache.command("pull")
+@_with_cache_opts
+@click.option("--remote", "_remote_flag", is_flag=True, help="(implied) pull from the remote cache.")
+@click.pass_context
+def cache_pull(ctx, cache_dir, manifest_path, _remote_flag):
+    """Download every remote record the local cache lacks, each object checked by digest."""
+    try:
+        store, remote = _remote_store(manifest_path, cache_dir)
+        pulled = present = 0
+        for doc in remote.records():
+            if store.read_record(store._action(doc["key"]), doc["key"]) is not None:
+                present += 1
+            elif remote.fetch(doc["key"], store) is not None:
+                pulled += 1
+        remote.check()
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    for note in remote.take_notes():
+        click.echo(f"trtforge: note: {note}", err=True)
+    click.echo(f"pulled {pulled} record(s), {present} already here ({remote.stats.bytes_down / 1e6:.1f} MB down)")
 
 
 @cache.command("verify")

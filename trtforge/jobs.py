@@ -30,6 +30,8 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
     # collecting a finished stage's blobs before the next stage reads them
     with store.gc_lock(exclusive=False):
         result = build_module(store, manifest, module, backend, progress=progress, force_from=force_from)
+        if store.remote is not None:
+            result.remote = store.remote.take_summary()
         if require_engine_check:
             enforce_engine_check(result)
         interrupts.check()  # a signal met anywhere before: nothing is published
@@ -43,11 +45,14 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
     return result
 
 
-def _worker(manifest_path: str, name: str, root: str, shared: tuple, backend: str | None,
+def _worker(manifest_path: str, name: str, root: str, shared: tuple, remote, backend: str | None,
             require_engine_check: bool, force_from: str | None) -> ModuleResult:
+    from trtforge.cache.remote import Remote
+
     manifest = load_manifest(manifest_path)
-    return build_and_publish(Store(Path(root), shared=shared), manifest, manifest.module(name), backend,
-                             None, require_engine_check, force_from)
+    store = Store(Path(root), shared=shared, remote=None if remote is None else Remote(remote))
+    return build_and_publish(store, manifest, manifest.module(name), backend, None, require_engine_check,
+                             force_from)
 
 
 def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
@@ -65,8 +70,9 @@ def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backe
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(os.getpid(),))
     try:
-        futures = [pool.submit(_worker, str(manifest.path), m.name, str(store.root), store.shared, backend,
-                               require_engine_check, force_from) for m in modules]
+        remote = None if store.remote is None else store.remote.config
+        futures = [pool.submit(_worker, str(manifest.path), m.name, str(store.root), store.shared, remote,
+                               backend, require_engine_check, force_from) for m in modules]
         checkpoint("jobs:submitted")
         for future in futures:
             yield future.result()

@@ -61,6 +61,7 @@ class ModuleResult:
     records: dict = field(default_factory=dict)
     published: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    remote: dict = field(default_factory=dict)  # remote cache: stages fetched/uploaded, failure
 
     @property
     def ok(self) -> bool:
@@ -112,7 +113,23 @@ def plan_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: di
         if now_key == rec.key:
             return Plan(base, now_key, now_doc, rec)
         plan = plan or Plan(base, now_key, now_doc)  # the newest: what explain compares with
-    return plan or Plan(base, base, doc)
+    found = remote_plan(store, stage, module, root, upstream, base)
+    return found or plan or Plan(base, base, doc)
+
+
+def remote_plan(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
+                base: str) -> Plan | None:
+    """Another runner's record for this base key whose loaded files hash the same here (asked
+    only when no local one applies: a no-op build never lists the remote)."""
+    for key in store.remote_deps_keys(base):
+        rec = store.lookup(key)
+        if rec is None:
+            continue
+        now_key, now_doc = stage_key(stage, module, root, upstream, rec.deps)
+        if now_key == rec.key:
+            store.add_deps_key(base, key, push=False)
+            return Plan(base, now_key, now_doc, rec)
+    return None
 
 
 def keep_failed_logs(cache_root: Path, module: str, stage: str, workdir: Path) -> Path | None:

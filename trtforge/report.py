@@ -55,6 +55,7 @@ def as_json(results: list[ModuleResult]) -> dict:
     return {"modules": [{
         "name": r.name, "ok": r.ok, "error": r.error.one_line() if r.error else None,
         "published": [str(p) for p in r.published], "notes": r.notes, "warnings": report_warnings(r),
+        **({"remote": r.remote} if r.remote else {}),
         "stages": {s: {"state": st.state, "reason": st.reason, "seconds": round(st.seconds, 3),
                        "key": st.key, "meta": st.meta} for s, st in r.stages.items()},
     } for r in results]}
