@@ -355,15 +355,30 @@ def cache_push(ctx, cache_dir, manifest_path, _remote_flag):
         from trtforge.cache.manage import records
 
         pushed = skipped = 0
+        keys = set()
         for doc, _ in records(store.root):
+            keys.add(doc["key"])
             if remote.has(doc["key"]):
                 skipped += 1
             elif remote.push(doc["key"], store):
                 pushed += 1
+        for base, key in _local_deps(store):  # how other runners find records keyed on loaded code
+            if key in keys:
+                remote.push_deps(base, key)
         remote.check()  # a failure met on the way: one line, exit 2
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     click.echo(f"pushed {pushed} record(s), {skipped} already there ({remote.stats.bytes_up / 1e6:.1f} MB up)")
+
+
+def _local_deps(store):
+    """(base, key) of every deps/ entry of the local store."""
+    from trtforge.cache.manage import regular_files
+
+    for path, _ in regular_files(store.root / "deps"):
+        base = path.name[:-len(".json")]
+        for key in store.deps_keys(base):
+            yield base, key
 
 
 @cache.command("pull")
@@ -380,6 +395,9 @@ def cache_pull(ctx, cache_dir, manifest_path, _remote_flag):
                 present += 1
             elif remote.fetch(doc["key"], store) is not None:
                 pulled += 1
+        for base, key in remote.all_deps():
+            if store.lookup(key) is not None:
+                store.add_deps_key(base, key, push=False)
         remote.check()
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])

@@ -321,7 +321,7 @@ class Remote:
         return f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
 
     def _rename(self, tmp: str, path: str) -> None:
-        checkpoint(f"remote:atomic:{path.rsplit('/', 1)[-1]}")  # written under its temp name (test hook)
+        checkpoint(f"remote:atomic:{_kind(path)}")  # written under its temp name (test hook)
         try:
             self._fs.mv(tmp, path)
         except BaseException:
@@ -351,6 +351,32 @@ class Remote:
                 self._corrupt(f"record {name[:12]}", str(e))
         return out
 
+    def all_deps(self) -> list[tuple[str, str]]:
+        """(base, key) of every deps object on the remote (for `cache pull`)."""
+        return self._call("list", self._all_deps) or []
+
+    def _all_deps(self) -> list[tuple[str, str]]:
+        try:
+            paths = self._fs.find(self._path("deps"))
+        except FileNotFoundError:
+            return []
+        out = []
+        for p in paths:
+            base, name = p.rsplit("/", 2)[-2:]
+            if name.endswith(".json") and not name.startswith("."):
+                out.append((base, name[:-len(".json")]))
+        return out
+
     def has(self, key: str) -> bool:
         return bool(self._call("list", lambda: self._fs.exists(self._path("actions", key[:2], f"{key}.json"))))
 
+
+
+def _kind(path: str) -> str:
+    """blob, key, deps or record: the test hooks' name for an object being written."""
+    rel = path.rsplit("/actions/", 1)[-1] if "/actions/" in path else path
+    if "/blobs/" in path:
+        return "blob"
+    if "/deps/" in path:
+        return "deps"
+    return "key" if rel.endswith(".key.json") else "record"
