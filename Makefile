@@ -3,32 +3,57 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU wheel at hand on these machines; on a GPU machine: make engines TORCH_SPEC='torch==2.11.0'
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= rtx,remote,test
+# remote: the shared remote cache (docs/farm.md); a runner of a build farm needs it
+BUILD_EXTRAS ?= rtx,remote
+DEV_EXTRAS ?= rtx,remote,test,lint
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.trtforge-installed
+BASE := $(VENV)/.trtforge-base
+BUILD_STAMP := $(VENV)/.trtforge-build
+DEV_STAMP := $(VENV)/.trtforge-dev
 
-.PHONY: engines test bench bench-big setup clean
+.PHONY: engines test test-fast lint format bench bench-big setup clean
 
-$(STAMP): pyproject.toml
+$(BASE):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q '$(TORCH_SPEC)'
-	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
-	touch $(STAMP)
+	touch $(BASE)
 
-setup: $(STAMP)
+# what building engines needs, and nothing else (no test or lint tools)
+$(BUILD_STAMP): pyproject.toml $(BASE)
+	$(PY) -m pip install -q -e '.[$(BUILD_EXTRAS)]'
+	touch $(BUILD_STAMP)
 
-engines: $(STAMP)
+# everything: build, test and lint tools
+$(DEV_STAMP): pyproject.toml $(BASE)
+	$(PY) -m pip install -q -e '.[$(DEV_EXTRAS)]'
+	touch $(DEV_STAMP) $(BUILD_STAMP)
+
+setup: $(DEV_STAMP)
+
+engines: $(BUILD_STAMP)
 	@$(VENV)/bin/trtforge build engines.toml
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: $(STAMP)
+test-fast: $(DEV_STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check trtforge tests bench examples
+	$(VENV)/bin/ruff format --check trtforge tests bench examples
+	$(VENV)/bin/mypy
+
+format: $(DEV_STAMP)
+	$(VENV)/bin/ruff check --fix trtforge tests bench examples
+	$(VENV)/bin/ruff format trtforge tests bench examples
+
+bench: $(DEV_STAMP)
 	$(PY) bench/run.py $(BENCH)
 
 # not part of CI: SD1.5- and SDXL-size UNets, plain path vs trtforge (needs ~20 GiB free, ~30 min)
-bench-big: $(STAMP)
+bench-big: $(DEV_STAMP)
 	$(PY) bench/big_unets.py $(MODELS)
 
 clean:

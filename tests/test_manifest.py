@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from trtforge.errors import ManifestError
-from trtforge.manifest import DEFAULT_PASSES, parse_manifest
+from trtforge.manifest import DEFAULT_PASSES, parse_manifest, settings_dict
 
 BASE = """
 [modules.m]
@@ -23,7 +23,7 @@ def load(text: str):
 def test_defaults_are_resolved_at_load_time():
     m = load(BASE).modules[0]
     assert m.inputs[0].dtype == "float16" and m.inputs[0].range == (-1.0, 1.0)
-    assert m.build == {"backend": "auto", "optimization_level": 3, "workspace_mib": 4096,
+    assert settings_dict(m.build) == {"backend": "auto", "optimization_level": 3, "workspace_mib": 4096,
                        "rtx_compute_capabilities": ()}
     assert m.passes == DEFAULT_PASSES
     assert m.precision_rules == ({"rule": "attention_score", "mode": "all"},)
@@ -45,13 +45,13 @@ precision = { realizer = "auto" }
 def test_defaults_table_applies_and_module_overrides_it():
     text = '[defaults]\nverify = { atol = 0.5 }\n' + BASE + 'verify = { rtol = 0.2, outputs.y = { atol = 1.0 } }\n'
     m = load(text).modules[0]
-    assert m.verify["atol"] == 0.5 and m.verify["rtol"] == 0.2
+    assert m.verify.atol == 0.5 and m.verify.rtol == 0.2
     assert m.tolerance("y")["atol"] == 1.0 and m.tolerance("z")["atol"] == 0.5
 
 
 def test_rtx_compute_capabilities_are_normalised():
     m = load(BASE + 'build = { rtx_compute_capabilities = ["8.9", "8.6", "8.9"] }').modules[0]
-    assert m.build["rtx_compute_capabilities"] == ("8.6", "8.9")
+    assert m.build.rtx_compute_capabilities == ("8.6", "8.9")
 
 
 @pytest.mark.parametrize("extra, field, words", [

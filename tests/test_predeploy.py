@@ -21,7 +21,7 @@ MANIFEST = ATTN_MANIFEST + 'verify.outputs.y = { metric = "topk", k = 3 }\n'
 
 def engine_runs_here() -> bool:
     """True on a GPU TensorRT-RTX runs on (not Hopper): there the engine check really runs."""
-    from trtforge.build import backend as be
+    from trtforge import backends as be
 
     gpus = be.gpus()
     return bool(gpus) and gpus[0].compute_capability in ("8.0", "8.6", "8.9", "12.0")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
+from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
 
-ENV_CACHE = "TRTFORGE_CACHE_DIR"
-ENV_SHARED = "TRTFORGE_SHARED_CACHE"
+ENV_CACHE = "TRTFORGE_CACHE_DIR"  # the same names as trtforge.driver.api's (not imported: startup cost)
 
 
 def _error_line(e: TrtforgeError, verbose: bool) -> None:
@@ -35,39 +35,16 @@ def _fail(e: TrtforgeError, verbose: bool) -> None:
 
 
 def _store(manifest, cache_dir: str | None, writable: bool = True, remote=None):
-    from trtforge.cache import Store
+    from trtforge.driver.api import open_store
 
-    root = Path(cache_dir or os.environ.get(ENV_CACHE) or manifest.cache_dir)
-    shared = tuple(Path(p) for p in os.environ.get(ENV_SHARED, "").split(os.pathsep) if p)
-    return Store(root, shared=shared, writable=writable, remote=remote)
+    return open_store(manifest, cache_dir, writable, remote=remote)
 
 
-def _remote(manifest, *, read_only: bool = False, required: bool = False, use: bool = True):
-    """The remote cache of the manifest or $TRTFORGE_REMOTE_CACHE (None: none). Nothing is
-    imported or contacted until a lookup misses locally (or `required` asks to check now)."""
-    if not use:
-        return None
-    from trtforge.cache.remote import Remote, resolve
+def _remote(manifest):
+    """The remote cache of the manifest or $TRTFORGE_REMOTE_CACHE (None: none)."""
+    from trtforge.cache.remote import open_remote
 
-    config = resolve(manifest.cache if manifest is not None else None, read_only=read_only or None,
-                     required=required)
-    if config is None:
-        return None
-    remote = Remote(config)
-    if required:
-        remote.check()
-    return remote
-
-
-def _remote_failed(store) -> bool:
-    """A remote that failed during the run: its one line (the build ran locally); exit 2."""
-    remote = getattr(store, "remote", None)
-    if remote is None or remote.failure is None:
-        return False
-    from trtforge.cache.remote import HINT
-
-    click.echo(f"trtforge: error: cache: {remote.failure}; {HINT}", err=True)
-    return True
+    return open_remote(manifest.cache if manifest is not None else None)
 
 
 class _Group(click.Group):
@@ -77,11 +54,12 @@ class _Group(click.Group):
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.ClickException as e:
-            path = e.ctx.command_path if getattr(e, "ctx", None) is not None else "trtforge"
+            ctx = getattr(e, "ctx", None)  # usage errors carry the command they concern
+            path = ctx.command_path if ctx is not None else "trtforge"
             click.echo(" ".join(f"trtforge: error: {e.format_message().rstrip('.')}; see '{path} --help'".split()),
                        err=True)
             sys.exit(2)
@@ -100,10 +78,6 @@ def main(ctx, verbose):
     ctx.obj = {"verbose": verbose}
 
 
-def _selected(manifest, modules):
-    return [manifest.module(m) for m in modules] if modules else list(manifest.modules)
-
-
 @main.command()
 @click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
 @click.option("--module", "modules", multiple=True, help="Build only this module (repeatable).")
@@ -120,7 +94,7 @@ def _selected(manifest, modules):
 @click.option("--force", is_flag=True, help="Re-run every stage (or, with --stage, that one and the later ones), "
                                             "ignoring cache hits.")
 @click.option("--stage", "force_stage", default=None,
-              type=click.Choice(["export", "graph_passes", "precision_rules", "build", "verify"]),
+              type=click.Choice(STAGE_NAMES),
               help="With --force: the first stage to re-run.")
 @click.option("--require-remote", is_flag=True,
               help="Fail (exit 2) when the remote cache cannot be used, instead of building locally.")
@@ -137,35 +111,22 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
     from trtforge import interrupts
 
     interrupts.install()
-    from trtforge.manifest import load_manifest
-    from trtforge.jobs import build_all
+    from trtforge.driver.api import build as run_build
     from trtforge.progress import Progress
-    from trtforge.report import as_json as report_json, module_warnings, status_table, write_reports
+    from trtforge.report import as_json as report_json
+    from trtforge.report import status_table
 
-    t0, started = time.perf_counter(), time.time()
-    results = []
+    def notes(result):
+        for note in result.notes:
+            click.echo(f"trtforge: note: {result.name}: {note}", err=True)
+
     progress = Progress(sys.stderr, enabled=not quiet and not as_json)
     try:
-        manifest = load_manifest(manifest_path)
-        selected = _selected(manifest, modules)
-        store = _store(manifest, cache_dir, remote=_remote(manifest, read_only=remote_read_only,
-                                                            required=require_remote, use=not no_remote))
-        from trtforge.preflight import preflight
-
-        preflight(manifest, selected, backend, allow_foreign_files)
-        force_from = (force_stage or "export") if force else None
-        for result in build_all(store, manifest, selected, backend, jobs, progress, require_engine_check,
-                                force_from):
-            results.append(result)
-            for note in result.notes:
-                click.echo(f"trtforge: note: {result.name}: {note}", err=True)
-        if not modules:  # a full build: engines/ holds exactly the manifest's modules
-            from trtforge.publish import prune
-
-            for name in prune(manifest.output_dir, {m.name for m in manifest.modules}):
-                click.echo(f"trtforge: note: {name}: no longer in the manifest; its engine was removed", err=True)
-        report = write_reports(results, manifest, partial=bool(modules), backend=backend, started=started,
-                               duration=time.perf_counter() - t0)
+        outcome = run_build(manifest_path, modules, backend=backend, cache_dir=cache_dir, jobs=jobs,
+                            require_engine_check=require_engine_check, allow_foreign_files=allow_foreign_files,
+                            force_from=(force_stage or "export") if force else None, progress=progress,
+                            on_result=notes, remote=not no_remote, remote_read_only=remote_read_only,
+                            require_remote=require_remote)
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt as e:
@@ -178,34 +139,23 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
                    "and the next run resumes from the last finished stage", err=True)
         sys.exit(code)
     progress.close()
+    for name in outcome.removed:
+        click.echo(f"trtforge: note: {name}: no longer in the manifest; its engine was removed", err=True)
     if as_json:
-        click.echo(json.dumps(report_json(results), indent=1, default=str))
+        click.echo(json.dumps(report_json(outcome.results), indent=1, default=str))
     elif not quiet:
-        click.echo(status_table(results))
-        click.echo(f"report: {report}  ({time.perf_counter() - t0:.2f}s)")
-    from trtforge.manifest import DEFAULT_RULES
-
-    for r, module in zip(results, selected):
-        for w in module_warnings(r, rules_written=module.precision_rules != DEFAULT_RULES):
-            click.echo(f"trtforge: warning: module '{r.name}': {w}", err=True)
-    errors = [r.error for r in results if r.error]
-    for e in errors:
-        _error_line(e, verbose)
-    remote_failed = _remote_failed(store) or _worker_remote_failed(results)
-    if errors:
-        sys.exit(max(e.exit_code for e in errors))
-    if remote_failed:
-        sys.exit(2)
-
-
-def _worker_remote_failed(results) -> bool:
-    """--jobs: each worker had its own remote; the first failure any of them met, once."""
-    failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]
-    if failures:
+        click.echo(status_table(outcome.results))
+        click.echo(f"report: {outcome.report}  ({outcome.seconds:.2f}s)")
+    for name, w in outcome.warnings:
+        click.echo(f"trtforge: warning: module '{name}': {w}", err=True)
+    for err in outcome.errors:
+        _error_line(err, verbose)
+    if outcome.remote_failure:  # the build ran locally; the remote's failure is still an error
         from trtforge.cache.remote import HINT
 
-        click.echo(f"trtforge: error: cache: {failures[0]}; {HINT}", err=True)
-    return bool(failures)
+        click.echo(f"trtforge: error: cache: {outcome.remote_failure}; {HINT}", err=True)
+    if outcome.errors or outcome.remote_failure:
+        sys.exit(outcome.exit_code)
 
 
 @main.command()
@@ -216,15 +166,11 @@ def _worker_remote_failed(results) -> bool:
 @click.pass_context
 def explain(ctx, manifest_path, modules, backend, cache_dir):
     """Say per module and stage whether it is up to date, or which key fields changed."""
-    from trtforge.explain import explain_module
-    from trtforge.manifest import load_manifest
+    from trtforge.driver.api import explain as run_explain
 
     try:
-        manifest = load_manifest(manifest_path)
-        store = _store(manifest, cache_dir)
-        for module in _selected(manifest, modules):
-            for line in explain_module(store, manifest, module, backend):
-                click.echo(line)
+        for line in run_explain(manifest_path, modules, backend=backend, cache_dir=cache_dir):
+            click.echo(line)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
 
@@ -460,21 +406,10 @@ def debug():
 @click.pass_context
 def debug_precision_cmd(ctx, module_name, manifest_path, cache_dir):
     """Find the smallest FP32 islands that make MODULE pass the FP16-faithful check; print the rule."""
-    from trtforge.manifest import load_manifest
-    from trtforge.pipeline import StageStatus, run_stage, stage_table
-    from trtforge.precision_rules.debug import debug_precision
+    from trtforge.driver.api import debug_precision
 
     try:
-        manifest = load_manifest(manifest_path)
-        module = manifest.module(module_name)
-        store = _store(manifest, cache_dir)
-        records = {}
-        with store.gc_lock(exclusive=False):  # like a build: `cache gc` waits until it is done
-            for stage, deps in stage_table()[:2]:  # export, graph_passes: the graph before any island
-                records[stage.name] = run_stage(store, stage, module, manifest.root,
-                                                {d: records[d] for d in deps}, StageStatus())
-            result = debug_precision(store.view(records["graph_passes"]), store.view(records["export"]),
-                                     module.tolerance)
+        result = debug_precision(module_name, manifest_path, cache_dir=cache_dir)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     _print_debug(module_name, result)

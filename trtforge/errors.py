@@ -88,3 +88,13 @@ class CacheError(TrtforgeError):
 
 class PublishError(TrtforgeError):
     stage = "publish"
+
+
+class InternalError(Exception):
+    """A broken invariant: a bug in trtforge, not a user mistake. Not a TrtforgeError, so the CLI
+    keeps its traceback (exit 1). Raised by `invariant`, which, unlike `assert`, `python -O` keeps."""
+
+
+def invariant(holds: bool, message: str) -> None:
+    if not holds:
+        raise InternalError(message)

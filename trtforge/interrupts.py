@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import signal
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _received: int | None = None
 _depth = 0  # > 0 while in native code that swallows exceptions raised in its callbacks
 

@@ -18,8 +18,9 @@ import pickle
 import signal
 import sys
 import traceback
+from typing import Any
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from trtforge.errors import TrtforgeError
 
@@ -53,6 +54,7 @@ def _child(fn: Callable[[], dict], w: int) -> None:
     from trtforge import progress
 
     progress._ACTIVE = None  # the parent's display thread (and its lock) did not survive the fork
+    payload: tuple[str, Any]
     try:
         payload = ("ok", fn())
     except TrtforgeError as e:

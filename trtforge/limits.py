@@ -96,7 +96,7 @@ def check_int_range(value: int, lo: int, hi: int, where: str, hint: str | None =
     return value
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exporter_opsets() -> dict[str, tuple[int, int]]:
     """Opsets the installed torch exporters take, read from torch's constants file without
     importing torch (the manifest loader runs on every no-op build). Above its maximum, the

@@ -6,13 +6,16 @@ Every user mistake is a `ManifestError` naming the file and the dotted field.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import tomllib
 
 from trtforge import limits
 from trtforge.errors import ManifestError
@@ -192,7 +195,7 @@ TOLERANCE = {
     "min_cosine": (_fraction, 0.999),
 }
 # task metrics per output (verify.outputs.<name>.metric): the keys each metric takes, defaults filled
-TASK = {
+TASK: dict[str, dict[str, Any]] = {
     "psnr": {"min_psnr": (_num, 40.0), "peak": (_nonneg, 0.0)},  # peak 0: the reference's range
     "iou": {"mask": (_one_of(("threshold", "argmax")), "threshold"), "threshold": (_num, 0.5),
             "axis": (_int, 1), "min_iou": (_fraction, 0.9)},
@@ -268,6 +271,49 @@ def _steps(raw: Any, where: str, keyname: str) -> tuple[dict, ...]:
 # ------------------------------------------------------------------------------------------ specs
 
 @dataclass(frozen=True)
+class ExportSettings:
+    """[export]: how the module becomes ONNX (key material of the export stage)."""
+
+    exporter: str
+    opset: int
+    forbid_fp32_islands: bool
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """[build]: how the engine is built (key material of the build stage)."""
+
+    backend: str
+    optimization_level: int
+    workspace_mib: int
+    rtx_compute_capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PrecisionSettings:
+    """[precision] besides its rules: how FP32 islands are realised."""
+
+    realizer: str
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """[verify]: the tolerance every check holds an output to, and the extra input sets."""
+
+    atol: float
+    rtol: float
+    max_outside: float
+    min_cosine: float
+    random_inputs: int
+    seed: int
+
+
+def settings_dict(settings) -> dict:
+    """A settings dataclass as the plain dict its cache key material is made of."""
+    return dataclasses.asdict(settings)
+
+
+@dataclass(frozen=True)
 class InputSpec:
     name: str
     shape: tuple[int, ...]
@@ -286,12 +332,12 @@ class ModuleSpec:
     inputs: tuple[InputSpec, ...]
     outputs: tuple[str, ...]
     depends: tuple[str, ...]
-    export: dict
+    export: ExportSettings
     passes: tuple[dict, ...]
     precision_rules: tuple[dict, ...]
-    precision: dict
-    build: dict
-    verify: dict
+    precision: PrecisionSettings
+    build: BuildSettings
+    verify: VerifySettings
     verify_outputs: dict = field(default_factory=dict)
     pass_check: str = "each"
 
@@ -299,14 +345,15 @@ class ModuleSpec:
         return {
             "name": self.name, "factory": self.factory, "factory_args": self.factory_args,
             "inputs": [vars(i) for i in self.inputs], "outputs": list(self.outputs),
-            "depends": list(self.depends), "export": self.export, "passes": list(self.passes),
-            "precision_rules": list(self.precision_rules), "precision": self.precision,
-            "build": self.build, "verify": self.verify, "verify_outputs": self.verify_outputs,
+            "depends": list(self.depends), "export": settings_dict(self.export), "passes": list(self.passes),
+            "precision_rules": list(self.precision_rules), "precision": settings_dict(self.precision),
+            "build": settings_dict(self.build), "verify": settings_dict(self.verify),
+            "verify_outputs": self.verify_outputs,
             "pass_check": self.pass_check,
         }
 
     def tolerance(self, output: str) -> dict:
-        tol = {k: self.verify[k] for k in TOLERANCE}
+        tol = {k: getattr(self.verify, k) for k in TOLERANCE}
         tol.update(self.verify_outputs.get(output, {}))
         return tol
 
@@ -395,12 +442,13 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
     return ModuleSpec(
         name=name, factory=factory, factory_args=dict(sorted(fargs.items())), inputs=inputs,
         outputs=outputs, depends=depends,
-        export=export,
+        export=ExportSettings(**export),
         passes=passes,
         precision_rules=rules,
-        precision=_section(precision_raw, PRECISION, f"{where}.precision", base=defaults["precision"]),
-        build=_section(raw.get("build", {}), BUILD, f"{where}.build", base=defaults["build"]),
-        verify=verify,
+        precision=PrecisionSettings(**_section(precision_raw, PRECISION, f"{where}.precision",
+                                               base=defaults["precision"])),
+        build=BuildSettings(**_section(raw.get("build", {}), BUILD, f"{where}.build", base=defaults["build"])),
+        verify=VerifySettings(**verify),
         verify_outputs=per_output,
         pass_check=(_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
                     else defaults["pass_check"]),
@@ -422,7 +470,7 @@ def _output_checks(raw: dict, where: str) -> dict:
     """Per-output tolerance overrides plus an optional task metric with its keys resolved."""
     raw = dict(raw)
     metric = raw.pop("metric", None)
-    spec = dict(TOLERANCE)
+    spec: dict[str, Any] = dict(TOLERANCE)
     if metric is not None:
         spec.update(TASK[_one_of(tuple(TASK))(metric, f"{where}.metric")])
     for key in raw:

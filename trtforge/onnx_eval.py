@@ -21,8 +21,9 @@ bit-identical outputs: restructuring passes are checked for exact equality with 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -139,7 +140,7 @@ class Evaluator:
         self.outputs = [o.name for o in self.graph.output]
         self.opsets = list(model.opset_import)
         # shareable between evaluators of similar graphs (a pass's before and after)
-        self._sessions: OrderedDict[bytes, object] = OrderedDict() if sessions is None else sessions
+        self._sessions: OrderedDict[tuple, Any] = OrderedDict() if sessions is None else sessions
         self.nodes = _toposorted(self.graph)
         last: dict[str, int] = {}
         for i, node in enumerate(self.nodes):
@@ -148,7 +149,7 @@ class Evaluator:
                     last[name] = i
         self.last_use = last
         self.peak_bytes = 0
-        self._whole = None  # the one session of a small model in fp32 mode
+        self._whole: Any = None  # the one session of a small model in fp32 mode
         self.small = weight_bytes(model) <= WHOLE_GRAPH_BYTES and not _has_subgraphs(self.graph)
 
     # -- values ---------------------------------------------------------------------------
@@ -232,7 +233,7 @@ class Evaluator:
         return dict(zip(outs, self._whole.run(outs, args)))
 
     # -- running --------------------------------------------------------------------------
-    def run(self, feeds: dict, keep: set | str = (), observe: Callable[[str, np.ndarray], None] | None = None
+    def run(self, feeds: dict, keep: set | tuple | str = (), observe: Callable[[str, np.ndarray], None] | None = None
             ) -> dict[str, np.ndarray]:
         """The graph outputs (plus the tensors named in `keep`, or every tensor with keep="all").
         `observe(name, value)` sees every graph input and computed tensor as it appears."""
@@ -282,7 +283,7 @@ class Evaluator:
         return {n: env[n] for n in hold if n in env}
 
 
-def evaluate(folder: Path, feeds: dict, mode: str = "fp16", keep: set | str = ()) -> dict[str, np.ndarray]:
+def evaluate(folder: Path, feeds: dict, mode: str = "fp16", keep: set | tuple | str = ()) -> dict[str, np.ndarray]:
     """`folder`/model.onnx (weights beside it) on `feeds`."""
     from trtforge.onnx_files import load_graph_proto
 

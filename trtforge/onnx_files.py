@@ -11,11 +11,13 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
-MODEL = "model.onnx"
+from trtforge.artifacts import ExportFiles, GraphPassesFiles
+
+MODEL = ExportFiles.MODEL  # every ONNX stage names its graph so
 # outputs the graph_passes meaning check computed (widened to FP32, node by node) for the export
 # graph and the final graph on an example set: `in:<input>` and `out:<output>` arrays. The verify
 # stage uses them for that set instead of evaluating the same graph on the same inputs again.
-EVALUATED = {"export": "evaluated_export.npz", "graph_passes": "evaluated_passes.npz"}
+EVALUATED = GraphPassesFiles.EVALUATED
 
 
 def load_graph_proto(folder: Path) -> onnx.ModelProto:
@@ -117,7 +119,7 @@ def read_tensor(tensor: onnx.TensorProto, base_dir: Path) -> np.ndarray:
     if os.path.isabs(loc) or ".." in Path(loc).parts:
         raise ValueError(f"external data location escapes the model folder: {loc}")
     offset = int(info.get("offset", 0))
-    np_dtype = _RAW_DTYPES.get(tensor.data_type)
+    np_dtype = _RAW_DTYPES.get(tensor.data_type)  # type: ignore[call-overload]  # onnx stubs: an int enum
     if np_dtype is not None:  # one read straight into the array: no protobuf copies (GBs for a UNet)
         count = int(np.prod(tensor.dims, dtype=np.int64))
         arr = np.fromfile(base_dir / loc, dtype=np_dtype, count=count, offset=offset)

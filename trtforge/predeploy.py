@@ -78,9 +78,9 @@ def _sidecar(folder: Path, name: str, entry: dict) -> tuple[dict | None, str | N
 
 
 def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) -> dict:
+    from trtforge.tensors import load_arrays
     from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
     from trtforge.verify.metrics import compare_all, merge_sets
-    from trtforge.tensors import load_arrays
 
     bad = _check_files(folder, entry["files"])
     if bad:
@@ -104,8 +104,8 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
                              f"{str(e).splitlines()[0][:300] if str(e) else ''}")
     metrics = merge_sets([(label.name, compare_all(out, load_arrays(ref), _tolerance(side)))
                           for (label, ref), out in zip(sets, outputs)])
-    bad = [f"{n}: {m['reason']}" for n, m in metrics.items() if not m["ok"]]
-    return {"module": name, "status": "failed" if bad else "ok", "reason": "; ".join(bad),
+    failures = [f"{n}: {m['reason']}" for n, m in metrics.items() if not m["ok"]]
+    return {"module": name, "status": "failed" if failures else "ok", "reason": "; ".join(failures),
             "outputs": metrics, "latency": latency}
 
 
@@ -119,7 +119,7 @@ def _bundle_sets(folder: Path, name: str, side: dict) -> list[tuple[Path, Path]]
 
 
 def _version_mismatch(side: dict) -> str | None:
-    from trtforge.build import backend as be
+    from trtforge import backends as be
 
     here = be.version(side["backend"])
     if here != side["backend_version"]:

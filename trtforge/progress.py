@@ -13,11 +13,10 @@ import threading
 import time
 from typing import TextIO
 
+_ACTIVE: Progress | None = None
 
-_ACTIVE: "Progress | None" = None
 
-
-def active() -> "Progress | None":
+def active() -> Progress | None:
     """The CLI's progress display, for a stage that can report finer steps (the TensorRT builder's
     own phases); None when nothing displays progress (tests, --quiet, --json)."""
     return _ACTIVE

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from trtforge import __version__
 from trtforge.cache.store import atomic_write_if_changed
+from trtforge.driver.results import ModuleResult, StageStatus
+from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
-from trtforge.pipeline import STAGE_NAMES, ModuleResult, StageStatus
 from trtforge.verify import metric_texts, ordered_checks, task_text
 
 
@@ -144,7 +145,7 @@ def _checks_md(verify: dict) -> list[str]:
     lines = ["", f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
              "| check | status | kind | output | max abs | max rel | cosine | outside | task metric | worst set |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for stage, c in ordered_checks(checks):
+    for stage, c in ordered_checks(verify):
         outs = c.get("outputs") or {"-": {}}
         for name, m in outs.items():
             lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | {' | '.join(metric_texts(m))} | "
@@ -163,7 +164,7 @@ VOLATILE = ("started", "duration_s")  # differ on every run; a no-op build must 
 def provenance(manifest, results: list[ModuleResult], backend: str | None, started: float,
                duration: float) -> dict:
     """Where this report came from. Paths relative to the output folder, so the folder can move."""
-    from trtforge.build import backend as be
+    from trtforge import backends as be
 
     pairs = []
     for r in results:
@@ -172,9 +173,9 @@ def provenance(manifest, results: list[ModuleResult], backend: str | None, start
             pair = (meta["backend"], meta["backend_version"])
         else:  # not built this run (a stage before it failed): what would have built it
             try:
-                name = be.resolve(backend or m.build["backend"], m.name)
+                name = be.resolve(backend or m.build.backend, m.name)
             except TrtforgeError:  # the report names what was asked for rather than fail
-                name = backend or m.build["backend"]
+                name = backend or m.build.backend
             pair = (name, be.version(name) if name in be.MODULE else None)
         if pair not in pairs:
             pairs.append(pair)
@@ -221,7 +222,7 @@ class _Said:
 
 
 def _from_json(m: dict) -> ModuleResult:
-    r = ModuleResult(m["name"], error=_Said(m["error"]) if m.get("error") else None,
+    r = ModuleResult(m["name"], error=_Said(m["error"]) if m.get("error") else None,  # type: ignore[arg-type]  # quacks like one
                      published=list(m.get("published", [])), notes=list(m.get("notes", [])))
     r.stages = {s: StageStatus(st["state"], st.get("reason", ""), st.get("seconds", 0.0), st.get("key", ""),
                                st.get("meta") or {}) for s, st in m["stages"].items()}

@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 from html import escape
 
-from trtforge.verify import CHAIN as CHECKS, HIST_EDGES, metric_texts, ordered_checks, task_text
+from trtforge.driver.stages import STAGE_NAMES
+from trtforge.verify import HIST_EDGES, metric_texts, ordered_checks, task_text
 
-STAGES = ("export", "graph_passes", "precision_rules", "build", "verify")
+STAGES = STAGE_NAMES
 STAGE_COLOURS = {"export": "#4c78a8", "graph_passes": "#72b7b2", "precision_rules": "#f58518",
                  "build": "#b279a2", "verify": "#54a24b", "engine": "#e45756"}
 STATE_CLASS = {"ok": "ok", "cached": "cached", "failed": "failed", "not run": "notrun"}
@@ -91,7 +92,7 @@ def _time_bars(mods: list) -> str:
     for i, m in enumerate(mods):
         y = 8 + i * row_h
         out.append(f"<text x='0' y='{y + 14}'>{escape(m['name'])}</text>")
-        x = label_w
+        x: float = label_w
         for s in STAGES:
             st = m["stages"][s]
             secs = _seconds(st)
@@ -145,7 +146,7 @@ def _module(m: dict) -> str:
         parts.append(f"<h3>|error| against the FP32 reference ({len(sets)} input set(s): "
                      f"{escape(', '.join(sets))})</h3>")
         parts.append(_histograms(verify))
-        parts.append(_metrics_table(verify["checks"]))
+        parts.append(_metrics_table(verify))
     prec = m["stages"]["precision_rules"]["meta"]
     if verify.get("precision_map"):
         share = prec.get("flops", {}).get("fp16_share")
@@ -159,7 +160,7 @@ def _module(m: dict) -> str:
 def _chain(verify: dict) -> str:
     """export → graph_passes → precision_rules → engine, each check's status; the blamed one marked."""
     cells = []
-    for stage, c in ordered_checks(verify["checks"]):
+    for stage, c in ordered_checks(verify):
         blamed = " — blamed" if verify.get("blame") == stage else ""
         cells.append(f"<td class='{STATE_CLASS.get(c['status'], '')}'><b>{stage}</b>: {c['status']}{blamed}</td>")
     return "<table><tr><th>verification chain</th>" + "<td>→</td>".join(cells) + "</tr></table>"
@@ -170,8 +171,8 @@ def _histograms(verify: dict) -> str:
     names = []
     for c in checks.values():
         names += [n for n in c.get("outputs", {}) if n not in names]
-    charts = [_histogram(name, {s: checks[s]["outputs"][name] for s in CHECKS
-                                if s in checks and name in checks[s].get("outputs", {})},
+    charts = [_histogram(name, {s: c["outputs"][name] for s, c in ordered_checks(verify)
+                                if name in c.get("outputs", {})},
                          verify.get("tolerances", {}).get(name, {}).get("atol")) for name in names]
     return "<div class='charts'>" + "".join(charts) + "</div>"
 
@@ -223,10 +224,10 @@ def _histogram(name: str, per_check: dict, atol: float | None) -> str:
     return "".join(out)
 
 
-def _metrics_table(checks: dict) -> str:
+def _metrics_table(verify: dict) -> str:
     rows = ["<table><tr><th>check</th><th>status</th><th>kind</th><th>output</th><th>max abs</th>"
             "<th>max rel</th><th>cosine</th><th>outside</th><th>task metric</th><th>worst set</th></tr>"]
-    for stage, c in ordered_checks(checks):
+    for stage, c in ordered_checks(verify):
         outs = c.get("outputs") or {"–": {}}
         for name, m in outs.items():
             rows.append(f"<tr class='{STATE_CLASS.get(c['status'], '')}'><td>{stage}</td><td>{c['status']}</td>"

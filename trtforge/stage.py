@@ -22,7 +22,7 @@ def tool_versions(*dists: str) -> dict:
     return {d: _version(d) for d in dists}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _version(dist: str) -> str | None:
     # once per process: each lookup parses a METADATA file (~0.5 ms), and a no-op build of three
     # modules asks for the same dozen distributions sixty times
@@ -74,8 +74,11 @@ class StageContext:
 
 
 class Stage(Protocol):
-    name: str
-    version: str  # salt: bump when the stage's output for the same key would change
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...  # salt: bump when the stage's output for the same key would change
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict: ...
 

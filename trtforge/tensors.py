@@ -11,7 +11,7 @@ NP_DTYPES = {"float16": np.float16, "float32": np.float32, "int64": np.int64, "i
              "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
 
 
-def make_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
+def make_inputs(specs, seed: int | str = 0) -> dict[str, np.ndarray]:
     """Deterministic inputs within each declared range; same specs and seed, same bytes."""
     out = {}
     for spec in specs:
@@ -33,7 +33,7 @@ def make_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -87,10 +87,10 @@ def test_check_precisions_counts_and_rejects_mismatches():
 
 def test_planned_names_are_the_tensorrt_rtx_parser_layer_names(example_project):
     """The ViT as weakly typed TensorRT 10 would parse it: the post-pass ONNX, no Casts."""
-    from trtforge.build import backend as be
+    from trtforge import backends as be
     from trtforge.cache import Store
     from trtforge.manifest import load_manifest
-    from trtforge.pipeline import build_module
+    from trtforge.driver.lifecycle import build_module
 
     manifest = load_manifest(example_project / "engines.toml")
     store = Store(example_project / ".trtforge-cache")

@@ -18,7 +18,8 @@ from tests.cache.conftest import MLP
 from trtforge.cache import Record, key_of
 from trtforge.cache.keys import canonical_json, set_memo_root
 from trtforge.manifest import DEFAULT_PASSES, parse_manifest
-from trtforge.pipeline import stage_key, stage_table
+from trtforge.driver.run import stage_key
+from trtforge.driver.stages import stage_table
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -147,7 +148,7 @@ def test_stage_salt_source_depends_and_tools_change_keys(root, monkeypatch):
     import trtforge.graph_passes as passes_pkg
     import trtforge.precision_rules as prec_pkg
     import trtforge.verify as verify_pkg
-    from trtforge.build import backend as be
+    from trtforge import backends as be
     for pkg, owner in ((export_pkg, "export"), (passes_pkg, "graph_passes"), (prec_pkg, "precision_rules"),
                        (build_pkg, "build"), (verify_pkg, "verify")):
         real = pkg.tool_versions
@@ -196,7 +197,8 @@ import json, sys
 from pathlib import Path
 from trtforge.cache import Record, key_of
 from trtforge.manifest import DEFAULT_PASSES, parse_manifest
-from trtforge.pipeline import stage_key, stage_table
+from trtforge.driver.run import stage_key
+from trtforge.driver.stages import stage_table
 root = Path(sys.argv[1])
 (module,) = parse_manifest((root / "engines.toml").read_text(), root / "engines.toml").modules
 up = {n: Record(key=n, stage=n, outputs={"model.onnx": {"digest": n[0] * 64, "size": 1}}, meta={})

@@ -72,7 +72,7 @@ def test_disk_full_while_publishing(project, published):
     nothing half-written stays, the cache verifies, and the next run publishes from the cache."""
     case = "enospc"
     write_case(project, case, TINY)
-    r = build(project, case, env={"TRTFORGE_TEST_ENOSPC": "publish"})
+    r = build(project, case, env={"TRTFORGE_TEST_ENOSPC_AT": "publish:write-sidecar"})
     one_error_line(r, 2, "module 'tiny'", "No space left on device", "tiny.json",
                    "nothing was published")
     nothing_lost(project, case, "tiny")

@@ -9,6 +9,7 @@ import onnx_graphsurgeon as gs
 import pytest
 
 from tests.precision_rules.helpers import HEADER, graph_of
+from trtforge.errors import InternalError
 from trtforge.precision_rules.cast_realizer import F16, F32, check_invariants, realize_casts
 from trtforge.verify.onnx_check import run_fp16_faithful
 
@@ -86,15 +87,15 @@ def test_check_invariants_catches_a_cancelling_pair():
     g = gs.Graph(nodes=[gs.Node("Cast", "c1", {"to": onnx.TensorProto.FLOAT16}, [x], [h]),
                         gs.Node("Cast", "c2", {"to": onnx.TensorProto.FLOAT}, [h], [y])],
                  inputs=[x], outputs=[y])
-    with pytest.raises(AssertionError, match="cancel"):
+    with pytest.raises(InternalError, match="cancel"):
         check_invariants(g, [], [("x", F32), ("y", F32)])
 
 
 def test_check_invariants_catches_changed_io_and_fp16_reads():
     g = graph_of(HEADER + "g (float[4] x) => (float[4] y) { [a] y = Exp (x) }")
-    with pytest.raises(AssertionError, match="still reads FP16"):
+    with pytest.raises(InternalError, match="still reads FP16"):
         check_invariants(g, [g.nodes[0]], [("x", F16), ("y", F16)])
-    with pytest.raises(AssertionError, match="I/O changed"):
+    with pytest.raises(InternalError, match="I/O changed"):
         check_invariants(g, [], [("x", F32), ("y", F16)])
 
 

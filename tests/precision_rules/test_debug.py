@@ -66,7 +66,7 @@ def test_debug_finds_an_exp_overflow_island_from_activations(tmp_path):
     import numpy as np
 
     from tests.precision_rules.helpers import HEADER
-    from trtforge.precision_rules.debug import debug_precision
+    from trtforge.driver.debug import debug_precision
 
     text = HEADER + """
 g (float[4] x) => (float[4] y) <float[1] k = {12}> {
@@ -89,7 +89,7 @@ def test_debug_says_when_no_candidate_island_helps(tmp_path):
     import numpy as np
 
     from tests.precision_rules.helpers import HEADER
-    from trtforge.precision_rules.debug import debug_precision
+    from trtforge.driver.debug import debug_precision
 
     # the graph output itself is beyond FP16: no island can fix an FP16 output
     text = HEADER + """

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.conftest import onnx_model, write_model
-from trtforge.build import backend as be
+from trtforge import backends as be
 from trtforge.verify import onnx_check
 from trtforge.verify import run as verify_run
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trtforge.build import backend as be
+from trtforge import backends as be
 from trtforge.cache import Store
 from trtforge.manifest import load_manifest
-from trtforge.pipeline import build_module
+from trtforge.driver.lifecycle import build_module
 from trtforge.verify import run as verify_run
 
 from tests.verify.faults import ATTN_MANIFEST, faults_project

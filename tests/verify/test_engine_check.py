@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from trtforge.build import backend as be
+from trtforge import backends as be
 from trtforge.verify.engine_check import why_not_runnable
 
 RTX_META = {"backend": be.RTX, "target": {"name": "rtx-sm80-sm86-sm89-sm120",

@@ -29,13 +29,13 @@ def built(tmp_path_factory):
 
 
 def _gpu():
-    from trtforge.build import backend as be
+    from trtforge import backends as be
 
     return be.gpus()[0]
 
 
 def _needs_rtx():
-    from trtforge.build import backend as be
+    from trtforge import backends as be
 
     if not be.installed("tensorrt-rtx"):  # e.g. a GPU image without it: the build stage fails
         pytest.skip("tensorrt-rtx is not installed here (pip install 'trtforge[rtx]')")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trtforge.build import backend as be
+from trtforge import backends as be
 from trtforge.cache import digest_file
-from trtforge.manifest import ModuleSpec
+from trtforge.manifest import ModuleSpec, settings_dict
 from trtforge.stage import StageContext, tool_versions
 
 
@@ -19,16 +19,16 @@ class BuildStage:
     backend_override: str | None = None
 
     def backend(self, module: ModuleSpec) -> str:
-        return be.resolve(self.backend_override or module.build["backend"], module.name)
+        return be.resolve(self.backend_override or module.build.backend, module.name)
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         backend = self.backend(module)
         return {
             "backend": backend, "backend_version": be.version(backend),
             "libraries": {p.name: digest_file(p) for p in be.library_files(backend)},
-            "target": be.target(backend, module.build["rtx_compute_capabilities"]),
-            "options": dict(module.build, backend=backend),
-            "realizer": module.precision["realizer"], "platform": be.platform_key(),
+            "target": be.target(backend, module.build.rtx_compute_capabilities),
+            "options": {**settings_dict(module.build), "backend": backend},
+            "realizer": module.precision.realizer, "platform": be.platform_key(),
             "tools": tool_versions("polygraphy", "onnx"), "plugins": [],
             # the CUDA runtime the builder links against picks kernels too (None where absent)
             "cuda": tool_versions("nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13",
@@ -40,4 +40,4 @@ class BuildStage:
 
         backend = self.backend(ctx.module)
         return build_engine(ctx, workdir, backend,
-                            be.target(backend, ctx.module.build["rtx_compute_capabilities"]))
+                            be.target(backend, ctx.module.build.rtx_compute_capabilities))

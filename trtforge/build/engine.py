@@ -8,8 +8,9 @@ import re
 import time
 from pathlib import Path
 
+from trtforge import backends as be
 from trtforge import interrupts
-from trtforge.build import backend as be
+from trtforge.artifacts import BuildFiles, PrecisionFiles
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import BuildError
 from trtforge.onnx_files import MODEL
@@ -86,9 +87,9 @@ def apply_layer_precisions(network, trt, plan: dict, module: str) -> None:
 
 def build_engine(ctx: StageContext, workdir: Path, backend: str, target: dict) -> dict:
     src = ctx.inputs["precision_rules"]
-    plan = json.loads((src / "plan.json").read_text())
+    plan = json.loads((src / PrecisionFiles.PLAN).read_text())
     ptrt, _, trt = _imports(backend)
-    log_path = workdir / "build.log"
+    log_path = workdir / BuildFiles.LOG
     # polygraphy's own "[!] Could not parse ONNX" goes to stderr: keep it in build.log too
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
@@ -136,8 +137,8 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     if not strongly_typed:
         apply_layer_precisions(network, trt, plan["fp32"], module)
 
-    common = dict(builder_optimization_level=opts["optimization_level"],
-                  memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts["workspace_mib"] << 20})
+    common = dict(builder_optimization_level=opts.optimization_level,
+                  memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts.workspace_mib << 20})
     monitor = _progress_monitor(trt)
     if monitor is not None:
         common["progress_monitor"] = monitor  # also how a signal cancels the build
@@ -154,7 +155,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         # signals are only recorded inside the builder (an exception raised in its callbacks is
         # swallowed); the monitor then cancels the build and leaving the block raises Interrupted
         with interrupts.deferred():
-            engine_bytes = _build_to_file(ptrt, trt, (builder, network, parser), config, workdir / "model.engine")
+            engine_bytes = _build_to_file(ptrt, trt, (builder, network, parser), config, workdir / BuildFiles.ENGINE)
     except Exception as e:
         raise BuildError(f"engine build failed: {_last_error(log_path) or e}", where=f"modules.{module}.build",
                          module=module, hint="the builder's log names the failing layer") from e
@@ -171,8 +172,8 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
                               if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"),
         "io": io_bindings(network), "engine_bytes": engine_bytes,
     }
-    (workdir / "layers.json").write_text(json.dumps(layers, indent=0))
-    (workdir / "build.json").write_text(json.dumps(meta, indent=1))
+    (workdir / BuildFiles.LAYERS).write_text(json.dumps(layers, indent=0))
+    (workdir / BuildFiles.META).write_text(json.dumps(meta, indent=1))
     return meta
 
 

@@ -96,7 +96,8 @@ def snapshot(root: Path) -> dict:
     installed distributions and plain sources. Run after a stage: it may read installed RECORDs."""
     stdlib = _stdlib_dirs()
     owners = _installed()
-    sources, dists = set(), {}
+    sources: set = set()
+    dists: dict = {}
     for mod in list(sys.modules.values()):
         f = getattr(mod, "__file__", None)
         if not isinstance(f, str) or not os.path.isabs(f):

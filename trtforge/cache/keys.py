@@ -94,7 +94,9 @@ class DigestMemo:
                 memo = {}
             if not isinstance(memo, dict):
                 memo = {}
-        out, fresh, changed = {}, {}, False
+        out: dict[str, str] = {}
+        fresh: dict = {}
+        changed = False
         for path in paths:
             sig = _STATS.get(path, False)
             if sig is False:

@@ -88,7 +88,7 @@ def verify_all(store) -> list[str]:
             if hash_file(blob) != blob.name:
                 problems.append(f"corrupt blob {blob.name[:16]}")
                 os.unlink(blob)
-        damaged = []
+        damaged: list = []
         for doc, path in list(records(store.root, damaged)):  # listed first: dropping removes files
             missing = [n for n, o in doc["outputs"].items() if not store._blob(o["digest"]).is_file()]
             if missing:
@@ -149,7 +149,7 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
                     sweep_temps(sub)
         current = _current_keys(root)
         now = time.time()
-        damaged = []
+        damaged: list = []
         # oldest first; the last build's records go last
         docs = sorted(records(root, damaged), key=lambda dp: (dp[0]["key"] in current, dp[0]["created"]))
         for path, _ in damaged:  # never used: garbage

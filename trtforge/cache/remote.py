@@ -75,6 +75,21 @@ def resolve(manifest_cache: dict | None, *, read_only: bool | None = None,
                         options=tuple(sorted((cfg.get("options") or {}).items())), required=required)
 
 
+def open_remote(manifest_cache: dict | None, *, read_only: bool = False, required: bool = False,
+                use: bool = True) -> "Remote | None":
+    """The remote in force, or None. Nothing is imported or contacted until a lookup misses
+    locally, unless `required`: then it is checked now (a failure is a CacheError, exit 2)."""
+    if not use:
+        return None
+    config = resolve(manifest_cache, read_only=read_only or None, required=required)
+    if config is None:
+        return None
+    remote = Remote(config)
+    if required:
+        remote.check()
+    return remote
+
+
 class RemoteUnavailable(Exception):
     """The remote cannot be used (credentials, missing bucket, network): one line."""
 

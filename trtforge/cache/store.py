@@ -56,7 +56,7 @@ class Record:
     deps: dict = field(default_factory=dict)  # what the key was computed from, besides settings
 
     @classmethod
-    def of(cls, doc: dict) -> "Record":
+    def of(cls, doc: dict) -> Record:
         return cls(key=doc["key"], stage=doc["stage"], outputs=doc["outputs"], meta=doc["meta"],
                    deps=doc.get("deps", {}))
 

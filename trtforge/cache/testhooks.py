@@ -24,7 +24,9 @@ earlier stages' records are stored), `work:<name>` (inside a stage's work, in it
 export after the FP32 reference, graph_passes after its passes ran, precision_rules after the rules
 selected, build inside TensorRT's builder (its progress monitor's first callback), verify after the
 ONNX checks).
-Unset variables cost one dict lookup; nothing else here runs in a normal build.
+Every hook is behind one switch, read once at import: unless TRTFORGE_TEST_HOOKS=1 is set (the
+test suite's conftest sets it), `checkpoint` returns at once and no variable above is even read, so
+a stray TRTFORGE_TEST_KILL_AT in a production environment cannot make a build kill itself.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import errno
 import os
 import signal
 
+SWITCH_ENV = "TRTFORGE_TEST_HOOKS"
+ARMED = os.environ.get(SWITCH_ENV) == "1"
 KILL_ENV = "TRTFORGE_TEST_KILL_AT"
 ENOSPC_ENV = "TRTFORGE_TEST_ENOSPC_AT"
 SIGNAL_ENVS = {"TRTFORGE_TEST_SIGINT_AT": signal.SIGINT, "TRTFORGE_TEST_SIGTERM_AT": signal.SIGTERM}
@@ -58,6 +62,11 @@ PAUSE_DIR_ENV = "TRTFORGE_TEST_PAUSE_DIR"
 
 
 def checkpoint(point: str) -> None:
+    if ARMED:
+        _fire(point)
+
+
+def _fire(point: str) -> None:
     if os.environ.get(KILL_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get(KILL_PARENT_ENV) == point and PARENT is not None and _ancestor(PARENT):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from trtforge.artifacts import ExportFiles
 from trtforge.cache import digest_file
 from trtforge.cache.imports import display, module_files
 from trtforge.errors import ManifestError
@@ -47,7 +48,7 @@ class ExportStage:
                        if k in ("factory", "factory_args", "inputs", "outputs", "export")},
             "io_transforms": transforms(module.passes, module.name),
             # the seed makes the example inputs; random_inputs adds reference sets made here
-            "input_sets": {k: module.verify[k] for k in ("seed", "random_inputs")},
+            "input_sets": {"seed": module.verify.seed, "random_inputs": module.verify.random_inputs},
             "dependencies": deps,
             "tools": tool_versions("torch", "onnx", "onnxscript", "numpy"),
         }
@@ -58,7 +59,7 @@ class ExportStage:
     def run(self, ctx: StageContext, workdir: Path) -> dict:
         # the factory's and the exporter's chatter, down to raw writes to fds 1 and 2, goes to
         # export.log in the cache entry, not the terminal
-        with capture_output(workdir / "export.log"):
+        with capture_output(workdir / ExportFiles.LOG):
             from trtforge.export.torch_export import export_module
 
             return export_module(ctx.module, ctx.root, workdir)

@@ -5,6 +5,7 @@ themselves (a baked Resize is compared with torch.nn.functional.interpolate)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from trtforge.errors import ExportError
 from trtforge.io_transforms import inverse, preprocess_perm
 
-TORCH_MODES = {"nearest": "nearest", "linear": {3: "linear", 4: "bilinear", 5: "trilinear"}, "cubic": {4: "bicubic"}}
+TORCH_MODES: dict[str, Any] = {"nearest": "nearest", "linear": {3: "linear", 4: "bilinear", 5: "trilinear"}, "cubic": {4: "bicubic"}}
 
 
 def _mode(t: dict, rank: int, module: str) -> str:
@@ -97,7 +98,7 @@ def caller_view(transforms: list[dict], inputs: dict, reference: dict, module: s
             reference[t["tensor"]] = np.ascontiguousarray(np.transpose(x, t["perm"]))
         else:
             y = torch.from_numpy(x)
-            kwargs = {"mode": _mode(t, y.ndim, module)}
+            kwargs: dict[str, Any] = {"mode": _mode(t, y.ndim, module)}
             if t["mode"] != "nearest":
                 kwargs["align_corners"] = t["align_corners"]
             if t["size"] is not None:

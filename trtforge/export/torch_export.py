@@ -16,8 +16,10 @@ import numpy as np
 import onnx
 import torch
 
-from trtforge.errors import ExportError
+from trtforge.artifacts import ExportFiles as F
+from trtforge.artifacts import npz
 from trtforge.cache.testhooks import checkpoint
+from trtforge.errors import ExportError
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
@@ -101,16 +103,16 @@ def _random_sets(module: ModuleSpec, reference_model, binding: Binding, names: l
     """verify.random_inputs more seeded input sets within each input's range and dtype, with their
     FP32 reference, so every later check compares on them too (static shapes only: a dynamic
     dimension would need sets at min/opt/max of each profile, which trtforge does not export yet)."""
-    for i in range(1, module.verify["random_inputs"] + 1):
-        inputs = make_inputs(module.inputs, seed=f"{module.verify['seed']}/random{i}")
+    for i in range(1, module.verify.random_inputs + 1):
+        inputs = make_inputs(module.inputs, seed=f"{module.verify.seed}/random{i}")
         args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
         with torch.no_grad():
             _, ref = name_outputs(reference_model(*args, **kwargs), module)
         reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
         c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
         tag = random_set_suffix(i)
-        for stem, arrays in (("inputs", inputs), ("reference", reference),
-                             ("caller_inputs", c_in), ("caller_reference", c_ref)):
+        for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
+                             (F.CALLER_INPUTS, c_in), (F.CALLER_REFERENCE, c_ref)):
             save_arrays(workdir / f"{stem}{tag}.npz", arrays)
 
 
@@ -118,9 +120,9 @@ def _check_opset(module: ModuleSpec, proto) -> None:
     """The dynamo exporter converts from its own opset and, when that fails, keeps its own
     without raising: refuse a model in an opset the manifest did not ask for."""
     got = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    want = module.export["opset"]
+    want = module.export.opset
     if got != want:
-        raise ExportError(f"asked for opset {want}, the {module.export['exporter']} exporter wrote opset "
+        raise ExportError(f"asked for opset {want}, the {module.export.exporter} exporter wrote opset "
                           f"{got} (its version conversion failed)", where=f"modules.{module.name}.export.opset",
                           module=module.name, hint=f"set export.opset = {got}, or one the exporter converts to")
 
@@ -137,8 +139,8 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
 
     baked = transforms(module.passes, module.name)
     # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
-    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify["seed"]),
-                                         module.verify["seed"], module.name)
+    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify.seed),
+                                         module.verify.seed, module.name)
     as_torch = {k: torch.from_numpy(np.ascontiguousarray(a)).to(device) for k, a in inputs.items()}
     # by name: the reference and the export call forward() the same way (export/binding.py)
     binding = bind_inputs(model, module)
@@ -155,12 +157,12 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
                           hint="check each input's shape and dtype against the module's forward") from e
 
     names, ref = name_outputs(out, module)
-    save_arrays(workdir / "inputs.npz", inputs)
+    save_arrays(workdir / npz(F.INPUTS), inputs)
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
-    save_arrays(workdir / "reference.npz", reference)
+    save_arrays(workdir / npz(F.REFERENCE), reference)
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
-    save_arrays(workdir / "caller_inputs.npz", c_in)
-    save_arrays(workdir / "caller_reference.npz", c_ref)
+    save_arrays(workdir / npz(F.CALLER_INPUTS), c_in)
+    save_arrays(workdir / npz(F.CALLER_REFERENCE), c_ref)
     _random_sets(module, reference_model, binding, names, device, workdir)
     checkpoint("work:export")
     del ref, out, reference_model, fp32_args, fp32_kwargs
@@ -173,9 +175,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         # autocast OFF: tracing under autocast forced BatchNorm inputs to FP32 and broke FP16 models
         with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
             program = torch.onnx.export(
-                model16, fp16_args, kwargs=fp16_kwargs, dynamo=module.export["exporter"] == "dynamo",
-                input_names=binding.graph_input_names, output_names=names, opset_version=module.export["opset"],
-                external_data=True, f=None if module.export["exporter"] == "dynamo" else str(path),
+                model16, fp16_args, kwargs=fp16_kwargs, dynamo=module.export.exporter == "dynamo",
+                input_names=binding.graph_input_names, output_names=names, opset_version=module.export.opset,
+                external_data=True, f=None if module.export.exporter == "dynamo" else str(path),
                 verbose=False)
         if program is not None:
             program.save(str(path), external_data=True)
@@ -197,7 +199,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     proto = onnx.load(str(path), load_external_data=False)
     _check_opset(module, proto)
     islands = find_fp32_islands(proto)
-    if islands and module.export["forbid_fp32_islands"]:
+    if islands and module.export.forbid_fp32_islands:
         # name real arithmetic first: the Cast into the island only marks where it starts
         first = next((i for i in islands if i["op"] != "Cast"), islands[0])
         raise ExportError(f"{len(islands)} FP32 island(s) in the FP16 export, first: node "
@@ -210,7 +212,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(a.shape)} for n, a in reference.items()},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
-        "input_sets": 1 + module.verify["random_inputs"],
+        "input_sets": 1 + module.verify.random_inputs,
     }
-    (workdir / "export.json").write_text(json.dumps(meta, indent=1))
+    (workdir / F.META).write_text(json.dumps(meta, indent=1))
     return meta

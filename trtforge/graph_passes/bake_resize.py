@@ -48,7 +48,7 @@ class BakeResizePass(GraphPass):
         else:  # torch maps coordinates by 1/scale, not by out/in: pass the scale itself
             resize_by = [gs.Constant(f"trtforge_resize_scales_{y.name}",
                                      np.array([1.0, 1.0] + [float(self.scale)] * len(spatial), dtype=np.float32))]
-        attrs = {"mode": self.mode}
+        attrs: dict[str, object] = {"mode": self.mode}
         if self.mode == "nearest":
             attrs.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
         else:

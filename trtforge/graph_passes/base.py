@@ -5,13 +5,13 @@ or to a fixed point, each pass optionally checked for meaning by a `checker` (se
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import onnx_graphsurgeon as gs
 
-from trtforge.errors import PassError
+from trtforge.errors import InternalError, PassError
 from trtforge.onnx_files import import_graph  # noqa: F401  (re-exported for passes)
 
 CHECK_MODES = ("each", "pipeline", "off")
@@ -39,7 +39,7 @@ class GraphPass:
         raise NotImplementedError
 
     def requires(self, graph: gs.Graph) -> None:
-        """Check what must hold before the pass; raise AssertionError (a bug) or PassError."""
+        """Check what must hold before the pass; raise InternalError (a bug; `invariant` does it) or PassError."""
 
     def ensures(self, graph: gs.Graph) -> None:
         """Check what must hold after the pass."""
@@ -75,7 +75,7 @@ class PassReport:
 # checker(passes, graph_before_as_onnx, graph_after) -> a one-line verdict; raises PassError on a
 # mismatch. `graph_before_as_onnx` is an onnx.ModelProto taken before `passes` ran; `graph_after`
 # is the graph after them, as a gs.Graph or already as an onnx.ModelProto.
-Checker = Callable[[list, object, gs.Graph], str]
+Checker = Callable[..., str]
 
 
 @dataclass
@@ -117,9 +117,9 @@ class Pipeline:
                     p.requires(graph)
                     modified = bool(p.apply(graph, ctx))
                     p.ensures(graph)
-                except AssertionError as e:
+                except (AssertionError, InternalError) as e:
                     ran = ", ".join(q.name for q in self.passes[:i]) or "none"
-                    raise AssertionError(f"pass '{p.name}' broke an invariant (passes before it: "
+                    raise InternalError(f"pass '{p.name}' broke an invariant (passes before it: "
                                          f"{ran}): {e}") from e
                 report = PassReport(p.name, p.params(), modified, n_before, len(graph.nodes),
                                     time.perf_counter() - t0, changes=p.changes())

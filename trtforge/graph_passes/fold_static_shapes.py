@@ -19,6 +19,7 @@ from collections import defaultdict
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from trtforge.errors import invariant
 from trtforge.graph_passes.base import GraphPass, PassContext, bypass
 
 
@@ -138,7 +139,8 @@ def _rewrite_slices(graph: gs.Graph) -> bool:
         data = members[0][0].inputs[0]
         dim = static_shape(data)[axis]
         bounds = sorted({0, dim, *(b for _, r in members for b in r)})
-        pieces, taken = None, {}
+        pieces = None
+        taken: dict = {}
         for node, (s, e) in members:
             i = bounds.index(s)
             if bounds[i + 1] == e and i in taken:  # the same slice twice: read the first one
@@ -230,5 +232,5 @@ class FoldStaticShapesPass(GraphPass):
         for node in graph.nodes:
             if node.op == "Slice" and node.outputs:
                 r = slice_ranges(node)
-                assert r is None or any(e <= s for s, e in r.values()), \
-                    f"static Slice '{node.name}' survived"
+                invariant(r is None or any(e <= s for s, e in r.values()),
+                          f"static Slice '{node.name}' survived")

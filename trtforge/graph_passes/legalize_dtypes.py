@@ -30,13 +30,13 @@ the mixed graph computed.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from trtforge.errors import PassError
+from trtforge.errors import PassError, invariant
 from trtforge.graph_passes.base import GraphPass, PassContext
 from trtforge.graph_passes.fold_static_shapes import const_values
 from trtforge.graph_passes.remove_identities import dtype_name as _dtype_name
@@ -57,13 +57,13 @@ DATA_INPUTS = {"Reshape": 1, "Expand": 1, "Slice": 1, "Tile": 1, "Split": 1, "Sq
 MAX_DEPTH = 64  # a bound not found within this many producers is unknown
 
 
-@lru_cache(maxsize=None)
+@cache
 def dtype_name(dtype) -> str | None:
     """'float16', 'float32', ... (numpy's dtype.name costs microseconds, and a UNet has 10k tensors)."""
     return _dtype_name(dtype)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema(op: str, domain: str, version: int):
     try:
         return onnx.defs.get_schema(op, version, domain)
@@ -164,7 +164,7 @@ class LegalizeDtypesPass(GraphPass):
         self._changes: list[str] = []
 
     @property
-    def exact(self) -> bool:
+    def exact(self) -> bool:  # type: ignore[override]  # a class constant in the base; decided per run here
         """Casts change nothing in the FP32-widened meaning check; a constant stored narrow rounds."""
         return not self._inexact
 
@@ -198,7 +198,8 @@ class LegalizeDtypesPass(GraphPass):
 
     def ensures(self, graph: gs.Graph) -> None:
         left = mixed_nodes(graph)
-        assert not left, "still mixed: " + "; ".join(describe(n, m) for n, m in left[:3])
+        invariant(not left,
+                  "still mixed: " + "; ".join(describe(n, m) for n, m in left[:3]))
 
     # ------------------------------------------------------------------------------ one op
 

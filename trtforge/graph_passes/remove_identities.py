@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from trtforge.errors import invariant
 from trtforge.graph_passes.base import GraphPass, PassContext, bypass
 from trtforge.graph_passes.fold_static_shapes import const_values
 
@@ -97,4 +98,5 @@ class RemoveIdentitiesPass(GraphPass):
                 i, o = node.inputs[0], node.outputs[0]
                 stuck = (o in graph.outputs and (i in graph.inputs or i in graph.outputs
                                                  or isinstance(i, gs.Constant) or not i.inputs))
-                assert stuck, f"Identity '{node.name}' survived though it could be bypassed"
+                invariant(stuck,
+                          f"Identity '{node.name}' survived though it could be bypassed")

@@ -14,9 +14,10 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
+from trtforge.artifacts import ExportFiles, GraphPassesFiles, npz
+from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import PassError
 from trtforge.graph_passes.base import PassContext, Pipeline, import_graph
-from trtforge.cache.testhooks import checkpoint
 from trtforge.graph_passes.catalog import make_pass
 from trtforge.graph_passes.legalize_dtypes import describe, mixed_nodes
 from trtforge.onnx_files import EVALUATED, check_full, load_graph_proto, save_model, weight_bytes
@@ -31,7 +32,7 @@ END_TO_END_BYTES = 256 << 20
 
 def recorded_inputs(folder: Path) -> list[dict]:
     """The export stage's example inputs, then the caller's view of them."""
-    return [load_arrays(folder / f) for f in ("inputs.npz", "caller_inputs.npz") if (folder / f).exists()]
+    return [load_arrays(folder / f) for f in (npz(ExportFiles.INPUTS), npz(ExportFiles.CALLER_INPUTS)) if (folder / f).exists()]
 
 
 def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module: str = "",
@@ -62,7 +63,7 @@ def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module:
     check_valid(out, graph, [p.name for p in passes], module)
     meta = {"nodes_before": nodes_before, "nodes_after": len(graph.nodes), "check": check,
             "passes": [asdict(r) for r in pipeline.reports]}
-    (workdir / "passes.json").write_text(json.dumps(meta, indent=1))
+    (workdir / GraphPassesFiles.META).write_text(json.dumps(meta, indent=1))
     return meta
 
 

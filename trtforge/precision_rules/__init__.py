@@ -14,8 +14,8 @@ from trtforge.stage import StageContext, tool_versions
 def resolve_realizer(module: ModuleSpec) -> str:
     """`auto` writes Casts: every backend trtforge targets can build strongly typed networks.
     `layer_precision` keeps the ONNX FP16 and hands the plan to a weakly typed TensorRT 10 build."""
-    choice = module.precision["realizer"]
-    if choice == "layer_precision" and module.build["backend"] == "tensorrt-rtx":
+    choice = module.precision.realizer
+    if choice == "layer_precision" and module.build.backend == "tensorrt-rtx":
         raise PrecisionError("TensorRT-RTX has no weak typing; layer_precision cannot be realised",
                              where=f"modules.{module.name}.precision.realizer", module=module.name,
                              hint="use realizer = 'casts' or 'auto'")

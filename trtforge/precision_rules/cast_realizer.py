@@ -9,7 +9,7 @@ Cases:
 - an FP32 node's FP16 output is produced as FLOAT; FP32 consumers take it directly (neighbours
   share one island), others and graph outputs get one Cast back to FLOAT16 under the old name.
 Invariants are checked after: FP32 nodes see FLOAT inputs, no Cast pair cancels, graph I/O dtypes
-unchanged. A broken invariant is a bug (AssertionError with its traceback).
+unchanged. A broken invariant is a bug (InternalError with its traceback).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+
+from trtforge.errors import invariant
 
 # ops whose output type is fixed by an attribute or that carry no float math
 NOT_CASTABLE = {"Cast", "CastLike", "Shape", "Size", "Constant", "ConstantOfShape", "EyeLike",
@@ -108,13 +110,15 @@ def _drop_cancelling_pairs(graph: gs.Graph) -> int:
 def check_invariants(graph: gs.Graph, fp32: list[gs.Node], io_before: list) -> None:
     for node in fp32:
         for t in node.inputs:
-            assert _dtype(t) != F16, f"FP32 node '{node.name}' still reads FP16 tensor '{t.name}'"
+            invariant(_dtype(t) != F16,
+                      f"FP32 node '{node.name}' still reads FP16 tensor '{t.name}'")
     for node in graph.nodes:
         if node.op != "Cast":
             continue
         src = node.inputs[0].inputs[0] if node.inputs[0].inputs else None
         if src is not None and src.op == "Cast":
-            assert _dtype(src.inputs[0]) != _dtype(node.outputs[0]), \
-                f"Casts '{src.name}' -> '{node.name}' cancel each other"
+            invariant(_dtype(src.inputs[0]) != _dtype(node.outputs[0]),
+                      f"Casts '{src.name}' -> '{node.name}' cancel each other")
     io_after = [(t.name, _dtype(t)) for t in (*graph.inputs, *graph.outputs)]
-    assert io_after == io_before, f"graph I/O changed: {io_before} -> {io_after}"
+    invariant(io_after == io_before,
+              f"graph I/O changed: {io_before} -> {io_after}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import onnx_graphsurgeon as gs
 
@@ -14,13 +15,16 @@ def _static(shape) -> bool:
 
 
 def node_flops(node: gs.Node) -> int | None:
+    out: Any
+    a: Any
+    b: Any
     out = node.outputs[0].shape if node.outputs else None
     a = node.inputs[0].shape if node.inputs else None
     b = node.inputs[1].shape if len(node.inputs) > 1 else None
     if not (_static(out) and _static(a) and _static(b)):
         return None
     if node.op == "Attention":  # Q.K^T and P.V; 3-D (B, S, H*d) and 4-D (B, H, S, d) alike
-        v = node.inputs[2].shape if len(node.inputs) > 2 else None
+        v: Any = node.inputs[2].shape if len(node.inputs) > 2 else None
         if not _static(v):
             return None
         return 2 * b[-2] * (math.prod(a) + math.prod(a[:-1]) * v[-1])

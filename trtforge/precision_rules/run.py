@@ -8,16 +8,17 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
-from trtforge.errors import PrecisionError
+from trtforge.artifacts import ExportFiles, PrecisionFiles, npz
 from trtforge.cache.testhooks import checkpoint
+from trtforge.errors import InternalError, PrecisionError
+from trtforge.onnx_files import check_full, import_graph, load_graph_proto, save_model
 from trtforge.precision_rules.cast_realizer import realize_casts
 from trtforge.precision_rules.catalog import make_rule
 from trtforge.precision_rules.flops import fp16_flop_share
 from trtforge.precision_rules.fp32_probe import Probe
-from trtforge.tensors import load_arrays
 from trtforge.precision_rules.plan import PrecisionPlan, name_unnamed
-from trtforge.onnx_files import check_full, import_graph, load_graph_proto, save_model
 from trtforge.stage import StageContext
+from trtforge.tensors import load_arrays
 
 
 def typed_graph(folder: Path):
@@ -33,7 +34,7 @@ def _probe(ctx: StageContext, model: onnx.ModelProto, src: Path) -> Probe | None
     exp = ctx.inputs.get("export")
     if exp is None:
         return None
-    return Probe(model, src, load_arrays(exp / "caller_inputs.npz"))
+    return Probe(model, src, load_arrays(exp / npz(ExportFiles.CALLER_INPUTS)))
 
 
 def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
@@ -63,8 +64,8 @@ def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
     try:  # the graph_passes stage hands over a graph that passes this check (legalize_dtypes)
         check_full(out)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:  # a realiser bug
-        raise AssertionError(f"precision realiser produced an ill-typed graph: {e}") from e
+        raise InternalError(f"precision realiser produced an ill-typed graph: {e}") from e
     meta = {"realizer": realizer, **plan.as_json(), "flops": share, "casts": casts,
             "fp32_ops": sorted({v["op"] for v in plan.fp32.values() if v["op"]})}
-    (workdir / "plan.json").write_text(json.dumps(meta, indent=1))
+    (workdir / PrecisionFiles.PLAN).write_text(json.dumps(meta, indent=1))
     return meta

@@ -6,21 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trtforge.build import backend as be
-from trtforge.manifest import ModuleSpec
+from trtforge import backends as be
+from trtforge.manifest import ModuleSpec, settings_dict
 from trtforge.stage import StageContext, tool_versions
 
 # |error| histogram bins, fixed decades so reports compare across modules and runs:
 # [0, 1e-7), [1e-7, 1e-6), ..., [1, 10), [10, inf). Here, not in metrics.py: reports read it
 # without importing numpy.
 HIST_EDGES = [0.0] + [10.0 ** e for e in range(-7, 2)] + [float("inf")]
-# the verification chain, in the order a failure is attributed; reports list the checks this way
-CHAIN = ("export", "graph_passes", "precision_rules", "engine")
 
 
-def ordered_checks(checks: dict) -> list[tuple[str, dict]]:
-    """(stage, check) in chain order (stored metadata has sorted keys), unknown checks last."""
-    return [(s, checks[s]) for s in CHAIN if s in checks] + [(s, c) for s, c in checks.items() if s not in CHAIN]
+def ordered_checks(verify: dict) -> list[tuple[str, dict]]:
+    """(stage, check) of a verify stage's metadata in the order verification attributes a failure
+    (its `chain`: the driver's stage order, then the engine; stored metadata has sorted keys)."""
+    checks, chain = verify.get("checks", {}), verify.get("chain", [])
+    return [(s, checks[s]) for s in chain if s in checks] + [(s, c) for s, c in checks.items() if s not in chain]
 
 
 # the per-output metric columns of both reports, in table order: (metric key, format)
@@ -41,11 +41,11 @@ def task_text(metrics: dict, none: str = "-") -> str:
 @dataclass(frozen=True)
 class VerifyStage:
     name: str = "verify"
-    version: str = "verify-6"
+    version: str = "verify-7"  # 7: the chain order recorded in the metadata
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key
-        return {"verify": module.verify, "verify_outputs": module.verify_outputs,
+        return {"verify": settings_dict(module.verify), "verify_outputs": module.verify_outputs,
                 "gpus": [vars(g) for g in be.gpus()],
                 "tools": tool_versions("onnxruntime", "onnxruntime-gpu", "numpy")}
 

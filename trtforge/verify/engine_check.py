@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trtforge.build import backend as be
+from trtforge import backends as be
 
 
 def why_not_runnable(build_meta: dict) -> str | None:

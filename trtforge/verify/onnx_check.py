@@ -15,12 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import onnx
 import onnxruntime as ort
 
 from trtforge.errors import VerifyError
-from trtforge.onnx_files import MODEL, read_tensor
 
 CUDA_EP = "CUDAExecutionProvider"
 
@@ -28,7 +25,7 @@ CUDA_EP = "CUDAExecutionProvider"
 def cuda_unusable() -> str | None:
     """Why ONNX Runtime's CUDA provider cannot check a graph here; None when it can (it may still
     fail to load its CUDA libraries: `session` says so)."""
-    from trtforge.build import backend as be
+    from trtforge import backends as be
 
     if CUDA_EP not in ort.get_available_providers():
         return "onnxruntime has no CUDA provider here (pip install 'trtforge[gpu]')"

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from trtforge.artifacts import BuildFiles, ExportFiles, VerifyFiles
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import VerifyError
 from trtforge.onnx_files import EVALUATED, MODEL
+from trtforge.stage import StageContext
 from trtforge.tensors import input_sets, load_arrays, same_arrays
-from trtforge.verify import CHAIN
 from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
 from trtforge.verify.onnx_check import CUDA_EP, cuda_unusable, runner, session
 from trtforge.verify.precision_map import precision_map
-from trtforge.stage import StageContext
 
 # the export and pass graphs are judged as functions (in FP32): they attribute a failure, while the
 # precision stage and the engine decide; node by node, so memory stays at the live activations
@@ -89,7 +89,7 @@ def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
         return {"status": "not run", "kind": ENGINE, "reason": f"engine not run here: {reason}"}
     t0 = time.perf_counter()
     try:  # one deserialisation for every input set
-        outputs, latency = run_engine_sets(build / "model.engine", [s[1] for s in sets], build_meta["backend"])
+        outputs, latency = run_engine_sets(build / BuildFiles.ENGINE, [s[1] for s in sets], build_meta["backend"])
     except Exception as e:  # a runtime that refuses the engine fails the engine check
         return {"status": "failed", "kind": ENGINE, "seconds": round(time.perf_counter() - t0, 3),
                 "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
@@ -101,26 +101,29 @@ def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
 
 def verify_module(ctx: StageContext, workdir: Path) -> dict:
     exp = ctx.inputs["export"]
-    model_sets = input_sets(exp, "inputs", "reference")
-    caller_sets = input_sets(exp, "caller_inputs", "caller_reference")
+    model_sets = input_sets(exp, ExportFiles.INPUTS, ExportFiles.REFERENCE)
+    caller_sets = input_sets(exp, ExportFiles.CALLER_INPUTS, ExportFiles.CALLER_REFERENCE)
     tol = ctx.module.tolerance
     prec, passes = ctx.inputs["precision_rules"], ctx.inputs["graph_passes"]
-    checks = {
-        "export": _check(PLAIN, _reuse(passes, "export", runner(exp, "fp32")), model_sets, tol),
-        "graph_passes": _check(PLAIN, _reuse(passes, "graph_passes", runner(passes, "fp32")), caller_sets, tol),
-        "precision_rules": _precision_check(prec, caller_sets, tol),
+    onnx_checks = {
+        "export": lambda: _check(PLAIN, _reuse(passes, "export", runner(exp, "fp32")), model_sets, tol),
+        "graph_passes": lambda: _check(PLAIN, _reuse(passes, "graph_passes", runner(passes, "fp32")),
+                                       caller_sets, tol),
+        "precision_rules": lambda: _precision_check(prec, caller_sets, tol),
     }
+    # in the driver's stage order (ctx.inputs keeps it): the order a failure is attributed in
+    checks = {stage: onnx_checks[stage]() for stage in ctx.inputs if stage in onnx_checks}
     checkpoint("work:verify")
-    build_meta = json.loads((ctx.inputs["build"] / "build.json").read_text())
+    build_meta = json.loads((ctx.inputs["build"] / BuildFiles.META).read_text())
     checks["engine"] = _engine_check(ctx.inputs["build"], build_meta, caller_sets, tol)
-    failed = [s for s in CHAIN if checks[s]["status"] == "failed"]
+    failed = [s for s in checks if checks[s]["status"] == "failed"]
     # the pure-FP16 export and pass graphs may overflow on an FP16-faithful kernel (ORT's CPU
     # Attention-23 is one) before the precision rules add their islands: what ships is judged by
     # the precision_rules and engine checks; the earlier ones say where a failure started.
     final = [s for s in failed if s in ("precision_rules", "engine")]
-    meta = {"checks": checks, "passed": not final, "blame": failed[0] if final else None,
+    meta = {"checks": checks, "chain": list(checks), "passed": not final, "blame": failed[0] if final else None,
             "engine_checked": checks["engine"]["status"] == "ok", "input_sets": [s[0] for s in caller_sets],
             "tolerances": {n: tol(n) for n in caller_sets[0][2]},
             "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {}))}
-    (workdir / "verify.json").write_text(json.dumps(meta, indent=1))
+    (workdir / VerifyFiles.META).write_text(json.dumps(meta, indent=1))
     return meta

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trtforge.build import backend as be
+from trtforge import backends as be
 from trtforge.errors import PublishError
 from trtforge.manifest import Manifest, ModuleSpec
 
@@ -40,17 +40,16 @@ def check_foreign_files(out_dir: Path, index: dict | None) -> None:
 
 def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
               allow_foreign: bool = False) -> None:
+    from trtforge import engines_index
     from trtforge.graph_passes import catalog as passes
     from trtforge.precision_rules import catalog as rules
-
-    from trtforge import engines_index
 
     check_output_dir(manifest.output_dir)
     index = engines_index.load(manifest.output_dir) or engines_index.adopt_legacy(manifest.output_dir)
     if not (allow_foreign or manifest.allow_foreign_files):
         check_foreign_files(manifest.output_dir, index)
     for module in modules:  # a missing backend or a misspelt pass fails now, not after an export
-        be.resolve(backend or module.build["backend"], module.name)
+        be.resolve(backend or module.build.backend, module.name)
         for i, step in enumerate(module.passes):
             passes.check_known(step, f"modules.{module.name}.passes[{i}]", module.name)
         for i, step in enumerate(module.precision_rules):

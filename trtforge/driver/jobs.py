@@ -12,37 +12,11 @@ import os
 from pathlib import Path
 
 from trtforge import interrupts
-from trtforge.cache import Store
-from trtforge.cache import testhooks
+from trtforge.cache import Store, testhooks
 from trtforge.cache.testhooks import checkpoint
-from trtforge.errors import PublishError
+from trtforge.driver.lifecycle import build_and_publish
+from trtforge.driver.results import ModuleResult
 from trtforge.manifest import Manifest, ModuleSpec, load_manifest
-from trtforge.pipeline import ModuleResult, build_module, enforce_engine_check
-
-
-def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None,
-                      progress=None, require_engine_check: bool = False,
-                      force_from: str | None = None) -> ModuleResult:
-    from trtforge.publish import publish_result
-
-    # the gc lock shared for the whole module: `cache gc` waits until every record and view this
-    # build reads (its own earlier stages, then publish) is no longer needed, instead of
-    # collecting a finished stage's blobs before the next stage reads them
-    with store.gc_lock(exclusive=False):
-        result = build_module(store, manifest, module, backend, progress=progress, force_from=force_from)
-        if store.remote is not None:
-            result.remote = store.remote.take_summary()
-        if require_engine_check:
-            enforce_engine_check(result)
-        interrupts.check()  # a signal met anywhere before: nothing is published
-        try:  # a failed module is withdrawn: engines/ never keeps what the manifest no longer verifies
-            result = publish_result(store, manifest, module, result, backend)
-        except PublishError as e:  # this module only: the others still build and report
-            if result.error is None:
-                result.error = e
-            else:  # the module's own failure stays the one reported
-                result.notes.append(f"could not withdraw its previous files: {e.one_line()}")
-    return result
 
 
 def _worker(manifest_path: str, name: str, root: str, shared: tuple, remote, backend: str | None,

@@ -12,23 +12,19 @@ matched another module's files)."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
-import os
 from pathlib import Path
+from typing import Any
 
-from trtforge import __version__, engines_index, interrupts
+from trtforge import __version__, engines_index
+from trtforge.artifacts import BuildFiles, BuildMeta, ExportFiles, ExportMeta, PrecisionMeta, VerifyMeta, meta, npz
 from trtforge.cache import Store, digest_file
-from trtforge.cache.store import CorruptEntry, atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
+from trtforge.cache.store import atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
 from trtforge.cache.testhooks import checkpoint
-from trtforge.errors import PublishError
-from trtforge.manifest import Manifest, ModuleSpec
-from trtforge.pipeline import ModuleResult, build_module
-
-# Test hook: TRTFORGE_TEST_ENOSPC=publish makes the sidecar write (the last one) fail as a full
-# disk would, after the engine was copied, to prove that a failed publish withdraws what it wrote.
-TEST_ENOSPC = "TRTFORGE_TEST_ENOSPC"
+from trtforge.driver.results import ModuleResult
+from trtforge.errors import InternalError, PublishError
+from trtforge.manifest import ModuleSpec
 
 
 def _unchanged(dest: Path, digest: str) -> bool:
@@ -66,10 +62,10 @@ def _bundle(store: Store, result: ModuleResult, target: str) -> dict[str, tuple[
     """{path relative to the output folder: (cached source, digest)} of everything but the sidecar."""
     name, build, export = result.name, result.records["build"], result.records["export"]
     bview, eview = store.view(build), store.view(export)
-    files = {f"{name}.engine": (bview / "model.engine", build.outputs["model.engine"]["digest"]),
-             f"{name}.inputs.npz": (eview / "caller_inputs.npz", export.outputs["caller_inputs.npz"]["digest"]),
-             f"{name}.reference.npz": (eview / "caller_reference.npz",
-                                       export.outputs["caller_reference.npz"]["digest"])}
+    engine, c_in, c_ref = BuildFiles.ENGINE, npz(ExportFiles.CALLER_INPUTS), npz(ExportFiles.CALLER_REFERENCE)
+    files = {f"{name}.engine": (bview / engine, build.outputs[engine]["digest"]),
+             f"{name}.inputs.npz": (eview / c_in, export.outputs[c_in]["digest"]),
+             f"{name}.reference.npz": (eview / c_ref, export.outputs[c_ref]["digest"])}
     files.update(_random_sets(result, eview, name))
     return {f"{target}/{f}": v for f, v in files.items()}
 
@@ -78,12 +74,12 @@ def _check_claims(index: dict, name: str, rels) -> None:
     for other in set(index["modules"]) | set(index["pending"]):
         if other != name and _claimed(index, other) & set(rels):
             clash = sorted(_claimed(index, other) & set(rels))[0]
-            raise AssertionError(f"module '{name}' would publish {clash}, which module '{other}' owns")
+            raise InternalError(f"module '{name}' would publish {clash}, which module '{other}' owns")
 
 
 def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpec, index: dict) -> list[str]:
     name = result.name
-    target = result.records["build"].meta["target"]["name"]
+    target = meta(result.records["build"], BuildMeta)["target"]["name"]
     files = _bundle(store, result, target)
     side_rel = f"{target}/{name}.json"
     _check_claims(index, name, [*files, side_rel])
@@ -92,7 +88,7 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
                            module=name, hint="remove the link; the engines folder must hold real folders")
     data = json.dumps(sidecar_doc(result, {r.split("/", 1)[1]: d for r, (_, d) in files.items()}, module),
                       indent=1, sort_keys=True).encode()
-    entry = {"sidecar": side_rel,
+    entry: dict[str, Any] = {"sidecar": side_rel,
              "files": {**{r: d for r, (_, d) in files.items()}, side_rel: hashlib.sha256(data).hexdigest()}}
     published = sorted(entry["files"])
     if (index["modules"].get(name) == entry and name not in index["pending"]
@@ -117,8 +113,9 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
     checkpoint("publish")
     side = out_dir / side_rel
     if not _unchanged(side, entry["files"][side_rel]):
-        if os.environ.get(TEST_ENOSPC) == "publish":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(side))
+        # test hook: TRTFORGE_TEST_ENOSPC_AT=publish:write-sidecar fails the sidecar write (the last
+        # one) as a full disk would, after the engine was copied: a failed publish withdraws it
+        checkpoint("publish:write-sidecar")
         atomic_write_bytes(side, data)
     checkpoint("publish:sidecar")
     index["modules"][name] = entry
@@ -172,33 +169,13 @@ def prune(out_dir: Path, keep: set[str]) -> list[str]:
     return gone
 
 
-def publish_result(store: Store, manifest: Manifest, module: ModuleSpec, result: ModuleResult,
-                   backend: str | None = None) -> ModuleResult:
-    """Publish; a blob found corrupt while copying it out is forgotten and its stage rebuilt once."""
-    for attempt in range(2):
-        try:
-            # gc must not drop the views being copied out; a signal waits for the few renames
-            # to finish (raised on leaving), so engine and sidecar always agree
-            with store.gc_lock(exclusive=False), interrupts.deferred():
-                result.published = publish(store, result, manifest.output_dir, module)
-            return result
-        except CorruptEntry as e:
-            if attempt:
-                raise
-            store.forget(e.key)
-            notes = [*result.notes, f"corrupt cache entry forgotten and rebuilt: {e}"]
-            result = build_module(store, manifest, module, backend)
-            result.notes[:0] = notes  # the next attempt publishes it, or withdraws it if it failed
-    return result
-
-
 def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
     """The seeded random input sets (verify.random_inputs) travel with the bundle, so
     `trtforge verify` on the target checks them too: <module>.inputs.r1.npz + .reference.r1.npz."""
     outputs = result.records["export"].outputs
     files = {}
     for fname in sorted(outputs):
-        for stem, dest in (("caller_inputs", "inputs"), ("caller_reference", "reference")):
+        for stem, dest in ((ExportFiles.CALLER_INPUTS, "inputs"), (ExportFiles.CALLER_REFERENCE, "reference")):
             if fname.startswith(f"{stem}.r") and fname.endswith(".npz"):
                 tag = fname[len(stem):-len(".npz")]  # ".r1"
                 files[f"{name}.{dest}{tag}.npz"] = (eview / fname, outputs[fname]["digest"])
@@ -206,16 +183,16 @@ def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
 
 
 def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:
-    build = result.records["build"].meta
-    prec = result.records["precision_rules"].meta
-    verify = result.records["verify"].meta
+    build = meta(result.records["build"], BuildMeta)
+    prec = meta(result.records["precision_rules"], PrecisionMeta)
+    verify = meta(result.records["verify"], VerifyMeta)
     return {
         "trtforge": __version__, "module": result.name,
         "backend": build["backend"], "backend_version": build["backend_version"],
         "target": build["target"], "io": build["io"],
         "fp32_layers": build["fp32_layers"], "fp16_flop_share": prec["flops"]["fp16_share"],
         "files": digests,
-        "tolerance": {o: module.tolerance(o) for o in result.records["export"].meta["outputs"]}, "cache_key": result.records["build"].key,
+        "tolerance": {o: module.tolerance(o) for o in meta(result.records["export"], ExportMeta)["outputs"]}, "cache_key": result.records["build"].key,
         "verification": {s: {"status": c["status"], "kind": c["kind"], "reason": c.get("reason", ""),
                              "outputs": c.get("outputs", {})} for s, c in verify["checks"].items()},
     }

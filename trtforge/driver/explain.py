@@ -4,9 +4,10 @@ since the last build of that stage (a diff of the key JSON kept beside every cac
 from __future__ import annotations
 
 from trtforge.cache import Store
+from trtforge.driver.run import plan_stage
+from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
-from trtforge.pipeline import plan_stage, stage_table
 
 
 def flatten(doc, prefix: str = "") -> dict:
@@ -38,7 +39,8 @@ def _short(v) -> str:
 
 
 def explain_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None) -> list[str]:
-    lines, records = [], {}
+    lines: list[str] = []
+    records: dict = {}
     for stage, deps in stage_table(backend):
         label = f"{module.name} {stage.name}"
         if any(d not in records for d in deps):

@@ -1,71 +1,29 @@
-"""The driver: the one module that knows the stage order. Stages hand each other cache records
-(folders of files + digests + metadata) and never import each other.
+"""Running one stage of one module through the cache.
 
 For each module and stage: key = hash(canonical JSON of stage salt, stage settings, tool versions
-and the digests of its input artifacts). A hit reuses the record; a miss runs the stage under a
-per-key lock into a temp folder and publishes it. An unchanged build only hashes small files.
+and the digests of its input artifacts). A hit reuses the record; a miss runs the stage in its own
+process under a per-key lock into a temp folder and publishes it. An unchanged build only hashes
+small files.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from trtforge import interrupts
-from trtforge.build import BuildStage
 from trtforge.cache import Record, Store, imports, key_of
 from trtforge.cache.keys import forget_stats
-from trtforge.cache.store import CorruptEntry, cache_writes
+from trtforge.cache.store import cache_writes
 from trtforge.cache.testhooks import checkpoint
-from trtforge.errors import TrtforgeError, VerifyError
-from trtforge.export import ExportStage
+from trtforge.driver.logs import keep_failed_logs
+from trtforge.driver.results import StageStatus
+from trtforge.errors import TrtforgeError
 from trtforge.isolate import run_in_child
-from trtforge.graph_passes import GraphPassesStage
-from trtforge.manifest import Manifest, ModuleSpec
-from trtforge.precision_rules import PrecisionStage
+from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext
-from trtforge.verify import VerifyStage
-
-# (stage, the upstream stages whose artifacts it reads)
-def stage_table(backend: str | None = None) -> tuple:
-    return (
-        (ExportStage(), ()),
-        (GraphPassesStage(), ("export",)),
-        (PrecisionStage(), ("export", "graph_passes")),  # export: example inputs for data rules
-        (BuildStage(backend_override=backend), ("precision_rules", "export")),  # export: layers before passes
-        (VerifyStage(), ("export", "graph_passes", "precision_rules", "build")),
-    )
-
-
-STAGE_NAMES = ("export", "graph_passes", "precision_rules", "build", "verify")
-
-
-@dataclass
-class StageStatus:
-    state: str = "not run"  # ok | cached | failed | not run
-    reason: str = ""
-    seconds: float = 0.0
-    key: str = ""
-    meta: dict = field(default_factory=dict)
-
-
-@dataclass
-class ModuleResult:
-    name: str
-    stages: dict = field(default_factory=lambda: {s: StageStatus() for s in STAGE_NAMES})
-    error: TrtforgeError | None = None
-    records: dict = field(default_factory=dict)
-    published: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
-    remote: dict = field(default_factory=dict)  # remote cache: stages fetched/uploaded, failure
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 def tracks_imports(stage, module: ModuleSpec) -> bool:
@@ -130,46 +88,6 @@ def remote_plan(store: Store, stage, module: ModuleSpec, root: Path, upstream: d
             store.add_deps_key(base, key, push=False)
             return Plan(base, now_key, now_doc, rec)
     return None
-
-
-def keep_failed_logs(cache_root: Path, module: str, stage: str, workdir: Path) -> Path | None:
-    """Copy a failed stage's *.log (export.log, build.log) to <cache>/logs/<module>/<stage>.log,
-    replacing the previous failure's: a failed stage has no cache entry to hold it. Written without
-    following symlinks (a link planted at logs/<module> or at the log itself is replaced, never
-    written through): folders opened O_NOFOLLOW, a temp file, then a rename."""
-    logs = sorted(workdir.glob("*.log"))
-    if not logs:
-        return None
-    try:
-        _write_nofollow(cache_root, ("logs", module), f"{stage}.log", b"".join(p.read_bytes() for p in logs))
-    except OSError:
-        return None
-    return cache_root / "logs" / module / f"{stage}.log"
-
-
-def _write_nofollow(root: Path, folders: tuple[str, ...], name: str, data: bytes) -> None:
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in folders:
-            try:
-                os.mkdir(part, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
-            nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        tmp = f".{name}.{os.getpid()}.tmp"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
-        try:
-            with os.fdopen(out, "wb") as f:
-                f.write(data)
-            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)  # replaces a link, never follows it
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=fd)
-            raise
-    finally:
-        os.close(fd)
 
 
 def _in_child(stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
@@ -249,62 +167,3 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
     with cache_writes(store.root):
         store.remember(module.name, stage.name, plan.key, plan.doc)
     return record
-
-
-def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
-                 progress=None, force_from: str | None = None) -> ModuleResult:
-    """Every stage of one module; `force_from` (a stage name) re-runs that stage and every later
-    one, ignoring cache hits."""
-    result = ModuleResult(module.name)
-    for attempt in range(2):  # a corrupt blob found on read is forgotten and rebuilt once
-        try:
-            for stage, deps in stage_table(backend):
-                status = result.stages[stage.name]
-                force = force_from is not None and STAGE_NAMES.index(stage.name) >= STAGE_NAMES.index(force_from)
-                try:
-                    result.records[stage.name] = run_stage(
-                        store, stage, module, manifest.root, {d: result.records[d] for d in deps}, status,
-                        progress, force=force, notes=result.notes)
-                except TrtforgeError as e:
-                    e.module = e.module or module.name
-                    status.state, status.reason = "failed", e.one_line()
-                    result.error = e
-                    _skip_rest(result, stage.name)
-                    return result
-            verify = result.records["verify"].meta
-            if not verify["passed"]:
-                blame = verify["blame"]
-                reason = verify["checks"][blame]["reason"]
-                result.stages["verify"].state = "failed"
-                result.stages["verify"].reason = f"failed at {blame}: {reason}"
-                result.error = VerifyError(f"verification failed at stage '{blame}': {reason}",
-                                           module=module.name, hint="engine not published")
-            return result
-        except CorruptEntry as e:
-            if attempt:
-                raise
-            store.forget(e.key)
-            result = ModuleResult(module.name)
-            result.notes.append(f"corrupt cache entry forgotten and rebuilt: {e}")
-    return result
-
-
-def enforce_engine_check(result: ModuleResult) -> None:
-    """--require-engine-check: an engine that could not run here fails verification (exit 3, not
-    published) instead of passing on its ONNX checks alone."""
-    if not result.ok or "verify" not in result.records:
-        return
-    engine = result.records["verify"].meta["checks"]["engine"]
-    if engine["status"] != "ok":
-        reason = engine.get("reason") or engine["status"]
-        result.stages["verify"].state = "failed"
-        result.stages["verify"].reason = f"engine check required: {reason}"
-        result.error = VerifyError(f"engine check required but {reason}", module=result.name,
-                                   hint="run on a GPU the engine supports, or drop --require-engine-check; "
-                                        "engine not published")
-
-
-def _skip_rest(result: ModuleResult, failed: str) -> None:
-    after = STAGE_NAMES[STAGE_NAMES.index(failed) + 1:]
-    for name in after:
-        result.stages[name] = StageStatus("not run", f"{failed} failed")

@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from trtforge.artifacts import ExportFiles, npz
 from trtforge.onnx_files import import_graph, load_graph_proto, save_model
 from trtforge.precision_rules.activation_range import ActivationRangeRule
 from trtforge.precision_rules.attention_score import AttentionScoreRule
@@ -97,7 +98,7 @@ def first_divergence(graph: gs.Graph, fp16: dict, fp32: dict) -> dict | None:
                 continue
             bad = int((~np.isfinite(a) & np.isfinite(r)).sum())
             both = np.isfinite(a) & np.isfinite(r)  # where FP32 overflows too, FP16 is not to blame
-            rel = 0.0 if bad else float(np.linalg.norm((a - r)[both]) / max(np.linalg.norm(r[both]), 1e-12))
+            rel = 0.0 if bad else float(np.linalg.norm((a - r)[both])) / max(float(np.linalg.norm(r[both])), 1e-12)
             if bad or rel > DIVERGED_REL:
                 why = f"{bad} of {a.size} values NaN/Inf" if bad else f"relative error {rel:.3g}"
                 return {"tensor": t.name, "node": node.name, "op": node.op, "reason": why,
@@ -168,8 +169,8 @@ def suggest_rules(graph: gs.Graph, probe: Probe, kept: list[Island], candidates:
 
 def debug_precision(passes_dir: Path, export_dir: Path, tolerance) -> DebugResult:
     model = onnx.shape_inference.infer_shapes(load_graph_proto(passes_dir))
-    feeds = load_arrays(export_dir / "caller_inputs.npz")
-    judge = Judge(model, passes_dir, feeds, load_arrays(export_dir / "caller_reference.npz"), tolerance)
+    feeds = load_arrays(export_dir / npz(ExportFiles.CALLER_INPUTS))
+    judge = Judge(model, passes_dir, feeds, load_arrays(export_dir / npz(ExportFiles.CALLER_REFERENCE)), tolerance)
     ok, _ = judge.passes(set())
     result = DebugResult(passes_pure_fp16=ok)
     if ok:

@@ -1,0 +1,89 @@
+"""Each stage's artifacts, declared once: the files it writes into its cache record and the
+metadata (its `run`'s return value, kept in the record) that others read. Producer and consumers
+both name them from here, since a stage never imports another.
+
+The metadata types are TypedDicts of the keys read outside the producing stage (more may be
+present); `meta(record, BuildMeta)` gives a record's metadata that type, so the type checker holds
+every consumer to these names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict, TypeVar, cast
+
+
+def npz(stem: str, tag: str = "") -> str:
+    """`caller_inputs` -> `caller_inputs.npz`; with a set tag (`.r1`): `caller_inputs.r1.npz`."""
+    return f"{stem}{tag}.npz"
+
+
+class ExportFiles:
+    MODEL = "model.onnx"  # + model.onnx.data: the FP16 weights, external
+    INPUTS = "inputs"  # stems of .npz input sets: the graph's own inputs and the FP32 reference
+    REFERENCE = "reference"
+    CALLER_INPUTS = "caller_inputs"  # the caller's view (before baked pre-processing) and its reference
+    CALLER_REFERENCE = "caller_reference"
+    META = "export.json"
+    LOG = "export.log"
+
+
+class GraphPassesFiles:
+    MODEL = "model.onnx"
+    META = "passes.json"
+    # what the pass meaning checks evaluated, kept so verify need not evaluate again
+    EVALUATED = {"export": "evaluated_export.npz", "graph_passes": "evaluated_passes.npz"}
+
+
+class PrecisionFiles:
+    MODEL = "model.onnx"
+    PLAN = "plan.json"
+
+
+class BuildFiles:
+    ENGINE = "model.engine"
+    META = "build.json"
+    LAYERS = "layers.json"
+    LOG = "build.log"
+
+
+class VerifyFiles:
+    META = "verify.json"
+
+
+class ExportMeta(TypedDict, total=False):
+    outputs: list[str]
+    fp32_islands: list[dict[str, Any]]
+    inputs: dict[str, dict[str, Any]]
+
+
+class PrecisionMeta(TypedDict, total=False):
+    fp32: dict[str, Any]
+    flops: dict[str, Any]
+    warnings: list[str]
+    realizer: str
+
+
+class BuildMeta(TypedDict, total=False):
+    backend: str
+    backend_version: str
+    target: dict[str, Any]
+    io: dict[str, Any]
+    fp32_layers: Any
+
+
+class VerifyMeta(TypedDict, total=False):
+    checks: dict[str, dict[str, Any]]
+    chain: list[str]
+    passed: bool
+    blame: str | None
+    engine_checked: bool
+    input_sets: list[str]
+    tolerances: dict[str, dict[str, Any]]
+
+
+M = TypeVar("M")
+
+
+def meta(record: Any, kind: type[M]) -> M:
+    """A cache record's metadata as the producing stage declared it."""
+    return cast(M, record.meta)

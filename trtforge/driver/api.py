@@ -1,0 +1,138 @@
+"""The Python API, which the CLI itself calls: load a manifest, build (and publish) its modules,
+explain what would rebuild, run a module up to a stage. The CLI only parses arguments, calls these
+and maps errors to exit codes.
+
+    import trtforge
+    outcome = trtforge.build("engines.toml", modules=["vit"])
+    outcome.ok, outcome.report, [r.stages["build"].state for r in outcome.results]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trtforge.cache import Record, Store
+from trtforge.driver.results import ModuleResult
+from trtforge.driver.stages import STAGE_NAMES
+from trtforge.errors import TrtforgeError
+from trtforge.manifest import DEFAULT_RULES, Manifest, ModuleSpec, load_manifest
+
+ENV_CACHE = "TRTFORGE_CACHE_DIR"
+ENV_SHARED = "TRTFORGE_SHARED_CACHE"
+
+
+def open_store(manifest: Manifest, cache_dir: str | Path | None = None, writable: bool = True,
+               remote=None) -> Store:
+    """The cache: `cache_dir`, else $TRTFORGE_CACHE_DIR, else the manifest's cache_dir; read-only
+    shared caches from $TRTFORGE_SHARED_CACHE (os.pathsep-separated); `remote` (a
+    cache.remote.Remote) asked after them (docs/farm.md)."""
+    root = Path(cache_dir or os.environ.get(ENV_CACHE) or manifest.cache_dir)
+    shared = tuple(Path(p) for p in os.environ.get(ENV_SHARED, "").split(os.pathsep) if p)
+    return Store(root, shared=shared, writable=writable, remote=remote)
+
+
+def _manifest(manifest: Manifest | str | Path) -> Manifest:
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+
+def selected(manifest: Manifest, modules: Iterable[str] = ()) -> list[ModuleSpec]:
+    names = list(modules)
+    return [manifest.module(m) for m in names] if names else list(manifest.modules)
+
+
+@dataclass
+class BuildOutcome:
+    """What `build` did: one result per module (manifest order), the report written, the modules
+    withdrawn because the manifest no longer names them, and warnings a user must read."""
+
+    results: list[ModuleResult]
+    report: Path
+    removed: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (module, text)
+    seconds: float = 0.0
+    remote_failure: str | None = None  # the remote cache failed; the build ran locally (exit 2)
+
+    @property
+    def errors(self) -> list[TrtforgeError]:
+        return [r.error for r in self.results if r.error is not None]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def exit_code(self) -> int:
+        return max((e.exit_code for e in self.errors), default=2 if self.remote_failure else 0)
+
+
+def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,
+          backend: str | None = None, cache_dir: str | Path | None = None, jobs: int = 1,
+          require_engine_check: bool = False, allow_foreign_files: bool = False,
+          force_from: str | None = None, progress=None,
+          on_result: Callable[[ModuleResult], None] | None = None, remote: bool = True,
+          remote_read_only: bool = False, require_remote: bool = False) -> BuildOutcome:
+    """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
+    A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
+    not stop the others: its error is on its result. `force_from` (a stage name) re-runs that stage
+    and every later one. `on_result` sees each module's result as soon as it is done. The remote
+    cache ([cache] remote or $TRTFORGE_REMOTE_CACHE) is used unless `remote` is False; one that
+    fails is `remote_failure` (the build runs locally), or a CacheError with `require_remote`."""
+    from trtforge.cache.remote import open_remote
+
+    from trtforge.driver.jobs import build_all
+    from trtforge.driver.preflight import preflight
+    from trtforge.driver.publish import prune
+    from trtforge.report import module_warnings, write_reports
+
+    if force_from is not None and force_from not in STAGE_NAMES:
+        raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
+    t0, started = time.perf_counter(), time.time()
+    manifest = _manifest(manifest)
+    chosen = selected(manifest, modules)
+    store = open_store(manifest, cache_dir, remote=open_remote(
+        manifest.cache, read_only=remote_read_only, required=require_remote, use=remote))
+    preflight(manifest, chosen, backend, allow_foreign_files)
+    results = []
+    for result in build_all(store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from):
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    partial = bool(list(modules))
+    # a full build: engines/ holds exactly the manifest's modules
+    removed = [] if partial else prune(manifest.output_dir, {m.name for m in manifest.modules})
+    report = write_reports(results, manifest, partial=partial, backend=backend, started=started,
+                           duration=time.perf_counter() - t0)
+    warnings = [(r.name, w) for r, m in zip(results, chosen)
+                for w in module_warnings(r, rules_written=m.precision_rules != DEFAULT_RULES)]
+    failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]  # --jobs: per worker
+    return BuildOutcome(results, report, removed, warnings, time.perf_counter() - t0,
+                        remote_failure=failures[0] if failures else None)
+
+
+def explain(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,
+            backend: str | None = None, cache_dir: str | Path | None = None) -> list[str]:
+    """Per module and stage: up to date, or which key fields changed (a dry run)."""
+    from trtforge.driver.explain import explain_module
+
+    manifest = _manifest(manifest)
+    store = open_store(manifest, cache_dir)
+    return [line for module in selected(manifest, modules) for line in explain_module(store, manifest, module, backend)]
+
+
+def debug_precision(module_name: str, manifest: Manifest | str | Path = "engines.toml", *,
+                    cache_dir: str | Path | None = None):
+    """The smallest FP32 islands that make the module pass the FP16-faithful check (the graph
+    after graph_passes, before any island)."""
+    from trtforge.driver.debug import debug_precision as search
+    from trtforge.driver.lifecycle import records_until
+
+    manifest = _manifest(manifest)
+    module = manifest.module(module_name)
+    store = open_store(manifest, cache_dir)
+    with store.gc_lock(exclusive=False):  # like a build: `cache gc` waits until it is done
+        records: dict[str, Record] = records_until(store, manifest, module, "graph_passes")
+        return search(store.view(records["graph_passes"]), store.view(records["export"]), module.tolerance)

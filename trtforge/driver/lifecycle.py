@@ -1,0 +1,114 @@
+"""The life of one module: its stages in order, the verdict, the engine check policy, publish or
+withdraw, and one retry when a cached blob turns out corrupt. Nothing else runs this sequence:
+`trtforge build` (one process or N workers), `debug` (a partial run) and the Python API call it.
+"""
+
+from __future__ import annotations
+
+from trtforge import interrupts
+from trtforge.artifacts import VerifyMeta, meta
+from trtforge.cache import Record, Store
+from trtforge.cache.store import CorruptEntry
+from trtforge.driver.publish import publish
+from trtforge.driver.results import ModuleResult
+from trtforge.driver.run import run_stage
+from trtforge.driver.stages import later_or_same, stage_table
+from trtforge.errors import InternalError, PublishError, TrtforgeError, VerifyError
+from trtforge.manifest import Manifest, ModuleSpec
+
+
+def run_stages(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
+               progress=None, force_from: str | None = None, until: str | None = None) -> ModuleResult:
+    """The module's stages in order (up to `until`), from the cache or run now; `force_from` (a
+    stage name) re-runs that stage and every later one. Stops at the first failing stage."""
+    result = ModuleResult(module.name)
+    for stage, reads in stage_table(backend, until):
+        force = force_from is not None and later_or_same(stage.name, force_from)
+        try:
+            result.records[stage.name] = run_stage(
+                store, stage, module, manifest.root, {d: result.records[d] for d in reads},
+                result.stages[stage.name], progress, force=force, notes=result.notes)
+        except TrtforgeError as e:
+            e.module = e.module or module.name
+            result.fail(stage.name, e)
+            break
+    return result
+
+
+def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleResult:
+    """The verify stage's verdict as the module's error (exit 3, not published); with
+    `require_engine_check`, an engine that could not run here fails too."""
+    if not result.ok or "verify" not in result.records:
+        return result
+    verify = meta(result.records["verify"], VerifyMeta)
+    if not verify["passed"]:
+        blame = verify["blame"]
+        reason = verify["checks"][blame]["reason"]
+        result.fail("verify", VerifyError(f"verification failed at stage '{blame}': {reason}",
+                                          module=result.name, hint="engine not published"),
+                    reason=f"failed at {blame}: {reason}")
+        return result
+    engine = verify["checks"]["engine"]
+    if require_engine_check and engine["status"] != "ok":
+        reason = engine.get("reason") or engine["status"]
+        result.fail("verify", VerifyError(f"engine check required but {reason}", module=result.name,
+                                          hint="run on a GPU the engine supports, or drop "
+                                               "--require-engine-check; engine not published"),
+                    reason=f"engine check required: {reason}")
+    return result
+
+
+def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
+                 progress=None, force_from: str | None = None, require_engine_check: bool = False) -> ModuleResult:
+    """Every stage of one module and the verdict, nothing published."""
+    return judge(run_stages(store, manifest, module, backend, progress, force_from), require_engine_check)
+
+
+def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
+                      progress=None, require_engine_check: bool = False,
+                      force_from: str | None = None) -> ModuleResult:
+    """Build, judge, then publish the module (or withdraw what it had published when it failed).
+    A blob found corrupt on read, while building or while copying out, is forgotten and the
+    module built once more."""
+    notes: list[str] = []
+    # the gc lock shared for the whole module: `cache gc` waits until every record and view this
+    # build reads (its own earlier stages, then publish) is no longer needed
+    with store.gc_lock(exclusive=False):
+        for attempt in range(2):
+            try:
+                result = build_module(store, manifest, module, backend, progress, force_from, require_engine_check)
+                result.notes[:0] = notes
+                if store.remote is not None:
+                    result.remote = store.remote.take_summary()
+                interrupts.check()  # a signal met anywhere before: nothing is published
+                return _publish(store, manifest, module, result)
+            except CorruptEntry as e:
+                if attempt:
+                    raise
+                store.forget(e.key)
+                notes.append(f"corrupt cache entry forgotten and rebuilt: {e}")
+                force_from = None  # the rebuild takes what is still good from the cache
+    raise InternalError("unreachable: the second attempt returns or raises")
+
+
+def _publish(store: Store, manifest: Manifest, module: ModuleSpec, result: ModuleResult) -> ModuleResult:
+    try:  # a failed module is withdrawn: engines/ never keeps what the manifest no longer verifies
+        # a signal waits for the few renames to finish (raised on leaving): engine and sidecar agree
+        with interrupts.deferred():
+            result.published = publish(store, result, manifest.output_dir, module)
+    except PublishError as e:  # this module only: the others still build and report
+        if result.error is None:
+            result.error = e
+        else:  # the module's own failure stays the one reported
+            result.notes.append(f"could not withdraw its previous files: {e.one_line()}")
+    return result
+
+
+def records_until(store: Store, manifest: Manifest, module: ModuleSpec, until: str) -> dict[str, Record]:
+    """The records of the module's stages up to `until` (a partial run, for `debug`); the first
+    failing stage's error is raised. The caller holds the store's gc lock (shared) while it reads
+    the records' views."""
+    result = run_stages(store, manifest, module, until=until)
+    if result.error is not None:
+        raise result.error
+    return result.records
