@@ -100,14 +100,20 @@ def main(ctx, verbose):
               help="Fail (exit 2) when the remote cache cannot be used, instead of building locally.")
 @click.option("--remote-read-only", is_flag=True, help="Download from the remote cache, never upload.")
 @click.option("--no-remote", is_flag=True, help="Ignore the remote cache for this run.")
+@click.option("--from-cache", is_flag=True,
+              help="Assemble engines/ from the (shared) cache, building nothing; exit 3 naming what no "
+                   "runner has built yet.")
 @click.pass_context
 def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check, jobs,
-          allow_foreign_files, force, force_stage, require_remote, remote_read_only, no_remote):
+          allow_foreign_files, force, force_stage, require_remote, remote_read_only, no_remote, from_cache):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
     if force_stage and not force:
         _fail(TrtforgeError("--stage needs --force", where="--stage",
                             hint=f"write --force --stage {force_stage}"), verbose)
+    if from_cache and force:
+        _fail(TrtforgeError("--from-cache builds nothing; --force re-runs stages", where="--from-cache",
+                            hint="drop one of them"), verbose)
     from trtforge import interrupts
 
     interrupts.install()
@@ -126,7 +132,7 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
                             require_engine_check=require_engine_check, allow_foreign_files=allow_foreign_files,
                             force_from=(force_stage or "export") if force else None, progress=progress,
                             on_result=notes, remote=not no_remote, remote_read_only=remote_read_only,
-                            require_remote=require_remote)
+                            require_remote=require_remote, from_cache=from_cache)
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt as e:

@@ -239,3 +239,32 @@ def test_file_share_upload_killed_before_rename(runners, tmp_path):
             assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
     proc, report = build(runners(3)[2], env=env)
     assert set(states(report).values()) == {"cached"}
+
+
+TWO_MODULES = '''
+[modules.mlp_wide]
+factory = "tinymods.mlp:make_mlp"
+factory_args = { width = 24 }
+inputs.x = { shape = [2, 8], dtype = "float16" }
+outputs = ["y"]
+'''
+
+
+def test_assemble_from_cache(remote, runners):
+    """`build --from-cache` on a machine that built nothing: the module a runner built is
+    assembled (no stage runs) and verifies; the one nobody built is named, exit 3."""
+    a, b = runners(2)
+    proc, _ = farm_build(a, remote)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(b / "engines.toml", "a") as f:
+        f.write(TWO_MODULES)
+    proc, report = farm_build(b, remote, "--from-cache")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert set(states(report, "mlp").values()) == {"cached"}
+    assert states(report, "mlp_wide")["export"] == "failed"
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("trtforge: error:")]
+    assert len(errors) == 1 and "module 'mlp_wide'" in errors[0] and "not built yet" in errors[0], proc.stderr
+    assert [st for name, st in states(report, "mlp_wide").items() if name != "export"] == ["not run"] * 4
+    assert _engine(b) == _engine(a)
+    assert run_cli("verify", "engines", cwd=b).returncode == 0
+    assert not list((b / "engines").rglob("mlp_wide.engine"))

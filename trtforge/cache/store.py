@@ -221,6 +221,7 @@ class Store:
         self._forgotten: set[str] = set()  # found corrupt here: a shared layer must not serve them again
         self.notes: list[str] = []  # damaged records met by lookups, for the run's notes
         self.remote = remote  # a cache.remote.Remote: asked after the local layers, fed by put
+        self.assemble_only = False  # build --from-cache: a miss is NotBuiltYet, nothing runs
         if writable:
             self._open_writable()
         set_memo_root(self.root / "statmemo")

@@ -74,13 +74,16 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
           require_engine_check: bool = False, allow_foreign_files: bool = False,
           force_from: str | None = None, progress=None,
           on_result: Callable[[ModuleResult], None] | None = None, remote: bool = True,
-          remote_read_only: bool = False, require_remote: bool = False) -> BuildOutcome:
+          remote_read_only: bool = False, require_remote: bool = False,
+          from_cache: bool = False) -> BuildOutcome:
     """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
     A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
     not stop the others: its error is on its result. `force_from` (a stage name) re-runs that stage
     and every later one. `on_result` sees each module's result as soon as it is done. The remote
     cache ([cache] remote or $TRTFORGE_REMOTE_CACHE) is used unless `remote` is False; one that
-    fails is `remote_failure` (the build runs locally), or a CacheError with `require_remote`."""
+    fails is `remote_failure` (the build runs locally), or a CacheError with `require_remote`.
+    `from_cache` assembles engines/ from the (shared) cache and runs no stage: a stage no runner
+    has stored yet fails its module with NotBuiltYet (exit 3)."""
     from trtforge.cache.remote import open_remote
 
     from trtforge.driver.jobs import build_all
@@ -96,6 +99,8 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
     store = open_store(manifest, cache_dir, remote=open_remote(
         manifest.cache, read_only=remote_read_only, required=require_remote, use=remote))
     preflight(manifest, chosen, backend, allow_foreign_files)
+    if from_cache:
+        store.assemble_only, jobs = True, 1  # nothing runs: one process downloads and publishes
     results = []
     for result in build_all(store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from):
         results.append(result)

@@ -20,7 +20,7 @@ from trtforge.cache.store import cache_writes
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver.logs import keep_failed_logs
 from trtforge.driver.results import StageStatus
-from trtforge.errors import TrtforgeError
+from trtforge.errors import NotBuiltYet, TrtforgeError
 from trtforge.isolate import run_in_child
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext
@@ -143,6 +143,9 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
     checkpoint(f"before:{stage.name}")
     plan = plan_stage(store, stage, module, root, upstream)
     record = None if force else plan.record
+    if record is None and store.assemble_only:
+        raise NotBuiltYet(f"not built yet by any runner (stage {stage.name}, key {plan.key[:12]})",
+                          module=module.name, hint="build it on a runner for this target, then assemble again")
     if record is None:
         # gc lock shared: `cache gc` waits while a stage reads its inputs' views and stores results
         with cache_writes(store.root), store.gc_lock(exclusive=False), store.lock(plan.base):
