@@ -100,12 +100,17 @@ def main(ctx, verbose):
               help="Fail (exit 2) when the remote cache cannot be used, instead of building locally.")
 @click.option("--remote-read-only", is_flag=True, help="Download from the remote cache, never upload.")
 @click.option("--no-remote", is_flag=True, help="Ignore the remote cache for this run.")
+@click.option("--target", "targets", multiple=True,
+              help="Build only this [targets.NAME] target (repeatable; default: every target).")
+@click.option("--require-target", is_flag=True,
+              help="Fail (exit 3) when a chosen target cannot be built here, instead of skipping it.")
 @click.option("--from-cache", is_flag=True,
               help="Assemble engines/ from the (shared) cache, building nothing; exit 3 naming what no "
                    "runner has built yet.")
 @click.pass_context
 def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check, jobs,
-          allow_foreign_files, force, force_stage, require_remote, remote_read_only, no_remote, from_cache):
+          allow_foreign_files, force, force_stage, require_remote, remote_read_only, no_remote, targets,
+          require_target, from_cache):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
     if force_stage and not force:
@@ -132,7 +137,8 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
                             require_engine_check=require_engine_check, allow_foreign_files=allow_foreign_files,
                             force_from=(force_stage or "export") if force else None, progress=progress,
                             on_result=notes, remote=not no_remote, remote_read_only=remote_read_only,
-                            require_remote=require_remote, from_cache=from_cache)
+                            require_remote=require_remote, from_cache=from_cache, targets=targets,
+                            require_target=require_target)
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt as e:

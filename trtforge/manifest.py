@@ -367,6 +367,7 @@ class Manifest:
     modules: tuple[ModuleSpec, ...]
     allow_foreign_files: bool = False
     cache: dict = field(default_factory=dict)  # [cache]: remote, read_only, options
+    targets: tuple = ()  # [targets.NAME]: trtforge.targets.TargetSpec; () = the default target
 
     def module(self, name: str) -> ModuleSpec:
         for m in self.modules:
@@ -526,10 +527,12 @@ def _duplicate_module(text: str) -> tuple[str, int, int] | None:
     return None
 
 
-TOP_TABLES = ("defaults", "modules", "cache")
+TOP_TABLES = ("defaults", "modules", "cache", "targets")
 
 
 def parse_manifest(text: str, path: Path) -> Manifest:
+    from trtforge.targets import parse_targets
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -558,7 +561,8 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     _check_output_dir(output_dir, cache_dir, root, defaults["output_dir_outside"], f"{where}: defaults.output_dir")
     return Manifest(path=path, root=root, cache_dir=cache_dir, output_dir=output_dir, modules=modules,
                     allow_foreign_files=defaults["allow_foreign_files"],
-                    cache=_section(data.get("cache", {}), CACHE, f"{where}: cache"))
+                    cache=_section(data.get("cache", {}), CACHE, f"{where}: cache"),
+                    targets=parse_targets(data.get("targets"), f"{where}: targets"))
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -17,6 +17,7 @@ class BuildStage:
     name: str = "build"
     version: str = "build-3"
     backend_override: str | None = None
+    gpu: str = ""  # a TensorRT target's GPU model ([targets.NAME] gpu)
 
     def backend(self, module: ModuleSpec) -> str:
         return be.resolve(self.backend_override or module.build.backend, module.name)
@@ -26,7 +27,7 @@ class BuildStage:
         return {
             "backend": backend, "backend_version": be.version(backend),
             "libraries": {p.name: digest_file(p) for p in be.library_files(backend)},
-            "target": be.target(backend, module.build.rtx_compute_capabilities),
+            "target": be.target(backend, module.build.rtx_compute_capabilities, self.gpu),
             "options": {**settings_dict(module.build), "backend": backend},
             "realizer": module.precision.realizer, "platform": be.platform_key(),
             "tools": tool_versions("polygraphy", "onnx"), "plugins": [],
@@ -40,4 +41,4 @@ class BuildStage:
 
         backend = self.backend(ctx.module)
         return build_engine(ctx, workdir, backend,
-                            be.target(backend, ctx.module.build.rtx_compute_capabilities))
+                            be.target(backend, ctx.module.build.rtx_compute_capabilities, self.gpu))

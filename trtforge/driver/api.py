@@ -75,7 +75,7 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
           force_from: str | None = None, progress=None,
           on_result: Callable[[ModuleResult], None] | None = None, remote: bool = True,
           remote_read_only: bool = False, require_remote: bool = False,
-          from_cache: bool = False) -> BuildOutcome:
+          from_cache: bool = False, targets: Iterable[str] = (), require_target: bool = False) -> BuildOutcome:
     """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
     A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
     not stop the others: its error is on its result. `force_from` (a stage name) re-runs that stage
@@ -83,7 +83,10 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
     cache ([cache] remote or $TRTFORGE_REMOTE_CACHE) is used unless `remote` is False; one that
     fails is `remote_failure` (the build runs locally), or a CacheError with `require_remote`.
     `from_cache` assembles engines/ from the (shared) cache and runs no stage: a stage no runner
-    has stored yet fails its module with NotBuiltYet (exit 3)."""
+    has stored yet fails its module with NotBuiltYet (exit 3). `targets` names [targets.NAME]
+    tables (all by default); one this machine cannot build is skipped, or fails with
+    `require_target` (exit 3)."""
+    from trtforge.targets import select
     from trtforge.cache.remote import open_remote
 
     from trtforge.driver.jobs import build_all
@@ -96,26 +99,37 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
     t0, started = time.perf_counter(), time.time()
     manifest = _manifest(manifest)
     chosen = selected(manifest, modules)
+    picked = select(manifest.targets, tuple(targets))
     store = open_store(manifest, cache_dir, remote=open_remote(
         manifest.cache, read_only=remote_read_only, required=require_remote, use=remote))
     preflight(manifest, chosen, backend, allow_foreign_files)
     if from_cache:
         store.assemble_only, jobs = True, 1  # nothing runs: one process downloads and publishes
     results = []
-    for result in build_all(store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from):
+    for result in build_all(store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from,
+                            picked, require_target):
         results.append(result)
         if on_result is not None:
             on_result(result)
-    partial = bool(list(modules))
+    partial = bool(list(modules)) or bool(list(targets))  # the report keeps what this run did not build
     # a full build: engines/ holds exactly the manifest's modules
-    removed = [] if partial else prune(manifest.output_dir, {m.name for m in manifest.modules})
+    removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
     report = write_reports(results, manifest, partial=partial, backend=backend, started=started,
                            duration=time.perf_counter() - t0)
-    warnings = [(r.name, w) for r, m in zip(results, chosen)
-                for w in module_warnings(r, rules_written=m.precision_rules != DEFAULT_RULES)]
+    specs = {m.name: m for m in chosen}
+    warnings = [(r.name, w) for r in results
+                for w in module_warnings(r, rules_written=specs[r.module].precision_rules != DEFAULT_RULES)]
     failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]  # --jobs: per worker
     return BuildOutcome(results, report, removed, warnings, time.perf_counter() - t0,
                         remote_failure=failures[0] if failures else None)
+
+
+def published_names(manifest: Manifest) -> set[str]:
+    """The names engines/index.json may hold for this manifest: a module per target
+    ("<target>/<module>"), or the module alone without targets."""
+    if not manifest.targets:
+        return {m.name for m in manifest.modules}
+    return {f"{t.name}/{m.name}" for m in manifest.modules for t in manifest.targets}
 
 
 def explain(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,

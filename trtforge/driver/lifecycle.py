@@ -15,14 +15,18 @@ from trtforge.driver.run import run_stage
 from trtforge.driver.stages import later_or_same, stage_table
 from trtforge.errors import InternalError, PublishError, TrtforgeError, VerifyError
 from trtforge.manifest import Manifest, ModuleSpec
+from trtforge.targets import TargetSpec, TargetUnavailable, for_target, unavailable
 
 
 def run_stages(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
-               progress=None, force_from: str | None = None, until: str | None = None) -> ModuleResult:
+               progress=None, force_from: str | None = None, until: str | None = None,
+               target: TargetSpec | None = None) -> ModuleResult:
     """The module's stages in order (up to `until`), from the cache or run now; `force_from` (a
     stage name) re-runs that stage and every later one. Stops at the first failing stage."""
-    result = ModuleResult(module.name)
-    for stage, reads in stage_table(backend, until):
+    result = ModuleResult(module.name if target is None else f"{target.name}/{module.name}",
+                          target=None if target is None else target.name)
+    module = for_target(module, target)
+    for stage, reads in stage_table(backend, until, target.gpu if target else ""):
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:
             result.records[stage.name] = run_stage(
@@ -59,14 +63,16 @@ def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleRes
 
 
 def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
-                 progress=None, force_from: str | None = None, require_engine_check: bool = False) -> ModuleResult:
-    """Every stage of one module and the verdict, nothing published."""
-    return judge(run_stages(store, manifest, module, backend, progress, force_from), require_engine_check)
+                 progress=None, force_from: str | None = None, require_engine_check: bool = False,
+                 target: TargetSpec | None = None) -> ModuleResult:
+    """Every stage of one module (for one target) and the verdict, nothing published."""
+    return judge(run_stages(store, manifest, module, backend, progress, force_from, target=target),
+                 require_engine_check)
 
 
 def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
                       progress=None, require_engine_check: bool = False,
-                      force_from: str | None = None) -> ModuleResult:
+                      force_from: str | None = None, target: TargetSpec | None = None) -> ModuleResult:
     """Build, judge, then publish the module (or withdraw what it had published when it failed).
     A blob found corrupt on read, while building or while copying out, is forgotten and the
     module built once more."""
@@ -76,7 +82,8 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
     with store.gc_lock(exclusive=False):
         for attempt in range(2):
             try:
-                result = build_module(store, manifest, module, backend, progress, force_from, require_engine_check)
+                result = build_module(store, manifest, module, backend, progress, force_from, require_engine_check,
+                                      target)
                 result.notes[:0] = notes
                 if store.remote is not None:
                     result.remote = store.remote.take_summary()
@@ -112,3 +119,32 @@ def records_until(store: Store, manifest: Manifest, module: ModuleSpec, until: s
     if result.error is not None:
         raise result.error
     return result.records
+
+
+def build_targets(store: Store, manifest: Manifest, module: ModuleSpec, targets: tuple[TargetSpec, ...],
+                  backend: str | None = None, progress=None, require_engine_check: bool = False,
+                  force_from: str | None = None, require_target: bool = False) -> list[ModuleResult]:
+    """One module for each target: export, passes and precision come from the cache after the
+    first target (their keys do not involve a target); build, verify and publish per target. A
+    manifest without targets builds the default one, as before targets existed. A target this
+    machine cannot build is skipped (its published files, built elsewhere, stay), or with
+    `require_target` fails (exit 3)."""
+    if not manifest.targets:
+        return [build_and_publish(store, manifest, module, backend, progress, require_engine_check, force_from)]
+    results = []
+    for target in targets:
+        why = unavailable(target)
+        if why is None:
+            results.append(build_and_publish(store, manifest, module, None, progress, require_engine_check,
+                                             force_from, target))
+            continue
+        result = ModuleResult(f"{target.name}/{module.name}", target=target.name, skipped=why,
+                              notes=[f"skipped here: {why} (target '{target.name}')"])
+        for status in result.stages.values():
+            status.state, status.reason = "skipped", f"skipped here: {why}"
+        if require_target:
+            result.error = TargetUnavailable(f"target '{target.name}' cannot be built here: it {why}",
+                                             module=module.name, hint="run on a machine with that GPU, "
+                                             "or drop --require-target to skip it")
+        results.append(result)
+    return results
