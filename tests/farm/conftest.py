@@ -122,6 +122,11 @@ def remote(s3_server) -> Remote:
 
 
 @pytest.fixture
+def tiny_project(tmp_path) -> Path:
+    return write_project(tmp_path / "proj")
+
+
+@pytest.fixture
 def runners(tmp_path):
     """runners(n): n copies of the tiny project, each with its own local cache and engines/."""
     def make(n: int) -> list[Path]:
