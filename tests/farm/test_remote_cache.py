@@ -14,6 +14,9 @@ from tests.cache.conftest import STAGES, popen_build, states
 from tests.conftest import run_cli
 from tests.farm.conftest import farm_build, remote_of
 
+# what a cold build uploads: every stage's record, and (after build) the target's timing-cache pointer
+UPLOADED = ("export", "graph_passes", "precision_rules", "build", "timing", "verify")
+
 pytestmark = pytest.mark.slow
 
 
@@ -37,8 +40,8 @@ def test_second_runner_runs_no_stage(remote, runners):
     proc, report = farm_build(a, remote)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(states(report).values()) == {"ok"}
-    assert remote_of(report)["uploaded"] == list(STAGES)
-    assert set(remote.records()) == set(STAGES)
+    assert remote_of(report)["uploaded"] == list(UPLOADED)
+    assert set(remote.records()) == set(UPLOADED)
     _assert_remote_consistent(remote)
 
     proc, report = farm_build(b, remote)  # its own, empty local cache
@@ -121,7 +124,7 @@ def test_upload_killed_midway(remote, runners):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert remote_of(report)["fetched"] == ["export", "graph_passes", "precision_rules"]
     assert states(report)["build"] == "ok" and states(report)["verify"] == "ok"
-    assert set(remote.records()) == set(STAGES)
+    assert set(remote.records()) == set(UPLOADED)
     _assert_remote_consistent(remote)
 
 
@@ -143,7 +146,8 @@ def test_flipped_byte_in_a_remote_object(remote, runners, target):
     proc, report = farm_build(b, remote)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert states(report)["build"] == "ok", "the damaged object was used"
-    assert remote_of(report)["fetched"] == ["export", "graph_passes", "precision_rules"]
+    fetched = remote_of(report)["fetched"]
+    assert fetched[:3] == ["export", "graph_passes", "precision_rules"] and "build" not in fetched
     assert "corrupt remote object ignored" in proc.stderr
     assert (f"build {doc['key'][:12]} model.engine" if target == "blob" else f"record {doc['key'][:12]}") in proc.stderr
     assert run_cli("verify", "engines", cwd=b).returncode == 0
@@ -186,7 +190,7 @@ def test_read_only_consumer_uploads_nothing(remote, runners):
     assert set(states(report).values()) == {"ok"}
     assert remote_of(report)["uploaded"] == [] and remote.keys() == []
     proc, report = farm_build(b, remote)  # a writer fills it
-    assert remote_of(report)["uploaded"] == list(STAGES)
+    assert remote_of(report)["uploaded"] == list(UPLOADED)
     before = remote.keys()
     proc, report = farm_build(a, remote, "--remote-read-only", "--force")
     assert proc.returncode == 0 and remote.keys() == before
@@ -201,13 +205,13 @@ def test_cache_push_pull_ls(remote, runners):
     env = remote.env()
     pushed = run_cli("cache", "push", "--remote", cwd=a, env=env)
     assert pushed.returncode == 0, pushed.stderr
-    assert pushed.stdout.startswith("pushed 5 record(s), 0 already there")
+    assert pushed.stdout.startswith("pushed 6 record(s), 0 already there")  # the stages' and the timing pointer
     again = run_cli("cache", "push", "--remote", cwd=a, env=env)
-    assert again.stdout.startswith("pushed 0 record(s), 5 already there")
+    assert again.stdout.startswith("pushed 0 record(s), 6 already there")
     listed = run_cli("cache", "ls", "--remote", cwd=b, env=env)
-    assert listed.returncode == 0 and sorted(ln.split()[1] for ln in listed.stdout.splitlines()) == sorted(STAGES)
+    assert listed.returncode == 0 and sorted(ln.split()[1] for ln in listed.stdout.splitlines()) == sorted(UPLOADED)
     pulled = run_cli("cache", "pull", "--remote", cwd=b, env=env)
-    assert pulled.returncode == 0 and pulled.stdout.startswith("pulled 5 record(s)"), pulled.stderr
+    assert pulled.returncode == 0 and pulled.stdout.startswith("pulled 6 record(s)"), pulled.stderr
     proc, report = farm_build(b, remote)
     assert set(states(report).values()) == {"cached"} and remote_of(report)["fetched"] == []
     wrong = run_cli("cache", "ls", "--remote", cwd=b, env={**env, "AWS_SECRET_ACCESS_KEY": "nope"})

@@ -18,6 +18,15 @@ class BuildStage:
     version: str = "build-3"
     backend_override: str | None = None
     gpu: str = ""  # a TensorRT target's GPU model ([targets.NAME] gpu)
+    target_name: str = ""  # a [targets.NAME] name; "" for the default target
+    timing_cache: bool = True  # keep a timing cache per target (build/timing.py)
+
+    def timing_target(self, module: ModuleSpec) -> str | None:
+        """The name the target's timing cache is kept under; None when it is off."""
+        if not self.timing_cache:
+            return None
+        backend = self.backend(module)
+        return self.target_name or be.target(backend, module.build.rtx_compute_capabilities, self.gpu)["name"]
 
     def backend(self, module: ModuleSpec) -> str:
         return be.resolve(self.backend_override or module.build.backend, module.name)

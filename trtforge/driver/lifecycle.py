@@ -26,7 +26,7 @@ def run_stages(store: Store, manifest: Manifest, module: ModuleSpec, backend: st
     result = ModuleResult(module.name if target is None else f"{target.name}/{module.name}",
                           target=None if target is None else target.name)
     module = for_target(module, target)
-    for stage, reads in stage_table(backend, until, target.gpu if target else ""):
+    for stage, reads in stage_table(backend, until, target):
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:
             result.records[stage.name] = run_stage(

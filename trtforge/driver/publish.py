@@ -191,6 +191,7 @@ def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict
         "backend": build["backend"], "backend_version": build["backend_version"],
         # the target's name (its folder) beside what it runs on: GPU model or compute capabilities
         "target": {**build["target"], "name": result.target or build["target"]["name"]}, "io": build["io"],
+        "timing_cache": (build.get("timing_cache") or {}).get("digest"),  # not in the key: it grows
         "fp32_layers": build["fp32_layers"], "fp16_flop_share": prec["flops"]["fp16_share"],
         "files": digests,
         "tolerance": {o: module.tolerance(o) for o in meta(result.records["export"], ExportMeta)["outputs"]}, "cache_key": result.records["build"].key,

@@ -18,6 +18,7 @@ from trtforge.cache import Record, Store, imports, key_of
 from trtforge.cache.keys import forget_stats
 from trtforge.cache.store import cache_writes
 from trtforge.cache.testhooks import checkpoint
+from trtforge.driver import timing
 from trtforge.driver.logs import keep_failed_logs
 from trtforge.driver.results import StageStatus
 from trtforge.errors import NotBuiltYet, TrtforgeError
@@ -104,8 +105,10 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
     """Run the stage in its own process into a work folder and store it; returns the record and
     its key and doc."""
     folders = {dep: store.view(rec) for dep, rec in upstream.items()}
+    timing_target = stage.timing_target(module) if hasattr(stage, "timing_target") else None
     ctx = StageContext(module=module, root=root, inputs=folders,
-                       upstream_meta={d: r.meta for d, r in upstream.items()})
+                       upstream_meta={d: r.meta for d, r in upstream.items()},
+                       timing_cache=None if timing_target is None else timing.seed(store, timing_target))
     track = tracks_imports(stage, module)
     t0, t0_ns = time.perf_counter(), time.time_ns()
     with store.workdir(f"{module.name}.{stage.name}") as wd:
@@ -134,6 +137,8 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
         if track:  # first: a pointer to a missing record is only a miss
             store.add_deps_key(plan.base, key)
         record = store.put(key, stage.name, doc, wd, meta, deps)
+        if timing_target is not None:  # the next build of this target starts from this one's timings
+            timing.remember(store, timing_target, record)
     return record, key, doc
 
 

@@ -1,0 +1,48 @@
+"""The per-target timing cache: kept out of the build key, carried by each build record, its
+digest in the sidecar; the next build of the target starts from it, on this runner or (through
+the remote cache) on another. Real TensorRT-RTX CPU builds (its builder config has the same
+timing-cache API as TensorRT's)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cache.conftest import set_manifest, states
+from tests.farm.conftest import farm_build, remote_of
+
+pytestmark = pytest.mark.slow
+
+
+def _timing(report) -> dict:
+    return report["modules"][0]["stages"]["build"]["meta"]["timing_cache"]
+
+
+def _sidecar(root) -> dict:
+    (side,) = (root / "engines").rglob("mlp.json")
+    return json.loads(side.read_text())
+
+
+def test_rebuild_after_a_change_starts_from_the_last_timing_cache(remote, runners):
+    a, b = runners(2)
+    proc, first = farm_build(a, remote)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    t1 = _timing(first)
+    assert t1["seeded_from"] is None and t1["bytes"] > 0
+    assert _sidecar(a)["timing_cache"] == t1["digest"]
+    assert "timing" in remote_of(first)["uploaded"]  # the target's pointer, shared like a record
+
+    set_manifest(a, width=20)  # a small model change: a new build key
+    proc, second = farm_build(a, remote)
+    assert proc.returncode == 0 and states(second)["build"] == "ok"
+    assert _timing(second)["seeded_from"] == t1["digest"]
+    assert second["modules"][0]["stages"]["build"]["key"] != first["modules"][0]["stages"]["build"]["key"]
+
+    # another runner, its own empty cache, a change of its own: seeded from the shared cache
+    set_manifest(b, width=24)
+    proc, third = farm_build(b, remote)
+    assert proc.returncode == 0 and states(third)["build"] == "ok"
+    assert _timing(third)["seeded_from"] == _timing(second)["digest"]
+    assert "timing" in remote_of(third)["fetched"]
+    assert _sidecar(b)["timing_cache"] == _timing(third)["digest"]
