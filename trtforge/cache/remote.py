@@ -29,6 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from trtforge.cache.keys import hash_file
 from trtforge.cache.records import DamagedRecord, parse_record, seal
@@ -76,7 +77,7 @@ def resolve(manifest_cache: dict | None, *, read_only: bool | None = None,
 
 
 def open_remote(manifest_cache: dict | None, *, read_only: bool = False, required: bool = False,
-                use: bool = True) -> "Remote | None":
+                use: bool = True) -> Remote | None:
     """The remote in force, or None. Nothing is imported or contacted until a lookup misses
     locally, unless `required`: then it is checked now (a failure is a CacheError, exit 2)."""
     if not use:
@@ -119,7 +120,7 @@ class Stats:
 class Remote:
     def __init__(self, config: RemoteConfig):
         self.config = config
-        self._fs = None
+        self._fs: Any = None  # an fsspec filesystem, opened on first use
         self._root = ""
         self.failure: str | None = None  # the first failure: the remote is off for the rest of the run
         self.stats = Stats()
@@ -205,7 +206,8 @@ class Remote:
         try:
             doc = parse_record(data, key)
         except DamagedRecord as e:
-            return self._corrupt(f"record {key[:12]}", str(e))
+            self._corrupt(f"record {key[:12]}", str(e))
+            return None
         for name, o in doc["outputs"].items():
             if not self._fetch_blob(store, o["digest"], o["size"], f"{doc['stage']} {key[:12]} {name}"):
                 return None
@@ -250,7 +252,6 @@ class Remote:
 
     def _corrupt(self, what: str, why: str) -> None:
         self.stats.corrupt.append(f"corrupt remote object ignored: {what} ({why}); rebuilt locally")
-        return None
 
     def _get(self, path: str) -> bytes | None:
         try:

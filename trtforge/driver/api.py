@@ -86,13 +86,12 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
     has stored yet fails its module with NotBuiltYet (exit 3). `targets` names [targets.NAME]
     tables (all by default); one this machine cannot build is skipped, or fails with
     `require_target` (exit 3)."""
-    from trtforge.targets import select
     from trtforge.cache.remote import open_remote
-
     from trtforge.driver.jobs import build_all
     from trtforge.driver.preflight import preflight
     from trtforge.driver.publish import prune
     from trtforge.report import module_warnings, write_reports
+    from trtforge.targets import select
 
     if force_from is not None and force_from not in STAGE_NAMES:
         raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
