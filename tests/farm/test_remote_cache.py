@@ -271,3 +271,12 @@ def test_assemble_from_cache(remote, runners):
     assert _engine(b) == _engine(a)
     assert run_cli("verify", "engines", cwd=b).returncode == 0
     assert not list((b / "engines").rglob("mlp_wide.engine"))
+
+
+def test_unknown_url_scheme(runners):
+    """A URL fsspec has no filesystem for: one line, exit 2, before any stage."""
+    (a,) = runners(1)
+    proc = run_cli("build", "--require-remote", cwd=a, env={"TRTFORGE_REMOTE_CACHE": "nosuch://bucket/x"})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("trtforge: error: cache: remote cache nosuch://bucket/x: cannot open:")
+    assert proc.stderr.count("\n") == 1 and not (a / "engines").exists()

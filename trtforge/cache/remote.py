@@ -133,8 +133,10 @@ class Remote:
 
     def _connect(self):
         if self._fs is None:
-            import fsspec
-
+            try:
+                import fsspec
+            except ImportError:
+                raise RemoteUnavailable("fsspec is not installed (pip install 'trtforge[remote]')") from None
             try:
                 fs, root = fsspec.core.url_to_fs(self.config.url, **dict(self.config.options))
             except (ImportError, ValueError) as e:  # unknown protocol or its package missing
