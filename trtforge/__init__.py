@@ -1,3 +1,42 @@
-"""trtforge: an offline compiler driver that turns PyTorch modules into verified TensorRT engines."""
+"""trtforge: an offline compiler driver that turns PyTorch modules into verified TensorRT engines.
+
+The Python API (the CLI calls the same functions; each imports its machinery only when called, so
+`import trtforge` stays cheap):
+
+    import trtforge
+    manifest = trtforge.load_manifest("engines.toml")
+    outcome = trtforge.build(manifest, modules=["vit"])        # BuildOutcome
+    outcome.ok, outcome.exit_code, outcome.report
+    for r in outcome.results:                                  # ModuleResult, manifest order
+        print(r.name, {s: st.state for s, st in r.stages.items()}, r.published)
+    trtforge.explain(manifest)                                 # lines: up to date / what changed
+
+User mistakes raise trtforge.errors.TrtforgeError subclasses (one line: `e.one_line()`); a module
+that fails verification does not raise: its `error` is set and nothing of it is published.
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "build", "explain", "load_manifest"]
+
+
+def load_manifest(path="engines.toml"):
+    """engines.toml, validated, every default resolved (trtforge.manifest.Manifest)."""
+    from trtforge.manifest import load_manifest as load
+
+    return load(path)
+
+
+def build(manifest="engines.toml", modules=(), **options):
+    """Build, verify and publish; see trtforge.driver.api.build for the options."""
+    from trtforge.driver.api import build as run
+
+    return run(manifest, modules, **options)
+
+
+def explain(manifest="engines.toml", modules=(), **options):
+    """Per module and stage: up to date, or the key fields that changed (a dry run)."""
+    from trtforge.driver.api import explain as run
+
+    return run(manifest, modules, **options)

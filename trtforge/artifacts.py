@@ -69,7 +69,7 @@ class BuildMeta(TypedDict, total=False):
     target: dict[str, Any]
     io: dict[str, Any]
     fp32_layers: Any
-    timing_cache: dict[str, Any] | None  # digest, bytes, seeded_from (build/timing.py)
+    timing_cache: dict[str, Any] | None  # digest, bytes, seeded_from (builder/timing.py)
 
 
 class VerifyMeta(TypedDict, total=False):

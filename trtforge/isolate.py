@@ -18,9 +18,9 @@ import pickle
 import signal
 import sys
 import traceback
-from typing import Any
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from trtforge.errors import TrtforgeError
 

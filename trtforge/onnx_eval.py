@@ -21,9 +21,9 @@ bit-identical outputs: restructuring passes are checked for exact equality with 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx

@@ -143,7 +143,7 @@ def test_stage_salt_source_depends_and_tools_change_keys(root, monkeypatch):
     (root / "weights.bin").write_bytes(b"v" * 100)
     assert keys_of(text + 'depends = ["weights.bin"]\n', root)["export"] != with_dep["export"]
     # every tool version and build fact the stages read
-    import trtforge.build as build_pkg
+    import trtforge.builder as build_pkg
     import trtforge.export as export_pkg
     import trtforge.graph_passes as passes_pkg
     import trtforge.precision_rules as prec_pkg

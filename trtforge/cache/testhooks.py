@@ -61,12 +61,13 @@ PAUSE_ENV = "TRTFORGE_TEST_PAUSE_AT"
 PAUSE_DIR_ENV = "TRTFORGE_TEST_PAUSE_DIR"
 
 
-def checkpoint(point: str) -> None:
+def checkpoint(point: str, path: str | None = None) -> None:
+    """`path`: the file an injected ENOSPC names (default: the point)."""
     if ARMED:
-        _fire(point)
+        _fire(point, path)
 
 
-def _fire(point: str) -> None:
+def _fire(point: str, path: str | None) -> None:
     if os.environ.get(KILL_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get(KILL_PARENT_ENV) == point and PARENT is not None and _ancestor(PARENT):
@@ -79,7 +80,7 @@ def _fire(point: str) -> None:
         if os.environ.get(env) == point:
             os.kill(os.getpid(), sig)  # the handler runs at the next bytecode, here
     if os.environ.get(ENOSPC_ENV) == point:
-        raise OSError(errno.ENOSPC, f"No space left on device (test hook {ENOSPC_ENV}={point})", point)
+        raise OSError(errno.ENOSPC, f"No space left on device (test hook {ENOSPC_ENV}={point})", path or point)
     if os.environ.get(PAUSE_ENV) == point:
         folder = os.environ[PAUSE_DIR_ENV]
         with open(os.path.join(folder, "reached"), "w") as f:

@@ -12,7 +12,7 @@ from trtforge.cache.store import CorruptEntry
 from trtforge.driver.publish import publish
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.run import run_stage
-from trtforge.driver.stages import later_or_same, stage_table
+from trtforge.driver.stages import Step, later_or_same, stage_table
 from trtforge.errors import InternalError, PublishError, TrtforgeError, VerifyError
 from trtforge.manifest import Manifest, ModuleSpec
 from trtforge.targets import TargetSpec, TargetUnavailable, for_target, unavailable
@@ -20,13 +20,15 @@ from trtforge.targets import TargetSpec, TargetUnavailable, for_target, unavaila
 
 def run_stages(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
                progress=None, force_from: str | None = None, until: str | None = None,
-               target: TargetSpec | None = None) -> ModuleResult:
+               table: tuple[Step, ...] | None = None, target: TargetSpec | None = None) -> ModuleResult:
     """The module's stages in order (up to `until`), from the cache or run now; `force_from` (a
-    stage name) re-runs that stage and every later one. Stops at the first failing stage."""
+    stage name) re-runs that stage and every later one. Stops at the first failing stage.
+    `table` replaces the stage table (the driver's unit tests run it on fake stages); `target` (a
+    [targets.NAME]) builds for that target: the result is named "<target>/<module>"."""
     result = ModuleResult(module.name if target is None else f"{target.name}/{module.name}",
                           target=None if target is None else target.name)
     module = for_target(module, target)
-    for stage, reads in stage_table(backend, until, target):
+    for stage, reads in table if table is not None else stage_table(backend, until, target):
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:
             result.records[stage.name] = run_stage(
@@ -64,9 +66,9 @@ def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleRes
 
 def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
                  progress=None, force_from: str | None = None, require_engine_check: bool = False,
-                 target: TargetSpec | None = None) -> ModuleResult:
+                 table: tuple[Step, ...] | None = None, target: TargetSpec | None = None) -> ModuleResult:
     """Every stage of one module (for one target) and the verdict, nothing published."""
-    return judge(run_stages(store, manifest, module, backend, progress, force_from, target=target),
+    return judge(run_stages(store, manifest, module, backend, progress, force_from, table=table, target=target),
                  require_engine_check)
 
 
@@ -83,7 +85,7 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
         for attempt in range(2):
             try:
                 result = build_module(store, manifest, module, backend, progress, force_from, require_engine_check,
-                                      target)
+                                      target=target)
                 result.notes[:0] = notes
                 if store.remote is not None:
                     result.remote = store.remote.take_summary()

@@ -115,7 +115,7 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
     if not _unchanged(side, entry["files"][side_rel]):
         # test hook: TRTFORGE_TEST_ENOSPC_AT=publish:write-sidecar fails the sidecar write (the last
         # one) as a full disk would, after the engine was copied: a failed publish withdraws it
-        checkpoint("publish:write-sidecar")
+        checkpoint("publish:write-sidecar", str(side))
         atomic_write_bytes(side, data)
     checkpoint("publish:sidecar")
     index["modules"][name] = entry

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from trtforge.build import BuildStage
+from trtforge.builder import BuildStage
 from trtforge.export import ExportStage
 from trtforge.graph_passes import GraphPassesStage
 from trtforge.precision_rules import PrecisionStage

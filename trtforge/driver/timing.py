@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trtforge.build.timing import FILE
+from trtforge.builder.timing import FILE
 from trtforge.cache import Record, Store, key_of
 from trtforge.cache.store import CorruptEntry
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from trtforge import isolate
-from trtforge.build.engine import memory_guard
+from trtforge.builder.engine import memory_guard
 from trtforge.errors import BuildError
 
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trtforge.build.engine import apply_layer_precisions, check_precisions
+from trtforge.builder.engine import apply_layer_precisions, check_precisions
 from trtforge.errors import BuildError
 
 FAKE_TRT = SimpleNamespace(float32="float32", float16="float16", int64="int64")

@@ -19,7 +19,7 @@ class BuildStage:
     backend_override: str | None = None
     gpu: str = ""  # a TensorRT target's GPU model ([targets.NAME] gpu)
     target_name: str = ""  # a [targets.NAME] name; "" for the default target
-    timing_cache: bool = True  # keep a timing cache per target (build/timing.py)
+    timing_cache: bool = True  # keep a timing cache per target (builder/timing.py)
 
     def timing_target(self, module: ModuleSpec) -> str | None:
         """The name the target's timing cache is kept under; None when it is off."""
@@ -46,7 +46,7 @@ class BuildStage:
         }
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:
-        from trtforge.build.engine import build_engine
+        from trtforge.builder.engine import build_engine
 
         backend = self.backend(ctx.module)
         return build_engine(ctx, workdir, backend,

@@ -11,9 +11,9 @@ from pathlib import Path
 from trtforge import backends as be
 from trtforge import interrupts
 from trtforge.artifacts import BuildFiles, PrecisionFiles
-from trtforge.build.timing import FILE as TIMING_FILE
-from trtforge.build.timing import save as save_timing_cache
-from trtforge.build.timing import with_timing_cache
+from trtforge.builder.timing import FILE as TIMING_FILE
+from trtforge.builder.timing import save as save_timing_cache
+from trtforge.builder.timing import with_timing_cache
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import BuildError
 from trtforge.onnx_files import MODEL

@@ -1,0 +1,54 @@
+"""The Python API (trtforge.build / explain / load_manifest), in-process, on a real tiny module:
+the CLI calls the same functions, so this is also the driver's lifecycle without a subprocess."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import trtforge
+from trtforge.driver.stages import STAGE_NAMES, stage_table
+from trtforge.errors import ManifestError
+
+HERE = Path(__file__).resolve().parent
+MANIFEST = """
+[modules.tiny]
+factory = "bad_models:make_tiny"
+inputs.x = { shape = [1, 3, 8, 8] }
+"""
+
+
+@pytest.mark.slow
+def test_build_explain_and_rebuild_through_the_api(tmp_path):
+    shutil.copy(HERE.parent / "errors" / "bad_models.py", tmp_path / "bad_models.py")
+    (tmp_path / "engines.toml").write_text(MANIFEST)
+    manifest = trtforge.load_manifest(tmp_path / "engines.toml")
+    seen = []
+    outcome = trtforge.build(manifest, on_result=lambda r: seen.append(r.name))
+    assert outcome.ok and outcome.exit_code == 0, [e.one_line() for e in outcome.errors]
+    (result,) = outcome.results
+    assert seen == ["tiny"] and result.ok
+    assert [s for s, st in result.stages.items() if st.state == "ok"] == list(STAGE_NAMES)
+    assert any(p.endswith("tiny.engine") for p in result.published)
+    assert (tmp_path / "engines" / "REPORT.md").is_file() and outcome.report.is_file()
+    assert all(line.endswith(")") and "up to date" in line for line in trtforge.explain(manifest))
+    again = trtforge.build(manifest)
+    assert {st.state for st in again.results[0].stages.values()} == {"cached"}
+    assert again.results[0].published == result.published
+
+
+def test_a_user_mistake_raises_one_typed_error(tmp_path):
+    (tmp_path / "engines.toml").write_text(MANIFEST)
+    with pytest.raises(ManifestError, match="no module 'tinny'.*did you mean 'tiny'"):
+        trtforge.build(tmp_path / "engines.toml", modules=["tinny"])
+
+
+def test_the_stage_table_is_the_one_order_and_can_end_early():
+    assert [s.stage.name for s in stage_table()] == list(STAGE_NAMES)
+    assert [s.stage.name for s in stage_table(until="graph_passes")] == ["export", "graph_passes"]
+    for step in stage_table():  # a stage reads only stages before it
+        assert all(STAGE_NAMES.index(r) < STAGE_NAMES.index(step.stage.name) for r in step.reads)
+    with pytest.raises(ValueError, match="no stage 'engine'"):
+        stage_table(until="engine")
