@@ -96,3 +96,44 @@ def test_target_table_mistakes(tiny_project, table, message):
     proc = run_cli("build", cwd=tiny_project)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def _fake_nvidia_smi(folder):
+    """A test double for nvidia-smi (no GPU can exist here): it reports an H100, so the machine
+    that assembles computes verify keys (which name the GPUs present) unlike the runner's."""
+    folder.mkdir()
+    tool = folder / "nvidia-smi"
+    tool.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 9.0'\n")
+    tool.chmod(0o755)
+    return folder
+
+
+@pytest.mark.skipif(has_gpu(), reason="the H100 target must be absent on the runner")
+def test_assemble_targets_from_the_shared_cache(remote, runners, tmp_path):
+    """Runner A builds the RTX targets and uploads; machine B, whose own keys for verify differ
+    (another GPU set), assembles both from the remote through their release pointers, runs no
+    stage, and names the TensorRT target nobody built (exit 3)."""
+    from tests.farm.conftest import farm_build
+
+    a, b = runners(2)
+    for root in (a, b):
+        with open(root / "engines.toml", "a") as f:
+            f.write(TARGETS)
+    proc, built = farm_build(a, remote)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "release" in remote.records()  # the pointers travel with the records
+
+    fake = _fake_nvidia_smi(tmp_path / "fakebin")
+    import os
+
+    proc, report = farm_build(b, remote, "--from-cache", TRTFORGE_ASSUME_GPU="1",
+                              PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", TRTFORGE_REMOTE_CACHE_MODE="read-only")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    for name in ("consumer/mlp", "ampere/mlp"):
+        assert set(states(report, name).values()) == {"cached"}, name
+        assert _mod(report, name)["stages"]["verify"]["key"] == _mod(built, name)["stages"]["verify"]["key"]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("trtforge: error:")]
+    assert len(errors) == 1 and "target 'h100'" in errors[0] and "not built yet" in errors[0], proc.stderr
+    for target in ("consumer", "ampere"):
+        assert (b / "engines" / target / "mlp.engine").read_bytes() == (a / "engines" / target / "mlp.engine").read_bytes()
+    assert not (b / "engines" / "h100").exists()

@@ -9,6 +9,7 @@ from trtforge import interrupts
 from trtforge.artifacts import VerifyMeta, meta
 from trtforge.cache import Record, Store
 from trtforge.cache.store import CorruptEntry
+from trtforge.driver import release
 from trtforge.driver.publish import publish
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.run import run_stage
@@ -31,6 +32,10 @@ def run_stages(store: Store, manifest: Manifest, module: ModuleSpec, backend: st
     for stage, reads in table if table is not None else stage_table(backend, until, target):
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:
+            if store.assemble_only and stage.name in release.ASSEMBLED:  # keyed on another machine
+                result.records[stage.name] = release.assemble(store, module, target, result.records, stage.name,
+                                                              result.stages[stage.name])
+                continue
             result.records[stage.name] = run_stage(
                 store, stage, module, manifest.root, {d: result.records[d] for d in reads},
                 result.stages[stage.name], progress, force=force, notes=result.notes)
@@ -90,7 +95,10 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
                 if store.remote is not None:
                     result.remote = store.remote.take_summary()
                 interrupts.check()  # a signal met anywhere before: nothing is published
-                return _publish(store, manifest, module, result)
+                result = _publish(store, manifest, module, result)
+                if not store.assemble_only and result.published:
+                    release.remember(store, for_target(module, target), target, result)
+                return result
             except CorruptEntry as e:
                 if attempt:
                     raise
@@ -135,7 +143,7 @@ def build_targets(store: Store, manifest: Manifest, module: ModuleSpec, targets:
         return [build_and_publish(store, manifest, module, backend, progress, require_engine_check, force_from)]
     results = []
     for target in targets:
-        why = unavailable(target)
+        why = None if store.assemble_only else unavailable(target)  # assembling builds nothing
         if why is None:
             results.append(build_and_publish(store, manifest, module, None, progress, require_engine_check,
                                              force_from, target))
