@@ -92,12 +92,12 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
                 result = build_module(store, manifest, module, backend, progress, force_from, require_engine_check,
                                       target=target)
                 result.notes[:0] = notes
-                if store.remote is not None:
-                    result.remote = store.remote.take_summary()
                 interrupts.check()  # a signal met anywhere before: nothing is published
                 result = _publish(store, manifest, module, result)
                 if not store.assemble_only and result.published:
                     release.remember(store, for_target(module, target), target, result)
+                if store.remote is not None:
+                    result.remote = store.remote.take_summary()
                 return result
             except CorruptEntry as e:
                 if attempt:
