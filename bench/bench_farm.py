@@ -40,8 +40,13 @@ def project(name: str) -> Path:
 def build(proj: Path, env: dict, *args) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([*CMD, "build", "engines.toml", "--json", *args], cwd=proj, capture_output=True,
-                          text=True, env={**os.environ, **env})
+    proc = subprocess.run(
+        [*CMD, "build", "engines.toml", "--json", *args],
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -51,8 +56,13 @@ def build(proj: Path, env: dict, *args) -> dict:
     down = sum(m.get("remote", {}).get("bytes_down", 0) for m in report["modules"])
     up = sum(m.get("remote", {}).get("bytes_up", 0) for m in report["modules"])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "stages_run": ran, "mb_down": round(down / 1e6, 2),
-            "mb_up": round(up / 1e6, 2)}
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "stages_run": ran,
+        "mb_down": round(down / 1e6, 2),
+        "mb_up": round(up / 1e6, 2),
+    }
 
 
 def s3_remote():
@@ -63,17 +73,28 @@ def s3_remote():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     for line in proc.stdout:  # listening once it says so
         if "Running on" in line:
             break
-    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "TRTFORGE_REMOTE_CACHE": "s3://bench/farm"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "TRTFORGE_REMOTE_CACHE": "s3://bench/farm",
+    }
     import boto3
 
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1", aws_access_key_id="bench",
-                 aws_secret_access_key="bench").create_bucket(Bucket="bench")
+    boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    ).create_bucket(Bucket="bench")
     return env, proc
 
 
@@ -94,15 +115,22 @@ def main(out: Path) -> None:
         if server is not None:
             server.terminate()
             server.wait()
-    doc = {"remote": kind, "first_runner_fills_remote": first, "second_runner_warm_remote": warm,
-           "second_runner_no_remote": cold,
-           "table": [
-               {"figure": "runner 1 cold build, uploads (s)", "value": first["wall_s"]},
-               {"figure": "runner 2 cold build, warm remote (s)", "value": warm["wall_s"]},
-               {"figure": "runner 2 cold build, no remote (s)", "value": cold["wall_s"]},
-               {"figure": "runner 2 stages run: warm remote / none", "value": f"{warm['stages_run']} / {cold['stages_run']}"},
-               {"figure": "runner 2 downloaded (MB)", "value": warm["mb_down"]},
-           ]}
+    doc = {
+        "remote": kind,
+        "first_runner_fills_remote": first,
+        "second_runner_warm_remote": warm,
+        "second_runner_no_remote": cold,
+        "table": [
+            {"figure": "runner 1 cold build, uploads (s)", "value": first["wall_s"]},
+            {"figure": "runner 2 cold build, warm remote (s)", "value": warm["wall_s"]},
+            {"figure": "runner 2 cold build, no remote (s)", "value": cold["wall_s"]},
+            {
+                "figure": "runner 2 stages run: warm remote / none",
+                "value": f"{warm['stages_run']} / {cold['stages_run']}",
+            },
+            {"figure": "runner 2 downloaded (MB)", "value": warm["mb_down"]},
+        ],
+    }
     out.write_text(json.dumps(doc, indent=1))
     for row in doc["table"]:
         print(f"{row['figure']:<44} {row['value']:>10}")

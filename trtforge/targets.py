@@ -47,8 +47,12 @@ def parse_targets(raw: Any, where: str) -> tuple[TargetSpec, ...]:
         return ()
     if not isinstance(raw, dict) or not raw:
         raise ManifestError("expected [targets.NAME] tables", where=where)
-    spec = {**{k: (BUILD[k][0], None) for k in OVERRIDES}, "backend": (_one_of(BACKENDS[1:]), None),
-            "gpu": (_nonempty_str, ""), "timing_cache": (_bool, True)}
+    spec = {
+        **{k: (BUILD[k][0], None) for k in OVERRIDES},
+        "backend": (_one_of(BACKENDS[1:]), None),
+        "gpu": (_nonempty_str, ""),
+        "timing_cache": (_bool, True),
+    }
     out = []
     for name, table in raw.items():
         w = f"{where}.{name}"
@@ -57,16 +61,27 @@ def parse_targets(raw: Any, where: str) -> tuple[TargetSpec, ...]:
         fields = _section(table, {k: (c, d if d is not None else _UNSET) for k, (c, d) in spec.items()}, w)
         backend = fields["backend"]
         if backend is _UNSET:
-            raise ManifestError("missing required key 'backend'", where=f"{w}.backend",
-                                hint="write backend = 'tensorrt-rtx' or 'tensorrt'")
+            raise ManifestError(
+                "missing required key 'backend'",
+                where=f"{w}.backend",
+                hint="write backend = 'tensorrt-rtx' or 'tensorrt'",
+            )
         if backend == "tensorrt" and not fields["gpu"]:
-            raise ManifestError("a TensorRT target names the GPU it is built on", where=f"{w}.gpu",
-                                hint="write e.g. gpu = 'H100' (part of the name nvidia-smi prints)")
+            raise ManifestError(
+                "a TensorRT target names the GPU it is built on",
+                where=f"{w}.gpu",
+                hint="write e.g. gpu = 'H100' (part of the name nvidia-smi prints)",
+            )
         if backend == "tensorrt-rtx" and fields["gpu"]:
-            raise ManifestError("TensorRT-RTX targets compute capabilities, not a GPU model", where=f"{w}.gpu",
-                                hint="write rtx_compute_capabilities = ['8.6', '8.9'] instead")
+            raise ManifestError(
+                "TensorRT-RTX targets compute capabilities, not a GPU model",
+                where=f"{w}.gpu",
+                hint="write rtx_compute_capabilities = ['8.6', '8.9'] instead",
+            )
         if backend == "tensorrt" and fields["rtx_compute_capabilities"] is not _UNSET:
-            raise ManifestError("rtx_compute_capabilities is for tensorrt-rtx targets", where=f"{w}.rtx_compute_capabilities")
+            raise ManifestError(
+                "rtx_compute_capabilities is for tensorrt-rtx targets", where=f"{w}.rtx_compute_capabilities"
+            )
         overrides = tuple((k, fields[k]) for k in OVERRIDES if fields[k] is not _UNSET)
         out.append(TargetSpec(name, overrides, fields["gpu"], fields["timing_cache"]))
     return tuple(out)
@@ -107,7 +122,11 @@ def select(targets: tuple[TargetSpec, ...], names: tuple[str, ...], where: str =
     for n in names:
         if n not in known:
             near = difflib.get_close_matches(n, list(known), n=1)
-            raise ManifestError(f"no target '{n}'", where=where,
-                                hint=f"did you mean '{near[0]}'?" if near else
-                                f"targets: {', '.join(known) or 'none declared (add [targets.NAME])'}")
+            raise ManifestError(
+                f"no target '{n}'",
+                where=where,
+                hint=f"did you mean '{near[0]}'?"
+                if near
+                else f"targets: {', '.join(known) or 'none declared (add [targets.NAME])'}",
+            )
     return tuple(known[n] for n in dict.fromkeys(names))

@@ -49,16 +49,26 @@ def s3_server():
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [MOTO, "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_up(proc)
-        iam = boto3.client("iam", endpoint_url=url, region_name=REGION, aws_access_key_id="setup",
-                           aws_secret_access_key="setup")
+        iam = boto3.client(
+            "iam", endpoint_url=url, region_name=REGION, aws_access_key_id="setup", aws_secret_access_key="setup"
+        )
         iam.create_user(UserName="runner")
-        iam.put_user_policy(UserName="runner", PolicyName="cache", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName="runner",
+            PolicyName="cache",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+            ),
+        )
         key = iam.create_access_key(UserName="runner")["AccessKey"]
         # the server's log is drained so a long session never blocks it on a full pipe
         threading.Thread(target=proc.stdout.read, daemon=True).start()
@@ -82,16 +92,27 @@ class Remote:
         return f"s3://{self.bucket}/farm"
 
     def env(self, **extra) -> dict:
-        return {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.secret,
-                "AWS_ENDPOINT_URL": self.url, "AWS_DEFAULT_REGION": REGION,
-                "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                "TRTFORGE_REMOTE_CACHE": self.cache_url, **extra}
+        return {
+            "AWS_ACCESS_KEY_ID": self.key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "TRTFORGE_REMOTE_CACHE": self.cache_url,
+            **extra,
+        }
 
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.url, region_name=REGION, aws_access_key_id=self.key_id,
-                            aws_secret_access_key=self.secret)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id=self.key_id,
+            aws_secret_access_key=self.secret,
+        )
 
     def keys(self) -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="farm/")
@@ -129,8 +150,10 @@ def tiny_project(tmp_path) -> Path:
 @pytest.fixture
 def runners(tmp_path):
     """runners(n): n copies of the tiny project, each with its own local cache and engines/."""
+
     def make(n: int) -> list[Path]:
         return [write_project(tmp_path / f"runner{i}") for i in range(n)]
+
     return make
 
 

@@ -90,8 +90,9 @@ def test_concurrent_uploads_of_one_key(remote, runners, tmp_path):
     consistent and a third runner builds nothing."""
     a, b, c = runners(3)
     pause = _pause_dir(tmp_path)
-    proc_a = popen_build(a, env=remote.env(TRTFORGE_TEST_PAUSE_AT="remote:record:build",
-                                           TRTFORGE_TEST_PAUSE_DIR=str(pause)))
+    proc_a = popen_build(
+        a, env=remote.env(TRTFORGE_TEST_PAUSE_AT="remote:record:build", TRTFORGE_TEST_PAUSE_DIR=str(pause))
+    )
     try:
         assert _wait_reached(pause, proc_a) == "remote:record:build"
         assert "build" not in remote.records()  # its blobs may be up; its record is not
@@ -137,8 +138,9 @@ def test_flipped_byte_in_a_remote_object(remote, runners, target):
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = remote.records()["build"]
     digest = doc["outputs"]["model.engine"]["digest"]
-    key = (f"farm/blobs/{digest[:2]}/{digest}" if target == "blob"
-           else f"farm/actions/{doc['key'][:2]}/{doc['key']}.json")
+    key = (
+        f"farm/blobs/{digest[:2]}/{digest}" if target == "blob" else f"farm/actions/{doc['key'][:2]}/{doc['key']}.json"
+    )
     data = bytearray(remote.get(key))
     data[len(data) // 2] ^= 0x01
     remote.put(key, bytes(data))
@@ -205,7 +207,9 @@ def test_cache_push_pull_ls(remote, runners):
     env = remote.env()
     pushed = run_cli("cache", "push", "--remote", cwd=a, env=env)
     assert pushed.returncode == 0, pushed.stderr
-    assert pushed.stdout.startswith("pushed 7 record(s), 0 already there")  # the stages', the timing and release pointers
+    assert pushed.stdout.startswith(
+        "pushed 7 record(s), 0 already there"
+    )  # the stages', the timing and release pointers
     again = run_cli("cache", "push", "--remote", cwd=a, env=env)
     assert again.stdout.startswith("pushed 0 record(s), 7 already there")
     listed = run_cli("cache", "ls", "--remote", cwd=b, env=env)
@@ -245,13 +249,13 @@ def test_file_share_upload_killed_before_rename(runners, tmp_path):
     assert set(states(report).values()) == {"cached"}
 
 
-TWO_MODULES = '''
+TWO_MODULES = """
 [modules.mlp_wide]
 factory = "tinymods.mlp:make_mlp"
 factory_args = { width = 24 }
 inputs.x = { shape = [2, 8], dtype = "float16" }
 outputs = ["y"]
-'''
+"""
 
 
 def test_assemble_from_cache(remote, runners):

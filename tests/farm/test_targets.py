@@ -13,7 +13,7 @@ from tests.conftest import has_gpu, run_cli
 
 pytestmark = pytest.mark.slow
 
-TARGETS = '''
+TARGETS = """
 [targets.consumer]
 backend = "tensorrt-rtx"
 rtx_compute_capabilities = ["8.6", "8.9"]
@@ -26,7 +26,7 @@ optimization_level = 2
 [targets.h100]
 backend = "tensorrt"
 gpu = "H100"
-'''
+"""
 
 
 def _mod(report, name):
@@ -57,7 +57,9 @@ def test_targets_share_the_front_stages(tiny_project):
         assert {states(report, name)[s] for s in ("export", "graph_passes", "precision_rules")} == {"cached"}
     # build and verify per target: the first target's settings are new, so both ran
     assert states(report, "consumer/mlp")["build"] == "ok" and states(report, "ampere/mlp")["build"] == "ok"
-    assert _mod(report, "consumer/mlp")["stages"]["build"]["key"] != _mod(report, "ampere/mlp")["stages"]["build"]["key"]
+    assert (
+        _mod(report, "consumer/mlp")["stages"]["build"]["key"] != _mod(report, "ampere/mlp")["stages"]["build"]["key"]
+    )
     assert _mod(report, "h100/mlp")["skipped"] == "needs H100"
     assert set(states(report, "h100/mlp").values()) == {"skipped"}
     assert "skipped here: needs H100" in proc.stderr
@@ -84,12 +86,15 @@ def test_targets_share_the_front_stages(tiny_project):
     assert proc.returncode == 2 and "no target 'amper'; did you mean 'ampere'?" in proc.stderr
 
 
-@pytest.mark.parametrize("table, message", [
-    ('[targets.x]\nrtx_compute_capabilities = ["8.6"]\n', "targets.x.backend: missing required key 'backend'"),
-    ('[targets.x]\nbackend = "tensorrt"\n', "targets.x.gpu: a TensorRT target names the GPU it is built on"),
-    ('[targets.x]\nbackend = "tensorrt-rtx"\ngpu = "H100"\n', "targets.x.gpu: TensorRT-RTX targets compute"),
-    ('[targets.x]\nbackend = "tensorrt-rtx"\nworkspace = 1\n', "targets.x.workspace: unknown key 'workspace'"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('[targets.x]\nrtx_compute_capabilities = ["8.6"]\n', "targets.x.backend: missing required key 'backend'"),
+        ('[targets.x]\nbackend = "tensorrt"\n', "targets.x.gpu: a TensorRT target names the GPU it is built on"),
+        ('[targets.x]\nbackend = "tensorrt-rtx"\ngpu = "H100"\n', "targets.x.gpu: TensorRT-RTX targets compute"),
+        ('[targets.x]\nbackend = "tensorrt-rtx"\nworkspace = 1\n', "targets.x.workspace: unknown key 'workspace'"),
+    ],
+)
 def test_target_table_mistakes(tiny_project, table, message):
     with open(tiny_project / "engines.toml", "a") as f:
         f.write("\n" + table)
@@ -126,8 +131,14 @@ def test_assemble_targets_from_the_shared_cache(remote, runners, tmp_path):
     fake = _fake_nvidia_smi(tmp_path / "fakebin")
     import os
 
-    proc, report = farm_build(b, remote, "--from-cache", TRTFORGE_ASSUME_GPU="1",
-                              PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", TRTFORGE_REMOTE_CACHE_MODE="read-only")
+    proc, report = farm_build(
+        b,
+        remote,
+        "--from-cache",
+        TRTFORGE_ASSUME_GPU="1",
+        PATH=f"{fake}{os.pathsep}{os.environ['PATH']}",
+        TRTFORGE_REMOTE_CACHE_MODE="read-only",
+    )
     assert proc.returncode == 3, proc.stderr[-2000:]
     for name in ("consumer/mlp", "ampere/mlp"):
         assert set(states(report, name).values()) == {"cached"}, name
@@ -135,5 +146,7 @@ def test_assemble_targets_from_the_shared_cache(remote, runners, tmp_path):
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("trtforge: error:")]
     assert len(errors) == 1 and "target 'h100'" in errors[0] and "not built yet" in errors[0], proc.stderr
     for target in ("consumer", "ampere"):
-        assert (b / "engines" / target / "mlp.engine").read_bytes() == (a / "engines" / target / "mlp.engine").read_bytes()
+        assert (b / "engines" / target / "mlp.engine").read_bytes() == (
+            a / "engines" / target / "mlp.engine"
+        ).read_bytes()
     assert not (b / "engines" / "h100").exists()

@@ -20,6 +20,7 @@ FILE = "timing.cache"
 def with_timing_cache(config, seed: Path | None, holder: list):
     """Wrap a polygraphy config loader: the built IBuilderConfig gets a timing cache made from
     `seed` (empty when None), and lands in `holder` so the cache can be saved after the build."""
+
     def load(builder, network):
         cfg = config(builder, network)
         data = seed.read_bytes() if seed is not None else b""
@@ -27,6 +28,7 @@ def with_timing_cache(config, seed: Path | None, holder: list):
         cfg.set_timing_cache(cache, True)  # ignore_mismatch: a cache from another device is skipped
         holder.append(cfg)
         return cfg
+
     return load
 
 
@@ -38,5 +40,8 @@ def save(holder: list, dest: Path, seed: Path | None) -> dict | None:
     if cache is None:
         return None
     dest.write_bytes(memoryview(cache.serialize()))
-    return {"digest": hash_file(dest), "bytes": dest.stat().st_size,
-            "seeded_from": hash_file(seed) if seed is not None else None}
+    return {
+        "digest": hash_file(dest),
+        "bytes": dest.stat().st_size,
+        "seeded_from": hash_file(seed) if seed is not None else None,
+    }

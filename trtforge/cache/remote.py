@@ -42,9 +42,11 @@ MODES = ("read-write", "read-only")
 # stores whose PUT is atomic (the object appears whole, or not at all): no temp name needed, and
 # a rename there would be a second full copy
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"}
-HINT = ("check the URL, that the bucket exists and the credentials ($AWS_ACCESS_KEY_ID, "
-        "$AWS_SECRET_ACCESS_KEY, $AWS_ENDPOINT_URL); the build runs locally without it unless "
-        "--require-remote")
+HINT = (
+    "check the URL, that the bucket exists and the credentials ($AWS_ACCESS_KEY_ID, "
+    "$AWS_SECRET_ACCESS_KEY, $AWS_ENDPOINT_URL); the build runs locally without it unless "
+    "--require-remote"
+)
 
 
 @dataclass(frozen=True)
@@ -57,27 +59,33 @@ class RemoteConfig:
     required: bool = False  # --require-remote: a remote failure fails the build (exit 2)
 
 
-def resolve(manifest_cache: dict | None, *, read_only: bool | None = None,
-            required: bool = False) -> RemoteConfig | None:
+def resolve(
+    manifest_cache: dict | None, *, read_only: bool | None = None, required: bool = False
+) -> RemoteConfig | None:
     """The remote in force: $TRTFORGE_REMOTE_CACHE over the manifest's [cache] remote; the mode
     from the flag, $TRTFORGE_REMOTE_CACHE_MODE or [cache] read_only. None: no remote."""
     cfg = manifest_cache or {}
     url = os.environ.get(ENV_URL) or cfg.get("remote") or ""
     if not url:
         if required:
-            raise CacheError("--require-remote but no remote cache is configured", where="--require-remote",
-                             hint=f"set [cache] remote in the manifest or ${ENV_URL}")
+            raise CacheError(
+                "--require-remote but no remote cache is configured",
+                where="--require-remote",
+                hint=f"set [cache] remote in the manifest or ${ENV_URL}",
+            )
         return None
     mode = os.environ.get(ENV_MODE)
     if mode is not None and mode not in MODES:
         raise CacheError(f"'{mode}' is not one of {', '.join(MODES)}", where=f"${ENV_MODE}")
     ro = read_only if read_only else (mode == "read-only" if mode else bool(cfg.get("read_only", False)))
-    return RemoteConfig(url=url.rstrip("/"), read_only=ro,
-                        options=tuple(sorted((cfg.get("options") or {}).items())), required=required)
+    return RemoteConfig(
+        url=url.rstrip("/"), read_only=ro, options=tuple(sorted((cfg.get("options") or {}).items())), required=required
+    )
 
 
-def open_remote(manifest_cache: dict | None, *, read_only: bool = False, required: bool = False,
-                use: bool = True) -> Remote | None:
+def open_remote(
+    manifest_cache: dict | None, *, read_only: bool = False, required: bool = False, use: bool = True
+) -> Remote | None:
     """The remote in force, or None. Nothing is imported or contacted until a lookup misses
     locally, unless `required`: then it is checked now (a failure is a CacheError, exit 2)."""
     if not use:
@@ -231,8 +239,9 @@ class Remote:
             got_size = tmp.stat().st_size
             if got_size != size or hash_file(tmp) != digest:
                 self._bad_blobs.add(digest)
-                self._corrupt(what, f"{got_size} bytes, digest mismatch" if got_size == size
-                              else f"{got_size} of {size} bytes")
+                self._corrupt(
+                    what, f"{got_size} bytes, digest mismatch" if got_size == size else f"{got_size} of {size} bytes"
+                )
                 return False
             self.stats.bytes_down += got_size
             store.install_blob(tmp, digest)
@@ -244,9 +253,15 @@ class Remote:
     def take_summary(self) -> dict:
         """What the remote did since the last call (one module's build), for the report."""
         s, self.stats = self.stats, Stats(corrupt=self.stats.corrupt)
-        return {"url": self.config.url, "read_only": self.config.read_only, "fetched": s.fetched,
-                "uploaded": s.uploaded, "bytes_down": s.bytes_down, "bytes_up": s.bytes_up,
-                "failure": self.failure}
+        return {
+            "url": self.config.url,
+            "read_only": self.config.read_only,
+            "fetched": s.fetched,
+            "uploaded": s.uploaded,
+            "bytes_down": s.bytes_down,
+            "bytes_up": s.bytes_up,
+            "failure": self.failure,
+        }
 
     def take_notes(self) -> list[str]:
         notes, self.stats.corrupt = self.stats.corrupt, []
@@ -271,10 +286,9 @@ class Remote:
             entries = self._fs.ls(self._path("deps", base[:2], base), detail=True, refresh=True)
         except FileNotFoundError:
             return []
-        entries.sort(key=lambda e: str(e.get("LastModified") or e.get("mtime") or e.get("created") or ""),
-                     reverse=True)
+        entries.sort(key=lambda e: str(e.get("LastModified") or e.get("mtime") or e.get("created") or ""), reverse=True)
         names = [e["name"].rsplit("/", 1)[-1] for e in entries]
-        return [n[:-len(".json")] for n in names if n.endswith(".json") and not n.startswith(".")]
+        return [n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith(".")]
 
     # ------------------------------------------------------------------------------ write
     def push(self, key: str, store) -> bool:
@@ -294,16 +308,22 @@ class Remote:
             self._put_blob(store._blob(o["digest"]), o["digest"], o["size"])
         checkpoint(f"remote:record:{doc['stage']}")  # blobs up, record not yet (test hook)
         with contextlib.suppress(OSError):
-            self._put_bytes(store._action(key).with_suffix(".key.json").read_bytes(),
-                            self._path("actions", key[:2], f"{key}.key.json"))
+            self._put_bytes(
+                store._action(key).with_suffix(".key.json").read_bytes(),
+                self._path("actions", key[:2], f"{key}.key.json"),
+            )
         self._put_bytes(data, self._path("actions", key[:2], f"{key}.json"))
         self.stats.uploaded.append(doc["stage"])
         return True
 
     def push_deps(self, base: str, key: str) -> None:
         if self.writable:
-            self._call("upload", lambda: self._put_bytes(
-                seal({"key": key, "created": time.time()}), self._path("deps", base[:2], base, f"{key}.json")))
+            self._call(
+                "upload",
+                lambda: self._put_bytes(
+                    seal({"key": key, "created": time.time()}), self._path("deps", base[:2], base, f"{key}.json")
+                ),
+            )
 
     def _put_blob(self, local: Path, digest: str, size: int) -> None:
         path = self._path("blobs", digest[:2], digest)
@@ -364,7 +384,7 @@ class Remote:
                 continue
             data = self._get(p)
             try:
-                out.append(parse_record(data or b"", name[:-len(".json")]))
+                out.append(parse_record(data or b"", name[: -len(".json")]))
             except DamagedRecord as e:
                 self._corrupt(f"record {name[:12]}", str(e))
         return out
@@ -382,12 +402,11 @@ class Remote:
         for p in paths:
             base, name = p.rsplit("/", 2)[-2:]
             if name.endswith(".json") and not name.startswith("."):
-                out.append((base, name[:-len(".json")]))
+                out.append((base, name[: -len(".json")]))
         return out
 
     def has(self, key: str) -> bool:
         return bool(self._call("list", lambda: self._fs.exists(self._path("actions", key[:2], f"{key}.json"))))
-
 
 
 def _kind(path: str) -> str:

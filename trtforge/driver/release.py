@@ -25,11 +25,16 @@ ASSEMBLED = ("build", "verify")  # the stages a release pointer stands for
 def pointer(module: ModuleSpec, target: TargetSpec | None, records: dict[str, Record]) -> tuple[str, dict]:
     """The key and key document of (module, target) for these front-stage records; `module` is the
     target's spec (its build settings already the target's)."""
-    doc = {"stage": "release", "target": None if target is None else
-           {"name": target.name, "overrides": [list(o) for o in target.overrides], "gpu": target.gpu},
-           "build": settings_dict(module.build), "verify": settings_dict(module.verify),
-           "verify_outputs": module.verify_outputs,
-           "inputs": {s: records[s].digests() for s in ("export", "precision_rules")}}
+    doc = {
+        "stage": "release",
+        "target": None
+        if target is None
+        else {"name": target.name, "overrides": [list(o) for o in target.overrides], "gpu": target.gpu},
+        "build": settings_dict(module.build),
+        "verify": settings_dict(module.verify),
+        "verify_outputs": module.verify_outputs,
+        "inputs": {s: records[s].digests() for s in ("export", "precision_rules")},
+    }
     return key_of(doc), doc
 
 
@@ -46,15 +51,24 @@ def remember(store: Store, module: ModuleSpec, target: TargetSpec | None, result
         store.put(key, "release", doc, wd, want)
 
 
-def assemble(store: Store, module: ModuleSpec, target: TargetSpec | None, records: dict[str, Record],
-             stage: str, status: StageStatus) -> Record:
+def assemble(
+    store: Store,
+    module: ModuleSpec,
+    target: TargetSpec | None,
+    records: dict[str, Record],
+    stage: str,
+    status: StageStatus,
+) -> Record:
     """`build --from-cache`: the build or verify record a runner published for this target."""
     key, _ = pointer(module, target, records)
     found = store.lookup(key)
     record = None if found is None else store.lookup(found.meta.get(stage, ""))
     if record is None:
         name = "the default target" if target is None else f"target '{target.name}'"
-        raise NotBuiltYet(f"not built yet by any runner for {name} (stage {stage})", module=module.name,
-                          hint="build it on a runner for this target, then assemble again")
+        raise NotBuiltYet(
+            f"not built yet by any runner for {name} (stage {stage})",
+            module=module.name,
+            hint="build it on a runner for this target, then assemble again",
+        )
     status.state, status.key, status.meta = "cached", record.key, record.meta
     return record

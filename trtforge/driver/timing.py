@@ -41,5 +41,10 @@ def remember(store: Store, target: str, build: Record) -> None:
         return
     with store.workdir("timing") as wd:
         (wd / FILE).write_bytes((store.view(build) / FILE).read_bytes())  # small: KB to a few MB
-        store.put(pointer_key(target), "timing", {"stage": "timing", "target": target}, wd,
-                  {"target": target, "from_build": build.key})
+        store.put(
+            pointer_key(target),
+            "timing",
+            {"stage": "timing", "target": target},
+            wd,
+            {"target": target, "from_build": build.key},
+        )
