@@ -24,25 +24,40 @@ def _sidecar(root) -> dict:
     return json.loads(side.read_text())
 
 
+TARGET = '''
+[targets.consumer]
+backend = "tensorrt-rtx"
+rtx_compute_capabilities = ["8.6"]
+'''
+
+
+def _targeted(root, width):
+    """A declared target: the timing cache is kept for [targets.NAME] targets."""
+    set_manifest(root, width=width)
+    with open(root / "engines.toml", "a") as f:
+        f.write(TARGET)
+
+
 def test_rebuild_after_a_change_starts_from_the_last_timing_cache(remote, runners):
     a, b = runners(2)
+    _targeted(a, 16)
     proc, first = farm_build(a, remote)
     assert proc.returncode == 0, proc.stderr[-2000:]
     t1 = _timing(first)
     assert t1["seeded_from"] is None and t1["bytes"] > 0
     assert _sidecar(a)["timing_cache"] == t1["digest"]
-    assert "timing" in remote_of(first)["uploaded"]  # the target's pointer, shared like a record
+    assert {"timing", "release"} <= set(remote_of(first, "consumer/mlp")["uploaded"])  # the target's pointers, shared
 
-    set_manifest(a, width=20)  # a small model change: a new build key
+    _targeted(a, 20)  # a small model change: a new build key
     proc, second = farm_build(a, remote)
-    assert proc.returncode == 0 and states(second)["build"] == "ok"
+    assert proc.returncode == 0 and states(second, "consumer/mlp")["build"] == "ok"
     assert _timing(second)["seeded_from"] == t1["digest"]
     assert second["modules"][0]["stages"]["build"]["key"] != first["modules"][0]["stages"]["build"]["key"]
 
     # another runner, its own empty cache, a change of its own: seeded from the shared cache
-    set_manifest(b, width=24)
+    _targeted(b, 24)
     proc, third = farm_build(b, remote)
-    assert proc.returncode == 0 and states(third)["build"] == "ok"
+    assert proc.returncode == 0 and states(third, "consumer/mlp")["build"] == "ok"
     assert _timing(third)["seeded_from"] == _timing(second)["digest"]
-    assert "timing" in remote_of(third)["fetched"]
+    assert "timing" in remote_of(third, "consumer/mlp")["fetched"]
     assert _sidecar(b)["timing_cache"] == _timing(third)["digest"]

@@ -19,7 +19,9 @@ class BuildStage:
     backend_override: str | None = None
     gpu: str = ""  # a TensorRT target's GPU model ([targets.NAME] gpu)
     target_name: str = ""  # a [targets.NAME] name; "" for the default target
-    timing_cache: bool = True  # keep a timing cache per target (builder/timing.py)
+    # keep a timing cache per target (builder/timing.py): [targets.NAME] targets only, so a manifest
+    # without targets builds, stores and publishes exactly what it did before targets existed
+    timing_cache: bool = False
 
     def timing_target(self, module: ModuleSpec) -> str | None:
         """The name the target's timing cache is kept under; None when it is off."""

@@ -32,7 +32,8 @@ def run_stages(store: Store, manifest: Manifest, module: ModuleSpec, backend: st
     for stage, reads in table if table is not None else stage_table(backend, until, target):
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:
-            if store.assemble_only and stage.name in release.ASSEMBLED:  # keyed on another machine
+            # a named target's build and verify are keyed on the machine that built them
+            if store.assemble_only and target is not None and stage.name in release.ASSEMBLED:
                 result.records[stage.name] = release.assemble(store, module, target, result.records, stage.name,
                                                               result.stages[stage.name])
                 continue
@@ -94,7 +95,7 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
                 result.notes[:0] = notes
                 interrupts.check()  # a signal met anywhere before: nothing is published
                 result = _publish(store, manifest, module, result)
-                if not store.assemble_only and result.published:
+                if target is not None and not store.assemble_only and result.published:
                     release.remember(store, for_target(module, target), target, result)
                 if store.remote is not None:
                     result.remote = store.remote.take_summary()
