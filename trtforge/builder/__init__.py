@@ -28,17 +28,21 @@ class BuildStage:
         if not self.timing_cache:
             return None
         backend = self.backend(module)
-        return self.target_name or be.target(backend, module.build.rtx_compute_capabilities, self.gpu)["name"]
+        return self.target_name or self._target(backend, module)["name"]
 
     def backend(self, module: ModuleSpec) -> str:
         return be.resolve(self.backend_override or module.build.backend, module.name)
+
+    def _target(self, backend: str, module: ModuleSpec) -> dict:
+        ccs = module.build.rtx_compute_capabilities
+        return be.target(backend, ccs, self.gpu) if self.gpu else be.target(backend, ccs)
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         backend = self.backend(module)
         return {
             "backend": backend, "backend_version": be.version(backend),
             "libraries": {p.name: digest_file(p) for p in be.library_files(backend)},
-            "target": be.target(backend, module.build.rtx_compute_capabilities, self.gpu),
+            "target": self._target(backend, module),
             "options": {**settings_dict(module.build), "backend": backend},
             "realizer": module.precision.realizer, "platform": be.platform_key(),
             "tools": tool_versions("polygraphy", "onnx"), "plugins": [],
@@ -52,4 +56,4 @@ class BuildStage:
 
         backend = self.backend(ctx.module)
         return build_engine(ctx, workdir, backend,
-                            be.target(backend, ctx.module.build.rtx_compute_capabilities, self.gpu))
+                            self._target(backend, ctx.module))
