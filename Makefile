@@ -11,6 +11,9 @@ BASE := $(VENV)/.trtforge-base
 BUILD_STAMP := $(VENV)/.trtforge-build
 DEV_STAMP := $(VENV)/.trtforge-dev
 
+# test workers (pytest-xdist): auto = one per CPU core
+TEST_WORKERS ?= auto
+
 .PHONY: engines test test-fast lint format bench bench-big setup clean
 
 $(BASE):
@@ -34,9 +37,12 @@ setup: $(DEV_STAMP)
 engines: $(BUILD_STAMP)
 	@$(VENV)/bin/trtforge build engines.toml
 
+# everything CI runs, on TEST_WORKERS processes (loadgroup: tests/scheduling.py keeps the tests
+# that share a module-scoped fixture on one worker)
 test: $(DEV_STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
+# the in-process lane: no console script, no engine build (a minute on 2 cores)
 test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 

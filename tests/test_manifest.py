@@ -63,7 +63,9 @@ def test_rtx_compute_capabilities_are_normalised():
     ('build = { backend = "trt" }', "modules.m.build.backend", "not one of"),
     ('build = { optimization_level = "3" }', "modules.m.build.optimization_level", "expected an integer"),
     ('verify = { atol = -1 }', "modules.m.verify.atol", "must be >= 0"),
-    ('build = { rtx_compute_capabilities = ["9.0"] }', "rtx_compute_capabilities[0]", "not one of"),
+    ('build = { rtx_compute_capabilities = ["9.0"] }', "rtx_compute_capabilities[0]",
+     "Hopper (9.0) is not a TensorRT-RTX target; build it with backend = 'tensorrt'"),
+    ('build = { rtx_compute_capabilities = ["8.7"] }', "rtx_compute_capabilities[0]", "not one of"),
 ])
 def test_mistakes_name_their_field(extra, field, words):
     with pytest.raises(ManifestError) as e:

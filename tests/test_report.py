@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import ONNX_STAGES, REPO, run_cli
 from tests.verify.faults import faults_project
-from trtforge.verify.precision_map import block_of
+
+pytestmark = pytest.mark.slow  # the console script on real builds
 
 
 MANIFEST = """
@@ -111,7 +112,7 @@ def test_histograms_count_every_element_of_every_set(built):
     checks = vit["stages"]["verify"]["meta"]["checks"]
     shape = vit["stages"]["export"]["meta"]["outputs"]["tokens"]["shape"]
     n = 2 * eval("*".join(map(str, shape)))  # example + 1 random set
-    for stage in ("export", "graph_passes", "precision_rules"):
+    for stage in ONNX_STAGES:
         assert sum(checks[stage]["outputs"]["tokens"]["hist"]) == n
     text, _ = _html(root)
     assert text.count("share of elements per |error| decade") == 3
@@ -144,13 +145,3 @@ def test_noop_rebuild_reports_cache_hits_and_timings(built):
     assert re.search(r"Timings: export cached \(built in [\d.]+s, peak [\d.]+ GiB\), graph_passes cached", md)
     text, _ = _html(root)
     assert "cached, time when built" in text and "fill-opacity='0.35'" in text
-
-
-@pytest.mark.parametrize("scopes,block", [
-    (["", "blocks", "blocks.3", "blocks.3.mlp", "blocks.3.mlp.0", "linear"], "blocks.3"),
-    (["", "embed", "conv2d"], "embed"),
-    (["", "add"], "(top level)"),
-    ([], "(top level)"),
-])
-def test_block_of(scopes, block):
-    assert block_of(scopes) == block

@@ -10,6 +10,8 @@ The Python API (the CLI calls the same functions; each imports its machinery onl
     for r in outcome.results:                                  # ModuleResult, manifest order
         print(r.name, {s: st.state for s, st in r.stages.items()}, r.published)
     trtforge.explain(manifest)                                 # lines: up to date / what changed
+    trtforge.inspect("vit:build", manifest).as_json()          # or an engine file's path
+    trtforge.export_onnx("vit", "graph_passes", "vit-onnx/", manifest)   # standalone ONNX files
 
 User mistakes raise trtforge.errors.TrtforgeError subclasses (one line: `e.one_line()`); a module
 that fails verification does not raise: its `error` is set and nothing of it is published.
@@ -18,7 +20,7 @@ that fails verification does not raise: its `error` is set and nothing of it is 
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "build", "explain", "load_manifest"]
+__all__ = ["__version__", "build", "explain", "export_onnx", "inspect", "load_manifest"]
 
 
 def load_manifest(path="engines.toml"):
@@ -40,3 +42,17 @@ def explain(manifest="engines.toml", modules=(), **options):
     from trtforge.driver.api import explain as run
 
     return run(manifest, modules, **options)
+
+
+def inspect(target, manifest="engines.toml", **options):
+    """An engine file or "module[:stage]" described (trtforge.driver.inspect.Inspection)."""
+    from trtforge.driver.api import inspect as run
+
+    return run(target, manifest, **options)
+
+
+def export_onnx(module, stage, out_dir, manifest="engines.toml", **options):
+    """A stage's ONNX copied out of the cache as standalone files; the paths written."""
+    from trtforge.driver.api import export_onnx as run
+
+    return run(module, stage, out_dir, manifest, **options)

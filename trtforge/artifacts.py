@@ -23,6 +23,8 @@ class ExportFiles:
     REFERENCE = "reference"
     CALLER_INPUTS = "caller_inputs"  # the caller's view (before baked pre-processing) and its reference
     CALLER_REFERENCE = "caller_reference"
+    # every input set's tag, label and which inputs were drawn at random (trtforge/tensors.py)
+    SETS = "input_sets.json"
     META = "export.json"
     LOG = "export.log"
 
@@ -48,6 +50,9 @@ class BuildFiles:
 
 class VerifyFiles:
     META = "verify.json"
+    # every input set and its reference in polygraphy's JSON format (verify/polygraphy_bundle.py)
+    POLYGRAPHY_INPUTS = "polygraphy-inputs.json"
+    POLYGRAPHY_REFERENCE = "polygraphy-reference.json"
 
 
 class ExportMeta(TypedDict, total=False):

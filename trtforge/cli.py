@@ -15,6 +15,8 @@ from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
 
 ENV_CACHE = "TRTFORGE_CACHE_DIR"  # the same names as trtforge.driver.api's (not imported: startup cost)
+ENV_BACKEND, ENV_JOBS, ENV_OUTPUT = "TRTFORGE_BACKEND", "TRTFORGE_JOBS", "TRTFORGE_OUTPUT_DIR"
+BACKEND_CHOICE = click.Choice(["auto", "tensorrt", "tensorrt-rtx"])
 
 
 def _error_line(e: TrtforgeError, verbose: bool) -> None:
@@ -78,17 +80,31 @@ def main(ctx, verbose):
     ctx.obj = {"verbose": verbose}
 
 
+def _backend_option(f):
+    return click.option("--backend", type=BACKEND_CHOICE, default=None, envvar=ENV_BACKEND, show_envvar=True,
+                        help="Override every module's build.backend.")(f)
+
+
+def _cache_dir_option(f):
+    return click.option("--cache-dir", default=None, envvar=ENV_CACHE, show_envvar=True,
+                        help="Cache folder (default: the manifest's cache_dir).")(f)
+
+
 @main.command()
 @click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
 @click.option("--module", "modules", multiple=True, help="Build only this module (repeatable).")
-@click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default=None,
-              help="Override every module's build.backend.")
-@click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
+@_backend_option
+@_cache_dir_option
+@click.option("--output-dir", default=None, envvar=ENV_OUTPUT, show_envvar=True, type=click.Path(file_okay=False),
+              help="Publish into this folder instead of the manifest's output_dir (relative to the current folder).")
 @click.option("--quiet", is_flag=True, help="Print only warnings and errors (stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Also write JUnit XML here: one test case per module, with its time.")
 @click.option("--require-engine-check", is_flag=True,
               help="Fail (exit 3, nothing published) when an engine cannot run on this machine.")
-@click.option("--jobs", "-j", default=1, type=click.IntRange(1), help="Build this many modules at once.")
+@click.option("--jobs", "-j", default=1, type=click.IntRange(1), envvar=ENV_JOBS, show_envvar=True,
+              help="Build this many modules at once (at most one per 2 CPU cores; see README).")
 @click.option("--allow-foreign-files", is_flag=True,
               help="Publish into an output folder that holds files trtforge did not write (left alone).")
 @click.option("--force", is_flag=True, help="Re-run every stage (or, with --stage, that one and the later ones), "
@@ -108,8 +124,8 @@ def main(ctx, verbose):
               help="Assemble engines/ from the (shared) cache, building nothing; exit 3 naming what no "
                    "runner has built yet.")
 @click.pass_context
-def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, require_engine_check, jobs,
-          allow_foreign_files, force, force_stage, require_remote, remote_read_only, no_remote, targets,
+def build(ctx, manifest_path, modules, backend, cache_dir, output_dir, quiet, as_json, junit, require_engine_check,
+          jobs, allow_foreign_files, force, force_stage, require_remote, remote_read_only, no_remote, targets,
           require_target, from_cache):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
@@ -133,12 +149,15 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
 
     progress = Progress(sys.stderr, enabled=not quiet and not as_json)
     try:
+        if junit:
+            _check_junit(Path(junit))
         outcome = run_build(manifest_path, modules, backend=backend, cache_dir=cache_dir, jobs=jobs,
                             require_engine_check=require_engine_check, allow_foreign_files=allow_foreign_files,
                             force_from=(force_stage or "export") if force else None, progress=progress,
-                            on_result=notes, remote=not no_remote, remote_read_only=remote_read_only,
-                            require_remote=require_remote, from_cache=from_cache, targets=targets,
-                            require_target=require_target)
+                            output_dir=output_dir, on_result=notes,
+                            on_note=lambda text: click.echo(f"trtforge: note: {text}", err=True),
+                            remote=not no_remote, remote_read_only=remote_read_only, require_remote=require_remote,
+                            from_cache=from_cache, targets=targets, require_target=require_target)
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt as e:
@@ -153,6 +172,10 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
     progress.close()
     for name in outcome.removed:
         click.echo(f"trtforge: note: {name}: no longer in the manifest; its engine was removed", err=True)
+    if junit:
+        from trtforge.junit import build_cases, junit_xml
+
+        Path(junit).write_text(junit_xml(build_cases(outcome.results), classname="trtforge.build"))
     if as_json:
         click.echo(json.dumps(report_json(outcome.results), indent=1, default=str))
     elif not quiet:
@@ -172,37 +195,57 @@ def build(ctx, manifest_path, modules, backend, cache_dir, quiet, as_json, requi
 
 @main.command()
 @click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
-@click.option("--module", "modules", multiple=True)
-@click.option("--backend", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default=None)
-@click.option("--cache-dir", default=None)
+@click.option("--module", "modules", multiple=True, help="Explain only this module (repeatable).")
+@_backend_option
+@_cache_dir_option
+@click.option("--check", is_flag=True,
+              help="A CI gate: exit 0 when everything is up to date, 1 when something would rebuild, "
+                   "2 when something cannot be planned (e.g. a depends pattern matching no file).")
 @click.pass_context
-def explain(ctx, manifest_path, modules, backend, cache_dir):
+def explain(ctx, manifest_path, modules, backend, cache_dir, check):
     """Say per module and stage whether it is up to date, or which key fields changed."""
-    from trtforge.driver.api import explain as run_explain
+    from trtforge.driver.api import explain_verdicts
+    from trtforge.driver.explain import check_exit_code
 
     try:
-        for line in run_explain(manifest_path, modules, backend=backend, cache_dir=cache_dir):
-            click.echo(line)
+        verdicts = explain_verdicts(manifest_path, modules, backend=backend, cache_dir=cache_dir)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
+    for v in verdicts:
+        click.echo(v.text)
+    code = check_exit_code(verdicts)
+    if code == 2:  # a user mistake, with or without --check: never a silent 0
+        first = next(v for v in verdicts if v.state == "cannot plan")
+        click.echo(f"trtforge: error: {first.text}", err=True)
+        sys.exit(2)
+    if check and code:
+        stale = sorted({v.module for v in verdicts if v.state in ("build", "rebuild")})
+        click.echo(f"trtforge: error: not up to date: {', '.join(stale)}; run `trtforge build`", err=True)
+        sys.exit(1)
 
 
 @main.command()
 @click.argument("engines_dir", default="engines", type=click.Path(file_okay=False))
+@click.option("--module", "modules", multiple=True, help="Check only this module's engine (repeatable).")
 @click.option("--require-engine-check", is_flag=True, help="Fail when an engine cannot run here.")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None,
+              help="Write JUnit XML here: one test case per engine, with its time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (one object per engine).")
 @click.pass_context
-def verify(ctx, engines_dir, require_engine_check, junit):
+def verify(ctx, engines_dir, modules, require_engine_check, junit, as_json):
     """Pre-deploy: check published engines on this machine against their bundled reference."""
     from trtforge.predeploy import verify_published
 
     try:
         if junit:
             _check_junit(Path(junit))
-        results = []
-        failed = verify_published(Path(engines_dir), require_engine_check, junit, click.echo, results)
+        results: list[dict] = []
+        failed = verify_published(Path(engines_dir), require_engine_check, junit,
+                                  None if as_json else click.echo, results, modules)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "failed": failed, "results": results}, indent=1, default=str))
     if failed:
         first = next(r for r in results if r["status"] == "failed")
         click.echo(f"trtforge: error: {failed} of {len(results)} engine(s) failed pre-deploy verification; "
@@ -242,8 +285,9 @@ def _cache_store(manifest_path, cache_dir, writable=True):
     return _store(load_manifest(manifest_path), None, writable)
 
 
-_cache_opts = [click.option("--cache-dir", default=None),
-               click.option("--manifest", "manifest_path", default="engines.toml")]
+_cache_opts = [click.option("--cache-dir", default=None, help=f"The cache folder (or ${ENV_CACHE}).", envvar=ENV_CACHE, show_envvar=True),
+               click.option("--manifest", "manifest_path", default="engines.toml",
+                            help="The manifest whose cache_dir to use when no --cache-dir is given.")]
 
 
 def _with_cache_opts(f):
@@ -257,7 +301,7 @@ def _with_cache_opts(f):
 @click.option("--remote", "remote", is_flag=True, help="List the remote cache's records instead.")
 @click.pass_context
 def cache_ls(ctx, cache_dir, manifest_path, remote):
-    """List cache records: key, stage, size, age."""
+    """List cache records (oldest first): key, module, stage, size, age; then the total."""
     try:
         if remote:
             _, rem = _remote_store(manifest_path, cache_dir, writable=False)
@@ -267,16 +311,25 @@ def cache_ls(ctx, cache_dir, manifest_path, remote):
             store = _cache_store(manifest_path, cache_dir, writable=False)  # listing needs no writes
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    from trtforge.cache.manage import records
+    from trtforge.cache.manage import listing
 
     now, damaged = time.time(), []
     if remote:
         for note in rem.take_notes():
             click.echo(f"trtforge: note: {note}", err=True)
-    for doc, _ in (docs if remote else records(store.root, damaged)):
-        size = sum(o["size"] for o in doc["outputs"].values())
-        click.echo(f"{doc['key'][:16]}  {doc['stage']:<16} {size / 1e6:9.2f} MB  "
-                   f"{(now - doc['created']) / 3600:6.1f} h")
+        rows = sorted(({"key": d["key"], "stage": d["stage"], "module": d.get("module") or "-",
+                        "bytes": sum(o["size"] for o in d["outputs"].values()), "created": d["created"],
+                        "digests": {o["digest"]: o["size"] for o in d["outputs"].values()}} for d, _ in docs),
+                      key=lambda r: r["created"])
+    else:
+        rows = listing(store.root, damaged)
+    width = max([len("MODULE"), *(len(r["module"]) for r in rows)])
+    click.echo(f"{'KEY':<16}  {'MODULE':<{width}}  {'STAGE':<16} {'SIZE':>12}  {'AGE':>8}")
+    for r in rows:
+        click.echo(f"{r['key'][:16]}  {r['module']:<{width}}  {r['stage']:<16} {r['bytes'] / 1e6:9.2f} MB  "
+                   f"{(now - r['created']) / 3600:6.1f} h")
+    blobs = {d: n for r in rows for d, n in r["digests"].items()}  # a blob shared by records counts once
+    click.echo(f"{len(rows)} record(s), {sum(blobs.values()) / 1e6:.2f} MB in {len(blobs)} blob(s)")
     for path, reason in damaged:
         click.echo(f"trtforge: note: damaged cache record {path.name[:16]} ignored ({reason}); "
                    "`trtforge cache verify` removes it", err=True)
@@ -381,8 +434,8 @@ def cache_verify(ctx, cache_dir, manifest_path):
 
 @cache.command("gc")
 @_with_cache_opts
-@click.option("--max-size", default=None, help="e.g. 20G, 500M")
-@click.option("--older-than", default=None, help="e.g. 30d, 12h")
+@click.option("--max-size", default=None, help="Drop the oldest records (the last build's last) until the blobs fit in this size (e.g. 20G, 500M).")
+@click.option("--older-than", default=None, help="Drop records created longer ago than this, except the last build's (e.g. 30d, 12h).")
 @click.pass_context
 def cache_gc(ctx, cache_dir, manifest_path, max_size, older_than):
     """Drop old records and unreferenced blobs."""
@@ -406,6 +459,51 @@ def _age(text):
     return None if text is None else parse_age(text, "--older-than")
 
 
+@main.command()
+@click.argument("target")
+@click.option("--manifest", "manifest_path", default="engines.toml", type=click.Path(dir_okay=False),
+              help="The manifest (for MODULE[:STAGE], and to find the cache of an engine file).")
+@_cache_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@click.pass_context
+def inspect(ctx, target, manifest_path, cache_dir, as_json):
+    """Describe TARGET: an engine file (reads its published sidecar) or MODULE[:STAGE] from the
+    cache (STAGE defaults to build). I/O, layers by dtype and type, FP32 layers and their rules,
+    sizes, versions, verification."""
+    from trtforge.driver.api import inspect as run_inspect
+    from trtforge.driver.inspect import render
+
+    try:
+        info = run_inspect(target, manifest_path, cache_dir=cache_dir)
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    click.echo(json.dumps(info.as_json(), indent=1, default=str) if as_json else "\n".join(render(info)))
+
+
+@main.command("export")
+@click.argument("module_name")
+@click.option("--stage", default="precision_rules", show_default=True,
+              type=click.Choice(["export", "graph_passes", "precision_rules"]),
+              help="Whose ONNX to copy: the FP16 export, after the graph passes, or with the FP32 islands.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="The folder to write model.onnx (+ its external data) into.")
+@click.option("--manifest", "manifest_path", default="engines.toml", type=click.Path(dir_okay=False),
+              help="The manifest that names MODULE.")
+@_cache_dir_option
+@click.pass_context
+def export_cmd(ctx, module_name, stage, out_dir, manifest_path, cache_dir):
+    """Copy MODULE's ONNX of a stage out of the cache as standalone files (real copies, one link
+    each) that onnx.load, polygraphy and Netron open."""
+    from trtforge.driver.api import export_onnx
+
+    try:
+        written = export_onnx(module_name, stage, out_dir, manifest_path, cache_dir=cache_dir)
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    for path in written:
+        click.echo(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
+
+
 @main.group()
 def debug():
     """Find why a module fails and what fixes it."""
@@ -414,7 +512,7 @@ def debug():
 @debug.command("precision")
 @click.argument("module_name")
 @click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
-@click.option("--cache-dir", default=None, help=f"Cache folder (or ${ENV_CACHE}).")
+@_cache_dir_option
 @click.pass_context
 def debug_precision_cmd(ctx, module_name, manifest_path, cache_dir):
     """Find the smallest FP32 islands that make MODULE pass the FP16-faithful check; print the rule."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import tomllib
 
-from trtforge import limits
+from trtforge import input_sources, limits
 from trtforge.errors import ManifestError
 
 # no bfloat16: numpy, which makes the example inputs and holds every reference, has no such dtype
@@ -35,11 +35,19 @@ DEFAULT_PASSES = (
 )
 PASS_CHECKS = ("each", "pipeline", "off")  # meaning check after each pass, the whole list, or none
 DEFAULT_RULES = ({"rule": "attention_score", "mode": "all"},)
+DEFAULT_SOURCE = {"dist": "uniform"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 # ----------------------------------------------------------------------------------------- schema
 # A section is {key: (checker, default)}; a checker takes (value, where) and returns the value.
+
+def _declare(check, schema: dict):
+    """Attach the JSON Schema fragment a checker accepts (trtforge/schema/ is generated from them,
+    so the published schema and the loader cannot drift apart)."""
+    check.schema = schema
+    return check
+
 
 def _type(*types: type, what: str) -> Callable[[Any, str], Any]:
     def check(value, where):
@@ -51,9 +59,9 @@ def _type(*types: type, what: str) -> Callable[[Any, str], Any]:
     return check
 
 
-_str = _type(str, what="a string")
-_bool = _type(bool, what="true or false")
-_int = _type(int, what="an integer")
+_str = _declare(_type(str, what="a string"), {"type": "string"})
+_bool = _declare(_type(bool, what="true or false"), {"type": "boolean"})
+_int = _declare(_type(int, what="an integer"), {"type": "integer"})
 
 
 def _num(value, where):
@@ -97,7 +105,7 @@ def _one_of(choices: tuple[str, ...]):
             raise ManifestError(f"'{value}' is not one of {', '.join(choices)}", where=where,
                                 hint=f"did you mean '{near[0]}'?" if near else None)
         return value
-    return check
+    return _declare(check, {"enum": list(choices)})
 
 
 def _dtype(value, where):
@@ -111,7 +119,7 @@ def _dtype(value, where):
 def _in(lo: int, hi: int, hint: str | None = None):
     def check(value, where):
         return limits.check_int_range(_int(value, where), lo, hi, where, hint)
-    return check
+    return _declare(check, {"type": "integer", "minimum": lo, "maximum": hi})
 
 
 def _factory(value, where):
@@ -144,14 +152,23 @@ def _range(value, where):
     return (float(value[0]), float(value[1]))
 
 
+# compute capabilities that are real GPUs but not TensorRT-RTX targets: a hint that knows the
+# hardware beats "did you mean 8.0?" (difflib's nearest string to "9.0")
+NOT_RTX_CCS = {"9.0": "Hopper", "7.0": "Volta"}
+
+
 def _cc_list(value, where):
     if not isinstance(value, list):
         raise ManifestError(f"expected a list like [\"8.6\", \"8.9\"], got {value!r}", where=where)
     out = []
     for i, v in enumerate(value):
-        _one_of(RTX_CCS)(str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v,
-                         f"{where}[{i}]")
-        out.append(str(v))
+        v = str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+        if v in NOT_RTX_CCS:
+            raise ManifestError(f"{NOT_RTX_CCS[v]} ({v}) is not a TensorRT-RTX target", where=f"{where}[{i}]",
+                                hint="build it with backend = 'tensorrt' on that GPU; TensorRT-RTX targets: "
+                                     + ", ".join(RTX_CCS))
+        _one_of(RTX_CCS)(v, f"{where}[{i}]")
+        out.append(v)
     return tuple(sorted(set(out), key=lambda s: tuple(int(p) for p in s.split("."))))
 
 
@@ -175,6 +192,24 @@ def _nonempty_str(value, where):
     if not _str(value, where).strip():
         raise ManifestError("must not be empty", where=where)
     return value
+
+
+for _check, _fragment in (
+    (_num, {"type": "number"}),
+    (_nonneg, {"type": "number", "minimum": 0}),
+    (_fraction, {"type": "number", "minimum": 0, "maximum": 1}),
+    (_positive_int, {"type": "integer", "minimum": 1}),
+    (_dtype, {"enum": list(DTYPES)}),
+    (_factory, {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"}),
+    (_shape, {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
+              "maxItems": limits.MAX_RANK}),
+    (_range, {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}),
+    (_cc_list, {"type": "array", "items": {"enum": [*RTX_CCS, *(float(c) for c in RTX_CCS)]}}),
+    (_str_list, {"type": "array", "items": {"type": "string"}}),
+    (_names, {"type": "array", "items": {"type": "string"}, "uniqueItems": True}),
+    (_nonempty_str, {"type": "string", "minLength": 1}),
+):
+    _declare(_check, _fragment)
 
 
 EXPORT = {
@@ -201,7 +236,21 @@ TASK: dict[str, dict[str, Any]] = {
             "axis": (_int, 1), "min_iou": (_fraction, 0.9)},
     "topk": {"k": (_positive_int, 5), "axis": (_int, -1), "min_topk": (_fraction, 0.8)},
 }
-VERIFY = {**TOLERANCE, "random_inputs": (_in(0, limits.MAX_RANDOM_INPUTS), 0), "seed": (_int, 0)}
+def _patterns(value, where):
+    """verify.input_sets: globs of .npz files relative to the manifest's folder."""
+    patterns = _str_list(value, where)
+    for i, pattern in enumerate(patterns):
+        limits.check_pattern(pattern, f"{where}[{i}]")
+        if not pattern.endswith(".npz"):
+            raise ManifestError(f"'{pattern}' does not name .npz files", where=f"{where}[{i}]",
+                                hint="each set is one .npz holding every input by name, e.g. 'samples/*.npz'")
+    return patterns
+
+
+_declare(_patterns, {"type": "array", "items": {"type": "string", "pattern": "\\.npz$"}})
+VERIFY = {**TOLERANCE, "random_inputs": (_in(0, limits.MAX_RANDOM_INPUTS), 0), "seed": (_int, 0),
+          # named example sets, each verified like the example set (labelled by its path)
+          "input_sets": (_patterns, ())}
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
 # arg: the forward() parameter the input binds to ("" = the input's own name)
 INPUT = {"shape": (_shape, None), "dtype": (_dtype, "float16"), "range": (_range, (-1.0, 1.0)),
@@ -306,6 +355,7 @@ class VerifySettings:
     min_cosine: float
     random_inputs: int
     seed: int
+    input_sets: tuple[str, ...] = ()  # globs of named example sets (.npz), relative to the manifest
 
 
 def settings_dict(settings) -> dict:
@@ -320,6 +370,12 @@ class InputSpec:
     dtype: str
     range: tuple[float, float]
     arg: str = ""  # the forward() parameter it binds to; resolved to `name` when not written
+    # where the example values come from (trtforge/input_sources.py): uniform in `range` by default
+    source: dict = field(default_factory=lambda: dict(DEFAULT_SOURCE))
+
+    def as_key(self) -> dict:
+        # the default source is left out: a manifest written before sources existed keeps its keys
+        return {k: v for k, v in vars(self).items() if k != "source" or v != DEFAULT_SOURCE}
 
 
 @dataclass(frozen=True)
@@ -340,17 +396,30 @@ class ModuleSpec:
     verify: VerifySettings
     verify_outputs: dict = field(default_factory=dict)
     pass_check: str = "each"
+    # factory_args keys whose values are paths relative to the manifest's folder (see factory_kwargs)
+    factory_paths: tuple[str, ...] = ()
 
     def as_key(self) -> dict:
         return {
             "name": self.name, "factory": self.factory, "factory_args": self.factory_args,
-            "inputs": [vars(i) for i in self.inputs], "outputs": list(self.outputs),
+            "inputs": [i.as_key() for i in self.inputs], "outputs": list(self.outputs),
             "depends": list(self.depends), "export": settings_dict(self.export), "passes": list(self.passes),
             "precision_rules": list(self.precision_rules), "precision": settings_dict(self.precision),
             "build": settings_dict(self.build), "verify": settings_dict(self.verify),
             "verify_outputs": self.verify_outputs,
-            "pass_check": self.pass_check,
+            "pass_check": self.pass_check, "factory_paths": list(self.factory_paths),
         }
+
+    def factory_kwargs(self, root: Path) -> dict:
+        """factory_args as the factory receives them: each value named in factory_paths resolved
+        against the manifest's folder `root` (an absolute path stays as written). Resolved here,
+        at the call, not in the spec: the key holds the path as written, so a moved project
+        keeps its cache."""
+        return {k: (str(root / v) if k in self.factory_paths else v) for k, v in self.factory_args.items()}
+
+    def factory_path_files(self, root: Path) -> list[Path]:
+        """The files factory_paths name (folders are passed, not hashed: list their files in depends)."""
+        return [root / self.factory_args[k] for k in self.factory_paths if (root / self.factory_args[k]).is_file()]
 
     def tolerance(self, output: str) -> dict:
         tol = {k: getattr(self.verify, k) for k in TOLERANCE}
@@ -379,7 +448,7 @@ class Manifest:
                             hint=f"did you mean '{near[0]}'?" if near else f"modules: {', '.join(known)}")
 
 
-MODULE_KEYS = ("factory", "factory_args", "inputs", "outputs", "depends", "export", "passes",
+MODULE_KEYS = ("factory", "factory_args", "factory_paths", "inputs", "outputs", "depends", "export", "passes",
                "precision", "build", "verify", "pass_check")
 DEFAULT_KEYS = ("export", "passes", "precision", "build", "verify", "pass_check")
 
@@ -399,6 +468,7 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
     fargs = raw.get("factory_args", {})
     if not isinstance(fargs, dict):
         raise ManifestError("expected a table of keyword arguments", where=f"{where}.factory_args")
+    fpaths = _factory_paths(raw.get("factory_paths", []), fargs, f"{where}.factory_paths")
     raw_inputs = raw.get("inputs")
     if not isinstance(raw_inputs, dict) or not raw_inputs:
         raise ManifestError("expected a table name -> {shape, dtype, range}", where=f"{where}.inputs")
@@ -453,16 +523,41 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         verify_outputs=per_output,
         pass_check=(_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
                     else defaults["pass_check"]),
+        factory_paths=fpaths,
     )
+
+
+def _factory_paths(value: Any, fargs: dict, where: str) -> tuple[str, ...]:
+    """Names of factory_args that hold paths: each a key of factory_args whose value is a string."""
+    names = _str_list(value, where)
+    for i, name in enumerate(names):
+        if name not in fargs:
+            near = difflib.get_close_matches(name, list(fargs), n=1)
+            raise ManifestError(f"'{name}' is not a key of factory_args", where=f"{where}[{i}]",
+                                hint=f"did you mean '{near[0]}'?" if near else "name a factory_args key that holds a path")
+        if not isinstance(fargs[name], str) or not fargs[name]:
+            raise ManifestError(f"factory_args.{name} is {fargs[name]!r}, not a path", where=f"{where}[{i}]",
+                                hint="write the path as a string, relative to the manifest's folder")
+    return tuple(sorted(set(names)))
 
 
 def _input(name: str, raw: Any, where: str) -> InputSpec:
     limits.check_tensor_name(name, "input", where)
-    fields = _section(raw, INPUT, where)
+    if not isinstance(raw, dict):
+        raise ManifestError(f"expected a table, got {type(raw).__name__}", where=where)
+    for key in raw:
+        if key not in INPUT and key not in input_sources.SOURCE_KEYS:
+            near = difflib.get_close_matches(key, [*INPUT, *input_sources.SOURCE_KEYS], n=1)
+            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}",
+                                hint=f"did you mean '{near[0]}'?" if near else
+                                f"known keys: {', '.join([*INPUT, *input_sources.SOURCE_KEYS])}")
+    fields = _section({k: v for k, v in raw.items() if k in INPUT}, INPUT, where)
     if fields["arg"] and not fields["arg"].isidentifier():
         raise ManifestError(f"'{fields['arg']}' is not a parameter name", where=f"{where}.arg",
                             hint="name one of forward()'s parameters, e.g. arg = 'input_ids'")
-    spec = InputSpec(name=name, **{**fields, "arg": fields["arg"] or name})
+    source = input_sources.parse({k: v for k, v in raw.items() if k in input_sources.SOURCE_KEYS},
+                                 fields["dtype"], fields["shape"], "range" in raw, where)
+    spec = InputSpec(name=name, **{**fields, "arg": fields["arg"] or name}, source=source)
     limits.check_range(*spec.range, spec.dtype, f"{where}.range")
     return spec
 
@@ -584,6 +679,15 @@ def _check_output_dir(out: Path, cache: Path, root: Path, outside_ok: bool, wher
     if not outside_ok and not _inside(out, root):
         raise ManifestError(f"'{out}' is outside the manifest's folder '{root}'", where=where,
                             hint="move it inside, or set output_dir_outside = true in [defaults] if meant")
+
+
+def with_output_dir(manifest: Manifest, path: str | Path, where: str = "--output-dir") -> Manifest:
+    """The manifest publishing into `path` instead (a command-line or $TRTFORGE_OUTPUT_DIR
+    override, relative to the current folder). Asked for explicitly, so it may lie outside the
+    manifest's folder; every other rule of output_dir holds."""
+    out = Path(path).absolute()
+    _check_output_dir(out, manifest.cache_dir, manifest.root, True, f"{where} {path}")
+    return dataclasses.replace(manifest, output_dir=out)
 
 
 def load_manifest(path: str | Path) -> Manifest:

@@ -9,9 +9,10 @@ copy of the engines folder anywhere: every path is relative."""
 
 from __future__ import annotations
 
+import difflib
 import json
+import time
 from pathlib import Path, PurePosixPath
-from xml.sax.saxutils import escape
 
 from trtforge import engines_index
 from trtforge.cache import digest_file
@@ -111,11 +112,11 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
 
 
 def _bundle_sets(folder: Path, name: str, side: dict) -> list[tuple[Path, Path]]:
-    """(inputs, reference) files of the example set and every random set the sidecar lists."""
+    """(inputs, reference) files of the example set and every other set the sidecar lists."""
     sets = [(folder / f"{name}.inputs.npz", folder / f"{name}.reference.npz")]
-    for fname in sorted(side["files"]):
-        if fname.startswith(f"{name}.inputs.r"):
-            sets.append((folder / fname, folder / fname.replace(".inputs.r", ".reference.r", 1)))
+    for fname in sorted(side["files"]):  # random sets (.r1) and named ones (.s1)
+        if fname.startswith(f"{name}.inputs.") and fname.endswith(".npz") and fname != f"{name}.inputs.npz":
+            sets.append((folder / fname, folder / f"{name}.reference.{fname[len(name) + len('.inputs.'):]}"))
     return sets
 
 
@@ -160,17 +161,20 @@ def _folder_checks(folder: Path) -> tuple[dict | None, list[dict]]:
 
 
 def verify_published(folder: Path, require_engine_check: bool, junit: str | None, echo,
-                     collect: list | None = None) -> int:
+                     collect: list | None = None, modules: tuple[str, ...] = ()) -> int:
+    """Check the folder and each published engine (only `modules`, when named); echo one line per
+    result (None: silent), write JUnit XML to `junit`; return the number that failed."""
     doc, results = _folder_checks(folder)
     if doc is not None:
         if not doc["modules"] and not results:
             raise TrtforgeError("no published engines: index.json lists none", where=str(folder),
                                 hint="build first; a module that fails is not published")
-        results += [check_one(folder, name, entry, require_engine_check)
-                    for name, entry in sorted(doc["modules"].items())]
+        _check_named(modules, doc["modules"], folder)  # a misspelt name: exit 2 before any check
+        results += [_timed(check_one, folder, name, entry, require_engine_check)
+                    for name, entry in sorted(doc["modules"].items()) if not modules or name in modules]
     if collect is not None:
         collect.extend(results)
-    for r in results:
+    for r in results if echo is not None else ():
         echo(f"{r['module']}: {r['status']}" + (f": {r['reason']}" if r.get("reason") else ""))
     if junit:
         Path(junit).parent.mkdir(parents=True, exist_ok=True)
@@ -178,16 +182,24 @@ def verify_published(folder: Path, require_engine_check: bool, junit: str | None
     return sum(r["status"] == "failed" for r in results)
 
 
+def _timed(check, *args) -> dict:
+    t0 = time.perf_counter()
+    result = check(*args)
+    return {**result, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _check_named(modules: tuple[str, ...], published: dict, folder: Path) -> None:
+    for name in modules:
+        if name not in published:
+            near = difflib.get_close_matches(name, list(published), n=1)
+            raise TrtforgeError(f"no published engine for module '{name}'", where=f"--module {name}",
+                                hint=f"did you mean '{near[0]}'?" if near
+                                else f"{folder / engines_index.INDEX} lists: {', '.join(sorted(published)) or 'none'}")
+
+
 def junit_xml(results: list[dict]) -> str:
-    cases = []
-    for r in results:
-        body = ""
-        if r["status"] == "failed":
-            body = f'<failure message="{escape(r["reason"], {chr(34): "&quot;"})}"/>'
-        elif r["status"] == "not run":
-            body = f'<skipped message="{escape(r["reason"], {chr(34): "&quot;"})}"/>'
-        cases.append(f'  <testcase classname="trtforge.verify" name="{escape(r["module"])}">{body}</testcase>')
-    failures = sum(r["status"] == "failed" for r in results)
-    skipped = sum(r["status"] == "not run" for r in results)
-    return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="trtforge" tests="{len(results)}" '
-            f'failures="{failures}" skipped="{skipped}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+    from trtforge.junit import Case
+    from trtforge.junit import junit_xml as write
+
+    return write([Case(r["module"], r["status"], r.get("seconds", 0.0), r.get("reason", "")) for r in results],
+                 classname="trtforge.verify")

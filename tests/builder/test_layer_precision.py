@@ -85,23 +85,35 @@ def test_check_precisions_counts_and_rejects_mismatches():
         check_precisions(LAYERS[1:], PLAN, "vit")
 
 
+SMALL_VIT = """
+[modules.vit]
+factory = "examples.vit:make_vit"
+factory_args = { depth = 2, dim = 32, heads = 2, patch = 16 }
+inputs.image = { shape = [1, 3, 64, 64], dtype = "float16" }
+outputs = ["logits", "tokens"]
+precision.rules = [{ rule = "attention_score", mode = "all" }]
+"""
+
+
 def test_planned_names_are_the_tensorrt_rtx_parser_layer_names(example_project):
-    """The ViT as weakly typed TensorRT 10 would parse it: the post-pass ONNX, no Casts."""
+    """The example ViT (2 blocks, to keep it small) as weakly typed TensorRT 10 would parse it:
+    the post-pass ONNX, no Casts. The stages run up to precision_rules only: no engine is built."""
     from trtforge import backends as be
     from trtforge.cache import Store
     from trtforge.manifest import load_manifest
-    from trtforge.driver.lifecycle import build_module
+    from trtforge.driver.lifecycle import records_until
 
+    (example_project / "engines.toml").write_text(SMALL_VIT)
     manifest = load_manifest(example_project / "engines.toml")
     store = Store(example_project / ".trtforge-cache")
-    result = build_module(store, manifest, manifest.module("vit"))
-    assert result.ok, result.error
-    plan = result.records["precision_rules"].meta["fp32"]
-    passes_onnx = store.view(result.records["graph_passes"]) / "model.onnx"
+    with store.gc_lock(exclusive=False):
+        records = records_until(store, manifest, manifest.module("vit"), "precision_rules")
+        plan = records["precision_rules"].meta["fp32"]
+        passes_onnx = store.view(records["graph_passes"]) / "model.onnx"
 
-    be.select(be.RTX)
-    from polygraphy.backend import trt as ptrt
+        be.select(be.RTX)
+        from polygraphy.backend import trt as ptrt
 
-    _, network, _ = ptrt.network_from_onnx_path(str(passes_onnx), strongly_typed=True)
+        _, network, _ = ptrt.network_from_onnx_path(str(passes_onnx), strongly_typed=True)
     names = {network.get_layer(i).name for i in range(network.num_layers)}
-    assert len(plan) == 12 and set(plan) <= names
+    assert len(plan) == 2 * 3 and set(plan) <= names  # per block: score MatMul, scale, Softmax

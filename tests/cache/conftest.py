@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TRTFORGE, run_cli
+from tests.conftest import STAGES, TRTFORGE, built_once, run_cli  # noqa: F401  (STAGES: re-exported)
 
 MLP = '''\
 import torch
@@ -36,8 +36,6 @@ outputs = ["y"]
 verify = {{ atol = {atol} }}
 '''
 
-STAGES = ("export", "graph_passes", "precision_rules", "build", "verify")
-
 
 def write_project(root: Path, width: int = 16, atol: float = 0.01) -> Path:
     (root / "tinymods").mkdir(parents=True, exist_ok=True)
@@ -56,12 +54,16 @@ def tiny_project(tmp_path) -> Path:
     return write_project(tmp_path / "proj")
 
 
-@pytest.fixture(scope="session")
-def _built_once(tmp_path_factory) -> Path:
-    root = write_project(tmp_path_factory.mktemp("built") / "proj")
+def _build_tiny(folder: Path) -> None:
+    root = write_project(folder / "proj")
     proc, _ = build(root)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return root
+
+
+@pytest.fixture(scope="session")
+def _built_once(tmp_path_factory) -> Path:
+    """The tiny project built once for the whole session (every xdist worker shares it)."""
+    return built_once(tmp_path_factory, "tiny", _build_tiny) / "proj"
 
 
 @pytest.fixture
@@ -70,6 +72,29 @@ def built_project(_built_once, tmp_path) -> Path:
     on where a project lives, so the copy is up to date."""
     dest = tmp_path / "proj"
     shutil.copytree(_built_once, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def _republish_once(tmp_path_factory, _built_once) -> Path:
+    def make(folder: Path) -> None:
+        root = folder / "proj"
+        shutil.copytree(_built_once, root, symlinks=True)
+        for width in (24, 16):  # width 24 into the cache, then width 16 published again
+            set_manifest(root, width=width)
+            proc, _ = build(root)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+
+    return built_once(tmp_path_factory, "tiny-republish", make) / "proj"
+
+
+@pytest.fixture
+def republish_project(_republish_once, tmp_path) -> Path:
+    """built_project whose cache also holds every stage of width 24: after
+    `set_manifest(root, width=24)` the next build runs no stage, it only publishes the other
+    engine over the published one (for the tests of the publish step, which need no stage run)."""
+    dest = tmp_path / "proj"
+    shutil.copytree(_republish_once, dest, symlinks=True)
     return dest
 
 

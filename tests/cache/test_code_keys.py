@@ -92,8 +92,11 @@ def _install(site: Path, name: str, files: dict[str, str]) -> None:
     (info / "RECORD").write_text("\n".join([*lines, f"{info.name}/RECORD,,"]) + "\n")
 
 
-@pytest.fixture
-def project(tmp_path) -> tuple[Path, dict]:
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict]:
+    """One project for both tests: the second starts where the first left it (its first build is
+    then a cache hit), and each passes alone too."""
+    tmp_path = tmp_path_factory.mktemp("code_keys")
     root = tmp_path / "proj"
     for rel, text in {"netmods/__init__.py": "", "netmods/net.py": FACTORY, "tinylib/__init__.py": "",
                       "tinylib/act.py": "GAIN = 1.0\n", "tinylib/passes.py": PASS,
@@ -133,23 +136,24 @@ def test_code_edits_anywhere_change_the_key(project):
     assert all(v.startswith("up to date") for v in _explain(root, env).values())
     ref = _reference(root)
 
-    edits = [(root / "tinylib" / "act.py", "material.imports.sources.tinylib/act.py: "),
+    edits = [(root / "tinylib" / "act.py", "material.imports.sources.tinylib/act.py: ", 2.0),
              (root.parent / "outside" / "outside_helper.py",
-              f"material.imports.sources.{root.parent / 'outside' / 'outside_helper.py'}: "),
+              f"material.imports.sources.{root.parent / 'outside' / 'outside_helper.py'}: ", 3.0),
              (root.parent / "site" / "instdep" / "core.py",
-              "material.imports.dists.instdep.modified.instdep/core.py: <absent> -> ")]
-    gain = 1.0
-    for path, field in edits:
-        path.write_text("GAIN = 2.0\n")
-        gain *= 2.0
-        lines = _explain(root, env)
-        assert lines["export"].startswith("will rebuild; changed: "), lines["export"]
+              "material.imports.dists.instdep.modified.instdep/core.py: <absent> -> ", 5.0)]
+    # the three edits at once, one rebuild: explain names each file as its own changed key field,
+    # and the three gains are distinct primes, so the new reference shows that each new file ran
+    for path, _, gain in edits:
+        path.write_text(f"GAIN = {gain}\n")
+    lines = _explain(root, env)
+    assert lines["export"].startswith("will rebuild; changed: "), lines["export"]
+    for _, field, _ in edits:
         assert field in lines["export"], lines["export"]
-        proc, report = build(root, env=env)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert states(report, "net")["export"] == "ok"
-        np.testing.assert_allclose(_reference(root), ref * gain, rtol=1e-6)  # the new code ran
-        assert all(v.startswith("up to date") for v in _explain(root, env).values())
+    proc, report = build(root, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert states(report, "net")["export"] == "ok"
+    np.testing.assert_allclose(_reference(root), ref * 2.0 * 3.0 * 5.0, rtol=1e-6)  # the new code ran
+    assert all(v.startswith("up to date") for v in _explain(root, env).values())
 
 
 def test_user_pass_source_and_its_imports_change_the_key(project):
@@ -158,17 +162,14 @@ def test_user_pass_source_and_its_imports_change_the_key(project):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert all(n.name.startswith("a_") for n in _stage_model(root, "graph_passes").graph.node)
 
+    # a module the pass imports and the pass's own source, edited together (one rebuild): explain
+    # names each as its own changed field, and the node names show that both new files ran
     (root / "tinylib" / "pass_helper.py").write_text('PREFIX = "b_"\n')  # imported by the pass
-    lines = _explain(root, env)
-    assert lines["export"].startswith("up to date")
-    assert "material.imports.sources.tinylib/pass_helper.py: " in lines["graph_passes"], lines["graph_passes"]
-    proc, report = build(root, env=env)
-    assert proc.returncode == 0 and states(report, "net")["graph_passes"] == "ok", proc.stderr[-3000:]
-    assert all(n.name.startswith("b_") for n in _stage_model(root, "graph_passes").graph.node)
-
     passes = root / "tinylib" / "passes.py"
     passes.write_text(passes.read_text().replace("PREFIX + node.name", 'PREFIX + "c_" + node.name'))
     lines = _explain(root, env)
+    assert lines["export"].startswith("up to date")
+    assert "material.imports.sources.tinylib/pass_helper.py: " in lines["graph_passes"], lines["graph_passes"]
     assert "material.pass_sources.tinylib/passes.py: " in lines["graph_passes"], lines["graph_passes"]
     proc, report = build(root, env=env)
     assert proc.returncode == 0 and states(report, "net")["graph_passes"] == "ok", proc.stderr[-3000:]

@@ -38,22 +38,23 @@ def test_kill_inside_each_stage_then_resume_reuses_finished_stages(tiny_project)
     assert_consistent(tiny_project)
 
 
-def test_kill_while_publishing_then_resume(built_project):
-    set_manifest(built_project, width=24)  # a new engine replaces the published one
-    target = next((built_project / "engines").glob("*/"))
+def test_kill_while_publishing_then_resume(republish_project):
+    """Every stage of width 24 is a cache hit: the build goes straight to publishing."""
+    set_manifest(republish_project, width=24)  # a new engine replaces the published one
+    target = next((republish_project / "engines").glob("*/"))
     for point in ("atomic:mlp.engine", "publish", "atomic:mlp.json"):
-        proc, _ = build(built_project, env={KILL: point})
+        proc, _ = build(republish_project, env={KILL: point})
         assert proc.returncode == -signal.SIGKILL, (point, proc.stderr[-2000:])
-        assert_consistent(built_project)
+        assert_consistent(republish_project)
         if point == "atomic:mlp.engine":
             assert any(f.name.startswith(".mlp.engine.") for f in target.iterdir()), "temp not in place"
             assert not (target / "mlp.json").exists(), "old sidecar left beside a changing engine"
-    proc, report = build(built_project)
+    proc, report = build(republish_project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(states(report).values()) == {"cached"}
     assert sorted(f.name for f in target.iterdir()) == [
         "mlp.engine", "mlp.inputs.npz", "mlp.json", "mlp.reference.npz"], "stale temps not swept"
-    assert_consistent(built_project)
+    assert_consistent(republish_project)
 
 
 # every step of the publish window, in order: the first index write (files untouched yet), the
@@ -64,15 +65,15 @@ PUBLISH_WINDOW = ("atomic:index.json", "publish:begin", "atomic:mlp.engine", "at
 
 
 @pytest.mark.parametrize("point", PUBLISH_WINDOW)
-def test_kill_in_the_publish_window_never_passes_verify_with_a_stale_or_unvouched_engine(built_project, point):
+def test_kill_in_the_publish_window_never_passes_verify_with_a_stale_or_unvouched_engine(republish_project, point):
     """After a SIGKILL anywhere in publish, `trtforge verify` either fails (exit 3) or the folder
     is exactly the old, consistent one; the next build repairs it."""
-    set_manifest(built_project, width=24)
-    index = built_project / "engines" / "index.json"
+    set_manifest(republish_project, width=24)
+    index = republish_project / "engines" / "index.json"
     old = index.read_text() if index.exists() else None
-    proc, _ = build(built_project, env={KILL: point})
+    proc, _ = build(republish_project, env={KILL: point})
     assert proc.returncode == -signal.SIGKILL, (point, proc.stderr[-2000:])
-    r = run_cli("verify", "engines", cwd=built_project)
+    r = run_cli("verify", "engines", cwd=republish_project)
     if point == "atomic:index.json":  # killed before anything changed: the old folder, intact,
         # with the new index's temp beside it, which verify names (it is not listed)
         assert index.read_text() == old
@@ -81,10 +82,10 @@ def test_kill_in_the_publish_window_never_passes_verify_with_a_stale_or_unvouche
     else:
         assert r.returncode == 3, (point, r.stdout + r.stderr)
         assert "mlp: failed: its publish was interrupted" in r.stdout
-    assert_consistent(built_project)
-    proc, _ = build(built_project)
+    assert_consistent(republish_project)
+    proc, _ = build(republish_project)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    r = run_cli("verify", "engines", cwd=built_project)
+    r = run_cli("verify", "engines", cwd=republish_project)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.cache.conftest import MLP
+from tests.conftest import STAGES
 from trtforge.cache import Record, key_of
 from trtforge.cache.keys import canonical_json, set_memo_root
 from trtforge.manifest import DEFAULT_PASSES, parse_manifest
@@ -74,7 +75,7 @@ def render(values: dict) -> str:
 BASE = {"factory_args.width": 16, "inputs.x.shape": [2, 8], "outputs": ["y"]}
 
 UPSTREAM = {name: Record(key=name, stage=name, outputs={"model.onnx": {"digest": name[0] * 64, "size": 1}},
-                         meta={}) for name in ("export", "graph_passes", "precision_rules", "build")}
+                         meta={}) for name in STAGES[:-1]}
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +203,7 @@ from trtforge.driver.stages import stage_table
 root = Path(sys.argv[1])
 (module,) = parse_manifest((root / "engines.toml").read_text(), root / "engines.toml").modules
 up = {n: Record(key=n, stage=n, outputs={"model.onnx": {"digest": n[0] * 64, "size": 1}}, meta={})
-      for n in ("export", "graph_passes", "precision_rules", "build")}
+      for n in {d for _, deps in stage_table() for d in deps}}
 keys = {s.name: stage_key(s, module, root, {d: up[d] for d in deps})[0] for s, deps in stage_table()}
 keys["set"] = key_of({"s": frozenset(["alpha", "beta", "gamma", "delta"]), "d": {"b": 1, "a": 2}})
 print(json.dumps(keys))

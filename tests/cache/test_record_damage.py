@@ -7,12 +7,13 @@ KeyError traceback from all five commands."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.cache.conftest import STAGES, build, states
-from tests.conftest import run_cli
+from tests.cache.conftest import STAGES, build, records, states
+from tests.conftest import cache_problems, run_cli
 from trtforge.cache.keys import canonical_json
 
 pytestmark = pytest.mark.slow  # starts from a real build
@@ -66,7 +67,7 @@ def no_traceback(r):
 
 
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
-def test_damaged_record_is_a_reported_miss_everywhere(built_project, kind):
+def test_damaged_record_is_a_reported_miss_everywhere(built_project, kind, tmp_path):
     cache = built_project / ".trtforge-cache"
     key = damage(cache, kind).name[:16]
 
@@ -74,7 +75,7 @@ def test_damaged_record_is_a_reported_miss_everywhere(built_project, kind):
     no_traceback(ls)
     assert ls.returncode == 0
     assert key not in ls.stdout and "damaged cache record" in ls.stderr
-    assert len(ls.stdout.splitlines()) == len(STAGES) - 1  # the other records are listed
+    assert len(ls.stdout.splitlines()) == len(STAGES) - 1 + 2  # the other records, a header and the total
 
     ex = run_cli("explain", cwd=built_project)
     no_traceback(ex)
@@ -91,21 +92,21 @@ def test_damaged_record_is_a_reported_miss_everywhere(built_project, kind):
     assert mod["stages"]["export"]["meta"]["inputs"]["x"]["shape"] == [2, 8]
     assert "outputz" not in _export_record(cache).read_text()
 
-    damage(cache, kind)  # the rebuilt record, damaged again: gc drops it (never used, garbage)
-    gc = run_cli("cache", "gc", "--older-than", "1000d", cwd=built_project)
-    no_traceback(gc)
-    assert gc.returncode == 0, gc.stderr
-    assert "removed 1 record(s)" in gc.stdout
-    proc, report = build(built_project)
-    assert proc.returncode == 0 and states(report)["export"] == "ok", proc.stderr[-2000:]
-
-    damage(cache, kind)
-    verify = run_cli("cache", "verify", cwd=built_project)
+    damage(cache, kind)  # the rebuilt record, damaged again: `cache verify` finds it (in a copy)
+    copy = tmp_path / "copy"
+    shutil.copytree(cache, copy, symlinks=True)
+    verify = run_cli("cache", "verify", "--cache-dir", str(copy), cwd=built_project)
     no_traceback(verify)
     assert verify.returncode == 3, verify.stdout
     assert "damaged record" in verify.stdout and "1 problem(s)" in verify.stdout
-    again = run_cli("cache", "verify", cwd=built_project)
+    again = run_cli("cache", "verify", "--cache-dir", str(copy), cwd=built_project)
     assert again.returncode == 0, again.stdout  # removed: the next build rewrites it
+
+    gc = run_cli("cache", "gc", "--older-than", "1000d", cwd=built_project)  # and gc drops it
+    no_traceback(gc)
+    assert gc.returncode == 0, gc.stderr
+    assert "removed 1 record(s)" in gc.stdout
+    assert cache_problems(cache) == [] and "export" not in {r["stage"] for r in records(cache)}
 
 
 def test_damaged_index_entry_is_never_a_traceback(built_project):

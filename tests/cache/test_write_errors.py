@@ -79,11 +79,14 @@ def test_disk_full_while_storing_keeps_everything(built_project):
     assert states(report)["precision_rules"] == "cached" and states(report)["build"] == "ok"
 
 
-def test_disk_full_while_publishing_keeps_the_cache(tiny_project):
-    proc, _ = build(tiny_project, env={ENOSPC: "atomic:mlp.engine"})
+def test_disk_full_while_publishing_keeps_the_cache(republish_project):
+    """Every stage a cache hit (width 24 is in the cache), so the build goes straight to
+    publishing the new engine, where the disk is full."""
+    set_manifest(republish_project, width=24)
+    proc, _ = build(republish_project, env={ENOSPC: "atomic:mlp.engine"})
     _one_line_error(proc, "No space left on device", "mlp.engine")
-    assert not list((tiny_project / "engines").glob("*/.mlp.engine.*")), "temp file left behind"
-    assert_consistent(tiny_project)
-    proc, report = build(tiny_project)
+    assert not list((republish_project / "engines").glob("*/.mlp.engine.*")), "temp file left behind"
+    assert_consistent(republish_project)
+    proc, report = build(republish_project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(states(report).values()) == {"cached"}

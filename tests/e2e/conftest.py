@@ -1,25 +1,7 @@
-"""One real build of the repo's example manifest, shared by the end-to-end modules (it costs ~10 s)."""
+"""The end-to-end modules share one real build of the example manifest: `built_examples`, in
+tests/conftest.py (tests/cli uses it too, and a session fixture defined there is built once)."""
 
 from __future__ import annotations
-
-import json
-import shutil
-
-import pytest
-
-from tests.conftest import REPO, run_cli
-
-
-@pytest.fixture(scope="session")
-def built_examples(tmp_path_factory):
-    """(project folder, the build's JSON report). Tests may read it and run more commands in it,
-    but must not edit engines.toml or the examples (write another manifest beside it instead)."""
-    root = tmp_path_factory.mktemp("examples")
-    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "engines.toml", root / "engines.toml")
-    first = run_cli("build", "engines.toml", "--json", cwd=root)
-    assert first.returncode == 0, first.stderr
-    return root, json.loads(first.stdout)
 
 
 def module_report(report: dict, name: str) -> dict:

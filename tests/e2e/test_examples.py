@@ -9,11 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ONNX_STAGES, STAGES, run_cli
 from tests.e2e.conftest import module_report
 
-STAGES = ("export", "graph_passes", "precision_rules", "build", "verify")
-
+pytestmark = pytest.mark.slow  # the console script on real builds
 
 @pytest.fixture
 def built(built_examples):
@@ -67,7 +66,7 @@ def test_every_onnx_stage_is_within_tolerance_and_engine_not_run_is_said(built):
     _, report = built
     for m in report["modules"]:
         checks = m["stages"]["verify"]["meta"]["checks"]
-        for stage in ("export", "graph_passes", "precision_rules"):
+        for stage in ONNX_STAGES:
             assert checks[stage]["status"] == "ok", (m["name"], stage, checks[stage])
             for out in checks[stage]["outputs"].values():
                 assert out["cosine"] > 0.999 and out["outside"] <= 1e-3

@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import REPO, run_cli
 from tests.e2e.conftest import module_report
 
+pytestmark = pytest.mark.slow  # the console script on real builds
+
 
 @pytest.fixture
 def report(built_examples):

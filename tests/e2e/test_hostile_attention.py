@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 
+pytestmark = pytest.mark.slow  # the console script on real builds
+
 MANIFEST = """
 [modules.hostile]
 factory = "examples.hostile_attention:make_hostile"

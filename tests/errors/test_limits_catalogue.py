@@ -9,6 +9,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.errors.conftest import build, nothing_lost, one_error_line, write_case
 
+pytestmark = pytest.mark.slow  # the console script (a process per case; no stage runs)
+
 TINY = """
 [modules.tiny]
 factory = "bad_models:make_tiny"

@@ -147,6 +147,7 @@ def test_every_field_refuses_wrong_values_in_one_line(case):
     assert named in line, (field, line)
 
 
+@pytest.mark.slow  # the console script
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bad_manifests())
 def test_through_the_console_script(project, case):

@@ -10,13 +10,14 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TRTFORGE, run_cli
+from tests.conftest import TRTFORGE, Pause, run_cli
 from tests.errors.conftest import build, nothing_lost, one_error_line, write_case
+
+pytestmark = pytest.mark.slow  # the console script on real builds
 
 
 def module(factory: str, shape="[1, 3, 8, 8]", extra: str = "") -> str:
@@ -160,43 +161,26 @@ def test_pass_name_must_name_a_pass_class(project):
 
 # ------------------------------------------------------------------------- gc and verify
 
-def _wait_reached(pause: Path, proc: subprocess.Popen) -> str:
-    """Block until the build opens the `reached` FIFO (its named checkpoint); fail, not hang,
-    if it exits first."""
-    got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append((pause / "reached").read_text()), daemon=True)
-    reader.start()
-    while reader.is_alive():
-        reader.join(1)
-        if reader.is_alive() and proc.poll() is not None:
-            (pause / "reached").open("w").close()  # release the reader
-            pytest.fail(f"the build exited before its checkpoint: {proc.communicate()}")
-    return got[0]
-
-
 def test_gc_during_a_cold_build_waits_for_it(project, tmp_path):
     """`cache gc --max-size 0` between two stages of a cold build once collected the export's
     blobs (CorruptEntry ... blob for caller_inputs.npz missing, exit 1). The build now holds the gc
     lock shared for the whole module: gc waits, the build finishes, then gc collects."""
     case = "gc_cold"
     write_case(project, case, module("bad_models:make_tiny", shape="[1, 3, 8, 20]"))
-    cache, pause = tmp_path / "cache", tmp_path / "pause"
-    pause.mkdir()
-    for fifo in ("reached", "go"):
-        os.mkfifo(pause / fifo)
-    env = {**os.environ, "TRTFORGE_TEST_PAUSE_AT": "before:graph_passes", "TRTFORGE_TEST_PAUSE_DIR": str(pause)}
+    cache, pause = tmp_path / "cache", Pause(tmp_path / "pause", "before:graph_passes")
     proc = subprocess.Popen([TRTFORGE, "build", "--quiet", f"{case}.toml", "--cache-dir", str(cache)],
-                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=project, env={**os.environ, **pause.env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     gc = None
     try:
-        assert _wait_reached(pause, proc) == "before:graph_passes"
+        pause.wait(proc)
         assert _records(cache)  # the export's record is stored: what gc used to collect
         with open(cache / "locks" / "gc.lock", "a+b") as f, pytest.raises(BlockingIOError):
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # the build holds it shared
         gc = subprocess.Popen([TRTFORGE, "cache", "gc", "--cache-dir", str(cache), "--max-size", "0"],
                               cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     finally:
-        (pause / "go").write_text("go")
+        pause.release()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     gc_out, gc_err = gc.communicate(timeout=120)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import STAGES, run_cli
 from tests.errors.conftest import build, nothing_lost, one_error_line, write_case
+
+pytestmark = pytest.mark.slow  # the console script on real builds
 
 TINY = """
 [modules.tiny]
@@ -58,7 +60,7 @@ def test_ci_progress_is_plain_lines(project):
     r = run_cli("build", "progress.toml", cwd=project)
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr
-    for stage in ("export", "graph_passes", "precision_rules", "build", "verify"):
+    for stage in STAGES:
         assert f"[trtforge] tiny: {stage} ..." in r.stderr
         assert f"[trtforge] tiny: {stage} done in " in r.stderr
     again = run_cli("build", "progress.toml", cwd=project)

@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.errors.conftest import build, nothing_lost, one_error_line, write_case
 
+pytestmark = pytest.mark.slow  # the console script on real builds
+
 
 def module(factory: str, shape="[1, 3, 8, 8]", extra: str = "") -> str:
     return f'[modules.m]\nfactory = "{factory}"\ninputs.x = {{ shape = {shape} }}\n{extra}'

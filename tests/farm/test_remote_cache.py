@@ -211,7 +211,8 @@ def test_cache_push_pull_ls(remote, runners):
     again = run_cli("cache", "push", "--remote", cwd=a, env=env)
     assert again.stdout.startswith("pushed 0 record(s), 5 already there")
     listed = run_cli("cache", "ls", "--remote", cwd=b, env=env)
-    assert listed.returncode == 0 and sorted(ln.split()[1] for ln in listed.stdout.splitlines()) == sorted(UPLOADED)
+    rows = listed.stdout.splitlines()[1:-1]  # a header, then one line per record, then the total
+    assert listed.returncode == 0 and sorted(ln.split()[2] for ln in rows) == sorted(UPLOADED), listed.stdout
     pulled = run_cli("cache", "pull", "--remote", cwd=b, env=env)
     assert pulled.returncode == 0 and pulled.stdout.startswith("pulled 5 record(s)"), pulled.stderr
     proc, report = farm_build(b, remote)

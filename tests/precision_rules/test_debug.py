@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import shutil
 
+import pytest
+
 from tests.conftest import REPO, run_cli
 
 MANIFEST = """
@@ -18,6 +20,7 @@ precision.rules = {rules}
 """
 
 
+@pytest.mark.slow  # the console script, a real build
 def test_debug_precision_finds_the_hostile_islands(tmp_path):
     shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "engines.toml").write_text(MANIFEST.format(rules="[]"))
@@ -37,6 +40,7 @@ def test_debug_precision_finds_the_hostile_islands(tmp_path):
     assert list((tmp_path / "engines").rglob("hostile.engine"))
 
 
+@pytest.mark.slow  # the console script
 def test_debug_precision_on_a_healthy_module_says_so(tmp_path):
     shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "engines.toml").write_text(MANIFEST.format(rules="[]").replace("hostile = [1, 3]", "hostile = []"))

@@ -25,6 +25,7 @@ precision.rules = []
 
 [modules.mlp]
 factory = "tinymods.mlp:make_mlp"
+factory_args = { width = 16 }
 inputs.x = { shape = [2, 8], dtype = "float16" }
 outputs = ["y"]
 
@@ -70,8 +71,8 @@ def test_failed_export_withdraws_the_published_engine(built_project):
     r = verify(built_project)
     assert r.returncode == 2 and "index.json lists none" in r.stderr  # nothing left to pass
 
-def test_removed_module_is_pruned_and_module_build_merges_report(tiny_project):
-    root = tiny_project
+def test_removed_module_is_pruned_and_module_build_merges_report(republish_project):
+    root = republish_project  # both modules' stages are cache hits: this is about publishing
     (root / "engines.toml").write_text(TWO)
     proc, _ = build(root)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -174,11 +175,12 @@ def test_verify_refuses_paths_that_leave_the_folder(copied, tmp_path):
     r = run_cli("verify", str(folder), cwd=folder.parent)
     assert r.returncode == 3 and "'../evil.engine' is not a path inside the folder" in r.stdout, r.stdout
 
-def test_one_module_never_deletes_another_modules_files(tiny_project):
+def test_one_module_never_deletes_another_modules_files(built_project):
     """`a` with a random input set publishes a.inputs.r1.npz; a module named `a.inputs.r1`
     publishes a.inputs.r1.inputs.npz. A glob over `a.inputs.r*.npz` once deleted the latter."""
-    root = tiny_project
-    mod = '[modules.{name}]\nfactory = "tinymods.mlp:make_mlp"\ninputs.x = {{ shape = [2, 8], dtype = "float16" }}\n'
+    root = built_project  # `a.inputs.r1` is the built mlp (cache hits); `a` is built
+    mod = ('[modules.{name}]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = {{ width = 16 }}\n'
+           'inputs.x = {{ shape = [2, 8], dtype = "float16" }}\noutputs = ["y"]\n')
     (root / "engines.toml").write_text("[defaults]\nprecision.rules = []\n\n" + mod.format(name='"a.inputs.r1"')
                                        + "\n" + mod.format(name="a") + "verify.random_inputs = 1\n")
     proc, _ = build(root)
@@ -237,15 +239,15 @@ def test_version_and_python_m(tmp_path):
     assert m.returncode == 2 and m.stderr.startswith("trtforge: error:")
 
 
-def test_output_dir_outside_the_project_when_the_manifest_says_so(tiny_project):
-    toml = tiny_project / "engines.toml"
+def test_output_dir_outside_the_project_when_the_manifest_says_so(built_project):
+    toml = built_project / "engines.toml"
     toml.write_text(toml.read_text().replace("[defaults]", '[defaults]\noutput_dir = "../shipped"'))
-    proc, _ = build(tiny_project)
+    proc, _ = build(built_project)
     assert proc.returncode == 2 and "defaults.output_dir" in proc.stderr and "output_dir_outside" in proc.stderr
     toml.write_text(toml.read_text().replace("[defaults]", "[defaults]\noutput_dir_outside = true"))
-    proc, _ = build(tiny_project)
+    proc, _ = build(built_project)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert list((tiny_project.parent / "shipped").rglob("mlp.engine"))
+    assert list((built_project.parent / "shipped").rglob("mlp.engine"))
 
 
 def test_a_folder_published_before_index_json_is_adopted(built_project):

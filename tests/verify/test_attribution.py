@@ -9,8 +9,10 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ONNX_STAGES, run_cli
 from tests.verify.faults import faults_project
+
+pytestmark = pytest.mark.slow  # the console script on real builds
 
 
 MANIFEST = """
@@ -70,8 +72,7 @@ def test_blame_in_verify_json(built, name, stage):
     verify = _module(report, name)["stages"]["verify"]
     assert verify["state"] == "failed"
     assert verify["meta"]["blame"] == stage
-    chain = ("export", "graph_passes", "precision_rules")
-    for earlier in chain[:chain.index(stage)]:  # stages before the culprit were checked and passed
+    for earlier in ONNX_STAGES[:ONNX_STAGES.index(stage)]:  # stages before the culprit were checked and passed
         assert verify["meta"]["checks"][earlier]["status"] == "ok"
     assert verify["meta"]["checks"][stage]["status"] == "failed"
 
@@ -97,7 +98,7 @@ def test_healthy_module_published_and_checked_on_every_input_set(built):
     assert healthy["ok"] and healthy["published"]
     meta = healthy["stages"]["verify"]["meta"]
     assert meta["input_sets"] == ["example", "random 1", "random 2"]
-    for stage in ("export", "graph_passes", "precision_rules"):
+    for stage in ONNX_STAGES:
         assert meta["checks"][stage]["outputs"]["y"]["sets"] == 3
         assert sum(meta["checks"][stage]["outputs"]["y"]["hist"]) == 3 * 16 * 32
     assert list((root / "engines").rglob("healthy.engine"))

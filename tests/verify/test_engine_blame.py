@@ -4,6 +4,7 @@ kernel or a refusing runtime would, through the same verify chain a GPU run take
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,11 @@ from trtforge.manifest import load_manifest
 from trtforge.driver.lifecycle import build_module
 from trtforge.verify import run as verify_run
 
+from tests.conftest import ONNX_STAGES
 from tests.verify.faults import ATTN_MANIFEST, faults_project
+
+pytestmark = pytest.mark.slow  # real engine builds, in-process
+
 MANIFEST = ATTN_MANIFEST
 
 
@@ -33,9 +38,12 @@ def fake_runner(monkeypatch, outputs_for, gpu_name):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(attn_built, tmp_path_factory):
+    """ATTN_MANIFEST with a copy of the shared attention build's cache: export to build are cache
+    hits (the same module but for its verify settings), verify runs in every test."""
     tmp_path = tmp_path_factory.mktemp("engine_blame")
     faults_project(tmp_path, MANIFEST)
+    shutil.copytree(attn_built / ".trtforge-cache", tmp_path / "cache", symlinks=True)
     manifest = load_manifest(tmp_path / "engines.toml")
     return manifest, Store(tmp_path / "cache")
 
@@ -49,7 +57,7 @@ def test_wrong_engine_outputs_are_blamed_on_the_engine(project, monkeypatch):
     result = build_module(store, manifest, manifest.modules[0])
     meta = result.records["verify"].meta
     assert meta["blame"] == "engine" and not meta["passed"]
-    assert [meta["checks"][s]["status"] for s in ("export", "graph_passes", "precision_rules")] == ["ok"] * 3
+    assert [meta["checks"][s]["status"] for s in ONNX_STAGES] == ["ok"] * 3
     assert meta["checks"]["engine"]["outputs"]["y"]["sets"] == 2
     assert meta["checks"]["engine"]["latency"] == {"p50_ms": 0.1, "p99_ms": 0.2}
     assert "verification failed at stage 'engine'" in result.error.one_line()

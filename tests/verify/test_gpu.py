@@ -14,7 +14,7 @@ from tests.conftest import REPO, run_cli
 from tests.e2e.test_hostile_attention import MANIFEST as HOSTILE_MANIFEST
 from tests.verify.faults import ATTN_MANIFEST, faults_project
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 MANIFEST = ATTN_MANIFEST
 

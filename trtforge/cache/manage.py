@@ -78,6 +78,22 @@ def records(root: Path, damaged: list | None = None):
                 damaged.append((path, str(e)))
 
 
+def listing(root: Path, damaged: list | None = None) -> list[dict]:
+    """`cache ls`: one row per record, oldest first: key, stage, module(s), bytes, created. The
+    module is each module whose last build used the record (index/), else the one that built it."""
+    users: dict[str, set[str]] = {}
+    for path, _ in regular_files(root / "index"):
+        with contextlib.suppress(OSError, DamagedRecord):
+            users.setdefault(parse_index(path.read_bytes())["key"], set()).add(path.parent.name)
+    rows = []
+    for doc, _ in records(root, damaged):
+        modules = sorted(users.get(doc["key"], ())) or ([doc["module"]] if isinstance(doc.get("module"), str) else [])
+        rows.append({"key": doc["key"], "stage": doc["stage"], "module": ",".join(modules) or "-",
+                     "bytes": sum(o["size"] for o in doc["outputs"].values()), "created": doc["created"],
+                     "digests": {o["digest"]: o["size"] for o in doc["outputs"].values()}})
+    return sorted(rows, key=lambda r: r["created"])
+
+
 def verify_all(store) -> list[str]:
     """Re-hash every blob (ignoring the stat memo), drop the corrupt ones and the records that
     then point at a missing blob (a later build rebuilds them); return the problems. A second

@@ -246,6 +246,10 @@ class Store:
     def _blob(self, digest: str, root: Path | None = None) -> Path:
         return (root or self.root) / "blobs" / digest[:2] / digest
 
+    def blob_path(self, digest: str) -> Path:
+        """Where a blob lives (read-only; check its digest before trusting it)."""
+        return self._blob(digest)
+
     def _action(self, key: str, root: Path | None = None) -> Path:
         return (root or self.root) / "actions" / key[:2] / f"{key}.json"
 
@@ -365,12 +369,16 @@ class Store:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict | None = None) -> Record:
-        """Ingest every file in `folder` as a blob, then write the record (last)."""
+    def put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict | None = None,
+            module: str | None = None) -> Record:
+        """Ingest every file in `folder` as a blob, then write the record (last). `module` names
+        the module that built it, for `cache ls` (not part of the key: another module with the
+        same inputs and settings shares the record)."""
         with self.gc_lock(exclusive=False):
-            return self._put(key, stage, key_doc, folder, meta, deps or {})
+            return self._put(key, stage, key_doc, folder, meta, deps or {}, module)
 
-    def _put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict) -> Record:
+    def _put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict,
+             module: str | None = None) -> Record:
         outputs = {}
         for path in sorted(folder.iterdir()):
             if not path.is_file():
@@ -389,7 +397,7 @@ class Store:
         checkpoint(f"put:{stage}")
         # the record's digest covers its metadata: a changed value or renamed field is a miss
         doc = seal({"key": key, "stage": stage, "outputs": outputs, "meta": meta, "created": time.time(),
-                    "deps": deps})
+                    "deps": deps, **({"module": module} if module else {})})
         atomic_write_bytes(self._action(key).with_suffix(".key.json"),
                            json.dumps(key_doc, indent=1, sort_keys=True).encode())
         atomic_write_bytes(self._action(key), doc)

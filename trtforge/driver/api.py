@@ -19,7 +19,7 @@ from trtforge.cache import Record, Store
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
-from trtforge.manifest import DEFAULT_RULES, Manifest, ModuleSpec, load_manifest
+from trtforge.manifest import DEFAULT_RULES, Manifest, ModuleSpec, load_manifest, with_output_dir
 
 ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
@@ -54,6 +54,7 @@ class BuildOutcome:
     removed: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (module, text)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. --jobs capped)
     remote_failure: str | None = None  # the remote cache failed; the build ran locally (exit 2)
 
     @property
@@ -72,22 +73,24 @@ class BuildOutcome:
 def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,
           backend: str | None = None, cache_dir: str | Path | None = None, jobs: int = 1,
           require_engine_check: bool = False, allow_foreign_files: bool = False,
-          force_from: str | None = None, progress=None,
-          on_result: Callable[[ModuleResult], None] | None = None, remote: bool = True,
+          force_from: str | None = None, progress=None, output_dir: str | Path | None = None,
+          on_result: Callable[[ModuleResult], None] | None = None,
+          on_note: Callable[[str], None] | None = None, remote: bool = True,
           remote_read_only: bool = False, require_remote: bool = False,
           from_cache: bool = False, targets: Iterable[str] = (), require_target: bool = False) -> BuildOutcome:
     """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
     A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
     not stop the others: its error is on its result. `force_from` (a stage name) re-runs that stage
-    and every later one. `on_result` sees each module's result as soon as it is done. The remote
-    cache ([cache] remote or $TRTFORGE_REMOTE_CACHE) is used unless `remote` is False; one that
-    fails is `remote_failure` (the build runs locally), or a CacheError with `require_remote`.
-    `from_cache` assembles engines/ from the (shared) cache and runs no stage: a stage no runner
-    has stored yet fails its module with NotBuiltYet (exit 3). `targets` names [targets.NAME]
-    tables (all by default); one this machine cannot build is skipped, or fails with
-    `require_target` (exit 3)."""
+    and every later one. `output_dir` replaces the manifest's (relative to the current folder;
+    `$TRTFORGE_OUTPUT_DIR` on the command line). `on_result` sees each module's result as soon as
+    it is done, `on_note` each note about the run as soon as it is known. The remote cache ([cache]
+    remote or $TRTFORGE_REMOTE_CACHE) is used unless `remote` is False; one that fails is
+    `remote_failure` (the build runs locally), or a CacheError with `require_remote`. `from_cache`
+    assembles engines/ from the (shared) cache and runs no stage: what no runner has stored yet
+    fails its module with NotBuiltYet (exit 3). `targets` names [targets.NAME] tables (all by
+    default); one this machine cannot build is skipped, or fails with `require_target` (exit 3)."""
     from trtforge.cache.remote import open_remote
-    from trtforge.driver.jobs import build_all
+    from trtforge.driver.jobs import build_all, effective_jobs
     from trtforge.driver.preflight import preflight
     from trtforge.driver.publish import prune
     from trtforge.report import module_warnings, write_reports
@@ -97,13 +100,19 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
         raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
     t0, started = time.perf_counter(), time.time()
     manifest = _manifest(manifest)
+    if output_dir is not None:
+        manifest = with_output_dir(manifest, output_dir)
     chosen = selected(manifest, modules)
     picked = select(manifest.targets, tuple(targets))
     store = open_store(manifest, cache_dir, remote=open_remote(
         manifest.cache, read_only=remote_read_only, required=require_remote, use=remote))
     preflight(manifest, chosen, backend, allow_foreign_files)
+    jobs, note = effective_jobs(jobs, len(chosen))
     if from_cache:
-        store.assemble_only, jobs = True, 1  # nothing runs: one process downloads and publishes
+        store.assemble_only, jobs, note = True, 1, None  # nothing runs: one process downloads and publishes
+    notes = [note] if note else []
+    for text in notes if on_note is not None else ():
+        on_note(text)
     results = []
     for result in build_all(store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from,
                             picked, require_target):
@@ -119,7 +128,7 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
     warnings = [(r.name, w) for r in results
                 for w in module_warnings(r, rules_written=specs[r.module].precision_rules != DEFAULT_RULES)]
     failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]  # --jobs: per worker
-    return BuildOutcome(results, report, removed, warnings, time.perf_counter() - t0,
+    return BuildOutcome(results, report, removed, warnings, time.perf_counter() - t0, notes,
                         remote_failure=failures[0] if failures else None)
 
 
@@ -134,11 +143,18 @@ def published_names(manifest: Manifest) -> set[str]:
 def explain(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,
             backend: str | None = None, cache_dir: str | Path | None = None) -> list[str]:
     """Per module and stage: up to date, or which key fields changed (a dry run)."""
+    return [v.text for v in explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir)]
+
+
+def explain_verdicts(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,
+                     backend: str | None = None, cache_dir: str | Path | None = None) -> list:
+    """`explain` as Verdict objects (module, stage, state, text); `check_exit_code(verdicts)` is
+    what `trtforge explain --check` exits with."""
     from trtforge.driver.explain import explain_module
 
     manifest = _manifest(manifest)
     store = open_store(manifest, cache_dir)
-    return [line for module in selected(manifest, modules) for line in explain_module(store, manifest, module, backend)]
+    return [v for module in selected(manifest, modules) for v in explain_module(store, manifest, module, backend)]
 
 
 def debug_precision(module_name: str, manifest: Manifest | str | Path = "engines.toml", *,
@@ -154,3 +170,38 @@ def debug_precision(module_name: str, manifest: Manifest | str | Path = "engines
     with store.gc_lock(exclusive=False):  # like a build: `cache gc` waits until it is done
         records: dict[str, Record] = records_until(store, manifest, module, "graph_passes")
         return search(store.view(records["graph_passes"]), store.view(records["export"]), module.tolerance)
+
+
+def inspect(target: str | Path, manifest: Manifest | str | Path = "engines.toml", *,
+            cache_dir: str | Path | None = None):
+    """An engine file (its published sidecar, plus layers and rules from the cache where it still
+    holds the build) or "module[:stage]" (the module's last record of that stage; build by
+    default), as a trtforge.driver.inspect.Inspection (`render()` for text, `as_json()`)."""
+    from trtforge.driver import inspect as insp
+
+    path = Path(target)
+    if path.is_file():
+        return insp.inspect_engine(path, _engine_store(manifest, cache_dir))
+    manifest = _manifest(manifest)
+    return insp.inspect_stage(open_store(manifest, cache_dir, writable=False), manifest, str(target))
+
+
+def _engine_store(manifest: Manifest | str | Path, cache_dir: str | Path | None) -> Store | None:
+    """The cache an engine's records may be in: `cache_dir` / $TRTFORGE_CACHE_DIR, else the
+    manifest's if there is one; None when there is none (the sidecar alone is described)."""
+    root = cache_dir or os.environ.get(ENV_CACHE)
+    if root is None:
+        if not isinstance(manifest, Manifest) and not Path(manifest).is_file():
+            return None
+        root = _manifest(manifest).cache_dir
+    return Store(Path(root), writable=False) if Path(root).is_dir() else None
+
+
+def export_onnx(module_name: str, stage: str, out_dir: str | Path, manifest: Manifest | str | Path = "engines.toml",
+                *, cache_dir: str | Path | None = None) -> list[Path]:
+    """Copy the module's last `stage` ONNX (+ external data) out of the cache into `out_dir` as
+    real, single-link files that onnx.load, polygraphy and Netron open; the paths written."""
+    from trtforge.driver.copyout import export_onnx as copy_out
+
+    manifest = _manifest(manifest)
+    return copy_out(open_store(manifest, cache_dir), manifest, module_name, stage, Path(out_dir))

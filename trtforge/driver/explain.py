@@ -3,6 +3,9 @@ since the last build of that stage (a diff of the key JSON kept beside every cac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+
 from trtforge.cache import Store
 from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import stage_table
@@ -38,28 +41,55 @@ def _short(v) -> str:
     return text if len(text) <= 70 else text[:67] + "..."
 
 
-def explain_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None) -> list[str]:
-    lines: list[str] = []
+@dataclass(frozen=True)
+class Verdict:
+    """One line of `explain`: what would happen to a module's stage. `state` is "up to date",
+    "build" (never built, or an upstream stage rebuilds first), "rebuild" (key fields changed),
+    "cannot plan" (a user mistake found while computing the key) or "note"."""
+
+    module: str
+    stage: str
+    state: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def check_exit_code(verdicts: list[Verdict]) -> int:
+    """`explain --check`: 2 when something cannot be planned, 1 when something would (re)build,
+    0 when everything is up to date."""
+    states = {v.state for v in verdicts}
+    return 2 if "cannot plan" in states else 1 if states & {"build", "rebuild"} else 0
+
+
+def _say(lines: list[Verdict], module: str, stage: str, state: str, text: str) -> None:
+    lines.append(Verdict(module, stage, state, f"{module} {stage}: {text}"))
+
+
+def explain_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None) -> list[Verdict]:
+    lines: list[Verdict] = []
     records: dict = {}
     for stage, deps in stage_table(backend):
-        label = f"{module.name} {stage.name}"
+        say = partial(_say, lines, module.name, stage.name)
         if any(d not in records for d in deps):
-            lines.append(f"{label}: will rebuild (an upstream stage rebuilds first)")
+            say("build", "will rebuild (an upstream stage rebuilds first)")
             continue
         try:
             plan = plan_stage(store, stage, module, manifest.root, {d: records[d] for d in deps})
         except TrtforgeError as e:
-            lines.append(f"{label}: cannot plan: {e.one_line()}")
+            say("cannot plan", f"cannot plan: {e.one_line()}")
             break
-        lines += [f"{label}: note: {n}" for n in store.take_notes()]
+        for n in store.take_notes():
+            say("note", f"note: {n}")
         if plan.record is not None:
             records[stage.name] = plan.record
-            lines.append(f"{label}: up to date ({plan.key[:12]})")
+            say("up to date", f"up to date ({plan.key[:12]})")
             continue
         last = store.last(module.name, stage.name)
         if last is None:
-            lines.append(f"{label}: will build (never built with this cache)")
+            say("build", "will build (never built with this cache)")
         else:
             changes = diff(last["doc"], plan.doc)
-            lines.append(f"{label}: will rebuild; changed: " + ("; ".join(changes) or "cache entry missing"))
+            say("rebuild", "will rebuild; changed: " + ("; ".join(changes) or "cache entry missing"))
     return lines

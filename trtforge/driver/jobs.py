@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 from trtforge import interrupts
@@ -18,23 +20,77 @@ from trtforge.driver.lifecycle import build_targets
 from trtforge.driver.results import ModuleResult
 from trtforge.manifest import Manifest, ModuleSpec, load_manifest
 
+_EVENTS = None  # in a worker: the queue its progress events go to (set by _init_worker)
 
-def _worker(manifest_path: str, name: str, root: str, shared: tuple, remote, targets: tuple,
+
+class QueuedProgress:
+    """A worker's progress: each stage's start and end sent to the parent, which shows them (a
+    worker's own lines would interleave with the others')."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def start(self, module: str, stage: str) -> None:
+        self.queue.put(("start", module, stage, 0.0))
+
+    def done(self, module: str, stage: str, seconds: float) -> None:
+        self.queue.put(("done", module, stage, seconds))
+
+
+def _forward(queue, progress) -> None:
+    """In the parent: show the workers' events until the sentinel None."""
+    while (event := queue.get()) is not None:
+        kind, module, stage, seconds = event
+        if kind == "start":
+            progress.start(module, stage)
+        else:
+            progress.done(module, stage, seconds)
+
+
+def _worker(manifest_path: str, output_dir: str, name: str, root: str, shared: tuple, remote, targets: tuple,
             backend: str | None, require_engine_check: bool, force_from: str | None,
             require_target: bool) -> list[ModuleResult]:
     from trtforge.cache.remote import Remote
 
-    manifest = load_manifest(manifest_path)
+    manifest = replace(load_manifest(manifest_path), output_dir=Path(output_dir))  # as the parent resolved it
+    progress = QueuedProgress(_EVENTS) if _EVENTS is not None else None
     store = Store(Path(root), shared=shared, remote=None if remote is None else Remote(remote))
-    return build_targets(store, manifest, manifest.module(name), targets, backend, None, require_engine_check,
+    return build_targets(store, manifest, manifest.module(name), targets, backend, progress, require_engine_check,
                          force_from, require_target)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (a container's or taskset's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# measured on the example manifest (3 modules, cold cache, 2 cores shared with other work):
+# --jobs 1 took 59.7-150.9 s, --jobs 2 82.0-176.0 s (README, "--jobs"): two workers on two cores
+# were not reliably faster. Likely why: a module's stages keep more than one core busy (ONNX Runtime and the TensorRT
+# builder size their thread pools to the machine; every worker imports torch and ONNX Runtime again).
+CORES_PER_JOB = 2
+
+
+def effective_jobs(jobs: int, modules: int, cores: int | None = None) -> tuple[int, str | None]:
+    """The number of workers, and a note when it is fewer than asked: never more workers than
+    modules, nor than one per CORES_PER_JOB cores (at least one)."""
+    cores = cores or usable_cores()
+    cap = max(1, cores // CORES_PER_JOB)
+    n = max(1, min(jobs, modules))
+    if n <= cap:
+        return n, None
+    return cap, (f"--jobs {jobs}: running {cap} at a time; this machine has {cores} CPU core(s) and each module's "
+                 f"stages keep more than one busy (more workers measured no faster; see README, '--jobs')")
 
 
 def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
               jobs: int = 1, progress=None, require_engine_check: bool = False, force_from: str | None = None,
               targets: tuple = (), require_target: bool = False):
     """Yield each module's result (one per target) in manifest order."""
-    if jobs <= 1 or len(modules) <= 1:
+    if jobs <= 1 or len(modules) <= 1:  # the caller has applied effective_jobs
         for module in modules:
             yield from build_targets(store, manifest, module, targets, backend, progress, require_engine_check,
                                      force_from, require_target)
@@ -43,14 +99,19 @@ def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backe
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn: a forked worker would inherit whatever the parent imported, polygraphy's choice
-    # included; workers print no progress (their stages' lines would interleave)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(os.getpid(),))
+    # included; workers send their progress to the parent, which prints it (no interleaved lines)
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue() if progress is not None else None
+    forwarder = threading.Thread(target=_forward, args=(events, progress), daemon=True) if events else None
+    if forwarder is not None:
+        forwarder.start()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                               initializer=_init_worker, initargs=(os.getpid(), events))
     try:
         remote = None if store.remote is None else store.remote.config
-        futures = [pool.submit(_worker, str(manifest.path), m.name, str(store.root), store.shared, remote,
-                               targets, backend, require_engine_check, force_from, require_target)
-                   for m in modules]
+        futures = [pool.submit(_worker, str(manifest.path), str(manifest.output_dir), m.name, str(store.root),
+                               store.shared, remote, targets, backend, require_engine_check, force_from,
+                               require_target) for m in modules]
         checkpoint("jobs:submitted")
         for future in futures:
             yield from future.result()
@@ -62,13 +123,19 @@ def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backe
                 proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        if events is not None:
+            events.put(None)
+            forwarder.join(timeout=5)
+            events.close()  # its semaphores and feeder thread go now, not at interpreter exit
+            events.join_thread()
     pool.shutdown(wait=True)
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker(parent: int) -> None:
+def _init_worker(parent: int, events=None) -> None:
     """In each worker, first: die with the parent whatever kills it (a SIGKILLed parent runs no
     cleanup, and orphaned workers went on building for minutes, 600 MB each). The kernel sends
     SIGKILL when the parent exits (prctl PR_SET_PDEATHSIG); a parent that died before this line
@@ -82,4 +149,6 @@ def _init_worker(parent: int) -> None:
     if os.getppid() != parent:
         os._exit(1)
     testhooks.PARENT = parent
+    global _EVENTS
+    _EVENTS = events
     interrupts.install()

@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from trtforge import __version__, engines_index
-from trtforge.artifacts import BuildFiles, BuildMeta, ExportFiles, ExportMeta, PrecisionMeta, VerifyMeta, meta, npz
+from trtforge.artifacts import (
+    BuildFiles,
+    BuildMeta,
+    ExportFiles,
+    ExportMeta,
+    PrecisionMeta,
+    VerifyFiles,
+    VerifyMeta,
+    meta,
+    npz,
+)
 from trtforge.cache import Store, digest_file
 from trtforge.cache.store import atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
 from trtforge.cache.testhooks import checkpoint
@@ -67,6 +77,7 @@ def _bundle(store: Store, result: ModuleResult, target: str) -> dict[str, tuple[
              f"{name}.inputs.npz": (eview / c_in, export.outputs[c_in]["digest"]),
              f"{name}.reference.npz": (eview / c_ref, export.outputs[c_ref]["digest"])}
     files.update(_random_sets(result, eview, name))
+    files.update(_polygraphy_bundle(store, result, name))
     return {f"{target}/{f}": v for f, v in files.items()}
 
 
@@ -170,16 +181,26 @@ def prune(out_dir: Path, keep: set[str]) -> list[str]:
 
 
 def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
-    """The seeded random input sets (verify.random_inputs) travel with the bundle, so
-    `trtforge verify` on the target checks them too: <module>.inputs.r1.npz + .reference.r1.npz."""
+    """Every input set besides the example one (verify.random_inputs, verify.input_sets) travels
+    with the bundle, so `trtforge verify` on the target checks them too: <module>.inputs.r1.npz +
+    .reference.r1.npz, <module>.inputs.s1.npz + ..."""
     outputs = result.records["export"].outputs
     files = {}
     for fname in sorted(outputs):
         for stem, dest in ((ExportFiles.CALLER_INPUTS, "inputs"), (ExportFiles.CALLER_REFERENCE, "reference")):
-            if fname.startswith(f"{stem}.r") and fname.endswith(".npz"):
-                tag = fname[len(stem):-len(".npz")]  # ".r1"
+            if fname.startswith(f"{stem}.") and fname.endswith(".npz") and fname != npz(stem):
+                tag = fname[len(stem):-len(".npz")]  # ".r1", ".s1"
                 files[f"{name}.{dest}{tag}.npz"] = (eview / fname, outputs[fname]["digest"])
     return files
+
+
+def _polygraphy_bundle(store: Store, result: ModuleResult, name: str) -> dict:
+    """Every input set and its reference in polygraphy's JSON format (`polygraphy run
+    --load-inputs / --load-outputs`), written by the verify stage."""
+    verify = result.records["verify"]
+    view = store.view(verify)
+    return {f"{name}.{f}": (view / f, verify.outputs[f]["digest"])
+            for f in (VerifyFiles.POLYGRAPHY_INPUTS, VerifyFiles.POLYGRAPHY_REFERENCE)}
 
 
 def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:

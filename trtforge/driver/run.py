@@ -136,7 +136,7 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
                                 where=changed or f"{stage.name}", module=module.name, hint="run again")
         if track:  # first: a pointer to a missing record is only a miss
             store.add_deps_key(plan.base, key)
-        record = store.put(key, stage.name, doc, wd, meta, deps)
+        record = store.put(key, stage.name, doc, wd, meta, deps, module=module.name)
         if timing_target is not None:  # the next build of this target starts from this one's timings
             timing.remember(store, timing_target, record)
     return record, key, doc
@@ -161,9 +161,12 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
                 t0 = time.perf_counter()
                 if progress is not None:
                     progress.start(module.name, stage.name)
-                record, key, doc = _run(store, stage, module, root, upstream, plan)
+                try:
+                    record, key, doc = _run(store, stage, module, root, upstream, plan)
+                finally:  # a failed stage's time counts too (reports, build --junit)
+                    status.seconds = time.perf_counter() - t0
                 plan = Plan(plan.base, key, doc, record)
-                status.state, status.seconds = "ok", time.perf_counter() - t0
+                status.state = "ok"
                 if progress is not None:
                     progress.done(module.name, stage.name, status.seconds)
     if notes is not None:

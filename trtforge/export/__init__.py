@@ -9,7 +9,8 @@ from pathlib import Path
 from trtforge.artifacts import ExportFiles
 from trtforge.cache import digest_file
 from trtforge.cache.imports import display, module_files
-from trtforge.errors import ManifestError
+from trtforge.errors import ExportError, ManifestError
+from trtforge.export import example_data
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext, capture_output, tool_versions
@@ -33,7 +34,24 @@ def declared_dependencies(module: ModuleSpec, root: Path) -> list[Path]:
             raise ManifestError(f"'{pattern}' matches no file under {root}",
                                 where=f"modules.{module.name}.depends", module=module.name)
         files.update(matches)
+    for name in module.factory_paths:  # a checkpoint named by path: its content is part of the key
+        path = root / module.factory_args[name]
+        if not path.exists():
+            raise ManifestError(f"factory_args.{name} = '{module.factory_args[name]}': {path} does not exist",
+                                where=f"modules.{module.name}.factory_paths", module=module.name,
+                                hint="paths in factory_paths are relative to the manifest's folder")
+    files.update(module.factory_path_files(root))
     return sorted(files)
+
+
+def require_torch(module: str) -> None:
+    """The first import of torch, in the export stage's own process: without it a user who
+    installed `trtforge[rtx]` alone got the child's traceback (`No module named 'torch'`, exit 1)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise ExportError(f"PyTorch cannot be imported ({e})", where=f"modules.{module}.factory", module=module,
+                          hint="pip install 'trtforge[torch]' (or the torch build that matches your CUDA)") from None
 
 
 @dataclass(frozen=True)
@@ -44,11 +62,15 @@ class ExportStage:
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         deps = {display(p, root): digest_file(p) for p in declared_dependencies(module, root)}
         return {
+            # factory_paths only when written: the keys of manifests without it stay as they were
             "module": {k: v for k, v in module.as_key().items()
-                       if k in ("factory", "factory_args", "inputs", "outputs", "export")},
+                       if k in ("factory", "factory_args", "inputs", "outputs", "export")
+                       or (k == "factory_paths" and v)},
             "io_transforms": transforms(module.passes, module.name),
             # the seed makes the example inputs; random_inputs adds reference sets made here
             "input_sets": {"seed": module.verify.seed, "random_inputs": module.verify.random_inputs},
+            # data files (inputs' file = ..., verify.input_sets) by content: touching one changes nothing
+            **example_data.key_material(module, root),
             "dependencies": deps,
             "tools": tool_versions("torch", "onnx", "onnxscript", "numpy"),
         }
@@ -59,6 +81,7 @@ class ExportStage:
     def run(self, ctx: StageContext, workdir: Path) -> dict:
         # the factory's and the exporter's chatter, down to raw writes to fds 1 and 2, goes to
         # export.log in the cache entry, not the terminal
+        require_torch(ctx.module.name)
         with capture_output(workdir / ExportFiles.LOG):
             from trtforge.export.torch_export import export_module
 

@@ -53,9 +53,10 @@ def preprocess(t: dict, image: np.ndarray, dtype) -> np.ndarray:
 TORCH_DTYPES = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32}
 
 
-def preprocessed_inputs(transforms: list[dict], inputs: dict, seed: int, module: str) -> tuple[dict, dict]:
-    """For each baked preprocessing: a seeded uint8 image (channels last) as the caller's input, and
-    the module's input computed from it with torch. The reference then runs on exactly that."""
+def preprocessed_inputs(transforms: list[dict], inputs: dict, seed: int, module: str,
+                        given: dict | None = None) -> tuple[dict, dict]:
+    """For each baked preprocessing: the caller's uint8 image (channels last), `given` or seeded,
+    and the module's input computed from it with torch. The reference then runs on exactly that."""
     inputs, images = dict(inputs), {}
     for t in transforms:
         if t["kind"] != "preprocess_input":
@@ -69,7 +70,9 @@ def preprocessed_inputs(transforms: list[dict], inputs: dict, seed: int, module:
             raise ExportError(f"input '{t['tensor']}' must be a float16/float32 (N, C, H, W) or (C, H, W) "
                               f"image, is {x.dtype}{list(x.shape)}", where=where, module=module)
         shape = [x.shape[i] for i in inverse(preprocess_perm(x.ndim))]
-        image = np.random.default_rng(seed).integers(0, 256, size=shape).astype(np.uint8)
+        image = (given or {}).get(t["tensor"])
+        if image is None:
+            image = np.random.default_rng(seed).integers(0, 256, size=shape).astype(np.uint8)
         images[t["tensor"]] = image
         inputs[t["tensor"]] = preprocess(t, image, x.dtype)
     return inputs, images

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import importlib
 import json
 import os
@@ -23,10 +24,11 @@ from trtforge.errors import ExportError
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.fp32_islands import find_fp32_islands
+from trtforge.export.input_sets import InputSet, example_sets
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
-from trtforge.tensors import make_inputs, random_set_suffix, save_arrays
+from trtforge.tensors import save_arrays
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
@@ -60,7 +62,7 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     where = f"modules.{module.name}.factory"
     cwd = os.getcwd()
     try:
-        model = factory(**module.factory_args)
+        model = factory(**module.factory_kwargs(root))
     except ExportError as e:  # already one line naming its file (e.g. a checkpoint)
         e.module = module.name
         raise
@@ -99,21 +101,26 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def _random_sets(module: ModuleSpec, reference_model, binding: Binding, names: list, device, workdir: Path) -> None:
-    """verify.random_inputs more seeded input sets within each input's range and dtype, with their
-    FP32 reference, so every later check compares on them too (static shapes only: a dynamic
-    dimension would need sets at min/opt/max of each profile, which trtforge does not export yet)."""
-    for i in range(1, module.verify.random_inputs + 1):
-        inputs = make_inputs(module.inputs, seed=f"{module.verify.seed}/random{i}")
+def _record_sets(module: ModuleSpec, sets: list[InputSet], reference_model, binding: Binding, names: list,
+                 device, workdir: Path) -> None:
+    """Each set besides the example one with its FP32 reference and caller's view, so every later
+    check compares on it too, and input_sets.json: every set's tag, label and the inputs drawn at
+    random in it (the report names them beside a failure)."""
+    baked = transforms(module.passes, module.name)
+    for s in sets[1:]:
+        # a baked preprocessing step without a given image draws the set's own
+        seed = int.from_bytes(hashlib.sha256(f"{module.verify.seed}{s.tag}".encode()).digest()[:8], "little")
+        inputs, images = preprocessed_inputs(baked, s.inputs, seed, module.name, s.images)
         args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
         with torch.no_grad():
             _, ref = name_outputs(reference_model(*args, **kwargs), module)
         reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
-        c_in, c_ref = caller_view(transforms(module.passes, module.name), inputs, reference, module.name)
-        tag = random_set_suffix(i)
+        c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
         for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
                              (F.CALLER_INPUTS, c_in), (F.CALLER_REFERENCE, c_ref)):
-            save_arrays(workdir / f"{stem}{tag}.npz", arrays)
+            save_arrays(workdir / npz(stem, s.tag), arrays)
+    listing = [{"tag": s.tag, "label": s.label, "random": s.random} for s in sets]
+    (workdir / F.SETS).write_text(json.dumps(listing, indent=1))
 
 
 def _check_opset(module: ModuleSpec, proto) -> None:
@@ -134,13 +141,14 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     # one copy of the weights at a time: the FP32 reference runs first, then the same module is
     # converted to FP16 in place (a deepcopy held FP32 and FP16 copies at once: 6.7 vs 3.6 GiB
     # peak for an SD1.5 UNet). FP16 -> FP32 -> FP16 is exact, so a factory's FP16 weights survive.
+    # every input set first: a missing or malformed data file fails before the model loads
+    sets = example_sets(module, root)
     model = build_module(module, root)
     reference_model = model.float().eval().to(device)
 
     baked = transforms(module.passes, module.name)
     # a baked preprocessing step: the module's input is computed from a uint8 image, with torch
-    inputs, images = preprocessed_inputs(baked, make_inputs(module.inputs, seed=module.verify.seed),
-                                         module.verify.seed, module.name)
+    inputs, images = preprocessed_inputs(baked, sets[0].inputs, module.verify.seed, module.name, sets[0].images)
     as_torch = {k: torch.from_numpy(np.ascontiguousarray(a)).to(device) for k, a in inputs.items()}
     # by name: the reference and the export call forward() the same way (export/binding.py)
     binding = bind_inputs(model, module)
@@ -163,7 +171,9 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
     save_arrays(workdir / npz(F.CALLER_INPUTS), c_in)
     save_arrays(workdir / npz(F.CALLER_REFERENCE), c_ref)
-    _random_sets(module, reference_model, binding, names, device, workdir)
+    _record_sets(module, sets, reference_model, binding, names, device, workdir)
+    n_sets = len(sets)
+    del sets
     checkpoint("work:export")
     del ref, out, reference_model, fp32_args, fp32_kwargs
     model16 = model.half().eval()
@@ -212,7 +222,7 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         "outputs": {n: {"shape": list(a.shape)} for n, a in reference.items()},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "nodes": len(proto.graph.node), "fp32_islands": islands,
-        "input_sets": 1 + module.verify.random_inputs,
+        "input_sets": n_sets,
     }
     (workdir / F.META).write_text(json.dumps(meta, indent=1))
     return meta

@@ -41,13 +41,13 @@ def task_text(metrics: dict, none: str = "-") -> str:
 @dataclass(frozen=True)
 class VerifyStage:
     name: str = "verify"
-    version: str = "verify-7"  # 7: the chain order recorded in the metadata
+    version: str = "verify-8"  # 7: the chain order recorded in the metadata; 8: polygraphy JSON bundle
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key
         return {"verify": settings_dict(module.verify), "verify_outputs": module.verify_outputs,
                 "gpus": [vars(g) for g in be.gpus()],
-                "tools": tool_versions("onnxruntime", "onnxruntime-gpu", "numpy")}
+                "tools": tool_versions("onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy")}
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:
         from trtforge.verify.run import verify_module

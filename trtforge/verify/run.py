@@ -14,10 +14,11 @@ from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import VerifyError
 from trtforge.onnx_files import EVALUATED, MODEL
 from trtforge.stage import StageContext
-from trtforge.tensors import input_sets, load_arrays, same_arrays
+from trtforge.tensors import input_sets, load_arrays, same_arrays, set_listing
 from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
 from trtforge.verify.onnx_check import CUDA_EP, cuda_unusable, runner, session
+from trtforge.verify.polygraphy_bundle import write_bundle
 from trtforge.verify.precision_map import precision_map
 
 # the export and pass graphs are judged as functions (in FP32): they attribute a failure, while the
@@ -99,6 +100,21 @@ def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
     return check
 
 
+def _note_random_inputs(check: dict, drawn: dict[str, dict]) -> None:
+    """Beside a failure on a set whose inputs were partly drawn at random, say which: a random
+    attention mask (GPT-2's causal mask with random holes) fails a correct export, and nothing
+    else in the error hints at the inputs. `drawn`: {set label: {input: source}}."""
+    if check["status"] != "failed":
+        return
+    sets = sorted({m["set"] for m in check.get("outputs", {}).values() if not m["ok"] and drawn.get(m.get("set"))})
+    for label in sets:
+        names = ", ".join(f"{n} ({src})" for n, src in sorted(drawn[label].items()))
+        check["reason"] += (f"; inputs random in set '{label}': {names}; "
+                            "give real data with file= or value= (or verify.input_sets)")
+    if sets:
+        check["random_inputs"] = {label: drawn[label] for label in sets}
+
+
 def verify_module(ctx: StageContext, workdir: Path) -> dict:
     exp = ctx.inputs["export"]
     model_sets = input_sets(exp, ExportFiles.INPUTS, ExportFiles.REFERENCE)
@@ -116,6 +132,11 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     checkpoint("work:verify")
     build_meta = json.loads((ctx.inputs["build"] / BuildFiles.META).read_text())
     checks["engine"] = _engine_check(ctx.inputs["build"], build_meta, caller_sets, tol)
+    # the bundle a user can check the engine with using polygraphy itself (published beside it)
+    write_bundle(caller_sets, build_meta["backend"], workdir)
+    drawn = {e["label"]: e["random"] for e in set_listing(exp)}
+    for check in checks.values():
+        _note_random_inputs(check, drawn)
     failed = [s for s in checks if checks[s]["status"] == "failed"]
     # the pure-FP16 export and pass graphs may overflow on an FP16-faithful kernel (ORT's CPU
     # Attention-23 is one) before the precision rules add their islands: what ships is judged by

@@ -23,3 +23,7 @@ inputs.x = { shape = [1, 16, 32], dtype = "float16" }
 outputs = ["y"]
 verify.random_inputs = 1
 """
+
+# The predeploy tests' manifest: ATTN_MANIFEST with a task metric (only the verify key differs)
+ATTN_TOPK_MANIFEST = ATTN_MANIFEST + 'verify.outputs.y = { metric = "topk", k = 3 }\n'
+

@@ -1,0 +1,151 @@
+"""The JSON Schema of engines.toml, generated from the manifest loader's own section tables (each
+checker declares the fragment it accepts), and shipped as `engines.schema.json` beside this file so
+editors (Even Better TOML / taplo, via a `#:schema` line) validate and complete a manifest.
+
+    python -m trtforge.schema          # rewrite engines.schema.json after changing the loader
+
+tests/test_schema.py fails when the shipped file and the loader disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trtforge import manifest as m
+
+SCHEMA_FILE = Path(__file__).with_name("engines.schema.json")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_json_default(v) for v in value]
+    return value
+
+
+def fragment(check) -> dict:
+    """The JSON Schema fragment a manifest checker declared (manifest._declare)."""
+    return dict(getattr(check, "schema"))  # noqa: B009 - set at runtime; mypy cannot see it
+
+
+def section(spec: dict, description: str = "", *, required: tuple[str, ...] = ()) -> dict:
+    """A table of the loader's {key: (checker, default)}: each key's fragment with its default."""
+    props = {}
+    for key, (check, default) in spec.items():
+        entry = fragment(check)
+        if default is not None:
+            entry["default"] = _json_default(default)
+        props[key] = entry
+    out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
+    if required:
+        out["required"] = list(required)
+    if description:
+        out["description"] = description
+    return out
+
+
+def steps(keyname: str, description: str) -> dict:
+    """An ordered list of passes or rules: a name, or a table with the name and its parameters."""
+    item = {"anyOf": [{"type": "string"},
+                      {"type": "object", "required": [keyname], "properties": {keyname: {"type": "string"}}}]}
+    return {"type": "array", "items": item, "description": description}
+
+
+def _precision() -> dict:
+    out = section(m.PRECISION, "How FP32 islands are chosen (rules) and realised.")
+    out["properties"]["rules"] = steps("rule", "Precision rules, in order; replaces the default list.")
+    return out
+
+
+def _per_output() -> dict:
+    spec = {**m.TOLERANCE}
+    for keys in m.TASK.values():
+        spec.update(keys)
+    out = section(spec, "Tolerance overrides and an optional task metric for one output.")
+    for props in out["properties"].values():
+        props.pop("default", None)  # the module's tolerance, or the metric's own default
+    out["properties"]["metric"] = {"enum": list(m.TASK)}
+    return out
+
+
+def _verify() -> dict:
+    out = section(m.VERIFY, "The tolerance every check holds an output to, and the extra input sets.")
+    out["properties"]["outputs"] = {"type": "object", "additionalProperties": _per_output()}
+    return out
+
+
+def _input() -> dict:
+    """One example input: shape/dtype/range/arg, and where its values come from (input_sources)."""
+    from trtforge import input_sources as src
+
+    out = section(m.INPUT, "One example input.", required=("shape",))
+    num, chans = {"type": "number"}, {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}
+    out["properties"].update({
+        "file": {"type": "string", "description": ".npy, .npz (with key) or an image, relative to the manifest"},
+        "key": {"type": "string"}, "value": {"type": ["number", "boolean"]},
+        "dist": {"enum": list(src.DISTS)}, "mean": chans, "std": chans, "scale": num,
+        "kind": {"enum": list(src.KINDS)}, "vocab_size": {"type": "integer", "minimum": 1},
+        "pad": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
+        "side": {"enum": ["right", "left"]}, "start": {"type": "integer"},
+        "layout": {"enum": sorted({lay for lays in src.LAYOUTS.values() for lay in lays})},
+    })
+    missing = set(src.SOURCE_KEYS) - set(out["properties"])
+    if missing:  # a key the loader takes and the schema does not describe: fail here, not in an editor
+        raise RuntimeError(f"schema: input keys without a fragment: {sorted(missing)}")
+    return out
+
+
+def _stage_sections() -> dict:
+    return {
+        "export": section(m.EXPORT, "How the module becomes ONNX."),
+        "build": section(m.BUILD, "How the engine is built."),
+        "verify": _verify(),
+        "precision": _precision(),
+        "passes": steps("name", "Graph passes, in order; replaces the default list."),
+        "pass_check": {"enum": list(m.PASS_CHECKS), "default": "each"},
+    }
+
+
+def _module() -> dict:
+    stage = _stage_sections()
+    props = {
+        "factory": {**fragment(m._factory), "description": "package.module:callable, imported from the manifest's folder"},
+        "factory_args": {"type": "object", "description": "Keyword arguments of the factory."},
+        "factory_paths": {"type": "array", "items": {"type": "string"},
+                          "description": "factory_args keys whose values are paths relative to the manifest's folder."},
+        "inputs": {"type": "object", "minProperties": 1, "additionalProperties": _input()},
+        "outputs": fragment(m._names),
+        "depends": {**fragment(m._str_list), "description": "Globs (relative to the manifest) whose files key the export."},
+        **{k: stage[k] for k in m.MODULE_KEYS if k in stage},
+    }
+    assert set(props) == set(m.MODULE_KEYS), "a module key without a schema"
+    return {"type": "object", "additionalProperties": False, "required": ["factory", "inputs"], "properties": props}
+
+
+def _defaults() -> dict:
+    stage = _stage_sections()
+    top = section(m.TOP)["properties"]
+    props = {**{k: stage[k] for k in m.DEFAULT_KEYS}, **top}
+    return {"type": "object", "additionalProperties": False, "properties": props,
+            "description": "Applies to every module; each key optional."}
+
+
+def generate() -> dict:
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "trtforge engines.toml",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["modules"],
+        "properties": {
+            "defaults": _defaults(),
+            "modules": {"type": "object", "minProperties": 1, "additionalProperties": _module(),
+                        "propertyNames": {"pattern": m._NAME_RE.pattern, "maxLength": m.limits.MAX_NAME_CHARS}},
+        },
+    }
+
+
+def text() -> str:
+    return json.dumps(generate(), indent=1, sort_keys=True) + "\n"
+

@@ -1,0 +1,34 @@
+"""The verified input sets and their FP32 references in polygraphy's own JSON format, so a user
+can check a published engine with polygraphy as well as with `trtforge verify`:
+
+    polygraphy run <module>.engine --trt --load-inputs <module>.polygraphy-inputs.json \\
+        --load-outputs <module>.polygraphy-reference.json --atol 0.01 --rtol 0.01
+
+The inputs file is a JSON list of feed dicts, one per input set (polygraphy runs one iteration per
+element); the reference is a `RunResults` with one runner whose iterations are the same sets, in
+the same order. Both are written by polygraphy's own encoder (numpy arrays as base64 `.npy`), so
+they stay readable by the polygraphy that wrote them and its successors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trtforge import backends as be
+from trtforge.artifacts import VerifyFiles
+
+INPUTS_JSON = VerifyFiles.POLYGRAPHY_INPUTS
+REFERENCE_JSON = VerifyFiles.POLYGRAPHY_REFERENCE
+# the name polygraphy prints for the loaded reference ("... vs. trtforge-fp32-reference")
+RUNNER = "trtforge-fp32-reference"
+
+
+def write_bundle(sets: list[tuple[str, dict, dict]], backend: str, workdir: Path) -> None:
+    """sets: (label, caller inputs, caller reference) in verification order."""
+    be.select(backend)  # polygraphy reads its TensorRT family once, at its first import
+    from polygraphy.comparator import IterationResult, RunResults
+    from polygraphy.json import to_json
+
+    (workdir / INPUTS_JSON).write_text(to_json([dict(feeds) for _, feeds, _ in sets]))
+    iterations = [IterationResult(outputs=dict(ref), runner_name=RUNNER) for _, _, ref in sets]
+    (workdir / REFERENCE_JSON).write_text(RunResults([(RUNNER, iterations)]).to_json())
