@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def export(model: str, out: Path) -> None:
     import torch
-
     from unets import INPUTS, make_unet
 
     m = make_unet(model).half().eval()

@@ -144,7 +144,7 @@ def _checks_md(verify: dict) -> list[str]:
     if not checks:
         return []
     lines = ["", f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
-             "| check | status | kind | output | max abs | max rel | cosine | outside | task metric | worst set |",
+             "| check | status | kind | output | max abs | max err / max ref | cosine | outside | task metric | worst set |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for stage, c in ordered_checks(verify):
         outs = c.get("outputs") or {"-": {}}

@@ -226,7 +226,7 @@ def _histogram(name: str, per_check: dict, atol: float | None) -> str:
 
 def _metrics_table(verify: dict) -> str:
     rows = ["<table><tr><th>check</th><th>status</th><th>kind</th><th>output</th><th>max abs</th>"
-            "<th>max rel</th><th>cosine</th><th>outside</th><th>task metric</th><th>worst set</th></tr>"]
+            "<th>max err / max ref</th><th>cosine</th><th>outside</th><th>task metric</th><th>worst set</th></tr>"]
     for stage, c in ordered_checks(verify):
         outs = c.get("outputs") or {"–": {}}
         for name, m in outs.items():

@@ -100,8 +100,8 @@ def test_planned_names_are_the_tensorrt_rtx_parser_layer_names(example_project):
     the post-pass ONNX, no Casts. The stages run up to precision_rules only: no engine is built."""
     from trtforge import backends as be
     from trtforge.cache import Store
-    from trtforge.manifest import load_manifest
     from trtforge.driver.lifecycle import records_until
+    from trtforge.manifest import load_manifest
 
     (example_project / "engines.toml").write_text(SMALL_VIT)
     manifest = load_manifest(example_project / "engines.toml")

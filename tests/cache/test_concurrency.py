@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import os
 import subprocess
 
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.slow  # real processes building real engines
 def test_four_concurrent_builds_build_each_stage_once(tiny_project):
     procs = [popen_build(tiny_project) for _ in range(4)]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     reports = [json.loads(out) for out, _ in outs]
     for stage in STAGES:

@@ -4,7 +4,6 @@ sits under a final name."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -12,9 +11,8 @@ import time
 
 import pytest
 
+from tests.cache.conftest import STAGES, assert_consistent, build, popen_build, set_manifest, stages_recorded, states
 from tests.conftest import run_cli
-from tests.cache.conftest import (STAGES, assert_consistent, build, popen_build, set_manifest,
-                                  stages_recorded, states)
 
 pytestmark = pytest.mark.slow  # real processes building real engines
 

@@ -51,7 +51,7 @@ def _interrupted_cleanly(root: Path, proc, code: int, stage: str) -> None:
 def test_signal_inside_each_stage(project, stage):
     """Stages in order on one project: each run finishes the stages before `stage` (interrupted
     there by the previous case) and is interrupted inside `stage`, once per signal."""
-    for name, (env, code) in SIGNALS.items():
+    for env, code in SIGNALS.values():
         proc, _ = build(project, env={env: f"work:{stage}"})
         _interrupted_cleanly(project, proc, code, stage)
     if stage == STAGES[-1]:  # the next run resumes: only verify is left to do

@@ -18,9 +18,9 @@ from tests.cache.conftest import MLP
 from tests.conftest import STAGES
 from trtforge.cache import Record, key_of
 from trtforge.cache.keys import canonical_json, set_memo_root
-from trtforge.manifest import DEFAULT_PASSES, parse_manifest
 from trtforge.driver.run import stage_key
 from trtforge.driver.stages import stage_table
+from trtforge.manifest import DEFAULT_PASSES, parse_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -55,7 +55,7 @@ def _toml(value) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list):
-        items = [("{ rule = %s }" % json.dumps(v)) if isinstance(v, str) and v == "attention_score"
+        items = [f"{{ rule = {json.dumps(v)} }}" if isinstance(v, str) and v == "attention_score"
                  else _toml(v) for v in value]
         return "[" + ", ".join(items) + "]"
     return repr(value)
@@ -66,7 +66,7 @@ def render(values: dict) -> str:
     lines = ["[modules.mlp]", 'factory = "tinymods.mlp:make_mlp"']
     for name, value in values.items():
         if name == "passes":
-            lines.append("passes = [" + ", ".join("{ name = %s }" % json.dumps(p) for p in value) + "]")
+            lines.append("passes = [" + ", ".join(f"{{ name = {json.dumps(p)} }}" for p in value) + "]")
         else:
             lines.append(f"{name} = {_toml(value)}")
     return "\n".join(lines) + "\n"

@@ -9,8 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.cache.conftest import (STAGES, assert_consistent, blob, build, popen_build, records, set_manifest,
-                                  states)
+from tests.cache.conftest import STAGES, assert_consistent, blob, build, popen_build, records, set_manifest, states
 from tests.conftest import TRTFORGE, Pause, run_cli
 
 pytestmark = pytest.mark.slow  # real processes building real engines

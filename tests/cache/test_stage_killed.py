@@ -65,7 +65,7 @@ def test_a_killed_stage_is_reported_and_nothing_is_published(request, stage):
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("trtforge: error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert f"module 'mlp'" in errors[0] and f"stage '{stage}' was killed by SIGKILL" in errors[0]
+    assert "module 'mlp'" in errors[0] and f"stage '{stage}' was killed by SIGKILL" in errors[0]
     assert "GiB RSS" in errors[0] and "out-of-memory killer" in errors[0]
     got = states(report)
     assert got[stage] == "failed" and all(got[s] == "not run" for s in STAGES[STAGES.index(stage) + 1:])

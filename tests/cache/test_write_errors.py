@@ -11,8 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.cache.conftest import (TRTFORGE, assert_consistent, build, records, set_manifest, sha256,
-                                  states)
+from tests.cache.conftest import TRTFORGE, assert_consistent, build, records, set_manifest, states
 
 pytestmark = pytest.mark.slow  # real processes building real engines
 

@@ -4,7 +4,7 @@ against the caller view (numpy / torch) that the verify stage uses."""
 import numpy as np
 import pytest
 
-from tests.graph_passes.helpers import apply, ort_run, ops
+from tests.graph_passes.helpers import apply, ops, ort_run
 from trtforge.errors import ManifestError
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.graph_passes.bake_preprocess import BakePreprocessPass

@@ -4,7 +4,7 @@ linear and cubic, both align_corners conventions, scale factors and target sizes
 import numpy as np
 import pytest
 
-from tests.graph_passes.helpers import apply, ort_run, ops
+from tests.graph_passes.helpers import apply, ops, ort_run
 from trtforge.errors import PassError
 from trtforge.export.caller_view import caller_view
 from trtforge.graph_passes.bake_resize import BakeResizePass

@@ -1,8 +1,8 @@
 """cleanup, toposort and fold_constants on ONNX text: what they change, that they say so
 truthfully, and that the outputs stay equal."""
 
-from tests.graph_passes.helpers import apply, assert_same_outputs, ops
 from tests.conftest import onnx_model
+from tests.graph_passes.helpers import apply, assert_same_outputs, ops
 from trtforge.graph_passes.base import PassContext, Pipeline
 from trtforge.graph_passes.cleanup import CleanupPass
 from trtforge.graph_passes.fold_constants import FoldConstantsPass

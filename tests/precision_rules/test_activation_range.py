@@ -7,8 +7,8 @@ import pytest
 
 from tests.precision_rules.helpers import HEADER, graph_of, model_of
 from trtforge.errors import PrecisionError
-from trtforge.precision_rules.activation_range import ActivationRangeRule
 from trtforge.onnx_eval import widen_to_fp32
+from trtforge.precision_rules.activation_range import ActivationRangeRule
 from trtforge.precision_rules.fp32_probe import Probe
 
 # x in [-1, 1]: big = x * 3e4 + 1e5 reaches 1.3e5 (inf in FP16); small stays below 10

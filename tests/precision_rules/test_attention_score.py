@@ -74,6 +74,8 @@ class FakeProbe:
     def peaks(self, n_random=0, seed=0):
         return self._peaks
 
+    score_peaks = top = peaks
+
 
 def test_auto_keeps_only_hot_blocks():
     g = graph_of(FOUR_D)
@@ -167,3 +169,24 @@ def test_softmax_rule_keeps_scale_and_softmax_but_not_the_matmul():
     assert sorted(ops[n] for n in result.matched) == ["Add", "Div", "Softmax"]
     assert "use attention_score" in result.near_misses[0]["reason"]
     assert sorted(ops[n] for n in SoftmaxRule(with_scale=False).select(g).matched) == ["Softmax"]
+
+
+class AttentionPool(torch.nn.Module):
+    """A learned query attending over tokens (CLIP's AttentionPool2d, SigLIP's MAP head)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.query = torch.nn.Parameter(torch.randn(1, 1, 16))
+        self.attn = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(self.query.expand(x.shape[0], -1, -1), x, x, need_weights=False)[0]
+
+
+def test_attention_pooling_with_a_learned_query_is_a_score_chain():
+    g = _graph(_export(AttentionPool().eval(), _rand(1, 8, 16)))
+    result = AttentionScoreRule().select(g)
+    assert not result.near_misses, result.near_misses
+    assert sum(1 for n in g.nodes if n.name in result.matched and n.op == "Softmax") == 1
+    assert sum(1 for n in g.nodes if n.name in result.matched and n.op == "MatMul") == 1

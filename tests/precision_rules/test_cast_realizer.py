@@ -34,7 +34,7 @@ def test_island_shares_casts_and_keeps_io_dtypes():
     counts = realize_casts(g, {"a", "b", "x_reader_that_does_not_exist"})
     by = {n.name: n for n in g.nodes}
     # x enters once; the island's output leaves once (shared by d and f); a -> b has no cast between
-    assert counts == {"to_fp32": 1, "to_fp16": 1, "initializers_fp32": 1, "cancelled": 0}
+    assert counts == {"to_fp32": 1, "to_fp16": 1, "initializers_fp32": 1, "cancelled": 0, "masks_widened": 0}
     assert by["b"].inputs[0] is by["a"].outputs[0] and by["a"].outputs[0].dtype == F32
     assert by["d"].inputs[0] is by["f"].inputs[0]
     assert [(t.name, np.dtype(t.dtype)) for t in (*g.inputs, *g.outputs)] == \

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trtforge import backends as be
-from trtforge.cache import Store
-from trtforge.manifest import load_manifest
-from trtforge.driver.lifecycle import build_module
-from trtforge.verify import run as verify_run
-
 from tests.conftest import ONNX_STAGES
 from tests.verify.faults import ATTN_MANIFEST, faults_project
+from trtforge import backends as be
+from trtforge.cache import Store
+from trtforge.driver.lifecycle import build_module
+from trtforge.manifest import load_manifest
+from trtforge.verify import run as verify_run
 
 pytestmark = pytest.mark.slow  # real engine builds, in-process
 

@@ -185,7 +185,7 @@ def debug_precision(passes_dir: Path, export_dir: Path, tolerance) -> DebugResul
     everything = set().union(*(i.nodes for i in candidates)) if candidates else set()
     # the activations say where to look first: if the islands that touch near-65504 values
     # suffice, bisect those (4 runs instead of 20 on the 4-block hostile fixture)
-    hot = hot_islands(graph, candidates, probe.peaks(2, 0))
+    hot = hot_islands(graph, candidates, probe.score_peaks(2, 0))  # masks are not hot
     start = hot if hot and len(hot) < len(candidates) and judge.passes(set().union(*(i.nodes for i in hot)))[0] \
         else candidates
     if start is candidates:

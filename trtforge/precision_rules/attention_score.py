@@ -23,53 +23,11 @@ from __future__ import annotations
 import onnx_graphsurgeon as gs
 
 from trtforge.errors import PrecisionError
-from trtforge.precision_rules.plan import FP16_MAX, RuleResult, producer
+from trtforge.precision_rules.plan import FP16_MAX, RuleResult
+from trtforge.precision_rules.score_graph import ScoreChain, find_chain, saturated_masks, score_chain
 
-BETWEEN = ("Mul", "Div", "Add", "Sub", "Where")
-MAX_DEPTH = 6
-
-
-def _is_constant(t) -> bool:
-    p = producer(t)
-    return isinstance(t, gs.Constant) or (p is not None and p.op == "Constant")
-
-
-def _next_towards_matmul(node: gs.Node) -> gs.Node | None:
-    """Of a scale/mask op's operands, the activation (the other is the scale or the mask);
-    prefer the one that itself comes from a MatMul or another scale/mask op."""
-    operands = node.inputs[1:] if node.op == "Where" else node.inputs
-    candidates = [producer(t) for t in operands if producer(t) is not None and not _is_constant(t)]
-    for p in candidates:
-        if p.op in ("MatMul", *BETWEEN):
-            return p
-    return candidates[0] if candidates else None
-
-
-def _k_layout(matmul: gs.Node) -> str:
-    p = producer(matmul.inputs[1])
-    return "K^T by Transpose" if p is not None and p.op == "Transpose" else "K^T pre-transposed"
-
-
-def score_chain(softmax: gs.Node) -> tuple[list[gs.Node] | None, str]:
-    """Walk back from a Softmax to its score MatMul; return the chain (Softmax first, MatMul last)
-    or why it is not one."""
-    chain = [softmax]
-    node = producer(softmax.inputs[0])
-    for _ in range(MAX_DEPTH):
-        if node is None:
-            return None, "its input is a graph input, not a MatMul"
-        if node.op == "MatMul":
-            a, b = node.inputs[:2]
-            if _is_constant(a) or _is_constant(b):
-                return None, (f"MatMul '{node.name}' has a weight operand: a projection, not Q.K^T "
-                              "with a transposed operand")
-            return chain + [node], f"score MatMul '{node.name}', {_k_layout(node)}"
-        if node.op not in BETWEEN:
-            return None, (f"its input comes from {node.op} '{node.name}', not a MatMul with a "
-                          "transposed operand (through scale or mask)")
-        chain.append(node)
-        node = _next_towards_matmul(node)
-    return None, f"no MatMul within {MAX_DEPTH} ops of the Softmax"
+BETWEEN = ("Mul", "Div", "Add", "Sub", "Where")  # the scale and mask ops the softmax rule keeps too
+__all__ = ["AttentionScoreRule", "BETWEEN", "score_chain"]
 
 
 class AttentionScoreRule:
@@ -85,29 +43,44 @@ class AttentionScoreRule:
 
     def select(self, graph: gs.Graph, probe=None) -> RuleResult:
         result = RuleResult(self.name)
-        peaks = probe.peaks(self.n_random, self.seed) if self.mode == "auto" else None
+        peaks = (probe.score_peaks(self.n_random, self.seed), probe.top(self.n_random, self.seed)) \
+            if self.mode == "auto" else None
         for node in graph.nodes:
             if node.op == "Attention":
                 result.matched[node.name] = "ONNX Attention op (scores inside)"
+                self._keep_masks(result, ScoreChain(node, [node]), node.name)
             if node.op != "Softmax":
                 continue
-            chain, why = score_chain(node)
+            chain, why = find_chain(node)
             if chain is None:
                 result.near_misses.append({"node": node.name, "reason": f"Softmax: {why}"})
                 continue
             if peaks is not None:
-                keep, why_auto = self._hot(node, chain, peaks)
+                keep, why_auto = self._hot(chain, peaks)
                 if not keep:
-                    result.near_misses.append({"node": node.name, "reason": f"Softmax: {why_auto}"})
+                    result.near_misses.append({"node": node.name, "reason": f"Softmax: {why_auto}",
+                                               "cold": True})
                     continue
                 why = f"{why}; {why_auto}"
-            for n in chain:
+            for n in chain.nodes:
                 result.matched[n.name] = f"attention score chain ending in Softmax '{node.name}' ({why})"
+            self._keep_masks(result, chain, node.name)
+        if not result.matched and all(m.get("cold") for m in result.near_misses):
+            result.empty_ok = "no attention block is hot" if result.near_misses else "no attention block"
         return result
 
-    def _hot(self, softmax: gs.Node, chain: list[gs.Node], peaks: dict) -> tuple[bool, str]:
-        logits = peaks.get(softmax.inputs[0].name, float("inf"))
-        widest = max(peaks.get(n.outputs[0].name, float("inf")) for n in chain[1:])
+    @staticmethod
+    def _keep_masks(result: RuleResult, chain: ScoreChain, anchor: str) -> None:
+        for n in chain.mask_nodes or saturated_masks(chain):
+            result.matched.setdefault(n.name, f"mask of Softmax '{anchor}' holding the FP16 minimum "
+                                              "(-65504), widened to float32's minimum")
+
+    def _hot(self, chain: ScoreChain, peaks: tuple[dict, dict]) -> tuple[bool, str]:
+        """The largest logit (masks of -100 or -65504 are no logits exp() overflows on) and the
+        score tensors' magnitude without mask entries (fp32_probe)."""
+        magnitude, top = peaks
+        logits = top.get(chain.softmax.inputs[0].name, float("inf"))
+        widest = max(magnitude.get(n.outputs[0].name, float("inf")) for n in chain.nodes[1:])
         if logits >= self.threshold:
             return True, f"FP32 scores reach {logits:.4g} >= threshold {self.threshold:g}"
         if widest >= self.range_fraction * FP16_MAX:

@@ -7,7 +7,9 @@ Cases:
 - an FP16 initializer used only inside islands is stored FP32 (only that tensor is loaded);
   one shared with FP16 nodes is cast at run time;
 - an FP32 node's FP16 output is produced as FLOAT; FP32 consumers take it directly (neighbours
-  share one island), others and graph outputs get one Cast back to FLOAT16 under the old name.
+  share one island), others and graph outputs get one Cast back to FLOAT16 under the old name;
+- a mask constant at the FP16 minimum (-65504) read by an FP32 node becomes float32's minimum
+  (mask_widen).
 Invariants are checked after: FP32 nodes see FLOAT inputs, no Cast pair cancels, graph I/O dtypes
 unchanged. A broken invariant is a bug (InternalError with its traceback).
 """
@@ -19,6 +21,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from trtforge.errors import invariant
+from trtforge.precision_rules.mask_widen import widen_saturated_masks
 
 # ops whose output type is fixed by an attribute or that carry no float math
 NOT_CASTABLE = {"Cast", "CastLike", "Shape", "Size", "Constant", "ConstantOfShape", "EyeLike",
@@ -76,6 +79,8 @@ def realize_casts(graph: gs.Graph, fp32_names: set[str]) -> dict:
                 casts["to_fp32"] += 1
             node.inputs[j] = shared[t.name]
     casts["cancelled"] = _drop_cancelling_pairs(graph)
+    graph.cleanup()
+    casts["masks_widened"] = widen_saturated_masks(graph, {n.name for n in fp32})
     graph.cleanup().toposort()
     check_invariants(graph, fp32, io_before)
     return casts

@@ -14,6 +14,9 @@ class RuleResult:
     rule: str
     matched: dict[str, str] = field(default_factory=dict)  # node name -> reason
     near_misses: list[dict] = field(default_factory=list)  # {"node", "reason"}
+    # why matching nothing is the intended result (auto found no hot block, a CNN has no attention):
+    # then no warning, since there is nothing for the user to do
+    empty_ok: str | None = None
 
 
 @dataclass
@@ -27,7 +30,7 @@ class PrecisionPlan:
         for name, reason in result.matched.items():
             self.fp32.setdefault(name, {"rule": result.rule, "reason": reason, "op": ops.get(name)})
         self.near_misses.extend({"rule": result.rule, **m} for m in result.near_misses)
-        if not result.matched:
+        if not result.matched and not result.empty_ok:
             hint = "; ".join(f"{m['node']}: {m['reason']}" for m in result.near_misses[:5])
             self.warnings.append(f"rule '{result.rule}' matched no node"
                                  + (f" (near misses: {hint})" if hint else ""))

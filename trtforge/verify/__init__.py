@@ -24,7 +24,8 @@ def ordered_checks(verify: dict) -> list[tuple[str, dict]]:
 
 
 # the per-output metric columns of both reports, in table order: (metric key, format)
-METRIC_FORMATS = (("max_abs", ".3g"), ("max_rel", ".3g"), ("cosine", ".6f"), ("outside", ".3%"))
+# rel err = max |error| / max |reference| (relative to the output's scale; metrics.compare)
+METRIC_FORMATS = (("max_abs", ".3g"), ("rel_err", ".3g"), ("cosine", ".6f"), ("outside", ".3%"))
 
 
 def metric_texts(metrics: dict, none: str = "-") -> list[str]:
@@ -41,7 +42,7 @@ def task_text(metrics: dict, none: str = "-") -> str:
 @dataclass(frozen=True)
 class VerifyStage:
     name: str = "verify"
-    version: str = "verify-8"  # 7: the chain order recorded in the metadata; 8: polygraphy JSON bundle
+    version: str = "verify-9"  # 7: the chain order recorded in the metadata; 8: polygraphy JSON bundle; 9: rel_err
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key
