@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU wheel at hand on these machines; on a GPU machine: make engines TORCH_SPEC='torch==2.11.0'
 TORCH_SPEC ?= torch==2.13.0
-BUILD_EXTRAS ?= rtx
-DEV_EXTRAS ?= rtx,test,lint
+# remote: the shared remote cache (docs/farm.md); a runner of a build farm needs it
+BUILD_EXTRAS ?= rtx,remote
+DEV_EXTRAS ?= rtx,remote,test,lint
 PY := $(VENV)/bin/python
 BASE := $(VENV)/.trtforge-base
 BUILD_STAMP := $(VENV)/.trtforge-build

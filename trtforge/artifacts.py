@@ -75,6 +75,7 @@ class BuildMeta(TypedDict, total=False):
     io: dict[str, Any]
     fp32_layers: Any
     profiles: list[dict[str, Any]]  # only with dynamic dims: [{input: {min, opt, max}}] (dims.describe)
+    timing_cache: dict[str, Any] | None  # digest, bytes, seeded_from (builder/timing.py)
 
 
 class VerifyMeta(TypedDict, total=False):

@@ -93,13 +93,15 @@ def resolve(requested: str, module: str) -> str:
     return requested
 
 
-def target(backend: str, ccs: tuple[str, ...]) -> dict:
-    """What the engine is built for: its folder name under engines/ and the facts for the key."""
+def target(backend: str, ccs: tuple[str, ...], gpu_model: str = "") -> dict:
+    """What the engine is built for: its folder name under engines/ and the facts for the key.
+    `gpu_model` (a [targets] table's gpu): the first GPU whose name contains it, else the first."""
     if backend == RTX:
         chosen = tuple(ccs) or RTX_DEFAULT_CCS
         name = "rtx-" + "-".join("sm" + c.replace(".", "") for c in chosen)
         return {"name": name, "compute_capabilities": list(chosen), "explicit": bool(ccs)}
-    gpu = gpus()[0]
+    found = gpus()
+    gpu = next((g for g in found if gpu_model and gpu_model.lower() in g.name.lower()), found[0])
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.name.lower()).strip("-")
     return {"name": f"trt-{slug}-sm{gpu.compute_capability.replace('.', '')}", "gpu": gpu.name,
             "compute_capabilities": [gpu.compute_capability]}

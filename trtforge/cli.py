@@ -36,10 +36,17 @@ def _fail(e: TrtforgeError, verbose: bool) -> None:
     sys.exit(e.exit_code)
 
 
-def _store(manifest, cache_dir: str | None, writable: bool = True):
+def _store(manifest, cache_dir: str | None, writable: bool = True, remote=None):
     from trtforge.driver.api import open_store
 
-    return open_store(manifest, cache_dir, writable)
+    return open_store(manifest, cache_dir, writable, remote=remote)
+
+
+def _remote(manifest):
+    """The remote cache of the manifest or $TRTFORGE_REMOTE_CACHE (None: none)."""
+    from trtforge.cache.remote import open_remote
+
+    return open_remote(manifest.cache if manifest is not None else None)
 
 
 class _Group(click.Group):
@@ -105,14 +112,29 @@ def _cache_dir_option(f):
 @click.option("--stage", "force_stage", default=None,
               type=click.Choice(STAGE_NAMES),
               help="With --force: the first stage to re-run.")
+@click.option("--require-remote", is_flag=True,
+              help="Fail (exit 2) when the remote cache cannot be used, instead of building locally.")
+@click.option("--remote-read-only", is_flag=True, help="Download from the remote cache, never upload.")
+@click.option("--no-remote", is_flag=True, help="Ignore the remote cache for this run.")
+@click.option("--target", "targets", multiple=True,
+              help="Build only this [targets.NAME] target (repeatable; default: every target).")
+@click.option("--require-target", is_flag=True,
+              help="Fail (exit 3) when a chosen target cannot be built here, instead of skipping it.")
+@click.option("--from-cache", is_flag=True,
+              help="Assemble engines/ from the (shared) cache, building nothing; exit 3 naming what no "
+                   "runner has built yet.")
 @click.pass_context
 def build(ctx, manifest_path, modules, backend, cache_dir, output_dir, quiet, as_json, junit, require_engine_check,
-          jobs, allow_foreign_files, force, force_stage):
+          jobs, allow_foreign_files, force, force_stage, require_remote, remote_read_only, no_remote, targets,
+          require_target, from_cache):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
     if force_stage and not force:
         _fail(TrtforgeError("--stage needs --force", where="--stage",
                             hint=f"write --force --stage {force_stage}"), verbose)
+    if from_cache and force:
+        _fail(TrtforgeError("--from-cache builds nothing; --force re-runs stages", where="--from-cache",
+                            hint="drop one of them"), verbose)
     from trtforge import interrupts
 
     interrupts.install()
@@ -133,7 +155,9 @@ def build(ctx, manifest_path, modules, backend, cache_dir, output_dir, quiet, as
                             require_engine_check=require_engine_check, allow_foreign_files=allow_foreign_files,
                             force_from=(force_stage or "export") if force else None, progress=progress,
                             output_dir=output_dir, on_result=notes,
-                            on_note=lambda text: click.echo(f"trtforge: note: {text}", err=True))
+                            on_note=lambda text: click.echo(f"trtforge: note: {text}", err=True),
+                            remote=not no_remote, remote_read_only=remote_read_only, require_remote=require_remote,
+                            from_cache=from_cache, targets=targets, require_target=require_target)
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt as e:
@@ -161,7 +185,11 @@ def build(ctx, manifest_path, modules, backend, cache_dir, output_dir, quiet, as
         click.echo(f"trtforge: warning: module '{name}': {w}", err=True)
     for err in outcome.errors:
         _error_line(err, verbose)
-    if outcome.errors:
+    if outcome.remote_failure:  # the build ran locally; the remote's failure is still an error
+        from trtforge.cache.remote import HINT
+
+        click.echo(f"trtforge: error: cache: {outcome.remote_failure}; {HINT}", err=True)
+    if outcome.errors or outcome.remote_failure:
         sys.exit(outcome.exit_code)
 
 
@@ -270,17 +298,31 @@ def _with_cache_opts(f):
 
 @cache.command("ls")
 @_with_cache_opts
+@click.option("--remote", "remote", is_flag=True, help="List the remote cache's records instead.")
 @click.pass_context
-def cache_ls(ctx, cache_dir, manifest_path):
+def cache_ls(ctx, cache_dir, manifest_path, remote):
     """List cache records (oldest first): key, module, stage, size, age; then the total."""
     try:
-        store = _cache_store(manifest_path, cache_dir, writable=False)  # listing needs no writes
+        if remote:
+            _, rem = _remote_store(manifest_path, cache_dir, writable=False)
+            docs = [(d, None) for d in rem.records()]
+            rem.check()
+        else:
+            store = _cache_store(manifest_path, cache_dir, writable=False)  # listing needs no writes
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     from trtforge.cache.manage import listing
 
     now, damaged = time.time(), []
-    rows = listing(store.root, damaged)
+    if remote:
+        for note in rem.take_notes():
+            click.echo(f"trtforge: note: {note}", err=True)
+        rows = sorted(({"key": d["key"], "stage": d["stage"], "module": d.get("module") or "-",
+                        "bytes": sum(o["size"] for o in d["outputs"].values()), "created": d["created"],
+                        "digests": {o["digest"]: o["size"] for o in d["outputs"].values()}} for d, _ in docs),
+                      key=lambda r: r["created"])
+    else:
+        rows = listing(store.root, damaged)
     width = max([len("MODULE"), *(len(r["module"]) for r in rows)])
     click.echo(f"{'KEY':<16}  {'MODULE':<{width}}  {'STAGE':<16} {'SIZE':>12}  {'AGE':>8}")
     for r in rows:
@@ -291,6 +333,88 @@ def cache_ls(ctx, cache_dir, manifest_path):
     for path, reason in damaged:
         click.echo(f"trtforge: note: damaged cache record {path.name[:16]} ignored ({reason}); "
                    "`trtforge cache verify` removes it", err=True)
+
+
+def _remote_store(manifest_path, cache_dir, writable=True):
+    """The local store with the remote attached, connected now (a failure is one line, exit 2)."""
+    from trtforge.manifest import load_manifest
+
+    manifest = load_manifest(manifest_path) if Path(manifest_path).exists() else None
+    remote = _remote(manifest)
+    if remote is None:
+        from trtforge.cache.remote import ENV_URL
+
+        raise TrtforgeError("no remote cache is configured", where="--remote",
+                            hint=f"set [cache] remote in the manifest or ${ENV_URL}")
+    remote.check()
+    store = _cache_store(manifest_path, cache_dir, writable) if manifest is None or cache_dir or \
+        os.environ.get(ENV_CACHE) else _store(manifest, None, writable)
+    return store, remote
+
+
+@cache.command("push")
+@_with_cache_opts
+@click.option("--remote", "_remote_flag", is_flag=True, help="(implied) push to the remote cache.")
+@click.pass_context
+def cache_push(ctx, cache_dir, manifest_path, _remote_flag):
+    """Upload every local record the remote cache lacks (blobs first, the record last)."""
+    try:
+        store, remote = _remote_store(manifest_path, cache_dir)
+        if not remote.writable:
+            raise TrtforgeError("the remote cache is read-only here", where=remote.config.url,
+                                hint="unset $TRTFORGE_REMOTE_CACHE_MODE / [cache] read_only to push")
+        from trtforge.cache.manage import records
+
+        pushed = skipped = 0
+        keys = set()
+        for doc, _ in records(store.root):
+            keys.add(doc["key"])
+            if remote.has(doc["key"]):
+                skipped += 1
+            elif remote.push(doc["key"], store):
+                pushed += 1
+        for base, key in _local_deps(store):  # how other runners find records keyed on loaded code
+            if key in keys:
+                remote.push_deps(base, key)
+        remote.check()  # a failure met on the way: one line, exit 2
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    click.echo(f"pushed {pushed} record(s), {skipped} already there ({remote.stats.bytes_up / 1e6:.1f} MB up)")
+
+
+def _local_deps(store):
+    """(base, key) of every deps/ entry of the local store."""
+    from trtforge.cache.manage import regular_files
+
+    for path, _ in regular_files(store.root / "deps"):
+        base = path.name[:-len(".json")]
+        for key in store.deps_keys(base):
+            yield base, key
+
+
+@cache.command("pull")
+@_with_cache_opts
+@click.option("--remote", "_remote_flag", is_flag=True, help="(implied) pull from the remote cache.")
+@click.pass_context
+def cache_pull(ctx, cache_dir, manifest_path, _remote_flag):
+    """Download every remote record the local cache lacks, each object checked by digest."""
+    try:
+        store, remote = _remote_store(manifest_path, cache_dir)
+        pulled = present = 0
+        for doc in remote.records():
+            if store.read_record(store._action(doc["key"]), doc["key"]) is not None:
+                present += 1
+            elif remote.fetch(doc["key"], store) is not None:
+                pulled += 1
+        for base, key in remote.all_deps():
+            if store.lookup(key) is not None:
+                store.add_deps_key(base, key, push=False)
+        remote.check()
+    except TrtforgeError as e:
+        _fail(e, ctx.obj["verbose"])
+    for note in remote.take_notes():
+        click.echo(f"trtforge: note: {note}", err=True)
+    click.echo(f"pulled {pulled} record(s), {present} already here ({remote.stats.bytes_down / 1e6:.1f} MB down)")
 
 
 @cache.command("verify")

@@ -82,6 +82,14 @@ class VerifyError(TrtforgeError):
     exit_code = 3
 
 
+class NotBuiltYet(TrtforgeError):
+    """`build --from-cache`: no runner has stored this stage's result yet. Exit 3: what the
+    release needs is not there (nothing is built here)."""
+
+    stage = "assemble"
+    exit_code = 3
+
+
 class CacheError(TrtforgeError):
     stage = "cache"
 

@@ -268,6 +268,24 @@ TOP = {"cache_dir": (_nonempty_str, ".trtforge-cache"), "output_dir": (_nonempty
        "allow_foreign_files": (_bool, False)}
 
 
+def _remote_url(value, where):
+    _str(value, where)
+    if value and "://" not in value:
+        raise ManifestError(f"'{value}' is not a URL", where=where,
+                            hint="write e.g. 's3://bucket/prefix' or 'file:///mnt/share/trtforge'")
+    return value
+
+
+def _table(value, where):
+    if not isinstance(value, dict):
+        raise ManifestError(f"expected a table, got {type(value).__name__}", where=where)
+    return dict(sorted(value.items()))
+
+
+# [cache]: the shared remote cache (docs/farm.md); credentials never go here (environment only)
+CACHE = {"remote": (_remote_url, ""), "read_only": (_bool, False), "options": (_table, {})}
+
+
 def _section(raw: Any, spec: dict, where: str, *, base: dict | None = None) -> dict:
     """Validate one table against its spec; fill defaults from `base`, else the spec."""
     if not isinstance(raw, dict):
@@ -425,6 +443,8 @@ class Manifest:
     output_dir: Path
     modules: tuple[ModuleSpec, ...]
     allow_foreign_files: bool = False
+    cache: dict = field(default_factory=dict)  # [cache]: remote, read_only, options
+    targets: tuple = ()  # [targets.NAME]: trtforge.targets.TargetSpec; () = the default target
 
     def module(self, name: str) -> ModuleSpec:
         for m in self.modules:
@@ -618,7 +638,12 @@ def _duplicate_module(text: str) -> tuple[str, int, int] | None:
     return None
 
 
+TOP_TABLES = ("defaults", "modules", "cache", "targets")
+
+
 def parse_manifest(text: str, path: Path) -> Manifest:
+    from trtforge.targets import parse_targets
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -630,8 +655,8 @@ def parse_manifest(text: str, path: Path) -> Manifest:
                             hint="fix the line and column named") from None
     where = path.name
     for key in data:
-        if key not in ("defaults", "modules"):
-            near = difflib.get_close_matches(key, ["defaults", "modules"], n=1)
+        if key not in TOP_TABLES:
+            near = difflib.get_close_matches(key, list(TOP_TABLES), n=1)
             raise ManifestError(f"unknown top-level table '{key}'", where=f"{where}: {key}",
                                 hint=f"did you mean '{near[0]}'?" if near
                                 else "modules go under [modules.NAME]")
@@ -646,7 +671,9 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     output_dir = root / defaults["output_dir"]
     _check_output_dir(output_dir, cache_dir, root, defaults["output_dir_outside"], f"{where}: defaults.output_dir")
     return Manifest(path=path, root=root, cache_dir=cache_dir, output_dir=output_dir, modules=modules,
-                    allow_foreign_files=defaults["allow_foreign_files"])
+                    allow_foreign_files=defaults["allow_foreign_files"],
+                    cache=_section(data.get("cache", {}), CACHE, f"{where}: cache"),
+                    targets=parse_targets(data.get("targets"), f"{where}: targets"))
 
 
 def _inside(path: Path, folder: Path) -> bool:

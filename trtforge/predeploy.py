@@ -69,7 +69,7 @@ def _sidecar(folder: Path, name: str, entry: dict) -> tuple[dict | None, str | N
         return None, f"sidecar {path} is damaged ({type(e).__name__}); rebuild or copy the folder again"
     if not isinstance(side, dict) or not SIDECAR_KEYS <= side.keys() or not isinstance(side["files"], dict):
         return None, f"sidecar {path} is damaged (not a trtforge sidecar); rebuild or copy the folder again"
-    if side["module"] != name:
+    if side["module"] != name.rsplit("/", 1)[-1]:  # "<target>/<module>" with [targets]
         return None, f"sidecar {path} names module {side['module']!r}, not {name!r}; refused"
     base = PurePosixPath(rel).parent
     listed = {(base / f).as_posix() for f in side["files"] if isinstance(f, str) and "/" not in f and f != ".."}
@@ -90,14 +90,15 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
     if bad:
         return _failed(name, bad)
     where = folder / PurePosixPath(entry["sidecar"]).parent
-    engine = where / f"{name}.engine"
-    if f"{name}.engine" not in side["files"]:
+    stem = name.rsplit("/", 1)[-1]  # the index names "<target>/<module>" with [targets]
+    engine = where / f"{stem}.engine"
+    if f"{stem}.engine" not in side["files"]:
         return _failed(name, f"{engine} is missing: its sidecar lists no engine")
     reason = why_not_runnable({"backend": side["backend"], "target": side["target"]}) or _version_mismatch(side)
     if reason:
         return {"module": name, "status": "failed" if require_engine_check else "not run",
                 "reason": f"engine not run here: {reason}"}
-    sets = _bundle_sets(where, name, side)
+    sets = _bundle_sets(where, stem, side)
     try:
         outputs, latency = run_engine_sets(engine, [load_arrays(i) for i, _ in sets], side["backend"],
                                            profiles=side.get("profiles"))

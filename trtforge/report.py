@@ -57,6 +57,8 @@ def as_json(results: list[ModuleResult]) -> dict:
     return {"modules": [{
         "name": r.name, "ok": r.ok, "error": r.error.one_line() if r.error else None,
         "published": [str(p) for p in r.published], "notes": r.notes, "warnings": report_warnings(r),
+        **({"remote": r.remote} if r.remote else {}),
+        **({"target": r.target} if r.target else {}), **({"skipped": r.skipped} if r.skipped else {}),
         "stages": {s: {"state": st.state, "reason": st.reason, "seconds": round(st.seconds, 3),
                        "key": st.key, "meta": st.meta} for s, st in r.stages.items()},
     } for r in results]}
@@ -171,7 +173,7 @@ def provenance(manifest, results: list[ModuleResult], backend: str | None, start
 
     pairs = []
     for r in results:
-        m, meta = manifest.module(r.name), r.stages["build"].meta
+        m, meta = manifest.module(r.module), r.stages["build"].meta
         if meta.get("backend"):
             pair = (meta["backend"], meta["backend_version"])
         else:  # not built this run (a stage before it failed): what would have built it
@@ -240,7 +242,9 @@ def write_reports(results: list[ModuleResult], manifest, *, partial: bool = Fals
     out_dir.mkdir(parents=True, exist_ok=True)
     modules = json.loads(json.dumps(as_json(results)["modules"], default=str))
     if partial:
-        modules = _merge(out_dir, modules, [m.name for m in manifest.modules])
+        order = ([f"{t.name}/{m.name}" for m in manifest.modules for t in manifest.targets] if manifest.targets
+                 else [m.name for m in manifest.modules])  # the names engines/index.json holds
+        modules = _merge(out_dir, modules, order)
     head = provenance(manifest, results, backend, time.time() if started is None else started, duration)
     head["ok"] = all(m["ok"] for m in modules)
     head["modules_built"] = [r.name for r in results]

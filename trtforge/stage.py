@@ -71,6 +71,7 @@ class StageContext:
     root: Path
     inputs: dict = field(default_factory=dict)  # upstream stage name -> folder of its outputs
     upstream_meta: dict = field(default_factory=dict)  # upstream stage name -> its record meta
+    timing_cache: Path | None = None  # build: the target's newest timing cache, to start from
 
 
 class Stage(Protocol):

@@ -145,6 +145,13 @@ def record_of(cache: Path, stage: str) -> dict:
     return rec
 
 
+def _is_sidecar(path: Path) -> bool:
+    if path.suffix != ".json":
+        return False
+    doc = json.loads(path.read_text())
+    return isinstance(doc, dict) and "files" in doc
+
+
 def assert_consistent(root: Path) -> None:
     """No partial file under a final name, anywhere:
     - every blob's content hashes to its name, and every record's blobs exist (record written last);
@@ -166,9 +173,12 @@ def assert_consistent(root: Path) -> None:
     for folder in (root / "engines").glob("*/"):
         vouched = set()
         for side in folder.glob("*.json"):
-            for fname, digest in json.loads(side.read_text())["files"].items():
+            doc = json.loads(side.read_text())
+            if not (isinstance(doc, dict) and "files" in doc):
+                continue  # a bundle file (polygraphy-inputs.json ...), not a sidecar: a sidecar vouches for it
+            for fname, digest in doc["files"].items():
                 assert sha256(folder / fname) == digest, f"sidecar {side.name} does not describe {fname}"
                 vouched.add(fname)
         for f in folder.iterdir():
-            if not f.name.startswith(".") and f.suffix != ".json" and f.name not in vouched:
+            if not f.name.startswith(".") and f.name not in vouched and not _is_sidecar(f):
                 assert sha256(f) in blobs, f"published {f.name} is not a complete cached artifact"

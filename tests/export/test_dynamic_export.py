@@ -8,15 +8,16 @@ import shutil
 from pathlib import Path
 
 import onnx
+import pytest
 
 from tests.conftest import REPO, run_cli
+
+pytestmark = pytest.mark.slow  # every test here runs the console script
 
 MODEL = '''
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-pytestmark = pytest.mark.slow  # every test here runs the console script
 
 
 class Unshuffle(nn.Module):

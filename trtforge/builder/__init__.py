@@ -18,9 +18,25 @@ class BuildStage:
     name: str = "build"
     version: str = "build-3"
     backend_override: str | None = None
+    gpu: str = ""  # a TensorRT target's GPU model ([targets.NAME] gpu)
+    target_name: str = ""  # a [targets.NAME] name; "" for the default target
+    # keep a timing cache per target (builder/timing.py): [targets.NAME] targets only, so a manifest
+    # without targets builds, stores and publishes exactly what it did before targets existed
+    timing_cache: bool = False
+
+    def timing_target(self, module: ModuleSpec) -> str | None:
+        """The name the target's timing cache is kept under; None when it is off."""
+        if not self.timing_cache:
+            return None
+        backend = self.backend(module)
+        return self.target_name or self._target(backend, module)["name"]
 
     def backend(self, module: ModuleSpec) -> str:
         return be.resolve(self.backend_override or module.build.backend, module.name)
+
+    def _target(self, backend: str, module: ModuleSpec) -> dict:
+        ccs = module.build.rtx_compute_capabilities
+        return be.target(backend, ccs, self.gpu) if self.gpu else be.target(backend, ccs)
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         backend = self.backend(module)
@@ -28,7 +44,7 @@ class BuildStage:
         return ({"profiles": profiles_key(module.profiles)} if module.profiles else {}) | {
             "backend": backend, "backend_version": be.version(backend),
             "libraries": {p.name: digest_file(p) for p in be.library_files(backend)},
-            "target": be.target(backend, module.build.rtx_compute_capabilities),
+            "target": self._target(backend, module),
             "options": {**settings_dict(module.build), "backend": backend},
             "realizer": module.precision.realizer, "platform": be.platform_key(),
             "tools": tool_versions("polygraphy", "onnx"), "plugins": [],
@@ -42,4 +58,4 @@ class BuildStage:
 
         backend = self.backend(ctx.module)
         return build_engine(ctx, workdir, backend,
-                            be.target(backend, ctx.module.build.rtx_compute_capabilities))
+                            self._target(backend, ctx.module))

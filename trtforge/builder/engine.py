@@ -11,6 +11,9 @@ from pathlib import Path
 from trtforge import backends as be
 from trtforge import interrupts
 from trtforge.artifacts import BuildFiles, PrecisionFiles
+from trtforge.builder.timing import FILE as TIMING_FILE
+from trtforge.builder.timing import save as save_timing_cache
+from trtforge.builder.timing import with_timing_cache
 from trtforge.cache.testhooks import checkpoint
 from trtforge.dims import describe
 from trtforge.errors import BuildError
@@ -154,6 +157,8 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     else:
         extra = {} if strongly_typed else {"fp16": True, "precision_constraints": "obey"}
         config = ptrt.CreateConfig(**common, **extra)
+    holder: list = []  # the IBuilderConfig, for its timing cache after the build
+    config = with_timing_cache(config, ctx.timing_cache, holder)
     t0 = time.perf_counter()
     try:
         # signals are only recorded inside the builder (an exception raised in its callbacks is
@@ -167,6 +172,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     if not engine_bytes:
         raise BuildError(f"engine build failed: {_last_error(log_path)}", where=f"modules.{module}.build",
                          module=module)
+    timing = save_timing_cache(holder, workdir / TIMING_FILE, ctx.timing_cache)
     meta = {
         "backend": backend, "backend_version": trt.__version__, "target": target,
         "strongly_typed": strongly_typed, "parse_s": round(parse_s, 3), "build_s": round(build_s, 3),
@@ -175,6 +181,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         "fp32_layers": sorted(lay["name"] for lay in layers
                               if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"),
         "io": io_bindings(network), "engine_bytes": engine_bytes,
+        "timing_cache": timing,  # not in the key (it grows): its digest, and the one it started from
     }
     if profiles:
         meta["profiles"] = profiles

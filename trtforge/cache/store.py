@@ -214,12 +214,14 @@ def cache_writes(where: Path):
 
 
 class Store:
-    def __init__(self, root: Path, shared: tuple[Path, ...] = (), *, writable: bool = True):
+    def __init__(self, root: Path, shared: tuple[Path, ...] = (), *, writable: bool = True, remote=None):
         # absolute: a factory that chdir()s must not move a relative --cache-dir under the build
         self.root = Path(root).absolute()
         self.shared = tuple(Path(p) for p in shared)  # read-only layers under the writable one
         self._forgotten: set[str] = set()  # found corrupt here: a shared layer must not serve them again
         self.notes: list[str] = []  # damaged records met by lookups, for the run's notes
+        self.remote = remote  # a cache.remote.Remote: asked after the local layers, fed by put
+        self.assemble_only = False  # build --from-cache: a miss is NotBuiltYet, nothing runs
         if writable:
             self._open_writable()
         set_memo_root(self.root / "statmemo")
@@ -264,7 +266,37 @@ class Store:
                 if root != self.root:
                     self._adopt(doc, root)
                 return Record.of(doc)
+        if self.remote is not None:
+            doc = self.remote.fetch(key, self)  # downloaded into this store, every blob checked
+            self.notes.extend(self.remote.take_notes())
+            if doc is not None:
+                return Record.of(doc)
         return None
+
+    # ------------------------------------------------------------------------ remote support
+    def temp_path(self, label: str) -> Path:
+        """A fresh file name under tmp/ (swept if its writer dies)."""
+        return self.root / "tmp" / f"{label}.{_owner_tag()}.{os.urandom(4).hex()}"
+
+    def install_blob(self, tmp: Path, digest: str) -> None:
+        """Move a downloaded file, already checked against `digest`, into blobs/."""
+        blob = self._blob(digest)
+        mkdir_durable(blob.parent)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, blob)
+        fsync_dir(blob.parent)
+
+    def install_record(self, doc: dict, key_doc: bytes | None) -> None:
+        """Write a downloaded record (its blobs already installed) and its key document."""
+        if key_doc is not None:
+            atomic_write_bytes(self._action(doc["key"]).with_suffix(".key.json"), key_doc)
+        atomic_write_bytes(self._action(doc["key"]), seal(doc))  # the same bytes: canonical
+
+    def remote_deps_keys(self, base: str) -> list[str]:
+        """deps_keys of other runners (the remote's), for when none of this store's applies."""
+        return [] if self.remote is None else self.remote.deps_keys(base)
 
     def read_record(self, path: Path, key: str | None = None) -> dict | None:
         """A record document, checked; None when absent, noted when damaged."""
@@ -369,6 +401,8 @@ class Store:
         atomic_write_bytes(self._action(key).with_suffix(".key.json"),
                            json.dumps(key_doc, indent=1, sort_keys=True).encode())
         atomic_write_bytes(self._action(key), doc)
+        if self.remote is not None:
+            self.remote.push(key, self)  # blobs, then the record: after the stage succeeded
         return Record.of(json.loads(doc))  # what a later lookup returns, to the byte
 
     def forget(self, key: str) -> None:
@@ -431,7 +465,9 @@ class Store:
                 keys += [k for k in found if isinstance(k, str) and k not in keys]
         return keys
 
-    def add_deps_key(self, base: str, key: str) -> None:
+    def add_deps_key(self, base: str, key: str, push: bool = True) -> None:
+        if push and self.remote is not None:
+            self.remote.push_deps(base, key)  # before its record, as here: a dangling one is a miss
         keys = self.deps_keys(base)
         if keys[:1] == [key]:
             return

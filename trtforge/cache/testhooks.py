@@ -23,7 +23,9 @@ is written, the index not yet final), `before:<name>` (a stage is about to look 
 earlier stages' records are stored), `work:<name>` (inside a stage's work, in its child process:
 export after the FP32 reference, graph_passes after its passes ran, precision_rules after the rules
 selected, build inside TensorRT's builder (its progress monitor's first callback), verify after the
-ONNX checks).
+ONNX checks), `remote:record:<name>` (a stage's blobs are uploaded to the remote cache, its record
+not yet), `remote:atomic:<blob|record|key|deps>` (an object written under its temp name on a
+filesystem remote, not yet renamed).
 Every hook is behind one switch, read once at import: unless TRTFORGE_TEST_HOOKS=1 is set (the
 test suite's conftest sets it), `checkpoint` returns at once and no variable above is even read, so
 a stray TRTFORGE_TEST_KILL_AT in a production environment cannot make a build kill itself.

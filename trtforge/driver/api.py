@@ -25,12 +25,14 @@ ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
 
 
-def open_store(manifest: Manifest, cache_dir: str | Path | None = None, writable: bool = True) -> Store:
+def open_store(manifest: Manifest, cache_dir: str | Path | None = None, writable: bool = True,
+               remote=None) -> Store:
     """The cache: `cache_dir`, else $TRTFORGE_CACHE_DIR, else the manifest's cache_dir; read-only
-    shared caches from $TRTFORGE_SHARED_CACHE (os.pathsep-separated)."""
+    shared caches from $TRTFORGE_SHARED_CACHE (os.pathsep-separated); `remote` (a
+    cache.remote.Remote) asked after them (docs/farm.md)."""
     root = Path(cache_dir or os.environ.get(ENV_CACHE) or manifest.cache_dir)
     shared = tuple(Path(p) for p in os.environ.get(ENV_SHARED, "").split(os.pathsep) if p)
-    return Store(root, shared=shared, writable=writable)
+    return Store(root, shared=shared, writable=writable, remote=remote)
 
 
 def _manifest(manifest: Manifest | str | Path) -> Manifest:
@@ -53,6 +55,7 @@ class BuildOutcome:
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (module, text)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. --jobs capped)
+    remote_failure: str | None = None  # the remote cache failed; the build ran locally (exit 2)
 
     @property
     def errors(self) -> list[TrtforgeError]:
@@ -64,7 +67,7 @@ class BuildOutcome:
 
     @property
     def exit_code(self) -> int:
-        return max((e.exit_code for e in self.errors), default=0)
+        return max((e.exit_code for e in self.errors), default=2 if self.remote_failure else 0)
 
 
 def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,
@@ -72,17 +75,26 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
           require_engine_check: bool = False, allow_foreign_files: bool = False,
           force_from: str | None = None, progress=None, output_dir: str | Path | None = None,
           on_result: Callable[[ModuleResult], None] | None = None,
-          on_note: Callable[[str], None] | None = None) -> BuildOutcome:
+          on_note: Callable[[str], None] | None = None, remote: bool = True,
+          remote_read_only: bool = False, require_remote: bool = False,
+          from_cache: bool = False, targets: Iterable[str] = (), require_target: bool = False) -> BuildOutcome:
     """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
     A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
     not stop the others: its error is on its result. `force_from` (a stage name) re-runs that stage
     and every later one. `output_dir` replaces the manifest's (relative to the current folder;
     `$TRTFORGE_OUTPUT_DIR` on the command line). `on_result` sees each module's result as soon as
-    it is done, `on_note` each note about the run as soon as it is known."""
+    it is done, `on_note` each note about the run as soon as it is known. The remote cache ([cache]
+    remote or $TRTFORGE_REMOTE_CACHE) is used unless `remote` is False; one that fails is
+    `remote_failure` (the build runs locally), or a CacheError with `require_remote`. `from_cache`
+    assembles engines/ from the (shared) cache and runs no stage: what no runner has stored yet
+    fails its module with NotBuiltYet (exit 3). `targets` names [targets.NAME] tables (all by
+    default); one this machine cannot build is skipped, or fails with `require_target` (exit 3)."""
+    from trtforge.cache.remote import open_remote
     from trtforge.driver.jobs import build_all, effective_jobs
     from trtforge.driver.preflight import preflight
     from trtforge.driver.publish import prune
     from trtforge.report import module_warnings, write_reports
+    from trtforge.targets import select
 
     if force_from is not None and force_from not in STAGE_NAMES:
         raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
@@ -91,25 +103,41 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
     if output_dir is not None:
         manifest = with_output_dir(manifest, output_dir)
     chosen = selected(manifest, modules)
-    store = open_store(manifest, cache_dir)
+    picked = select(manifest.targets, tuple(targets))
+    store = open_store(manifest, cache_dir, remote=open_remote(
+        manifest.cache, read_only=remote_read_only, required=require_remote, use=remote))
     preflight(manifest, chosen, backend, allow_foreign_files)
     jobs, note = effective_jobs(jobs, len(chosen))
+    if from_cache:
+        store.assemble_only, jobs, note = True, 1, None  # nothing runs: one process downloads and publishes
     notes = [note] if note else []
     for text in notes if on_note is not None else ():
         on_note(text)
     results = []
-    for result in build_all(store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from):
+    for result in build_all(store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from,
+                            picked, require_target):
         results.append(result)
         if on_result is not None:
             on_result(result)
-    partial = bool(list(modules))
+    partial = bool(list(modules)) or bool(list(targets))  # the report keeps what this run did not build
     # a full build: engines/ holds exactly the manifest's modules
-    removed = [] if partial else prune(manifest.output_dir, {m.name for m in manifest.modules})
+    removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
     report = write_reports(results, manifest, partial=partial, backend=backend, started=started,
                            duration=time.perf_counter() - t0)
-    warnings = [(r.name, w) for r, m in zip(results, chosen)
-                for w in module_warnings(r, rules_written=m.precision_rules != DEFAULT_RULES)]
-    return BuildOutcome(results, report, removed, warnings, time.perf_counter() - t0, notes)
+    specs = {m.name: m for m in chosen}
+    warnings = [(r.name, w) for r in results
+                for w in module_warnings(r, rules_written=specs[r.module].precision_rules != DEFAULT_RULES)]
+    failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]  # --jobs: per worker
+    return BuildOutcome(results, report, removed, warnings, time.perf_counter() - t0, notes,
+                        remote_failure=failures[0] if failures else None)
+
+
+def published_names(manifest: Manifest) -> set[str]:
+    """The names engines/index.json may hold for this manifest: a module per target
+    ("<target>/<module>"), or the module alone without targets."""
+    if not manifest.targets:
+        return {m.name for m in manifest.modules}
+    return {f"{t.name}/{m.name}" for m in manifest.modules for t in manifest.targets}
 
 
 def explain(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,

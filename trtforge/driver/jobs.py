@@ -16,7 +16,7 @@ from pathlib import Path
 from trtforge import interrupts
 from trtforge.cache import Store, testhooks
 from trtforge.cache.testhooks import checkpoint
-from trtforge.driver.lifecycle import build_and_publish
+from trtforge.driver.lifecycle import build_targets
 from trtforge.driver.results import ModuleResult
 from trtforge.manifest import Manifest, ModuleSpec, load_manifest
 
@@ -47,12 +47,16 @@ def _forward(queue, progress) -> None:
             progress.done(module, stage, seconds)
 
 
-def _worker(manifest_path: str, output_dir: str, name: str, root: str, shared: tuple, backend: str | None,
-            require_engine_check: bool, force_from: str | None) -> ModuleResult:
+def _worker(manifest_path: str, output_dir: str, name: str, root: str, shared: tuple, remote, targets: tuple,
+            backend: str | None, require_engine_check: bool, force_from: str | None,
+            require_target: bool) -> list[ModuleResult]:
+    from trtforge.cache.remote import Remote
+
     manifest = replace(load_manifest(manifest_path), output_dir=Path(output_dir))  # as the parent resolved it
     progress = QueuedProgress(_EVENTS) if _EVENTS is not None else None
-    return build_and_publish(Store(Path(root), shared=shared), manifest, manifest.module(name), backend,
-                             progress, require_engine_check, force_from)
+    store = Store(Path(root), shared=shared, remote=None if remote is None else Remote(remote))
+    return build_targets(store, manifest, manifest.module(name), targets, backend, progress, require_engine_check,
+                         force_from, require_target)
 
 
 def usable_cores() -> int:
@@ -83,11 +87,13 @@ def effective_jobs(jobs: int, modules: int, cores: int | None = None) -> tuple[i
 
 
 def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
-              jobs: int = 1, progress=None, require_engine_check: bool = False, force_from: str | None = None):
-    """Yield each module's result in manifest order."""
+              jobs: int = 1, progress=None, require_engine_check: bool = False, force_from: str | None = None,
+              targets: tuple = (), require_target: bool = False):
+    """Yield each module's result (one per target) in manifest order."""
     if jobs <= 1 or len(modules) <= 1:  # the caller has applied effective_jobs
         for module in modules:
-            yield build_and_publish(store, manifest, module, backend, progress, require_engine_check, force_from)
+            yield from build_targets(store, manifest, module, targets, backend, progress, require_engine_check,
+                                     force_from, require_target)
         return
     import multiprocessing  # here, not at the top: a no-op build never needs them
     from concurrent.futures import ProcessPoolExecutor
@@ -102,11 +108,13 @@ def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backe
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                initializer=_init_worker, initargs=(os.getpid(), events))
     try:
+        remote = None if store.remote is None else store.remote.config
         futures = [pool.submit(_worker, str(manifest.path), str(manifest.output_dir), m.name, str(store.root),
-                               store.shared, backend, require_engine_check, force_from) for m in modules]
+                               store.shared, remote, targets, backend, require_engine_check, force_from,
+                               require_target) for m in modules]
         checkpoint("jobs:submitted")
         for future in futures:
-            yield future.result()
+            yield from future.result()
     except BaseException:
         # interrupted (or a bug): the workers stop now, not after their current module; each
         # handles SIGTERM like the CLI (nothing half-built kept) and the pool is then joined

@@ -70,7 +70,7 @@ def withdraw(out_dir: Path, index: dict, name: str) -> None:
 
 def _bundle(store: Store, result: ModuleResult, target: str) -> dict[str, tuple[Path, str]]:
     """{path relative to the output folder: (cached source, digest)} of everything but the sidecar."""
-    name, build, export = result.name, result.records["build"], result.records["export"]
+    name, build, export = result.module, result.records["build"], result.records["export"]
     bview, eview = store.view(build), store.view(export)
     engine, c_in, c_ref = BuildFiles.ENGINE, npz(ExportFiles.CALLER_INPUTS), npz(ExportFiles.CALLER_REFERENCE)
     files = {f"{name}.engine": (bview / engine, build.outputs[engine]["digest"]),
@@ -89,10 +89,10 @@ def _check_claims(index: dict, name: str, rels) -> None:
 
 
 def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpec, index: dict) -> list[str]:
-    name = result.name
-    target = meta(result.records["build"], BuildMeta)["target"]["name"]
+    name = result.name  # the index's key: "<target>/<module>" for a [targets.NAME] target
+    target = result.target or meta(result.records["build"], BuildMeta)["target"]["name"]
     files = _bundle(store, result, target)
-    side_rel = f"{target}/{name}.json"
+    side_rel = f"{target}/{result.module}.json"
     _check_claims(index, name, [*files, side_rel])
     if engines_index.inside(out_dir, side_rel) is None:
         raise PublishError("is a symbolic link; trtforge never writes through a link", where=str(out_dir / target),
@@ -112,7 +112,7 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
     checkpoint("publish:begin")
     folder = out_dir / target
     folder.mkdir(parents=True, exist_ok=True)
-    sweep_temps(folder, prefix=f".{name}.")
+    sweep_temps(folder, prefix=f".{result.module}.")
     stale = [(src, out_dir / r) for r, (src, d) in files.items() if not _unchanged(out_dir / r, d)]
     # the old sidecar describes the old files: it goes before any of them changes
     for rel in sorted(old - set(entry["files"]) | ({side_rel} if stale else set()),
@@ -209,9 +209,11 @@ def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict
     prec = meta(result.records["precision_rules"], PrecisionMeta)
     verify = meta(result.records["verify"], VerifyMeta)
     return {
-        "trtforge": __version__, "module": result.name,
+        "trtforge": __version__, "module": result.module,
         "backend": build["backend"], "backend_version": build["backend_version"],
-        "target": build["target"], "io": build["io"],
+        # the target's name (its folder) beside what it runs on: GPU model or compute capabilities
+        "target": {**build["target"], "name": result.target or build["target"]["name"]}, "io": build["io"],
+        "timing_cache": (build.get("timing_cache") or {}).get("digest"),  # not in the key: it grows
         "fp32_layers": build["fp32_layers"], "fp16_flop_share": prec["flops"]["fp16_share"],
         "files": digests, **({"profiles": build["profiles"]} if build.get("profiles") else {}),
         "tolerance": {o: module.tolerance(o) for o in meta(result.records["export"], ExportMeta)["outputs"]}, "cache_key": result.records["build"].key,

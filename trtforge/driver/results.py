@@ -26,6 +26,13 @@ class ModuleResult:
     records: dict[str, Record] = field(default_factory=dict)
     published: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    remote: dict = field(default_factory=dict)  # remote cache: stages fetched/uploaded, its failure
+    target: str | None = None  # a [targets.NAME] target (name is then "<target>/<module>")
+    skipped: str = ""  # "needs <GPU>": a target this machine cannot build, nothing run or published
+
+    @property
+    def module(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
 
     @property
     def ok(self) -> bool:

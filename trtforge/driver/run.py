@@ -18,9 +18,10 @@ from trtforge.cache import Record, Store, imports, key_of
 from trtforge.cache.keys import forget_stats
 from trtforge.cache.store import cache_writes
 from trtforge.cache.testhooks import checkpoint
+from trtforge.driver import timing
 from trtforge.driver.logs import keep_failed_logs
 from trtforge.driver.results import StageStatus
-from trtforge.errors import TrtforgeError
+from trtforge.errors import NotBuiltYet, TrtforgeError
 from trtforge.isolate import run_in_child
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import StageContext
@@ -71,7 +72,23 @@ def plan_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: di
         if now_key == rec.key:
             return Plan(base, now_key, now_doc, rec)
         plan = plan or Plan(base, now_key, now_doc)  # the newest: what explain compares with
-    return plan or Plan(base, base, doc)
+    found = remote_plan(store, stage, module, root, upstream, base)
+    return found or plan or Plan(base, base, doc)
+
+
+def remote_plan(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
+                base: str) -> Plan | None:
+    """Another runner's record for this base key whose loaded files hash the same here (asked
+    only when no local one applies: a no-op build never lists the remote)."""
+    for key in store.remote_deps_keys(base):
+        rec = store.lookup(key)
+        if rec is None:
+            continue
+        now_key, now_doc = stage_key(stage, module, root, upstream, rec.deps)
+        if now_key == rec.key:
+            store.add_deps_key(base, key, push=False)
+            return Plan(base, now_key, now_doc, rec)
+    return None
 
 
 def _in_child(stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
@@ -88,8 +105,10 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
     """Run the stage in its own process into a work folder and store it; returns the record and
     its key and doc."""
     folders = {dep: store.view(rec) for dep, rec in upstream.items()}
+    timing_target = stage.timing_target(module) if hasattr(stage, "timing_target") else None
     ctx = StageContext(module=module, root=root, inputs=folders,
-                       upstream_meta={d: r.meta for d, r in upstream.items()})
+                       upstream_meta={d: r.meta for d, r in upstream.items()},
+                       timing_cache=None if timing_target is None else timing.seed(store, timing_target))
     track = tracks_imports(stage, module)
     t0, t0_ns = time.perf_counter(), time.time_ns()
     with store.workdir(f"{module.name}.{stage.name}") as wd:
@@ -118,6 +137,8 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
         if track:  # first: a pointer to a missing record is only a miss
             store.add_deps_key(plan.base, key)
         record = store.put(key, stage.name, doc, wd, meta, deps, module=module.name)
+        if timing_target is not None:  # the next build of this target starts from this one's timings
+            timing.remember(store, timing_target, record)
     return record, key, doc
 
 
@@ -127,6 +148,9 @@ def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dic
     checkpoint(f"before:{stage.name}")
     plan = plan_stage(store, stage, module, root, upstream)
     record = None if force else plan.record
+    if record is None and store.assemble_only:
+        raise NotBuiltYet(f"not built yet by any runner (stage {stage.name}, key {plan.key[:12]})",
+                          module=module.name, hint="build it on a runner for this target, then assemble again")
     if record is None:
         # gc lock shared: `cache gc` waits while a stage reads its inputs' views and stores results
         with cache_writes(store.root), store.gc_lock(exclusive=False), store.lock(plan.base):

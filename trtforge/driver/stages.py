@@ -20,14 +20,17 @@ class Step(NamedTuple):
     reads: tuple[str, ...]
 
 
-def stage_table(backend: str | None = None, until: str | None = None) -> tuple[Step, ...]:
+def stage_table(backend: str | None = None, until: str | None = None, target=None) -> tuple[Step, ...]:
     """The stages in order; `until` (a stage name) ends the table with that stage (a partial run:
-    `debug precision` needs the graph before any island, i.e. until graph_passes)."""
+    `debug precision` needs the graph before any island, i.e. until graph_passes); `target`: a
+    [targets.NAME] TargetSpec (None: the default target)."""
+    build = (BuildStage(backend_override=backend) if target is None else
+             BuildStage(gpu=target.gpu, target_name=target.name, timing_cache=target.timing_cache))
     table = (
         Step(ExportStage(), ()),
         Step(GraphPassesStage(), ("export",)),
         Step(PrecisionStage(), ("export", "graph_passes")),  # export: example inputs for data rules
-        Step(BuildStage(backend_override=backend), ("precision_rules", "export")),  # export: layers before passes
+        Step(build, ("precision_rules", "export")),  # export: layers before passes
         # verify reads every stage, in this order: the order in which it attributes a failure
         Step(VerifyStage(), ("export", "graph_passes", "precision_rules", "build")),
     )

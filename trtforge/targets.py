@@ -1,0 +1,132 @@
+"""Build targets: `[targets.NAME]` tables, each a backend and what it builds for (TensorRT-RTX
+compute capabilities, or the GPU model a TensorRT engine must be built on) plus builder options.
+
+Export, graph passes and precision rules never read a target, so their keys (and records) are the
+same for every target: they run once per module. Build and engine verification run per target,
+each under a module spec whose build settings carry the target's. A manifest without targets has
+one implicit default target: today's behaviour, keys and `engines/<rtx-sm...>` folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from trtforge.errors import ManifestError, TrtforgeError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+OVERRIDES = ("backend", "optimization_level", "workspace_mib", "rtx_compute_capabilities")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    overrides: tuple  # (BuildSettings field, value) pairs the target sets
+    gpu: str = ""  # TensorRT: the GPU model (a case-insensitive part of nvidia-smi's name)
+    timing_cache: bool = True  # TensorRT: keep a timing cache per target in the trtforge cache
+
+    @property
+    def backend(self) -> str | None:
+        return dict(self.overrides).get("backend")
+
+
+class TargetUnavailable(TrtforgeError):
+    """--require-target: a target this machine cannot build (its GPU is absent). Exit 3."""
+
+    stage = "build"
+    exit_code = 3
+
+
+def parse_targets(raw: Any, where: str) -> tuple[TargetSpec, ...]:
+    from trtforge.manifest import BACKENDS, BUILD, _bool, _nonempty_str, _one_of, _section
+
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        raise ManifestError("expected [targets.NAME] tables", where=where)
+    spec = {
+        **{k: (BUILD[k][0], None) for k in OVERRIDES},
+        "backend": (_one_of(BACKENDS[1:]), None),
+        "gpu": (_nonempty_str, ""),
+        "timing_cache": (_bool, True),
+    }
+    out = []
+    for name, table in raw.items():
+        w = f"{where}.{name}"
+        if not _NAME.match(name) or ".." in name:
+            raise ManifestError(f"target name '{name}' must be letters, digits, '_', '-', '.'", where=w)
+        fields = _section(table, {k: (c, d if d is not None else _UNSET) for k, (c, d) in spec.items()}, w)
+        backend = fields["backend"]
+        if backend is _UNSET:
+            raise ManifestError(
+                "missing required key 'backend'",
+                where=f"{w}.backend",
+                hint="write backend = 'tensorrt-rtx' or 'tensorrt'",
+            )
+        if backend == "tensorrt" and not fields["gpu"]:
+            raise ManifestError(
+                "a TensorRT target names the GPU it is built on",
+                where=f"{w}.gpu",
+                hint="write e.g. gpu = 'H100' (part of the name nvidia-smi prints)",
+            )
+        if backend == "tensorrt-rtx" and fields["gpu"]:
+            raise ManifestError(
+                "TensorRT-RTX targets compute capabilities, not a GPU model",
+                where=f"{w}.gpu",
+                hint="write rtx_compute_capabilities = ['8.6', '8.9'] instead",
+            )
+        if backend == "tensorrt" and fields["rtx_compute_capabilities"] is not _UNSET:
+            raise ManifestError(
+                "rtx_compute_capabilities is for tensorrt-rtx targets", where=f"{w}.rtx_compute_capabilities"
+            )
+        overrides = tuple((k, fields[k]) for k in OVERRIDES if fields[k] is not _UNSET)
+        out.append(TargetSpec(name, overrides, fields["gpu"], fields["timing_cache"]))
+    return tuple(out)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET = _Unset()
+
+
+def for_target(module, target: TargetSpec | None):
+    """The module spec a target builds: its build settings with the target's written over them."""
+    if target is None:
+        return module
+    return dataclasses.replace(module, build=dataclasses.replace(module.build, **dict(target.overrides)))
+
+
+def unavailable(target: TargetSpec) -> str | None:
+    """Why this machine cannot build `target` ("needs H100"), or None. TensorRT-RTX builds
+    anywhere; TensorRT needs its GPU model present (cheap: nvidia-smi, no CUDA import)."""
+    if target.backend != "tensorrt":
+        return None
+    from trtforge import backends as be
+
+    if not any(target.gpu.lower() in g.name.lower() for g in be.gpus()):
+        return f"needs {target.gpu}"
+    return None
+
+
+def select(targets: tuple[TargetSpec, ...], names: tuple[str, ...], where: str = "--target") -> tuple:
+    """The targets named (all when none is); an unknown name is one line, exit 2."""
+    if not names:
+        return targets
+    known = {t.name: t for t in targets}
+    for n in names:
+        if n not in known:
+            near = difflib.get_close_matches(n, list(known), n=1)
+            raise ManifestError(
+                f"no target '{n}'",
+                where=where,
+                hint=f"did you mean '{near[0]}'?"
+                if near
+                else f"targets: {', '.join(known) or 'none declared (add [targets.NAME])'}",
+            )
+    return tuple(known[n] for n in dict.fromkeys(names))
