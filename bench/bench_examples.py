@@ -33,14 +33,24 @@ def main(out: Path) -> None:
             subprocess.run([TRTFORGE, "build", "--quiet"], cwd=root, check=True)
             noop.append(time.perf_counter() - t0)
     per_stage = {m["name"]: {s: v["seconds"] for s, v in m["stages"].items()} for m in report["modules"]}
-    table = [{"figure": "no-op `trtforge build` wall, median of 7 (s)", "value": f"{statistics.median(noop):.3f}",
-              "goal": "<= 0.5"},
-             {"figure": "cold build of 3 examples, wall (s)", "value": f"{cold_s:.1f}"}]
+    table = [
+        {
+            "figure": "no-op `trtforge build` wall, median of 7 (s)",
+            "value": f"{statistics.median(noop):.3f}",
+            "goal": "<= 0.5",
+        },
+        {"figure": "cold build of 3 examples, wall (s)", "value": f"{cold_s:.1f}"},
+    ]
     for mod, stages in per_stage.items():
         for stage, sec in stages.items():
             table.append({"figure": f"cold {mod} {stage} (s)", "value": f"{sec:.2f}"})
-    out_doc = {"noop_s": noop, "noop_median_s": statistics.median(noop), "cold_total_s": cold_s,
-               "cold_stage_s": per_stage, "table": table}
+    out_doc = {
+        "noop_s": noop,
+        "noop_median_s": statistics.median(noop),
+        "cold_total_s": cold_s,
+        "cold_stage_s": per_stage,
+        "table": table,
+    }
     Path(sys.argv[1]).write_text(json.dumps(out_doc, indent=1))
 
 

@@ -29,16 +29,16 @@ TRTFORGE = Path(sys.executable).parent / "trtforge"
 CMD = [str(TRTFORGE)] if TRTFORGE.exists() else [sys.executable, "-m", "trtforge.cli"]
 WEIGHTS_BYTES = 3 * 10**9
 
-MLP = '''import torch
+MLP = """import torch
 from torch import nn
 
 
 def make_mlp(weights: str = "weights.bin"):
     torch.manual_seed(0)  # the weights file stands in for a checkpoint; only its digest matters here
     return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-'''
+"""
 
-BIG_MANIFEST = '''[defaults]
+BIG_MANIFEST = """[defaults]
 precision.rules = []
 
 [modules.big]
@@ -46,7 +46,7 @@ factory = "bigmods.mlp:make_mlp"
 depends = ["weights.bin"]
 inputs.x = { shape = [2, 8], dtype = "float16" }
 outputs = ["y"]
-'''
+"""
 
 
 def trtforge(*args, cwd: Path) -> tuple[float, float]:
@@ -65,8 +65,9 @@ def trtforge(*args, cwd: Path) -> tuple[float, float]:
 def example_project() -> Path:
     proj = WORK / "example"
     proj.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "examples", proj / "examples", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "examples", proj / "examples", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy(REPO / "engines.toml", proj / "engines.toml")
     return proj
 
@@ -96,36 +97,58 @@ def noop_times(proj: Path) -> list[tuple[float, float]]:
 
 def heavy_imports(proj: Path) -> list[str]:
     """Which heavy modules a no-op build imports (must be none)."""
-    code = ("import sys\nfrom trtforge.cli import main\ntry:\n    main(['build', 'engines.toml', '--quiet'])\n"
-            "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'tensorrt', 'tensorrt_rtx', "
-            "'polygraphy', 'onnxruntime', 'onnx', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys\nfrom trtforge.cli import main\ntry:\n    main(['build', 'engines.toml', '--quiet'])\n"
+        "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'tensorrt', 'tensorrt_rtx', "
+        "'polygraphy', 'onnxruntime', 'onnx', 'numpy') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=proj, capture_output=True, text=True)
     return json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"'))
 
 
 def main(out: Path | None) -> None:
     doc, table = {}, []
-    for name, proj, goal in (("example manifest", example_project(), 0.3),
-                             ("3 GB weights in depends", big_project(), 0.5)):
+    for name, proj, goal in (
+        ("example manifest", example_project(), 0.3),
+        ("3 GB weights in depends", big_project(), 0.5),
+    ):
         runs = noop_times(proj)
         wall, cpu = [w for w, _ in runs], [c for _, c in runs]
-        doc[name] = {"wall_s": wall, "cpu_s": cpu, "wall_median_s": statistics.median(wall),
-                     "cpu_median_s": statistics.median(cpu), "goal_s": goal,
-                     "load_avg_1m": os.getloadavg()[0], "heavy_imports": heavy_imports(proj)}
-        table += [{"figure": f"no-op build, {name}: wall median of {len(wall)} (s)",
-                   "value": f"{statistics.median(wall):.3f}", "goal": f"<= {goal}"},
-                  {"figure": f"no-op build, {name}: CPU user+sys (s)",
-                   "value": f"{statistics.median(cpu):.3f}", "goal": f"<= {goal}"},
-                  {"figure": f"no-op build, {name}: heavy imports",
-                   "value": ",".join(doc[name]["heavy_imports"]) or "none", "goal": "none"}]
+        doc[name] = {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "wall_median_s": statistics.median(wall),
+            "cpu_median_s": statistics.median(cpu),
+            "goal_s": goal,
+            "load_avg_1m": os.getloadavg()[0],
+            "heavy_imports": heavy_imports(proj),
+        }
+        table += [
+            {
+                "figure": f"no-op build, {name}: wall median of {len(wall)} (s)",
+                "value": f"{statistics.median(wall):.3f}",
+                "goal": f"<= {goal}",
+            },
+            {
+                "figure": f"no-op build, {name}: CPU user+sys (s)",
+                "value": f"{statistics.median(cpu):.3f}",
+                "goal": f"<= {goal}",
+            },
+            {
+                "figure": f"no-op build, {name}: heavy imports",
+                "value": ",".join(doc[name]["heavy_imports"]) or "none",
+                "goal": "none",
+            },
+        ]
     # the first hash of the 3 GB file, for scale: what the stat memo saves on every no-op
     from trtforge.cache.keys import hash_file
 
     t0 = time.perf_counter()
     hash_file(WORK / "big" / "weights.bin")
     doc["sha256_3GB_s"] = time.perf_counter() - t0
-    table.append({"figure": "sha256 of the 3 GB weights (what the memo avoids) (s)",
-                  "value": f"{doc['sha256_3GB_s']:.2f}"})
+    table.append(
+        {"figure": "sha256 of the 3 GB weights (what the memo avoids) (s)", "value": f"{doc['sha256_3GB_s']:.2f}"}
+    )
     doc["table"] = table
     text = json.dumps(doc, indent=1)
     if out is not None:

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 TRTFORGE = str(Path(sys.executable).parent / "trtforge")
 K = 1024
 
-MODEL = '''
+MODEL = """
 import torch
 from torch import nn
 
@@ -38,7 +38,7 @@ class Big(nn.Module):
 
 def make_big(rows: int):
     return Big(rows)
-'''
+"""
 
 
 def main() -> int:
@@ -51,13 +51,18 @@ def main() -> int:
         (root / "big_model.py").write_text(MODEL.replace("{k}", str(K)))
         (root / "engines.toml").write_text(
             f'[modules.big]\nfactory = "big_model:make_big"\nfactory_args = {{ rows = {rows} }}\n'
-            f'inputs.x = {{ shape = [1, {K}] }}\nprecision.rules = []\n')
+            f"inputs.x = {{ shape = [1, {K}] }}\nprecision.rules = []\n"
+        )
         t0 = time.perf_counter()
-        r = subprocess.run([TRTFORGE, "build", "--json"], cwd=root, capture_output=True, text=True,
-                           env={**os.environ, "PYTHONPATH": str(REPO)})
+        r = subprocess.run(
+            [TRTFORGE, "build", "--json"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         wall = time.perf_counter() - t0
-        result = {"weights_gib": round(rows * K * 2 / (1 << 30), 3), "exit": r.returncode,
-                  "wall_s": round(wall, 1)}
+        result = {"weights_gib": round(rows * K * 2 / (1 << 30), 3), "exit": r.returncode, "wall_s": round(wall, 1)}
         if r.stdout.strip():
             mod = json.loads(r.stdout)["modules"][0]
             result["error"] = mod["error"]

@@ -46,9 +46,14 @@ def trtforge_path(model: str, scratch: Path) -> dict:
     report = json.loads((proj / "engines" / "report.json").read_text())
     mod = report["modules"][0]
     res["ok"], res["error"] = mod["ok"], mod["error"]
-    res["stages"] = {s: {"state": st["state"], "wall_s": round(st["seconds"], 1),
-                         "peak_gib": round(st["meta"].get("peak_rss_mib", 0) / 1024, 2)}
-                     for s, st in mod["stages"].items()}
+    res["stages"] = {
+        s: {
+            "state": st["state"],
+            "wall_s": round(st["seconds"], 1),
+            "peak_gib": round(st["meta"].get("peak_rss_mib", 0) / 1024, 2),
+        }
+        for s, st in mod["stages"].items()
+    }
     res["published"] = mod["published"]
     return res
 
@@ -59,8 +64,9 @@ def one(model: str, scratch: Path) -> dict:
     out = {"plain": {}}
     for phase in ("export", "build"):
         print(f"[{model}] plain {phase} ...", flush=True)
-        out["plain"][phase] = run([PY, str(HERE / "plain_path.py"), phase, model, str(plain_dir)],
-                                  scratch / f"plain_{model}_{phase}.log")
+        out["plain"][phase] = run(
+            [PY, str(HERE / "plain_path.py"), phase, model, str(plain_dir)], scratch / f"plain_{model}_{phase}.log"
+        )
         print(f"[{model}] plain {phase}: {out['plain'][phase]}", flush=True)
     shutil.rmtree(plain_dir, ignore_errors=True)  # its 2-10 GB must not sit in the page cache's way
     print(f"[{model}] trtforge build ...", flush=True)
@@ -69,10 +75,12 @@ def one(model: str, scratch: Path) -> dict:
     plain = out["plain"]
     out["ratios"] = {
         "peak_vs_plain_export": round(out["trtforge"]["tree_peak_gib"] / plain["export"]["tree_peak_gib"], 2),
-        "peak_vs_plain_path": round(out["trtforge"]["tree_peak_gib"] / max(plain["export"]["tree_peak_gib"],
-                                                                            plain["build"]["tree_peak_gib"]), 2),
-        "wall_vs_plain_export_plus_build": round(out["trtforge"]["wall_s"] / (plain["export"]["wall_s"]
-                                                                               + plain["build"]["wall_s"]), 2),
+        "peak_vs_plain_path": round(
+            out["trtforge"]["tree_peak_gib"] / max(plain["export"]["tree_peak_gib"], plain["build"]["tree_peak_gib"]), 2
+        ),
+        "wall_vs_plain_export_plus_build": round(
+            out["trtforge"]["wall_s"] / (plain["export"]["wall_s"] + plain["build"]["wall_s"]), 2
+        ),
     }
     return out
 
@@ -85,8 +93,10 @@ def main() -> int:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for model in models:
         results[model] = one(model, scratch)
-        results[model]["machine"] = {"cpus": os.cpu_count(),
-                                     "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+        results[model]["machine"] = {
+            "cpus": os.cpu_count(),
+            "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        }
         results_path.write_text(json.dumps(results, indent=1))
         print(json.dumps(results[model]["ratios"]), flush=True)
     return 0

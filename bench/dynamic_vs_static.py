@@ -38,9 +38,13 @@ export.opset = 21
 VARIANTS = {
     "vit dynamic batch 1..8 (opt 4)": VIT % ('"batch"', "dims.batch = { min = 1, opt = 4, max = 8 }"),
     "vit static batch 4": VIT % ("4", ""),
-    "unet dynamic latent 32..64 (opt 48)": UNET % ('"height"', '"width"',
+    "unet dynamic latent 32..64 (opt 48)": UNET
+    % (
+        '"height"',
+        '"width"',
         "dims.height = { min = 32, opt = 48, max = 64, multiple_of = 2 }\n"
-        "dims.width = { min = 32, opt = 48, max = 64, multiple_of = 2 }"),
+        "dims.width = { min = 32, opt = 48, max = 64, multiple_of = 2 }",
+    ),
     "unet static latent 48": UNET % ("48", "48", ""),
 }
 
@@ -58,11 +62,15 @@ def run(manifest: str) -> dict:
             return {"error": out.stderr.strip().splitlines()[-1]}
         (m,) = json.loads(out.stdout)["modules"]
         st = m["stages"]
-        return {"export_s": round(st["export"]["seconds"], 2), "build_s": round(st["build"]["seconds"], 2),
-                "builder_s": st["build"]["meta"]["build_s"], "engine_bytes": st["build"]["meta"]["engine_bytes"],
-                "verify_s": round(st["verify"]["seconds"], 2),
-                "input_sets": len(st["verify"]["meta"]["input_sets"]),
-                "load_1min_before_after": [round(load0, 1), round(load1, 1)]}
+        return {
+            "export_s": round(st["export"]["seconds"], 2),
+            "build_s": round(st["build"]["seconds"], 2),
+            "builder_s": st["build"]["meta"]["build_s"],
+            "engine_bytes": st["build"]["meta"]["engine_bytes"],
+            "verify_s": round(st["verify"]["seconds"], 2),
+            "input_sets": len(st["verify"]["meta"]["input_sets"]),
+            "load_1min_before_after": [round(load0, 1), round(load1, 1)],
+        }
 
 
 def main() -> None:

@@ -49,17 +49,28 @@ def generate(folder: Path, layers: int, width: int, tokens: int = 16, seed: int 
     block = (rng.standard_normal((width, width), dtype=np.float32) / np.sqrt(width)).astype(np.float16).tobytes()
     bias = np.zeros(width, np.float16).tobytes()
     nodes, inits = [], []
-    inits += [_const("axis0", [0]), _const("i0", [0]), _const("i1", [1]), _const("i2", [2]), _const("i3", [3]),
-              _const("last", [1]), _const("minus1", [-1])]
+    inits += [
+        _const("axis0", [0]),
+        _const("i0", [0]),
+        _const("i1", [1]),
+        _const("i2", [2]),
+        _const("i3", [3]),
+        _const("last", [1]),
+        _const("minus1", [-1]),
+    ]
     for k, (s, e) in enumerate(((("i0", "i1")), ("i1", "i2"), ("i2", "i3"))):
-        nodes += [helper.make_node("Slice", ["x", s, e, "axis0"], [f"sl{k}"], name=f"unbind_slice{k}"),
-                  helper.make_node("Squeeze", [f"sl{k}", "axis0"], [f"u{k}"], name=f"unbind_squeeze{k}")]
-    nodes += [helper.make_node("Add", ["u0", "u1"], ["qk"], name="add_qk"),
-              helper.make_node("Add", ["qk", "u2"], ["h_in"], name="add_v"),
-              helper.make_node("Shape", ["h_in"], ["shp"], name="shape"),
-              helper.make_node("Gather", ["shp", "last"], ["d"], name="gather_last"),
-              helper.make_node("Concat", ["minus1", "d"], ["newshape"], axis=0, name="concat_shape"),
-              helper.make_node("Reshape", ["h_in", "newshape"], ["h0"], name="reshape")]
+        nodes += [
+            helper.make_node("Slice", ["x", s, e, "axis0"], [f"sl{k}"], name=f"unbind_slice{k}"),
+            helper.make_node("Squeeze", [f"sl{k}", "axis0"], [f"u{k}"], name=f"unbind_squeeze{k}"),
+        ]
+    nodes += [
+        helper.make_node("Add", ["u0", "u1"], ["qk"], name="add_qk"),
+        helper.make_node("Add", ["qk", "u2"], ["h_in"], name="add_v"),
+        helper.make_node("Shape", ["h_in"], ["shp"], name="shape"),
+        helper.make_node("Gather", ["shp", "last"], ["d"], name="gather_last"),
+        helper.make_node("Concat", ["minus1", "d"], ["newshape"], axis=0, name="concat_shape"),
+        helper.make_node("Reshape", ["h_in", "newshape"], ["h0"], name="reshape"),
+    ]
     offset = 0
     with open(folder / "weights.bin", "wb") as f:
         for i in range(layers):
@@ -70,19 +81,28 @@ def generate(folder: Path, layers: int, width: int, tokens: int = 16, seed: int 
             inits.append(_external(f"b{i}", [width], offset, len(bias)))
             offset += len(bias)
             h, o = f"h{i}", f"h{i + 1}"
-            nodes += [helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"], name=f"matmul{i}"),
-                      helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"bias{i}"),
-                      helper.make_node("Cast", [f"a{i}"], [f"c{i}"], to=TensorProto.FLOAT, name=f"up{i}"),
-                      helper.make_node("Cast", [f"c{i}"], [f"d{i}"], to=F16, name=f"down{i}"),
-                      helper.make_node("Identity", [f"d{i}"], [f"e{i}"], name=f"identity{i}"),
-                      helper.make_node("Relu", [f"e{i}"], [o], name=f"relu{i}")]
+            nodes += [
+                helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"], name=f"matmul{i}"),
+                helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"bias{i}"),
+                helper.make_node("Cast", [f"a{i}"], [f"c{i}"], to=TensorProto.FLOAT, name=f"up{i}"),
+                helper.make_node("Cast", [f"c{i}"], [f"d{i}"], to=F16, name=f"down{i}"),
+                helper.make_node("Identity", [f"d{i}"], [f"e{i}"], name=f"identity{i}"),
+                helper.make_node("Relu", [f"e{i}"], [o], name=f"relu{i}"),
+            ]
     h = f"h{layers}"
-    nodes += [helper.make_node("Transpose", [h], ["hT"], perm=[1, 0], name="keys_t"),
-              helper.make_node("MatMul", [h, "hT"], ["scores"], name="scores"),
-              helper.make_node("Softmax", ["scores"], ["probs"], axis=-1, name="softmax"),
-              helper.make_node("MatMul", ["probs", h], ["y"], name="attend")]
-    graph = helper.make_graph(nodes, "large", [helper.make_tensor_value_info("x", F16, [3, tokens, width])],
-                              [helper.make_tensor_value_info("y", F16, [tokens, width])], initializer=inits)
+    nodes += [
+        helper.make_node("Transpose", [h], ["hT"], perm=[1, 0], name="keys_t"),
+        helper.make_node("MatMul", [h, "hT"], ["scores"], name="scores"),
+        helper.make_node("Softmax", ["scores"], ["probs"], axis=-1, name="softmax"),
+        helper.make_node("MatMul", ["probs", h], ["y"], name="attend"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "large",
+        [helper.make_tensor_value_info("x", F16, [3, tokens, width])],
+        [helper.make_tensor_value_info("y", F16, [tokens, width])],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
     onnx.save_model(model, str(folder / "model.onnx"))
     return folder
@@ -112,8 +132,10 @@ def measure(src: Path, out: Path) -> dict:
     (out / "passes").mkdir(parents=True)
     passes = run_pipeline(src, out / "passes", DEFAULT_PASSES, check="off", module="large")
     passes_s = time.perf_counter() - t0
-    manifest = parse_manifest('[modules.large]\nfactory = "bench.large_model:none"\n'
-                              'inputs.x = { shape = [1], dtype = "float16" }\n', REPO / "engines.toml")
+    manifest = parse_manifest(
+        '[modules.large]\nfactory = "bench.large_model:none"\ninputs.x = { shape = [1], dtype = "float16" }\n',
+        REPO / "engines.toml",
+    )
     ctx = StageContext(module=manifest.modules[0], root=REPO, inputs={"graph_passes": out / "passes"})
     t1 = time.perf_counter()
     (out / "precision").mkdir()
@@ -121,15 +143,25 @@ def measure(src: Path, out: Path) -> dict:
     precision_s = time.perf_counter() - t1
     wall = time.perf_counter() - t_start
     files = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
-    linked = all((out / d / "weights.bin").stat().st_ino == (src / "weights.bin").stat().st_ino
-                 for d in ("passes", "precision"))
-    return {"wall_s": wall, "imports_s": imports_s, "passes_s": passes_s, "precision_s": precision_s,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "weights_read": read, "weights_hard_linked": linked, "files": files,
-            "largest_protobuf_bytes": max(v for k, v in files.items() if k.endswith(".onnx")),
-            "nodes": [passes["nodes_before"], passes["nodes_after"]], "fp32_nodes": len(plan["fp32"]),
-            "passes": [{k: p[k] for k in ("name", "modified", "nodes_before", "nodes_after", "seconds")}
-                       for p in passes["passes"]]}
+    linked = all(
+        (out / d / "weights.bin").stat().st_ino == (src / "weights.bin").stat().st_ino for d in ("passes", "precision")
+    )
+    return {
+        "wall_s": wall,
+        "imports_s": imports_s,
+        "passes_s": passes_s,
+        "precision_s": precision_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "weights_read": read,
+        "weights_hard_linked": linked,
+        "files": files,
+        "largest_protobuf_bytes": max(v for k, v in files.items() if k.endswith(".onnx")),
+        "nodes": [passes["nodes_before"], passes["nodes_after"]],
+        "fp32_nodes": len(plan["fp32"]),
+        "passes": [
+            {k: p[k] for k in ("name", "modified", "nodes_before", "nodes_after", "seconds")} for p in passes["passes"]
+        ],
+    }
 
 
 def main(out_json: Path, gib: float = 3.2, width: int = 4096) -> dict:
@@ -143,22 +175,37 @@ def main(out_json: Path, gib: float = 3.2, width: int = 4096) -> dict:
     run = work.parent / f"{work.name}_run"
     subprocess.run(["rm", "-rf", str(run)], check=True)
     t0 = time.perf_counter()
-    child = subprocess.run([sys.executable, __file__, "--measure", str(work), str(run)], capture_output=True,
-                           text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.run(
+        [sys.executable, __file__, "--measure", str(work), str(run)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     if child.returncode != 0:
         sys.exit(f"measured run failed:\n{child.stderr[-3000:]}")
     doc = json.loads(child.stdout.strip().splitlines()[-1])
     doc["process_wall_s"] = time.perf_counter() - t0  # interpreter start and every import included
     doc["weights_gib"] = layers * layer_bytes / 2**30
     doc["table"] = [
-        {"figure": f"model: external weights (GiB), {layers} layers", "value": f"{doc['weights_gib']:.2f}", "goal": ">= 3"},
+        {
+            "figure": f"model: external weights (GiB), {layers} layers",
+            "value": f"{doc['weights_gib']:.2f}",
+            "goal": ">= 3",
+        },
         {"figure": "passes + precision: peak RSS (MiB)", "value": f"{doc['peak_rss_mib']:.0f}", "goal": "<= 1024"},
         {"figure": "passes + precision: wall incl. imports (s)", "value": f"{doc['wall_s']:.2f}", "goal": "<= 5"},
         {"figure": "whole child process wall (s)", "value": f"{doc['process_wall_s']:.2f}"},
         {"figure": "  of which default passes (s)", "value": f"{doc['passes_s']:.2f}"},
         {"figure": "  of which precision stage (s)", "value": f"{doc['precision_s']:.2f}"},
-        {"figure": "external weights read (tensors / bytes)", "value": f"{doc['weights_read']['tensors']} / {doc['weights_read']['bytes']}"},
-        {"figure": "largest .onnx protobuf written (bytes)", "value": str(doc["largest_protobuf_bytes"]), "goal": "< 2 GiB"},
+        {
+            "figure": "external weights read (tensors / bytes)",
+            "value": f"{doc['weights_read']['tensors']} / {doc['weights_read']['bytes']}",
+        },
+        {
+            "figure": "largest .onnx protobuf written (bytes)",
+            "value": str(doc["largest_protobuf_bytes"]),
+            "goal": "< 2 GiB",
+        },
         {"figure": "weights hard-linked, not copied", "value": str(doc["weights_hard_linked"])},
         {"figure": "nodes before -> after passes", "value": f"{doc['nodes'][0]} -> {doc['nodes'][1]}"},
     ]

@@ -19,8 +19,9 @@ def export(model: str, out: Path) -> None:
     m = make_unet(model).half().eval()
     args = tuple(torch.rand(s, dtype=torch.float16) for s in INPUTS[model].values())
     with torch.no_grad():
-        program = torch.onnx.export(m, args, dynamo=True, external_data=True,
-                                    input_names=list(INPUTS[model]), output_names=["out"])
+        program = torch.onnx.export(
+            m, args, dynamo=True, external_data=True, input_names=list(INPUTS[model]), output_names=["out"]
+        )
     program.save(str(out / "model.onnx"), external_data=True)
 
 

@@ -19,7 +19,7 @@ def _tree_rss(root: int) -> int:
             continue
         try:
             stat = (d / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             kids.setdefault(int(fields[1]), []).append(int(d.name))
             rss[int(d.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError, IndexError):
@@ -42,5 +42,9 @@ def run(cmd: list[str], log: Path, env: dict | None = None, cwd: str | None = No
             time.sleep(0.05)
     wall = time.perf_counter() - t0
     single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return {"rc": proc.returncode, "wall_s": round(wall, 1), "tree_peak_gib": round(peak / 2**30, 2),
-            "max_single_gib_so_far": round(single / 2**30, 2)}
+    return {
+        "rc": proc.returncode,
+        "wall_s": round(wall, 1),
+        "tree_peak_gib": round(peak / 2**30, 2),
+        "max_single_gib_so_far": round(single / 2**30, 2),
+    }

@@ -11,9 +11,14 @@ class Decoder(nn.Module):
     def __init__(self, channels: int = 64, classes: int = 8):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
-            nn.ConvTranspose2d(channels, channels // 2, 2, stride=2), nn.BatchNorm2d(channels // 2), nn.ReLU(),
-            nn.Conv2d(channels // 2, channels // 2, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.ConvTranspose2d(channels, channels // 2, 2, stride=2),
+            nn.BatchNorm2d(channels // 2),
+            nn.ReLU(),
+            nn.Conv2d(channels // 2, channels // 2, 3, padding=1),
+            nn.ReLU(),
         )
         self.logits = nn.Conv2d(channels // 2, classes, 1)
 

@@ -33,8 +33,9 @@ class Block(nn.Module):
 
 
 class ViT(nn.Module):
-    def __init__(self, image: int = 64, patch: int = 16, dim: int = 192, depth: int = 4, heads: int = 4,
-                 classes: int = 10):
+    def __init__(
+        self, image: int = 64, patch: int = 16, dim: int = 192, depth: int = 4, heads: int = 4, classes: int = 10
+    ):
         super().__init__()
         self.embed = nn.Conv2d(3, dim, patch, stride=patch)
         self.pos = nn.Parameter(torch.randn(1, (image // patch) ** 2, dim) * 0.02)

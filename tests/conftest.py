@@ -32,7 +32,7 @@ pytest_plugins = ["tests.scheduling"]  # how `make test` spreads tests over xdis
 REPO = Path(__file__).resolve().parent.parent
 TRTFORGE = str(Path(sys.executable).parent / "trtforge")
 # the stages whose ONNX the verify stage checks against the FP32 reference, in order
-ONNX_STAGES = STAGES[:STAGES.index("build")]
+ONNX_STAGES = STAGES[: STAGES.index("build")]
 _SLOW_TEST = True  # whether the running test may run the console script (set per test)
 
 
@@ -127,8 +127,7 @@ def run_cli(*args, cwd: Path, env: dict | None = None, timeout: int = 600) -> su
     """The console script, as a user runs it (slow lane only: each run starts a Python process)."""
     assert _SLOW_TEST, "this test runs the console script: mark it slow (pytest.mark.slow)"
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([TRTFORGE, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([TRTFORGE, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
 def rng_array(shape, dtype=np.float32, seed=0, low=-1.0, high=1.0):

@@ -38,8 +38,12 @@ def group_of(item) -> str | None:
 
 
 def pytest_configure(config):
-    if config.pluginmanager.hasplugin("xdist") and not os.environ.get("PYTEST_XDIST_WORKER") \
-            and config.getoption("dist", "no") == "loadgroup" and GROUPS_ENV not in os.environ:
+    if (
+        config.pluginmanager.hasplugin("xdist")
+        and not os.environ.get("PYTEST_XDIST_WORKER")
+        and config.getoption("dist", "no") == "loadgroup"
+        and GROUPS_ENV not in os.environ
+    ):
         os.environ[GROUPS_ENV] = tempfile.mkdtemp(prefix="trtforge-test-groups-")  # the workers inherit it
         config._trtforge_groups_dir = os.environ[GROUPS_ENV]
 

@@ -75,14 +75,16 @@ def _allowed(me: str, other: str) -> bool:
 
 
 def test_no_stage_imports_another_stage_and_shared_code_imports_no_stage():
-    bad = [f"{where}: {me} imports {other}" for me, other, where in _edges()
-           if other not in HEAVY and not _allowed(me, other)]
+    bad = [
+        f"{where}: {me} imports {other}"
+        for me, other, where in _edges()
+        if other not in HEAVY and not _allowed(me, other)
+    ]
     assert not bad, "layer violations:\n" + "\n".join(bad)
 
 
 def test_heavy_libraries_stay_fenced():
-    bad = [f"{where}: {me} imports {lib}" for me, lib, where in _edges()
-           if lib in HEAVY and me not in HEAVY[lib]]
+    bad = [f"{where}: {me} imports {lib}" for me, lib, where in _edges() if lib in HEAVY and me not in HEAVY[lib]]
     assert not bad, "heavy imports outside their fence:\n" + "\n".join(bad)
 
 

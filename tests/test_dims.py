@@ -42,8 +42,12 @@ def test_dims_make_one_profile_with_concrete_points():
     assert m.inputs[0].shape == ("batch", 3, "height", "width")
     assert m.profiles == ((("batch", (1, 4, 8, 1)), ("height", (32, 48, 64, 8)), ("width", (48, 48, 48, 1))),)
     shapes = describe(m.profiles, m.inputs)
-    assert shapes == [{"x": {"min": [1, 3, 32, 48], "opt": [4, 3, 48, 48], "max": [8, 3, 64, 48]},
-                       "t": {"min": [1], "opt": [4], "max": [8]}}]
+    assert shapes == [
+        {
+            "x": {"min": [1, 3, 32, 48], "opt": [4, 3, 48, 48], "max": [8, 3, 64, 48]},
+            "t": {"min": [1], "opt": [4], "max": [8]},
+        }
+    ]
     assert [label for label, _ in profile_points(m.profiles)] == ["p0.min", "p0.opt", "p0.max"]
 
 
@@ -63,8 +67,9 @@ def test_static_modules_keep_their_cache_keys():
 
     static = load(STATIC)
     assert static.profiles == () and "profiles" not in static.as_key()
-    assert static.as_key()["inputs"] == [{"name": "x", "shape": (1, 3, 8, 8), "dtype": "float16",
-                                           "range": (-1.0, 1.0), "arg": "x"}]
+    assert static.as_key()["inputs"] == [
+        {"name": "x", "shape": (1, 3, 8, 8), "dtype": "float16", "range": (-1.0, 1.0), "arg": "x"}
+    ]
     root = Path("/tmp")
     assert "profiles" not in ExportStage().key_material(static, root)["module"]
     assert "profiles" not in BuildStage(backend_override="tensorrt-rtx").key_material(static, root)
@@ -77,28 +82,59 @@ def test_static_modules_keep_their_cache_keys():
 ERRORS = [
     # (manifest body after factory, the field named, words of the message)
     ('inputs.x = { shape = ["batch", 3] }', "modules.m.inputs.x.shape[0]", "dimension 'batch' has no range"),
-    ('inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 4, opt = 2, max = 8 }',
-     "modules.m.dims.batch", "min 4 is above opt 2"),
-    ('inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, opt = 9, max = 8 }',
-     "modules.m.dims.batch", "opt 9 is above max 8"),
-    ('inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, opt = 2, max = 8 }\n'
-     'dims.height = { min = 1, opt = 2, max = 8 }', "modules.m.dims.height", "named in no input's shape"),
-    ('inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, max = 8 }', "modules.m.dims.batch.opt",
-     "missing 'opt'"),
-    ('inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, opt = 2, max = 8 }\nprofiles = [{ batch = 1 }]',
-     "modules.m.profiles", "both 'dims' and 'profiles'"),
-    ('inputs.x = { shape = ["batch", "n"] }\nprofiles = [{ batch = 1, n = 4 }, { batch = 2 }]',
-     "modules.m.profiles[1].n", "dimension 'n' (inputs.x.shape[1]) has no range in profiles[1]"),
-    ('inputs.x = { shape = ["h", 3] }\ndims.h = { min = 32, opt = 40, max = 64, multiple_of = 16 }',
-     "modules.m.dims.h.opt", "opt 40 is not a multiple of multiple_of 16"),
-    ('inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 0, opt = 2, max = 8 }', "modules.m.dims.batch.min",
-     "must be a positive integer"),
+    (
+        'inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 4, opt = 2, max = 8 }',
+        "modules.m.dims.batch",
+        "min 4 is above opt 2",
+    ),
+    (
+        'inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, opt = 9, max = 8 }',
+        "modules.m.dims.batch",
+        "opt 9 is above max 8",
+    ),
+    (
+        'inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, opt = 2, max = 8 }\n'
+        "dims.height = { min = 1, opt = 2, max = 8 }",
+        "modules.m.dims.height",
+        "named in no input's shape",
+    ),
+    (
+        'inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, max = 8 }',
+        "modules.m.dims.batch.opt",
+        "missing 'opt'",
+    ),
+    (
+        'inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, opt = 2, max = 8 }\nprofiles = [{ batch = 1 }]',
+        "modules.m.profiles",
+        "both 'dims' and 'profiles'",
+    ),
+    (
+        'inputs.x = { shape = ["batch", "n"] }\nprofiles = [{ batch = 1, n = 4 }, { batch = 2 }]',
+        "modules.m.profiles[1].n",
+        "dimension 'n' (inputs.x.shape[1]) has no range in profiles[1]",
+    ),
+    (
+        'inputs.x = { shape = ["h", 3] }\ndims.h = { min = 32, opt = 40, max = 64, multiple_of = 16 }',
+        "modules.m.dims.h.opt",
+        "opt 40 is not a multiple of multiple_of 16",
+    ),
+    (
+        'inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 0, opt = 2, max = 8 }',
+        "modules.m.dims.batch.min",
+        "must be a positive integer",
+    ),
     ('inputs.x = { shape = ["2b", 3] }', "modules.m.inputs.x.shape[0]", "must be an identifier"),
-    ('inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, opt = 2, max = 8 }\nexport.exporter = "torchscript"',
-     "modules.m.export.exporter", "need the dynamo exporter"),
-    ('inputs.x = { shape = ["batch", 3, 8, 8] }\ndims.batch = { min = 1, opt = 2, max = 8 }\n'
-     'passes = [{ name = "bake_preprocess", input = "x", mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }]',
-     "modules.m.passes[0]", "bake_preprocess needs a static shape"),
+    (
+        'inputs.x = { shape = ["batch", 3] }\ndims.batch = { min = 1, opt = 2, max = 8 }\nexport.exporter = "torchscript"',
+        "modules.m.export.exporter",
+        "need the dynamo exporter",
+    ),
+    (
+        'inputs.x = { shape = ["batch", 3, 8, 8] }\ndims.batch = { min = 1, opt = 2, max = 8 }\n'
+        'passes = [{ name = "bake_preprocess", input = "x", mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }]',
+        "modules.m.passes[0]",
+        "bake_preprocess needs a static shape",
+    ),
 ]
 
 

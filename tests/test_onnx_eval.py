@@ -28,16 +28,27 @@ def _chain(n: int, size: int) -> onnx.ModelProto:
         out = "y" if i == n - 1 else f"t{i}"
         nodes.append(onnx.helper.make_node("Add", [prev, f"w{i}"], [out], name=f"add{i}"))
         prev = out
-    graph = onnx.helper.make_graph(nodes, "chain", [onnx.helper.make_tensor_value_info("x", 1, [size])],
-                                   [onnx.helper.make_tensor_value_info("y", 1, [size])], inits)
+    graph = onnx.helper.make_graph(
+        nodes,
+        "chain",
+        [onnx.helper.make_tensor_value_info("x", 1, [size])],
+        [onnx.helper.make_tensor_value_info("y", 1, [size])],
+        inits,
+    )
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
 
 
 def test_weights_and_activations_are_freed_after_their_last_use(tmp_path, streamed):
     size, n = 1 << 18, 12  # 1 MiB per tensor, 12 weights
     model = _chain(n, size)
-    onnx.save_model(model, str(tmp_path / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="model.onnx.data", size_threshold=0)
+    onnx.save_model(
+        model,
+        str(tmp_path / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
     from trtforge.onnx_files import load_graph_proto
 
     ev = Evaluator(load_graph_proto(tmp_path), tmp_path, "fp32")
@@ -78,18 +89,27 @@ def test_nodes_out_of_order_are_sorted_and_cycles_named(streamed):
     nodes = list(model.graph.node)
     del model.graph.node[:]
     model.graph.node.extend(reversed(nodes))
-    assert np.array_equal(Evaluator(model, None, "fp32").run({"x": np.zeros(4, np.float32)})["y"],
-                          np.full(4, 3.0, np.float32))
+    assert np.array_equal(
+        Evaluator(model, None, "fp32").run({"x": np.zeros(4, np.float32)})["y"], np.full(4, 3.0, np.float32)
+    )
     cyc = onnx.helper.make_graph(
-        [onnx.helper.make_node("Relu", ["b"], ["a"], name="r1"), onnx.helper.make_node("Relu", ["a"], ["b"], name="r2")],
-        "cyc", [], [onnx.helper.make_tensor_value_info("a", 1, [1])])
+        [
+            onnx.helper.make_node("Relu", ["b"], ["a"], name="r1"),
+            onnx.helper.make_node("Relu", ["a"], ["b"], name="r2"),
+        ],
+        "cyc",
+        [],
+        [onnx.helper.make_tensor_value_info("a", 1, [1])],
+    )
     with pytest.raises(EvalError, match="cycle"):
         Evaluator(onnx.helper.make_model(cyc), None, "fp32")
 
 
 def test_small_graphs_run_whole_with_the_same_bits(tmp_path, monkeypatch):
     model = _chain(5, 64)
-    model.graph.initializer[2].CopyFrom(onnx.numpy_helper.from_array(np.full(64, 0.1, np.float16).astype(np.float32), "w2"))
+    model.graph.initializer[2].CopyFrom(
+        onnx.numpy_helper.from_array(np.full(64, 0.1, np.float16).astype(np.float32), "w2")
+    )
     x = np.random.default_rng(0).standard_normal(64).astype(np.float32)
     whole = Evaluator(model, None, "fp32")
     out = whole.run({"x": x})["y"]

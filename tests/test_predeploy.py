@@ -61,8 +61,7 @@ def test_verify_copied_folder_reports_not_run_and_exits_0(copied, tmp_path):
 
 @pytest.mark.skipif(engine_runs_here(), reason="the engine runs on this GPU")
 def test_verify_require_engine_check_fails_with_exit_3(copied, tmp_path):
-    proc = run_cli("verify", str(copied), "--require-engine-check", "--junit", str(tmp_path / "j.xml"),
-                   cwd=tmp_path)
+    proc = run_cli("verify", str(copied), "--require-engine-check", "--junit", str(tmp_path / "j.xml"), cwd=tmp_path)
     assert proc.returncode == 3
     assert "attn: failed: engine not run here: " in proc.stdout
     suite = _junit(tmp_path / "j.xml")

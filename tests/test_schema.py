@@ -42,13 +42,16 @@ def test_the_example_manifest_validates_and_names_the_schema(example):
     assert first.startswith("#:schema ") and (REPO / first.split(" ", 1)[1]).resolve() == SCHEMA_FILE
 
 
-@pytest.mark.parametrize("edit,fragment", [
-    (lambda d: d["defaults"]["build"].update(optimization_level=9), "9 is greater than the maximum of 5"),
-    (lambda d: d["modules"]["vit"].update(build={"rtx_compute_capabilities": ["9.0"]}), "'9.0' is not one of"),
-    (lambda d: d["modules"]["vit"].update(factry="x:y"), "Additional properties are not allowed"),
-    (lambda d: d["modules"]["vit"]["inputs"]["image"].update(dtype="fp16"), "'fp16' is not one of"),
-    (lambda d: d["modules"]["vit"]["inputs"]["image"].pop("shape"), "'shape' is a required property"),
-])
+@pytest.mark.parametrize(
+    "edit,fragment",
+    [
+        (lambda d: d["defaults"]["build"].update(optimization_level=9), "9 is greater than the maximum of 5"),
+        (lambda d: d["modules"]["vit"].update(build={"rtx_compute_capabilities": ["9.0"]}), "'9.0' is not one of"),
+        (lambda d: d["modules"]["vit"].update(factry="x:y"), "Additional properties are not allowed"),
+        (lambda d: d["modules"]["vit"]["inputs"]["image"].update(dtype="fp16"), "'fp16' is not one of"),
+        (lambda d: d["modules"]["vit"]["inputs"]["image"].pop("shape"), "'shape' is a required property"),
+    ],
+)
 def test_the_schema_refuses_what_the_loader_refuses(example, edit, fragment):
     doc = copy.deepcopy(example)
     edit(doc)

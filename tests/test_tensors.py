@@ -18,13 +18,16 @@ def _specs(tmp_path: Path, inputs: str):
 
 
 def test_value_padding_mask_positions(tmp_path):
-    specs = _specs(tmp_path, """
+    specs = _specs(
+        tmp_path,
+        """
 inputs.t = { shape = [1], dtype = "int64", value = 999 }
 inputs.ones = { shape = [2, 5], dtype = "int64", value = 1 }
 inputs.mask = { shape = [3, 6], dtype = "int64", kind = "padding_mask", pad = [0, 2] }
 inputs.left = { shape = [1, 4], dtype = "bool", kind = "padding_mask", pad = 1, side = "left" }
 inputs.pos = { shape = [2, 4], dtype = "int32", kind = "positions", start = 2 }
-""")
+""",
+    )
     x = make_inputs(specs, seed=0)
     assert x["t"].tolist() == [999] and x["t"].dtype == np.int64
     assert (x["ones"] == 1).all() and x["ones"].shape == (2, 5)
@@ -36,11 +39,14 @@ inputs.pos = { shape = [2, 4], dtype = "int32", kind = "positions", start = 2 }
 
 
 def test_drawn_sources_follow_their_parameters(tmp_path):
-    specs = _specs(tmp_path, """
+    specs = _specs(
+        tmp_path,
+        """
 inputs.n = { shape = [64, 64], dist = "normal", mean = 3.0, std = 0.5, dtype = "float32" }
 inputs.ids = { shape = [64, 64], dtype = "int64", kind = "token_ids", vocab_size = 7 }
 inputs.u = { shape = [64, 64], range = [2.0, 4.0] }
-""")
+""",
+    )
     x = make_inputs(specs, seed=0)
     assert abs(float(x["n"].mean()) - 3.0) < 0.05 and abs(float(x["n"].std()) - 0.5) < 0.05
     assert set(np.unique(x["ids"]).tolist()) == set(range(7))
@@ -54,11 +60,14 @@ inputs.u = { shape = [64, 64], range = [2.0, 4.0] }
 def test_npy_and_npz_files_broadcast_and_convert(tmp_path):
     np.save(tmp_path / "row.npy", np.arange(8, dtype=np.int32))
     np.savez(tmp_path / "pair.npz", a=np.full((2, 8), 3, np.int64), b=np.ones((1, 8), np.float32))
-    specs = _specs(tmp_path, """
+    specs = _specs(
+        tmp_path,
+        """
 inputs.row = { shape = [2, 8], dtype = "int64", file = "row.npy" }
 inputs.a = { shape = [2, 8], dtype = "float16", file = "pair.npz", key = "a" }
 inputs.b = { shape = [2, 8], file = "pair.npz", key = "b" }
-""")
+""",
+    )
     x = make_inputs(specs, seed=0, root=tmp_path)
     assert x["row"].tolist() == [list(range(8))] * 2 and x["row"].dtype == np.int64
     assert x["a"].dtype == np.float16 and (x["a"] == 3).all()
@@ -71,11 +80,14 @@ def test_image_layout_resize_and_normalisation(tmp_path):
     pixels = np.zeros((16, 16, 3), np.uint8)
     pixels[..., 0], pixels[..., 1], pixels[..., 2] = 255, 51, 0
     Image.fromarray(pixels).save(tmp_path / "red.png")
-    specs = _specs(tmp_path, """
+    specs = _specs(
+        tmp_path,
+        """
 inputs.nchw = { shape = [2, 3, 8, 8], dtype = "float32", file = "red.png", mean = [0.5, 0.5, 0.5], std = [0.5, 0.25, 1.0] }
 inputs.nhwc = { shape = [1, 8, 8, 3], dtype = "uint8", file = "red.png", layout = "NHWC" }
 inputs.grey = { shape = [1, 8, 8], dtype = "float16", file = "red.png" }
-""")
+""",
+    )
     x = make_inputs(specs, seed=0, root=tmp_path)
     # (pixel / 255 - mean) / std per channel, resized 16 -> 8, repeated over the batch of 2
     expect = [(1.0 - 0.5) / 0.5, (0.2 - 0.5) / 0.25, (0.0 - 0.5) / 1.0]
@@ -97,7 +109,9 @@ def test_every_source_makes_any_concrete_shape(tmp_path, shape):
 
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / "img.png")
     np.save(tmp_path / "one.npy", np.ones((1, 1), np.float32))
-    specs = _specs(tmp_path, """
+    specs = _specs(
+        tmp_path,
+        """
 inputs.u = { shape = [2, 6] }
 inputs.n = { shape = [2, 6], dist = "normal" }
 inputs.v = { shape = [2, 6], value = 2 }
@@ -105,7 +119,8 @@ inputs.f = { shape = [2, 6], file = "one.npy" }
 inputs.m = { shape = [2, 6], dtype = "int64", kind = "padding_mask", pad = 1 }
 inputs.i = { shape = [2, 6], dtype = "int64", kind = "token_ids", vocab_size = 5 }
 inputs.p = { shape = [2, 6], dtype = "int64", kind = "positions" }
-""")
+""",
+    )
     x = make_inputs(specs, seed=0, root=tmp_path, shapes={s.name: shape for s in specs})
     assert {k: v.shape for k, v in x.items()} == {s.name: shape for s in specs}
     assert x["m"][:, -1].tolist() == [0] * shape[0] and x["m"][:, 0].tolist() == [1] * shape[0]

@@ -51,8 +51,13 @@ def library_files(backend: str) -> list[Path]:
         return []
     site = Path(spec.origin).parent.parent
     pattern = re.compile(r"(libnvinfer|libtensorrt|tensorrt_rtx|tensorrt_bindings|nvinfer).*\.so", re.I)
-    return sorted(p for d in site.glob(f"{MODULE[backend]}*") if d.is_dir()
-                  for p in d.rglob("*.so*") if pattern.search(p.name) and p.is_file())
+    return sorted(
+        p
+        for d in site.glob(f"{MODULE[backend]}*")
+        if d.is_dir()
+        for p in d.rglob("*.so*")
+        if pattern.search(p.name) and p.is_file()
+    )
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,13 @@ def gpus() -> list[Gpu]:
     if not any(Path(p).exists() for p in DRIVER_MARKS) and not os.environ.get("TRTFORGE_ASSUME_GPU"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [Gpu(*[s.strip() for s in line.split(",", 1)]) for line in out.strip().splitlines() if "," in line]
@@ -82,14 +92,26 @@ def resolve(requested: str, module: str) -> str:
             return TRT
         if installed(RTX):
             return RTX
-        raise BackendMissingError("no TensorRT backend is installed", where=where, module=module,
-                                  hint="pip install 'trtforge[rtx]' (TensorRT-RTX builds on any machine)")
+        raise BackendMissingError(
+            "no TensorRT backend is installed",
+            where=where,
+            module=module,
+            hint="pip install 'trtforge[rtx]' (TensorRT-RTX builds on any machine)",
+        )
     if not installed(requested):
-        raise BackendMissingError(f"backend '{requested}' is not installed", where=where, module=module,
-                                  hint=f"pip install 'trtforge[{EXTRA[requested]}]'")
+        raise BackendMissingError(
+            f"backend '{requested}' is not installed",
+            where=where,
+            module=module,
+            hint=f"pip install 'trtforge[{EXTRA[requested]}]'",
+        )
     if requested == TRT and not gpus():
-        raise BuildError("TensorRT builds need the target GPU and none is visible", where=where,
-                         module=module, hint="use backend = 'tensorrt-rtx' to build ahead of time on the CPU")
+        raise BuildError(
+            "TensorRT builds need the target GPU and none is visible",
+            where=where,
+            module=module,
+            hint="use backend = 'tensorrt-rtx' to build ahead of time on the CPU",
+        )
     return requested
 
 
@@ -103,8 +125,11 @@ def target(backend: str, ccs: tuple[str, ...], gpu_model: str = "") -> dict:
     found = gpus()
     gpu = next((g for g in found if gpu_model and gpu_model.lower() in g.name.lower()), found[0])
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.name.lower()).strip("-")
-    return {"name": f"trt-{slug}-sm{gpu.compute_capability.replace('.', '')}", "gpu": gpu.name,
-            "compute_capabilities": [gpu.compute_capability]}
+    return {
+        "name": f"trt-{slug}-sm{gpu.compute_capability.replace('.', '')}",
+        "gpu": gpu.name,
+        "compute_capabilities": [gpu.compute_capability],
+    }
 
 
 def select(backend: str) -> None:
@@ -113,8 +138,10 @@ def select(backend: str) -> None:
         from polygraphy import config
 
         if bool(config.USE_TENSORRT_RTX) != (want == "1"):
-            raise BuildError(f"this process already uses the other TensorRT family; cannot build "
-                             f"with {backend}", hint="build one backend per process")
+            raise BuildError(
+                f"this process already uses the other TensorRT family; cannot build with {backend}",
+                hint="build one backend per process",
+            )
     os.environ["POLYGRAPHY_USE_TENSORRT_RTX"] = want
 
 

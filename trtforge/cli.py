@@ -62,8 +62,9 @@ class _Group(click.Group):
         except click.ClickException as e:
             ctx = getattr(e, "ctx", None)  # usage errors carry the command they concern
             path = ctx.command_path if ctx is not None else "trtforge"
-            click.echo(" ".join(f"trtforge: error: {e.format_message().rstrip('.')}; see '{path} --help'".split()),
-                       err=True)
+            click.echo(
+                " ".join(f"trtforge: error: {e.format_message().rstrip('.')}; see '{path} --help'".split()), err=True
+            )
             sys.exit(2)
         except click.Abort:
             click.echo("trtforge: error: interrupted", err=True)
@@ -81,13 +82,24 @@ def main(ctx, verbose):
 
 
 def _backend_option(f):
-    return click.option("--backend", type=BACKEND_CHOICE, default=None, envvar=ENV_BACKEND, show_envvar=True,
-                        help="Override every module's build.backend.")(f)
+    return click.option(
+        "--backend",
+        type=BACKEND_CHOICE,
+        default=None,
+        envvar=ENV_BACKEND,
+        show_envvar=True,
+        help="Override every module's build.backend.",
+    )(f)
 
 
 def _cache_dir_option(f):
-    return click.option("--cache-dir", default=None, envvar=ENV_CACHE, show_envvar=True,
-                        help="Cache folder (default: the manifest's cache_dir).")(f)
+    return click.option(
+        "--cache-dir",
+        default=None,
+        envvar=ENV_CACHE,
+        show_envvar=True,
+        help="Cache folder (default: the manifest's cache_dir).",
+    )(f)
 
 
 @main.command()
@@ -95,46 +107,113 @@ def _cache_dir_option(f):
 @click.option("--module", "modules", multiple=True, help="Build only this module (repeatable).")
 @_backend_option
 @_cache_dir_option
-@click.option("--output-dir", default=None, envvar=ENV_OUTPUT, show_envvar=True, type=click.Path(file_okay=False),
-              help="Publish into this folder instead of the manifest's output_dir (relative to the current folder).")
+@click.option(
+    "--output-dir",
+    default=None,
+    envvar=ENV_OUTPUT,
+    show_envvar=True,
+    type=click.Path(file_okay=False),
+    help="Publish into this folder instead of the manifest's output_dir (relative to the current folder).",
+)
 @click.option("--quiet", is_flag=True, help="Print only warnings and errors (stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None,
-              help="Also write JUnit XML here: one test case per module, with its time.")
-@click.option("--require-engine-check", is_flag=True,
-              help="Fail (exit 3, nothing published) when an engine cannot run on this machine.")
-@click.option("--jobs", "-j", default=1, type=click.IntRange(1), envvar=ENV_JOBS, show_envvar=True,
-              help="Build this many modules at once (at most one per 2 CPU cores; see README).")
-@click.option("--allow-foreign-files", is_flag=True,
-              help="Publish into an output folder that holds files trtforge did not write (left alone).")
-@click.option("--force", is_flag=True, help="Re-run every stage (or, with --stage, that one and the later ones), "
-                                            "ignoring cache hits.")
-@click.option("--stage", "force_stage", default=None,
-              type=click.Choice(STAGE_NAMES),
-              help="With --force: the first stage to re-run.")
-@click.option("--require-remote", is_flag=True,
-              help="Fail (exit 2) when the remote cache cannot be used, instead of building locally.")
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write JUnit XML here: one test case per module, with its time.",
+)
+@click.option(
+    "--require-engine-check",
+    is_flag=True,
+    help="Fail (exit 3, nothing published) when an engine cannot run on this machine.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    default=1,
+    type=click.IntRange(1),
+    envvar=ENV_JOBS,
+    show_envvar=True,
+    help="Build this many modules at once (at most one per 2 CPU cores; see README).",
+)
+@click.option(
+    "--allow-foreign-files",
+    is_flag=True,
+    help="Publish into an output folder that holds files trtforge did not write (left alone).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Re-run every stage (or, with --stage, that one and the later ones), ignoring cache hits.",
+)
+@click.option(
+    "--stage",
+    "force_stage",
+    default=None,
+    type=click.Choice(STAGE_NAMES),
+    help="With --force: the first stage to re-run.",
+)
+@click.option(
+    "--require-remote",
+    is_flag=True,
+    help="Fail (exit 2) when the remote cache cannot be used, instead of building locally.",
+)
 @click.option("--remote-read-only", is_flag=True, help="Download from the remote cache, never upload.")
 @click.option("--no-remote", is_flag=True, help="Ignore the remote cache for this run.")
-@click.option("--target", "targets", multiple=True,
-              help="Build only this [targets.NAME] target (repeatable; default: every target).")
-@click.option("--require-target", is_flag=True,
-              help="Fail (exit 3) when a chosen target cannot be built here, instead of skipping it.")
-@click.option("--from-cache", is_flag=True,
-              help="Assemble engines/ from the (shared) cache, building nothing; exit 3 naming what no "
-                   "runner has built yet.")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    help="Build only this [targets.NAME] target (repeatable; default: every target).",
+)
+@click.option(
+    "--require-target",
+    is_flag=True,
+    help="Fail (exit 3) when a chosen target cannot be built here, instead of skipping it.",
+)
+@click.option(
+    "--from-cache",
+    is_flag=True,
+    help="Assemble engines/ from the (shared) cache, building nothing; exit 3 naming what no runner has built yet.",
+)
 @click.pass_context
-def build(ctx, manifest_path, modules, backend, cache_dir, output_dir, quiet, as_json, junit, require_engine_check,
-          jobs, allow_foreign_files, force, force_stage, require_remote, remote_read_only, no_remote, targets,
-          require_target, from_cache):
+def build(
+    ctx,
+    manifest_path,
+    modules,
+    backend,
+    cache_dir,
+    output_dir,
+    quiet,
+    as_json,
+    junit,
+    require_engine_check,
+    jobs,
+    allow_foreign_files,
+    force,
+    force_stage,
+    require_remote,
+    remote_read_only,
+    no_remote,
+    targets,
+    require_target,
+    from_cache,
+):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
     if force_stage and not force:
-        _fail(TrtforgeError("--stage needs --force", where="--stage",
-                            hint=f"write --force --stage {force_stage}"), verbose)
+        _fail(
+            TrtforgeError("--stage needs --force", where="--stage", hint=f"write --force --stage {force_stage}"),
+            verbose,
+        )
     if from_cache and force:
-        _fail(TrtforgeError("--from-cache builds nothing; --force re-runs stages", where="--from-cache",
-                            hint="drop one of them"), verbose)
+        _fail(
+            TrtforgeError(
+                "--from-cache builds nothing; --force re-runs stages", where="--from-cache", hint="drop one of them"
+            ),
+            verbose,
+        )
     from trtforge import interrupts
 
     interrupts.install()
@@ -151,13 +230,26 @@ def build(ctx, manifest_path, modules, backend, cache_dir, output_dir, quiet, as
     try:
         if junit:
             _check_junit(Path(junit))
-        outcome = run_build(manifest_path, modules, backend=backend, cache_dir=cache_dir, jobs=jobs,
-                            require_engine_check=require_engine_check, allow_foreign_files=allow_foreign_files,
-                            force_from=(force_stage or "export") if force else None, progress=progress,
-                            output_dir=output_dir, on_result=notes,
-                            on_note=lambda text: click.echo(f"trtforge: note: {text}", err=True),
-                            remote=not no_remote, remote_read_only=remote_read_only, require_remote=require_remote,
-                            from_cache=from_cache, targets=targets, require_target=require_target)
+        outcome = run_build(
+            manifest_path,
+            modules,
+            backend=backend,
+            cache_dir=cache_dir,
+            jobs=jobs,
+            require_engine_check=require_engine_check,
+            allow_foreign_files=allow_foreign_files,
+            force_from=(force_stage or "export") if force else None,
+            progress=progress,
+            output_dir=output_dir,
+            on_result=notes,
+            on_note=lambda text: click.echo(f"trtforge: note: {text}", err=True),
+            remote=not no_remote,
+            remote_read_only=remote_read_only,
+            require_remote=require_remote,
+            from_cache=from_cache,
+            targets=targets,
+            require_target=require_target,
+        )
     except TrtforgeError as e:
         _fail(e, verbose)
     except KeyboardInterrupt as e:
@@ -166,8 +258,11 @@ def build(ctx, manifest_path, modules, backend, cache_dir, output_dir, quiet, as
 
         code = e.exit_code if isinstance(e, Interrupted) else 130
         name = "SIGTERM" if code == 143 else "Ctrl-C"
-        click.echo(f"trtforge: error: interrupted ({name}); nothing half-built was kept, the cache is intact "
-                   "and the next run resumes from the last finished stage", err=True)
+        click.echo(
+            f"trtforge: error: interrupted ({name}); nothing half-built was kept, the cache is intact "
+            "and the next run resumes from the last finished stage",
+            err=True,
+        )
         sys.exit(code)
     progress.close()
     for name in outcome.removed:
@@ -198,9 +293,12 @@ def build(ctx, manifest_path, modules, backend, cache_dir, output_dir, quiet, as
 @click.option("--module", "modules", multiple=True, help="Explain only this module (repeatable).")
 @_backend_option
 @_cache_dir_option
-@click.option("--check", is_flag=True,
-              help="A CI gate: exit 0 when everything is up to date, 1 when something would rebuild, "
-                   "2 when something cannot be planned (e.g. a depends pattern matching no file).")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="A CI gate: exit 0 when everything is up to date, 1 when something would rebuild, "
+    "2 when something cannot be planned (e.g. a depends pattern matching no file).",
+)
 @click.pass_context
 def explain(ctx, manifest_path, modules, backend, cache_dir, check):
     """Say per module and stage whether it is up to date, or which key fields changed."""
@@ -228,8 +326,12 @@ def explain(ctx, manifest_path, modules, backend, cache_dir, check):
 @click.argument("engines_dir", default="engines", type=click.Path(file_okay=False))
 @click.option("--module", "modules", multiple=True, help="Check only this module's engine (repeatable).")
 @click.option("--require-engine-check", is_flag=True, help="Fail when an engine cannot run here.")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None,
-              help="Write JUnit XML here: one test case per engine, with its time.")
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write JUnit XML here: one test case per engine, with its time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (one object per engine).")
 @click.pass_context
 def verify(ctx, engines_dir, modules, require_engine_check, junit, as_json):
@@ -240,16 +342,20 @@ def verify(ctx, engines_dir, modules, require_engine_check, junit, as_json):
         if junit:
             _check_junit(Path(junit))
         results: list[dict] = []
-        failed = verify_published(Path(engines_dir), require_engine_check, junit,
-                                  None if as_json else click.echo, results, modules)
+        failed = verify_published(
+            Path(engines_dir), require_engine_check, junit, None if as_json else click.echo, results, modules
+        )
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     if as_json:
         click.echo(json.dumps({"ok": not failed, "failed": failed, "results": results}, indent=1, default=str))
     if failed:
         first = next(r for r in results if r["status"] == "failed")
-        click.echo(f"trtforge: error: {failed} of {len(results)} engine(s) failed pre-deploy verification; "
-                   f"first: {first.get('what', 'module')} '{first['module']}': {first['reason']}", err=True)
+        click.echo(
+            f"trtforge: error: {failed} of {len(results)} engine(s) failed pre-deploy verification; "
+            f"first: {first.get('what', 'module')} '{first['module']}': {first['reason']}",
+            err=True,
+        )
         sys.exit(3)
 
 
@@ -285,9 +391,17 @@ def _cache_store(manifest_path, cache_dir, writable=True):
     return _store(load_manifest(manifest_path), None, writable)
 
 
-_cache_opts = [click.option("--cache-dir", default=None, help=f"The cache folder (or ${ENV_CACHE}).", envvar=ENV_CACHE, show_envvar=True),
-               click.option("--manifest", "manifest_path", default="engines.toml",
-                            help="The manifest whose cache_dir to use when no --cache-dir is given.")]
+_cache_opts = [
+    click.option(
+        "--cache-dir", default=None, help=f"The cache folder (or ${ENV_CACHE}).", envvar=ENV_CACHE, show_envvar=True
+    ),
+    click.option(
+        "--manifest",
+        "manifest_path",
+        default="engines.toml",
+        help="The manifest whose cache_dir to use when no --cache-dir is given.",
+    ),
+]
 
 
 def _with_cache_opts(f):
@@ -317,22 +431,37 @@ def cache_ls(ctx, cache_dir, manifest_path, remote):
     if remote:
         for note in rem.take_notes():
             click.echo(f"trtforge: note: {note}", err=True)
-        rows = sorted(({"key": d["key"], "stage": d["stage"], "module": d.get("module") or "-",
-                        "bytes": sum(o["size"] for o in d["outputs"].values()), "created": d["created"],
-                        "digests": {o["digest"]: o["size"] for o in d["outputs"].values()}} for d, _ in docs),
-                      key=lambda r: r["created"])
+        rows = sorted(
+            (
+                {
+                    "key": d["key"],
+                    "stage": d["stage"],
+                    "module": d.get("module") or "-",
+                    "bytes": sum(o["size"] for o in d["outputs"].values()),
+                    "created": d["created"],
+                    "digests": {o["digest"]: o["size"] for o in d["outputs"].values()},
+                }
+                for d, _ in docs
+            ),
+            key=lambda r: r["created"],
+        )
     else:
         rows = listing(store.root, damaged)
     width = max([len("MODULE"), *(len(r["module"]) for r in rows)])
     click.echo(f"{'KEY':<16}  {'MODULE':<{width}}  {'STAGE':<16} {'SIZE':>12}  {'AGE':>8}")
     for r in rows:
-        click.echo(f"{r['key'][:16]}  {r['module']:<{width}}  {r['stage']:<16} {r['bytes'] / 1e6:9.2f} MB  "
-                   f"{(now - r['created']) / 3600:6.1f} h")
+        click.echo(
+            f"{r['key'][:16]}  {r['module']:<{width}}  {r['stage']:<16} {r['bytes'] / 1e6:9.2f} MB  "
+            f"{(now - r['created']) / 3600:6.1f} h"
+        )
     blobs = {d: n for r in rows for d, n in r["digests"].items()}  # a blob shared by records counts once
     click.echo(f"{len(rows)} record(s), {sum(blobs.values()) / 1e6:.2f} MB in {len(blobs)} blob(s)")
     for path, reason in damaged:
-        click.echo(f"trtforge: note: damaged cache record {path.name[:16]} ignored ({reason}); "
-                   "`trtforge cache verify` removes it", err=True)
+        click.echo(
+            f"trtforge: note: damaged cache record {path.name[:16]} ignored ({reason}); "
+            "`trtforge cache verify` removes it",
+            err=True,
+        )
 
 
 def _remote_store(manifest_path, cache_dir, writable=True):
@@ -344,11 +473,15 @@ def _remote_store(manifest_path, cache_dir, writable=True):
     if remote is None:
         from trtforge.cache.remote import ENV_URL
 
-        raise TrtforgeError("no remote cache is configured", where="--remote",
-                            hint=f"set [cache] remote in the manifest or ${ENV_URL}")
+        raise TrtforgeError(
+            "no remote cache is configured", where="--remote", hint=f"set [cache] remote in the manifest or ${ENV_URL}"
+        )
     remote.check()
-    store = _cache_store(manifest_path, cache_dir, writable) if manifest is None or cache_dir or \
-        os.environ.get(ENV_CACHE) else _store(manifest, None, writable)
+    store = (
+        _cache_store(manifest_path, cache_dir, writable)
+        if manifest is None or cache_dir or os.environ.get(ENV_CACHE)
+        else _store(manifest, None, writable)
+    )
     return store, remote
 
 
@@ -361,8 +494,11 @@ def cache_push(ctx, cache_dir, manifest_path, _remote_flag):
     try:
         store, remote = _remote_store(manifest_path, cache_dir)
         if not remote.writable:
-            raise TrtforgeError("the remote cache is read-only here", where=remote.config.url,
-                                hint="unset $TRTFORGE_REMOTE_CACHE_MODE / [cache] read_only to push")
+            raise TrtforgeError(
+                "the remote cache is read-only here",
+                where=remote.config.url,
+                hint="unset $TRTFORGE_REMOTE_CACHE_MODE / [cache] read_only to push",
+            )
         from trtforge.cache.manage import records
 
         pushed = skipped = 0
@@ -387,7 +523,7 @@ def _local_deps(store):
     from trtforge.cache.manage import regular_files
 
     for path, _ in regular_files(store.root / "deps"):
-        base = path.name[:-len(".json")]
+        base = path.name[: -len(".json")]
         for key in store.deps_keys(base):
             yield base, key
 
@@ -434,8 +570,16 @@ def cache_verify(ctx, cache_dir, manifest_path):
 
 @cache.command("gc")
 @_with_cache_opts
-@click.option("--max-size", default=None, help="Drop the oldest records (the last build's last) until the blobs fit in this size (e.g. 20G, 500M).")
-@click.option("--older-than", default=None, help="Drop records created longer ago than this, except the last build's (e.g. 30d, 12h).")
+@click.option(
+    "--max-size",
+    default=None,
+    help="Drop the oldest records (the last build's last) until the blobs fit in this size (e.g. 20G, 500M).",
+)
+@click.option(
+    "--older-than",
+    default=None,
+    help="Drop records created longer ago than this, except the last build's (e.g. 30d, 12h).",
+)
 @click.pass_context
 def cache_gc(ctx, cache_dir, manifest_path, max_size, older_than):
     """Drop old records and unreferenced blobs."""
@@ -461,8 +605,13 @@ def _age(text):
 
 @main.command()
 @click.argument("target")
-@click.option("--manifest", "manifest_path", default="engines.toml", type=click.Path(dir_okay=False),
-              help="The manifest (for MODULE[:STAGE], and to find the cache of an engine file).")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    default="engines.toml",
+    type=click.Path(dir_okay=False),
+    help="The manifest (for MODULE[:STAGE], and to find the cache of an engine file).",
+)
 @_cache_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 @click.pass_context
@@ -482,13 +631,28 @@ def inspect(ctx, target, manifest_path, cache_dir, as_json):
 
 @main.command("export")
 @click.argument("module_name")
-@click.option("--stage", default="precision_rules", show_default=True,
-              type=click.Choice(["export", "graph_passes", "precision_rules"]),
-              help="Whose ONNX to copy: the FP16 export, after the graph passes, or with the FP32 islands.")
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="The folder to write model.onnx (+ its external data) into.")
-@click.option("--manifest", "manifest_path", default="engines.toml", type=click.Path(dir_okay=False),
-              help="The manifest that names MODULE.")
+@click.option(
+    "--stage",
+    default="precision_rules",
+    show_default=True,
+    type=click.Choice(["export", "graph_passes", "precision_rules"]),
+    help="Whose ONNX to copy: the FP16 export, after the graph passes, or with the FP32 islands.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The folder to write model.onnx (+ its external data) into.",
+)
+@click.option(
+    "--manifest",
+    "manifest_path",
+    default="engines.toml",
+    type=click.Path(dir_okay=False),
+    help="The manifest that names MODULE.",
+)
 @_cache_dir_option
 @click.pass_context
 def export_cmd(ctx, module_name, stage, out_dir, manifest_path, cache_dir):
@@ -533,8 +697,10 @@ def _print_debug(name, result):
         return
     d = result.first_divergence
     if d:
-        click.echo(f"{name}: first diverging tensor '{d['tensor']}' from {d['op']} '{d['node']}': "
-                   f"{d['reason']} (FP32 max |x| {d['fp32_max_abs']:.4g})")
+        click.echo(
+            f"{name}: first diverging tensor '{d['tensor']}' from {d['op']} '{d['node']}': "
+            f"{d['reason']} (FP32 max |x| {d['fp32_max_abs']:.4g})"
+        )
     click.echo(f"{name}: {len(result.candidates)} candidate islands, {result.trials} FP16-faithful runs")
     if not result.fixed:
         click.echo(f"{name}: {result.failure}")

@@ -24,8 +24,11 @@ Profile = tuple  # ((dim, (min, opt, max)), ...)
 
 def check_dim_name(value: str, where: str) -> str:
     if not _DIM_NAME.match(value):
-        raise ManifestError(f"dimension name '{value}' must be an identifier (letters, digits, '_')",
-                            where=where, hint="write e.g. shape = [\"batch\", 3, 224, 224]")
+        raise ManifestError(
+            f"dimension name '{value}' must be an identifier (letters, digits, '_')",
+            where=where,
+            hint='write e.g. shape = ["batch", 3, 224, 224]',
+        )
     return value
 
 
@@ -49,16 +52,18 @@ def _range(raw, where: str) -> tuple[int, int, int, int]:
         raise ManifestError(f"expected {{ min = .., opt = .., max = .. }}, got {raw!r}", where=where)
     for key in raw:
         if key not in (*POINTS, "multiple_of"):
-            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}",
-                                hint="the keys are min, opt, max and optionally multiple_of")
+            raise ManifestError(
+                f"unknown key '{key}'",
+                where=f"{where}.{key}",
+                hint="the keys are min, opt, max and optionally multiple_of",
+            )
     step = raw.get("multiple_of", 1)
     if isinstance(step, bool) or not isinstance(step, int) or step <= 0:
         raise ManifestError(f"must be a positive integer, got {step!r}", where=f"{where}.multiple_of")
     for key in POINTS:
         v = raw.get(key)
         if v is None:
-            raise ManifestError(f"missing '{key}'", where=f"{where}.{key}",
-                                hint="write { min = 1, opt = 4, max = 8 }")
+            raise ManifestError(f"missing '{key}'", where=f"{where}.{key}", hint="write { min = 1, opt = 4, max = 8 }")
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ManifestError(f"must be a positive integer, got {v!r}", where=f"{where}.{key}")
     lo, opt, hi = (raw[k] for k in POINTS)
@@ -78,14 +83,20 @@ def _ranges(raw, where: str, names: dict[str, str], *, table: str) -> Profile:
     for dim in raw:
         if dim not in names:
             known = ", ".join(names) or "none"
-            raise ManifestError(f"dimension '{dim}' is named in no input's shape (named dims: {known})",
-                                where=f"{where}.{dim}",
-                                hint=f"use it in a shape, e.g. shape = [\"{dim}\", ...], or remove it")
+            raise ManifestError(
+                f"dimension '{dim}' is named in no input's shape (named dims: {known})",
+                where=f"{where}.{dim}",
+                hint=f'use it in a shape, e.g. shape = ["{dim}", ...], or remove it',
+            )
     for dim, first in names.items():
         if dim not in raw:
-            raise ManifestError(f"dimension '{dim}' ({first}) has no range in {table}", where=f"{where}.{dim}",
-                                hint=f"add {table}.{dim} = {{ min = 1, opt = 4, max = 8 }}"
-                                if table == "dims" else f"give every profile a range for '{dim}'")
+            raise ManifestError(
+                f"dimension '{dim}' ({first}) has no range in {table}",
+                where=f"{where}.{dim}",
+                hint=f"add {table}.{dim} = {{ min = 1, opt = 4, max = 8 }}"
+                if table == "dims"
+                else f"give every profile a range for '{dim}'",
+            )
     return tuple((dim, _range(raw[dim], f"{where}.{dim}")) for dim in sorted(raw))
 
 
@@ -95,9 +106,11 @@ def _same_multiples(profiles: tuple[Profile, ...], where: str) -> None:
     for i, p in enumerate(profiles):
         for dim, r in p:
             if seen.setdefault(dim, r[3]) != r[3]:
-                raise ManifestError(f"dimension '{dim}' has multiple_of {r[3]} here and {seen[dim]} in an "
-                                    "earlier profile", where=f"{where}.profiles[{i}].{dim}.multiple_of",
-                                    hint="give every profile the same multiple_of for a dimension")
+                raise ManifestError(
+                    f"dimension '{dim}' has multiple_of {r[3]} here and {seen[dim]} in an earlier profile",
+                    where=f"{where}.profiles[{i}].{dim}.multiple_of",
+                    hint="give every profile the same multiple_of for a dimension",
+                )
 
 
 def parse_profiles(raw_module: dict, inputs, where: str) -> tuple[Profile, ...]:
@@ -105,23 +118,30 @@ def parse_profiles(raw_module: dict, inputs, where: str) -> tuple[Profile, ...]:
     names = named_dims(inputs)
     has_dims, has_profiles = "dims" in raw_module, "profiles" in raw_module
     if has_dims and has_profiles:
-        raise ManifestError("both 'dims' and 'profiles' are set", where=f"{where}.profiles",
-                            hint="use dims.X for one profile, or profiles = [...] (every dim in each) for several")
+        raise ManifestError(
+            "both 'dims' and 'profiles' are set",
+            where=f"{where}.profiles",
+            hint="use dims.X for one profile, or profiles = [...] (every dim in each) for several",
+        )
     if has_dims:
         return (_ranges(raw_module["dims"], f"{where}.dims", names, table="dims"),)
     if has_profiles:
         raw = raw_module["profiles"]
         if not isinstance(raw, list) or not raw:
-            raise ManifestError(f"expected a non-empty list of tables dim -> {{ min, opt, max }}, got {raw!r}",
-                                where=f"{where}.profiles")
-        profiles = tuple(_ranges(p, f"{where}.profiles[{i}]", names, table=f"profiles[{i}]")
-                         for i, p in enumerate(raw))
+            raise ManifestError(
+                f"expected a non-empty list of tables dim -> {{ min, opt, max }}, got {raw!r}",
+                where=f"{where}.profiles",
+            )
+        profiles = tuple(_ranges(p, f"{where}.profiles[{i}]", names, table=f"profiles[{i}]") for i, p in enumerate(raw))
         _same_multiples(profiles, where)
         return profiles
     if names:
         dim, first = next(iter(names.items()))
-        raise ManifestError(f"dimension '{dim}' has no range", where=f"{where}.{first}",
-                            hint=f"add dims.{dim} = {{ min = 1, opt = 4, max = 8 }} to the module")
+        raise ManifestError(
+            f"dimension '{dim}' has no range",
+            where=f"{where}.{first}",
+            hint=f"add dims.{dim} = {{ min = 1, opt = 4, max = 8 }} to the module",
+        )
     return ()
 
 
@@ -132,9 +152,12 @@ def check_static_preprocess(passes, inputs, where: str) -> None:
     for i, step in enumerate(passes):
         shape = shapes.get(step.get("input")) if step.get("name") == "bake_preprocess" else None
         if shape and any(isinstance(d, str) for d in shape):
-            raise ManifestError(f"bake_preprocess needs a static shape; input '{step['input']}' has dynamic "
-                                f"dims {[d for d in shape if isinstance(d, str)]}", where=f"{where}[{i}]",
-                                hint="give that input a static shape, or preprocess outside the engine")
+            raise ManifestError(
+                f"bake_preprocess needs a static shape; input '{step['input']}' has dynamic "
+                f"dims {[d for d in shape if isinstance(d, str)]}",
+                where=f"{where}[{i}]",
+                hint="give that input a static shape, or preprocess outside the engine",
+            )
 
 
 def profiles_key(profiles: tuple[Profile, ...]) -> list:
@@ -210,5 +233,9 @@ def describe(profiles: tuple[Profile, ...], inputs) -> list[dict]:
 
 def profile_lines(profiles: list[dict]) -> list[str]:
     """One line per profile for reports: 'p0: image [1, 3, 32, 32] / [4, ...] / [8, ...] (min/opt/max)'."""
-    return [f"p{i}: " + "; ".join(f"{name} {pts['min']} / {pts['opt']} / {pts['max']}" for name, pts in shapes.items())
-            + " (min / opt / max)" for i, shapes in enumerate(profiles)]
+    return [
+        f"p{i}: "
+        + "; ".join(f"{name} {pts['min']} / {pts['opt']} / {pts['max']}" for name, pts in shapes.items())
+        + " (min / opt / max)"
+        for i, shapes in enumerate(profiles)
+    ]

@@ -142,9 +142,13 @@ def adopt_legacy(out_dir: Path) -> dict | None:
             meta = json.loads(side.read_bytes())
             files = {f"{side.parent.name}/{f}": d for f, d in meta["files"].items()}
             if meta["module"] != side.stem or not all(
-                    safe_rel(r) and "/" not in r.split("/", 1)[1] and inside(out_dir, r) is not None
-                    and (out_dir / r).is_file() and digest_file(out_dir / r, trust_memo=False) == d
-                    for r, d in files.items()):
+                safe_rel(r)
+                and "/" not in r.split("/", 1)[1]
+                and inside(out_dir, r) is not None
+                and (out_dir / r).is_file()
+                and digest_file(out_dir / r, trust_memo=False) == d
+                for r, d in files.items()
+            ):
                 continue
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue

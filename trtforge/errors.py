@@ -10,8 +10,7 @@ class TrtforgeError(Exception):
     stage = "trtforge"
     exit_code = 2
 
-    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None,
-                 module: str | None = None):
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None, module: str | None = None):
         self.message = message
         self.where = where
         self.hint = hint

@@ -27,19 +27,44 @@ from pathlib import PurePosixPath
 from trtforge.errors import ManifestError
 
 # every key an input table may hold besides shape/dtype/range/arg
-SOURCE_KEYS = ("file", "key", "value", "dist", "mean", "std", "kind", "vocab_size", "pad", "side",
-               "start", "layout", "scale")
+SOURCE_KEYS = (
+    "file",
+    "key",
+    "value",
+    "dist",
+    "mean",
+    "std",
+    "kind",
+    "vocab_size",
+    "pad",
+    "side",
+    "start",
+    "layout",
+    "scale",
+)
 ARRAY_SUFFIXES = (".npy", ".npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DISTS = ("uniform", "normal")
 KINDS = ("padding_mask", "token_ids", "positions")
 LAYOUTS = {4: ("NCHW", "NHWC"), 3: ("CHW", "HWC")}
 # the keys each source takes besides its own selector
-_KEYS = {"uniform": (), "normal": ("mean", "std"), "value": (), "array": ("key",),
-         "image": ("layout", "mean", "std", "scale"), "padding_mask": ("pad", "side"),
-         "token_ids": ("vocab_size",), "positions": ("start",)}
-_INT_BOUNDS = {"int64": (-(1 << 63), (1 << 63) - 1), "int32": (-(1 << 31), (1 << 31) - 1),
-               "int8": (-128, 127), "uint8": (0, 255), "bool": (0, 1)}
+_KEYS = {
+    "uniform": (),
+    "normal": ("mean", "std"),
+    "value": (),
+    "array": ("key",),
+    "image": ("layout", "mean", "std", "scale"),
+    "padding_mask": ("pad", "side"),
+    "token_ids": ("vocab_size",),
+    "positions": ("start",),
+}
+_INT_BOUNDS = {
+    "int64": (-(1 << 63), (1 << 63) - 1),
+    "int32": (-(1 << 31), (1 << 31) - 1),
+    "int8": (-128, 127),
+    "uint8": (0, 255),
+    "bool": (0, 1),
+}
 _FLOAT_BOUNDS = {"float16": 65504.0, "float32": 3.0e38}
 
 
@@ -75,19 +100,27 @@ def parse(raw: dict, dtype: str, shape: tuple, has_range: bool, where: str) -> d
     if has_range:
         if any(k in raw for k in ("file", "value", "kind")) or raw.get("dist", "uniform") != "uniform":
             other = next(k for k in given if k != "dist" or raw["dist"] != "uniform")
-            raise ManifestError(f"range and {other} are both given; range belongs to dist = 'uniform'",
-                                where=f"{where}.range", hint=f"keep one of range or {other}")
+            raise ManifestError(
+                f"range and {other} are both given; range belongs to dist = 'uniform'",
+                where=f"{where}.range",
+                hint=f"keep one of range or {other}",
+            )
     if len(given) > 1:
-        raise ManifestError(f"{given[0]} and {given[1]} are both given; an input takes one source",
-                            where=f"{where}.{given[1]}", hint=f"keep one of {' or '.join(given)}")
+        raise ManifestError(
+            f"{given[0]} and {given[1]} are both given; an input takes one source",
+            where=f"{where}.{given[1]}",
+            hint=f"keep one of {' or '.join(given)}",
+        )
     kind = _kind_of(raw, given, where)
     allowed = _KEYS[kind]
     for key in raw:
         if key not in (*given, *allowed):
             owner = [k for k, keys in _KEYS.items() if key in keys]
-            raise ManifestError(f"'{key}' does not apply to a {kind} input",
-                                where=f"{where}.{key}",
-                                hint=f"'{key}' belongs to {' / '.join(owner)}" if owner else None)
+            raise ManifestError(
+                f"'{key}' does not apply to a {kind} input",
+                where=f"{where}.{key}",
+                hint=f"'{key}' belongs to {' / '.join(owner)}" if owner else None,
+            )
     return _PARSERS[kind](raw, dtype, shape, where)
 
 
@@ -107,15 +140,21 @@ def _kind_of(raw: dict, given: list, where: str) -> str:
         return "array"
     if suffix in IMAGE_SUFFIXES:
         return "image"
-    raise ManifestError(f"'{path}' is not a .npy, .npz, .png, .jpg or .jpeg file", where=f"{where}.file",
-                        hint="save arrays with numpy.save / numpy.savez")
+    raise ManifestError(
+        f"'{path}' is not a .npy, .npz, .png, .jpg or .jpeg file",
+        where=f"{where}.file",
+        hint="save arrays with numpy.save / numpy.savez",
+    )
 
 
 def _choice(value, choices: tuple, where: str) -> str:
     if not isinstance(value, str) or value not in choices:
         near = difflib.get_close_matches(str(value), choices, n=1)
-        raise ManifestError(f"{value!r} is not one of {', '.join(choices)}", where=where,
-                            hint=f"did you mean '{near[0]}'?" if near else None)
+        raise ManifestError(
+            f"{value!r} is not one of {', '.join(choices)}",
+            where=where,
+            hint=f"did you mean '{near[0]}'?" if near else None,
+        )
     return value
 
 
@@ -123,8 +162,11 @@ def _relative_path(value, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ManifestError(f"expected a file path relative to the manifest's folder, got {value!r}", where=where)
     if value.startswith(("/", "~")):
-        raise ManifestError(f"'{value}' is not relative to the manifest's folder", where=where,
-                            hint="write a path relative to the folder of engines.toml")
+        raise ManifestError(
+            f"'{value}' is not relative to the manifest's folder",
+            where=where,
+            hint="write a path relative to the folder of engines.toml",
+        )
     return PurePosixPath(value).as_posix()
 
 
@@ -153,8 +195,11 @@ def _uniform(raw, dtype, shape, where) -> dict:
 
 def _normal(raw, dtype, shape, where) -> dict:
     if not is_float(dtype):
-        raise ManifestError(f"dist = 'normal' needs a float dtype, the input is {dtype}", where=f"{where}.dist",
-                            hint="use range = [low, high], kind = 'token_ids' or value = N for integers")
+        raise ManifestError(
+            f"dist = 'normal' needs a float dtype, the input is {dtype}",
+            where=f"{where}.dist",
+            hint="use range = [low, high], kind = 'token_ids' or value = N for integers",
+        )
     mean = _number(raw.get("mean", 0.0), f"{where}.mean")
     std = _positive(raw.get("std", 1.0), f"{where}.std")
     if abs(mean) + 6 * std > _FLOAT_BOUNDS[dtype]:
@@ -189,8 +234,11 @@ def _array(raw, dtype, shape, where) -> dict:
     if not isinstance(key, str):
         raise ManifestError(f"expected an array name, got {key!r}", where=f"{where}.key")
     if key and not path.lower().endswith(".npz"):
-        raise ManifestError("key names an array inside a .npz file; a .npy holds one array",
-                            where=f"{where}.key", hint="drop key, or point file at the .npz")
+        raise ManifestError(
+            "key names an array inside a .npz file; a .npy holds one array",
+            where=f"{where}.key",
+            hint="drop key, or point file at the .npz",
+        )
     return {"file": path, "key": key}
 
 
@@ -206,14 +254,20 @@ def _image(raw, dtype, shape, where) -> dict:
     rank = len(shape)
     layouts = LAYOUTS.get(rank)
     if layouts is None:
-        raise ManifestError(f"an image fills a rank-3 or rank-4 input, this one has rank {rank}",
-                            where=f"{where}.file", hint="save the array with numpy.save and give the .npy")
+        raise ManifestError(
+            f"an image fills a rank-3 or rank-4 input, this one has rank {rank}",
+            where=f"{where}.file",
+            hint="save the array with numpy.save and give the .npy",
+        )
     layout = _choice(raw.get("layout", layouts[0]), layouts, f"{where}.layout")
     channels = shape[layout.index("C")]
     if isinstance(channels, int) and channels not in (1, 3, 4):
-        raise ManifestError(f"layout {layout} puts {channels} channels on axis {layout.index('C')}; an "
-                            "image has 1 (grey), 3 (RGB) or 4 (RGBA)", where=f"{where}.layout",
-                            hint="set layout = " + " or ".join(f"'{x}'" for x in layouts))
+        raise ManifestError(
+            f"layout {layout} puts {channels} channels on axis {layout.index('C')}; an "
+            "image has 1 (grey), 3 (RGB) or 4 (RGBA)",
+            where=f"{where}.layout",
+            hint="set layout = " + " or ".join(f"'{x}'" for x in layouts),
+        )
     out: dict = {"file": path, "layout": layout}
     if is_float(dtype):
         out["scale"] = _positive(raw.get("scale", 1 / 255), f"{where}.scale")
@@ -226,34 +280,45 @@ def _image(raw, dtype, shape, where) -> dict:
     else:
         for name in ("scale", "mean", "std"):
             if name in raw:
-                raise ManifestError(f"{name} normalises a float input; a uint8 input takes the raw pixels",
-                                    where=f"{where}.{name}", hint="drop it or make the input float16")
+                raise ManifestError(
+                    f"{name} normalises a float input; a uint8 input takes the raw pixels",
+                    where=f"{where}.{name}",
+                    hint="drop it or make the input float16",
+                )
     return out
 
 
 def _padding_mask(raw, dtype, shape, where) -> dict:
     if "pad" not in raw:
-        raise ManifestError("missing required key 'pad' (padded positions per row, e.g. pad = 4 or "
-                            "pad = [0, 3])", where=f"{where}.pad", hint="an all-ones mask is value = 1")
+        raise ManifestError(
+            "missing required key 'pad' (padded positions per row, e.g. pad = 4 or pad = [0, 3])",
+            where=f"{where}.pad",
+            hint="an all-ones mask is value = 1",
+        )
     pads = raw["pad"] if isinstance(raw["pad"], list) else [raw["pad"]]
     if not pads:
         raise ManifestError("expected an integer or a list of integers", where=f"{where}.pad")
     pads = [_count(p, f"{where}.pad") for p in pads]
     length = shape[-1]
     if isinstance(length, int) and max(pads) >= length:
-        raise ManifestError(f"pad {max(pads)} leaves no real position in a row of {length}", where=f"{where}.pad",
-                            hint=f"pad at most {length - 1}")
+        raise ManifestError(
+            f"pad {max(pads)} leaves no real position in a row of {length}",
+            where=f"{where}.pad",
+            hint=f"pad at most {length - 1}",
+        )
     side = _choice(raw.get("side", "right"), ("right", "left"), f"{where}.side")
     return {"kind": "padding_mask", "pad": pads, "side": side}
 
 
 def _token_ids(raw, dtype, shape, where) -> dict:
     if dtype not in _INT_BOUNDS or dtype == "bool":
-        raise ManifestError(f"token ids need an integer dtype, the input is {dtype}", where=f"{where}.kind",
-                            hint="set dtype = 'int64'")
+        raise ManifestError(
+            f"token ids need an integer dtype, the input is {dtype}", where=f"{where}.kind", hint="set dtype = 'int64'"
+        )
     if "vocab_size" not in raw:
-        raise ManifestError("missing required key 'vocab_size'", where=f"{where}.vocab_size",
-                            hint="the model config's vocab_size")
+        raise ManifestError(
+            "missing required key 'vocab_size'", where=f"{where}.vocab_size", hint="the model config's vocab_size"
+        )
     vocab = _count(raw["vocab_size"], f"{where}.vocab_size", lo=1)
     if vocab - 1 > _INT_BOUNDS[dtype][1]:
         raise ManifestError(f"ids up to {vocab - 1} do not fit {dtype}", where=f"{where}.vocab_size")
@@ -267,5 +332,13 @@ def _positions(raw, dtype, shape, where) -> dict:
     return {"kind": "positions", "start": start}
 
 
-_PARSERS = {"uniform": _uniform, "normal": _normal, "value": _value, "array": _array, "image": _image,
-            "padding_mask": _padding_mask, "token_ids": _token_ids, "positions": _positions}
+_PARSERS = {
+    "uniform": _uniform,
+    "normal": _normal,
+    "value": _value,
+    "array": _array,
+    "image": _image,
+    "padding_mask": _padding_mask,
+    "token_ids": _token_ids,
+    "positions": _positions,
+}

@@ -32,10 +32,16 @@ def inverse(perm: list[int]) -> list[int]:
 
 
 def _perm(value, where: str) -> list[int]:
-    if (not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                for v in value) or sorted(value) != list(range(len(value)))):
-        raise ManifestError(f"perm {value!r} is not a permutation of 0..{len(value) - 1 if isinstance(value, list) else 'N'}",
-                            where=where, hint="e.g. perm = [0, 3, 1, 2] for NHWC -> NCHW")
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or sorted(value) != list(range(len(value)))
+    ):
+        raise ManifestError(
+            f"perm {value!r} is not a permutation of 0..{len(value) - 1 if isinstance(value, list) else 'N'}",
+            where=where,
+            hint="e.g. perm = [0, 3, 1, 2] for NHWC -> NCHW",
+        )
     return list(value)
 
 
@@ -45,10 +51,12 @@ def parse(step: dict, where: str) -> dict | None:
     if name == "bake_transpose":
         ends = [k for k in ("input", "output") if k in step]
         if len(ends) != 1 or not isinstance(step[ends[0]], str):
-            raise ManifestError("bake_transpose needs exactly one of input = NAME or output = NAME",
-                                where=where)
-        return {"kind": f"transpose_{ends[0]}", "tensor": step[ends[0]],
-                "perm": _perm(step.get("perm"), f"{where}.perm")}
+            raise ManifestError("bake_transpose needs exactly one of input = NAME or output = NAME", where=where)
+        return {
+            "kind": f"transpose_{ends[0]}",
+            "tensor": step[ends[0]],
+            "perm": _perm(step.get("perm"), f"{where}.perm"),
+        }
     if name == "bake_resize":
         if not isinstance(step.get("output"), str):
             raise ManifestError("bake_resize needs output = NAME", where=where)
@@ -58,23 +66,34 @@ def parse(step: dict, where: str) -> dict | None:
         scale, size = step.get("scale"), step.get("size")
         if (scale is None) == (size is None):
             raise ManifestError("bake_resize needs exactly one of scale or size", where=where)
-        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
-                                  or not 0 < scale <= MAX_SCALE):
-            raise ManifestError(f"scale must be a positive number up to {MAX_SCALE}, got {scale!r}",
-                                where=f"{where}.scale")
-        if size is not None and (not isinstance(size, list) or not 1 <= len(size) <= 3
-                                 or not all(isinstance(s, int) and not isinstance(s, bool)
-                                            and 0 < s <= MAX_SIZE for s in size)):
-            raise ManifestError(f"size must be a list of 1 to 3 integers in 1..{MAX_SIZE} (the spatial "
-                                f"dimensions), got {size!r}", where=f"{where}.size")
+        if scale is not None and (
+            isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= MAX_SCALE
+        ):
+            raise ManifestError(
+                f"scale must be a positive number up to {MAX_SCALE}, got {scale!r}", where=f"{where}.scale"
+            )
+        if size is not None and (
+            not isinstance(size, list)
+            or not 1 <= len(size) <= 3
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_SIZE for s in size)
+        ):
+            raise ManifestError(
+                f"size must be a list of 1 to 3 integers in 1..{MAX_SIZE} (the spatial dimensions), got {size!r}",
+                where=f"{where}.size",
+            )
         align = step.get("align_corners", False)
         if not isinstance(align, bool):
             raise ManifestError("align_corners must be true or false", where=f"{where}.align_corners")
         if align and mode == "nearest":
             raise ManifestError("align_corners applies to linear and cubic only", where=where)
-        return {"kind": "resize_output", "tensor": step["output"], "mode": mode,
-                "scale": float(scale) if scale is not None else None,
-                "size": list(size) if size is not None else None, "align_corners": align}
+        return {
+            "kind": "resize_output",
+            "tensor": step["output"],
+            "mode": mode,
+            "scale": float(scale) if scale is not None else None,
+            "size": list(size) if size is not None else None,
+            "align_corners": align,
+        }
     if name == "bake_preprocess":
         return _parse_preprocess(step, where)
     return None
@@ -95,15 +114,18 @@ def preprocess_affine(mean, std, scale: float, channels: int, where: str) -> tup
     if std.size == 1:
         std = np.repeat(std, channels)
     if mean.size != channels or std.size != channels:
-        raise PassError(f"mean has {mean.size} and std {std.size} values but the input has {channels} "
-                        "channels", where=where)
+        raise PassError(
+            f"mean has {mean.size} and std {std.size} values but the input has {channels} channels", where=where
+        )
     return scale / std, -mean / std
 
 
 def _numbers(value, where: str) -> list[float]:
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                       for v in value)):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ):
         raise ManifestError(f"expected a non-empty list of numbers, all finite, got {value!r}", where=where)
     return [float(v) for v in value]
 
@@ -117,8 +139,7 @@ def _parse_preprocess(step: dict, where: str) -> dict:
     scale = step.get("scale", 1 / 255)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
         raise ManifestError(f"scale must be a positive number, got {scale!r}", where=f"{where}.scale")
-    return {"kind": "preprocess_input", "tensor": step["input"], "mean": mean, "std": std,
-            "scale": float(scale)}
+    return {"kind": "preprocess_input", "tensor": step["input"], "mean": mean, "std": std, "scale": float(scale)}
 
 
 def transforms(passes, module: str) -> list[dict]:

@@ -69,7 +69,7 @@ def _child(fn: Callable[[], dict], w: int) -> None:
         data = pickle.dumps(("bug", f"stage result cannot be sent to the parent: {e!r}"))
     view = memoryview(data)
     while view:
-        view = view[os.write(w, view):]
+        view = view[os.write(w, view) :]
 
 
 def _prewarm() -> None:
@@ -134,15 +134,22 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
     peak = usage.ru_maxrss
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status))
-        cause = ("the kernel's out-of-memory killer is the usual sender (see dmesg)"
-                 if sig == signal.SIGKILL else "it was sent from outside trtforge")
-        raise StageKilled(f"stage '{stage}' was killed by {sig.name} at a peak of {_gib(peak)} RSS; {cause}",
-                          where=stage, module=module,
-                          hint="nothing was published and the cache is intact; free memory or use a "
-                               "machine with more, then build again")
+        cause = (
+            "the kernel's out-of-memory killer is the usual sender (see dmesg)"
+            if sig == signal.SIGKILL
+            else "it was sent from outside trtforge"
+        )
+        raise StageKilled(
+            f"stage '{stage}' was killed by {sig.name} at a peak of {_gib(peak)} RSS; {cause}",
+            where=stage,
+            module=module,
+            hint="nothing was published and the cache is intact; free memory or use a "
+            "machine with more, then build again",
+        )
     if not chunks:
-        raise StageCrashed(f"stage '{stage}' of module '{module}' exited with status "
-                           f"{os.WEXITSTATUS(status)} and sent no result")
+        raise StageCrashed(
+            f"stage '{stage}' of module '{module}' exited with status {os.WEXITSTATUS(status)} and sent no result"
+        )
     kind, value = pickle.loads(b"".join(chunks))
     if kind == "ok":
         return value, peak

@@ -24,13 +24,17 @@ def junit_xml(cases: list[Case], classname: str, suite: str = "trtforge") -> str
             body = f"<failure message={quoteattr(c.reason)}/>"
         elif c.status == "not run":
             body = f"<skipped message={quoteattr(c.reason)}/>"
-        lines.append(f"  <testcase classname={quoteattr(classname)} name={quoteattr(c.name)} "
-                     f'time="{c.seconds:.3f}">{body}</testcase>')
+        lines.append(
+            f"  <testcase classname={quoteattr(classname)} name={quoteattr(c.name)} "
+            f'time="{c.seconds:.3f}">{body}</testcase>'
+        )
     failures = sum(c.status == "failed" for c in cases)
     skipped = sum(c.status == "not run" for c in cases)
     total = sum(c.seconds for c in cases)
-    return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name={quoteattr(suite)} tests="{len(cases)}" '
-            f'failures="{failures}" skipped="{skipped}" time="{total:.3f}">\n' + "\n".join(lines) + "\n</testsuite>\n")
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name={quoteattr(suite)} tests="{len(cases)}" '
+        f'failures="{failures}" skipped="{skipped}" time="{total:.3f}">\n' + "\n".join(lines) + "\n</testsuite>\n"
+    )
 
 
 def build_cases(results) -> list[Case]:
@@ -40,6 +44,12 @@ def build_cases(results) -> list[Case]:
     for r in results:
         failed = next((s for s, st in r.stages.items() if st.state == "failed"), None)
         reason = f"{failed}: {r.stages[failed].reason}" if failed else ""
-        cases.append(Case(r.name, "failed" if r.error is not None else "ok",
-                          round(sum(st.seconds for st in r.stages.values()), 3), reason))
+        cases.append(
+            Case(
+                r.name,
+                "failed" if r.error is not None else "ok",
+                round(sum(st.seconds for st in r.stages.values()), 3),
+                reason,
+            )
+        )
     return cases

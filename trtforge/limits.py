@@ -37,16 +37,23 @@ def check_name(name: str, what: str, where: str) -> str:
     if not isinstance(name, str) or not name:
         raise ManifestError(f"{what} name must not be empty", where=where)
     if len(name) > MAX_NAME_CHARS:
-        raise ManifestError(f"{what} name is {len(name)} characters; the limit is {MAX_NAME_CHARS} "
-                            "(published file names are made from it)", where=where, hint="use a shorter name")
+        raise ManifestError(
+            f"{what} name is {len(name)} characters; the limit is {MAX_NAME_CHARS} "
+            "(published file names are made from it)",
+            where=where,
+            hint="use a shorter name",
+        )
     return name
 
 
 def check_tensor_name(name: str, what: str, where: str) -> str:
     check_name(name, what, where)
     if not _TENSOR_NAME.match(name):
-        raise ManifestError(f"{what} name {name!r} must be letters, digits, '_', '.', ':', '-'",
-                            where=where, hint="rename it in the manifest")
+        raise ManifestError(
+            f"{what} name {name!r} must be letters, digits, '_', '.', ':', '-'",
+            where=where,
+            hint="rename it in the manifest",
+        )
     return name
 
 
@@ -68,6 +75,7 @@ def input_bytes(shape: tuple, dtype: str) -> int:
 def check_input_sizes(inputs, sets: int, where: str, dims: dict | None = None) -> None:
     """All example input sets together within MAX_INPUT_BYTES, checked before numpy allocates;
     a named dimension counts at its largest value (`dims`)."""
+
     def shape(i):
         return tuple((dims or {}).get(d, 1) if isinstance(d, str) else d for d in i.shape)
 
@@ -79,7 +87,8 @@ def check_input_sizes(inputs, sets: int, where: str, dims: dict | None = None) -
         f"example inputs of {_gib(total)} ({sets} set(s); '{big.name}' {list(shape(big))} {big.dtype} is "
         f"{math.prod(shape(big)):.3g} elements); the limit is {_gib(MAX_INPUT_BYTES)}",
         where=f"{where}.inputs.{big.name}.shape",
-        hint="declare a smaller example shape (or fewer verify.random_inputs)")
+        hint="declare a smaller example shape (or fewer verify.random_inputs)",
+    )
 
 
 def _gib(n: int) -> str:
@@ -117,16 +126,21 @@ def exporter_opsets() -> dict[str, tuple[int, int]]:
             if m:
                 consts[name] = int(m.group(1))
         break
-    return {"dynamo": (consts["ONNX_MIN_OPSET"], consts["ONNX_MAX_OPSET"]),
-            "torchscript": (consts["ONNX_MIN_OPSET"], consts["ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET"])}
+    return {
+        "dynamo": (consts["ONNX_MIN_OPSET"], consts["ONNX_MAX_OPSET"]),
+        "torchscript": (consts["ONNX_MIN_OPSET"], consts["ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET"]),
+    }
 
 
 def check_opset(export: dict, where: str) -> None:
     lo, hi = exporter_opsets()[export["exporter"]]
     if not lo <= export["opset"] <= hi:
-        raise ManifestError(f"opset {export['opset']} is outside what the installed torch "
-                            f"{export['exporter']} exporter supports ({lo}..{hi})", where=f"{where}.opset",
-                            hint=f"set export.opset between {lo} and {hi}")
+        raise ManifestError(
+            f"opset {export['opset']} is outside what the installed torch "
+            f"{export['exporter']} exporter supports ({lo}..{hi})",
+            where=f"{where}.opset",
+            hint=f"set export.opset between {lo} and {hi}",
+        )
 
 
 def check_pattern(pattern: str, where: str) -> str:
@@ -135,6 +149,9 @@ def check_pattern(pattern: str, where: str) -> str:
     if not pattern.strip():
         raise ManifestError("an empty pattern", where=where, hint="write e.g. 'weights/*.pt'")
     if Path(pattern).is_absolute() or pattern.startswith("~"):
-        raise ManifestError(f"'{pattern}' is not relative to the manifest's folder", where=where,
-                            hint="write a pattern relative to the folder of engines.toml")
+        raise ManifestError(
+            f"'{pattern}' is not relative to the manifest's folder",
+            where=where,
+            hint="write a pattern relative to the folder of engines.toml",
+        )
     return pattern

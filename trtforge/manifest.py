@@ -43,6 +43,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # ----------------------------------------------------------------------------------------- schema
 # A section is {key: (checker, default)}; a checker takes (value, where) and returns the value.
 
+
 def _declare(check, schema: dict):
     """Attach the JSON Schema fragment a checker accepts (trtforge/schema/ is generated from them,
     so the published schema and the loader cannot drift apart)."""
@@ -57,6 +58,7 @@ def _type(*types: type, what: str) -> Callable[[Any, str], Any]:
         if not isinstance(value, types):
             raise ManifestError(f"expected {what}, got {type(value).__name__} {value!r}", where=where)
         return value
+
     return check
 
 
@@ -92,9 +94,20 @@ def _positive_int(value, where):
 
 
 # common spellings of a dtype that difflib cannot guess ('fp16' is far from 'float16')
-ALIASES = {"fp16": "float16", "half": "float16", "f16": "float16", "fp32": "float32",
-           "float": "float32", "f32": "float32", "bf16": "bfloat16", "long": "int64", "int": "int32",
-           "trt": "tensorrt", "rtx": "tensorrt-rtx", "tensorrt_rtx": "tensorrt-rtx"}
+ALIASES = {
+    "fp16": "float16",
+    "half": "float16",
+    "f16": "float16",
+    "fp32": "float32",
+    "float": "float32",
+    "f32": "float32",
+    "bf16": "bfloat16",
+    "long": "int64",
+    "int": "int32",
+    "trt": "tensorrt",
+    "rtx": "tensorrt-rtx",
+    "tensorrt_rtx": "tensorrt-rtx",
+}
 
 
 def _one_of(choices: tuple[str, ...]):
@@ -103,31 +116,39 @@ def _one_of(choices: tuple[str, ...]):
         if value not in choices:
             alias = ALIASES.get(value.lower())
             near = [alias] if alias in choices else difflib.get_close_matches(value, choices, n=1)
-            raise ManifestError(f"'{value}' is not one of {', '.join(choices)}", where=where,
-                                hint=f"did you mean '{near[0]}'?" if near else None)
+            raise ManifestError(
+                f"'{value}' is not one of {', '.join(choices)}",
+                where=where,
+                hint=f"did you mean '{near[0]}'?" if near else None,
+            )
         return value
+
     return _declare(check, {"enum": list(choices)})
 
 
 def _dtype(value, where):
     if isinstance(value, str) and value.lower() in ("bfloat16", "bf16"):
-        raise ManifestError("bfloat16 is not supported: numpy, which makes the example inputs and "
-                            "references, has no bfloat16", where=where,
-                            hint="use float16 (the engine runs FP16 either way) or float32")
+        raise ManifestError(
+            "bfloat16 is not supported: numpy, which makes the example inputs and references, has no bfloat16",
+            where=where,
+            hint="use float16 (the engine runs FP16 either way) or float32",
+        )
     return _one_of(DTYPES)(value, where)
 
 
 def _in(lo: int, hi: int, hint: str | None = None):
     def check(value, where):
         return limits.check_int_range(_int(value, where), lo, hi, where, hint)
+
     return _declare(check, {"type": "integer", "minimum": lo, "maximum": hi})
 
 
 def _factory(value, where):
     _str(value, where)
     if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", value):
-        raise ManifestError(f"'{value}' is not 'package.module:callable'", where=where,
-                            hint="write e.g. 'examples.vit:make_vit'")
+        raise ManifestError(
+            f"'{value}' is not 'package.module:callable'", where=where, hint="write e.g. 'examples.vit:make_vit'"
+        )
     return value
 
 
@@ -138,16 +159,21 @@ def _shape(value, where):
         if isinstance(d, str):  # a named dynamic dimension; its range is dims.<name> (trtforge/dims.py)
             check_dim_name(d, f"{where}[{i}]")
         elif isinstance(d, bool) or not isinstance(d, int) or d <= 0:
-            raise ManifestError(f"dimension {i} is {d!r}; every dimension must be a positive integer "
-                                "or a dimension name", where=where,
-                                hint="write a size, or a name such as \"batch\" with dims.batch = { min, opt, max }")
+            raise ManifestError(
+                f"dimension {i} is {d!r}; every dimension must be a positive integer or a dimension name",
+                where=where,
+                hint='write a size, or a name such as "batch" with dims.batch = { min, opt, max }',
+            )
     limits.check_rank(value, where)
     return tuple(value)
 
 
 def _range(value, where):
-    if (not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         raise ManifestError(f"expected [low, high], got {value!r}", where=where)
     for v in value:
         limits.finite(float(v), where)
@@ -163,14 +189,16 @@ NOT_RTX_CCS = {"9.0": "Hopper", "7.0": "Volta"}
 
 def _cc_list(value, where):
     if not isinstance(value, list):
-        raise ManifestError(f"expected a list like [\"8.6\", \"8.9\"], got {value!r}", where=where)
+        raise ManifestError(f'expected a list like ["8.6", "8.9"], got {value!r}', where=where)
     out = []
     for i, v in enumerate(value):
         v = str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
         if v in NOT_RTX_CCS:
-            raise ManifestError(f"{NOT_RTX_CCS[v]} ({v}) is not a TensorRT-RTX target", where=f"{where}[{i}]",
-                                hint="build it with backend = 'tensorrt' on that GPU; TensorRT-RTX targets: "
-                                     + ", ".join(RTX_CCS))
+            raise ManifestError(
+                f"{NOT_RTX_CCS[v]} ({v}) is not a TensorRT-RTX target",
+                where=f"{where}[{i}]",
+                hint="build it with backend = 'tensorrt' on that GPU; TensorRT-RTX targets: " + ", ".join(RTX_CCS),
+            )
         _one_of(RTX_CCS)(v, f"{where}[{i}]")
         out.append(v)
     return tuple(sorted(set(out), key=lambda s: tuple(int(p) for p in s.split("."))))
@@ -205,10 +233,18 @@ for _check, _fragment in (
     (_positive_int, {"type": "integer", "minimum": 1}),
     (_dtype, {"enum": list(DTYPES)}),
     (_factory, {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"}),
-    (_shape, {"type": "array", "minItems": 1, "maxItems": limits.MAX_RANK,
-              # a size, or the name of a dynamic dimension whose range is dims.<name>
-              "items": {"anyOf": [{"type": "integer", "minimum": 1},
-                                  {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}]}}),
+    (
+        _shape,
+        {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": limits.MAX_RANK,
+            # a size, or the name of a dynamic dimension whose range is dims.<name>
+            "items": {
+                "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}]
+            },
+        },
+    ),
     (_range, {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}),
     (_cc_list, {"type": "array", "items": {"enum": [*RTX_CCS, *(float(c) for c in RTX_CCS)]}}),
     (_str_list, {"type": "array", "items": {"type": "string"}}),
@@ -238,41 +274,59 @@ TOLERANCE = {
 # task metrics per output (verify.outputs.<name>.metric): the keys each metric takes, defaults filled
 TASK: dict[str, dict[str, Any]] = {
     "psnr": {"min_psnr": (_num, 40.0), "peak": (_nonneg, 0.0)},  # peak 0: the reference's range
-    "iou": {"mask": (_one_of(("threshold", "argmax")), "threshold"), "threshold": (_num, 0.5),
-            "axis": (_int, 1), "min_iou": (_fraction, 0.9)},
+    "iou": {
+        "mask": (_one_of(("threshold", "argmax")), "threshold"),
+        "threshold": (_num, 0.5),
+        "axis": (_int, 1),
+        "min_iou": (_fraction, 0.9),
+    },
     "topk": {"k": (_positive_int, 5), "axis": (_int, -1), "min_topk": (_fraction, 0.8)},
 }
+
+
 def _patterns(value, where):
     """verify.input_sets: globs of .npz files relative to the manifest's folder."""
     patterns = _str_list(value, where)
     for i, pattern in enumerate(patterns):
         limits.check_pattern(pattern, f"{where}[{i}]")
         if not pattern.endswith(".npz"):
-            raise ManifestError(f"'{pattern}' does not name .npz files", where=f"{where}[{i}]",
-                                hint="each set is one .npz holding every input by name, e.g. 'samples/*.npz'")
+            raise ManifestError(
+                f"'{pattern}' does not name .npz files",
+                where=f"{where}[{i}]",
+                hint="each set is one .npz holding every input by name, e.g. 'samples/*.npz'",
+            )
     return patterns
 
 
 _declare(_patterns, {"type": "array", "items": {"type": "string", "pattern": "\\.npz$"}})
-VERIFY = {**TOLERANCE, "random_inputs": (_in(0, limits.MAX_RANDOM_INPUTS), 0), "seed": (_int, 0),
-          # named example sets, each verified like the example set (labelled by its path)
-          "input_sets": (_patterns, ())}
+VERIFY = {
+    **TOLERANCE,
+    "random_inputs": (_in(0, limits.MAX_RANDOM_INPUTS), 0),
+    "seed": (_int, 0),
+    # named example sets, each verified like the example set (labelled by its path)
+    "input_sets": (_patterns, ()),
+}
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
 # arg: the forward() parameter the input binds to ("" = the input's own name)
-INPUT = {"shape": (_shape, None), "dtype": (_dtype, "float16"), "range": (_range, (-1.0, 1.0)),
-         "arg": (_str, "")}
-TOP = {"cache_dir": (_nonempty_str, ".trtforge-cache"), "output_dir": (_nonempty_str, "engines"),
-       # an output folder outside the manifest's folder is refused unless this says it is meant
-       "output_dir_outside": (_bool, False),
-       # files in the output folder that trtforge did not write are refused unless this is set
-       "allow_foreign_files": (_bool, False)}
+INPUT = {"shape": (_shape, None), "dtype": (_dtype, "float16"), "range": (_range, (-1.0, 1.0)), "arg": (_str, "")}
+TOP = {
+    "cache_dir": (_nonempty_str, ".trtforge-cache"),
+    "output_dir": (_nonempty_str, "engines"),
+    # an output folder outside the manifest's folder is refused unless this says it is meant
+    "output_dir_outside": (_bool, False),
+    # files in the output folder that trtforge did not write are refused unless this is set
+    "allow_foreign_files": (_bool, False),
+}
 
 
 def _remote_url(value, where):
     _str(value, where)
     if value and "://" not in value:
-        raise ManifestError(f"'{value}' is not a URL", where=where,
-                            hint="write e.g. 's3://bucket/prefix' or 'file:///mnt/share/trtforge'")
+        raise ManifestError(
+            f"'{value}' is not a URL",
+            where=where,
+            hint="write e.g. 's3://bucket/prefix' or 'file:///mnt/share/trtforge'",
+        )
     return value
 
 
@@ -324,6 +378,7 @@ def _steps(raw: Any, where: str, keyname: str) -> tuple[dict, ...]:
 
 
 # ------------------------------------------------------------------------------------------ specs
+
 
 @dataclass(frozen=True)
 class ExportSettings:
@@ -409,13 +464,21 @@ class ModuleSpec:
     def as_key(self) -> dict:
         # static modules keep the key they always had: "profiles" appears only when there are some
         return ({"profiles": profiles_key(self.profiles)} if self.profiles else {}) | {
-            "name": self.name, "factory": self.factory, "factory_args": self.factory_args,
-            "inputs": [i.as_key() for i in self.inputs], "outputs": list(self.outputs),
-            "depends": list(self.depends), "export": settings_dict(self.export), "passes": list(self.passes),
-            "precision_rules": list(self.precision_rules), "precision": settings_dict(self.precision),
-            "build": settings_dict(self.build), "verify": settings_dict(self.verify),
+            "name": self.name,
+            "factory": self.factory,
+            "factory_args": self.factory_args,
+            "inputs": [i.as_key() for i in self.inputs],
+            "outputs": list(self.outputs),
+            "depends": list(self.depends),
+            "export": settings_dict(self.export),
+            "passes": list(self.passes),
+            "precision_rules": list(self.precision_rules),
+            "precision": settings_dict(self.precision),
+            "build": settings_dict(self.build),
+            "verify": settings_dict(self.verify),
             "verify_outputs": self.verify_outputs,
-            "pass_check": self.pass_check, "factory_paths": list(self.factory_paths),
+            "pass_check": self.pass_check,
+            "factory_paths": list(self.factory_paths),
         }
 
     def factory_kwargs(self, root: Path) -> dict:
@@ -452,26 +515,45 @@ class Manifest:
                 return m
         known = [m.name for m in self.modules]
         near = difflib.get_close_matches(name, known, n=1)
-        raise ManifestError(f"no module '{name}'", where=str(self.path),
-                            hint=f"did you mean '{near[0]}'?" if near else f"modules: {', '.join(known)}")
+        raise ManifestError(
+            f"no module '{name}'",
+            where=str(self.path),
+            hint=f"did you mean '{near[0]}'?" if near else f"modules: {', '.join(known)}",
+        )
 
 
-MODULE_KEYS = ("factory", "factory_args", "factory_paths", "inputs", "outputs", "depends", "export", "passes",
-               "precision", "build", "verify", "pass_check", "dims", "profiles")
+MODULE_KEYS = (
+    "factory",
+    "factory_args",
+    "factory_paths",
+    "inputs",
+    "outputs",
+    "depends",
+    "export",
+    "passes",
+    "precision",
+    "build",
+    "verify",
+    "pass_check",
+    "dims",
+    "profiles",
+)
 DEFAULT_KEYS = ("export", "passes", "precision", "build", "verify", "pass_check")
 
 
 def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
     if not _NAME_RE.match(name) or ".." in name:
-        raise ManifestError(f"module name '{name}' must be letters, digits, '_', '-', '.' "
-                            "(no path separators or '..')", where=where)
+        raise ManifestError(
+            f"module name '{name}' must be letters, digits, '_', '-', '.' (no path separators or '..')", where=where
+        )
     limits.check_name(name, "module", where)
     if not isinstance(raw, dict):
         raise ManifestError(f"expected a table, got {type(raw).__name__}", where=where)
     _section({k: None for k in raw}, {k: (lambda v, w: v, 0) for k in MODULE_KEYS}, where)
     if "factory" not in raw:
-        raise ManifestError("missing required key 'factory'", where=f"{where}.factory",
-                            hint="write factory = 'package.module:callable'")
+        raise ManifestError(
+            "missing required key 'factory'", where=f"{where}.factory", hint="write factory = 'package.module:callable'"
+        )
     factory = _factory(raw["factory"], f"{where}.factory")
     fargs = raw.get("factory_args", {})
     if not isinstance(fargs, dict):
@@ -491,8 +573,9 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
     if precision_raw is None:
         raise ManifestError("expected a table", where=f"{where}.precision")
     rules_raw = precision_raw.pop("rules", None)
-    rules = (_steps(rules_raw, f"{where}.precision.rules", "rule") if rules_raw is not None
-             else defaults["precision_rules"])
+    rules = (
+        _steps(rules_raw, f"{where}.precision.rules", "rule") if rules_raw is not None else defaults["precision_rules"]
+    )
     verify_raw = dict(raw.get("verify", {})) if isinstance(raw.get("verify", {}), dict) else None
     if verify_raw is None:
         raise ManifestError("expected a table", where=f"{where}.verify")
@@ -507,18 +590,21 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         per_output[out_name] = _output_checks(tol, w)
     if outputs and set(per_output) - set(outputs):
         bad = sorted(set(per_output) - set(outputs))[0]
-        raise ManifestError(f"output '{bad}' is not among outputs {list(outputs)}",
-                            where=f"{where}.verify.outputs.{bad}")
+        raise ManifestError(
+            f"output '{bad}' is not among outputs {list(outputs)}", where=f"{where}.verify.outputs.{bad}"
+        )
 
     export = _section(raw.get("export", {}), EXPORT, f"{where}.export", base=defaults["export"])
     limits.check_opset(export, f"{where}.export")
     if profiles and export["exporter"] != "dynamo":
-        raise ManifestError("dynamic dimensions need the dynamo exporter (torch.export Dims)",
-                            where=f"{where}.export.exporter", hint="set export.exporter = \"dynamo\"")
+        raise ManifestError(
+            "dynamic dimensions need the dynamo exporter (torch.export Dims)",
+            where=f"{where}.export.exporter",
+            hint='set export.exporter = "dynamo"',
+        )
     verify = _section(verify_raw, VERIFY, f"{where}.verify", base=defaults["verify"])
     # the largest shapes bound the memory: sets at every profile point, each at most the max shape
-    limits.check_input_sizes(inputs, 1 + verify["random_inputs"] + 3 * len(profiles), where,
-                             max_values(profiles))
+    limits.check_input_sizes(inputs, 1 + verify["random_inputs"] + 3 * len(profiles), where, max_values(profiles))
     passes = _steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw else defaults["passes"]
     from trtforge.io_transforms import parse as parse_transform  # bake-pass parameters, checked now
 
@@ -526,18 +612,26 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         parse_transform(step, f"{where}.passes[{i}]")
     check_static_preprocess(passes, inputs, f"{where}.passes")
     return ModuleSpec(
-        name=name, factory=factory, factory_args=dict(sorted(fargs.items())), inputs=inputs,
-        outputs=outputs, depends=depends,
+        name=name,
+        factory=factory,
+        factory_args=dict(sorted(fargs.items())),
+        inputs=inputs,
+        outputs=outputs,
+        depends=depends,
         export=ExportSettings(**export),
         passes=passes,
         precision_rules=rules,
-        precision=PrecisionSettings(**_section(precision_raw, PRECISION, f"{where}.precision",
-                                               base=defaults["precision"])),
+        precision=PrecisionSettings(
+            **_section(precision_raw, PRECISION, f"{where}.precision", base=defaults["precision"])
+        ),
         build=BuildSettings(**_section(raw.get("build", {}), BUILD, f"{where}.build", base=defaults["build"])),
         verify=VerifySettings(**verify),
         verify_outputs=per_output,
-        pass_check=(_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
-                    else defaults["pass_check"]),
+        pass_check=(
+            _one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check")
+            if "pass_check" in raw
+            else defaults["pass_check"]
+        ),
         factory_paths=fpaths,
         profiles=profiles,
     )
@@ -549,11 +643,17 @@ def _factory_paths(value: Any, fargs: dict, where: str) -> tuple[str, ...]:
     for i, name in enumerate(names):
         if name not in fargs:
             near = difflib.get_close_matches(name, list(fargs), n=1)
-            raise ManifestError(f"'{name}' is not a key of factory_args", where=f"{where}[{i}]",
-                                hint=f"did you mean '{near[0]}'?" if near else "name a factory_args key that holds a path")
+            raise ManifestError(
+                f"'{name}' is not a key of factory_args",
+                where=f"{where}[{i}]",
+                hint=f"did you mean '{near[0]}'?" if near else "name a factory_args key that holds a path",
+            )
         if not isinstance(fargs[name], str) or not fargs[name]:
-            raise ManifestError(f"factory_args.{name} is {fargs[name]!r}, not a path", where=f"{where}[{i}]",
-                                hint="write the path as a string, relative to the manifest's folder")
+            raise ManifestError(
+                f"factory_args.{name} is {fargs[name]!r}, not a path",
+                where=f"{where}[{i}]",
+                hint="write the path as a string, relative to the manifest's folder",
+            )
     return tuple(sorted(set(names)))
 
 
@@ -564,15 +664,27 @@ def _input(name: str, raw: Any, where: str) -> InputSpec:
     for key in raw:
         if key not in INPUT and key not in input_sources.SOURCE_KEYS:
             near = difflib.get_close_matches(key, [*INPUT, *input_sources.SOURCE_KEYS], n=1)
-            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}",
-                                hint=f"did you mean '{near[0]}'?" if near else
-                                f"known keys: {', '.join([*INPUT, *input_sources.SOURCE_KEYS])}")
+            raise ManifestError(
+                f"unknown key '{key}'",
+                where=f"{where}.{key}",
+                hint=f"did you mean '{near[0]}'?"
+                if near
+                else f"known keys: {', '.join([*INPUT, *input_sources.SOURCE_KEYS])}",
+            )
     fields = _section({k: v for k, v in raw.items() if k in INPUT}, INPUT, where)
     if fields["arg"] and not fields["arg"].isidentifier():
-        raise ManifestError(f"'{fields['arg']}' is not a parameter name", where=f"{where}.arg",
-                            hint="name one of forward()'s parameters, e.g. arg = 'input_ids'")
-    source = input_sources.parse({k: v for k, v in raw.items() if k in input_sources.SOURCE_KEYS},
-                                 fields["dtype"], fields["shape"], "range" in raw, where)
+        raise ManifestError(
+            f"'{fields['arg']}' is not a parameter name",
+            where=f"{where}.arg",
+            hint="name one of forward()'s parameters, e.g. arg = 'input_ids'",
+        )
+    source = input_sources.parse(
+        {k: v for k, v in raw.items() if k in input_sources.SOURCE_KEYS},
+        fields["dtype"],
+        fields["shape"],
+        "range" in raw,
+        where,
+    )
     spec = InputSpec(name=name, **{**fields, "arg": fields["arg"] or name}, source=source)
     limits.check_range(*spec.range, spec.dtype, f"{where}.range")
     return spec
@@ -589,8 +701,7 @@ def _output_checks(raw: dict, where: str) -> dict:
         if key not in spec:
             owner = next((m for m, keys in TASK.items() if key in keys), None)
             near = difflib.get_close_matches(key, [*spec, "metric"], n=1)
-            hint = (f"'{key}' belongs to metric = '{owner}'" if owner else
-                    f"did you mean '{near[0]}'?" if near else None)
+            hint = f"'{key}' belongs to metric = '{owner}'" if owner else f"did you mean '{near[0]}'?" if near else None
             raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}", hint=hint)
     out = {k: TOLERANCE[k][0](v, f"{where}.{k}") for k, v in sorted(raw.items()) if k in TOLERANCE}
     if metric is not None:
@@ -610,13 +721,13 @@ def _defaults(raw: Any, where: str) -> dict:
     return {
         "export": _section(raw.get("export", {}), EXPORT, f"{where}.export"),
         "passes": _steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw else DEFAULT_PASSES,
-        "precision_rules": (_steps(rules, f"{where}.precision.rules", "rule") if rules is not None
-                            else DEFAULT_RULES),
+        "precision_rules": (_steps(rules, f"{where}.precision.rules", "rule") if rules is not None else DEFAULT_RULES),
         "precision": _section(precision, PRECISION, f"{where}.precision"),
         "build": _section(raw.get("build", {}), BUILD, f"{where}.build"),
         "verify": _section(raw.get("verify", {}), VERIFY, f"{where}.verify"),
-        "pass_check": (_one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw
-                       else "each"),
+        "pass_check": (
+            _one_of(PASS_CHECKS)(raw["pass_check"], f"{where}.pass_check") if "pass_check" in raw else "each"
+        ),
         **_section({k: raw[k] for k in TOP if k in raw}, TOP, where),
     }
 
@@ -649,31 +760,40 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     except tomllib.TOMLDecodeError as e:
         dup = _duplicate_module(text)
         if dup:
-            raise ManifestError(f"module '{dup[0]}' is defined twice (lines {dup[1]} and {dup[2]})",
-                                where=str(path), hint="module names must be unique; rename one") from None
-        raise ManifestError(f"TOML syntax error: {e}", where=str(path),
-                            hint="fix the line and column named") from None
+            raise ManifestError(
+                f"module '{dup[0]}' is defined twice (lines {dup[1]} and {dup[2]})",
+                where=str(path),
+                hint="module names must be unique; rename one",
+            ) from None
+        raise ManifestError(f"TOML syntax error: {e}", where=str(path), hint="fix the line and column named") from None
     where = path.name
     for key in data:
         if key not in TOP_TABLES:
             near = difflib.get_close_matches(key, list(TOP_TABLES), n=1)
-            raise ManifestError(f"unknown top-level table '{key}'", where=f"{where}: {key}",
-                                hint=f"did you mean '{near[0]}'?" if near
-                                else "modules go under [modules.NAME]")
+            raise ManifestError(
+                f"unknown top-level table '{key}'",
+                where=f"{where}: {key}",
+                hint=f"did you mean '{near[0]}'?" if near else "modules go under [modules.NAME]",
+            )
     defaults = _defaults(data.get("defaults", {}), f"{where}: defaults")
     raw_modules = data.get("modules")
     if not isinstance(raw_modules, dict) or not raw_modules:
         raise ManifestError("no modules", where=f"{where}: modules", hint="add a [modules.NAME] table")
-    modules = tuple(_module(name, raw, defaults, f"{where}: modules.{name}")
-                    for name, raw in raw_modules.items())
+    modules = tuple(_module(name, raw, defaults, f"{where}: modules.{name}") for name, raw in raw_modules.items())
     root = path.resolve().parent
     cache_dir = root / defaults["cache_dir"]
     output_dir = root / defaults["output_dir"]
     _check_output_dir(output_dir, cache_dir, root, defaults["output_dir_outside"], f"{where}: defaults.output_dir")
-    return Manifest(path=path, root=root, cache_dir=cache_dir, output_dir=output_dir, modules=modules,
-                    allow_foreign_files=defaults["allow_foreign_files"],
-                    cache=_section(data.get("cache", {}), CACHE, f"{where}: cache"),
-                    targets=parse_targets(data.get("targets"), f"{where}: targets"))
+    return Manifest(
+        path=path,
+        root=root,
+        cache_dir=cache_dir,
+        output_dir=output_dir,
+        modules=modules,
+        allow_foreign_files=defaults["allow_foreign_files"],
+        cache=_section(data.get("cache", {}), CACHE, f"{where}: cache"),
+        targets=parse_targets(data.get("targets"), f"{where}: targets"),
+    )
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -693,8 +813,11 @@ def _check_output_dir(out: Path, cache: Path, root: Path, outside_ok: bool, wher
     if _inside(out, cache) or _inside(cache, out):
         raise ManifestError(f"'{out}' overlaps the cache folder '{cache}'", where=where, hint=hint)
     if not outside_ok and not _inside(out, root):
-        raise ManifestError(f"'{out}' is outside the manifest's folder '{root}'", where=where,
-                            hint="move it inside, or set output_dir_outside = true in [defaults] if meant")
+        raise ManifestError(
+            f"'{out}' is outside the manifest's folder '{root}'",
+            where=where,
+            hint="move it inside, or set output_dir_outside = true in [defaults] if meant",
+        )
 
 
 def with_output_dir(manifest: Manifest, path: str | Path, where: str = "--output-dir") -> Manifest:
@@ -711,8 +834,7 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         text = _read_capped(path)
     except FileNotFoundError:
-        raise ManifestError("file not found", where=str(path),
-                            hint="pass the path of an engines.toml") from None
+        raise ManifestError("file not found", where=str(path), hint="pass the path of an engines.toml") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"cannot read: {e}", where=str(path)) from None
     return parse_manifest(text, path)
@@ -730,6 +852,9 @@ def _read_capped(path: Path) -> str:
     with open(path, "rb") as f:
         data = f.read(limits.MAX_MANIFEST_BYTES + 1)
     if len(data) > limits.MAX_MANIFEST_BYTES:
-        raise ManifestError(f"is larger than the {limits.MAX_MANIFEST_BYTES >> 10} KiB a manifest may be",
-                            where=str(path), hint="pass the path of an engines.toml")
+        raise ManifestError(
+            f"is larger than the {limits.MAX_MANIFEST_BYTES >> 10} KiB a manifest may be",
+            where=str(path),
+            hint="pass the path of an engines.toml",
+        )
     return data.decode("utf-8")

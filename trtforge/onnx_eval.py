@@ -33,8 +33,14 @@ from trtforge.onnx_files import read_tensor, weight_bytes
 
 F16, F32 = TensorProto.FLOAT16, TensorProto.FLOAT
 # attributes that name an output dtype; widened from FP16 to FP32 in fp32 mode
-DTYPE_ATTRS = {"Cast": "to", "EyeLike": "dtype", "RandomNormal": "dtype", "RandomUniform": "dtype",
-               "RandomNormalLike": "dtype", "RandomUniformLike": "dtype"}
+DTYPE_ATTRS = {
+    "Cast": "to",
+    "EyeLike": "dtype",
+    "RandomNormal": "dtype",
+    "RandomUniform": "dtype",
+    "RandomNormalLike": "dtype",
+    "RandomUniformLike": "dtype",
+}
 SESSION_CACHE = 1024  # distinct node sessions kept; each holds no weights (they are feeds)
 # fp32 mode runs graphs with at most this many bytes of weights in one session (fast set-up)
 WHOLE_GRAPH_BYTES = 64 << 20
@@ -94,8 +100,9 @@ def _widen_node(node: onnx.NodeProto) -> onnx.NodeProto:
 
 
 def _has_subgraphs(graph: onnx.GraphProto) -> bool:
-    return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-               for node in graph.node for a in node.attribute)
+    return any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for node in graph.node for a in node.attribute
+    )
 
 
 def _toposorted(graph: onnx.GraphProto) -> list:
@@ -112,8 +119,7 @@ def _toposorted(graph: onnx.GraphProto) -> list:
                 continue
             state[i] = 1
             ins = nodes[i].input
-            while j < len(ins) and (ins[j] in ready or producer.get(ins[j]) is None
-                                    or state[producer[ins[j]]] == 2):
+            while j < len(ins) and (ins[j] in ready or producer.get(ins[j]) is None or state[producer[ins[j]]] == 2):
                 j += 1
             if j < len(ins):
                 dep = producer[ins[j]]
@@ -130,8 +136,9 @@ def _toposorted(graph: onnx.GraphProto) -> list:
 class Evaluator:
     """Run one ONNX graph (loaded without its weights; they stay in `base_dir`) node by node."""
 
-    def __init__(self, model: onnx.ModelProto, base_dir: Path | None, mode: str = "fp16",
-                 sessions: OrderedDict | None = None):
+    def __init__(
+        self, model: onnx.ModelProto, base_dir: Path | None, mode: str = "fp16", sessions: OrderedDict | None = None
+    ):
         if mode not in ("fp16", "fp32"):
             raise ValueError(f"mode {mode!r}")
         self.model, self.base_dir, self.mode = model, base_dir, mode
@@ -156,8 +163,11 @@ class Evaluator:
     def _load(self, name: str) -> np.ndarray:
         # weights stay FP16 here; in fp32 mode the node's session casts them (ONNX Runtime's Cast
         # is vectorised; numpy's float16 astype took 13 s of a 2-minute UNet evaluation)
-        return read_tensor(self.initializers[name], self.base_dir) if self.base_dir is not None \
+        return (
+            read_tensor(self.initializers[name], self.base_dir)
+            if self.base_dir is not None
             else numpy_helper.to_array(self.initializers[name])
+        )
 
     def _widen(self, arr: np.ndarray) -> np.ndarray:
         return arr.astype(np.float32) if self.mode == "fp32" and arr.dtype == np.float16 else arr
@@ -166,11 +176,16 @@ class Evaluator:
     def _session(self, node: onnx.NodeProto, args: list[np.ndarray]):
         """The session for this node's op, attributes, input types and shapes (built on a miss)."""
         names = list(dict.fromkeys(n for n in node.input if n))
-        key = (self.mode, node.domain, node.op_type, len(node.output),
-               tuple(names.index(n) if n else -1 for n in node.input),
-               tuple(o != "" for o in node.output),
-               b"".join(a.SerializeToString() for a in node.attribute),
-               tuple((a.dtype.str, a.shape) for a in args))
+        key = (
+            self.mode,
+            node.domain,
+            node.op_type,
+            len(node.output),
+            tuple(names.index(n) if n else -1 for n in node.input),
+            tuple(o != "" for o in node.output),
+            b"".join(a.SerializeToString() for a in node.attribute),
+            tuple((a.dtype.str, a.shape) for a in args),
+        )
         sess = self._sessions.get(key)
         if sess is None:
             sess = self._new_session(node, names, args)
@@ -200,19 +215,23 @@ class Evaluator:
         for j, name in enumerate(one.output):
             if name:
                 one.output[j] = f"o{j}"
-        inputs = [onnx.helper.make_tensor_value_info(f"i{j}", onnx.helper.np_dtype_to_tensor_dtype(a.dtype),
-                                                     list(a.shape)) for j, a in enumerate(args)]
+        inputs = [
+            onnx.helper.make_tensor_value_info(f"i{j}", onnx.helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
+            for j, a in enumerate(args)
+        ]
         outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in one.output if o]
-        single = onnx.helper.make_model(onnx.helper.make_graph([*nodes, one], "one", inputs, outputs),
-                                        opset_imports=self.opsets, ir_version=self.model.ir_version)
+        single = onnx.helper.make_model(
+            onnx.helper.make_graph([*nodes, one], "one", inputs, outputs),
+            opset_imports=self.opsets,
+            ir_version=self.model.ir_version,
+        )
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.log_severity_level = 3
         # no arena: a cached session would otherwise keep the largest activations it ever saw
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
-        return ort.InferenceSession(single.SerializeToString(), sess_options=opts,
-                                    providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(single.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
 
     def _run_whole(self, feeds: dict) -> dict[str, np.ndarray]:
         """Small models in fp32 mode: the widened graph in one session, optimisations off (the same
@@ -225,16 +244,18 @@ class Evaluator:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             opts.log_severity_level = 3
             wide = widen_to_fp32(self.model, self.base_dir)
-            self._whole = ort.InferenceSession(wide.SerializeToString(), sess_options=opts,
-                                               providers=["CPUExecutionProvider"])
+            self._whole = ort.InferenceSession(
+                wide.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
         names = [i.name for i in self._whole.get_inputs()]
         args = {n: self._widen(np.asarray(feeds[n])) for n in names}
         outs = [o.name for o in self._whole.get_outputs()]
         return dict(zip(outs, self._whole.run(outs, args)))
 
     # -- running --------------------------------------------------------------------------
-    def run(self, feeds: dict, keep: set | tuple | str = (), observe: Callable[[str, np.ndarray], None] | None = None
-            ) -> dict[str, np.ndarray]:
+    def run(
+        self, feeds: dict, keep: set | tuple | str = (), observe: Callable[[str, np.ndarray], None] | None = None
+    ) -> dict[str, np.ndarray]:
         """The graph outputs (plus the tensors named in `keep`, or every tensor with keep="all").
         `observe(name, value)` sees every graph input and computed tensor as it appears."""
         if self.mode == "fp32" and not keep and observe is None and self.small:

@@ -75,8 +75,8 @@ def save_model(model: onnx.ModelProto, src: Path, dest: Path, new_data: str) -> 
     a pass created inline and that are large go to `new_data`, so no protobuf nears 2 GB."""
     carry_weights(model, src, dest)
     onnx.external_data_helper.convert_model_to_external_data(
-        model, all_tensors_to_one_file=True, location=new_data, size_threshold=1024,
-        convert_attribute=False)
+        model, all_tensors_to_one_file=True, location=new_data, size_threshold=1024, convert_attribute=False
+    )
     onnx.save_model(model, str(dest / MODEL))
 
 
@@ -103,10 +103,15 @@ def import_graph(model: onnx.ModelProto, base_dir: Path) -> gs.Graph:
 
 
 # element types whose external bytes are a plain little-endian array of this numpy dtype
-_RAW_DTYPES = {onnx.TensorProto.FLOAT16: np.dtype("<f2"), onnx.TensorProto.FLOAT: np.dtype("<f4"),
-               onnx.TensorProto.DOUBLE: np.dtype("<f8"), onnx.TensorProto.INT64: np.dtype("<i8"),
-               onnx.TensorProto.INT32: np.dtype("<i4"), onnx.TensorProto.INT8: np.dtype("i1"),
-               onnx.TensorProto.UINT8: np.dtype("u1")}
+_RAW_DTYPES = {
+    onnx.TensorProto.FLOAT16: np.dtype("<f2"),
+    onnx.TensorProto.FLOAT: np.dtype("<f4"),
+    onnx.TensorProto.DOUBLE: np.dtype("<f8"),
+    onnx.TensorProto.INT64: np.dtype("<i8"),
+    onnx.TensorProto.INT32: np.dtype("<i4"),
+    onnx.TensorProto.INT8: np.dtype("i1"),
+    onnx.TensorProto.UINT8: np.dtype("u1"),
+}
 
 
 def read_tensor(tensor: onnx.TensorProto, base_dir: Path) -> np.ndarray:
@@ -146,8 +151,7 @@ def check_full(model: onnx.ModelProto) -> None:
     typed.CopyFrom(model)  # the graph only: external weights are references
     external = [t for t in typed.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     inline = [t for t in typed.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
-    typed.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-                             for t in external)
+    typed.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in external)
     del typed.graph.initializer[:]
     typed.graph.initializer.extend(inline)
     onnx.checker.check_model(typed, full_check=True)

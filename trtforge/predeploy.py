@@ -52,8 +52,10 @@ def _check_files(folder: Path, files: dict) -> str | None:
         if why:
             return why
         if digest_file(folder / rel, trust_memo=False) != digest:
-            return (f"{folder / rel} does not match its digest in {engines_index.INDEX} (corrupt or "
-                    "replaced); not deserialised; copy the engines folder again or rebuild")
+            return (
+                f"{folder / rel} does not match its digest in {engines_index.INDEX} (corrupt or "
+                "replaced); not deserialised; copy the engines folder again or rebuild"
+            )
     return None
 
 
@@ -96,20 +98,31 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
         return _failed(name, f"{engine} is missing: its sidecar lists no engine")
     reason = why_not_runnable({"backend": side["backend"], "target": side["target"]}) or _version_mismatch(side)
     if reason:
-        return {"module": name, "status": "failed" if require_engine_check else "not run",
-                "reason": f"engine not run here: {reason}"}
+        return {
+            "module": name,
+            "status": "failed" if require_engine_check else "not run",
+            "reason": f"engine not run here: {reason}",
+        }
     sets = _bundle_sets(where, stem, side)
     try:
-        outputs, latency = run_engine_sets(engine, [load_arrays(i) for i, _ in sets], side["backend"],
-                                           profiles=side.get("profiles"))
+        outputs, latency = run_engine_sets(
+            engine, [load_arrays(i) for i, _ in sets], side["backend"], profiles=side.get("profiles")
+        )
     except Exception as e:  # a runtime that refuses the engine is a failed check, not a crash
-        return _failed(name, f"engine did not run: {type(e).__name__}: "
-                             f"{str(e).splitlines()[0][:300] if str(e) else ''}")
-    metrics = merge_sets([(label.name, compare_all(out, load_arrays(ref), _tolerance(side)))
-                          for (label, ref), out in zip(sets, outputs)])
+        return _failed(
+            name, f"engine did not run: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        )
+    metrics = merge_sets(
+        [(label.name, compare_all(out, load_arrays(ref), _tolerance(side))) for (label, ref), out in zip(sets, outputs)]
+    )
     failures = [f"{n}: {m['reason']}" for n, m in metrics.items() if not m["ok"]]
-    return {"module": name, "status": "failed" if failures else "ok", "reason": "; ".join(failures),
-            "outputs": metrics, "latency": latency}
+    return {
+        "module": name,
+        "status": "failed" if failures else "ok",
+        "reason": "; ".join(failures),
+        "outputs": metrics,
+        "latency": latency,
+    }
 
 
 def _bundle_sets(folder: Path, name: str, side: dict) -> list[tuple[Path, Path]]:
@@ -118,7 +131,7 @@ def _bundle_sets(folder: Path, name: str, side: dict) -> list[tuple[Path, Path]]
     sets = [(folder / f"{name}.inputs.npz", folder / f"{name}.reference.npz")]
     for fname in sorted(side["files"]):
         if fname.startswith(f"{name}.inputs.") and fname != f"{name}.inputs.npz" and fname.endswith(".npz"):
-            ref = f"{name}.reference." + fname[len(f"{name}.inputs."):]
+            ref = f"{name}.reference." + fname[len(f"{name}.inputs.") :]
             if ref in side["files"]:
                 sets.append((folder / fname, folder / ref))
     return sets
@@ -139,13 +152,20 @@ def _folder_checks(folder: Path) -> tuple[dict | None, list[dict]]:
     path = folder / engines_index.INDEX
     if not path.exists():
         if not any(folder.rglob("*.engine")):
-            raise TrtforgeError("no published engines (index.json, <target>/<module>.engine + .json) found",
-                                where=str(folder), hint="pass the engines folder that `trtforge build` wrote")
+            raise TrtforgeError(
+                "no published engines (index.json, <target>/<module>.engine + .json) found",
+                where=str(folder),
+                hint="pass the engines folder that `trtforge build` wrote",
+            )
         up = folder.resolve().parent / engines_index.INDEX
-        hint = (f"pass {up.parent}, the folder that holds it" if up.exists()
-                else "rebuild with this trtforge, or copy the whole engines folder")
-        return None, [_failed(engines_index.INDEX, f"{path} is missing: the folder's content cannot be "
-                                                   f"checked; {hint}", "file")]
+        hint = (
+            f"pass {up.parent}, the folder that holds it"
+            if up.exists()
+            else "rebuild with this trtforge, or copy the whole engines folder"
+        )
+        return None, [
+            _failed(engines_index.INDEX, f"{path} is missing: the folder's content cannot be checked; {hint}", "file")
+        ]
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError) as e:
@@ -153,29 +173,53 @@ def _folder_checks(folder: Path) -> tuple[dict | None, list[dict]]:
     else:
         why = engines_index.problem(doc)
     if why:
-        return None, [_failed(engines_index.INDEX, f"{path} is damaged ({why}); rebuild or copy the folder again",
-                              "file")]
-    problems = [_failed(n, f"its publish was interrupted ({engines_index.INDEX} lists it as pending); "
-                           "run `trtforge build` again") for n in sorted(doc["pending"])]
+        return None, [
+            _failed(engines_index.INDEX, f"{path} is damaged ({why}); rebuild or copy the folder again", "file")
+        ]
+    problems = [
+        _failed(
+            n, f"its publish was interrupted ({engines_index.INDEX} lists it as pending); run `trtforge build` again"
+        )
+        for n in sorted(doc["pending"])
+    ]
     listed = engines_index.owned(doc) | set(engines_index.TOP_FILES)
-    problems += [_failed(p, f"{folder / p} is not listed in {engines_index.INDEX} (not published by trtforge, "
-                            "or left by an interrupted build); remove it or rebuild", "file")
-                 for p in engines_index.listing(folder) if p not in listed]
+    problems += [
+        _failed(
+            p,
+            f"{folder / p} is not listed in {engines_index.INDEX} (not published by trtforge, "
+            "or left by an interrupted build); remove it or rebuild",
+            "file",
+        )
+        for p in engines_index.listing(folder)
+        if p not in listed
+    ]
     return doc, problems
 
 
-def verify_published(folder: Path, require_engine_check: bool, junit: str | None, echo,
-                     collect: list | None = None, modules: tuple[str, ...] = ()) -> int:
+def verify_published(
+    folder: Path,
+    require_engine_check: bool,
+    junit: str | None,
+    echo,
+    collect: list | None = None,
+    modules: tuple[str, ...] = (),
+) -> int:
     """Check the folder and each published engine (only `modules`, when named); echo one line per
     result (None: silent), write JUnit XML to `junit`; return the number that failed."""
     doc, results = _folder_checks(folder)
     if doc is not None:
         if not doc["modules"] and not results:
-            raise TrtforgeError("no published engines: index.json lists none", where=str(folder),
-                                hint="build first; a module that fails is not published")
+            raise TrtforgeError(
+                "no published engines: index.json lists none",
+                where=str(folder),
+                hint="build first; a module that fails is not published",
+            )
         _check_named(modules, doc["modules"], folder)  # a misspelt name: exit 2 before any check
-        results += [_timed(check_one, folder, name, entry, require_engine_check)
-                    for name, entry in sorted(doc["modules"].items()) if not modules or name in modules]
+        results += [
+            _timed(check_one, folder, name, entry, require_engine_check)
+            for name, entry in sorted(doc["modules"].items())
+            if not modules or name in modules
+        ]
     if collect is not None:
         collect.extend(results)
     for r in results if echo is not None else ():
@@ -196,14 +240,20 @@ def _check_named(modules: tuple[str, ...], published: dict, folder: Path) -> Non
     for name in modules:
         if name not in published:
             near = difflib.get_close_matches(name, list(published), n=1)
-            raise TrtforgeError(f"no published engine for module '{name}'", where=f"--module {name}",
-                                hint=f"did you mean '{near[0]}'?" if near
-                                else f"{folder / engines_index.INDEX} lists: {', '.join(sorted(published)) or 'none'}")
+            raise TrtforgeError(
+                f"no published engine for module '{name}'",
+                where=f"--module {name}",
+                hint=f"did you mean '{near[0]}'?"
+                if near
+                else f"{folder / engines_index.INDEX} lists: {', '.join(sorted(published)) or 'none'}",
+            )
 
 
 def junit_xml(results: list[dict]) -> str:
     from trtforge.junit import Case
     from trtforge.junit import junit_xml as write
 
-    return write([Case(r["module"], r["status"], r.get("seconds", 0.0), r.get("reason", "")) for r in results],
-                 classname="trtforge.verify")
+    return write(
+        [Case(r["module"], r["status"], r.get("seconds", 0.0), r.get("reason", "")) for r in results],
+        classname="trtforge.verify",
+    )

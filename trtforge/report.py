@@ -34,8 +34,10 @@ def island_warning(r: ModuleResult) -> str | None:
         return None
     compute = [i for i in islands if i["op"] != "Cast"] or islands
     shown = ", ".join(f"{i['node']} ({i['op']})" for i in compute[:3])
-    return (f"{len(islands)} FP32 island(s) in the FP16 export, e.g. {shown}: hard-coded float32 "
-            "tensors run in FP32; fix them, or set export.forbid_fp32_islands = true to fail on them")
+    return (
+        f"{len(islands)} FP32 island(s) in the FP16 export, e.g. {shown}: hard-coded float32 "
+        "tensors run in FP32; fix them, or set export.forbid_fp32_islands = true to fail on them"
+    )
 
 
 def module_warnings(r: ModuleResult, rules_written: bool = True) -> list[str]:
@@ -54,14 +56,32 @@ def report_warnings(r: ModuleResult) -> list[str]:
 
 
 def as_json(results: list[ModuleResult]) -> dict:
-    return {"modules": [{
-        "name": r.name, "ok": r.ok, "error": r.error.one_line() if r.error else None,
-        "published": [str(p) for p in r.published], "notes": r.notes, "warnings": report_warnings(r),
-        **({"remote": r.remote} if r.remote else {}),
-        **({"target": r.target} if r.target else {}), **({"skipped": r.skipped} if r.skipped else {}),
-        "stages": {s: {"state": st.state, "reason": st.reason, "seconds": round(st.seconds, 3),
-                       "key": st.key, "meta": st.meta} for s, st in r.stages.items()},
-    } for r in results]}
+    return {
+        "modules": [
+            {
+                "name": r.name,
+                "ok": r.ok,
+                "error": r.error.one_line() if r.error else None,
+                "published": [str(p) for p in r.published],
+                "notes": r.notes,
+                "warnings": report_warnings(r),
+                **({"remote": r.remote} if r.remote else {}),
+                **({"target": r.target} if r.target else {}),
+                **({"skipped": r.skipped} if r.skipped else {}),
+                "stages": {
+                    s: {
+                        "state": st.state,
+                        "reason": st.reason,
+                        "seconds": round(st.seconds, 3),
+                        "key": st.key,
+                        "meta": st.meta,
+                    }
+                    for s, st in r.stages.items()
+                },
+            }
+            for r in results
+        ]
+    }
 
 
 def _before(build: dict) -> str:
@@ -74,8 +94,7 @@ def markdown(results: list[ModuleResult], head: dict | None = None) -> str:
     lines = ["# trtforge build report", ""]
     if head:
         lines += [_provenance_line(head), ""]
-    lines += ["| module | " + " | ".join(STAGE_NAMES) + " | engine check |",
-              "|---" * (len(STAGE_NAMES) + 2) + "|"]
+    lines += ["| module | " + " | ".join(STAGE_NAMES) + " | engine check |", "|---" * (len(STAGE_NAMES) + 2) + "|"]
     for r in results:
         engine = r.stages["verify"].meta.get("checks", {}).get("engine", {})
         echeck = engine.get("reason") or engine.get("status", "not run")
@@ -94,8 +113,11 @@ def markdown(results: list[ModuleResult], head: dict | None = None) -> str:
         prec = r.stages["precision_rules"].meta
         if prec:
             f = prec["flops"]
-            lines += ["", f"Precision ({prec['realizer']}): {len(prec['fp32'])} FP32 nodes; "
-                      f"{f['fp16_share']:.2%} of MatMul/Gemm/Conv FLOPs stay FP16; casts {prec['casts']}"]
+            lines += [
+                "",
+                f"Precision ({prec['realizer']}): {len(prec['fp32'])} FP32 nodes; "
+                f"{f['fp16_share']:.2%} of MatMul/Gemm/Conv FLOPs stay FP16; casts {prec['casts']}",
+            ]
             for node, why in list(prec["fp32"].items())[:40]:
                 lines.append(f"- `{node}` ({why['op']}): {why['rule']} — {why['reason']}")
             for m in prec.get("near_misses", [])[:40]:
@@ -103,16 +125,25 @@ def markdown(results: list[ModuleResult], head: dict | None = None) -> str:
         passes = r.stages["graph_passes"].meta.get("passes", [])
         if passes:
             lines += ["", "| pass | modified | nodes before → after | ms | meaning check |", "|---|---|---|---|---|"]
-            lines += [f"| {p['name']} | {p['modified']} | {p['nodes_before']} → {p['nodes_after']} | "
-                      f"{p['seconds'] * 1e3:.1f} | {p.get('check', '')} |" for p in passes]
+            lines += [
+                f"| {p['name']} | {p['modified']} | {p['nodes_before']} → {p['nodes_after']} | "
+                f"{p['seconds'] * 1e3:.1f} | {p.get('check', '')} |"
+                for p in passes
+            ]
             lines += _pass_changes(passes)
         build = r.stages["build"].meta
         if build:
-            lines += ["", f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
-                      f"{build['layers']} layers ({build['shape_layers']} shape-only){_before(build)}, "
-                      f"parse {build['parse_s']}s, build {build['build_s']}s, {build['engine_bytes']} bytes"]
-        lines += ["", "Timings: " + ", ".join(_timing(s, r.stages[s]) for s in STAGE_NAMES
-                                             if r.stages[s].state in ("ok", "cached"))]
+            lines += [
+                "",
+                f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
+                f"{build['layers']} layers ({build['shape_layers']} shape-only){_before(build)}, "
+                f"parse {build['parse_s']}s, build {build['build_s']}s, {build['engine_bytes']} bytes",
+            ]
+        lines += [
+            "",
+            "Timings: "
+            + ", ".join(_timing(s, r.stages[s]) for s in STAGE_NAMES if r.stages[s].state in ("ok", "cached")),
+        ]
         lines += _checks_md(r.stages["verify"].meta)
     return "\n".join(lines) + "\n"
 
@@ -146,28 +177,35 @@ def _checks_md(verify: dict) -> list[str]:
         return []
     # dynamic dims: the engine's optimization profiles, each checked at its min, opt and max
     profiles = [f"- profile {line}" for line in profile_lines(verify.get("profiles") or [])]
-    lines = ["", *(["Optimization profiles:", *profiles, ""] if profiles else []),
-             f"Input sets: {', '.join(verify.get('input_sets', ['example']))}", "",
-             "| check | status | kind | output | max abs | max err / max ref | cosine | outside | task metric | worst set |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        *(["Optimization profiles:", *profiles, ""] if profiles else []),
+        f"Input sets: {', '.join(verify.get('input_sets', ['example']))}",
+        "",
+        "| check | status | kind | output | max abs | max err / max ref | cosine | outside | task metric | worst set |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for stage, c in ordered_checks(verify):
         outs = c.get("outputs") or {"-": {}}
         for name, m in outs.items():
-            lines.append(f"| {stage} | {c['status']} | {c['kind']} | {name} | {' | '.join(metric_texts(m))} | "
-                         f"{task_text(m)} | {m.get('set', '-')} |")
+            lines.append(
+                f"| {stage} | {c['status']} | {c['kind']} | {name} | {' | '.join(metric_texts(m))} | "
+                f"{task_text(m)} | {m.get('set', '-')} |"
+            )
         if c.get("reason"):
             lines.append(f"| | | {c['reason']} | | | | | | | |")
         if c.get("latency"):
-            lines.append(f"| | | latency p50 {c['latency']['p50_ms']:.3f} ms, p99 {c['latency']['p99_ms']:.3f} ms"
-                         " | | | | | | | |")
+            lines.append(
+                f"| | | latency p50 {c['latency']['p50_ms']:.3f} ms, p99 {c['latency']['p99_ms']:.3f} ms"
+                " | | | | | | | |"
+            )
     return lines
 
 
 VOLATILE = ("started", "duration_s")  # differ on every run; a no-op build must write nothing
 
 
-def provenance(manifest, results: list[ModuleResult], backend: str | None, started: float,
-               duration: float) -> dict:
+def provenance(manifest, results: list[ModuleResult], backend: str | None, started: float, duration: float) -> dict:
     """Where this report came from. Paths relative to the output folder, so the folder can move."""
     from trtforge import backends as be
 
@@ -189,8 +227,10 @@ def provenance(manifest, results: list[ModuleResult], backend: str | None, start
         "trtforge": __version__,
         "backend": ", ".join(p[0] for p in pairs) or None,
         "backend_version": ", ".join(str(p[1]) for p in pairs) or None,
-        "manifest": {"path": os.path.relpath(Path(manifest.path).resolve(), manifest.output_dir.resolve()),
-                     "sha256": hashlib.sha256(Path(manifest.path).read_bytes()).hexdigest()},
+        "manifest": {
+            "path": os.path.relpath(Path(manifest.path).resolve(), manifest.output_dir.resolve()),
+            "sha256": hashlib.sha256(Path(manifest.path).read_bytes()).hexdigest(),
+        },
         "gpu": [f"{g.name} (compute capability {g.compute_capability})" for g in gpus] or "none",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(duration, 3),
@@ -199,9 +239,11 @@ def provenance(manifest, results: list[ModuleResult], backend: str | None, start
 
 def _provenance_line(head: dict) -> str:
     gpu = ", ".join(head["gpu"]) if isinstance(head["gpu"], list) else head["gpu"]
-    return (f"{'PASSED' if head['ok'] else 'FAILED'} · trtforge {head['trtforge']} · {head['backend']} "
-            f"{head['backend_version']} · manifest `{head['manifest']['path']}` sha256 "
-            f"{head['manifest']['sha256'][:16]} · GPU: {gpu} · started {head['started']} · {head['duration_s']:.2f}s")
+    return (
+        f"{'PASSED' if head['ok'] else 'FAILED'} · trtforge {head['trtforge']} · {head['backend']} "
+        f"{head['backend_version']} · manifest `{head['manifest']['path']}` sha256 "
+        f"{head['manifest']['sha256'][:16]} · GPU: {gpu} · started {head['started']} · {head['duration_s']:.2f}s"
+    )
 
 
 def _merge(out_dir: Path, fresh: list[dict], order: list[str]) -> list[dict]:
@@ -227,23 +269,41 @@ class _Said:
 
 
 def _from_json(m: dict) -> ModuleResult:
-    r = ModuleResult(m["name"], error=_Said(m["error"]) if m.get("error") else None,  # type: ignore[arg-type]  # quacks like one
-                     published=list(m.get("published", [])), notes=list(m.get("notes", [])))
-    r.stages = {s: StageStatus(st["state"], st.get("reason", ""), st.get("seconds", 0.0), st.get("key", ""),
-                               st.get("meta") or {}) for s, st in m["stages"].items()}
+    r = ModuleResult(
+        m["name"],
+        error=_Said(m["error"]) if m.get("error") else None,  # type: ignore[arg-type]  # quacks like one
+        published=list(m.get("published", [])),
+        notes=list(m.get("notes", [])),
+    )
+    r.stages = {
+        s: StageStatus(
+            st["state"], st.get("reason", ""), st.get("seconds", 0.0), st.get("key", ""), st.get("meta") or {}
+        )
+        for s, st in m["stages"].items()
+    }
     return r
 
 
-def write_reports(results: list[ModuleResult], manifest, *, partial: bool = False, backend: str | None = None,
-                  started: float | None = None, duration: float = 0.0) -> Path:
+def write_reports(
+    results: list[ModuleResult],
+    manifest,
+    *,
+    partial: bool = False,
+    backend: str | None = None,
+    started: float | None = None,
+    duration: float = 0.0,
+) -> Path:
     from trtforge.report_html import render
 
     out_dir = manifest.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     modules = json.loads(json.dumps(as_json(results)["modules"], default=str))
     if partial:
-        order = ([f"{t.name}/{m.name}" for m in manifest.modules for t in manifest.targets] if manifest.targets
-                 else [m.name for m in manifest.modules])  # the names engines/index.json holds
+        order = (
+            [f"{t.name}/{m.name}" for m in manifest.modules for t in manifest.targets]
+            if manifest.targets
+            else [m.name for m in manifest.modules]
+        )  # the names engines/index.json holds
         modules = _merge(out_dir, modules, order)
     head = provenance(manifest, results, backend, time.time() if started is None else started, duration)
     head["ok"] = all(m["ok"] for m in modules)

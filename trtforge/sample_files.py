@@ -20,15 +20,21 @@ def _shape_text(shape) -> str:
 
 def _open_npz(path: Path, shown: str, where: str):
     if not path.is_file():
-        raise ManifestError(f"'{shown}' does not exist", where=where,
-                            hint="paths are relative to the folder of engines.toml")
+        raise ManifestError(
+            f"'{shown}' does not exist", where=where, hint="paths are relative to the folder of engines.toml"
+        )
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         # numpy calls any file without its magic "pickled data": trtforge never unpickles either way
-        why = "not a .npy/.npz file, or it holds pickled objects" if "pickle" in str(e) else " ".join(str(e).split())[:200]
-        raise ManifestError(f"cannot read '{shown}': {why}", where=where,
-                            hint="write it with numpy.save / numpy.savez (numbers only)") from None
+        why = (
+            "not a .npy/.npz file, or it holds pickled objects"
+            if "pickle" in str(e)
+            else " ".join(str(e).split())[:200]
+        )
+        raise ManifestError(
+            f"cannot read '{shown}': {why}", where=where, hint="write it with numpy.save / numpy.savez (numbers only)"
+        ) from None
 
 
 def read_array(path: Path, shown: str, key: str, name: str, where: str) -> np.ndarray:
@@ -40,11 +46,17 @@ def read_array(path: Path, shown: str, key: str, name: str, where: str) -> np.nd
         names = list(z.files)
         pick = key or (names[0] if len(names) == 1 else name if name in names else "")
         if not pick:
-            raise ManifestError(f"'{shown}' holds several arrays ({', '.join(names)}) and none is named "
-                                f"'{name}'", where=f"{where}.key", hint="name one with key = '...'")
+            raise ManifestError(
+                f"'{shown}' holds several arrays ({', '.join(names)}) and none is named '{name}'",
+                where=f"{where}.key",
+                hint="name one with key = '...'",
+            )
         if pick not in names:
-            raise ManifestError(f"'{shown}' has no array '{pick}' (it holds: {', '.join(names) or 'nothing'})",
-                                where=f"{where}.key", hint="set key to one of those names")
+            raise ManifestError(
+                f"'{shown}' has no array '{pick}' (it holds: {', '.join(names) or 'nothing'})",
+                where=f"{where}.key",
+                hint="set key to one of those names",
+            )
         return _member(z, pick, shown, f"{where}.key")
 
 
@@ -52,8 +64,11 @@ def _member(z, name: str, shown: str, where: str) -> np.ndarray:
     try:
         return z[name]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ManifestError(f"cannot read array '{name}' of '{shown}': {' '.join(str(e).split())[:200]}",
-                            where=where, hint="write it with numpy.savez (no pickled objects)") from None
+        raise ManifestError(
+            f"cannot read array '{name}' of '{shown}': {' '.join(str(e).split())[:200]}",
+            where=where,
+            hint="write it with numpy.savez (no pickled objects)",
+        ) from None
 
 
 def conform(arr: np.ndarray, dtype: np.dtype, shape: tuple, shown: str, where: str) -> np.ndarray:
@@ -65,13 +80,19 @@ def conform(arr: np.ndarray, dtype: np.dtype, shape: tuple, shown: str, where: s
     if arr.dtype.kind not in "biuf":
         raise ManifestError(f"'{shown}' holds {arr.dtype} values, not numbers", where=where)
     if arr.dtype.kind == "f" and dtype.kind != "f":
-        raise ManifestError(f"'{shown}' holds {held} (floats); the input is {dtype}", where=where,
-                            hint=f"save {dtype} values (numpy astype) or change the input's dtype")
+        raise ManifestError(
+            f"'{shown}' holds {held} (floats); the input is {dtype}",
+            where=where,
+            hint=f"save {dtype} values (numpy astype) or change the input's dtype",
+        )
     try:
         out = np.broadcast_to(arr, shape)
     except ValueError:
-        raise ManifestError(f"'{shown}' holds {held}; the input is {dtype}{_shape_text(shape)}", where=where,
-                            hint=f"save an array of shape {_shape_text(shape)} (or one that broadcasts to it)") from None
+        raise ManifestError(
+            f"'{shown}' holds {held}; the input is {dtype}{_shape_text(shape)}",
+            where=where,
+            hint=f"save an array of shape {_shape_text(shape)} (or one that broadcasts to it)",
+        ) from None
     if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
         raise ManifestError(f"'{shown}' holds NaN or Inf", where=where, hint="example data must be finite")
     _check_fits(arr, dtype, shown, where)
@@ -90,8 +111,11 @@ def _check_fits(arr: np.ndarray, dtype: np.dtype, shown: str, where: str) -> Non
         info = np.iinfo(dtype)
         ok = int(lo) >= info.min and int(hi) <= info.max
     if not ok:
-        raise ManifestError(f"'{shown}' holds values in [{lo}, {hi}], which do not fit {dtype}", where=where,
-                            hint="save values the input's dtype can hold")
+        raise ManifestError(
+            f"'{shown}' holds values in [{lo}, {hi}], which do not fit {dtype}",
+            where=where,
+            hint="save values the input's dtype can hold",
+        )
 
 
 def read_image(path: Path, shown: str, source: dict, shape: tuple, dtype: np.dtype, where: str) -> np.ndarray:
@@ -100,16 +124,21 @@ def read_image(path: Path, shown: str, source: dict, shape: tuple, dtype: np.dty
     try:
         from PIL import Image
     except ImportError:
-        raise ManifestError(f"reading '{shown}' needs Pillow", where=f"{where}.file",
-                            hint="pip install 'trtforge[images]'") from None
+        raise ManifestError(
+            f"reading '{shown}' needs Pillow", where=f"{where}.file", hint="pip install 'trtforge[images]'"
+        ) from None
     layout = source["layout"]
     channels, height, width = (shape[layout.index(c)] for c in "CHW")
     if channels not in _IMAGE_MODES:
-        raise ManifestError(f"layout {layout} puts {channels} channels on axis {layout.index('C')}",
-                            where=f"{where}.layout", hint="an image has 1, 3 or 4 channels")
+        raise ManifestError(
+            f"layout {layout} puts {channels} channels on axis {layout.index('C')}",
+            where=f"{where}.layout",
+            hint="an image has 1, 3 or 4 channels",
+        )
     if not path.is_file():
-        raise ManifestError(f"'{shown}' does not exist", where=f"{where}.file",
-                            hint="paths are relative to the folder of engines.toml")
+        raise ManifestError(
+            f"'{shown}' does not exist", where=f"{where}.file", hint="paths are relative to the folder of engines.toml"
+        )
     try:
         with Image.open(path) as opened:
             img = opened.convert(_IMAGE_MODES[channels])
@@ -117,8 +146,9 @@ def read_image(path: Path, shown: str, source: dict, shape: tuple, dtype: np.dty
             img = img.resize((width, height), Image.Resampling.BILINEAR)
         pixels = np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ManifestError(f"cannot read image '{shown}': {' '.join(str(e).split())[:200]}",
-                            where=f"{where}.file") from None
+        raise ManifestError(
+            f"cannot read image '{shown}': {' '.join(str(e).split())[:200]}", where=f"{where}.file"
+        ) from None
     x: np.ndarray = pixels
     if dtype.kind == "f":
         x = pixels.astype(np.float32) * np.float32(source["scale"])
@@ -131,16 +161,27 @@ def read_set(path: Path, shown: str, expected: dict[str, tuple[np.dtype, tuple]]
     """A named example set: one .npz holding every input by name ({name: (dtype, shape)})."""
     loaded = _open_npz(path, shown, where)
     if isinstance(loaded, np.ndarray):  # a .npy renamed .npz
-        raise ManifestError(f"'{shown}' holds one array, not a set of named ones", where=where,
-                            hint="save every input by name with numpy.savez(path, **inputs)")
+        raise ManifestError(
+            f"'{shown}' holds one array, not a set of named ones",
+            where=where,
+            hint="save every input by name with numpy.savez(path, **inputs)",
+        )
     with loaded as z:
         names = list(z.files)
         missing = [n for n in expected if n not in names]
         extra = [n for n in names if n not in expected]
         if missing or extra:
-            what = (f"has no array for input(s) {', '.join(missing)}" if missing
-                    else f"holds array(s) {', '.join(extra)} that are not inputs")
-            raise ManifestError(f"'{shown}' {what} (inputs: {', '.join(expected)})", where=where,
-                                hint="save every input under its manifest name, nothing else")
-        return {n: conform(_member(z, n, shown, where), dt, shape, f"{shown}:{n}", where)
-                for n, (dt, shape) in expected.items()}
+            what = (
+                f"has no array for input(s) {', '.join(missing)}"
+                if missing
+                else f"holds array(s) {', '.join(extra)} that are not inputs"
+            )
+            raise ManifestError(
+                f"'{shown}' {what} (inputs: {', '.join(expected)})",
+                where=where,
+                hint="save every input under its manifest name, nothing else",
+            )
+        return {
+            n: conform(_member(z, n, shown, where), dt, shape, f"{shown}:{n}", where)
+            for n, (dt, shape) in expected.items()
+        }

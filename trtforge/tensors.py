@@ -14,8 +14,15 @@ from trtforge.artifacts import ExportFiles
 from trtforge.errors import ManifestError, invariant
 from trtforge.input_sources import is_random, source_name
 
-NP_DTYPES = {"float16": np.float16, "float32": np.float32, "int64": np.int64, "int32": np.int32,
-             "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
+NP_DTYPES = {
+    "float16": np.float16,
+    "float32": np.float32,
+    "int64": np.int64,
+    "int32": np.int32,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "bool": np.bool_,
+}
 
 
 @dataclass(frozen=True)
@@ -27,8 +34,9 @@ class At:
     where: str = "inputs"
 
 
-def make_inputs(specs, seed: int | str = 0, shapes: dict | None = None, root: Path | None = None,
-                where: str = "inputs") -> dict[str, np.ndarray]:
+def make_inputs(
+    specs, seed: int | str = 0, shapes: dict | None = None, root: Path | None = None, where: str = "inputs"
+) -> dict[str, np.ndarray]:
     """Deterministic inputs from each input's source (trtforge/input_sources.py); same specs,
     seed, shapes and data files, same bytes. `shapes` gives a concrete shape per input name
     (default: the spec's own); `root` is the manifest's folder, where data files are."""
@@ -41,15 +49,18 @@ def make_inputs(specs, seed: int | str = 0, shapes: dict | None = None, root: Pa
         shape = tuple((shapes or {}).get(spec.name, spec.shape))
         generate = GENERATORS[source_name(spec.source)]
         arr = generate(spec, shape, rng, At(root, f"{where}.{spec.name}"))
-        invariant(arr.shape == shape and arr.dtype == NP_DTYPES[spec.dtype],
-                  f"source {source_name(spec.source)} made {arr.dtype}{list(arr.shape)} for input "
-                  f"'{spec.name}', {spec.dtype}{list(shape)} asked")
+        invariant(
+            arr.shape == shape and arr.dtype == NP_DTYPES[spec.dtype],
+            f"source {source_name(spec.source)} made {arr.dtype}{list(arr.shape)} for input "
+            f"'{spec.name}', {spec.dtype}{list(shape)} asked",
+        )
         out[spec.name] = np.ascontiguousarray(arr)
     return out
 
 
 # One generator per source: (spec, concrete shape, rng, At) -> array of the spec's dtype and that
 # shape. Shapes come from the caller, so each works for any shape a profile asks for.
+
 
 def uniform(spec, shape, rng, at: At) -> np.ndarray:
     lo, hi = spec.range
@@ -77,8 +88,11 @@ def padding_mask(spec, shape, rng, at: At) -> np.ndarray:
     rows = int(np.prod(shape[:-1]))
     pad = np.resize(np.asarray(pads), rows)
     if pad.max(initial=0) >= length:
-        raise ManifestError(f"pad {int(pad.max())} leaves no real position in a row of {length}",
-                            where=f"{at.where}.pad", hint=f"pad at most {length - 1}")
+        raise ManifestError(
+            f"pad {int(pad.max())} leaves no real position in a row of {length}",
+            where=f"{at.where}.pad",
+            hint=f"pad at most {length - 1}",
+        )
     pos = np.arange(length)
     real = pos[None, :] < (length - pad)[:, None] if spec.source["side"] == "right" else pos[None, :] >= pad[:, None]
     return real.reshape(shape).astype(NP_DTYPES[spec.dtype])
@@ -105,20 +119,35 @@ def from_image(spec, shape, rng, at: At) -> np.ndarray:
     from trtforge import sample_files
 
     rel = spec.source["file"]
-    return sample_files.read_image(_resolve(at, rel), rel, spec.source, shape, np.dtype(NP_DTYPES[spec.dtype]),
-                                   at.where)
+    return sample_files.read_image(
+        _resolve(at, rel), rel, spec.source, shape, np.dtype(NP_DTYPES[spec.dtype]), at.where
+    )
 
 
 def _resolve(at: At, rel: str) -> Path:
     return (at.root or Path.cwd()) / rel
 
 
-GENERATORS = {"uniform": uniform, "normal": normal, "value": constant, "padding_mask": padding_mask,
-              "token_ids": token_ids, "positions": positions, "file": from_file, "image": from_image}
+GENERATORS = {
+    "uniform": uniform,
+    "normal": normal,
+    "value": constant,
+    "padding_mask": padding_mask,
+    "token_ids": token_ids,
+    "positions": positions,
+    "file": from_file,
+    "image": from_image,
+}
 
 
-def read_input_set(specs, path: Path, shown: str, shapes: dict | None = None, where: str = "verify.input_sets",
-                   override: dict | None = None) -> dict:
+def read_input_set(
+    specs,
+    path: Path,
+    shown: str,
+    shapes: dict | None = None,
+    where: str = "verify.input_sets",
+    override: dict | None = None,
+) -> dict:
     """A named example set (verify.input_sets): one .npz holding every input by name, each checked
     against the input's dtype and (concrete) shape, or the (dtype, shape) `override` gives it."""
     from trtforge import sample_files
@@ -169,7 +198,7 @@ def set_listing(folder: Path) -> list[dict]:
     `.r1` as "random 1"), each {"tag", "label", "random"}."""
     listed = json.loads((folder / INPUT_SETS).read_text()) if (folder / INPUT_SETS).exists() else []
     known = {e["tag"] for e in listed}
-    found = sorted((p.name[len("inputs"):-len(".npz")] for p in folder.glob("inputs.*.npz")), key=_natural)
+    found = sorted((p.name[len("inputs") : -len(".npz")] for p in folder.glob("inputs.*.npz")), key=_natural)
     out = [e for e in listed if e["tag"] == ""] or [{"tag": "", "label": "example", "random": {}}]
     out += [e for e in listed if e["tag"]]
     for tag in found:
@@ -182,5 +211,11 @@ def set_listing(folder: Path) -> list[dict]:
 def input_sets(folder: Path, inputs: str, reference: str) -> list[tuple[str, dict, dict]]:
     """(label, inputs, reference) for the example set and every other set in `folder`;
     `inputs`/`reference` are file stems such as "caller_inputs"/"caller_reference"."""
-    return [(e["label"], load_arrays(folder / f"{inputs}{e['tag']}.npz"),
-             load_arrays(folder / f"{reference}{e['tag']}.npz")) for e in set_listing(folder)]
+    return [
+        (
+            e["label"],
+            load_arrays(folder / f"{inputs}{e['tag']}.npz"),
+            load_arrays(folder / f"{reference}{e['tag']}.npz"),
+        )
+        for e in set_listing(folder)
+    ]

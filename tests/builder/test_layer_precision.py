@@ -48,8 +48,14 @@ class FakeTrtNetwork:
 
 
 def _network():
-    return FakeTrtNetwork([FakeTrtLayer("node_matmul", ["float16"]), FakeTrtLayer("node_softmax", ["float16"]),
-                           FakeTrtLayer("node_shape", ["int64"]), FakeTrtLayer("node_matmul_1", ["float16"])])
+    return FakeTrtNetwork(
+        [
+            FakeTrtLayer("node_matmul", ["float16"]),
+            FakeTrtLayer("node_softmax", ["float16"]),
+            FakeTrtLayer("node_shape", ["int64"]),
+            FakeTrtLayer("node_matmul_1", ["float16"]),
+        ]
+    )
 
 
 def test_planned_layers_get_fp32_precision_and_float_outputs():

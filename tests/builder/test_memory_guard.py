@@ -14,7 +14,9 @@ def test_a_build_too_big_for_the_machine_is_refused(tmp_path, monkeypatch):
     (tmp_path / "model.onnx.data").write_bytes(b"\0" * (4 << 20))
     (tmp_path / "model.onnx").write_bytes(b"\0" * (64 << 20))  # the graph itself is not weights
     monkeypatch.setattr(isolate, "machine_memory", lambda: 8 << 20)
-    with pytest.raises(BuildError, match=r"needs about 0\.5 GiB of memory \(0\.0 GiB of weights\) and this machine has 0\.0 GiB"):
+    with pytest.raises(
+        BuildError, match=r"needs about 0\.5 GiB of memory \(0\.0 GiB of weights\) and this machine has 0\.0 GiB"
+    ):
         memory_guard(tmp_path, "unet")
     monkeypatch.setattr(isolate, "machine_memory", lambda: 1 << 30)
     memory_guard(tmp_path, "unet")  # fits: no error

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import STAGES, TRTFORGE, built_once, run_cli  # noqa: F401  (STAGES: re-exported)
 
-MLP = '''\
+MLP = """\
 import torch
 from torch import nn
 
@@ -22,9 +22,9 @@ from torch import nn
 def make_mlp(width: int = 16, seed: int = 0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 4))
-'''
+"""
 
-MANIFEST = '''\
+MANIFEST = """\
 [defaults]
 precision.rules = []
 
@@ -34,7 +34,7 @@ factory_args = {{ width = {width} }}
 inputs.x = {{ shape = [2, 8], dtype = "float16" }}
 outputs = ["y"]
 verify = {{ atol = {atol} }}
-'''
+"""
 
 
 def write_project(root: Path, width: int = 16, atol: float = 0.01) -> Path:
@@ -114,9 +114,15 @@ def states(report: dict, module: str = "mlp") -> dict:
 
 
 def popen_build(root: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([TRTFORGE, "build", "engines.toml", "--json"], cwd=root,
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [TRTFORGE, "build", "engines.toml", "--json"],
+        cwd=root,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def sha256(path: Path) -> str:

@@ -27,7 +27,7 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # real exports and engine builds
 
-FACTORY = '''
+FACTORY = """
 import torch
 from torch import nn
 
@@ -48,7 +48,7 @@ class Net(nn.Module):
 
 def make_net():
     return Net()
-'''
+"""
 
 PASS = '''
 from tinylib.pass_helper import PREFIX
@@ -66,7 +66,7 @@ class PrefixNamesPass(GraphPass):
         return True
 '''
 
-MANIFEST = '''
+MANIFEST = """
 [defaults]
 precision.rules = []
 
@@ -75,7 +75,7 @@ factory = "netmods.net:make_net"
 inputs.x = { shape = [2, 8], dtype = "float16" }
 outputs = ["y"]
 passes = [{ name = "tinylib.passes:PrefixNamesPass" }, { name = "cleanup" }, { name = "toposort" }]
-'''
+"""
 
 
 def _install(site: Path, name: str, files: dict[str, str]) -> None:
@@ -98,9 +98,15 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     then a cache hit), and each passes alone too."""
     tmp_path = tmp_path_factory.mktemp("code_keys")
     root = tmp_path / "proj"
-    for rel, text in {"netmods/__init__.py": "", "netmods/net.py": FACTORY, "tinylib/__init__.py": "",
-                      "tinylib/act.py": "GAIN = 1.0\n", "tinylib/passes.py": PASS,
-                      "tinylib/pass_helper.py": 'PREFIX = "a_"\n', "engines.toml": MANIFEST}.items():
+    for rel, text in {
+        "netmods/__init__.py": "",
+        "netmods/net.py": FACTORY,
+        "tinylib/__init__.py": "",
+        "tinylib/act.py": "GAIN = 1.0\n",
+        "tinylib/passes.py": PASS,
+        "tinylib/pass_helper.py": 'PREFIX = "a_"\n',
+        "engines.toml": MANIFEST,
+    }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     outside, site = tmp_path / "outside", tmp_path / "site"
@@ -136,11 +142,19 @@ def test_code_edits_anywhere_change_the_key(project):
     assert all(v.startswith("up to date") for v in _explain(root, env).values())
     ref = _reference(root)
 
-    edits = [(root / "tinylib" / "act.py", "material.imports.sources.tinylib/act.py: ", 2.0),
-             (root.parent / "outside" / "outside_helper.py",
-              f"material.imports.sources.{root.parent / 'outside' / 'outside_helper.py'}: ", 3.0),
-             (root.parent / "site" / "instdep" / "core.py",
-              "material.imports.dists.instdep.modified.instdep/core.py: <absent> -> ", 5.0)]
+    edits = [
+        (root / "tinylib" / "act.py", "material.imports.sources.tinylib/act.py: ", 2.0),
+        (
+            root.parent / "outside" / "outside_helper.py",
+            f"material.imports.sources.{root.parent / 'outside' / 'outside_helper.py'}: ",
+            3.0,
+        ),
+        (
+            root.parent / "site" / "instdep" / "core.py",
+            "material.imports.dists.instdep.modified.instdep/core.py: <absent> -> ",
+            5.0,
+        ),
+    ]
     # the three edits at once, one rebuild: explain names each file as its own changed key field,
     # and the three gains are distinct primes, so the new reference shows that each new file ran
     for path, _, gain in edits:

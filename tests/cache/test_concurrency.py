@@ -29,19 +29,30 @@ def test_four_concurrent_builds_build_each_stage_once(tiny_project):
 
 def test_jobs_and_a_second_process_build_each_module_stage_once(tiny_project):
     with open(tiny_project / "engines.toml", "a") as f:
-        f.write('\n[modules.mlp2]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = { width = 12 }\n'
-                'inputs.x = { shape = [2, 8], dtype = "float16" }\noutputs = ["y"]\n')
-    procs = [subprocess.Popen([TRTFORGE, "build", "engines.toml", "--json", *extra], cwd=tiny_project,
-                              env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for extra in (["--jobs", "2"], [])]
+        f.write(
+            '\n[modules.mlp2]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = { width = 12 }\n'
+            'inputs.x = { shape = [2, 8], dtype = "float16" }\noutputs = ["y"]\n'
+        )
+    procs = [
+        subprocess.Popen(
+            [TRTFORGE, "build", "engines.toml", "--json", *extra],
+            cwd=tiny_project,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for extra in (["--jobs", "2"], [])
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     reports = [json.loads(out) for out, _ in outs]
     for module in ("mlp", "mlp2"):
         for stage in STAGES:
-            runs = sum(m["stages"][stage]["state"] == "ok" for r in reports for m in r["modules"]
-                       if m["name"] == module)
+            runs = sum(
+                m["stages"][stage]["state"] == "ok" for r in reports for m in r["modules"] if m["name"] == module
+            )
             assert runs == 1, f"{module} {stage} ran {runs} times"
     assert [m["name"] for m in reports[0]["modules"]] == ["mlp", "mlp2"]  # manifest order
     assert_consistent(tiny_project)

@@ -51,15 +51,26 @@ def test_kill_while_publishing_then_resume(republish_project):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(states(report).values()) == {"cached"}
     assert sorted(f.name for f in target.iterdir()) == [
-        "mlp.engine", "mlp.inputs.npz", "mlp.json", "mlp.reference.npz"], "stale temps not swept"
+        "mlp.engine",
+        "mlp.inputs.npz",
+        "mlp.json",
+        "mlp.reference.npz",
+    ], "stale temps not swept"
     assert_consistent(republish_project)
 
 
 # every step of the publish window, in order: the first index write (files untouched yet), the
 # index naming the module pending, each copied file, engine copied but no sidecar, the sidecar
 # written but the index not yet final
-PUBLISH_WINDOW = ("atomic:index.json", "publish:begin", "atomic:mlp.engine", "atomic:mlp.reference.npz",
-                  "publish", "atomic:mlp.json", "publish:sidecar")
+PUBLISH_WINDOW = (
+    "atomic:index.json",
+    "publish:begin",
+    "atomic:mlp.engine",
+    "atomic:mlp.reference.npz",
+    "publish",
+    "atomic:mlp.json",
+    "publish:sidecar",
+)
 
 
 @pytest.mark.parametrize("point", PUBLISH_WINDOW)

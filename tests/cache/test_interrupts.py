@@ -40,7 +40,7 @@ def _interrupted_cleanly(root: Path, proc, code: int, stage: str) -> None:
     assert len(errors) == 1 and "interrupted" in errors[0] and "cache is intact" in errors[0], proc.stderr
     assert "Exception caught" not in proc.stderr  # nothing raised inside TensorRT's callbacks
     cache = root / ".trtforge-cache"
-    assert stages_recorded(cache) == set(STAGES[:STAGES.index(stage)]), stage
+    assert stages_recorded(cache) == set(STAGES[: STAGES.index(stage)]), stage
     assert not list((cache / "tmp").iterdir()), "a stage work folder was left behind"
     assert not list((root / "engines").glob("*/mlp.engine")), "an engine was published"
     assert_consistent(root)
@@ -84,12 +84,22 @@ def _processes_in(folder: Path) -> list[int]:
 
 def test_jobs_workers_die_with_a_sigkilled_parent(built_project):
     root = built_project  # mlp is built (its worker finds every stage cached); mlp2 is exported
-    (root / "engines.toml").write_text((root / "engines.toml").read_text() + (
-        '\n[modules.mlp2]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = { width = 12 }\n'
-        'inputs.x = { shape = [2, 8], dtype = "float16" }\noutputs = ["y"]\n'))
-    proc = subprocess.Popen([TRTFORGE, "build", "engines.toml", "--quiet", "--jobs", "2"], cwd=root,
-                            env={**os.environ, "TRTFORGE_TEST_KILL_PARENT_AT": "work:export"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    (root / "engines.toml").write_text(
+        (root / "engines.toml").read_text()
+        + (
+            '\n[modules.mlp2]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = { width = 12 }\n'
+            'inputs.x = { shape = [2, 8], dtype = "float16" }\noutputs = ["y"]\n'
+        )
+    )
+    proc = subprocess.Popen(
+        [TRTFORGE, "build", "engines.toml", "--quiet", "--jobs", "2"],
+        cwd=root,
+        env={**os.environ, "TRTFORGE_TEST_KILL_PARENT_AT": "work:export"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     # communicate() returns once every holder of the parent's stderr has closed it: the parent and
     # every worker. Its timeout is the bounded wait; a surviving worker holds the pipe open.
     try:

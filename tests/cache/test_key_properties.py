@@ -23,8 +23,7 @@ from trtforge.driver.stages import stage_table
 from trtforge.manifest import DEFAULT_PASSES, parse_manifest
 
 REPO = Path(__file__).resolve().parents[2]
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # The fields of one module, their value strategies, and the stage(s) whose key each belongs to.
 FIELDS = {
@@ -55,8 +54,10 @@ def _toml(value) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list):
-        items = [f"{{ rule = {json.dumps(v)} }}" if isinstance(v, str) and v == "attention_score"
-                 else _toml(v) for v in value]
+        items = [
+            f"{{ rule = {json.dumps(v)} }}" if isinstance(v, str) and v == "attention_score" else _toml(v)
+            for v in value
+        ]
         return "[" + ", ".join(items) + "]"
     return repr(value)
 
@@ -74,8 +75,10 @@ def render(values: dict) -> str:
 
 BASE = {"factory_args.width": 16, "inputs.x.shape": [2, 8], "outputs": ["y"]}
 
-UPSTREAM = {name: Record(key=name, stage=name, outputs={"model.onnx": {"digest": name[0] * 64, "size": 1}},
-                         meta={}) for name in STAGES[:-1]}
+UPSTREAM = {
+    name: Record(key=name, stage=name, outputs={"model.onnx": {"digest": name[0] * 64, "size": 1}}, meta={})
+    for name in STAGES[:-1]
+}
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +123,10 @@ def test_changing_an_input_digest_changes_the_key(root, stage_index, which, byte
     dep = deps[which % len(deps)]
     digest = upstream[dep].outputs["model.onnx"]["digest"]
     changed = byte + digest[1:] if byte != digest[0] else "f" + digest[1:] if digest[0] != "f" else "e" + digest[1:]
-    upstream2 = {**upstream, dep: dataclasses.replace(upstream[dep], outputs={"model.onnx": {"digest": changed, "size": 1}})}
+    upstream2 = {
+        **upstream,
+        dep: dataclasses.replace(upstream[dep], outputs={"model.onnx": {"digest": changed, "size": 1}}),
+    }
     assert stage_key(stage, module, root, upstream)[0] != stage_key(stage, module, root, upstream2)[0]
 
 
@@ -150,16 +156,25 @@ def test_stage_salt_source_depends_and_tools_change_keys(root, monkeypatch):
     import trtforge.precision_rules as prec_pkg
     import trtforge.verify as verify_pkg
     from trtforge import backends as be
-    for pkg, owner in ((export_pkg, "export"), (passes_pkg, "graph_passes"), (prec_pkg, "precision_rules"),
-                       (build_pkg, "build"), (verify_pkg, "verify")):
+
+    for pkg, owner in (
+        (export_pkg, "export"),
+        (passes_pkg, "graph_passes"),
+        (prec_pkg, "precision_rules"),
+        (build_pkg, "build"),
+        (verify_pkg, "verify"),
+    ):
         real = pkg.tool_versions
         with monkeypatch.context() as m:
             m.setattr(pkg, "tool_versions", lambda *d, real=real: {**real(*d), d[0]: "9.9.9-other"})
             assert keys_of(text, root)[owner] != base[owner], f"{owner}: tool version not in the key"
-    for name, fake in (("version", lambda b: "0.0-other"), ("platform_key", lambda: {"os": "Windows"}),
-                       ("library_files", lambda b: [src]),
-                       ("target", lambda b, c: {"name": "rtx-sm75", "compute_capabilities": ["7.5"]}),
-                       ("gpus", lambda: [be.Gpu("NVIDIA L4", "8.9")])):
+    for name, fake in (
+        ("version", lambda b: "0.0-other"),
+        ("platform_key", lambda: {"os": "Windows"}),
+        ("library_files", lambda b: [src]),
+        ("target", lambda b, c: {"name": "rtx-sm75", "compute_capabilities": ["7.5"]}),
+        ("gpus", lambda: [be.Gpu("NVIDIA L4", "8.9")]),
+    ):
         with monkeypatch.context() as m:
             m.setattr(be, name, fake)
             changed = keys_of(text, root)
@@ -168,16 +183,30 @@ def test_stage_salt_source_depends_and_tools_change_keys(root, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ equivalence
-DEFAULTS = {"inputs.x.dtype": "float16", "inputs.x.range": [-1.0, 1.0], "export.opset": 20,
-            "export.exporter": "dynamo", "build.backend": "auto", "build.optimization_level": 3,
-            "build.workspace_mib": 4096, "verify.atol": 0.01, "verify.rtol": 0.01,
-            "verify.max_outside": 0.001, "verify.min_cosine": 0.999, "verify.seed": 0,
-            "precision.realizer": "auto", "passes": [p["name"] for p in DEFAULT_PASSES]}
+DEFAULTS = {
+    "inputs.x.dtype": "float16",
+    "inputs.x.range": [-1.0, 1.0],
+    "export.opset": 20,
+    "export.exporter": "dynamo",
+    "build.backend": "auto",
+    "build.optimization_level": 3,
+    "build.workspace_mib": 4096,
+    "verify.atol": 0.01,
+    "verify.rtol": 0.01,
+    "verify.max_outside": 0.001,
+    "verify.min_cosine": 0.999,
+    "verify.seed": 0,
+    "precision.realizer": "auto",
+    "passes": [p["name"] for p in DEFAULT_PASSES],
+}
 
 
 @SETTINGS
-@given(spelled=st.sets(st.sampled_from(sorted(DEFAULTS))), order=st.randoms(use_true_random=False),
-       as_defaults=st.booleans())
+@given(
+    spelled=st.sets(st.sampled_from(sorted(DEFAULTS))),
+    order=st.randoms(use_true_random=False),
+    as_defaults=st.booleans(),
+)
 def test_equivalent_manifests_give_equal_keys(root, spelled, order, as_defaults):
     plain = render(BASE)
     values = {**BASE, **{k: DEFAULTS[k] for k in spelled}}
@@ -214,9 +243,14 @@ def test_keys_are_stable_across_processes(root):
     (root / "engines.toml").write_text(render({**BASE, "factory_args.seed": 3, "passes": ["toposort", "cleanup"]}))
     outs = []
     for seed in ("0", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(root)], env=env, capture_output=True,
-                              text=True, timeout=120)
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": seed,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-c", _SCRIPT, str(root)], env=env, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(json.loads(proc.stdout))
     assert outs[0] == outs[1]

@@ -69,8 +69,8 @@ def test_gc_never_follows_links_out_of_the_cache(built_project, tmp_path):
     victim = outside / ("0" * 64)
     victim.write_bytes(b"precious, not in the cache")
     (cache / "blobs" / "00").mkdir(exist_ok=True)
-    os.symlink(victim, cache / "blobs" / "00" / ("0" * 64))       # a linked file
-    os.symlink(outside, cache / "blobs" / "zz")                   # a linked folder
+    os.symlink(victim, cache / "blobs" / "00" / ("0" * 64))  # a linked file
+    os.symlink(outside, cache / "blobs" / "zz")  # a linked folder
     os.symlink(outside, cache / "actions" / "zz")
     for args in (["gc", "--max-size", "0"], ["gc", "--older-than", "0s"], ["verify"]):
         proc = run_cli("cache", *args, cwd=built_project)
@@ -90,8 +90,12 @@ def test_cache_ls_lists_records(built_project):
 
 def test_read_only_shared_cache_under_empty_local_does_no_stage_work(built_project, tmp_path):
     shared = tmp_path / "shared"
-    shutil.copytree(built_project / ".trtforge-cache", shared, symlinks=True,
-                    ignore=shutil.ignore_patterns("statmemo", "views", "index"))
+    shutil.copytree(
+        built_project / ".trtforge-cache",
+        shared,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("statmemo", "views", "index"),
+    )
     for dirpath, _, files in os.walk(shared):  # as a CI system restores it: read-only
         for f in files:
             os.chmod(os.path.join(dirpath, f), 0o444)
@@ -133,8 +137,13 @@ def test_gc_while_a_build_runs_waits_and_breaks_nothing(tiny_project, tmp_path):
     proc = popen_build(tiny_project, env=pause.env)
     try:
         pause.wait(proc)
-        gc = subprocess.Popen([TRTFORGE, "cache", "gc", "--max-size", "0"], cwd=tiny_project,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        gc = subprocess.Popen(
+            [TRTFORGE, "cache", "gc", "--max-size", "0"],
+            cwd=tiny_project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     finally:
         pause.release()
     out, err = proc.communicate(timeout=300)

@@ -38,8 +38,12 @@ def _snapshot(root):
 
 def test_noop_build_imports_no_heavy_tool_and_writes_nothing(built_project):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    run = lambda: subprocess.run([sys.executable, "-c", _PROBE], cwd=built_project, env=env,  # noqa: E731
-                                 capture_output=True, text=True, timeout=120)
+
+    def run():
+        return subprocess.run(
+            [sys.executable, "-c", _PROBE], cwd=built_project, env=env, capture_output=True, text=True, timeout=120
+        )
+
     first = run()  # the copied project's stat memo is re-made here (new paths)
     assert first.returncode == 0, first.stderr[-2000:]
     before = _snapshot(built_project)

@@ -38,8 +38,12 @@ def _drop_field(doc):
     del doc["meta"]
 
 
-DAMAGE = {"changed value": _change_value, "renamed field": _rename_field, "missing field": _drop_field,
-          "bad JSON": None}
+DAMAGE = {
+    "changed value": _change_value,
+    "renamed field": _rename_field,
+    "missing field": _drop_field,
+    "bad JSON": None,
+}
 
 
 def _rewrite(path: Path, doc: dict, digest: str | None) -> None:

@@ -68,11 +68,11 @@ def test_a_killed_stage_is_reported_and_nothing_is_published(request, stage):
     assert "module 'mlp'" in errors[0] and f"stage '{stage}' was killed by SIGKILL" in errors[0]
     assert "GiB RSS" in errors[0] and "out-of-memory killer" in errors[0]
     got = states(report)
-    assert got[stage] == "failed" and all(got[s] == "not run" for s in STAGES[STAGES.index(stage) + 1:])
+    assert got[stage] == "failed" and all(got[s] == "not run" for s in STAGES[STAGES.index(stage) + 1 :])
     assert not list((tiny_project / "engines").glob("*/mlp.engine"))
     assert (tiny_project / "engines" / "report.json").exists()
     assert cache_problems(tiny_project / ".trtforge-cache") == []
     assert_consistent(tiny_project)
     proc, report = build(tiny_project)  # the next build finishes and reuses what was finished
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert all(states(report)[s] == "cached" for s in STAGES[:STAGES.index(stage)])
+    assert all(states(report)[s] == "cached" for s in STAGES[: STAGES.index(stage)])

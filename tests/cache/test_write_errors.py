@@ -40,9 +40,14 @@ def _run_with_read_only_cache(args, proj, cache):
                 os.chmod(dirpath, 0o755)
     if shutil.which("unshare") is None:
         pytest.skip("running as root without unshare: cannot make a folder read-only")
-    script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"')
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(cache), TRTFORGE, *args],
-                          cwd=proj, capture_output=True, text=True, timeout=120)
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(cache), TRTFORGE, *args],
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if "mount:" in proc.stderr or "unshare:" in proc.stderr:
         pytest.skip(f"cannot mount read-only here: {proc.stderr.strip()[:200]}")
     return proc

@@ -17,8 +17,11 @@ pytestmark = pytest.mark.slow
 
 def _beside(root, name: str, extra: str) -> str:
     """Another manifest beside engines.toml, sharing its cache (the project's must stay as built)."""
-    text = (root / "engines.toml").read_text().replace('factory = "examples.vit:make_vit"',
-                                                       f'factory = "examples.vit:make_vit"\n{extra}', 1)
+    text = (
+        (root / "engines.toml")
+        .read_text()
+        .replace('factory = "examples.vit:make_vit"', f'factory = "examples.vit:make_vit"\n{extra}', 1)
+    )
     (root / name).write_text(f'[defaults]\noutput_dir = "out-{name[:-5]}"\n' + text.replace("[defaults]\n", "", 1))
     return name
 
@@ -27,8 +30,7 @@ def test_explain_check_exits_0_up_to_date_1_stale_2_cannot_plan(built_examples):
     root, _ = built_examples
     ok = run_cli("explain", "--check", cwd=root)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    stale = run_cli("explain", "--check", _beside(root, "stale.toml", 'build = { optimization_level = 2 }'),
-                    cwd=root)
+    stale = run_cli("explain", "--check", _beside(root, "stale.toml", "build = { optimization_level = 2 }"), cwd=root)
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert "vit build: will rebuild; changed:" in stale.stdout and "not up to date: vit" in stale.stderr
     assert run_cli("explain", "stale.toml", cwd=root).returncode == 0  # without --check: a report
@@ -96,12 +98,15 @@ def test_environment_overrides_backend_jobs_and_output_dir(built_examples, tmp_p
 
 def test_build_junit_reports_a_failing_module_with_its_stage(tmp_path):
     shutil.copy(ERRORS / "bad_models.py", tmp_path / "bad_models.py")
-    (tmp_path / "engines.toml").write_text('[modules.odd]\nfactory = "bad_models:make_raises"\n'
-                                           "factory_args = { depth = 3 }\ninputs.x = { shape = [1, 3, 8, 8] }\n")
+    (tmp_path / "engines.toml").write_text(
+        '[modules.odd]\nfactory = "bad_models:make_raises"\n'
+        "factory_args = { depth = 3 }\ninputs.x = { shape = [1, 3, 8, 8] }\n"
+    )
     r = run_cli("build", "--quiet", "--junit", "junit.xml", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     suite = ET.parse(tmp_path / "junit.xml").getroot()
     (case,) = suite.findall("testcase")
     assert suite.get("failures") == "1" and case.get("name") == "odd" and float(case.get("time")) > 0
-    assert case.find("failure").get("message").startswith("export: ") and "depth must be even" in \
-        case.find("failure").get("message")
+    assert case.find("failure").get("message").startswith("export: ") and "depth must be even" in case.find(
+        "failure"
+    ).get("message")

@@ -27,7 +27,7 @@ inputs.x = { shape = [1, 3, 8, 8] }
 # A test double for "not installed": sitecustomize (imported at startup from PYTHONPATH) makes the
 # path finder, which finds installed packages, answer "no such module" for these; the real console
 # script then sees what it would see without them (find_spec None, import ModuleNotFoundError).
-BLOCKER = '''
+BLOCKER = """
 from importlib.machinery import PathFinder
 
 _find = PathFinder.find_spec.__func__
@@ -39,7 +39,7 @@ def _find_spec(cls, name, path=None, target=None):
 
 
 PathFinder.find_spec = classmethod(_find_spec)
-'''
+"""
 
 
 def _without(tmp_path: Path, *packages: str) -> dict:
@@ -88,8 +88,23 @@ def test_the_wheel_holds_no_top_level_examples_package(tmp_path):
     shutil.copytree(REPO / "examples", src / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (tmp_path / "dist").glob("trtforge-*.whl")
     tops = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist()}
     assert "examples" not in tops and "trtforge" in tops
@@ -107,7 +122,7 @@ def test_a_project_with_its_own_examples_package_builds(tmp_path):
     assert list((tmp_path / "engines").glob("*/tiny.engine"))
 
 
-CKPT_FACTORY = '''
+CKPT_FACTORY = """
 import torch
 from torch import nn
 
@@ -118,7 +133,7 @@ def make(checkpoint):
     model = nn.Conv2d(3, 4, 3)
     model.load_state_dict(load_state_dict(checkpoint))
     return model
-'''
+"""
 
 
 @pytest.mark.slow
@@ -129,13 +144,15 @@ def test_factory_paths_resolve_from_the_manifest_folder_and_key_the_export(tmp_p
     (project / "ckpt").mkdir(parents=True)
     (project / "ckptnet.py").write_text(CKPT_FACTORY)
     torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), project / "ckpt" / "model.pt")
-    (project / "engines.toml").write_text(textwrap.dedent('''
+    (project / "engines.toml").write_text(
+        textwrap.dedent("""
         [modules.ckpt]
         factory = "ckptnet:make"
         factory_args = { checkpoint = "ckpt/model.pt" }
         factory_paths = ["checkpoint"]
         inputs.x = { shape = [1, 3, 8, 8] }
-    '''))
+    """)
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     manifest = str(project / "engines.toml")
@@ -144,14 +161,19 @@ def test_factory_paths_resolve_from_the_manifest_folder_and_key_the_export(tmp_p
     assert run_cli("explain", "--check", manifest, cwd=elsewhere).returncode == 0
     torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), project / "ckpt" / "model.pt")  # new weights
     stale = run_cli("explain", "--check", manifest, cwd=elsewhere)
-    assert stale.returncode == 1 and "ckpt export: will rebuild; changed: material.dependencies.ckpt/model.pt" in stale.stdout
+    assert (
+        stale.returncode == 1
+        and "ckpt export: will rebuild; changed: material.dependencies.ckpt/model.pt" in stale.stdout
+    )
 
 
 @pytest.mark.slow  # the console script
 def test_factory_paths_must_name_a_string_factory_arg(tmp_path):
     project = _tiny_project(tmp_path, TINY + 'factory_args = { channels = 3 }\nfactory_paths = ["chanels"]\n')
     r = run_cli("explain", cwd=project)
-    _one_line(r, 2, "modules.tiny.factory_paths[0]", "'chanels' is not a key of factory_args", "did you mean 'channels'")
+    _one_line(
+        r, 2, "modules.tiny.factory_paths[0]", "'chanels' is not a key of factory_args", "did you mean 'channels'"
+    )
     (project / "engines.toml").write_text(TINY + 'factory_args = { channels = 3 }\nfactory_paths = ["channels"]\n')
     _one_line(run_cli("explain", cwd=project), 2, "factory_args.channels is 3, not a path")
 
@@ -160,8 +182,9 @@ def test_factory_paths_must_name_a_string_factory_arg(tmp_path):
 def test_hopper_in_rtx_compute_capabilities_says_build_with_tensorrt(tmp_path):
     project = _tiny_project(tmp_path, TINY + 'build = { rtx_compute_capabilities = ["8.6", "9.0"] }\n')
     r = run_cli("explain", cwd=project)
-    _one_line(r, 2, "build.rtx_compute_capabilities[1]", "Hopper (9.0) is not a TensorRT-RTX target",
-              "backend = 'tensorrt'")
+    _one_line(
+        r, 2, "build.rtx_compute_capabilities[1]", "Hopper (9.0) is not a TensorRT-RTX target", "backend = 'tensorrt'"
+    )
     assert "did you mean" not in r.stderr
     (project / "engines.toml").write_text(TINY + "build = { optimization_level = 9 }\n")
     _one_line(run_cli("explain", cwd=project), 2, "build.optimization_level")
@@ -177,14 +200,23 @@ def _commands(group: click.Group, path: str = "trtforge"):
 def test_every_option_has_help_text():
     from trtforge.cli import main
 
-    missing = [f"{path} {p.opts[0]}" for path, cmd in [("trtforge", main), *_commands(main)]
-               for p in cmd.params if isinstance(p, click.Option) and not p.help and p.name not in ("help",)]
+    missing = [
+        f"{path} {p.opts[0]}"
+        for path, cmd in [("trtforge", main), *_commands(main)]
+        for p in cmd.params
+        if isinstance(p, click.Option) and not p.help and p.name not in ("help",)
+    ]
     assert not missing, missing
 
 
 @pytest.mark.slow  # the console script
 def test_bash_completion_script_is_served():
-    r = subprocess.run([str(Path(sys.executable).parent / "trtforge")], env={**os.environ,
-                       "_TRTFORGE_COMPLETE": "bash_source"}, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "trtforge")],
+        env={**os.environ, "_TRTFORGE_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and "_trtforge_completion" in r.stdout and "complete " in r.stdout
     assert "_TRTFORGE_COMPLETE=bash_source trtforge" in (REPO / "README.md").read_text()

@@ -73,8 +73,9 @@ def test_export_writes_single_link_copies_that_onnx_and_polygraphy_open(built_ex
     onnx.checker.check_model(str(out / "model.onnx"))
     assert [i.name for i in model.graph.input] == ["image"]
     poly = Path(sys.executable).parent / "polygraphy"
-    p = subprocess.run([str(poly), "inspect", "model", str(out / "model.onnx")], capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(
+        [str(poly), "inspect", "model", str(out / "model.onnx")], capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert "image" in p.stdout and "logits" in p.stdout
 

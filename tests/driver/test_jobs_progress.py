@@ -56,8 +56,11 @@ def test_jobs_shows_progress_and_workers_send_theirs(tmp_path):
     # two workers (build_all runs the N it is given), verify re-run in each: their progress arrives
     manifest = load_manifest(tmp_path / "engines.toml")
     recorder = Recorder()
-    results = list(jobs.build_all(open_store(manifest), manifest, list(manifest.modules), None, jobs=2,
-                                  progress=recorder, force_from="verify"))
+    results = list(
+        jobs.build_all(
+            open_store(manifest), manifest, list(manifest.modules), None, jobs=2, progress=recorder, force_from="verify"
+        )
+    )
     assert [x.name for x in results] == ["a", "b"] and all(x.ok for x in results)
     assert sorted(recorder.events) == sorted((k, m, "verify") for k in ("start", "done") for m in ("a", "b"))
 

@@ -38,16 +38,25 @@ class FakeStage:
         if self.name != "verify":
             return {"stage": self.name}
         passed, engine = self.verdict
-        checks = {"graph_passes": {"status": "ok" if passed else "failed", "reason": "3% outside"},
-                  "engine": {"status": engine, "reason": "no GPU here" if engine != "ok" else ""}}
+        checks = {
+            "graph_passes": {"status": "ok" if passed else "failed", "reason": "3% outside"},
+            "engine": {"status": engine, "reason": "no GPU here" if engine != "ok" else ""},
+        }
         return {"checks": checks, "chain": list(checks), "passed": passed, "blame": None if passed else "graph_passes"}
 
 
 def table(log: Path, fail: str | None = None, verdict=(True, "ok")) -> tuple[Step, ...]:
-    reads = {"export": (), "graph_passes": ("export",), "precision_rules": ("export", "graph_passes"),
-             "build": ("precision_rules",), "verify": ("export", "graph_passes", "precision_rules", "build")}
-    return tuple(Step(FakeStage(n, str(log), fail=n == fail, verdict=verdict if n == "verify" else (True, "ok")),
-                      reads[n]) for n in STAGE_NAMES)
+    reads = {
+        "export": (),
+        "graph_passes": ("export",),
+        "precision_rules": ("export", "graph_passes"),
+        "build": ("precision_rules",),
+        "verify": ("export", "graph_passes", "precision_rules", "build"),
+    }
+    return tuple(
+        Step(FakeStage(n, str(log), fail=n == fail, verdict=verdict if n == "verify" else (True, "ok")), reads[n])
+        for n in STAGE_NAMES
+    )
 
 
 @pytest.fixture
@@ -98,7 +107,8 @@ def test_require_engine_check_fails_an_engine_that_did_not_run(setup):
     store, manifest, module, log = setup
     lenient = build_module(store, manifest, module, table=table(log, verdict=(True, "not run")))
     assert lenient.ok
-    strict = build_module(store, manifest, module, require_engine_check=True,
-                          table=table(log, verdict=(True, "not run")))
+    strict = build_module(
+        store, manifest, module, require_engine_check=True, table=table(log, verdict=(True, "not run"))
+    )
     assert isinstance(strict.error, VerifyError) and "no GPU here" in strict.error.one_line()
     assert strict.stages["verify"].reason.startswith("engine check required")

@@ -45,8 +45,10 @@ export.opset = 21
 POINTS = ["p0.min", "p0.opt", "p0.max"]
 EXPECTED = {
     "vit": [{"image": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [8, 3, 32, 32]}}],
-    "vit2": [{"image": {"min": [1, 3, 32, 32], "opt": [1, 3, 32, 32], "max": [1, 3, 32, 32]}},
-             {"image": {"min": [2, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [8, 3, 32, 32]}}],
+    "vit2": [
+        {"image": {"min": [1, 3, 32, 32], "opt": [1, 3, 32, 32], "max": [1, 3, 32, 32]}},
+        {"image": {"min": [2, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [8, 3, 32, 32]}},
+    ],
     "unet": [{"sample": {"min": [1, 4, 32, 32], "opt": [1, 4, 48, 48], "max": [1, 4, 64, 64]}}],
 }
 
@@ -71,8 +73,11 @@ def test_one_engine_with_its_profiles_verified_at_every_point(built, name):
     build = m["stages"]["build"]["meta"]
     assert build["profiles"] == EXPECTED[name]
     # the builder got them: polygraphy logs each profile it configures, with its shapes
-    (view,) = [p.parent for p in (root / ".trtforge-cache").rglob("build.json")
-               if json.loads(p.read_text()).get("profiles") == EXPECTED[name]]
+    (view,) = [
+        p.parent
+        for p in (root / ".trtforge-cache").rglob("build.json")
+        if json.loads(p.read_text()).get("profiles") == EXPECTED[name]
+    ]
     log = (view / "build.log").read_text()
     assert len(re.findall(r"Profile \d+:", log)) == len(EXPECTED[name])
     for shapes in EXPECTED[name]:

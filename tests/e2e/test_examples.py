@@ -14,6 +14,7 @@ from tests.e2e.conftest import module_report
 
 pytestmark = pytest.mark.slow  # the console script on real builds
 
+
 @pytest.fixture
 def built(built_examples):
     return built_examples
@@ -92,10 +93,12 @@ def test_baked_resize_and_transpose_take_and_return_what_the_caller_holds(built)
 
 def test_second_run_is_all_cache_hits_without_torch_or_tensorrt(built):
     root, _ = built
-    probe = ("import sys, json\nfrom trtforge.cli import main\n"
-             "try:\n    main(['build', 'engines.toml', '--json'])\nexcept SystemExit as e:\n    code = e.code\n"
-             "heavy = sorted(m for m in ('torch', 'tensorrt', 'tensorrt_rtx', 'polygraphy', 'onnxruntime') if m in sys.modules)\n"
-             "print('HEAVY', json.dumps(heavy), code)\n")
+    probe = (
+        "import sys, json\nfrom trtforge.cli import main\n"
+        "try:\n    main(['build', 'engines.toml', '--json'])\nexcept SystemExit as e:\n    code = e.code\n"
+        "heavy = sorted(m for m in ('torch', 'tensorrt', 'tensorrt_rtx', 'polygraphy', 'onnxruntime') if m in sys.modules)\n"
+        "print('HEAVY', json.dumps(heavy), code)\n"
+    )
     out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     report_text, heavy_line = out.stdout.rsplit("HEAVY", 1)
@@ -112,4 +115,6 @@ def test_explain_says_up_to_date_then_names_the_changed_field(built):
     edited = root / "edited.toml"
     edited.write_text((root / "engines.toml").read_text().replace("scale = 4", "scale = 2"))
     out = run_cli("explain", "edited.toml", "--module", "decoder", cwd=root)
-    assert "decoder export: will rebuild; changed: material.io_transforms[0].scale: 4.0 -> 2.0" in out.stdout, out.stdout
+    assert "decoder export: will rebuild; changed: material.io_transforms[0].scale: 4.0 -> 2.0" in out.stdout, (
+        out.stdout
+    )

@@ -72,8 +72,10 @@ def test_fails_without_rules_and_passes_with_the_attention_rule(project):
     build = _newest(project, "build.json")
     assert build["fp32_layers"] == ["node_matmul_2", "node_softmax_1"]
     assert build["precision_counts"]["FLOAT"] == 2 and build["precision_counts"]["HALF"] > 10
-    assert "near miss `node_softmax_2`: attention_score — Softmax: FP32 scores reach only" in \
-        (project / "engines" / "REPORT.md").read_text()
+    assert (
+        "near miss `node_softmax_2`: attention_score — Softmax: FP32 scores reach only"
+        in (project / "engines" / "REPORT.md").read_text()
+    )
 
 
 def _newest(project, name):
@@ -91,18 +93,20 @@ def test_onnx_attention_op_at_opset_23_is_kept_fp32_whole(project):
     ONNX Runtime's CPU Attention kernel, run FP16-faithfully, overflows. Its CUDA Attention kernel
     (onnxruntime-gpu 1.31, on an H200) does not, presumably keeping the scores in FP32: where that
     check runs, the rule-less build passes and the report says which kernel judged it."""
-    extra = 'factory_args = { sdpa = true }\nexport = { opset = 23 }\n'
+    extra = "factory_args = { sdpa = true }\nexport = { opset = 23 }\n"
     (project / "engines.toml").write_text(MANIFEST.format(rules="[]").replace("inputs.tokens", extra + "inputs.tokens"))
     bad = run_cli("build", cwd=project)
-    check = json.loads((project / "engines" / "report.json").read_text())["modules"][0]["stages"]["verify"][
-        "meta"]["checks"]["precision_rules"]
+    check = json.loads((project / "engines" / "report.json").read_text())["modules"][0]["stages"]["verify"]["meta"][
+        "checks"
+    ]["precision_rules"]
     if check["kind"].startswith("onnxruntime CUDA"):
         assert bad.returncode == 0 and check["status"] == "ok", bad.stderr
         shutil.rmtree(project / "engines")
     else:
         assert bad.returncode == 3 and "NaN/Inf" in bad.stderr and _engines(project) == []
-    (project / "engines.toml").write_text(MANIFEST.format(rules='[{ rule = "attention_score" }]')
-                                          .replace("inputs.tokens", extra + "inputs.tokens"))
+    (project / "engines.toml").write_text(
+        MANIFEST.format(rules='[{ rule = "attention_score" }]').replace("inputs.tokens", extra + "inputs.tokens")
+    )
     good = run_cli("build", cwd=project)
     assert good.returncode == 0, good.stderr
     plan = _plan(project)

@@ -39,32 +39,65 @@ def samples(project):
 
 # (case, manifest body, what the one line must contain)
 LOAD_CASES = [
-    ("file_and_value", _tiny('file = "samples/small.npy", value = 1'),
-     ["modules.tiny.inputs.x.value", "file and value are both given", "keep one of file or value"]),
-    ("range_and_value", _tiny('range = [0, 1], value = 1'),
-     ["modules.tiny.inputs.x.range", "range and value are both given"]),
-    ("misspelt_value", _tiny('vaule = 1'), ["modules.tiny.inputs.x.vaule", "did you mean 'value'?"]),
-    ("value_too_big", _tiny('value = 1e6'), ["modules.tiny.inputs.x.value", "does not fit float16"]),
-    ("value_not_integer", _tiny('dtype = "int64", value = 1.5'),
-     ["modules.tiny.inputs.x.value", "1.5 is not an integer"]),
-    ("normal_on_ints", _tiny('dtype = "int64", dist = "normal"'),
-     ["modules.tiny.inputs.x.dist", "needs a float dtype"]),
+    (
+        "file_and_value",
+        _tiny('file = "samples/small.npy", value = 1'),
+        ["modules.tiny.inputs.x.value", "file and value are both given", "keep one of file or value"],
+    ),
+    (
+        "range_and_value",
+        _tiny("range = [0, 1], value = 1"),
+        ["modules.tiny.inputs.x.range", "range and value are both given"],
+    ),
+    ("misspelt_value", _tiny("vaule = 1"), ["modules.tiny.inputs.x.vaule", "did you mean 'value'?"]),
+    ("value_too_big", _tiny("value = 1e6"), ["modules.tiny.inputs.x.value", "does not fit float16"]),
+    (
+        "value_not_integer",
+        _tiny('dtype = "int64", value = 1.5'),
+        ["modules.tiny.inputs.x.value", "1.5 is not an integer"],
+    ),
+    (
+        "normal_on_ints",
+        _tiny('dtype = "int64", dist = "normal"'),
+        ["modules.tiny.inputs.x.dist", "needs a float dtype"],
+    ),
     ("unknown_dist", _tiny('dist = "gauss"'), ["modules.tiny.inputs.x.dist", "'gauss' is not one of uniform, normal"]),
-    ("std_with_uniform", _tiny('std = 2.0'), ["modules.tiny.inputs.x.std", "does not apply to a uniform input",
-                                               "belongs to normal / image"]),
-    ("mask_without_pad", _tiny('dtype = "int64", kind = "padding_mask"'),
-     ["modules.tiny.inputs.x.pad", "missing required key 'pad'", "value = 1"]),
-    ("pad_too_long", _tiny('dtype = "int64", kind = "padding_mask", pad = 8'),
-     ["modules.tiny.inputs.x.pad", "pad 8 leaves no real position in a row of 8"]),
-    ("ids_without_vocab", _tiny('dtype = "int64", kind = "token_ids"'),
-     ["modules.tiny.inputs.x.vocab_size", "missing required key 'vocab_size'"]),
+    (
+        "std_with_uniform",
+        _tiny("std = 2.0"),
+        ["modules.tiny.inputs.x.std", "does not apply to a uniform input", "belongs to normal / image"],
+    ),
+    (
+        "mask_without_pad",
+        _tiny('dtype = "int64", kind = "padding_mask"'),
+        ["modules.tiny.inputs.x.pad", "missing required key 'pad'", "value = 1"],
+    ),
+    (
+        "pad_too_long",
+        _tiny('dtype = "int64", kind = "padding_mask", pad = 8'),
+        ["modules.tiny.inputs.x.pad", "pad 8 leaves no real position in a row of 8"],
+    ),
+    (
+        "ids_without_vocab",
+        _tiny('dtype = "int64", kind = "token_ids"'),
+        ["modules.tiny.inputs.x.vocab_size", "missing required key 'vocab_size'"],
+    ),
     ("unknown_suffix", _tiny('file = "samples/x.csv"'), ["modules.tiny.inputs.x.file", "not a .npy, .npz, .png"]),
-    ("key_with_npy", _tiny('file = "samples/small.npy", key = "a"'),
-     ["modules.tiny.inputs.x.key", "a .npy holds one array"]),
-    ("image_wrong_layout", _tiny('file = "samples/cat.png", layout = "NHWC"'),
-     ["modules.tiny.inputs.x.layout", "layout NHWC puts 8 channels on axis 3"]),
-    ("sets_not_npz", _tiny("", 'verify.input_sets = ["samples/*.npy"]'),
-     ["modules.tiny.verify.input_sets[0]", "does not name .npz files"]),
+    (
+        "key_with_npy",
+        _tiny('file = "samples/small.npy", key = "a"'),
+        ["modules.tiny.inputs.x.key", "a .npy holds one array"],
+    ),
+    (
+        "image_wrong_layout",
+        _tiny('file = "samples/cat.png", layout = "NHWC"'),
+        ["modules.tiny.inputs.x.layout", "layout NHWC puts 8 channels on axis 3"],
+    ),
+    (
+        "sets_not_npz",
+        _tiny("", 'verify.input_sets = ["samples/*.npy"]'),
+        ["modules.tiny.verify.input_sets[0]", "does not name .npz files"],
+    ),
 ]
 
 
@@ -77,30 +110,69 @@ def test_bad_input_source(project, case, body, needles):
 
 # caught by the export stage, before the model is built
 FILE_CASES = [
-    ("missing_file", _tiny('file = "samples/nope.npy"'),
-     ["modules.tiny.inputs.x.file", "'samples/nope.npy' does not exist"]),
-    ("wrong_shape", _tiny('file = "samples/small.npy"'),
-     ["modules.tiny.inputs.x.file", "'samples/small.npy' holds float32[1, 3, 4, 4]", "the input is float16[1, 3, 8, 8]"]),
-    ("floats_for_ints", _tiny('dtype = "int64", file = "samples/floats.npy"'),
-     ["modules.tiny.inputs.x.file", "holds float32[1, 3, 8, 8] (floats); the input is int64"]),
-    ("unknown_key", _tiny('file = "samples/two.npz", key = "c"'),
-     ["modules.tiny.inputs.x.key", "'samples/two.npz' has no array 'c' (it holds: a, b)"]),
-    ("ambiguous_npz", _tiny('file = "samples/two.npz"'),
-     ["modules.tiny.inputs.x.key", "holds several arrays (a, b) and none is named 'x'"]),
-    ("not_numpy", _tiny('file = "samples/garbage.npy"'),
-     ["modules.tiny.inputs.x.file", "cannot read 'samples/garbage.npy'"]),
-    ("not_an_image", _tiny('file = "samples/garbage.png"'),
-     ["modules.tiny.inputs.x.file", "cannot read image 'samples/garbage.png'"]),
-    ("set_matches_nothing", _tiny("", 'verify.input_sets = ["samples/none_*.npz"]'),
-     ["modules.tiny.verify.input_sets[0]", "'samples/none_*.npz' matches no file"]),
-    ("set_missing_input", _tiny("", 'verify.input_sets = ["samples/set_missing.npz"]'),
-     ["modules.tiny.verify.input_sets", "'samples/set_missing.npz' has no array for input(s) x"]),
-    ("set_extra_array", _tiny("", 'verify.input_sets = ["samples/set_extra.npz"]'),
-     ["modules.tiny.verify.input_sets", "holds array(s) y that are not inputs"]),
-    ("value_for_preprocessed", _tiny("value = 0.5", 'passes = [{ name = "bake_preprocess", input = "x", '
-                                                    'mean = [0.5], std = [0.5] }]'),
-     ["modules.tiny.inputs.x", "bake_preprocess computes 'x' from the caller's uint8 image",
-      "a value source cannot give that image"]),
+    (
+        "missing_file",
+        _tiny('file = "samples/nope.npy"'),
+        ["modules.tiny.inputs.x.file", "'samples/nope.npy' does not exist"],
+    ),
+    (
+        "wrong_shape",
+        _tiny('file = "samples/small.npy"'),
+        [
+            "modules.tiny.inputs.x.file",
+            "'samples/small.npy' holds float32[1, 3, 4, 4]",
+            "the input is float16[1, 3, 8, 8]",
+        ],
+    ),
+    (
+        "floats_for_ints",
+        _tiny('dtype = "int64", file = "samples/floats.npy"'),
+        ["modules.tiny.inputs.x.file", "holds float32[1, 3, 8, 8] (floats); the input is int64"],
+    ),
+    (
+        "unknown_key",
+        _tiny('file = "samples/two.npz", key = "c"'),
+        ["modules.tiny.inputs.x.key", "'samples/two.npz' has no array 'c' (it holds: a, b)"],
+    ),
+    (
+        "ambiguous_npz",
+        _tiny('file = "samples/two.npz"'),
+        ["modules.tiny.inputs.x.key", "holds several arrays (a, b) and none is named 'x'"],
+    ),
+    (
+        "not_numpy",
+        _tiny('file = "samples/garbage.npy"'),
+        ["modules.tiny.inputs.x.file", "cannot read 'samples/garbage.npy'"],
+    ),
+    (
+        "not_an_image",
+        _tiny('file = "samples/garbage.png"'),
+        ["modules.tiny.inputs.x.file", "cannot read image 'samples/garbage.png'"],
+    ),
+    (
+        "set_matches_nothing",
+        _tiny("", 'verify.input_sets = ["samples/none_*.npz"]'),
+        ["modules.tiny.verify.input_sets[0]", "'samples/none_*.npz' matches no file"],
+    ),
+    (
+        "set_missing_input",
+        _tiny("", 'verify.input_sets = ["samples/set_missing.npz"]'),
+        ["modules.tiny.verify.input_sets", "'samples/set_missing.npz' has no array for input(s) x"],
+    ),
+    (
+        "set_extra_array",
+        _tiny("", 'verify.input_sets = ["samples/set_extra.npz"]'),
+        ["modules.tiny.verify.input_sets", "holds array(s) y that are not inputs"],
+    ),
+    (
+        "value_for_preprocessed",
+        _tiny("value = 0.5", 'passes = [{ name = "bake_preprocess", input = "x", mean = [0.5], std = [0.5] }]'),
+        [
+            "modules.tiny.inputs.x",
+            "bake_preprocess computes 'x' from the caller's uint8 image",
+            "a value source cannot give that image",
+        ],
+    ),
 ]
 
 

@@ -24,11 +24,12 @@ from trtforge.manifest import BACKENDS, DTYPES, EXPORTERS, PASS_CHECKS, RTX_CCS,
 
 _text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
 _scalars = st.one_of(
-    st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-    _text, st.dates())
+    st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), _text, st.dates()
+)
 _keys = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
-ANY = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=3),
-                   max_leaves=8)
+ANY = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=3), max_leaves=8
+)
 
 
 def toml(v) -> str:
@@ -77,17 +78,22 @@ FIELDS = {
     | _text.filter(lambda s: not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", s)),
     "factory_args": wrong(lambda v: isinstance(v, dict)),
     "inputs.x": wrong(lambda v: isinstance(v, dict)),
-    "inputs.x.shape": wrong(lambda v: isinstance(v, list)) | st.just([])
+    "inputs.x.shape": wrong(lambda v: isinstance(v, list))
+    | st.just([])
     | st.lists(st.integers(-(2**63), 0), min_size=1, max_size=4)
     | st.lists(st.integers(2**20, 2**63 - 1), min_size=2, max_size=4)
     | st.lists(st.integers(1, 2), min_size=9, max_size=12)
     | st.lists(wrong(is_int), min_size=1, max_size=3),
     "inputs.x.dtype": wrong(lambda v: isinstance(v, str)) | not_in(DTYPES),
-    "inputs.x.range": wrong(lambda v: isinstance(v, list)) | st.lists(st.floats(-1, 1), max_size=1)
-    | st.tuples(_bad_number, st.floats(-1, 1)).map(list) | st.tuples(st.floats(-1, 1), _bad_number).map(list)
+    "inputs.x.range": wrong(lambda v: isinstance(v, list))
+    | st.lists(st.floats(-1, 1), max_size=1)
+    | st.tuples(_bad_number, st.floats(-1, 1)).map(list)
+    | st.tuples(st.floats(-1, 1), _bad_number).map(list)
     | st.tuples(st.floats(0, 1), st.floats(-1, 0)).map(list)
     | st.tuples(st.floats(-1e30, -7e4), st.floats(7e4, 1e30)).map(list),
-    "outputs": wrong(lambda v: isinstance(v, list)) | st.just([""]) | st.just(["y", "y"])
+    "outputs": wrong(lambda v: isinstance(v, list))
+    | st.just([""])
+    | st.just(["y", "y"])
     | st.lists(wrong(lambda v: isinstance(v, str)), min_size=1, max_size=3),
     "depends": wrong(lambda v: isinstance(v, list)) | st.sampled_from([[""], ["/etc/hostname"], ["  "]]),
     "export.exporter": wrong(lambda v: isinstance(v, str)) | not_in(EXPORTERS),
@@ -123,8 +129,13 @@ def manifest(field: str, value) -> tuple[str, str]:
     for part in path[:-1]:
         target = target.setdefault(part, {})
     target[path[-1]] = value
-    lines = ["[defaults]", *(f"{json.dumps(k)} = {toml(v)}" for k, v in defaults.items()), "",
-             "[modules.m]", *(f"{json.dumps(k)} = {toml(v)}" for k, v in doc.items())]
+    lines = [
+        "[defaults]",
+        *(f"{json.dumps(k)} = {toml(v)}" for k, v in defaults.items()),
+        "",
+        "[modules.m]",
+        *(f"{json.dumps(k)} = {toml(v)}" for k, v in doc.items()),
+    ]
     named = field if field.startswith("defaults.") else f"modules.m.{field}"
     return "\n".join(lines) + "\n", named
 

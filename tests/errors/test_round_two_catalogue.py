@@ -34,8 +34,11 @@ def _records(cache: Path) -> list[Path]:
 # ------------------------------------------------------------------------- Click's usage errors
 
 USAGE = [
-    ("jobs_zero", ["build", "--jobs", "0", "usage.toml"], ["'--jobs'", "0 is not in the range x>=1",
-                                                           "see 'trtforge build --help'"]),
+    (
+        "jobs_zero",
+        ["build", "--jobs", "0", "usage.toml"],
+        ["'--jobs'", "0 is not in the range x>=1", "see 'trtforge build --help'"],
+    ),
     ("jobs_negative", ["build", "--jobs", "-1", "usage.toml"], ["'--jobs'", "-1 is not in the range"]),
     ("misspelt_command", ["biuld"], ["No such command 'biuld'", "see 'trtforge --help'"]),
     ("unknown_flag", ["build", "--qiuet", "usage.toml"], ["No such option '--qiuet'", "Did you mean '--quiet'"]),
@@ -99,11 +102,17 @@ def test_junit_path_under_a_file(project):
 # ------------------------------------------------------------------------------- factories
 
 FACTORIES = [
-    ("factory_base_exception", module("bad_models:make_base_exception"),
-     ["modules.m.factory", "factory raised Bailout: the factory gave up"]),
+    (
+        "factory_base_exception",
+        module("bad_models:make_base_exception"),
+        ["modules.m.factory", "factory raised Bailout: the factory gave up"],
+    ),
     ("factory_sys_exit_0", module("bad_models:make_sys_exit"), ["modules.m.factory", "factory called sys.exit(0)"]),
-    ("factory_sys_exit_3", module("bad_models:make_sys_exit", extra="factory_args = { code = 3 }\n"),
-     ["modules.m.factory", "factory called sys.exit(3)"]),
+    (
+        "factory_sys_exit_3",
+        module("bad_models:make_sys_exit", extra="factory_args = { code = 3 }\n"),
+        ["modules.m.factory", "factory called sys.exit(3)"],
+    ),
 ]
 
 
@@ -152,14 +161,21 @@ def test_pass_name_must_name_a_pass_class(project):
     case = "pass_os_system"
     write_case(project, case, TINY + 'passes = [{ name = "os:system", command = "touch pwned" }]\n')
     r = build(project, case)
-    line = one_error_line(r, 2, "module 'm'", "modules.m.passes[0]",
-                          "'os:system' is a builtin_function_or_method, not a pass class", "GraphPass")
+    line = one_error_line(
+        r,
+        2,
+        "module 'm'",
+        "modules.m.passes[0]",
+        "'os:system' is a builtin_function_or_method, not a pass class",
+        "GraphPass",
+    )
     assert line.startswith("trtforge: error: graph_passes: ")
     assert not (project / "pwned").exists()
     nothing_lost(project, case, "m")
 
 
 # ------------------------------------------------------------------------- gc and verify
+
 
 def test_gc_during_a_cold_build_waits_for_it(project, tmp_path):
     """`cache gc --max-size 0` between two stages of a cold build once collected the export's
@@ -168,17 +184,27 @@ def test_gc_during_a_cold_build_waits_for_it(project, tmp_path):
     case = "gc_cold"
     write_case(project, case, module("bad_models:make_tiny", shape="[1, 3, 8, 20]"))
     cache, pause = tmp_path / "cache", Pause(tmp_path / "pause", "before:graph_passes")
-    proc = subprocess.Popen([TRTFORGE, "build", "--quiet", f"{case}.toml", "--cache-dir", str(cache)],
-                            cwd=project, env={**os.environ, **pause.env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [TRTFORGE, "build", "--quiet", f"{case}.toml", "--cache-dir", str(cache)],
+        cwd=project,
+        env={**os.environ, **pause.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     gc = None
     try:
         pause.wait(proc)
         assert _records(cache)  # the export's record is stored: what gc used to collect
         with open(cache / "locks" / "gc.lock", "a+b") as f, pytest.raises(BlockingIOError):
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # the build holds it shared
-        gc = subprocess.Popen([TRTFORGE, "cache", "gc", "--cache-dir", str(cache), "--max-size", "0"],
-                              cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        gc = subprocess.Popen(
+            [TRTFORGE, "cache", "gc", "--cache-dir", str(cache), "--max-size", "0"],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     finally:
         pause.release()
     out, err = proc.communicate(timeout=300)

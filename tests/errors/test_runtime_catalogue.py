@@ -75,8 +75,7 @@ def test_disk_full_while_publishing(project, published):
     case = "enospc"
     write_case(project, case, TINY)
     r = build(project, case, env={"TRTFORGE_TEST_ENOSPC_AT": "publish:write-sidecar"})
-    one_error_line(r, 2, "module 'tiny'", "No space left on device", "tiny.json",
-                   "nothing was published")
+    one_error_line(r, 2, "module 'tiny'", "No space left on device", "tiny.json", "nothing was published")
     nothing_lost(project, case, "tiny")
     assert not [p for p in (project / f"out-{case}").rglob("tiny.*")]
     r = build(project, case)
@@ -110,8 +109,15 @@ def test_corrupted_engine_is_not_deserialised(project, published):
     data[len(data) // 2] ^= 0xFF
     engine.write_bytes(bytes(data))
     r = run_cli("verify", "corrupt", cwd=project)
-    one_error_line(r, 3, "1 of 1 engine(s) failed", "module 'tiny'", "tiny.engine",
-                   "does not match its digest in index.json", "not deserialised")
+    one_error_line(
+        r,
+        3,
+        "1 of 1 engine(s) failed",
+        "module 'tiny'",
+        "tiny.engine",
+        "does not match its digest in index.json",
+        "not deserialised",
+    )
 
 
 def test_missing_engine_bundle_file(project, published):

@@ -37,7 +37,7 @@ def make_keyed():
 '''
 
 # the two inputs have disjoint ranges, so a swapped binding cannot pass for the right one
-GOOD = '''
+GOOD = """
 [defaults]
 precision.rules = []
 
@@ -51,7 +51,7 @@ factory = "keyed:make_keyed"
 inputs.mask = { shape = [2, 8], dtype = "float16", range = [0.0, 1.0], arg = "attention_mask" }
 inputs.ids = { shape = [2, 8], dtype = "float16", range = [-4.0, -2.0], arg = "input_ids" }
 outputs = ["scores", "features"]
-'''
+"""
 
 
 def _write(root, manifest: str):
@@ -87,17 +87,32 @@ def test_inputs_bind_by_name_and_dict_outputs_by_key(tmp_path):
         assert report[module]["stages"]["verify"]["meta"]["passed"]
 
 
-@pytest.mark.parametrize("body, needles", [
-    ('inputs.attention_mak = { shape = [2, 8] }\ninputs.input_ids = { shape = [2, 8] }',
-     ["modules.bad.inputs.attention_mak", "input 'attention_mak' matches no parameter of forward()",
-      "its parameters: input_ids, token_type_ids, attention_mask"]),
-    ('inputs.m = { shape = [2, 8], arg = "mask" }\ninputs.input_ids = { shape = [2, 8] }',
-     ["modules.bad.inputs.m", "(arg 'mask') matches no parameter", "attention_mask"]),
-    ('inputs.attention_mask = { shape = [2, 8] }\ninputs.input_ids = { shape = [2, 8] }\n'
-     'outputs = ["scores", "feature"]',
-     ["modules.bad.outputs", "returns outputs named ['features', 'scores']",
-      "outputs lists ['scores', 'feature']"]),
-])
+@pytest.mark.parametrize(
+    "body, needles",
+    [
+        (
+            "inputs.attention_mak = { shape = [2, 8] }\ninputs.input_ids = { shape = [2, 8] }",
+            [
+                "modules.bad.inputs.attention_mak",
+                "input 'attention_mak' matches no parameter of forward()",
+                "its parameters: input_ids, token_type_ids, attention_mask",
+            ],
+        ),
+        (
+            'inputs.m = { shape = [2, 8], arg = "mask" }\ninputs.input_ids = { shape = [2, 8] }',
+            ["modules.bad.inputs.m", "(arg 'mask') matches no parameter", "attention_mask"],
+        ),
+        (
+            "inputs.attention_mask = { shape = [2, 8] }\ninputs.input_ids = { shape = [2, 8] }\n"
+            'outputs = ["scores", "feature"]',
+            [
+                "modules.bad.outputs",
+                "returns outputs named ['features', 'scores']",
+                "outputs lists ['scores', 'feature']",
+            ],
+        ),
+    ],
+)
 def test_binding_mistakes_are_one_line(tmp_path, body, needles):
     _write(tmp_path, f'[modules.bad]\nfactory = "keyed:make_keyed"\n{body}\n')
     r = run_cli("build", "--quiet", cwd=tmp_path, timeout=600)

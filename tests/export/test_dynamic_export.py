@@ -66,12 +66,15 @@ def dims_of(vi) -> list:
 
 
 def test_a_dim_the_model_pins_is_named_with_its_value(tmp_path):
-    root = project(tmp_path, """
+    root = project(
+        tmp_path,
+        """
 [modules.b]
 factory = "unshuffle:branch"
 inputs.x = { shape = [1, 3, "h", 8] }
 dims.h = { min = 8, opt = 12, max = 16 }
-""")
+""",
+    )
     out = run_cli("build", cwd=root)
     assert out.returncode == 2, out.stderr
     line = out.stderr.strip().splitlines()[-1]
@@ -81,13 +84,16 @@ dims.h = { min = 8, opt = 12, max = 16 }
 
 def test_a_profile_point_the_model_cannot_take_names_the_set(tmp_path):
     # the ViT's position embedding fixes the number of patches: its forward fails at other heights
-    root = project(tmp_path, """
+    root = project(
+        tmp_path,
+        """
 [modules.vit]
 factory = "examples.vit:make_vit"
 factory_args = { image = 32, patch = 16, dim = 32, depth = 1, heads = 2 }
 inputs.image = { shape = [2, 3, "height", 32] }
 dims.height = { min = 16, opt = 32, max = 64 }
-""")
+""",
+    )
     out = run_cli("build", cwd=root)
     assert out.returncode == 2, out.stderr
     line = out.stderr.strip().splitlines()[-1]
@@ -97,12 +103,15 @@ dims.height = { min = 16, opt = 32, max = 64 }
 
 
 def test_a_dim_that_must_be_a_multiple_names_multiple_of(tmp_path):
-    root = project(tmp_path, """
+    root = project(
+        tmp_path,
+        """
 [modules.u]
 factory = "unshuffle:make"
 inputs.x = { shape = [1, 3, "h", 8] }
 dims.h = { min = 8, opt = 12, max = 16 }
-""")
+""",
+    )
     out = run_cli("build", cwd=root)
     assert out.returncode == 2, out.stderr
     line = out.stderr.strip().splitlines()[-1]
@@ -110,13 +119,16 @@ dims.h = { min = 8, opt = 12, max = 16 }
 
 
 def test_declared_multiple_exports_symbolic_dims_under_the_manifest_names(tmp_path):
-    root = project(tmp_path, """
+    root = project(
+        tmp_path,
+        """
 [modules.u]
 factory = "unshuffle:make"
 inputs.x = { shape = ["batch", 3, "h", 8] }
 dims.batch = { min = 1, opt = 2, max = 4 }
 dims.h = { min = 8, opt = 12, max = 16, multiple_of = 2 }
-""")
+""",
+    )
     out = run_cli("build", "--json", cwd=root)
     assert out.returncode == 0, out.stderr[-2000:]
     model = exported_model(root)

@@ -15,7 +15,7 @@ from tests.conftest import run_cli
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.slow  # real exports and engine builds
 
-MODELS = '''
+MODELS = """
 import torch
 from torch import nn
 
@@ -52,7 +52,7 @@ def bert():
 
 def gpt2():
     return Gpt2()
-'''
+"""
 
 IDS = 'inputs.input_ids = { shape = [2, 16], dtype = "int64", kind = "token_ids", vocab_size = 1000 }'
 
@@ -75,13 +75,16 @@ def _bundle(root, module: str, tag: str = "") -> dict:
 
 
 def test_bert_with_a_padded_mask_from_a_file_and_named_sets(tmp_path):
-    samples = _project(tmp_path, f"""
+    samples = _project(
+        tmp_path,
+        f"""
 [modules.bert]
 factory = "lm:bert"
 {IDS}
 inputs.attention_mask = {{ shape = [2, 16], dtype = "int64", file = "samples/mask.npy" }}
 verify.input_sets = ["samples/batch_*.npz"]
-""")
+""",
+    )
     mask = np.ones((2, 16), np.int64)
     mask[1, 10:] = 0  # the second sentence is 10 tokens long, padded to 16
     np.save(samples / "mask.npy", mask)
@@ -100,7 +103,9 @@ verify.input_sets = ["samples/batch_*.npz"]
 
 
 def test_gpt2_causal_mask_passes_with_value_1_and_failures_name_set_and_random_inputs(tmp_path):
-    samples = _project(tmp_path, f"""
+    samples = _project(
+        tmp_path,
+        f"""
 [modules.gpt2]
 factory = "lm:gpt2"
 {IDS}
@@ -116,7 +121,8 @@ factory = "lm:gpt2"
 {IDS}
 inputs.attention_mask = {{ shape = [2, 16], dtype = "int64", value = 1 }}
 verify.input_sets = ["samples/holes.npz"]
-""")
+""",
+    )
     holes = np.ones((2, 16), np.int64)
     holes[:, :4] = 0  # the first four positions see no key at all under the causal mask
     np.savez(samples / "holes.npz", input_ids=np.arange(32).reshape(2, 16), attention_mask=holes)
@@ -137,7 +143,7 @@ verify.input_sets = ["samples/holes.npz"]
     assert any("gpt2_random_mask" in ln and "attention_mask (uniform)" in ln for ln in lines), r.stderr
 
 
-CONV = '''
+CONV = """
 import torch
 from torch import nn
 
@@ -145,7 +151,7 @@ from torch import nn
 def make():
     torch.manual_seed(0)
     return nn.Conv2d(3, 4, 3)
-'''
+"""
 
 
 def test_baked_preprocessing_takes_the_image_file_and_named_sets_hold_caller_images(tmp_path):

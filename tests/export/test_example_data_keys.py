@@ -13,7 +13,7 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # real exports and engine builds
 
-MODEL = '''
+MODEL = """
 import torch
 from torch import nn
 
@@ -21,9 +21,9 @@ from torch import nn
 def make():
     torch.manual_seed(0)
     return nn.Linear(8, 4)
-'''
+"""
 
-MANIFEST = '''
+MANIFEST = """
 [defaults]
 precision.rules = []
 
@@ -31,7 +31,7 @@ precision.rules = []
 factory = "lin:make"
 inputs.x = { shape = [2, 8], file = "data/x.npy" }
 verify.input_sets = ["data/set_*.npz"]
-'''
+"""
 
 
 def _build(root) -> dict:

@@ -111,8 +111,9 @@ def test_reference_is_computed_in_fp32(squares):
     assert torch.isinf(fp16).any()
     lin = Squares().proj
     with torch.no_grad():
-        np.testing.assert_allclose(ref["projected"], lin(torch.from_numpy(x.astype(np.float32))).numpy(),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            ref["projected"], lin(torch.from_numpy(x.astype(np.float32))).numpy(), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_random_sets_have_their_own_reference(squares):
@@ -130,8 +131,10 @@ def test_onnx_is_fp16_with_external_weights_and_manifest_names(squares):
     proto = onnx.load(str(out / "model.onnx"), load_external_data=False)
     f16 = onnx.TensorProto.FLOAT16
     assert [(i.name, i.type.tensor_type.elem_type) for i in proto.graph.input] == [("x", f16)]
-    assert sorted((o.name, o.type.tensor_type.elem_type) for o in proto.graph.output) == \
-        [("projected", f16), ("squares", f16)]
+    assert sorted((o.name, o.type.tensor_type.elem_type) for o in proto.graph.output) == [
+        ("projected", f16),
+        ("squares", f16),
+    ]
     locations = external_locations(proto)
     assert locations and all((out / loc).is_file() for loc in locations)
     big = [t for t in proto.graph.initializer if t.dims and np.prod(t.dims) >= 64 * 64]
@@ -183,17 +186,30 @@ def test_binding_by_name_or_arg_in_any_manifest_order(tmp_path, name, ids, mask)
     assert torch.equal(tensors[0], x * 2.0 + m) and torch.equal(tensors[1], (x - m).sum(-1))
 
 
-@pytest.mark.parametrize("body, needles", [
-    ('inputs.attention_mak = { shape = [2, 8] }\ninputs.input_ids = { shape = [2, 8] }',
-     ["input 'attention_mak' matches no parameter of forward()",
-      "its parameters: input_ids, token_type_ids, attention_mask"]),
-    ('inputs.m = { shape = [2, 8], arg = "mask" }\ninputs.input_ids = { shape = [2, 8] }',
-     ["input 'm' (arg 'mask') matches no parameter"]),
-    ('inputs.a = { shape = [2, 8], arg = "input_ids" }\ninputs.input_ids = { shape = [2, 8] }',
-     ["inputs 'a' and 'input_ids' both bind parameter 'input_ids'"]),
-    ('inputs.attention_mask = { shape = [2, 8] }',
-     ["forward() parameter 'input_ids' has no input (inputs: attention_mask)"]),
-])
+@pytest.mark.parametrize(
+    "body, needles",
+    [
+        (
+            "inputs.attention_mak = { shape = [2, 8] }\ninputs.input_ids = { shape = [2, 8] }",
+            [
+                "input 'attention_mak' matches no parameter of forward()",
+                "its parameters: input_ids, token_type_ids, attention_mask",
+            ],
+        ),
+        (
+            'inputs.m = { shape = [2, 8], arg = "mask" }\ninputs.input_ids = { shape = [2, 8] }',
+            ["input 'm' (arg 'mask') matches no parameter"],
+        ),
+        (
+            'inputs.a = { shape = [2, 8], arg = "input_ids" }\ninputs.input_ids = { shape = [2, 8] }',
+            ["inputs 'a' and 'input_ids' both bind parameter 'input_ids'"],
+        ),
+        (
+            "inputs.attention_mask = { shape = [2, 8] }",
+            ["forward() parameter 'input_ids' has no input (inputs: attention_mask)"],
+        ),
+    ],
+)
 def test_binding_mistakes_are_export_errors(tmp_path, body, needles):
     module = spec(f'[modules.bad]\nfactory = "{HERE}:make_keyed"\n{body}\n', tmp_path, "bad")
     with pytest.raises(ExportError) as e:
@@ -205,20 +221,33 @@ def test_binding_mistakes_are_export_errors(tmp_path, body, needles):
 
 
 def test_outputs_that_do_not_name_the_returned_keys(tmp_path):
-    module = spec(f'[modules.bad]\nfactory = "{HERE}:make_keyed"\ninputs.attention_mask = {{ shape = [2, 8] }}\n'
-                  'inputs.input_ids = { shape = [2, 8] }\noutputs = ["scores", "feature"]\n', tmp_path, "bad")
+    module = spec(
+        f'[modules.bad]\nfactory = "{HERE}:make_keyed"\ninputs.attention_mask = {{ shape = [2, 8] }}\n'
+        'inputs.input_ids = { shape = [2, 8] }\noutputs = ["scores", "feature"]\n',
+        tmp_path,
+        "bad",
+    )
     x = torch.zeros(2, 8)
-    with pytest.raises(ExportError, match=r"returns outputs named \['features', 'scores'\] but outputs lists "
-                                          r"\['scores', 'feature'\]") as e:
+    with pytest.raises(
+        ExportError,
+        match=r"returns outputs named \['features', 'scores'\] but outputs lists "
+        r"\['scores', 'feature'\]",
+    ) as e:
         name_outputs(Keyed()(x, attention_mask=x), module)
     assert "modules.bad.outputs" in e.value.one_line()
-    plain = spec(f'[modules.p]\nfactory = "{HERE}:make_island"\ninputs.x = {{ shape = [8] }}\n'
-                 'outputs = ["a", "b"]\n', tmp_path, "p")
+    plain = spec(
+        f'[modules.p]\nfactory = "{HERE}:make_island"\ninputs.x = {{ shape = [8] }}\noutputs = ["a", "b"]\n',
+        tmp_path,
+        "p",
+    )
     with pytest.raises(ExportError, match="returns 1 tensors but outputs names 2"):
         name_outputs(torch.zeros(8), plain)
-    assert name_outputs((torch.zeros(1), torch.ones(1)), spec(  # unnamed tuples: output_0, output_1
-        f'[modules.t]\nfactory = "{HERE}:make_island"\ninputs.x = {{ shape = [8] }}\n', tmp_path, "t"))[0] == \
-        ["output_0", "output_1"]
+    assert name_outputs(
+        (torch.zeros(1), torch.ones(1)),
+        spec(  # unnamed tuples: output_0, output_1
+            f'[modules.t]\nfactory = "{HERE}:make_island"\ninputs.x = {{ shape = [8] }}\n', tmp_path, "t"
+        ),
+    )[0] == ["output_0", "output_1"]
 
 
 ISLAND = f"""

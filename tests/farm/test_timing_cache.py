@@ -24,11 +24,11 @@ def _sidecar(root) -> dict:
     return json.loads(side.read_text())
 
 
-TARGET = '''
+TARGET = """
 [targets.consumer]
 backend = "tensorrt-rtx"
 rtx_compute_capabilities = ["8.6"]
-'''
+"""
 
 
 def _targeted(root, width):

@@ -11,10 +11,13 @@ from trtforge.graph_passes.bake_resize import BakeResizePass
 from trtforge.io_transforms import parse
 
 HEAD = '<ir_version: 10, opset_import: ["" : 20]>\n'
-MODEL = HEAD + """
+MODEL = (
+    HEAD
+    + """
 g (float[1,2,5,7] x) => (float[1,2,5,7] y) {
   y = Neg(x)
 }"""
+)
 CASES = [
     {"mode": "nearest", "scale": 2},
     {"mode": "nearest", "scale": 1.5},

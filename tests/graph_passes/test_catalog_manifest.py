@@ -15,8 +15,9 @@ BASE = '[modules.m]\nfactory = "a.b:c"\ninputs.x = { shape = [1], dtype = "float
 def test_pass_check_defaults_and_overrides():
     m = parse_manifest(BASE, Path("engines.toml")).modules[0]
     assert m.pass_check == "each" and m.as_key()["pass_check"] == "each"
-    m = parse_manifest('[defaults]\npass_check = "off"\n' + BASE + 'pass_check = "pipeline"\n',
-                       Path("engines.toml")).modules[0]
+    m = parse_manifest(
+        '[defaults]\npass_check = "off"\n' + BASE + 'pass_check = "pipeline"\n', Path("engines.toml")
+    ).modules[0]
     assert m.pass_check == "pipeline"
 
 
@@ -38,7 +39,8 @@ def test_user_pass_with_parameters(tmp_path):
         "from trtforge.graph_passes.base import GraphPass\n"
         "class Nothing(GraphPass):\n    name = 'nothing'\n"
         "    def __init__(self, level=0):\n        self.level = level\n"
-        "    def apply(self, graph, ctx):\n        return False\n")
+        "    def apply(self, graph, ctx):\n        return False\n"
+    )
     p = make_pass({"name": "mypasses:Nothing", "level": 3}, "w", tmp_path)
     assert p.params() == {"level": 3}
     with pytest.raises(PassError, match="bad parameters"):

@@ -14,33 +14,47 @@ SIMPLE = HEAD + "g (float[2,3] x) => (float[2,3] y) { y = Relu(x) }"
 
 
 def test_cleanup_removes_dead_nodes():
-    before, after, modified, _ = apply(HEAD + """
+    before, after, modified, _ = apply(
+        HEAD
+        + """
     g (float[2,3] x) => (float[2,3] y) {
       dead = Neg(x)
       y = Relu(x)
-    }""", CleanupPass())
+    }""",
+        CleanupPass(),
+    )
     assert modified and ops(after) == ["Relu"]
     assert_same_outputs(before, after)
 
 
 def test_fold_constants_folds_constant_arithmetic():
-    before, after, modified, _ = apply(HEAD + """
+    before, after, modified, _ = apply(
+        HEAD
+        + """
     g (float[2,3] x) => (float[2,3] y) {
       a = Constant<value = float[3] {1, 2, 3}>()
       b = Constant<value = float[3] {0.5, 0.25, 2}>()
       c = Mul(a, b)
       y = Add(x, c)
-    }""", FoldConstantsPass())
+    }""",
+        FoldConstantsPass(),
+    )
     assert modified and ops(after) == ["Add"]
     assert_same_outputs(before, after, exact=False)
 
 
 def test_toposort_reports_a_real_reorder_only(tmp_path):
-    graph = import_graph(onnx_model(HEAD + """
+    graph = import_graph(
+        onnx_model(
+            HEAD
+            + """
     g (float[2,3] x) => (float[2,3] y) {
       a = Neg(x)
       y = Relu(a)
-    }"""), tmp_path)
+    }"""
+        ),
+        tmp_path,
+    )
     graph.nodes.reverse()
     pipe = Pipeline([ToposortPass(), ToposortPass()])
     pipe.run(graph, PassContext(base_dir=tmp_path))

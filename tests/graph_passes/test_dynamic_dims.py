@@ -16,11 +16,14 @@ from trtforge.io_transforms import parse
 
 HEAD = '<ir_version: 10, opset_import: ["" : 20]>\n'
 # batch and height dynamic: the Shape of x must stay a runtime Shape, its static tail may not hide it
-MODEL = HEAD + """
+MODEL = (
+    HEAD
+    + """
 g (float[batch,2,height,7] x) => (float[batch,2,height,7] y, int64[4] s) {
   y = Neg(x)
   s = Shape(x)
 }"""
+)
 
 
 def dims(model, which="output", i=0):
@@ -40,9 +43,15 @@ def test_fold_static_shapes_does_not_fold_a_dynamic_shape():
         assert ort_run(after, {"x": x_at(b, h)})["s"].tolist() == [b, 2, h, 7]
 
 
-@pytest.mark.parametrize("case", [{"mode": "nearest", "scale": 2}, {"mode": "linear", "size": [6, 10]},
-                                  {"mode": "cubic", "scale": 1.5, "align_corners": True}],
-                         ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"mode": "nearest", "scale": 2},
+        {"mode": "linear", "size": [6, 10]},
+        {"mode": "cubic", "scale": 1.5, "align_corners": True},
+    ],
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()),
+)
 def test_bake_resize_with_dynamic_dims_matches_torch_at_each_shape(case):
     step = {"name": "bake_resize", "output": "y", **case}
     _, after, modified, _ = apply(MODEL, BakeResizePass(**{k: v for k, v in step.items() if k != "name"}))

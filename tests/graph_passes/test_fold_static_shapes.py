@@ -8,7 +8,9 @@ from trtforge.graph_passes.fold_static_shapes import FoldStaticShapesPass
 
 HEAD = '<ir_version: 10, opset_import: ["" : 20]>\n'
 
-UNBIND = HEAD + """
+UNBIND = (
+    HEAD
+    + """
 g (float16[3,1,4,8] x) => (float16[1,4,8] q, float16[1,4,8] k, float16[1,4,8] v) {
   ax = Constant<value = int64[1] {0}>()
   s0 = Constant<value = int64[1] {0}>()
@@ -22,6 +24,7 @@ g (float16[3,1,4,8] x) => (float16[1,4,8] q, float16[1,4,8] k, float16[1,4,8] v)
   k = Squeeze(b, ax)
   v = Squeeze(c, ax)
 }"""
+)
 
 
 def test_unbind_becomes_one_split_and_reshapes():
@@ -32,7 +35,9 @@ def test_unbind_becomes_one_split_and_reshapes():
 
 
 def test_overlapping_negative_and_multi_axis_slices():
-    before, after, modified, _ = apply(HEAD + """
+    before, after, modified, _ = apply(
+        HEAD
+        + """
     g (float[6,5] x) => (float[4,5] a, float[3,5] b, float[2,3] c, float[6,5] d) {
       s0 = Constant<value = int64[1] {0}>()
       e4 = Constant<value = int64[1] {4}>()
@@ -45,25 +50,34 @@ def test_overlapping_negative_and_multi_axis_slices():
       ax = Constant<value = int64[2] {0, 1}>()
       c = Slice(x, st, en, ax)
       d = Slice(x, s0, big)
-    }""", FoldStaticShapesPass())
+    }""",
+        FoldStaticShapesPass(),
+    )
     assert modified and "Slice" not in ops(after)
     assert_same_outputs(before, after)
 
 
 def test_strided_slice_is_left_alone():
-    _, after, modified, _ = apply(HEAD + """
+    _, after, modified, _ = apply(
+        HEAD
+        + """
     g (float[6] x) => (float[3] y) {
       s = Constant<value = int64[1] {0}>()
       e = Constant<value = int64[1] {6}>()
       a = Constant<value = int64[1] {0}>()
       st = Constant<value = int64[1] {2}>()
       y = Slice(x, s, e, a, st)
-    }""", FoldStaticShapesPass(), CleanupPass())
+    }""",
+        FoldStaticShapesPass(),
+        CleanupPass(),
+    )
     assert not modified and "Slice" in ops(after) and "Split" not in ops(after)
 
 
 def test_shape_arithmetic_folds_away_with_fold_constants():
-    before, after, modified, _ = apply(HEAD + """
+    before, after, modified, _ = apply(
+        HEAD
+        + """
     g (float[2,3,4] x) => (float[6,4] y) {
       s = Shape(x)
       i = Constant<value = int64[1] {2}>()
@@ -71,22 +85,31 @@ def test_shape_arithmetic_folds_away_with_fold_constants():
       m = Constant<value = int64[1] {-1}>()
       shp = Concat<axis = 0>(m, last)
       y = Reshape(x, shp)
-    }""", FoldStaticShapesPass(), FoldConstantsPass())
+    }""",
+        FoldStaticShapesPass(),
+        FoldConstantsPass(),
+    )
     assert modified and ops(after) == ["Reshape"]
     assert_same_outputs(before, after)
 
 
 def test_nothing_to_do_is_not_modified():
-    _, after, modified, _ = apply(HEAD + """
+    _, after, modified, _ = apply(
+        HEAD
+        + """
     g (float[2,3] x) => (float[2,3] y) {
       y = Relu(x)
-    }""", FoldStaticShapesPass())
+    }""",
+        FoldStaticShapesPass(),
+    )
     assert not modified and ops(after) == ["Relu"]
 
 
 def test_the_same_slice_twice_reads_one_piece():
     """Found by the property test: two equal Slices of one tensor must not claim one Split piece."""
-    before, after, modified, _ = apply(HEAD + """
+    before, after, modified, _ = apply(
+        HEAD
+        + """
     g (float[4,6] x) => (float[1,6] a, float[1,6] b, float[1,6] c) {
       s = Constant<value = int64[1] {0}>()
       e = Constant<value = int64[1] {1}>()
@@ -94,6 +117,9 @@ def test_the_same_slice_twice_reads_one_piece():
       b = Slice(x, s, e)
       t = Slice(x, s, e)
       c = Neg(t)
-    }""", FoldStaticShapesPass(), CleanupPass())
+    }""",
+        FoldStaticShapesPass(),
+        CleanupPass(),
+    )
     assert modified and "Slice" not in ops(after) and ops(after).count("Split") == 1
     assert_same_outputs(before, after)

@@ -52,7 +52,9 @@ def dtypes(model) -> dict:
 
 def test_fp16_side_of_a_computed_fp32_concat_is_widened():
     # SDXL's text_time embedding: FP16 text embeds, FP32 sinusoidal time ids, one Concat
-    before, after, p = legalize(HEAD + """
+    before, after, p = legalize(
+        HEAD
+        + """
     g (float16[1,4] text, float16[1,2] ids) => (float16[1,8] y) <float[1,8] cat> {
       i = Cast<to = 1>(ids)
       s = Sin(i)
@@ -60,20 +62,25 @@ def test_fp16_side_of_a_computed_fp32_concat_is_widened():
       t = Concat<axis = 1>(s, c)
       cat = Concat<axis = 1>(text, t)
       y = Cast<to = 10>(cat)
-    }""")
+    }"""
+    )
     assert p.exact
-    assert p.changes() == ["Concat (output 'cat'): input 'text' float16 -> float32 by a Cast "
-                           "('t' is float32, computed: kept float32)"]
+    assert p.changes() == [
+        "Concat (output 'cat'): input 'text' float16 -> float32 by a Cast ('t' is float32, computed: kept float32)"
+    ]
     assert dtypes(after)["cat"] == "float32"
     same_meaning(before, after, p)
 
 
 def test_in_range_fp32_constant_is_stored_fp16():
-    before, after, p = legalize(HEAD + """
+    before, after, p = legalize(
+        HEAD
+        + """
     g (float16[2,3] x) => (float16[2,3] y) {
       k = Constant<value = float[3] {0.5, -2.25, 1000.0}>()
       y = Add(x, k)
-    }""")
+    }"""
+    )
     assert not p.exact  # rounding to FP16: checked within the folding tolerance
     assert "Cast" not in [n.op_type for n in after.graph.node]
     assert [c for c in p.changes() if "constant 'k' float32 -> float16" in c and "max |v| 1000" in c]
@@ -81,12 +88,15 @@ def test_in_range_fp32_constant_is_stored_fp16():
 
 
 def test_fp32_constant_beyond_fp16_widens_the_other_side():
-    before, after, p = legalize(HEAD + """
+    before, after, p = legalize(
+        HEAD
+        + """
     g (float16[2,3] x) => (float16[2,3] y) <float16[2,3] m> {
       k = Constant<value = float[1] {100000.0}>()
       m = Mul(x, k)
       y = Relu(m)
-    }""")
+    }"""
+    )
     assert any("input 'x' float16 -> float32" in c and "constant not stored narrow" in c for c in p.changes())
     # the product (up to 65504 * 1e5) is declared FP16 but not known to fit: it stays FP32, Relu
     # follows, and the graph output keeps its dtype
@@ -99,11 +109,14 @@ def test_fp32_constant_beyond_fp16_widens_the_other_side():
 @pytest.mark.parametrize("value", ["1e-09", "1e-05"])
 def test_fp32_constant_below_fp16_normals_stays_fp32(value):
     # 1e-9 is 0 in FP16, 1e-5 (a LayerNorm epsilon) a subnormal with 8 significant bits
-    before, after, p = legalize(HEAD + f"""
+    before, after, p = legalize(
+        HEAD
+        + f"""
     g (float16[2,3] x) => (float16[2,3] y) {{
       k = Constant<value = float[1] {{{value}}}>()
       y = Add(x, k)
-    }}""")
+    }}"""
+    )
     assert any("input 'x' float16 -> float32" in c for c in p.changes())
     assert any("output 'y' computed in float32, Cast back to float16" in c for c in p.changes())
     same_meaning(before, after, p)
@@ -112,24 +125,31 @@ def test_fp32_constant_below_fp16_normals_stays_fp32(value):
 
 def test_a_result_declared_fp32_keeps_the_fp32_constant():
     # torch promoted (the exporter declared the sum FP32): rounding the constant is not needed
-    before, after, p = legalize(HEAD + """
+    before, after, p = legalize(
+        HEAD
+        + """
     g (float16[2,3] x) => (float[2,3] y) {
       k = Constant<value = float[1] {0.1}>()
       y = Add(x, k)
-    }""")
-    assert p.exact and p.changes() == ["Add (output 'y'): input 'x' float16 -> float32 by a Cast "
-                                       "(constant not stored narrow: 'k' max |v| 0.1)"]
+    }"""
+    )
+    assert p.exact and p.changes() == [
+        "Add (output 'y'): input 'x' float16 -> float32 by a Cast (constant not stored narrow: 'k' max |v| 0.1)"
+    ]
     same_meaning(before, after, p)
 
 
 def test_bounded_result_declared_fp16_is_cast_back():
-    before, after, p = legalize(HEAD + """
+    before, after, p = legalize(
+        HEAD
+        + """
     g (float16[1,4] x, float16[1,4] w, float[1,4] t) => (float16[1,4] y) <float16[1,4] m> {
       s = Sin(t)
       b = Greater(x, w)
       m = Where(b, x, s)
       y = Mul(m, w)
-    }""")
+    }"""
+    )
     # |Where(x16, sin)| <= 65504: computed in FP32, m keeps its FP16 name and dtype for Mul
     assert any("output 'm' computed in float32, Cast back to float16 (values known within" in c for c in p.changes())
     assert dtypes(after)["m"] == "float16" and dtypes(after)["y"] == "float16"
@@ -138,14 +158,17 @@ def test_bounded_result_declared_fp16_is_cast_back():
 
 
 def test_unbounded_result_propagates_and_readers_are_legalised():
-    before, after, p = legalize(HEAD + """
+    before, after, p = legalize(
+        HEAD
+        + """
     g (float16[1,4] x, float[1,4] t) => (float16[1,8] y) <float16[1,8] cat> {
       e = Exp(t)
       cat = Concat<axis = 1>(x, e)
       w32 = Constant<value = float[1] {3.0}>()
       w = Cast<to = 10>(w32)
       y = Mul(cat, w)
-    }""")
+    }"""
+    )
     # Exp is unbounded: cat stays FP32, so Mul mixes it with FP16 w, which is widened
     changes = "\n".join(p.changes())
     assert "input 'x' float16 -> float32" in changes and "input 'w' float16 -> float32" in changes
@@ -156,31 +179,41 @@ def test_unbounded_result_propagates_and_readers_are_legalised():
 
 def test_comparison_with_an_fp32_threshold_is_widened():
     # rounding 0.1 to FP16 (0.09998) would flip Less for x = 0.09998
-    before, after, p = legalize(HEAD + """
+    before, after, p = legalize(
+        HEAD
+        + """
     g (float16[2,3] x) => (bool[2,3] y) {
       k = Constant<value = float[1] {0.1}>()
       y = Less(x, k)
-    }""")
+    }"""
+    )
     assert p.exact and any("input 'x' float16 -> float32" in c for c in p.changes())
     same_meaning(before, after, p)
 
 
 def test_only_schema_tied_inputs_count():
     # Pow's exponent has its own type variable, Where's condition is bool: nothing is mixed
-    _, after, modified, _ = apply(HEAD + """
+    _, after, modified, _ = apply(
+        HEAD
+        + """
     g (float16[2] x, float[2] e, bool[2] c) => (float16[2] y) {
       p = Pow(x, e)
       y = Where(c, p, x)
-    }""", LegalizeDtypesPass())
+    }""",
+        LegalizeDtypesPass(),
+    )
     assert not modified
     check_full(after)
 
 
 def test_mixed_float_and_integer_cannot_be_legalised():
-    text = HEAD + """
+    text = (
+        HEAD
+        + """
     g (float16[2] x, int64[2] n) => (float16[2] y) {
       y = Add(x, n)
     }"""
+    )
     with pytest.raises(PassError) as err:
         apply(text, LegalizeDtypesPass())
     assert err.value.exit_code == 2
@@ -188,25 +221,36 @@ def test_mixed_float_and_integer_cannot_be_legalised():
 
 
 def test_meaning_check_runs_the_mixed_graph_widened(tmp_path):
-    folder = write_model(onnx_model(HEAD + """
+    folder = write_model(
+        onnx_model(
+            HEAD
+            + """
     g (float16[1,4] x, float[1,4] t) => (float16[1,8] y) {
       s = Sin(t)
       cat = Concat<axis = 1>(x, s)
       y = Cast<to = 10>(cat)
-    }"""), tmp_path / "src")
+    }"""
+        ),
+        tmp_path / "src",
+    )
     (tmp_path / "out").mkdir()
-    meta = run_pipeline(folder, tmp_path / "out", [{"name": "legalize_dtypes"}, {"name": "toposort"}],
-                        check="each")
+    meta = run_pipeline(folder, tmp_path / "out", [{"name": "legalize_dtypes"}, {"name": "toposort"}], check="each")
     assert meta["passes"][0]["check"] == "identical"
     assert meta["passes"][0]["changes"]
     check_full(onnx.load(str(tmp_path / "out" / "model.onnx")))
 
 
 def test_stage_without_legalize_names_the_mixed_node(tmp_path):
-    folder = write_model(onnx_model(HEAD + """
+    folder = write_model(
+        onnx_model(
+            HEAD
+            + """
     g (float16[1,4] x, float[1,4] t) => (float[1,8] y) {
       y = Concat<axis = 1>(x, t)
-    }"""), tmp_path / "src")
+    }"""
+        ),
+        tmp_path / "src",
+    )
     (tmp_path / "out").mkdir()
     with pytest.raises(PassError) as err:
         run_pipeline(folder, tmp_path / "out", [{"name": "cleanup"}], module="m")
@@ -231,7 +275,9 @@ def mixed_graphs(draw) -> onnx.ModelProto:
         kind = draw(st.sampled_from(["binary", "const", "unary", "cast", "where"]))
         out = f"v{k}"
         if kind == "const":
-            inits.append(onnx.numpy_helper.from_array(np.full([1], draw(st.sampled_from(CONSTANTS)), np.float32), f"k{k}"))
+            inits.append(
+                onnx.numpy_helper.from_array(np.full([1], draw(st.sampled_from(CONSTANTS)), np.float32), f"k{k}")
+            )
             b, db = f"k{k}", F32
         if kind in ("binary", "const"):
             nodes.append(helper.make_node(draw(st.sampled_from(["Add", "Mul", "Sub", "Max"])), [a, b], [out]))
@@ -247,9 +293,14 @@ def mixed_graphs(draw) -> onnx.ModelProto:
         dtype = max(da, db, key=lambda d: d == F32) if da == db or draw(st.booleans()) else F16
         infos.append(helper.make_tensor_value_info(out, dtype, [2, 3]))
         pool.append((out, dtype))
-    graph = helper.make_graph(nodes, "mixed", [helper.make_tensor_value_info("x", F16, [2, 3]),
-                                               helper.make_tensor_value_info("t", F32, [2, 3])],
-                              [infos[-1]], initializer=inits, value_info=infos[:-1])
+    graph = helper.make_graph(
+        nodes,
+        "mixed",
+        [helper.make_tensor_value_info("x", F16, [2, 3]), helper.make_tensor_value_info("t", F32, [2, 3])],
+        [infos[-1]],
+        initializer=inits,
+        value_info=infos[:-1],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
 
 
@@ -258,8 +309,9 @@ def mixed_graphs(draw) -> onnx.ModelProto:
 def test_any_mixed_chain_becomes_well_typed_and_keeps_its_meaning(model):
     before, after, modified, pipe = apply(model, LegalizeDtypesPass())
     check_full(after)
-    assert [(o.name, o.type.tensor_type.elem_type) for o in after.graph.output] == \
-           [(o.name, o.type.tensor_type.elem_type) for o in before.graph.output]
+    assert [(o.name, o.type.tensor_type.elem_type) for o in after.graph.output] == [
+        (o.name, o.type.tensor_type.elem_type) for o in before.graph.output
+    ]
     same_meaning(before, after, pipe.passes[0])
     _, _, again, _ = apply(after, LegalizeDtypesPass())
     assert not again  # a second run finds nothing mixed

@@ -99,8 +99,13 @@ def test_run_pipeline_reads_recorded_inputs_and_reports(tmp_path):
     out.mkdir()
     from trtforge.graph_passes.run import recorded_inputs
 
-    meta = run_pipeline(folder, out, [{"name": "remove_identities"}, {"name": "fold_constants"}],
-                        check="each", recorded=recorded_inputs(folder))
+    meta = run_pipeline(
+        folder,
+        out,
+        [{"name": "remove_identities"}, {"name": "fold_constants"}],
+        check="each",
+        recorded=recorded_inputs(folder),
+    )
     assert [p["check"] for p in meta["passes"]] == ["identical", meta["passes"][1]["check"]]
     assert meta["passes"][1]["check"].startswith("within tolerance")
     assert meta["nodes_before"] > meta["nodes_after"]

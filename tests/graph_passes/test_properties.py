@@ -51,22 +51,36 @@ def graphs(draw) -> onnx.ModelProto:
         elif op == "cast_pair":
             mid = draw(st.sampled_from([TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.FLOAT]))
             m = fresh()
-            nodes += [helper.make_node("Cast", [src], [m], to=mid), helper.make_node("Cast", [m], [out], to=TensorProto.FLOAT)]
+            nodes += [
+                helper.make_node("Cast", [src], [m], to=mid),
+                helper.make_node("Cast", [m], [out], to=TensorProto.FLOAT),
+            ]
         elif op == "slice":
             axis = draw(st.integers(0, len(shape) - 1))
             d = shape[axis]
             s = draw(st.integers(0, d - 1))
             e = draw(st.integers(s + 1, d))
             neg = draw(st.booleans())
-            nodes.append(helper.make_node("Slice", [src, const([s - d if neg else s], np.int64),
-                                                   const([e if e < d or not neg else 2**31], np.int64),
-                                                   const([axis], np.int64)], [out]))
+            nodes.append(
+                helper.make_node(
+                    "Slice",
+                    [
+                        src,
+                        const([s - d if neg else s], np.int64),
+                        const([e if e < d or not neg else 2**31], np.int64),
+                        const([axis], np.int64),
+                    ],
+                    [out],
+                )
+            )
             shape = tuple(e - s if i == axis else n for i, n in enumerate(shape))
         elif op == "unsqueeze_squeeze":
             axis = draw(st.integers(0, len(shape)))
             m = fresh()
-            nodes += [helper.make_node("Unsqueeze", [src, const([axis], np.int64)], [m]),
-                      helper.make_node("Squeeze", [m, const([axis], np.int64)], [out])]
+            nodes += [
+                helper.make_node("Unsqueeze", [src, const([axis], np.int64)], [m]),
+                helper.make_node("Squeeze", [m, const([axis], np.int64)], [out]),
+            ]
         elif op == "const_expr":
             a = const(draw(st.floats(-2, 2)))
             b = const(draw(st.floats(-2, 2)))
@@ -74,17 +88,20 @@ def graphs(draw) -> onnx.ModelProto:
             nodes += [helper.make_node("Mul", [a, b], [k]), helper.make_node("Add", [src, k], [out])]
         else:  # flatten through shape arithmetic and back
             shp, flat = fresh(), fresh()
-            nodes += [helper.make_node("Shape", [src], [shp]),
-                      helper.make_node("Reshape", [src, const([-1], np.int64)], [flat]),
-                      helper.make_node("Reshape", [flat, shp], [out])]
+            nodes += [
+                helper.make_node("Shape", [src], [shp]),
+                helper.make_node("Reshape", [src, const([-1], np.int64)], [flat]),
+                helper.make_node("Reshape", [flat, shp], [out]),
+            ]
         pool.append((out, shape))
     produced = pool[1:]
     picks = draw(st.lists(st.sampled_from(produced), min_size=1, max_size=3, unique=True))
     if pool[-1] not in picks:
         picks.append(pool[-1])
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in picks]
-    graph = helper.make_graph(nodes, "random", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])],
-                              outputs, initializer=inits)
+    graph = helper.make_graph(
+        nodes, "random", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])], outputs, initializer=inits
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
     onnx.checker.check_model(model)
     return model

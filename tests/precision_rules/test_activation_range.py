@@ -12,7 +12,9 @@ from trtforge.precision_rules.activation_range import ActivationRangeRule
 from trtforge.precision_rules.fp32_probe import Probe
 
 # x in [-1, 1]: big = x * 3e4 + 1e5 reaches 1.3e5 (inf in FP16); small stays below 10
-TEXT = HEADER + """
+TEXT = (
+    HEADER
+    + """
 g (float[8] x) => (float[8] y) <float[1] k = {30000}, float[1] off = {50000}, float[1] tiny = {0.00001}> {
     [scale] s = Mul (x, k)
     [shift] big = Add (s, off)
@@ -20,6 +22,7 @@ g (float[8] x) => (float[8] y) <float[1] k = {30000}, float[1] off = {50000}, fl
     [shrink] y0 = Mul (big2, tiny)
     [relu] y = Relu (y0)
 }"""
+)
 
 
 def test_keeps_nodes_whose_inputs_or_outputs_reach_the_bound():

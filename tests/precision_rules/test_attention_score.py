@@ -8,7 +8,9 @@ from tests.precision_rules.helpers import HEADER, graph_of
 from trtforge.errors import PrecisionError
 from trtforge.precision_rules.attention_score import AttentionScoreRule
 
-FOUR_D = HEADER + """
+FOUR_D = (
+    HEADER
+    + """
 attn (float[1,2,8,4] q, float[1,2,8,4] k, float[1,2,8,4] v, float[1,1,8,8] mask) => (float[1,2,8,4] y) {
     kt = Transpose <perm = [0, 1, 3, 2]> (k)
     s = MatMul (q, kt)
@@ -18,8 +20,11 @@ attn (float[1,2,8,4] q, float[1,2,8,4] k, float[1,2,8,4] v, float[1,1,8,8] mask)
     p = Softmax <axis = -1> (m)
     y = MatMul (p, v)
 }"""
+)
 
-THREE_D_PRETRANSPOSED = HEADER + """
+THREE_D_PRETRANSPOSED = (
+    HEADER
+    + """
 attn (float[8,8,4] q, float[8,4,8] kt, float[8,8,4] v) => (float[8,8,4] y) {
     s = MatMul (q, kt)
     scale = Constant <value = float {0.5}> ()
@@ -27,8 +32,11 @@ attn (float[8,8,4] q, float[8,4,8] kt, float[8,8,4] v) => (float[8,8,4] y) {
     p = Softmax <axis = -1> (sc)
     y = MatMul (p, v)
 }"""
+)
 
-CLASSIFIER = HEADER + """
+CLASSIFIER = (
+    HEADER
+    + """
 head (float[1,16] x) => (float[1,10] y) {
     w = Constant <value = float[16,10] {0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0}> ()
     l = MatMul (x, w)
@@ -36,6 +44,7 @@ head (float[1,16] x) => (float[1,10] y) {
     y = Softmax <axis = -1> (l)
     y2 = Softmax <axis = -1> (r)
 }"""
+)
 
 
 def test_four_d_with_transpose_scale_and_mask_matches_the_whole_chain():
@@ -126,11 +135,14 @@ def _rand(*shape):
     return torch.randn(*shape)
 
 
-@pytest.mark.parametrize("module,args,layout", [
-    (Bmm3d(), (_rand(4, 8, 4), _rand(4, 8, 4), _rand(4, 8, 4)), "Transpose"),
-    (PreTransposed(), (_rand(1, 2, 8, 4), _rand(1, 2, 4, 8), _rand(1, 2, 8, 4)), "pre-transposed"),
-    (Sdpa(), (_rand(1, 2, 8, 4), _rand(1, 2, 8, 4), _rand(1, 2, 8, 4), _rand(1, 1, 8, 8)), ""),
-])
+@pytest.mark.parametrize(
+    "module,args,layout",
+    [
+        (Bmm3d(), (_rand(4, 8, 4), _rand(4, 8, 4), _rand(4, 8, 4)), "Transpose"),
+        (PreTransposed(), (_rand(1, 2, 8, 4), _rand(1, 2, 4, 8), _rand(1, 2, 8, 4)), "pre-transposed"),
+        (Sdpa(), (_rand(1, 2, 8, 4), _rand(1, 2, 8, 4), _rand(1, 2, 8, 4), _rand(1, 1, 8, 8)), ""),
+    ],
+)
 def test_matches_torch_onnx_dynamo_exports(module, args, layout):
     result = AttentionScoreRule().select(_graph(_export(module, *args)))
     softmaxes = [n for n in result.matched if "oftmax" in n]

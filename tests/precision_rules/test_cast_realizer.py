@@ -14,7 +14,9 @@ from trtforge.precision_rules.cast_realizer import F16, F32, check_invariants, r
 from trtforge.verify.onnx_check import run_fp16_faithful
 
 # a, b both read x; a -> b is one island; w only used inside it; s is shared with an FP16 node
-GRAPH = HEADER + """
+GRAPH = (
+    HEADER
+    + """
 g (float[4,4] x) => (float[4,4] y, float[4,4] z) <float[4,4] w = {1,0,0,0, 0,1,0,0, 0,0,1,0, 0,0,0,1}, float[1] s = {2}> {
     [a] m = MatMul (x, w)
     [b] sm = Softmax <axis = -1> (m)
@@ -23,6 +25,7 @@ g (float[4,4] x) => (float[4,4] y, float[4,4] z) <float[4,4] w = {1,0,0,0, 0,1,0
     [e] y = Add (q, p)
     [f] z = Relu (sm)
 }"""
+)
 
 
 def _casts(graph):
@@ -37,8 +40,7 @@ def test_island_shares_casts_and_keeps_io_dtypes():
     assert counts == {"to_fp32": 1, "to_fp16": 1, "initializers_fp32": 1, "cancelled": 0, "masks_widened": 0}
     assert by["b"].inputs[0] is by["a"].outputs[0] and by["a"].outputs[0].dtype == F32
     assert by["d"].inputs[0] is by["f"].inputs[0]
-    assert [(t.name, np.dtype(t.dtype)) for t in (*g.inputs, *g.outputs)] == \
-        [("x", F16), ("y", F16), ("z", F16)]
+    assert [(t.name, np.dtype(t.dtype)) for t in (*g.inputs, *g.outputs)] == [("x", F16), ("y", F16), ("z", F16)]
 
 
 def test_initializer_stored_fp32_only_when_used_only_in_islands():
@@ -51,10 +53,13 @@ def test_initializer_stored_fp32_only_when_used_only_in_islands():
 
 
 def test_graph_input_and_output_at_island_edges():
-    g = graph_of(HEADER + """
+    g = graph_of(
+        HEADER
+        + """
 g (float[4] x) => (float[4] y) {
     [a] y = Exp (x)
-}""")
+}"""
+    )
     counts = realize_casts(g, {"a"})
     assert counts["to_fp32"] == 1 and counts["to_fp16"] == 1
     assert np.dtype(g.inputs[0].dtype) == F16 and np.dtype(g.outputs[0].dtype) == F16
@@ -64,29 +69,38 @@ g (float[4] x) => (float[4] y) {
 def test_existing_fp16_cast_into_an_island_does_not_make_a_cancelling_pair():
     # the graph casts an FP32 tensor to FP16 (an FP32 island left by the export) before a node
     # the plan keeps FP32: the island reads the FP32 tensor directly
-    g = graph_of(HEADER + """
+    g = graph_of(
+        HEADER
+        + """
 g (float[4] x) => (float[4] y) {
     [e] e = Exp (x)
     [u] u = Cast <to = 1> (e)
     [w] w = Sqrt (u)
     [n] n = Cast <to = 10> (w)
     [a] y = Neg (n)
-}""")
+}"""
+    )
     counts = realize_casts(g, {"a"})
     assert counts["cancelled"] == 1
     for cast in _casts(g):
         src = cast.inputs[0].inputs[0] if cast.inputs[0].inputs else None
-        assert not (src is not None and src.op == "Cast"
-                    and np.dtype(src.inputs[0].dtype) == np.dtype(cast.outputs[0].dtype))
+        assert not (
+            src is not None and src.op == "Cast" and np.dtype(src.inputs[0].dtype) == np.dtype(cast.outputs[0].dtype)
+        )
 
 
 def test_check_invariants_catches_a_cancelling_pair():
     x = gs.Variable("x", dtype=np.float32, shape=[2])
     h = gs.Variable("h", dtype=np.float16, shape=[2])
     y = gs.Variable("y", dtype=np.float32, shape=[2])
-    g = gs.Graph(nodes=[gs.Node("Cast", "c1", {"to": onnx.TensorProto.FLOAT16}, [x], [h]),
-                        gs.Node("Cast", "c2", {"to": onnx.TensorProto.FLOAT}, [h], [y])],
-                 inputs=[x], outputs=[y])
+    g = gs.Graph(
+        nodes=[
+            gs.Node("Cast", "c1", {"to": onnx.TensorProto.FLOAT16}, [x], [h]),
+            gs.Node("Cast", "c2", {"to": onnx.TensorProto.FLOAT}, [h], [y]),
+        ],
+        inputs=[x],
+        outputs=[y],
+    )
     with pytest.raises(InternalError, match="cancel"):
         check_invariants(g, [], [("x", F32), ("y", F32)])
 
@@ -101,13 +115,16 @@ def test_check_invariants_catches_changed_io_and_fp16_reads():
 
 def test_realised_graph_is_valid_and_fp16_faithful(tmp_path):
     # exp(12) = 162755 overflows FP16; kept FP32 with the normalising Div, the result is finite
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 g (float[4] x) => (float[4] y) <float[1] k = {12}> {
     [m] t = Mul (x, k)
     [e] ex = Exp (t)
     [s] tot = ReduceSum <keepdims = 1> (ex)
     [d] y = Div (ex, tot)
 }"""
+    )
     feeds = {"x": np.ones(4, np.float16)}
     plain = graph_of(text)
     pure = _save(plain, tmp_path / "pure")
@@ -135,12 +152,14 @@ def test_external_initializer_stored_fp32_saves_and_loads(tmp_path):
 
     src, dest = tmp_path / "src", tmp_path / "dest"
     src.mkdir(), dest.mkdir()
-    model = model_of(HEADER + """
+    model = model_of(
+        HEADER
+        + """
 g (float[4] x) => (float[4] y) <float[4] w = {1, 2, 3, 4}> {
     [a] y = Mul (x, w)
-}""")
-    onnx.save_model(model, str(src / "model.onnx"), save_as_external_data=True, location="w.data",
-                    size_threshold=0)
+}"""
+    )
+    onnx.save_model(model, str(src / "model.onnx"), save_as_external_data=True, location="w.data", size_threshold=0)
     g = import_graph(onnx.load(str(src / "model.onnx"), load_external_data=False), src)
     assert realize_casts(g, {"a"})["initializers_fp32"] == 1
     out = gs.export_onnx(g)

@@ -30,13 +30,18 @@ def dags(draw):
             nodes.append(gs.Node(op, f"n{i}", inputs=[a, b], outputs=[out]))
         elif op == "Cast16":  # an FP32 detour the export left: FP16 -> FP32 -> FP16
             wide = gs.Variable(f"w{i}", dtype=np.float32, shape=[4])
-            nodes += [gs.Node("Cast", f"up{i}", {"to": onnx.TensorProto.FLOAT}, [a], [wide]),
-                      gs.Node("Cast", f"n{i}", {"to": onnx.TensorProto.FLOAT16}, [wide], [out])]
+            nodes += [
+                gs.Node("Cast", f"up{i}", {"to": onnx.TensorProto.FLOAT}, [a], [wide]),
+                gs.Node("Cast", f"n{i}", {"to": onnx.TensorProto.FLOAT16}, [wide], [out]),
+            ]
         else:
             nodes.append(gs.Node(op, f"n{i}", inputs=[a], outputs=[out]))
         tensors.append(out)
-    outputs = [tensors[-1]] + draw(st.lists(st.sampled_from(tensors[1:-1]), max_size=2, unique_by=id)) \
-        if n > 1 else [tensors[-1]]
+    outputs = (
+        [tensors[-1]] + draw(st.lists(st.sampled_from(tensors[1:-1]), max_size=2, unique_by=id))
+        if n > 1
+        else [tensors[-1]]
+    )
     graph = gs.Graph(nodes=nodes, inputs=[x], outputs=list({id(t): t for t in outputs}.values()))
     fp32 = draw(st.sets(st.sampled_from([nd.name for nd in nodes])))
     return graph, fp32

@@ -72,13 +72,16 @@ def test_debug_finds_an_exp_overflow_island_from_activations(tmp_path):
     from tests.precision_rules.helpers import HEADER
     from trtforge.driver.debug import debug_precision
 
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 g (float[4] x) => (float[4] y) <float[1] k = {12}> {
     [scale] t = Mul (x, k)
     [exp] ex = Exp (t)
     [sum] tot = ReduceSum <keepdims = 1> (ex)
     [div] y = Div (ex, tot)
 }"""
+    )
     x = np.array([1, 1, 0.5, 0], np.float16)
     e = np.exp(12.0 * x.astype(np.float64))
     passes, export = _folders(tmp_path, text, x, (e / e.sum()).astype(np.float32))
@@ -96,10 +99,13 @@ def test_debug_says_when_no_candidate_island_helps(tmp_path):
     from trtforge.driver.debug import debug_precision
 
     # the graph output itself is beyond FP16: no island can fix an FP16 output
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 g (float[4] x) => (float[4] y) <float[1] k = {1000}> {
     [big] y = Mul (x, k)
 }"""
+    )
     x = np.full(4, 100, np.float16)  # y = 1e5 > 65504
     passes, export = _folders(tmp_path, text, x, np.full(4, 1e5, np.float32))
     result = debug_precision(passes, export, lambda name: TOL)

@@ -9,12 +9,15 @@ from trtforge.errors import PrecisionError
 from trtforge.precision_rules.name_pattern import NamePatternRule
 from trtforge.precision_rules.op_type import OpTypeRule
 
-TEXT = HEADER + """
+TEXT = (
+    HEADER
+    + """
 g (float[4] x) => (float[4] y) {
     [block1_exp] e = Exp (x)
     [block1_soft] s = Softmax (e)
     [block2_soft] y = Softmax (s)
 }"""
+)
 
 
 def test_op_type():

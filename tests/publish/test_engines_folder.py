@@ -19,7 +19,7 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # real builds
 
-TWO = '''\
+TWO = """\
 [defaults]
 precision.rules = []
 
@@ -34,21 +34,29 @@ factory = "tinymods.mlp:make_mlp"
 factory_args = { width = 24 }
 inputs.x = { shape = [2, 8], dtype = "float16" }
 outputs = ["y"]
-'''
+"""
+
 
 def index(root: Path) -> dict:
     path = root / "engines" / "index.json"
     return json.loads(path.read_text()) if path.exists() else {"modules": {}, "pending": {}}
 
+
 def engine_files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root / "engines").as_posix() for p in (root / "engines").rglob("*")
-                  if p.is_file() and p.parent != root / "engines")
+    return sorted(
+        p.relative_to(root / "engines").as_posix()
+        for p in (root / "engines").rglob("*")
+        if p.is_file() and p.parent != root / "engines"
+    )
+
 
 def verify(root: Path, folder: str = "engines"):
     return run_cli("verify", folder, cwd=root)
 
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
 
 def test_index_lists_exactly_the_published_set(built_project):
     idx = index(built_project)
@@ -58,6 +66,7 @@ def test_index_lists_exactly_the_published_set(built_project):
     for rel, digest in files.items():
         assert sha(built_project / "engines" / rel) == digest
     assert verify(built_project).returncode == 0
+
 
 def test_failed_export_withdraws_the_published_engine(built_project):
     """Exit 2 (a factory argument the factory does not take) withdraws the old engine too."""
@@ -70,6 +79,7 @@ def test_failed_export_withdraws_the_published_engine(built_project):
     assert report["modules"][0]["published"] == [] and not report["modules"][0]["ok"]
     r = verify(built_project)
     assert r.returncode == 2 and "index.json lists none" in r.stderr  # nothing left to pass
+
 
 def test_removed_module_is_pruned_and_module_build_merges_report(republish_project):
     root = republish_project  # both modules' stages are cache hits: this is about publishing
@@ -93,6 +103,7 @@ def test_removed_module_is_pruned_and_module_build_merges_report(republish_proje
     assert [m["name"] for m in report["modules"]] == ["mlp"]
     assert verify(root).returncode == 0
 
+
 def test_foreign_files_are_refused_and_never_deleted(built_project):
     notes = built_project / "engines" / "notes.txt"
     notes.write_text("mine")
@@ -114,12 +125,14 @@ def test_foreign_files_are_refused_and_never_deleted(built_project):
     assert r.returncode == 3 and "notes.txt is not listed in index.json" in r.stdout
     assert "old.engine is not listed in index.json" in r.stdout
 
+
 @pytest.fixture
 def copied(built_project, tmp_path) -> tuple[Path, Path]:
     """(the copied engines folder, its target folder)."""
     dest = tmp_path / "copy" / "engines"
     shutil.copytree(built_project / "engines", dest)
     return dest, next(dest.glob("*/"))
+
 
 def _reindex(folder: Path, name: str = "mlp") -> None:
     """Make index.json agree with the files on disk again, as a tamperer would."""
@@ -130,6 +143,7 @@ def _reindex(folder: Path, name: str = "mlp") -> None:
         if (folder / rel).exists():
             idx["modules"][name]["files"][rel] = sha(folder / rel)
     (folder / "index.json").write_text(json.dumps(idx))
+
 
 @pytest.mark.parametrize("damage", ["missing", "empty", "damaged", "not_a_sidecar"])
 def test_verify_fails_on_an_engine_without_a_valid_sidecar(copied, damage):
@@ -145,6 +159,7 @@ def test_verify_fails_on_an_engine_without_a_valid_sidecar(copied, damage):
     assert "mlp.json" in r.stdout and "mlp: failed" in r.stdout
     assert ("is missing" if damage == "missing" else "is damaged") in r.stdout
 
+
 def test_verify_fails_on_unlisted_and_missing_files(copied):
     folder, target = copied
     shutil.copy(target / "mlp.engine", target / "other.engine")  # an engine nobody vouches for
@@ -157,6 +172,7 @@ def test_verify_fails_on_unlisted_and_missing_files(copied):
     (folder / "index.json").unlink()
     r = run_cli("verify", str(folder), cwd=folder.parent)
     assert r.returncode == 3 and "index.json is missing" in r.stdout
+
 
 def test_verify_refuses_paths_that_leave_the_folder(copied, tmp_path):
     folder, target = copied
@@ -175,20 +191,29 @@ def test_verify_refuses_paths_that_leave_the_folder(copied, tmp_path):
     r = run_cli("verify", str(folder), cwd=folder.parent)
     assert r.returncode == 3 and "'../evil.engine' is not a path inside the folder" in r.stdout, r.stdout
 
+
 def test_one_module_never_deletes_another_modules_files(built_project):
     """`a` with a random input set publishes a.inputs.r1.npz; a module named `a.inputs.r1`
     publishes a.inputs.r1.inputs.npz. A glob over `a.inputs.r*.npz` once deleted the latter."""
     root = built_project  # `a.inputs.r1` is the built mlp (cache hits); `a` is built
-    mod = ('[modules.{name}]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = {{ width = 16 }}\n'
-           'inputs.x = {{ shape = [2, 8], dtype = "float16" }}\noutputs = ["y"]\n')
-    (root / "engines.toml").write_text("[defaults]\nprecision.rules = []\n\n" + mod.format(name='"a.inputs.r1"')
-                                       + "\n" + mod.format(name="a") + "verify.random_inputs = 1\n")
+    mod = (
+        '[modules.{name}]\nfactory = "tinymods.mlp:make_mlp"\nfactory_args = {{ width = 16 }}\n'
+        'inputs.x = {{ shape = [2, 8], dtype = "float16" }}\noutputs = ["y"]\n'
+    )
+    (root / "engines.toml").write_text(
+        "[defaults]\nprecision.rules = []\n\n"
+        + mod.format(name='"a.inputs.r1"')
+        + "\n"
+        + mod.format(name="a")
+        + "verify.random_inputs = 1\n"
+    )
     proc, _ = build(root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = {f.rsplit("/", 1)[1] for f in engine_files(root)}
     assert {"a.inputs.r1.npz", "a.inputs.r1.inputs.npz", "a.inputs.r1.engine"} <= names
     r = verify(root)
     assert r.returncode == 0, r.stdout + r.stderr
+
 
 def test_failed_export_log_does_not_follow_a_planted_symlink(built_project, tmp_path):
     victim = tmp_path / "victim.txt"
@@ -212,6 +237,7 @@ def test_failed_export_log_does_not_follow_a_planted_symlink(built_project, tmp_
     assert proc.returncode == 2
     assert list(victim_dir.iterdir()) == []
 
+
 def test_reports_say_where_they_came_from(built_project):
     report = json.loads((built_project / "engines" / "report.json").read_text())
     assert report["trtforge"] == run_cli("--version", cwd=built_project).stdout.split()[-1]
@@ -220,11 +246,13 @@ def test_reports_say_where_they_came_from(built_project):
     assert report["gpu"] and report["started"].endswith("Z") and report["duration_s"] > 0
     assert report["ok"] is True
     published = report["modules"][0]["published"]
-    assert published and all(not p.startswith("/") and (built_project / "engines" / p).is_file()
-                              for p in published)  # relative to engines/
+    assert published and all(
+        not p.startswith("/") and (built_project / "engines" / p).is_file() for p in published
+    )  # relative to engines/
     html = (built_project / "engines" / "report.html").read_text()
     assert report["manifest"]["sha256"] in html and "PASSED" in html and report["started"] in html
     assert str(built_project) not in html and str(built_project) not in json.dumps(report)
+
 
 def test_version_and_python_m(tmp_path):
     import subprocess
@@ -234,8 +262,9 @@ def test_version_and_python_m(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("trtforge ")
     m = subprocess.run([sys.executable, "-m", "trtforge", "--version"], cwd=tmp_path, capture_output=True, text=True)
     assert m.returncode == 0 and m.stdout == r.stdout
-    m = subprocess.run([sys.executable, "-m", "trtforge", "verify", str(tmp_path)], cwd=tmp_path,
-                       capture_output=True, text=True)
+    m = subprocess.run(
+        [sys.executable, "-m", "trtforge", "verify", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True
+    )
     assert m.returncode == 2 and m.stderr.startswith("trtforge: error:")
 
 

@@ -72,7 +72,7 @@ def test_blame_in_verify_json(built, name, stage):
     verify = _module(report, name)["stages"]["verify"]
     assert verify["state"] == "failed"
     assert verify["meta"]["blame"] == stage
-    for earlier in ONNX_STAGES[:ONNX_STAGES.index(stage)]:  # stages before the culprit were checked and passed
+    for earlier in ONNX_STAGES[: ONNX_STAGES.index(stage)]:  # stages before the culprit were checked and passed
         assert verify["meta"]["checks"][earlier]["status"] == "ok"
     assert verify["meta"]["checks"][stage]["status"] == "failed"
 

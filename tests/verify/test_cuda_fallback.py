@@ -55,8 +55,9 @@ def test_cuda_listed_but_not_loading_falls_back_and_says_why(prec, monkeypatch):
     check = verify_run._precision_check(prec, _sets(), _tol)
     # ...but the real session runs on the CPU only: the node-by-node evaluator judges, and says so
     assert check["status"] == "ok", check
-    assert check["kind"].startswith(verify_run.FAITHFUL + " (CUDA provider not used: ONNX Runtime provider "
-                                    "CUDAExecutionProvider requested but")
+    assert check["kind"].startswith(
+        verify_run.FAITHFUL + " (CUDA provider not used: ONNX Runtime provider CUDAExecutionProvider requested but"
+    )
 
 
 def test_provider_missing_is_named(monkeypatch):

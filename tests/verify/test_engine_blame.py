@@ -78,8 +78,7 @@ def test_a_runtime_that_refuses_the_engine_fails_the_engine_check(project, monke
 def test_matching_engine_outputs_pass(project, monkeypatch):
     manifest, store = project
     refs = {}
-    fake_runner(monkeypatch, lambda feeds: {k: v.astype(np.float16) for k, v in refs[id(feeds)].items()},
-                "double 3")
+    fake_runner(monkeypatch, lambda feeds: {k: v.astype(np.float16) for k, v in refs[id(feeds)].items()}, "double 3")
     monkeypatch.setattr(verify_run, "input_sets", _capture(refs))
     result = build_module(store, manifest, manifest.modules[0])
     meta = result.records["verify"].meta
@@ -94,4 +93,5 @@ def _capture(refs):
         sets = input_sets(folder, inputs, reference)
         refs.update({id(feeds): ref for _, feeds, ref in sets})
         return sets
+
     return wrapped

@@ -8,8 +8,10 @@ import pytest
 from trtforge import backends as be
 from trtforge.verify.engine_check import why_not_runnable
 
-RTX_META = {"backend": be.RTX, "target": {"name": "rtx-sm80-sm86-sm89-sm120",
-                                          "compute_capabilities": ["8.0", "8.6", "8.9", "12.0"]}}
+RTX_META = {
+    "backend": be.RTX,
+    "target": {"name": "rtx-sm80-sm86-sm89-sm120", "compute_capabilities": ["8.0", "8.6", "8.9", "12.0"]},
+}
 
 
 def fake_gpus(monkeypatch, *gpus):

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow  # real exports and engine builds
 
 POLYGRAPHY = str(Path(sys.executable).parent / "polygraphy")
 
-MODEL = '''
+MODEL = """
 import torch
 from torch import nn
 
@@ -28,9 +28,9 @@ from torch import nn
 def make(seed: int = 0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4))
-'''
+"""
 
-MANIFEST = '''
+MANIFEST = """
 [defaults]
 precision.rules = []
 verify = { random_inputs = 1, input_sets = ["samples/*.npz"] }
@@ -43,14 +43,29 @@ inputs.x = { shape = [2, 8], dist = "normal", std = 0.5 }
 factory = "mlp:make"
 factory_args = { seed = 1 }
 inputs.x = { shape = [2, 8], dist = "normal", std = 0.5 }
-'''
+"""
 
 
 def _polygraphy(onnx: Path, folder: Path, inputs_of: str, reference_of: str) -> subprocess.CompletedProcess:
-    return subprocess.run([POLYGRAPHY, "run", str(onnx), "--onnxrt",
-                           "--load-inputs", str(folder / f"{inputs_of}.polygraphy-inputs.json"),
-                           "--load-outputs", str(folder / f"{reference_of}.polygraphy-reference.json"),
-                           "--atol", "0.01", "--rtol", "0.01"], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            POLYGRAPHY,
+            "run",
+            str(onnx),
+            "--onnxrt",
+            "--load-inputs",
+            str(folder / f"{inputs_of}.polygraphy-inputs.json"),
+            "--load-outputs",
+            str(folder / f"{reference_of}.polygraphy-reference.json"),
+            "--atol",
+            "0.01",
+            "--rtol",
+            "0.01",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_polygraphy_run_reads_the_published_bundle(tmp_path):

@@ -7,11 +7,14 @@ import pytest
 from trtforge.verify.precision_map import block_of
 
 
-@pytest.mark.parametrize("scopes,block", [
-    (["", "blocks", "blocks.3", "blocks.3.mlp", "blocks.3.mlp.0", "linear"], "blocks.3"),
-    (["", "embed", "conv2d"], "embed"),
-    (["", "add"], "(top level)"),
-    ([], "(top level)"),
-])
+@pytest.mark.parametrize(
+    "scopes,block",
+    [
+        (["", "blocks", "blocks.3", "blocks.3.mlp", "blocks.3.mlp.0", "linear"], "blocks.3"),
+        (["", "embed", "conv2d"], "embed"),
+        (["", "add"], "(top level)"),
+        ([], "(top level)"),
+    ],
+)
 def test_block_of(scopes, block):
     assert block_of(scopes) == block

@@ -10,8 +10,10 @@ import numpy as np
 from trtforge.predeploy import _bundle_sets
 from trtforge.verify.engine_check import profile_of
 
-PROFILES = [{"image": {"min": [1, 3, 8, 8], "opt": [1, 3, 8, 8], "max": [1, 3, 8, 8]}},
-            {"image": {"min": [2, 3, 8, 8], "opt": [4, 3, 8, 8], "max": [8, 3, 8, 8]}}]
+PROFILES = [
+    {"image": {"min": [1, 3, 8, 8], "opt": [1, 3, 8, 8], "max": [1, 3, 8, 8]}},
+    {"image": {"min": [2, 3, 8, 8], "opt": [4, 3, 8, 8], "max": [8, 3, 8, 8]}},
+]
 
 
 def feeds(batch: int) -> dict:
@@ -25,13 +27,17 @@ def test_each_set_runs_under_the_first_profile_that_holds_its_shapes():
 
 
 def test_bundle_sets_pair_every_listed_inputs_file_with_its_reference():
-    files = {f"m.{kind}{tag}.npz": "d" for kind in ("inputs", "reference")
-             for tag in ("", ".r1", ".p0.min", ".p0.opt", ".p0.max", ".p1.max")}
+    files = {
+        f"m.{kind}{tag}.npz": "d"
+        for kind in ("inputs", "reference")
+        for tag in ("", ".r1", ".p0.min", ".p0.opt", ".p0.max", ".p1.max")
+    }
     files["m.engine"] = "d"
     sets = _bundle_sets(Path("/x"), "m", {"files": files})
     assert [(i.name, r.name) for i, r in sets] == [
         ("m.inputs.npz", "m.reference.npz"),
-        *((f"m.inputs{t}.npz", f"m.reference{t}.npz") for t in (".p0.max", ".p0.min", ".p0.opt", ".p1.max", ".r1"))]
+        *((f"m.inputs{t}.npz", f"m.reference{t}.npz") for t in (".p0.max", ".p0.min", ".p0.opt", ".p1.max", ".r1")),
+    ]
 
 
 class RecordingRunner:
@@ -69,14 +75,18 @@ def test_engine_sets_run_under_their_profiles(monkeypatch, tmp_path):
     common.bytes_from_path = lambda path: b""
     trt.engine_from_bytes = lambda data: object()
     trt.TrtRunner = RecordingRunner
-    for name, mod in (("polygraphy", types.ModuleType("polygraphy")),
-                      ("polygraphy.backend", types.ModuleType("polygraphy.backend")),
-                      ("polygraphy.backend.common", common), ("polygraphy.backend.trt", trt)):
+    for name, mod in (
+        ("polygraphy", types.ModuleType("polygraphy")),
+        ("polygraphy.backend", types.ModuleType("polygraphy.backend")),
+        ("polygraphy.backend.common", common),
+        ("polygraphy.backend.trt", trt),
+    ):
         monkeypatch.setitem(sys.modules, name, mod)
     monkeypatch.setattr(engine_check.be, "select", lambda backend: None)
     RecordingRunner.calls = []
-    outputs, _ = engine_check.run_engine_sets(tmp_path / "m.engine", [feeds(b) for b in (4, 1, 2, 8)],
-                                              "tensorrt", runs=1, profiles=PROFILES)
+    outputs, _ = engine_check.run_engine_sets(
+        tmp_path / "m.engine", [feeds(b) for b in (4, 1, 2, 8)], "tensorrt", runs=1, profiles=PROFILES
+    )
     assert [o["y"][0] for o in outputs] == [4, 1, 2, 8]
     assert RecordingRunner.calls[:4] == [(4, 1), (1, 0), (2, 1), (8, 1)]
     assert set(RecordingRunner.calls[4:]) == {(4, 1)}  # latency on the first set, under its profile

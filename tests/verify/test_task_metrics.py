@@ -27,21 +27,34 @@ outputs = ["image", "mask", "logits"]
 
 
 def test_manifest_fills_task_metric_defaults_once():
-    m = _manifest('verify.outputs.mask = { metric = "iou", mask = "argmax", atol = 0.5 }\n'
-                  'verify.outputs.logits = { metric = "topk" }')
-    assert m.tolerance("mask") == {"atol": 0.5, "rtol": 0.01, "max_outside": 1e-3, "min_cosine": 0.999,
-                                   "metric": "iou", "mask": "argmax", "threshold": 0.5, "axis": 1,
-                                   "min_iou": 0.9}
+    m = _manifest(
+        'verify.outputs.mask = { metric = "iou", mask = "argmax", atol = 0.5 }\n'
+        'verify.outputs.logits = { metric = "topk" }'
+    )
+    assert m.tolerance("mask") == {
+        "atol": 0.5,
+        "rtol": 0.01,
+        "max_outside": 1e-3,
+        "min_cosine": 0.999,
+        "metric": "iou",
+        "mask": "argmax",
+        "threshold": 0.5,
+        "axis": 1,
+        "min_iou": 0.9,
+    }
     assert m.tolerance("logits")["k"] == 5 and m.tolerance("logits")["min_topk"] == 0.8
     assert "metric" not in m.tolerance("image")
 
 
-@pytest.mark.parametrize("toml,message", [
-    ('verify.outputs.image = { metric = "ssim" }', "'ssim' is not one of psnr, iou, topk"),
-    ('verify.outputs.image = { metric = "psnr", k = 3 }', "'k' belongs to metric = 'topk'"),
-    ('verify.outputs.image = { min_psnr = 30 }', "'min_psnr' belongs to metric = 'psnr'"),
-    ('verify.outputs.mask = { metric = "iou", min_iou = 1.5 }', "must be a fraction"),
-])
+@pytest.mark.parametrize(
+    "toml,message",
+    [
+        ('verify.outputs.image = { metric = "ssim" }', "'ssim' is not one of psnr, iou, topk"),
+        ('verify.outputs.image = { metric = "psnr", k = 3 }', "'k' belongs to metric = 'topk'"),
+        ("verify.outputs.image = { min_psnr = 30 }", "'min_psnr' belongs to metric = 'psnr'"),
+        ('verify.outputs.mask = { metric = "iou", min_iou = 1.5 }', "must be a fraction"),
+    ],
+)
 def test_manifest_rejects_bad_task_metric(toml, message):
     with pytest.raises(ManifestError) as e:
         _manifest(toml)
@@ -65,12 +78,14 @@ def test_iou_threshold_and_argmax():
     ref[..., :2, :] = 1.0  # top half on
     half_wrong = ref.copy()
     half_wrong[..., 0, :] = 0.0  # lose one of two rows: IoU 0.5
-    m = compare(half_wrong, ref, {**LOOSE, "metric": "iou", "mask": "threshold", "threshold": 0.5,
-                                  "axis": 1, "min_iou": 0.9})
+    m = compare(
+        half_wrong, ref, {**LOOSE, "metric": "iou", "mask": "threshold", "threshold": 0.5, "axis": 1, "min_iou": 0.9}
+    )
     assert m["task"]["value"] == pytest.approx(0.5) and not m["ok"]
     logits = np.stack([ref[0, 0], 1 - ref[0, 0]])[None]  # 2 classes, argmax over axis 1
-    m = compare(logits * 3.0, logits, {**LOOSE, "metric": "iou", "mask": "argmax", "threshold": 0.5,
-                                       "axis": 1, "min_iou": 0.9})
+    m = compare(
+        logits * 3.0, logits, {**LOOSE, "metric": "iou", "mask": "argmax", "threshold": 0.5, "axis": 1, "min_iou": 0.9}
+    )
     assert m["task"]["value"] == 1.0 and m["ok"]  # scaled logits: same masks
 
 

@@ -8,8 +8,10 @@ import pytest
 from trtforge import backends as be
 from trtforge.verify.engine_check import why_not_runnable
 
-RTX_META = {"backend": be.RTX, "target": {"name": "rtx-sm80-sm86-sm89-sm120",
-                                          "compute_capabilities": ["8.0", "8.6", "8.9", "12.0"]}}
+RTX_META = {
+    "backend": be.RTX,
+    "target": {"name": "rtx-sm80-sm86-sm89-sm120", "compute_capabilities": ["8.0", "8.6", "8.9", "12.0"]},
+}
 
 
 class FakeGpus:
@@ -26,6 +28,7 @@ class FakeGpus:
 def fake(monkeypatch):
     def install(*gpus):
         monkeypatch.setattr(be, "gpus", FakeGpus(*gpus))
+
     return install
 
 
@@ -49,8 +52,10 @@ def test_rtx_engine_on_ada_runs(fake):
 def test_trt_engine_on_another_gpu_model(fake, monkeypatch):
     fake(("NVIDIA A100-SXM4-80GB", "8.0"))
     monkeypatch.setattr(be, "installed", lambda backend: True)
-    meta = {"backend": be.TRT, "target": {"name": "trt-nvidia-a10-sm86", "gpu": "NVIDIA A10",
-                                          "compute_capabilities": ["8.0"]}}
+    meta = {
+        "backend": be.TRT,
+        "target": {"name": "trt-nvidia-a10-sm86", "gpu": "NVIDIA A10", "compute_capabilities": ["8.0"]},
+    }
     assert why_not_runnable(meta) == "engine built for NVIDIA A10, this GPU is NVIDIA A100-SXM4-80GB"
 
 

@@ -31,8 +31,15 @@ def _vit(attn: str):
     from transformers import ViTConfig, ViTModel
 
     torch.manual_seed(0)
-    cfg = ViTConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768,
-                    image_size=64, patch_size=16, attn_implementation=attn)
+    cfg = ViTConfig(
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=3,
+        intermediate_size=768,
+        image_size=64,
+        patch_size=16,
+        attn_implementation=attn,
+    )
     return FirstOutput(ViTModel(cfg))
 
 
@@ -48,8 +55,14 @@ def bert():
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512,
-                     vocab_size=1000, attn_implementation="eager")
+    cfg = BertConfig(
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=512,
+        vocab_size=1000,
+        attn_implementation="eager",
+    )
     return FirstOutput(BertModel(cfg))
 
 
@@ -57,8 +70,14 @@ def clip_text():
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
-    cfg = CLIPTextConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=512,
-                         vocab_size=1000, max_position_embeddings=77)
+    cfg = CLIPTextConfig(
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=512,
+        vocab_size=1000,
+        max_position_embeddings=77,
+    )
     return FirstOutput(CLIPTextModel(cfg))
 
 
@@ -66,9 +85,14 @@ def vae_decoder():
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=16,
-                        layers_per_block=1)
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=16,
+        layers_per_block=1,
+    )
     return VaeDecode(vae)
 
 
@@ -76,17 +100,36 @@ def unet():
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
-    return FirstOutput(UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, layers_per_block=1, norm_num_groups=16, attention_head_dim=8))
+    return FirstOutput(
+        UNet2DConditionModel(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+            layers_per_block=1,
+            norm_num_groups=16,
+            attention_head_dim=8,
+        )
+    )
 
 
 def resnetish():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(32, 64, 3, padding=1), nn.GroupNorm(8, 64), nn.SiLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.GroupNorm(8, 64),
+        nn.SiLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
 
 
 def torch_transformer():
@@ -116,9 +159,22 @@ def sdxl_unet():
 
     torch.manual_seed(0)
     time_dim, text_dim = 8, 32
-    return SdxlUNet(UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        layers_per_block=1, transformer_layers_per_block=1, cross_attention_dim=32, norm_num_groups=16,
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=time_dim, projection_class_embeddings_input_dim=text_dim + 6 * time_dim))
+    return SdxlUNet(
+        UNet2DConditionModel(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            layers_per_block=1,
+            transformer_layers_per_block=1,
+            cross_attention_dim=32,
+            norm_num_groups=16,
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=time_dim,
+            projection_class_embeddings_input_dim=text_dim + 6 * time_dim,
+        )
+    )

@@ -42,8 +42,16 @@ factory = "models:torch_transformer"
 inputs.src = { shape = [1, 16, 128] }
 """
 # attention blocks each architecture has: one score MatMul + one Softmax kept FP32 per block
-BLOCKS = {"hf_vit_eager": 4, "hf_vit_sdpa": 4, "bert": 2, "clip_text": 2, "vae_decoder": 1, "unet": 8,
-          "resnetish": 0, "torch_transformer": 2}
+BLOCKS = {
+    "hf_vit_eager": 4,
+    "hf_vit_sdpa": 4,
+    "bert": 2,
+    "clip_text": 2,
+    "vae_decoder": 1,
+    "unet": 8,
+    "resnetish": 0,
+    "torch_transformer": 2,
+}
 
 
 @pytest.fixture(scope="module")

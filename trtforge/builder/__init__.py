@@ -42,20 +42,21 @@ class BuildStage:
         backend = self.backend(module)
         # the optimization profiles are builder options; static modules keep their key unchanged
         return ({"profiles": profiles_key(module.profiles)} if module.profiles else {}) | {
-            "backend": backend, "backend_version": be.version(backend),
+            "backend": backend,
+            "backend_version": be.version(backend),
             "libraries": {p.name: digest_file(p) for p in be.library_files(backend)},
             "target": self._target(backend, module),
             "options": {**settings_dict(module.build), "backend": backend},
-            "realizer": module.precision.realizer, "platform": be.platform_key(),
-            "tools": tool_versions("polygraphy", "onnx"), "plugins": [],
+            "realizer": module.precision.realizer,
+            "platform": be.platform_key(),
+            "tools": tool_versions("polygraphy", "onnx"),
+            "plugins": [],
             # the CUDA runtime the builder links against picks kernels too (None where absent)
-            "cuda": tool_versions("nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13",
-                                  "nvidia-cuda-runtime"),
+            "cuda": tool_versions("nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13", "nvidia-cuda-runtime"),
         }
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:
         from trtforge.builder.engine import build_engine
 
         backend = self.backend(ctx.module)
-        return build_engine(ctx, workdir, backend,
-                            self._target(backend, ctx.module))
+        return build_engine(ctx, workdir, backend, self._target(backend, ctx.module))

@@ -37,17 +37,21 @@ def network_layers(network) -> list[dict]:
     layers = []
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        layers.append({
-            "name": layer.name, "type": str(layer.type).split(".")[-1],
-            "outputs": [str(layer.get_output(j).dtype).split(".")[-1] for j in range(layer.num_outputs)],
-        })
+        layers.append(
+            {
+                "name": layer.name,
+                "type": str(layer.type).split(".")[-1],
+                "outputs": [str(layer.get_output(j).dtype).split(".")[-1] for j in range(layer.num_outputs)],
+            }
+        )
     return layers
 
 
 def shape_layer_count(layers: list[dict]) -> int:
     """Layers that only compute shapes (INT64/INT32 outputs, no float output)."""
-    return sum(1 for layer in layers
-               if layer["outputs"] and all(o in ("INT64", "INT32", "BOOL") for o in layer["outputs"]))
+    return sum(
+        1 for layer in layers if layer["outputs"] and all(o in ("INT64", "INT32", "BOOL") for o in layer["outputs"])
+    )
 
 
 def check_precisions(layers: list[dict], plan: dict, module: str) -> dict:
@@ -56,10 +60,13 @@ def check_precisions(layers: list[dict], plan: dict, module: str) -> dict:
     by_name = {layer["name"]: layer for layer in layers}
     missing = sorted(n for n in fp32 if n not in by_name)
     if missing:
-        raise BuildError(f"planned FP32 node '{missing[0]}' has no layer of that name in the parsed "
-                         f"network ({len(missing)} missing)", where=f"modules.{module}.precision",
-                         module=module, hint="a lost FP32 island brings the FP16 overflow back; "
-                                             "report this graph to the trtforge maintainers")
+        raise BuildError(
+            f"planned FP32 node '{missing[0]}' has no layer of that name in the parsed "
+            f"network ({len(missing)} missing)",
+            where=f"modules.{module}.precision",
+            module=module,
+            hint="a lost FP32 island brings the FP16 overflow back; report this graph to the trtforge maintainers",
+        )
     wrong, counts = [], {"FLOAT": 0, "HALF": 0}
     for layer in layers:
         if layer["type"] not in CHECKED_TYPES:
@@ -70,8 +77,11 @@ def check_precisions(layers: list[dict], plan: dict, module: str) -> dict:
         if got != want:
             wrong.append(f"{layer['name']} ({layer['type']}) is {got}, planned {want}")
     if wrong:
-        raise BuildError(f"precision plan not honoured: {wrong[0]} ({len(wrong)} layers)",
-                         where=f"modules.{module}.precision", module=module)
+        raise BuildError(
+            f"precision plan not honoured: {wrong[0]} ({len(wrong)} layers)",
+            where=f"modules.{module}.precision",
+            module=module,
+        )
     return counts
 
 
@@ -81,8 +91,11 @@ def apply_layer_precisions(network, trt, plan: dict, module: str) -> None:
     for node in plan:
         layer = names.get(node)
         if layer is None:
-            raise BuildError(f"planned FP32 node '{node}' is not a layer of the parsed network",
-                             where=f"modules.{module}.precision", module=module)
+            raise BuildError(
+                f"planned FP32 node '{node}' is not a layer of the parsed network",
+                where=f"modules.{module}.precision",
+                module=module,
+            )
         layer.precision = trt.float32
         for j in range(layer.num_outputs):
             if layer.get_output(j).dtype in (trt.float16, trt.float32):
@@ -95,8 +108,7 @@ def build_engine(ctx: StageContext, workdir: Path, backend: str, target: dict) -
     ptrt, _, trt = _imports(backend)
     log_path = workdir / BuildFiles.LOG
     # polygraphy's own "[!] Could not parse ONNX" goes to stderr: keep it in build.log too
-    with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
+    with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         return _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path)
 
 
@@ -114,10 +126,13 @@ def memory_guard(src: Path, module: str) -> None:
     weights = weight_file_bytes(src)
     need, have = int(3.3 * weights) + (512 << 20), machine_memory()
     if have is not None and need > have:
-        raise BuildError(f"the build needs about {need / 2**30:.1f} GiB of memory ({weights / 2**30:.1f} GiB "
-                         f"of weights) and this machine has {have / 2**30:.1f} GiB",
-                         where=f"modules.{module}.build", module=module,
-                         hint="build on a machine with more memory")
+        raise BuildError(
+            f"the build needs about {need / 2**30:.1f} GiB of memory ({weights / 2**30:.1f} GiB "
+            f"of weights) and this machine has {have / 2**30:.1f} GiB",
+            where=f"modules.{module}.build",
+            module=module,
+            hint="build on a machine with more memory",
+        )
 
 
 def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
@@ -141,8 +156,10 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     if not strongly_typed:
         apply_layer_precisions(network, trt, plan["fp32"], module)
 
-    common = dict(builder_optimization_level=opts.optimization_level,
-                  memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts.workspace_mib << 20})
+    common = dict(
+        builder_optimization_level=opts.optimization_level,
+        memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts.workspace_mib << 20},
+    )
     monitor = _progress_monitor(trt)
     if monitor is not None:
         common["progress_monitor"] = monitor  # also how a signal cancels the build
@@ -166,21 +183,34 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         with interrupts.deferred():
             engine_bytes = _build_to_file(ptrt, trt, (builder, network, parser), config, workdir / BuildFiles.ENGINE)
     except Exception as e:
-        raise BuildError(f"engine build failed: {_last_error(log_path) or e}", where=f"modules.{module}.build",
-                         module=module, hint="the builder's log names the failing layer") from e
+        raise BuildError(
+            f"engine build failed: {_last_error(log_path) or e}",
+            where=f"modules.{module}.build",
+            module=module,
+            hint="the builder's log names the failing layer",
+        ) from e
     build_s = time.perf_counter() - t0
     if not engine_bytes:
-        raise BuildError(f"engine build failed: {_last_error(log_path)}", where=f"modules.{module}.build",
-                         module=module)
+        raise BuildError(
+            f"engine build failed: {_last_error(log_path)}", where=f"modules.{module}.build", module=module
+        )
     timing = save_timing_cache(holder, workdir / TIMING_FILE, ctx.timing_cache)
     meta = {
-        "backend": backend, "backend_version": trt.__version__, "target": target,
-        "strongly_typed": strongly_typed, "parse_s": round(parse_s, 3), "build_s": round(build_s, 3),
-        "layers": len(layers), "shape_layers": shape_layer_count(layers), "precision_counts": counts,
+        "backend": backend,
+        "backend_version": trt.__version__,
+        "target": target,
+        "strongly_typed": strongly_typed,
+        "parse_s": round(parse_s, 3),
+        "build_s": round(build_s, 3),
+        "layers": len(layers),
+        "shape_layers": shape_layer_count(layers),
+        "precision_counts": counts,
         "layers_before_passes": before,
-        "fp32_layers": sorted(lay["name"] for lay in layers
-                              if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"),
-        "io": io_bindings(network), "engine_bytes": engine_bytes,
+        "fp32_layers": sorted(
+            lay["name"] for lay in layers if lay["type"] in CHECKED_TYPES and lay["outputs"][0] == "FLOAT"
+        ),
+        "io": io_bindings(network),
+        "engine_bytes": engine_bytes,
         "timing_cache": timing,  # not in the key (it grows): its digest, and the one it started from
     }
     if profiles:
@@ -286,8 +316,10 @@ def io_bindings(network) -> dict:
     def one(t):
         return {"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype).split(".")[-1]}
 
-    return {"inputs": [one(network.get_input(i)) for i in range(network.num_inputs)],
-            "outputs": [one(network.get_output(i)) for i in range(network.num_outputs)]}
+    return {
+        "inputs": [one(network.get_input(i)) for i in range(network.num_inputs)],
+        "outputs": [one(network.get_output(i)) for i in range(network.num_outputs)],
+    }
 
 
 def _last_error(log_path: Path) -> str:
@@ -307,6 +339,9 @@ def _parse_error(e: Exception, log_path: Path, module: str) -> BuildError:
         what.append(f"node '{m.group(1)}'")
     if op:
         what.append(f"op {op.group(1)}")
-    return BuildError(f"the TensorRT ONNX parser rejected the graph{' at ' + ', '.join(what) if what else ''}: "
-                      f"{text}", where=f"modules.{module}", module=module,
-                      hint="rewrite that op with a graph pass or in the module")
+    return BuildError(
+        f"the TensorRT ONNX parser rejected the graph{' at ' + ', '.join(what) if what else ''}: {text}",
+        where=f"modules.{module}",
+        module=module,
+        hint="rewrite that op with a graph pass or in the module",
+    )

@@ -141,10 +141,10 @@ def material(deps: dict, root: Path) -> dict:
     dists = {}
     for name, d in sorted(deps.get("dists", {}).items()):
         loc = d["location"]
-        modified = {rel: digests[f"{loc}/{rel}"] for rel, want in sorted(d["files"].items())
-                    if digests[f"{loc}/{rel}"] != want}
-        dists[name] = {"version": d["version"], "record": digests[f"{loc}/{d['record']}"],
-                       "modified": modified}
+        modified = {
+            rel: digests[f"{loc}/{rel}"] for rel, want in sorted(d["files"].items()) if digests[f"{loc}/{rel}"] != want
+        }
+        dists[name] = {"version": d["version"], "record": digests[f"{loc}/{d['record']}"], "modified": modified}
     return {"python": platform.python_version(), "sources": sources, "dists": dists}
 
 

@@ -79,13 +79,13 @@ class DigestMemo:
                 pass  # a read-only cache still works, it just re-hashes
         return value
 
-
     def digest_many(self, paths: list[str]) -> dict[str, str | None]:
         """Digests of many files (None: missing) with one memo file for the whole set: the code a
         stage loaded is ~2,000 files, and one small memo file each would cost more than the stats.
         Written back only when something changed, so a no-op build writes nothing."""
-        slot = None if self.root is None else (
-            self.root / "sets" / digest_bytes("\n".join(sorted(paths)).encode())[:32])
+        slot = (
+            None if self.root is None else (self.root / "sets" / digest_bytes("\n".join(sorted(paths)).encode())[:32])
+        )
         memo = {}
         if slot is not None:
             try:
@@ -136,6 +136,8 @@ _STATS: dict[str, list | None] = {}
 
 def forget_stats() -> None:
     _STATS.clear()
+
+
 _MEMO = DigestMemo(None)
 
 

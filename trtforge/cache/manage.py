@@ -29,8 +29,11 @@ def parse_size(text: str, option: str) -> int:
     """'20G', '500M', '1.5T', '0' (bytes when no unit); anything else is one line, exit 2."""
     m = re.fullmatch(_AMOUNT + r"\s*([KMGT]?)(?:i?B)?", text.strip(), re.I)
     if not m:
-        raise CacheError(f"'{text}' is not a size", where=option,
-                         hint="write a number of bytes or a number with K, M, G or T, e.g. 20G")
+        raise CacheError(
+            f"'{text}' is not a size",
+            where=option,
+            hint="write a number of bytes or a number with K, M, G or T, e.g. 20G",
+        )
     return int(float(m.group(1)) * SIZE_UNITS[m.group(2).upper()])
 
 
@@ -38,8 +41,7 @@ def parse_age(text: str, option: str) -> float:
     """'30d', '12h', '90m', '3600' (seconds when no unit); anything else is one line, exit 2."""
     m = re.fullmatch(_AMOUNT + r"\s*([smhdw]?)", text.strip())
     if not m:
-        raise CacheError(f"'{text}' is not an age", where=option,
-                         hint="write a number with s, m, h, d or w, e.g. 30d")
+        raise CacheError(f"'{text}' is not an age", where=option, hint="write a number with s, m, h, d or w, e.g. 30d")
     return float(m.group(1)) * AGE_UNITS[m.group(2)]
 
 
@@ -70,7 +72,7 @@ def records(root: Path, damaged: list | None = None):
         if path.name.endswith(".key.json") or not path.name.endswith(".json"):
             continue
         try:
-            yield parse_record(path.read_bytes(), path.name[:-len(".json")]), path
+            yield parse_record(path.read_bytes(), path.name[: -len(".json")]), path
         except OSError:
             continue
         except DamagedRecord as e:
@@ -88,9 +90,16 @@ def listing(root: Path, damaged: list | None = None) -> list[dict]:
     rows = []
     for doc, _ in records(root, damaged):
         modules = sorted(users.get(doc["key"], ())) or ([doc["module"]] if isinstance(doc.get("module"), str) else [])
-        rows.append({"key": doc["key"], "stage": doc["stage"], "module": ",".join(modules) or "-",
-                     "bytes": sum(o["size"] for o in doc["outputs"].values()), "created": doc["created"],
-                     "digests": {o["digest"]: o["size"] for o in doc["outputs"].values()}})
+        rows.append(
+            {
+                "key": doc["key"],
+                "stage": doc["stage"],
+                "module": ",".join(modules) or "-",
+                "bytes": sum(o["size"] for o in doc["outputs"].values()),
+                "created": doc["created"],
+                "digests": {o["digest"]: o["size"] for o in doc["outputs"].values()},
+            }
+        )
     return sorted(rows, key=lambda r: r["created"])
 
 
@@ -108,8 +117,10 @@ def verify_all(store) -> list[str]:
         for doc, path in list(records(store.root, damaged)):  # listed first: dropping removes files
             missing = [n for n, o in doc["outputs"].items() if not store._blob(o["digest"]).is_file()]
             if missing:
-                problems.append(f"record {doc['key'][:12]} ({doc['stage']}): missing {', '.join(missing)}; "
-                                "record dropped, the next build rebuilds it")
+                problems.append(
+                    f"record {doc['key'][:12]} ({doc['stage']}): missing {', '.join(missing)}; "
+                    "record dropped, the next build rebuilds it"
+                )
                 _drop(path)
         for path, reason in damaged:  # never used by a build; dropped so the next build rewrites it
             problems.append(f"damaged record {path.name[:12]}: {reason}; removed")

@@ -42,7 +42,7 @@ def unseal(data: bytes | str) -> dict:
     m = _TAIL.search(text, max(tail, 0))
     if m is None:
         raise DamagedRecord("no digest field")
-    body = text[:m.start()] + "}"
+    body = text[: m.start()] + "}"
     if digest_bytes(body.encode()) != m.group(1):
         raise DamagedRecord("its digest does not match its content")
     try:
@@ -69,12 +69,19 @@ def parse_record(text: str | bytes, key: str | None = None) -> dict:
     outputs = doc.get("outputs")
     _need(isinstance(outputs, dict), "bad or missing 'outputs'")
     for name, o in outputs.items():
-        _need(isinstance(o, dict) and isinstance(o.get("digest"), str) and bool(_HEX64.match(o["digest"]))
-              and isinstance(o.get("size"), int) and not isinstance(o.get("size"), bool),
-              f"bad output entry '{name}'")
+        _need(
+            isinstance(o, dict)
+            and isinstance(o.get("digest"), str)
+            and bool(_HEX64.match(o["digest"]))
+            and isinstance(o.get("size"), int)
+            and not isinstance(o.get("size"), bool),
+            f"bad output entry '{name}'",
+        )
     _need(isinstance(doc.get("meta"), dict), "bad or missing 'meta'")
-    _need(isinstance(doc.get("created"), (int, float)) and not isinstance(doc.get("created"), bool),
-          "bad or missing 'created'")
+    _need(
+        isinstance(doc.get("created"), (int, float)) and not isinstance(doc.get("created"), bool),
+        "bad or missing 'created'",
+    )
     _need(isinstance(doc.get("deps", {}), dict), "bad 'deps'")
     return doc
 

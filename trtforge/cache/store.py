@@ -57,8 +57,9 @@ class Record:
 
     @classmethod
     def of(cls, doc: dict) -> Record:
-        return cls(key=doc["key"], stage=doc["stage"], outputs=doc["outputs"], meta=doc["meta"],
-                   deps=doc.get("deps", {}))
+        return cls(
+            key=doc["key"], stage=doc["stage"], outputs=doc["outputs"], meta=doc["meta"], deps=doc.get("deps", {})
+        )
 
     def digests(self) -> dict:
         return {name: o["digest"] for name, o in sorted(self.outputs.items())}
@@ -208,9 +209,12 @@ def cache_writes(where: Path):
     except OSError as e:
         if e.errno not in _WRITE_ERRNOS:
             raise
-        raise CacheError(f"cannot write: {e.strerror}", where=str(e.filename or where),
-                         hint="free space (trtforge cache gc --max-size ...) or pass --cache-dir; "
-                              "cached entries are intact, the next run resumes") from None
+        raise CacheError(
+            f"cannot write: {e.strerror}",
+            where=str(e.filename or where),
+            hint="free space (trtforge cache gc --max-size ...) or pass --cache-dir; "
+            "cached entries are intact, the next run resumes",
+        ) from None
 
 
 class Store:
@@ -227,14 +231,17 @@ class Store:
         set_memo_root(self.root / "statmemo")
 
     def _open_writable(self) -> None:
-        hint = ("pass --cache-dir (or $TRTFORGE_CACHE_DIR) to a writable folder; a read-only cache "
-                "can be layered under it with $TRTFORGE_SHARED_CACHE")
+        hint = (
+            "pass --cache-dir (or $TRTFORGE_CACHE_DIR) to a writable folder; a read-only cache "
+            "can be layered under it with $TRTFORGE_SHARED_CACHE"
+        )
         try:
             for sub in SUBDIRS:
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise CacheError(f"cannot create the cache: {e.strerror}", where=str(e.filename or self.root),
-                             hint=hint) from None
+            raise CacheError(
+                f"cannot create the cache: {e.strerror}", where=str(e.filename or self.root), hint=hint
+            ) from None
         # os.access is honest about read-only mounts and permissions (for non-root users); it
         # costs microseconds, where finding out at the first lock would leave a traceback
         for folder in (self.root, *(self.root / sub for sub in SUBDIRS)):
@@ -369,16 +376,25 @@ class Store:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict | None = None,
-            module: str | None = None) -> Record:
+    def put(
+        self,
+        key: str,
+        stage: str,
+        key_doc: dict,
+        folder: Path,
+        meta: dict,
+        deps: dict | None = None,
+        module: str | None = None,
+    ) -> Record:
         """Ingest every file in `folder` as a blob, then write the record (last). `module` names
         the module that built it, for `cache ls` (not part of the key: another module with the
         same inputs and settings shares the record)."""
         with self.gc_lock(exclusive=False):
             return self._put(key, stage, key_doc, folder, meta, deps or {}, module)
 
-    def _put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict,
-             module: str | None = None) -> Record:
+    def _put(
+        self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict, module: str | None = None
+    ) -> Record:
         outputs = {}
         for path in sorted(folder.iterdir()):
             if not path.is_file():
@@ -396,10 +412,20 @@ class Store:
             fsync_dir(blob.parent)
         checkpoint(f"put:{stage}")
         # the record's digest covers its metadata: a changed value or renamed field is a miss
-        doc = seal({"key": key, "stage": stage, "outputs": outputs, "meta": meta, "created": time.time(),
-                    "deps": deps, **({"module": module} if module else {})})
-        atomic_write_bytes(self._action(key).with_suffix(".key.json"),
-                           json.dumps(key_doc, indent=1, sort_keys=True).encode())
+        doc = seal(
+            {
+                "key": key,
+                "stage": stage,
+                "outputs": outputs,
+                "meta": meta,
+                "created": time.time(),
+                "deps": deps,
+                **({"module": module} if module else {}),
+            }
+        )
+        atomic_write_bytes(
+            self._action(key).with_suffix(".key.json"), json.dumps(key_doc, indent=1, sort_keys=True).encode()
+        )
         atomic_write_bytes(self._action(key), doc)
         if self.remote is not None:
             self.remote.push(key, self)  # blobs, then the record: after the stage succeeded
@@ -479,8 +505,7 @@ class Store:
         last = self.last(module, stage)
         if last is not None and last.get("key") == key:
             return  # a no-op build writes nothing
-        atomic_write_bytes(self.root / "index" / module / f"{stage}.json",
-                           seal({"key": key, "doc": key_doc}))
+        atomic_write_bytes(self.root / "index" / module / f"{stage}.json", seal({"key": key, "doc": key_doc}))
 
     def last(self, module: str, stage: str) -> dict | None:
         """The last key and key document of this module and stage; None when absent or damaged

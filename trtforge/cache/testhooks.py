@@ -59,6 +59,8 @@ def _ancestor(pid: int, depth: int = 3) -> bool:
         if me == pid:
             return True
     return False
+
+
 PAUSE_ENV = "TRTFORGE_TEST_PAUSE_AT"
 PAUSE_DIR_ENV = "TRTFORGE_TEST_PAUSE_DIR"
 

@@ -25,8 +25,7 @@ ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
 
 
-def open_store(manifest: Manifest, cache_dir: str | Path | None = None, writable: bool = True,
-               remote=None) -> Store:
+def open_store(manifest: Manifest, cache_dir: str | Path | None = None, writable: bool = True, remote=None) -> Store:
     """The cache: `cache_dir`, else $TRTFORGE_CACHE_DIR, else the manifest's cache_dir; read-only
     shared caches from $TRTFORGE_SHARED_CACHE (os.pathsep-separated); `remote` (a
     cache.remote.Remote) asked after them (docs/farm.md)."""
@@ -70,14 +69,27 @@ class BuildOutcome:
         return max((e.exit_code for e in self.errors), default=2 if self.remote_failure else 0)
 
 
-def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,
-          backend: str | None = None, cache_dir: str | Path | None = None, jobs: int = 1,
-          require_engine_check: bool = False, allow_foreign_files: bool = False,
-          force_from: str | None = None, progress=None, output_dir: str | Path | None = None,
-          on_result: Callable[[ModuleResult], None] | None = None,
-          on_note: Callable[[str], None] | None = None, remote: bool = True,
-          remote_read_only: bool = False, require_remote: bool = False,
-          from_cache: bool = False, targets: Iterable[str] = (), require_target: bool = False) -> BuildOutcome:
+def build(
+    manifest: Manifest | str | Path = "engines.toml",
+    modules: Iterable[str] = (),
+    *,
+    backend: str | None = None,
+    cache_dir: str | Path | None = None,
+    jobs: int = 1,
+    require_engine_check: bool = False,
+    allow_foreign_files: bool = False,
+    force_from: str | None = None,
+    progress=None,
+    output_dir: str | Path | None = None,
+    on_result: Callable[[ModuleResult], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    remote: bool = True,
+    remote_read_only: bool = False,
+    require_remote: bool = False,
+    from_cache: bool = False,
+    targets: Iterable[str] = (),
+    require_target: bool = False,
+) -> BuildOutcome:
     """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
     A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
     not stop the others: its error is on its result. `force_from` (a stage name) re-runs that stage
@@ -104,8 +116,11 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
         manifest = with_output_dir(manifest, output_dir)
     chosen = selected(manifest, modules)
     picked = select(manifest.targets, tuple(targets))
-    store = open_store(manifest, cache_dir, remote=open_remote(
-        manifest.cache, read_only=remote_read_only, required=require_remote, use=remote))
+    store = open_store(
+        manifest,
+        cache_dir,
+        remote=open_remote(manifest.cache, read_only=remote_read_only, required=require_remote, use=remote),
+    )
     preflight(manifest, chosen, backend, allow_foreign_files)
     jobs, note = effective_jobs(jobs, len(chosen))
     if from_cache:
@@ -114,22 +129,34 @@ def build(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[st
     for text in notes if on_note is not None else ():
         on_note(text)
     results = []
-    for result in build_all(store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from,
-                            picked, require_target):
+    for result in build_all(
+        store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from, picked, require_target
+    ):
         results.append(result)
         if on_result is not None:
             on_result(result)
     partial = bool(list(modules)) or bool(list(targets))  # the report keeps what this run did not build
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
-    report = write_reports(results, manifest, partial=partial, backend=backend, started=started,
-                           duration=time.perf_counter() - t0)
+    report = write_reports(
+        results, manifest, partial=partial, backend=backend, started=started, duration=time.perf_counter() - t0
+    )
     specs = {m.name: m for m in chosen}
-    warnings = [(r.name, w) for r in results
-                for w in module_warnings(r, rules_written=specs[r.module].precision_rules != DEFAULT_RULES)]
+    warnings = [
+        (r.name, w)
+        for r in results
+        for w in module_warnings(r, rules_written=specs[r.module].precision_rules != DEFAULT_RULES)
+    ]
     failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]  # --jobs: per worker
-    return BuildOutcome(results, report, removed, warnings, time.perf_counter() - t0, notes,
-                        remote_failure=failures[0] if failures else None)
+    return BuildOutcome(
+        results,
+        report,
+        removed,
+        warnings,
+        time.perf_counter() - t0,
+        notes,
+        remote_failure=failures[0] if failures else None,
+    )
 
 
 def published_names(manifest: Manifest) -> set[str]:
@@ -140,14 +167,24 @@ def published_names(manifest: Manifest) -> set[str]:
     return {f"{t.name}/{m.name}" for m in manifest.modules for t in manifest.targets}
 
 
-def explain(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,
-            backend: str | None = None, cache_dir: str | Path | None = None) -> list[str]:
+def explain(
+    manifest: Manifest | str | Path = "engines.toml",
+    modules: Iterable[str] = (),
+    *,
+    backend: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> list[str]:
     """Per module and stage: up to date, or which key fields changed (a dry run)."""
     return [v.text for v in explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir)]
 
 
-def explain_verdicts(manifest: Manifest | str | Path = "engines.toml", modules: Iterable[str] = (), *,
-                     backend: str | None = None, cache_dir: str | Path | None = None) -> list:
+def explain_verdicts(
+    manifest: Manifest | str | Path = "engines.toml",
+    modules: Iterable[str] = (),
+    *,
+    backend: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> list:
     """`explain` as Verdict objects (module, stage, state, text); `check_exit_code(verdicts)` is
     what `trtforge explain --check` exits with."""
     from trtforge.driver.explain import explain_module
@@ -157,8 +194,9 @@ def explain_verdicts(manifest: Manifest | str | Path = "engines.toml", modules: 
     return [v for module in selected(manifest, modules) for v in explain_module(store, manifest, module, backend)]
 
 
-def debug_precision(module_name: str, manifest: Manifest | str | Path = "engines.toml", *,
-                    cache_dir: str | Path | None = None):
+def debug_precision(
+    module_name: str, manifest: Manifest | str | Path = "engines.toml", *, cache_dir: str | Path | None = None
+):
     """The smallest FP32 islands that make the module pass the FP16-faithful check (the graph
     after graph_passes, before any island)."""
     from trtforge.driver.debug import debug_precision as search
@@ -172,8 +210,9 @@ def debug_precision(module_name: str, manifest: Manifest | str | Path = "engines
         return search(store.view(records["graph_passes"]), store.view(records["export"]), module.tolerance)
 
 
-def inspect(target: str | Path, manifest: Manifest | str | Path = "engines.toml", *,
-            cache_dir: str | Path | None = None):
+def inspect(
+    target: str | Path, manifest: Manifest | str | Path = "engines.toml", *, cache_dir: str | Path | None = None
+):
     """An engine file (its published sidecar, plus layers and rules from the cache where it still
     holds the build) or "module[:stage]" (the module's last record of that stage; build by
     default), as a trtforge.driver.inspect.Inspection (`render()` for text, `as_json()`)."""
@@ -197,8 +236,14 @@ def _engine_store(manifest: Manifest | str | Path, cache_dir: str | Path | None)
     return Store(Path(root), writable=False) if Path(root).is_dir() else None
 
 
-def export_onnx(module_name: str, stage: str, out_dir: str | Path, manifest: Manifest | str | Path = "engines.toml",
-                *, cache_dir: str | Path | None = None) -> list[Path]:
+def export_onnx(
+    module_name: str,
+    stage: str,
+    out_dir: str | Path,
+    manifest: Manifest | str | Path = "engines.toml",
+    *,
+    cache_dir: str | Path | None = None,
+) -> list[Path]:
     """Copy the module's last `stage` ONNX (+ external data) out of the cache into `out_dir` as
     real, single-link files that onnx.load, polygraphy and Netron open; the paths written."""
     from trtforge.driver.copyout import export_onnx as copy_out

@@ -48,13 +48,17 @@ def _tensors(graph):
 
 def _record(store: Store, manifest: Manifest, name: str, stage: str) -> Record:
     if stage not in ONNX_STAGES:
-        raise TrtforgeError(f"stage '{stage}' has no ONNX model", where="--stage",
-                            hint=f"export one of: {', '.join(ONNX_STAGES)}")
+        raise TrtforgeError(
+            f"stage '{stage}' has no ONNX model", where="--stage", hint=f"export one of: {', '.join(ONNX_STAGES)}"
+        )
     module = manifest.module(name)
     record = last_record(store, module.name, stage)
     if record is None:
-        raise TrtforgeError(f"module '{module.name}' has no {stage} record in the cache", where=str(store.root),
-                            hint="run `trtforge build` first (or pass the --cache-dir it used)")
+        raise TrtforgeError(
+            f"module '{module.name}' has no {stage} record in the cache",
+            where=str(store.root),
+            hint="run `trtforge build` first (or pass the --cache-dir it used)",
+        )
     return record
 
 
@@ -65,8 +69,11 @@ def _copy_checked(src: Path, dest: Path, digest: str) -> None:
     try:
         shutil.copyfile(src, tmp)
         if hash_file(tmp) != digest:
-            raise TrtforgeError(f"cached {src.name} does not match its digest", where=str(src),
-                                hint="`trtforge cache verify` removes it; the next build rebuilds it")
+            raise TrtforgeError(
+                f"cached {src.name} does not match its digest",
+                where=str(src),
+                hint="`trtforge cache verify` removes it; the next build rebuilds it",
+            )
         os.chmod(tmp, 0o644)  # the blob is read-only; the copy is the user's
         os.replace(tmp, dest)
     finally:
@@ -80,15 +87,19 @@ def export_onnx(store: Store, manifest: Manifest, name: str, stage: str, out_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise TrtforgeError(f"cannot create the folder: {e.strerror}", where=f"-o {out_dir}",
-                            hint="pass a writable folder") from None
+        raise TrtforgeError(
+            f"cannot create the folder: {e.strerror}", where=f"-o {out_dir}", hint="pass a writable folder"
+        ) from None
     with store.gc_lock(exclusive=False):  # `cache gc` must not collect what is being copied
         view = store.view(record)
         names = [model_name, *external_files(view / model_name)]
         for rel in names[1:]:
             if rel not in record.outputs or len(PurePosixPath(rel).parts) != 1:
-                raise TrtforgeError(f"the model names external data '{rel}' that its cache record does not hold",
-                                    where=f"{name}:{stage}", hint="rebuild with --force --stage " + stage)
+                raise TrtforgeError(
+                    f"the model names external data '{rel}' that its cache record does not hold",
+                    where=f"{name}:{stage}",
+                    hint="rebuild with --force --stage " + stage,
+                )
         written = []
         for rel in names:
             _copy_checked(view / rel, out_dir / rel, record.outputs[rel]["digest"])

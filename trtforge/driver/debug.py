@@ -101,8 +101,13 @@ def first_divergence(graph: gs.Graph, fp16: dict, fp32: dict) -> dict | None:
             rel = 0.0 if bad else float(np.linalg.norm((a - r)[both])) / max(float(np.linalg.norm(r[both])), 1e-12)
             if bad or rel > DIVERGED_REL:
                 why = f"{bad} of {a.size} values NaN/Inf" if bad else f"relative error {rel:.3g}"
-                return {"tensor": t.name, "node": node.name, "op": node.op, "reason": why,
-                        "fp32_max_abs": float(np.abs(r).max(initial=0.0))}
+                return {
+                    "tensor": t.name,
+                    "node": node.name,
+                    "op": node.op,
+                    "reason": why,
+                    "fp32_max_abs": float(np.abs(r).max(initial=0.0)),
+                }
     return None
 
 
@@ -116,8 +121,11 @@ def candidate_islands(graph: gs.Graph, probe: Probe) -> list[Island]:
     islands += [Island("attention_score", n, frozenset([n])) for n, r in attn.matched.items() if "Attention op" in r]
     norm = NormalizationRule().select(graph)
     for anchor in sorted({r.split("from '")[1].rstrip("'") for r in norm.matched.values() if "from '" in r}):
-        islands.append(Island("normalization", anchor, frozenset(n for n, r in norm.matched.items()
-                                                                  if r.endswith(f"from '{anchor}'"))))
+        islands.append(
+            Island(
+                "normalization", anchor, frozenset(n for n, r in norm.matched.items() if r.endswith(f"from '{anchor}'"))
+            )
+        )
     islands += [Island("normalization", n, frozenset([n])) for n, r in norm.matched.items() if r.endswith(" op")]
     covered = set().union(*(i.nodes for i in islands)) if islands else set()
     hot = ActivationRangeRule(fraction=0.5, n_random=2).select(graph, probe)
@@ -127,8 +135,11 @@ def candidate_islands(graph: gs.Graph, probe: Probe) -> list[Island]:
 
 def hot_islands(graph: gs.Graph, islands: list[Island], peaks: dict, fraction: float = 0.5) -> list[Island]:
     """Islands with a node whose FP32 inputs or outputs reach `fraction` of the FP16 limit."""
-    hot = {n.name for n in graph.nodes
-           if any(peaks.get(t.name, 0.0) >= fraction * FP16_MAX for t in (*n.inputs, *n.outputs))}
+    hot = {
+        n.name
+        for n in graph.nodes
+        if any(peaks.get(t.name, 0.0) >= fraction * FP16_MAX for t in (*n.inputs, *n.outputs))
+    }
     return [i for i in islands if i.nodes & hot]
 
 
@@ -137,7 +148,7 @@ def minimise(islands: list[Island], passes) -> list[Island]:
     keep, n = list(islands), 2
     while len(keep) >= 2:
         size = -(-len(keep) // n)
-        chunks = [keep[i:i + size] for i in range(0, len(keep), size)]
+        chunks = [keep[i : i + size] for i in range(0, len(keep), size)]
         for chunk in chunks:
             rest = [i for i in keep if i not in chunk]
             if passes(set().union(*(i.nodes for i in rest)) if rest else set()):
@@ -178,16 +189,20 @@ def debug_precision(passes_dir: Path, export_dir: Path, tolerance) -> DebugResul
         return result
     graph = judge.graph()
     probe = Probe(model, passes_dir, feeds)
-    result.first_divergence = first_divergence(graph, judge.run(set(), every_tensor=True),
-                                               tensors_fp32(model, passes_dir, feeds))
+    result.first_divergence = first_divergence(
+        graph, judge.run(set(), every_tensor=True), tensors_fp32(model, passes_dir, feeds)
+    )
     candidates = candidate_islands(graph, probe)
     result.candidates = candidates
     everything = set().union(*(i.nodes for i in candidates)) if candidates else set()
     # the activations say where to look first: if the islands that touch near-65504 values
     # suffice, bisect those (4 runs instead of 20 on the 4-block hostile fixture)
     hot = hot_islands(graph, candidates, probe.score_peaks(2, 0))  # masks are not hot
-    start = hot if hot and len(hot) < len(candidates) and judge.passes(set().union(*(i.nodes for i in hot)))[0] \
+    start = (
+        hot
+        if hot and len(hot) < len(candidates) and judge.passes(set().union(*(i.nodes for i in hot)))[0]
         else candidates
+    )
     if start is candidates:
         ok, why = judge.passes(everything)
         if not ok:

@@ -22,9 +22,22 @@ from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest
 
 # the stages whose artifact is an ONNX model, and its file name
-ONNX_STAGES = {"export": ExportFiles.MODEL, "graph_passes": GraphPassesFiles.MODEL, "precision_rules": PrecisionFiles.MODEL}
-_ONNX_DTYPES = {1: "FLOAT", 10: "HALF", 7: "INT64", 6: "INT32", 9: "BOOL", 3: "INT8", 2: "UINT8", 11: "DOUBLE",
-                16: "BF16"}
+ONNX_STAGES = {
+    "export": ExportFiles.MODEL,
+    "graph_passes": GraphPassesFiles.MODEL,
+    "precision_rules": PrecisionFiles.MODEL,
+}
+_ONNX_DTYPES = {
+    1: "FLOAT",
+    10: "HALF",
+    7: "INT64",
+    6: "INT32",
+    9: "BOOL",
+    3: "INT8",
+    2: "UINT8",
+    11: "DOUBLE",
+    16: "BF16",
+}
 
 
 @dataclass
@@ -53,8 +66,11 @@ def _read(store: Store, record: Record, name: str) -> bytes:
     digest = record.outputs[name]["digest"]
     data = store.blob_path(digest).read_bytes()
     if digest_bytes(data) != digest:
-        raise TrtforgeError(f"cache blob for {record.stage} {name} is corrupt", where=str(store.root),
-                            hint="`trtforge cache verify` removes it; the next build rebuilds it")
+        raise TrtforgeError(
+            f"cache blob for {record.stage} {name} is corrupt",
+            where=str(store.root),
+            hint="`trtforge cache verify` removes it; the next build rebuilds it",
+        )
     return data
 
 
@@ -87,8 +103,13 @@ def fp32_with_rules(names: list[str], plan: dict | None) -> list[dict]:
         if entry is not None:
             out.append({"layer": name, "rule": entry["rule"], "reason": entry.get("reason", "")})
         else:
-            out.append({"layer": name, "rule": None,
-                        "reason": "not in the precision plan" if plan is not None else "precision plan not in the cache"})
+            out.append(
+                {
+                    "layer": name,
+                    "rule": None,
+                    "reason": "not in the precision plan" if plan is not None else "precision plan not in the cache",
+                }
+            )
     return out
 
 
@@ -100,8 +121,13 @@ def _describe_build(store: Store, record: Record, info: Inspection) -> None:
     """I/O, layers and FP32 layers (with their rules) of a build record."""
     meta = record.meta
     info.io = meta.get("io", {})
-    info.versions.update({"backend": meta.get("backend"), "backend_version": meta.get("backend_version"),
-                          "target": meta.get("target", {}).get("name")})
+    info.versions.update(
+        {
+            "backend": meta.get("backend"),
+            "backend_version": meta.get("backend_version"),
+            "target": meta.get("target", {}).get("name"),
+        }
+    )
     if BuildFiles.LAYERS in record.outputs:
         info.layers = layer_counts(json.loads(_read(store, record, BuildFiles.LAYERS)))
     precision = _upstream(store, info.module, record, "precision_rules")
@@ -116,19 +142,36 @@ def _describe_onnx(store: Store, record: Record, info: Inspection) -> None:
         typed = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - dtypes by node are a nicety; the counts by type still stand
         typed = model
-    dtypes = {v.name: _ONNX_DTYPES.get(v.type.tensor_type.elem_type, str(v.type.tensor_type.elem_type))
-              for v in [*typed.graph.value_info, *typed.graph.input, *typed.graph.output]}
+    dtypes = {
+        v.name: _ONNX_DTYPES.get(v.type.tensor_type.elem_type, str(v.type.tensor_type.elem_type))
+        for v in [*typed.graph.value_info, *typed.graph.input, *typed.graph.output]
+    }
 
     def io(values) -> list[dict]:
-        return [{"name": v.name, "dtype": dtypes.get(v.name),
-                 "shape": [d.dim_value if d.HasField("dim_value") else d.dim_param
-                           for d in v.type.tensor_type.shape.dim]} for v in values]
+        return [
+            {
+                "name": v.name,
+                "dtype": dtypes.get(v.name),
+                "shape": [
+                    d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim
+                ],
+            }
+            for v in values
+        ]
 
     info.io = {"inputs": io(model.graph.input), "outputs": io(model.graph.output)}
-    info.layers = layer_counts([{"type": n.op_type, "outputs": [dtypes.get(n.output[0], "unknown")] if n.output else []}
-                                for n in model.graph.node])
-    info.versions.update({"opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
-                          "producer": f"{model.producer_name} {model.producer_version}".strip()})
+    info.layers = layer_counts(
+        [
+            {"type": n.op_type, "outputs": [dtypes.get(n.output[0], "unknown")] if n.output else []}
+            for n in model.graph.node
+        ]
+    )
+    info.versions.update(
+        {
+            "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+            "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        }
+    )
     if record.stage == "precision_rules":
         plan = record.meta.get("fp32", {})
         info.fp32_layers = fp32_with_rules(sorted(plan), plan)
@@ -175,8 +218,11 @@ def inspect_stage(store: Store, manifest: Manifest, text: str) -> Inspection:
     module = manifest.module(name)  # a misspelt module: "did you mean"
     record = last_record(store, module.name, stage)
     if record is None:
-        raise TrtforgeError(f"module '{module.name}' has no {stage} record in the cache", where=str(store.root),
-                            hint="run `trtforge build` first (or pass the --cache-dir it used)")
+        raise TrtforgeError(
+            f"module '{module.name}' has no {stage} record in the cache",
+            where=str(store.root),
+            hint="run `trtforge build` first (or pass the --cache-dir it used)",
+        )
     return describe_record(store, module.name, record, f"{module.name}:{stage}")
 
 
@@ -185,25 +231,38 @@ def inspect_engine(path: Path, store: Store | None) -> Inspection:
     try:
         side = json.loads(side_path.read_bytes())
     except FileNotFoundError:
-        raise TrtforgeError(f"no sidecar {side_path.name} beside the engine", where=str(path),
-                            hint="inspect reads the sidecar `trtforge build` publishes with each engine; "
-                                 "or inspect MODULE[:build] from the cache") from None
+        raise TrtforgeError(
+            f"no sidecar {side_path.name} beside the engine",
+            where=str(path),
+            hint="inspect reads the sidecar `trtforge build` publishes with each engine; "
+            "or inspect MODULE[:build] from the cache",
+        ) from None
     except (OSError, ValueError) as e:
-        raise TrtforgeError(f"sidecar {side_path} is damaged ({type(e).__name__})", where=str(path),
-                            hint="rebuild, or copy the engines folder again") from None
+        raise TrtforgeError(
+            f"sidecar {side_path} is damaged ({type(e).__name__})",
+            where=str(path),
+            hint="rebuild, or copy the engines folder again",
+        ) from None
     if not isinstance(side, dict) or "module" not in side:
         raise TrtforgeError(f"{side_path} is not a trtforge sidecar", where=str(path), hint="rebuild")
     info = Inspection(subject=str(path), module=side["module"], stage="build", io=side.get("io", {}))
-    info.versions = {"trtforge": side.get("trtforge"), "backend": side.get("backend"),
-                     "backend_version": side.get("backend_version"), "target": side.get("target", {}).get("name")}
-    info.sizes = {f: (path.parent / f).stat().st_size for f in sorted(side.get("files", {}))
-                  if (path.parent / f).is_file()}
+    info.versions = {
+        "trtforge": side.get("trtforge"),
+        "backend": side.get("backend"),
+        "backend_version": side.get("backend_version"),
+        "target": side.get("target", {}).get("name"),
+    }
+    info.sizes = {
+        f: (path.parent / f).stat().st_size for f in sorted(side.get("files", {})) if (path.parent / f).is_file()
+    }
     info.verification = _verification(side.get("verification", {}))
     record = store.lookup(side["cache_key"]) if store is not None and side.get("cache_key") else None
     if record is None:
         info.fp32_layers = fp32_with_rules(side.get("fp32_layers", []), None)
-        info.notes.append("layers and precision rules: the engine's build record is not in the cache"
-                          + ("" if store is not None else " (no cache found: pass --cache-dir or --manifest)"))
+        info.notes.append(
+            "layers and precision rules: the engine's build record is not in the cache"
+            + ("" if store is not None else " (no cache found: pass --cache-dir or --manifest)")
+        )
         return info
     _describe_build(store, record, info)
     info.io = side.get("io", info.io)
@@ -236,8 +295,12 @@ def render(info: Inspection) -> list[str]:
         lines.append(f"    {f['layer']}: {rule}" + (f" ({f['reason']})" if f["reason"] else ""))
     lines.append("  sizes: " + ", ".join(f"{n} {s / 1e6:.2f} MB" for n, s in info.sizes.items()))
     if info.verification:
-        lines.append("  verification: " + "; ".join(
-            f"{s} {c['status']}" + (f" ({c['reason']})" if c["reason"] else "") for s, c in info.verification.items()))
+        lines.append(
+            "  verification: "
+            + "; ".join(
+                f"{s} {c['status']}" + (f" ({c['reason']})" if c["reason"] else "")
+                for s, c in info.verification.items()
+            )
+        )
     lines += [f"  note: {n}" for n in info.notes]
     return lines
-

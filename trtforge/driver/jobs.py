@@ -47,16 +47,35 @@ def _forward(queue, progress) -> None:
             progress.done(module, stage, seconds)
 
 
-def _worker(manifest_path: str, output_dir: str, name: str, root: str, shared: tuple, remote, targets: tuple,
-            backend: str | None, require_engine_check: bool, force_from: str | None,
-            require_target: bool) -> list[ModuleResult]:
+def _worker(
+    manifest_path: str,
+    output_dir: str,
+    name: str,
+    root: str,
+    shared: tuple,
+    remote,
+    targets: tuple,
+    backend: str | None,
+    require_engine_check: bool,
+    force_from: str | None,
+    require_target: bool,
+) -> list[ModuleResult]:
     from trtforge.cache.remote import Remote
 
     manifest = replace(load_manifest(manifest_path), output_dir=Path(output_dir))  # as the parent resolved it
     progress = QueuedProgress(_EVENTS) if _EVENTS is not None else None
     store = Store(Path(root), shared=shared, remote=None if remote is None else Remote(remote))
-    return build_targets(store, manifest, manifest.module(name), targets, backend, progress, require_engine_check,
-                         force_from, require_target)
+    return build_targets(
+        store,
+        manifest,
+        manifest.module(name),
+        targets,
+        backend,
+        progress,
+        require_engine_check,
+        force_from,
+        require_target,
+    )
 
 
 def usable_cores() -> int:
@@ -82,18 +101,30 @@ def effective_jobs(jobs: int, modules: int, cores: int | None = None) -> tuple[i
     n = max(1, min(jobs, modules))
     if n <= cap:
         return n, None
-    return cap, (f"--jobs {jobs}: running {cap} at a time; this machine has {cores} CPU core(s) and each module's "
-                 f"stages keep more than one busy (more workers measured no faster; see README, '--jobs')")
+    return cap, (
+        f"--jobs {jobs}: running {cap} at a time; this machine has {cores} CPU core(s) and each module's "
+        f"stages keep more than one busy (more workers measured no faster; see README, '--jobs')"
+    )
 
 
-def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
-              jobs: int = 1, progress=None, require_engine_check: bool = False, force_from: str | None = None,
-              targets: tuple = (), require_target: bool = False):
+def build_all(
+    store: Store,
+    manifest: Manifest,
+    modules: list[ModuleSpec],
+    backend: str | None,
+    jobs: int = 1,
+    progress=None,
+    require_engine_check: bool = False,
+    force_from: str | None = None,
+    targets: tuple = (),
+    require_target: bool = False,
+):
     """Yield each module's result (one per target) in manifest order."""
     if jobs <= 1 or len(modules) <= 1:  # the caller has applied effective_jobs
         for module in modules:
-            yield from build_targets(store, manifest, module, targets, backend, progress, require_engine_check,
-                                     force_from, require_target)
+            yield from build_targets(
+                store, manifest, module, targets, backend, progress, require_engine_check, force_from, require_target
+            )
         return
     import multiprocessing  # here, not at the top: a no-op build never needs them
     from concurrent.futures import ProcessPoolExecutor
@@ -105,13 +136,28 @@ def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backe
     forwarder = threading.Thread(target=_forward, args=(events, progress), daemon=True) if events else None
     if forwarder is not None:
         forwarder.start()
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                               initializer=_init_worker, initargs=(os.getpid(), events))
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), events)
+    )
     try:
         remote = None if store.remote is None else store.remote.config
-        futures = [pool.submit(_worker, str(manifest.path), str(manifest.output_dir), m.name, str(store.root),
-                               store.shared, remote, targets, backend, require_engine_check, force_from,
-                               require_target) for m in modules]
+        futures = [
+            pool.submit(
+                _worker,
+                str(manifest.path),
+                str(manifest.output_dir),
+                m.name,
+                str(store.root),
+                store.shared,
+                remote,
+                targets,
+                backend,
+                require_engine_check,
+                force_from,
+                require_target,
+            )
+            for m in modules
+        ]
         checkpoint("jobs:submitted")
         for future in futures:
             yield from future.result()

@@ -19,27 +19,46 @@ from trtforge.manifest import Manifest, ModuleSpec
 from trtforge.targets import TargetSpec, TargetUnavailable, for_target, unavailable
 
 
-def run_stages(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
-               progress=None, force_from: str | None = None, until: str | None = None,
-               table: tuple[Step, ...] | None = None, target: TargetSpec | None = None) -> ModuleResult:
+def run_stages(
+    store: Store,
+    manifest: Manifest,
+    module: ModuleSpec,
+    backend: str | None = None,
+    progress=None,
+    force_from: str | None = None,
+    until: str | None = None,
+    table: tuple[Step, ...] | None = None,
+    target: TargetSpec | None = None,
+) -> ModuleResult:
     """The module's stages in order (up to `until`), from the cache or run now; `force_from` (a
     stage name) re-runs that stage and every later one. Stops at the first failing stage.
     `table` replaces the stage table (the driver's unit tests run it on fake stages); `target` (a
     [targets.NAME]) builds for that target: the result is named "<target>/<module>"."""
-    result = ModuleResult(module.name if target is None else f"{target.name}/{module.name}",
-                          target=None if target is None else target.name)
+    result = ModuleResult(
+        module.name if target is None else f"{target.name}/{module.name}",
+        target=None if target is None else target.name,
+    )
     module = for_target(module, target)
     for stage, reads in table if table is not None else stage_table(backend, until, target):
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:
             # a named target's build and verify are keyed on the machine that built them
             if store.assemble_only and target is not None and stage.name in release.ASSEMBLED:
-                result.records[stage.name] = release.assemble(store, module, target, result.records, stage.name,
-                                                              result.stages[stage.name])
+                result.records[stage.name] = release.assemble(
+                    store, module, target, result.records, stage.name, result.stages[stage.name]
+                )
                 continue
             result.records[stage.name] = run_stage(
-                store, stage, module, manifest.root, {d: result.records[d] for d in reads},
-                result.stages[stage.name], progress, force=force, notes=result.notes)
+                store,
+                stage,
+                module,
+                manifest.root,
+                {d: result.records[d] for d in reads},
+                result.stages[stage.name],
+                progress,
+                force=force,
+                notes=result.notes,
+            )
         except TrtforgeError as e:
             e.module = e.module or module.name
             result.fail(stage.name, e)
@@ -56,31 +75,57 @@ def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleRes
     if not verify["passed"]:
         blame = verify["blame"]
         reason = verify["checks"][blame]["reason"]
-        result.fail("verify", VerifyError(f"verification failed at stage '{blame}': {reason}",
-                                          module=result.name, hint="engine not published"),
-                    reason=f"failed at {blame}: {reason}")
+        result.fail(
+            "verify",
+            VerifyError(
+                f"verification failed at stage '{blame}': {reason}", module=result.name, hint="engine not published"
+            ),
+            reason=f"failed at {blame}: {reason}",
+        )
         return result
     engine = verify["checks"]["engine"]
     if require_engine_check and engine["status"] != "ok":
         reason = engine.get("reason") or engine["status"]
-        result.fail("verify", VerifyError(f"engine check required but {reason}", module=result.name,
-                                          hint="run on a GPU the engine supports, or drop "
-                                               "--require-engine-check; engine not published"),
-                    reason=f"engine check required: {reason}")
+        result.fail(
+            "verify",
+            VerifyError(
+                f"engine check required but {reason}",
+                module=result.name,
+                hint="run on a GPU the engine supports, or drop --require-engine-check; engine not published",
+            ),
+            reason=f"engine check required: {reason}",
+        )
     return result
 
 
-def build_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
-                 progress=None, force_from: str | None = None, require_engine_check: bool = False,
-                 table: tuple[Step, ...] | None = None, target: TargetSpec | None = None) -> ModuleResult:
+def build_module(
+    store: Store,
+    manifest: Manifest,
+    module: ModuleSpec,
+    backend: str | None = None,
+    progress=None,
+    force_from: str | None = None,
+    require_engine_check: bool = False,
+    table: tuple[Step, ...] | None = None,
+    target: TargetSpec | None = None,
+) -> ModuleResult:
     """Every stage of one module (for one target) and the verdict, nothing published."""
-    return judge(run_stages(store, manifest, module, backend, progress, force_from, table=table, target=target),
-                 require_engine_check)
+    return judge(
+        run_stages(store, manifest, module, backend, progress, force_from, table=table, target=target),
+        require_engine_check,
+    )
 
 
-def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None,
-                      progress=None, require_engine_check: bool = False,
-                      force_from: str | None = None, target: TargetSpec | None = None) -> ModuleResult:
+def build_and_publish(
+    store: Store,
+    manifest: Manifest,
+    module: ModuleSpec,
+    backend: str | None = None,
+    progress=None,
+    require_engine_check: bool = False,
+    force_from: str | None = None,
+    target: TargetSpec | None = None,
+) -> ModuleResult:
     """Build, judge, then publish the module (or withdraw what it had published when it failed).
     A blob found corrupt on read, while building or while copying out, is forgotten and the
     module built once more."""
@@ -90,8 +135,9 @@ def build_and_publish(store: Store, manifest: Manifest, module: ModuleSpec, back
     with store.gc_lock(exclusive=False):
         for attempt in range(2):
             try:
-                result = build_module(store, manifest, module, backend, progress, force_from, require_engine_check,
-                                      target=target)
+                result = build_module(
+                    store, manifest, module, backend, progress, force_from, require_engine_check, target=target
+                )
                 result.notes[:0] = notes
                 interrupts.check()  # a signal met anywhere before: nothing is published
                 result = _publish(store, manifest, module, result)
@@ -132,9 +178,17 @@ def records_until(store: Store, manifest: Manifest, module: ModuleSpec, until: s
     return result.records
 
 
-def build_targets(store: Store, manifest: Manifest, module: ModuleSpec, targets: tuple[TargetSpec, ...],
-                  backend: str | None = None, progress=None, require_engine_check: bool = False,
-                  force_from: str | None = None, require_target: bool = False) -> list[ModuleResult]:
+def build_targets(
+    store: Store,
+    manifest: Manifest,
+    module: ModuleSpec,
+    targets: tuple[TargetSpec, ...],
+    backend: str | None = None,
+    progress=None,
+    require_engine_check: bool = False,
+    force_from: str | None = None,
+    require_target: bool = False,
+) -> list[ModuleResult]:
     """One module for each target: export, passes and precision come from the cache after the
     first target (their keys do not involve a target); build, verify and publish per target. A
     manifest without targets builds the default one, as before targets existed. A target this
@@ -146,16 +200,23 @@ def build_targets(store: Store, manifest: Manifest, module: ModuleSpec, targets:
     for target in targets:
         why = None if store.assemble_only else unavailable(target)  # assembling builds nothing
         if why is None:
-            results.append(build_and_publish(store, manifest, module, None, progress, require_engine_check,
-                                             force_from, target))
+            results.append(
+                build_and_publish(store, manifest, module, None, progress, require_engine_check, force_from, target)
+            )
             continue
-        result = ModuleResult(f"{target.name}/{module.name}", target=target.name, skipped=why,
-                              notes=[f"skipped here: {why} (target '{target.name}')"])
+        result = ModuleResult(
+            f"{target.name}/{module.name}",
+            target=target.name,
+            skipped=why,
+            notes=[f"skipped here: {why} (target '{target.name}')"],
+        )
         for status in result.stages.values():
             status.state, status.reason = "skipped", f"skipped here: {why}"
         if require_target:
-            result.error = TargetUnavailable(f"target '{target.name}' cannot be built here: it {why}",
-                                             module=module.name, hint="run on a machine with that GPU, "
-                                             "or drop --require-target to skip it")
+            result.error = TargetUnavailable(
+                f"target '{target.name}' cannot be built here: it {why}",
+                module=module.name,
+                hint="run on a machine with that GPU, or drop --require-target to skip it",
+            )
         results.append(result)
     return results

@@ -17,11 +17,17 @@ def check_output_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise PublishError(f"cannot create the output folder: {e.strerror}", where=str(out_dir),
-                           hint="set output_dir in [defaults] to a writable folder") from None
+        raise PublishError(
+            f"cannot create the output folder: {e.strerror}",
+            where=str(out_dir),
+            hint="set output_dir in [defaults] to a writable folder",
+        ) from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise PublishError("the output folder is not writable", where=str(out_dir),
-                           hint="set output_dir in [defaults] to a writable folder")
+        raise PublishError(
+            "the output folder is not writable",
+            where=str(out_dir),
+            hint="set output_dir in [defaults] to a writable folder",
+        )
 
 
 def check_foreign_files(out_dir: Path, index: dict | None) -> None:
@@ -32,14 +38,15 @@ def check_foreign_files(out_dir: Path, index: dict | None) -> None:
     alien = engines_index.foreign(out_dir, index)
     if alien:
         more = f" and {len(alien) - 1} more" if len(alien) > 1 else ""
-        raise PublishError(f"the output folder holds {alien[0]}{more}, which trtforge did not write "
-                           f"(not in {engines_index.INDEX})", where=str(out_dir),
-                           hint="move those files away or point output_dir at a folder of its own; or allow "
-                                "them with --allow-foreign-files (or allow_foreign_files = true in [defaults])")
+        raise PublishError(
+            f"the output folder holds {alien[0]}{more}, which trtforge did not write (not in {engines_index.INDEX})",
+            where=str(out_dir),
+            hint="move those files away or point output_dir at a folder of its own; or allow "
+            "them with --allow-foreign-files (or allow_foreign_files = true in [defaults])",
+        )
 
 
-def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None,
-              allow_foreign: bool = False) -> None:
+def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None, allow_foreign: bool = False) -> None:
     from trtforge import engines_index
     from trtforge.graph_passes import catalog as passes
     from trtforge.precision_rules import catalog as rules

@@ -73,9 +73,11 @@ def _bundle(store: Store, result: ModuleResult, target: str) -> dict[str, tuple[
     name, build, export = result.module, result.records["build"], result.records["export"]
     bview, eview = store.view(build), store.view(export)
     engine, c_in, c_ref = BuildFiles.ENGINE, npz(ExportFiles.CALLER_INPUTS), npz(ExportFiles.CALLER_REFERENCE)
-    files = {f"{name}.engine": (bview / engine, build.outputs[engine]["digest"]),
-             f"{name}.inputs.npz": (eview / c_in, export.outputs[c_in]["digest"]),
-             f"{name}.reference.npz": (eview / c_ref, export.outputs[c_ref]["digest"])}
+    files = {
+        f"{name}.engine": (bview / engine, build.outputs[engine]["digest"]),
+        f"{name}.inputs.npz": (eview / c_in, export.outputs[c_in]["digest"]),
+        f"{name}.reference.npz": (eview / c_ref, export.outputs[c_ref]["digest"]),
+    }
     files.update(_random_sets(result, eview, name))
     files.update(_polygraphy_bundle(store, result, name))
     return {f"{target}/{f}": v for f, v in files.items()}
@@ -95,15 +97,25 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
     side_rel = f"{target}/{result.module}.json"
     _check_claims(index, name, [*files, side_rel])
     if engines_index.inside(out_dir, side_rel) is None:
-        raise PublishError("is a symbolic link; trtforge never writes through a link", where=str(out_dir / target),
-                           module=name, hint="remove the link; the engines folder must hold real folders")
-    data = json.dumps(sidecar_doc(result, {r.split("/", 1)[1]: d for r, (_, d) in files.items()}, module),
-                      indent=1, sort_keys=True).encode()
-    entry: dict[str, Any] = {"sidecar": side_rel,
-             "files": {**{r: d for r, (_, d) in files.items()}, side_rel: hashlib.sha256(data).hexdigest()}}
+        raise PublishError(
+            "is a symbolic link; trtforge never writes through a link",
+            where=str(out_dir / target),
+            module=name,
+            hint="remove the link; the engines folder must hold real folders",
+        )
+    data = json.dumps(
+        sidecar_doc(result, {r.split("/", 1)[1]: d for r, (_, d) in files.items()}, module), indent=1, sort_keys=True
+    ).encode()
+    entry: dict[str, Any] = {
+        "sidecar": side_rel,
+        "files": {**{r: d for r, (_, d) in files.items()}, side_rel: hashlib.sha256(data).hexdigest()},
+    }
     published = sorted(entry["files"])
-    if (index["modules"].get(name) == entry and name not in index["pending"]
-            and all(_unchanged(out_dir / r, d) for r, d in entry["files"].items())):
+    if (
+        index["modules"].get(name) == entry
+        and name not in index["pending"]
+        and all(_unchanged(out_dir / r, d) for r, d in entry["files"].items())
+    ):
         return published  # a no-op: nothing written
     old = _claimed(index, name)
     index["modules"].pop(name, None)
@@ -115,8 +127,9 @@ def _publish_ok(store: Store, result: ModuleResult, out_dir: Path, module: Modul
     sweep_temps(folder, prefix=f".{result.module}.")
     stale = [(src, out_dir / r) for r, (src, d) in files.items() if not _unchanged(out_dir / r, d)]
     # the old sidecar describes the old files: it goes before any of them changes
-    for rel in sorted(old - set(entry["files"]) | ({side_rel} if stale else set()),
-                      key=lambda r: not r.endswith(".json")):
+    for rel in sorted(
+        old - set(entry["files"]) | ({side_rel} if stale else set()), key=lambda r: not r.endswith(".json")
+    ):
         _remove(out_dir, rel)
     fsync_dir(folder)
     for src, dest in stale:
@@ -156,9 +169,13 @@ def publish(store: Store, result: ModuleResult, out_dir: Path, module: ModuleSpe
                     withdraw(out_dir, engines_index.load(out_dir) or engines_index.empty(), name)
                 raise
     except OSError as e:
-        raise PublishError(f"cannot write: {e.strerror}", where=str(e.filename or out_dir), module=name,
-                           hint="free space or make the output folder writable, then run again; "
-                                "nothing was published and the cache is intact") from None
+        raise PublishError(
+            f"cannot write: {e.strerror}",
+            where=str(e.filename or out_dir),
+            module=name,
+            hint="free space or make the output folder writable, then run again; "
+            "nothing was published and the cache is intact",
+        ) from None
 
 
 def prune(out_dir: Path, keep: set[str]) -> list[str]:
@@ -174,9 +191,11 @@ def prune(out_dir: Path, keep: set[str]) -> list[str]:
                 for name in gone:
                     withdraw(out_dir, index, name)
         except OSError as e:
-            raise PublishError(f"cannot remove a module no longer in the manifest: {e.strerror}",
-                               where=str(e.filename or out_dir),
-                               hint="make the output folder writable, then run again") from None
+            raise PublishError(
+                f"cannot remove a module no longer in the manifest: {e.strerror}",
+                where=str(e.filename or out_dir),
+                hint="make the output folder writable, then run again",
+            ) from None
     return gone
 
 
@@ -190,7 +209,7 @@ def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
     for fname in sorted(outputs):
         for stem, dest in ((ExportFiles.CALLER_INPUTS, "inputs"), (ExportFiles.CALLER_REFERENCE, "reference")):
             if fname.startswith(f"{stem}.") and fname.endswith(".npz") and fname != npz(stem):
-                tag = fname[len(stem):-len(".npz")]  # ".r1", ".s1"
+                tag = fname[len(stem) : -len(".npz")]  # ".r1", ".s1"
                 files[f"{name}.{dest}{tag}.npz"] = (eview / fname, outputs[fname]["digest"])
     return files
 
@@ -200,8 +219,10 @@ def _polygraphy_bundle(store: Store, result: ModuleResult, name: str) -> dict:
     --load-inputs / --load-outputs`), written by the verify stage."""
     verify = result.records["verify"]
     view = store.view(verify)
-    return {f"{name}.{f}": (view / f, verify.outputs[f]["digest"])
-            for f in (VerifyFiles.POLYGRAPHY_INPUTS, VerifyFiles.POLYGRAPHY_REFERENCE)}
+    return {
+        f"{name}.{f}": (view / f, verify.outputs[f]["digest"])
+        for f in (VerifyFiles.POLYGRAPHY_INPUTS, VerifyFiles.POLYGRAPHY_REFERENCE)
+    }
 
 
 def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:
@@ -209,14 +230,27 @@ def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict
     prec = meta(result.records["precision_rules"], PrecisionMeta)
     verify = meta(result.records["verify"], VerifyMeta)
     return {
-        "trtforge": __version__, "module": result.module,
-        "backend": build["backend"], "backend_version": build["backend_version"],
+        "trtforge": __version__,
+        "module": result.module,
+        "backend": build["backend"],
+        "backend_version": build["backend_version"],
         # the target's name (its folder) beside what it runs on: GPU model or compute capabilities
-        "target": {**build["target"], "name": result.target or build["target"]["name"]}, "io": build["io"],
+        "target": {**build["target"], "name": result.target or build["target"]["name"]},
+        "io": build["io"],
         "timing_cache": (build.get("timing_cache") or {}).get("digest"),  # not in the key: it grows
-        "fp32_layers": build["fp32_layers"], "fp16_flop_share": prec["flops"]["fp16_share"],
-        "files": digests, **({"profiles": build["profiles"]} if build.get("profiles") else {}),
-        "tolerance": {o: module.tolerance(o) for o in meta(result.records["export"], ExportMeta)["outputs"]}, "cache_key": result.records["build"].key,
-        "verification": {s: {"status": c["status"], "kind": c["kind"], "reason": c.get("reason", ""),
-                             "outputs": c.get("outputs", {})} for s, c in verify["checks"].items()},
+        "fp32_layers": build["fp32_layers"],
+        "fp16_flop_share": prec["flops"]["fp16_share"],
+        "files": digests,
+        **({"profiles": build["profiles"]} if build.get("profiles") else {}),
+        "tolerance": {o: module.tolerance(o) for o in meta(result.records["export"], ExportMeta)["outputs"]},
+        "cache_key": result.records["build"].key,
+        "verification": {
+            s: {
+                "status": c["status"],
+                "kind": c["kind"],
+                "reason": c.get("reason", ""),
+                "outputs": c.get("outputs", {}),
+            }
+            for s, c in verify["checks"].items()
+        },
     }

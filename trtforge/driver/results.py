@@ -42,5 +42,5 @@ class ModuleResult:
         """Record `error` as the module's failure at `stage`; every later stage is 'not run'."""
         self.error = error
         self.stages[stage].state, self.stages[stage].reason = "failed", reason or error.one_line()
-        for name in STAGE_NAMES[STAGE_NAMES.index(stage) + 1:]:
+        for name in STAGE_NAMES[STAGE_NAMES.index(stage) + 1 :]:
             self.stages[name] = StageStatus("not run", f"{stage} failed")

@@ -34,15 +34,20 @@ def tracks_imports(stage, module: ModuleSpec) -> bool:
     return bool(tracks and tracks(module))
 
 
-def stage_key(stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
-              deps: dict | None = None) -> tuple[str, dict]:
+def stage_key(
+    stage, module: ModuleSpec, root: Path, upstream: dict[str, Record], deps: dict | None = None
+) -> tuple[str, dict]:
     """The key and key document. For a stage that tracks imports, `deps` is a recorded set of loaded
     files (hashed as they are now); None gives the base key: settings and inputs alone."""
     material = stage.key_material(module, root)
     if tracks_imports(stage, module):
         material["imports"] = None if deps is None else imports.material(deps, root)
-    doc = {"stage": stage.name, "salt": stage.version, "material": material,
-           "inputs": {dep: rec.digests() for dep, rec in sorted(upstream.items())}}
+    doc = {
+        "stage": stage.name,
+        "salt": stage.version,
+        "material": material,
+        "inputs": {dep: rec.digests() for dep, rec in sorted(upstream.items())},
+    }
     return key_of(doc), doc
 
 
@@ -50,6 +55,7 @@ def stage_key(stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]
 class Plan:
     """What a stage's key is now: `key`/`doc` to build under (for an import-tracking stage, with
     the files of the newest earlier record), `record` when the cache already holds it."""
+
     base: str
     key: str
     doc: dict
@@ -76,8 +82,9 @@ def plan_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: di
     return found or plan or Plan(base, base, doc)
 
 
-def remote_plan(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
-                base: str) -> Plan | None:
+def remote_plan(
+    store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record], base: str
+) -> Plan | None:
     """Another runner's record for this base key whose loaded files hash the same here (asked
     only when no local one applies: a no-op build never lists the remote)."""
     for key in store.remote_deps_keys(base):
@@ -100,21 +107,27 @@ def _in_child(stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
     return {"meta": meta, "deps": imports.snapshot(ctx.root) if track else {}}
 
 
-def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
-         plan: Plan) -> tuple[Record, str, dict]:
+def _run(
+    store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record], plan: Plan
+) -> tuple[Record, str, dict]:
     """Run the stage in its own process into a work folder and store it; returns the record and
     its key and doc."""
     folders = {dep: store.view(rec) for dep, rec in upstream.items()}
     timing_target = stage.timing_target(module) if hasattr(stage, "timing_target") else None
-    ctx = StageContext(module=module, root=root, inputs=folders,
-                       upstream_meta={d: r.meta for d, r in upstream.items()},
-                       timing_cache=None if timing_target is None else timing.seed(store, timing_target))
+    ctx = StageContext(
+        module=module,
+        root=root,
+        inputs=folders,
+        upstream_meta={d: r.meta for d, r in upstream.items()},
+        timing_cache=None if timing_target is None else timing.seed(store, timing_target),
+    )
     track = tracks_imports(stage, module)
     t0, t0_ns = time.perf_counter(), time.time_ns()
     with store.workdir(f"{module.name}.{stage.name}") as wd:
         try:
-            out, peak_kib = run_in_child(partial(_in_child, stage, ctx, wd, track), module=module.name,
-                                         stage=stage.name)
+            out, peak_kib = run_in_child(
+                partial(_in_child, stage, ctx, wd, track), module=module.name, stage=stage.name
+            )
         except TrtforgeError as e:  # the work folder goes; its log must not
             log = keep_failed_logs(store.root, module.name, stage.name, wd)
             if log is not None:
@@ -124,16 +137,23 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
         interrupts.check()  # a signal met by this process meanwhile: nothing is stored
         forget_stats()  # the keys below see the files as they are now
         # kept in the record so a report of a cached run can still say what it cost
-        meta = {**out["meta"], "run_seconds": round(time.perf_counter() - t0, 3),
-                "peak_rss_mib": round(peak_kib / 1024)}
+        meta = {
+            **out["meta"],
+            "run_seconds": round(time.perf_counter() - t0, 3),
+            "peak_rss_mib": round(peak_kib / 1024),
+        }
         key, doc, deps, changed = plan.key, plan.doc, out["deps"], None
         if track:
             key, doc = stage_key(stage, module, root, upstream, deps)
             changed = imports.changed_after(deps, root, t0_ns)
         # an input that changed while the stage ran must not be published under this key
         if stage_key(stage, module, root, upstream)[0] != plan.base or changed:
-            raise TrtforgeError("an input changed during the build; not published",
-                                where=changed or f"{stage.name}", module=module.name, hint="run again")
+            raise TrtforgeError(
+                "an input changed during the build; not published",
+                where=changed or f"{stage.name}",
+                module=module.name,
+                hint="run again",
+            )
         if track:  # first: a pointer to a missing record is only a miss
             store.add_deps_key(plan.base, key)
         record = store.put(key, stage.name, doc, wd, meta, deps, module=module.name)
@@ -142,15 +162,28 @@ def _run(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str
     return record, key, doc
 
 
-def run_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record],
-              status: StageStatus, progress=None, *, force: bool = False, notes: list | None = None) -> Record:
+def run_stage(
+    store: Store,
+    stage,
+    module: ModuleSpec,
+    root: Path,
+    upstream: dict[str, Record],
+    status: StageStatus,
+    progress=None,
+    *,
+    force: bool = False,
+    notes: list | None = None,
+) -> Record:
     """The stage's record: from the cache, or built now (always, with `force`)."""
     checkpoint(f"before:{stage.name}")
     plan = plan_stage(store, stage, module, root, upstream)
     record = None if force else plan.record
     if record is None and store.assemble_only:
-        raise NotBuiltYet(f"not built yet by any runner (stage {stage.name}, key {plan.key[:12]})",
-                          module=module.name, hint="build it on a runner for this target, then assemble again")
+        raise NotBuiltYet(
+            f"not built yet by any runner (stage {stage.name}, key {plan.key[:12]})",
+            module=module.name,
+            hint="build it on a runner for this target, then assemble again",
+        )
     if record is None:
         # gc lock shared: `cache gc` waits while a stage reads its inputs' views and stores results
         with cache_writes(store.root), store.gc_lock(exclusive=False), store.lock(plan.base):

@@ -24,8 +24,11 @@ def stage_table(backend: str | None = None, until: str | None = None, target=Non
     """The stages in order; `until` (a stage name) ends the table with that stage (a partial run:
     `debug precision` needs the graph before any island, i.e. until graph_passes); `target`: a
     [targets.NAME] TargetSpec (None: the default target)."""
-    build = (BuildStage(backend_override=backend) if target is None else
-             BuildStage(gpu=target.gpu, target_name=target.name, timing_cache=target.timing_cache))
+    build = (
+        BuildStage(backend_override=backend)
+        if target is None
+        else BuildStage(gpu=target.gpu, target_name=target.name, timing_cache=target.timing_cache)
+    )
     table = (
         Step(ExportStage(), ()),
         Step(GraphPassesStage(), ("export",)),

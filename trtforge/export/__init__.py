@@ -31,15 +31,19 @@ def declared_dependencies(module: ModuleSpec, root: Path) -> list[Path]:
     for pattern in module.depends:
         matches = sorted(p for p in root.glob(pattern) if p.is_file())
         if not matches:
-            raise ManifestError(f"'{pattern}' matches no file under {root}",
-                                where=f"modules.{module.name}.depends", module=module.name)
+            raise ManifestError(
+                f"'{pattern}' matches no file under {root}", where=f"modules.{module.name}.depends", module=module.name
+            )
         files.update(matches)
     for name in module.factory_paths:  # a checkpoint named by path: its content is part of the key
         path = root / module.factory_args[name]
         if not path.exists():
-            raise ManifestError(f"factory_args.{name} = '{module.factory_args[name]}': {path} does not exist",
-                                where=f"modules.{module.name}.factory_paths", module=module.name,
-                                hint="paths in factory_paths are relative to the manifest's folder")
+            raise ManifestError(
+                f"factory_args.{name} = '{module.factory_args[name]}': {path} does not exist",
+                where=f"modules.{module.name}.factory_paths",
+                module=module.name,
+                hint="paths in factory_paths are relative to the manifest's folder",
+            )
     files.update(module.factory_path_files(root))
     return sorted(files)
 
@@ -50,8 +54,12 @@ def require_torch(module: str) -> None:
     try:
         import torch  # noqa: F401
     except ImportError as e:
-        raise ExportError(f"PyTorch cannot be imported ({e})", where=f"modules.{module}.factory", module=module,
-                          hint="pip install 'trtforge[torch]' (or the torch build that matches your CUDA)") from None
+        raise ExportError(
+            f"PyTorch cannot be imported ({e})",
+            where=f"modules.{module}.factory",
+            module=module,
+            hint="pip install 'trtforge[torch]' (or the torch build that matches your CUDA)",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -63,9 +71,12 @@ class ExportStage:
         deps = {display(p, root): digest_file(p) for p in declared_dependencies(module, root)}
         return {
             # factory_paths only when written: the keys of manifests without it stay as they were
-            "module": {k: v for k, v in module.as_key().items()
-                       if k in ("factory", "factory_args", "inputs", "outputs", "export", "profiles")
-                       or (k == "factory_paths" and v)},
+            "module": {
+                k: v
+                for k, v in module.as_key().items()
+                if k in ("factory", "factory_args", "inputs", "outputs", "export", "profiles")
+                or (k == "factory_paths" and v)
+            },
             "io_transforms": transforms(module.passes, module.name),
             # the seed makes the example inputs; random_inputs adds reference sets made here
             "input_sets": {"seed": module.verify.seed, "random_inputs": module.verify.random_inputs},

@@ -26,8 +26,7 @@ class Binding:
     keyword: tuple[tuple[str, str], ...]
 
     def call(self, tensors: dict) -> tuple[tuple, dict]:
-        return (tuple(tensors[n] for n in self.positional),
-                {param: tensors[name] for param, name in self.keyword})
+        return (tuple(tensors[n] for n in self.positional), {param: tensors[name] for param, name in self.keyword})
 
     @property
     def graph_input_names(self) -> list[str]:
@@ -56,8 +55,11 @@ def bind_inputs(model, module: ModuleSpec) -> Binding:
     if not params or (not named and any(p.kind == p.VAR_POSITIONAL for p in params)):
         return Binding(tuple(names), ())
     if len(module.inputs) == 1 and len(params) == 1 and named:
-        return Binding((), ((named[0].name, names[0]),)) if named[0].kind != named[0].POSITIONAL_ONLY \
+        return (
+            Binding((), ((named[0].name, names[0]),))
+            if named[0].kind != named[0].POSITIONAL_ONLY
             else Binding((names[0],), ())
+        )
     by_param: dict[str, str] = {}
     known = {p.name for p in named}
     has_kwargs = any(p.kind == p.VAR_KEYWORD for p in params)
@@ -66,22 +68,32 @@ def bind_inputs(model, module: ModuleSpec) -> Binding:
         where = f"modules.{module.name}.inputs.{spec.name}"
         if spec.arg not in known and not has_kwargs:
             what = f"input '{spec.name}'" + (f" (arg '{spec.arg}')" if spec.arg != spec.name else "")
-            raise ExportError(f"{what} matches no parameter of forward(); its parameters: {listing}",
-                              where=where, module=module.name,
-                              hint="rename the input, or bind it with arg = '<parameter>'")
+            raise ExportError(
+                f"{what} matches no parameter of forward(); its parameters: {listing}",
+                where=where,
+                module=module.name,
+                hint="rename the input, or bind it with arg = '<parameter>'",
+            )
         if spec.arg in by_param:
-            raise ExportError(f"inputs '{by_param[spec.arg]}' and '{spec.name}' both bind parameter "
-                              f"'{spec.arg}'", where=where, module=module.name)
+            raise ExportError(
+                f"inputs '{by_param[spec.arg]}' and '{spec.name}' both bind parameter '{spec.arg}'",
+                where=where,
+                module=module.name,
+            )
         by_param[spec.arg] = spec.name
     missing = [p.name for p in named if p.default is p.empty and p.name not in by_param]
     if missing:
-        raise ExportError(f"forward() parameter '{missing[0]}' has no input (inputs: {', '.join(names)})",
-                          where=f"modules.{module.name}.inputs", module=module.name,
-                          hint=f"add inputs.{missing[0]}, or bind an input with arg = '{missing[0]}'")
+        raise ExportError(
+            f"forward() parameter '{missing[0]}' has no input (inputs: {', '.join(names)})",
+            where=f"modules.{module.name}.inputs",
+            module=module.name,
+            hint=f"add inputs.{missing[0]}, or bind an input with arg = '{missing[0]}'",
+        )
     positional = [p.name for p in named if p.kind == p.POSITIONAL_ONLY and p.name in by_param]
     order = [p.name for p in named if p.name in by_param] + [a for a in by_param if a not in known]
-    return Binding(tuple(by_param[a] for a in positional),
-                   tuple((a, by_param[a]) for a in order if a not in positional))
+    return Binding(
+        tuple(by_param[a] for a in positional), tuple((a, by_param[a]) for a in order if a not in positional)
+    )
 
 
 def flatten_named(out, prefix: str | None = None) -> list[tuple[str | None, object]]:
@@ -116,12 +128,16 @@ def name_outputs(out, module: ModuleSpec) -> tuple[list[str], list]:
     if pairs and all(k is not None for k, _ in pairs):
         keys = [k for k, _ in pairs]
         if module.outputs and sorted(module.outputs) != sorted(keys):
-            raise ExportError(f"the module returns outputs named {keys} but outputs lists "
-                              f"{list(module.outputs)}", where=where, module=module.name,
-                              hint="list the returned names (any order), or drop outputs to use them")
+            raise ExportError(
+                f"the module returns outputs named {keys} but outputs lists {list(module.outputs)}",
+                where=where,
+                module=module.name,
+                hint="list the returned names (any order), or drop outputs to use them",
+            )
         return keys, tensors
     names = list(module.outputs) or [f"output_{i}" for i in range(len(tensors))]
     if len(names) != len(tensors):
-        raise ExportError(f"the module returns {len(tensors)} tensors but outputs names {len(names)}",
-                          where=where, module=module.name)
+        raise ExportError(
+            f"the module returns {len(tensors)} tensors but outputs names {len(names)}", where=where, module=module.name
+        )
     return names, tensors

@@ -20,9 +20,14 @@ def load_state_dict(path: str | Path, map_location: str = "cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise ExportError("checkpoint not found", where=str(path),
-                          hint="check the path (relative paths resolve from the current folder)") from None
+        raise ExportError(
+            "checkpoint not found",
+            where=str(path),
+            hint="check the path (relative paths resolve from the current folder)",
+        ) from None
     except pickle.UnpicklingError as e:
-        raise ExportError("checkpoint holds objects other than tensors, which weights_only=True "
-                          "refuses to unpickle", where=str(path),
-                          hint="re-save it with torch.save(model.state_dict(), path)") from e
+        raise ExportError(
+            "checkpoint holds objects other than tensors, which weights_only=True refuses to unpickle",
+            where=str(path),
+            hint="re-save it with torch.save(model.state_dict(), path)",
+        ) from e

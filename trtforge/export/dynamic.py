@@ -30,8 +30,11 @@ def torch_dims(module: ModuleSpec) -> dict[str, object]:
         if lo == hi:
             continue
         m = steps.get(dim, 1)
-        out[dim] = m * torch.export.Dim(f"_{dim}", min=lo // m, max=hi // m) if m > 1 else \
-            torch.export.Dim(dim, min=lo, max=hi)
+        out[dim] = (
+            m * torch.export.Dim(f"_{dim}", min=lo // m, max=hi // m)
+            if m > 1
+            else torch.export.Dim(dim, min=lo, max=hi)
+        )
     return out
 
 
@@ -108,11 +111,13 @@ def specialised_error(text: str, module: ModuleSpec) -> ExportError:
         what = f"the model needs a multiple of {step.group(1)}"
         hint = f"add multiple_of = {step.group(1)} to its range (min, opt and max multiples of it)"
     else:
-        what = (f"not every value in its range satisfies the model's guard {guard.group(1)}" if guard
-                else text.strip().splitlines()[0][:200])
+        what = (
+            f"not every value in its range satisfies the model's guard {guard.group(1)}"
+            if guard
+            else text.strip().splitlines()[0][:200]
+        )
         hint = "narrow its range to values the model accepts, or make it static"
-    return ExportError(f"dimension '{dim}' cannot vary as declared: {what}", where=where,
-                       module=module.name, hint=hint)
+    return ExportError(f"dimension '{dim}' cannot vary as declared: {what}", where=where, module=module.name, hint=hint)
 
 
 def rename_and_check(proto: onnx.ModelProto, module: ModuleSpec) -> dict[str, str]:
@@ -130,10 +135,13 @@ def rename_and_check(proto: onnx.ModelProto, module: ModuleSpec) -> dict[str, st
             if not isinstance(want, str) or want not in varying:
                 continue
             if not d.dim_param:
-                raise ExportError(f"dimension '{want}' ({vi.name} axis {i}) is {d.dim_value} in the exported "
-                                  "ONNX, not symbolic: the model specialised it",
-                                  where=f"modules.{module.name}.inputs.{vi.name}.shape[{i}]", module=module.name,
-                                  hint="make it static, or find what pins it in forward()")
+                raise ExportError(
+                    f"dimension '{want}' ({vi.name} axis {i}) is {d.dim_value} in the exported "
+                    "ONNX, not symbolic: the model specialised it",
+                    where=f"modules.{module.name}.inputs.{vi.name}.shape[{i}]",
+                    module=module.name,
+                    hint="make it static, or find what pins it in forward()",
+                )
             rename.setdefault(d.dim_param, want)
             scaled = re.fullmatch(r"(\d+)\*(\w+)", d.dim_param)  # a multiple_of dim: torch writes 2*s16
             if scaled:

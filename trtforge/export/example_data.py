@@ -21,8 +21,12 @@ def input_files(module: ModuleSpec, root: Path) -> dict[str, Path]:
             continue
         path = root / rel
         if not path.is_file():
-            raise ManifestError(f"'{rel}' does not exist in {root}", where=f"modules.{module.name}.inputs.{spec.name}.file",
-                                module=module.name, hint="paths are relative to the folder of engines.toml")
+            raise ManifestError(
+                f"'{rel}' does not exist in {root}",
+                where=f"modules.{module.name}.inputs.{spec.name}.file",
+                module=module.name,
+                hint="paths are relative to the folder of engines.toml",
+            )
         out[spec.name] = path
     return out
 
@@ -34,9 +38,12 @@ def named_sets(module: ModuleSpec, root: Path) -> list[tuple[str, Path]]:
     for i, pattern in enumerate(module.verify.input_sets):
         matches = sorted(p for p in root.glob(pattern) if p.is_file())
         if not matches:
-            raise ManifestError(f"'{pattern}' matches no file under {root}",
-                                where=f"modules.{module.name}.verify.input_sets[{i}]", module=module.name,
-                                hint="each set is one .npz holding every input by name")
+            raise ManifestError(
+                f"'{pattern}' matches no file under {root}",
+                where=f"modules.{module.name}.verify.input_sets[{i}]",
+                module=module.name,
+                hint="each set is one .npz holding every input by name",
+            )
         for p in matches:
             found.setdefault(p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p), p)
     return sorted(found.items())
@@ -50,6 +57,8 @@ def named_set_tag(i: int) -> str:
 def key_material(module: ModuleSpec, root: Path) -> dict:
     """{"example_data": digests} for the export key; nothing when the module reads no data file
     (its key stays what it was before data files existed)."""
-    data = {"input_files": {name: digest_file(p) for name, p in input_files(module, root).items()},
-            "named_sets": {label: digest_file(p) for label, p in named_sets(module, root)}}
+    data = {
+        "input_files": {name: digest_file(p) for name, p in input_files(module, root).items()},
+        "named_sets": {label: digest_file(p) for label, p in named_sets(module, root)},
+    }
     return {"example_data": data} if any(data.values()) else {}

@@ -47,9 +47,13 @@ def _preprocessed(module: ModuleSpec) -> dict[str, InputSpec]:
             continue
         kind = source_name(spec.source)
         if kind != "image" and not is_random(spec.source):
-            raise ExportError(f"bake_preprocess computes '{spec.name}' from the caller's uint8 image; a "
-                              f"{kind} source cannot give that image", where=f"modules.{module.name}.inputs.{spec.name}",
-                              module=module.name, hint="give an image with file = 'x.png', or leave it drawn")
+            raise ExportError(
+                f"bake_preprocess computes '{spec.name}' from the caller's uint8 image; a "
+                f"{kind} source cannot give that image",
+                where=f"modules.{module.name}.inputs.{spec.name}",
+                module=module.name,
+                hint="give an image with file = 'x.png', or leave it drawn",
+            )
         out[spec.name] = spec
     return out
 
@@ -63,8 +67,9 @@ def _image_files(pre: dict[str, InputSpec], root: Path, where: str) -> dict:
         if source_name(spec.source) == "image":
             rel, shape = spec.source["file"], caller_image_shape(spec.shape)
             layout = "NHWC" if len(shape) == 4 else "HWC"
-            out[name] = sample_files.read_image(root / rel, rel, {"layout": layout}, tuple(shape),
-                                                np.dtype(np.uint8), f"{where}.{name}")
+            out[name] = sample_files.read_image(
+                root / rel, rel, {"layout": layout}, tuple(shape), np.dtype(np.uint8), f"{where}.{name}"
+            )
     return out
 
 
@@ -78,19 +83,26 @@ def example_sets(module: ModuleSpec, root: Path) -> list[InputSet]:
     # the export traces with); then one set at the min, opt and max of every profile (p0.min, ...)
     shapes = input_shapes(module.inputs, example_values(module.profiles)) if module.profiles else None
     seeds: list[tuple[str, str, int | str, dict | None]] = [("", "example", module.verify.seed, shapes)]
-    seeds += [(random_set_suffix(i), f"random {i}", f"{module.verify.seed}/random{i}", shapes)
-              for i in range(1, module.verify.random_inputs + 1)]
-    seeds += [(f".{label}", label, f"{module.verify.seed}/{label}", input_shapes(module.inputs, values))
-              for label, values in profile_points(module.profiles)]
-    sets = [InputSet(tag, label, make_inputs(module.inputs, seed=seed, shapes=at, root=root, where=where), drawn,
-                     images) for tag, label, seed, at in seeds]
+    seeds += [
+        (random_set_suffix(i), f"random {i}", f"{module.verify.seed}/random{i}", shapes)
+        for i in range(1, module.verify.random_inputs + 1)
+    ]
+    seeds += [
+        (f".{label}", label, f"{module.verify.seed}/{label}", input_shapes(module.inputs, values))
+        for label, values in profile_points(module.profiles)
+    ]
+    sets = [
+        InputSet(tag, label, make_inputs(module.inputs, seed=seed, shapes=at, root=root, where=where), drawn, images)
+        for tag, label, seed, at in seeds
+    ]
     # a named set holds the caller's uint8 image for a preprocessed input; the module's input is
     # computed from it by the export (a placeholder of the module's shape until then)
     caller = {n: (np.dtype(np.uint8), tuple(caller_image_shape(s.shape))) for n, s in pre.items()}
     for i, (label, path) in enumerate(example_data.named_sets(module, root), 1):
         # with dynamic dims a named set is at the example shape (the opt point the export traces at)
-        arrays = read_input_set(module.inputs, path, label, shapes=shapes,
-                                where=f"modules.{module.name}.verify.input_sets", override=caller)
+        arrays = read_input_set(
+            module.inputs, path, label, shapes=shapes, where=f"modules.{module.name}.verify.input_sets", override=caller
+        )
         given = {n: arrays[n] for n in pre}
         # a preprocessed input is static (the manifest refuses bake_preprocess on a dynamic one)
         arrays.update({n: np.zeros([int(d) for d in s.shape], NP_DTYPES[s.dtype]) for n, s in pre.items()})

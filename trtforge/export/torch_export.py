@@ -45,14 +45,22 @@ def load_factory(module: ModuleSpec, root: Path):
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # the user's code: any error is theirs to fix, sys.exit included
-        raise ExportError(f"cannot import '{modname}': {type(e).__name__}: {e}", where=where,
-                          module=module.name, hint="check the module path and its imports") from e
+        raise ExportError(
+            f"cannot import '{modname}': {type(e).__name__}: {e}",
+            where=where,
+            module=module.name,
+            hint="check the module path and its imports",
+        ) from e
     obj = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
             near = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
-            raise ExportError(f"'{modname}' has no attribute '{attr}'", where=where, module=module.name,
-                              hint=f"did you mean '{near[0]}'?" if near else None)
+            raise ExportError(
+                f"'{modname}' has no attribute '{attr}'",
+                where=where,
+                module=module.name,
+                hint=f"did you mean '{near[0]}'?" if near else None,
+            )
         obj = getattr(obj, part)
     if not callable(obj):
         raise ExportError(f"'{module.factory}' is not callable", where=where, module=module.name)
@@ -71,16 +79,16 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # sys.exit() or a BaseException subclass ends the factory, not trtforge
-        raise ExportError(f"factory {_raised(e)}", where=where, module=module.name,
-                          hint="check factory_args") from e
+        raise ExportError(f"factory {_raised(e)}", where=where, module=module.name, hint="check factory_args") from e
     finally:
         # a factory that chdir()s must not move the paths of later stages (a relative cache)
         with contextlib.suppress(OSError):
             if os.getcwd() != cwd:
                 os.chdir(cwd)
     if not isinstance(model, torch.nn.Module):
-        raise ExportError(f"factory returned {type(model).__name__}, not a torch.nn.Module",
-                          where=where, module=module.name)
+        raise ExportError(
+            f"factory returned {type(model).__name__}, not a torch.nn.Module", where=where, module=module.name
+        )
     return model
 
 
@@ -103,8 +111,9 @@ def _first_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def _record_sets(module: ModuleSpec, sets: list[InputSet], reference_model, binding: Binding, names: list,
-                 device, workdir: Path) -> None:
+def _record_sets(
+    module: ModuleSpec, sets: list[InputSet], reference_model, binding: Binding, names: list, device, workdir: Path
+) -> None:
     """Each set besides the example one with its FP32 reference and caller's view, so every later
     check compares on it too, and input_sets.json: every set's tag, label and the inputs drawn at
     random in it (the report names them beside a failure)."""
@@ -116,8 +125,12 @@ def _record_sets(module: ModuleSpec, sets: list[InputSet], reference_model, bind
         args, kwargs = binding.call(_fp32({k: torch.from_numpy(a).to(device) for k, a in inputs.items()}))
         reference = _reference(module, reference_model, names, s, args, kwargs)
         c_in, c_ref = caller_view(baked, inputs, reference, module.name, images)
-        for stem, arrays in ((F.INPUTS, inputs), (F.REFERENCE, reference),
-                             (F.CALLER_INPUTS, c_in), (F.CALLER_REFERENCE, c_ref)):
+        for stem, arrays in (
+            (F.INPUTS, inputs),
+            (F.REFERENCE, reference),
+            (F.CALLER_INPUTS, c_in),
+            (F.CALLER_REFERENCE, c_ref),
+        ):
             save_arrays(workdir / npz(stem, s.tag), arrays)
     listing = [{"tag": s.tag, "label": s.label, "random": s.random} for s in sets]
     (workdir / F.SETS).write_text(json.dumps(listing, indent=1))
@@ -135,10 +148,12 @@ def _reference(module: ModuleSpec, reference_model, names: list, s: InputSet, ar
         if not module.profiles:
             raise
         shapes = ", ".join(f"{k}{list(a.shape)}" for k, a in s.inputs.items())
-        raise ExportError(f"forward failed on input set {s.label} ({shapes}): {_first_line(e)}",
-                          where=f"modules.{module.name}.{'dims' if len(module.profiles) == 1 else 'profiles'}",
-                          module=module.name, hint="narrow the dims' ranges to shapes the model takes, "
-                                                   "or make that dimension static") from e
+        raise ExportError(
+            f"forward failed on input set {s.label} ({shapes}): {_first_line(e)}",
+            where=f"modules.{module.name}.{'dims' if len(module.profiles) == 1 else 'profiles'}",
+            module=module.name,
+            hint="narrow the dims' ranges to shapes the model takes, or make that dimension static",
+        ) from e
     return {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
 
 
@@ -148,9 +163,13 @@ def _check_opset(module: ModuleSpec, proto) -> None:
     got = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     want = module.export.opset
     if got != want:
-        raise ExportError(f"asked for opset {want}, the {module.export.exporter} exporter wrote opset "
-                          f"{got} (its version conversion failed)", where=f"modules.{module.name}.export.opset",
-                          module=module.name, hint=f"set export.opset = {got}, or one the exporter converts to")
+        raise ExportError(
+            f"asked for opset {want}, the {module.export.exporter} exporter wrote opset "
+            f"{got} (its version conversion failed)",
+            where=f"modules.{module.name}.export.opset",
+            module=module.name,
+            hint=f"set export.opset = {got}, or one the exporter converts to",
+        )
 
 
 def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
@@ -179,9 +198,12 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         raise
     except BaseException as e:
         shapes = ", ".join(f"{s.name}{list(s.shape)}:{s.dtype}" for s in module.inputs)
-        raise ExportError(f"forward failed on the example inputs ({shapes}): {_first_line(e)}",
-                          where=f"modules.{module.name}.inputs", module=module.name,
-                          hint="check each input's shape and dtype against the module's forward") from e
+        raise ExportError(
+            f"forward failed on the example inputs ({shapes}): {_first_line(e)}",
+            where=f"modules.{module.name}.inputs",
+            module=module.name,
+            hint="check each input's shape and dtype against the module's forward",
+        ) from e
 
     names, ref = name_outputs(out, module)
     save_arrays(workdir / npz(F.INPUTS), inputs)
@@ -207,10 +229,17 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
             # (torch.onnx.export would narrow it silently; export/dynamic.py)
             source = capture(model16, fp16_args, fp16_kwargs, binding, module) if module.profiles else model16
             program = torch.onnx.export(
-                source, fp16_args, kwargs=fp16_kwargs, dynamo=module.export.exporter == "dynamo",
-                input_names=binding.graph_input_names, output_names=names, opset_version=module.export.opset,
-                external_data=True, f=None if module.export.exporter == "dynamo" else str(path),
-                verbose=False)
+                source,
+                fp16_args,
+                kwargs=fp16_kwargs,
+                dynamo=module.export.exporter == "dynamo",
+                input_names=binding.graph_input_names,
+                output_names=names,
+                opset_version=module.export.opset,
+                external_data=True,
+                f=None if module.export.exporter == "dynamo" else str(path),
+                verbose=False,
+            )
         if program is not None:
             program.save(str(path), external_data=True)
     except (KeyboardInterrupt, ExportError):
@@ -222,10 +251,16 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
                 "forward branches on tensor values (data-dependent control flow), which the export "
                 "cannot capture: the export resolves only branches on shapes (static shapes, or the "
                 "ranges of named dims)",
-                where=f"modules.{module.name}", module=module.name,
-                hint="compute both branches and pick with torch.where") from e
-        raise ExportError(f"torch.onnx.export failed: {_first_line(e)}", where=f"modules.{module.name}",
-                          module=module.name, hint="rerun with --verbose for the exporter's cause") from e
+                where=f"modules.{module.name}",
+                module=module.name,
+                hint="compute both branches and pick with torch.where",
+            ) from e
+        raise ExportError(
+            f"torch.onnx.export failed: {_first_line(e)}",
+            where=f"modules.{module.name}",
+            module=module.name,
+            hint="rerun with --verbose for the exporter's cause",
+        ) from e
 
     proto = onnx.load(str(path), load_external_data=False)
     if module.profiles and rename_and_check(proto, module):
@@ -235,16 +270,20 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     if islands and module.export.forbid_fp32_islands:
         # name real arithmetic first: the Cast into the island only marks where it starts
         first = next((i for i in islands if i["op"] != "Cast"), islands[0])
-        raise ExportError(f"{len(islands)} FP32 island(s) in the FP16 export, first: node "
-                          f"'{first['node']}' ({first['op']})", where=f"modules.{module.name}.export",
-                          module=module.name,
-                          hint="fix the hard-coded float32 tensor or set forbid_fp32_islands = false")
+        raise ExportError(
+            f"{len(islands)} FP32 island(s) in the FP16 export, first: node '{first['node']}' ({first['op']})",
+            where=f"modules.{module.name}.export",
+            module=module.name,
+            hint="fix the hard-coded float32 tensor or set forbid_fp32_islands = false",
+        )
     meta = {
-        "device": str(device), "torch": torch.__version__,
+        "device": str(device),
+        "torch": torch.__version__,
         "inputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in inputs.items()},
         "outputs": {n: {"shape": list(a.shape)} for n, a in reference.items()},
         "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
-        "nodes": len(proto.graph.node), "fp32_islands": islands,
+        "nodes": len(proto.graph.node),
+        "fp32_islands": islands,
         "input_sets": n_sets,
     }
     if module.profiles:

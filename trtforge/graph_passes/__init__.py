@@ -16,8 +16,9 @@ def user_passes(module: ModuleSpec) -> list[str]:
     """'package.module:Class' of every pass that is not built in."""
     from trtforge.graph_passes.catalog import check_known
 
-    targets = [check_known(step, f"modules.{module.name}.passes[{i}]", module.name)
-               for i, step in enumerate(module.passes)]
+    targets = [
+        check_known(step, f"modules.{module.name}.passes[{i}]", module.name) for i, step in enumerate(module.passes)
+    ]
     return [t for t in targets if not t.startswith("trtforge.")]
 
 
@@ -29,10 +30,17 @@ class GraphPassesStage:
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # a user pass's own source is found without importing it; what it imports is recorded
         # when it runs (tracks_imports)
-        sources = {display(p, root): digest_file(p) for target in user_passes(module)
-                   for p in module_files(target.split(":")[0], root)}
-        return {"passes": list(module.passes), "check": module.pass_check, "pass_sources": sources,
-                "tools": tool_versions("onnx", "onnx-graphsurgeon", "onnxruntime", "numpy")}
+        sources = {
+            display(p, root): digest_file(p)
+            for target in user_passes(module)
+            for p in module_files(target.split(":")[0], root)
+        }
+        return {
+            "passes": list(module.passes),
+            "check": module.pass_check,
+            "pass_sources": sources,
+            "tools": tool_versions("onnx", "onnx-graphsurgeon", "onnxruntime", "numpy"),
+        }
 
     def tracks_imports(self, module: ModuleSpec) -> bool:
         return bool(user_passes(module))

@@ -31,8 +31,9 @@ class BakePreprocessPass(GraphPass):
         x = find_tensor(graph, self.input, "input", self.name)
         where = f"pass {self.name}"
         if x.shape is None or len(x.shape) not in (3, 4) or not all(isinstance(d, int) for d in x.shape):
-            raise PassError(f"input '{x.name}' needs a static (N, C, H, W) or (C, H, W) shape, has {x.shape}",
-                            where=where)
+            raise PassError(
+                f"input '{x.name}' needs a static (N, C, H, W) or (C, H, W) shape, has {x.shape}", where=where
+            )
         dtype = np.dtype(x.dtype)
         if not np.issubdtype(dtype, np.floating):
             raise PassError(f"input '{x.name}' is {dtype}; preprocessing produces a float image", where=where)
@@ -49,13 +50,25 @@ class BakePreprocessPass(GraphPass):
         scaled = gs.Variable(f"{tag}_scaled", dtype=dtype, shape=list(x.shape))
         per_channel = [channels, 1, 1]
         graph.nodes += [
-            gs.Node("Cast", name=f"{tag}_cast", attrs={"to": onnx.helper.np_dtype_to_tensor_dtype(dtype)},
-                    inputs=[caller], outputs=[as_float]),
+            gs.Node(
+                "Cast",
+                name=f"{tag}_cast",
+                attrs={"to": onnx.helper.np_dtype_to_tensor_dtype(dtype)},
+                inputs=[caller],
+                outputs=[as_float],
+            ),
             gs.Node("Transpose", name=f"{tag}_transpose", attrs={"perm": perm}, inputs=[as_float], outputs=[chw]),
-            gs.Node("Mul", name=f"{tag}_mul", outputs=[scaled],
-                    inputs=[chw, gs.Constant(f"{tag}_mul_k", mul.astype(dtype).reshape(per_channel))]),
-            gs.Node("Add", name=f"{tag}_add", outputs=[x],
-                    inputs=[scaled, gs.Constant(f"{tag}_add_k", add.astype(dtype).reshape(per_channel))]),
+            gs.Node(
+                "Mul",
+                name=f"{tag}_mul",
+                outputs=[scaled],
+                inputs=[chw, gs.Constant(f"{tag}_mul_k", mul.astype(dtype).reshape(per_channel))],
+            ),
+            gs.Node(
+                "Add",
+                name=f"{tag}_add",
+                outputs=[x],
+                inputs=[scaled, gs.Constant(f"{tag}_add_k", add.astype(dtype).reshape(per_channel))],
+            ),
         ]
         return True
-

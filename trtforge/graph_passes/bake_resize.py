@@ -24,40 +24,56 @@ class BakeResizePass(GraphPass):
     name = "bake_resize"
     changes_io = True
 
-    def __init__(self, output: str, scale: float | None = None, size=None, mode: str = "linear",
-                 align_corners: bool = False):
+    def __init__(
+        self, output: str, scale: float | None = None, size=None, mode: str = "linear", align_corners: bool = False
+    ):
         self.output, self.scale, self.size = output, scale, size
         self.mode, self.align_corners = mode, align_corners
 
     def apply(self, graph: gs.Graph, ctx: PassContext) -> bool:
         y = find_tensor(graph, self.output, "output", self.name)
         if y.shape is None or len(y.shape) < 3:
-            raise PassError(f"output '{y.name}' needs a known shape of rank >= 3 (N, C, spatial...), "
-                            f"has {y.shape}", where=f"pass {self.name}")
+            raise PassError(
+                f"output '{y.name}' needs a known shape of rank >= 3 (N, C, spatial...), has {y.shape}",
+                where=f"pass {self.name}",
+            )
         # a dim may be symbolic (a named dynamic dim): the Resize then computes it at run time
         spatial = [d if isinstance(d, int) else None for d in y.shape[2:]]
         if self.size is not None:
             if len(self.size) != len(spatial):
-                raise PassError(f"size {self.size} has {len(self.size)} dims but '{y.name}' has "
-                                f"{len(spatial)} spatial dims", where=f"pass {self.name}")
+                raise PassError(
+                    f"size {self.size} has {len(self.size)} dims but '{y.name}' has {len(spatial)} spatial dims",
+                    where=f"pass {self.name}",
+                )
             target = list(self.size)
         else:
             target = [None if d is None else int(math.floor(d * self.scale)) for d in spatial]
         attrs: dict[str, object] = {"mode": self.mode}
         if self.size is not None and all(isinstance(d, int) for d in y.shape[:2]):
-            resize_by = [gs.Variable.empty(), gs.Constant(f"trtforge_resize_sizes_{y.name}",
-                                                          np.array(list(y.shape[:2]) + target, dtype=np.int64))]
+            resize_by = [
+                gs.Variable.empty(),
+                gs.Constant(f"trtforge_resize_sizes_{y.name}", np.array(list(y.shape[:2]) + target, dtype=np.int64)),
+            ]
         elif self.size is not None:  # N or C dynamic: sizes of the spatial axes only (Resize-18 `axes`)
             if (graph.opset or 0) < 18:
-                raise PassError(f"output '{y.name}' has a dynamic dim in (N, C) {list(y.shape[:2])}: a Resize "
-                                f"to a size needs opset >= 18 (its `axes`), the graph is opset {graph.opset}",
-                                where=f"pass {self.name}", hint="set export.opset = 18 or above, or use scale")
+                raise PassError(
+                    f"output '{y.name}' has a dynamic dim in (N, C) {list(y.shape[:2])}: a Resize "
+                    f"to a size needs opset >= 18 (its `axes`), the graph is opset {graph.opset}",
+                    where=f"pass {self.name}",
+                    hint="set export.opset = 18 or above, or use scale",
+                )
             attrs["axes"] = list(range(2, len(y.shape)))
-            resize_by = [gs.Variable.empty(), gs.Constant(f"trtforge_resize_sizes_{y.name}",
-                                                          np.array(target, dtype=np.int64))]
+            resize_by = [
+                gs.Variable.empty(),
+                gs.Constant(f"trtforge_resize_sizes_{y.name}", np.array(target, dtype=np.int64)),
+            ]
         else:  # torch maps coordinates by 1/scale, not by out/in: pass the scale itself
-            resize_by = [gs.Constant(f"trtforge_resize_scales_{y.name}",
-                                     np.array([1.0, 1.0] + [float(self.scale)] * len(spatial), dtype=np.float32))]
+            resize_by = [
+                gs.Constant(
+                    f"trtforge_resize_scales_{y.name}",
+                    np.array([1.0, 1.0] + [float(self.scale)] * len(spatial), dtype=np.float32),
+                )
+            ]
         if self.mode == "nearest":
             attrs.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
         else:
@@ -67,7 +83,13 @@ class BakeResizePass(GraphPass):
         out = gs.Variable(y.name, dtype=y.dtype, shape=list(y.shape[:2]) + target)
         y.name = f"{y.name}__model_resolution"
         graph.outputs[graph.outputs.index(y)] = out
-        graph.nodes.append(gs.Node("Resize", name=f"trtforge_bake_resize_{out.name}", attrs=attrs,
-                                   inputs=[y, gs.Variable.empty(), *resize_by],
-                                   outputs=[out]))
+        graph.nodes.append(
+            gs.Node(
+                "Resize",
+                name=f"trtforge_bake_resize_{out.name}",
+                attrs=attrs,
+                inputs=[y, gs.Variable.empty(), *resize_by],
+                outputs=[out],
+            )
+        )
         return True

@@ -25,24 +25,40 @@ class BakeTransposePass(GraphPass):
         if self.input is not None:
             x = find_tensor(graph, self.input, "input", self.name)
             self._check_rank(x)
-            caller = gs.Variable(x.name, dtype=x.dtype,
-                                 shape=[x.shape[i] for i in inverse(self.perm)] if x.shape else None)
+            caller = gs.Variable(
+                x.name, dtype=x.dtype, shape=[x.shape[i] for i in inverse(self.perm)] if x.shape else None
+            )
             x.name = f"{x.name}__model_layout"
             graph.inputs[graph.inputs.index(x)] = caller
-            graph.nodes.append(gs.Node("Transpose", name=f"trtforge_bake_transpose_{caller.name}",
-                                       attrs={"perm": self.perm}, inputs=[caller], outputs=[x]))
+            graph.nodes.append(
+                gs.Node(
+                    "Transpose",
+                    name=f"trtforge_bake_transpose_{caller.name}",
+                    attrs={"perm": self.perm},
+                    inputs=[caller],
+                    outputs=[x],
+                )
+            )
         else:
             y = find_tensor(graph, self.output, "output", self.name)
             self._check_rank(y)
-            out = gs.Variable(y.name, dtype=y.dtype,
-                              shape=[y.shape[i] for i in self.perm] if y.shape else None)
+            out = gs.Variable(y.name, dtype=y.dtype, shape=[y.shape[i] for i in self.perm] if y.shape else None)
             y.name = f"{y.name}__model_layout"
             graph.outputs[graph.outputs.index(y)] = out
-            graph.nodes.append(gs.Node("Transpose", name=f"trtforge_bake_transpose_{out.name}",
-                                       attrs={"perm": self.perm}, inputs=[y], outputs=[out]))
+            graph.nodes.append(
+                gs.Node(
+                    "Transpose",
+                    name=f"trtforge_bake_transpose_{out.name}",
+                    attrs={"perm": self.perm},
+                    inputs=[y],
+                    outputs=[out],
+                )
+            )
         return True
 
     def _check_rank(self, t: gs.Variable) -> None:
         if t.shape is not None and len(t.shape) != len(self.perm):
-            raise PassError(f"perm {self.perm} has {len(self.perm)} axes but '{t.name}' has rank "
-                            f"{len(t.shape)}", where=f"pass {self.name}")
+            raise PassError(
+                f"perm {self.perm} has {len(self.perm)} axes but '{t.name}' has rank {len(t.shape)}",
+                where=f"pass {self.name}",
+            )

@@ -55,9 +55,9 @@ class GraphPass:
 
 def signature(graph: gs.Graph) -> tuple:
     """A cheap fingerprint of structure, to tell `modified` honestly when a pass cannot."""
-    return tuple((n.op, n.name, tuple(t.name for t in n.inputs), tuple(t.name for t in n.outputs))
-                 for n in graph.nodes) + (tuple(t.name for t in graph.inputs),
-                                          tuple(t.name for t in graph.outputs))
+    return tuple(
+        (n.op, n.name, tuple(t.name for t in n.inputs), tuple(t.name for t in n.outputs)) for n in graph.nodes
+    ) + (tuple(t.name for t in graph.inputs), tuple(t.name for t in graph.outputs))
 
 
 @dataclass
@@ -96,8 +96,9 @@ class Pipeline:
 
     def run(self, graph: gs.Graph, ctx: PassContext) -> bool:
         if self.check not in CHECK_MODES:
-            raise PassError(f"check '{self.check}' is not one of {', '.join(CHECK_MODES)}",
-                            where=f"module {ctx.module}")
+            raise PassError(
+                f"check '{self.check}' is not one of {', '.join(CHECK_MODES)}", where=f"module {ctx.module}"
+            )
         checking = self.check != "off" and self.checker is not None and self.snapshot is not None
         per_pass = checking and self.check == "each" and not self.end_to_end
         segmented = checking and not per_pass
@@ -108,8 +109,11 @@ class Pipeline:
             changed = False
             for i, p in enumerate(self.passes):
                 n_before = len(graph.nodes)
-                before = self.snapshot(graph) if (per_pass or (segmented and self.check == "each")) \
-                    and not p.changes_io else None
+                before = (
+                    self.snapshot(graph)
+                    if (per_pass or (segmented and self.check == "each")) and not p.changes_io
+                    else None
+                )
                 if segmented and p.changes_io:
                     self._close(segment, before_seg, graph)
                 t0 = time.perf_counter()
@@ -119,10 +123,16 @@ class Pipeline:
                     p.ensures(graph)
                 except (AssertionError, InternalError) as e:
                     ran = ", ".join(q.name for q in self.passes[:i]) or "none"
-                    raise InternalError(f"pass '{p.name}' broke an invariant (passes before it: "
-                                         f"{ran}): {e}") from e
-                report = PassReport(p.name, p.params(), modified, n_before, len(graph.nodes),
-                                    time.perf_counter() - t0, changes=p.changes())
+                    raise InternalError(f"pass '{p.name}' broke an invariant (passes before it: {ran}): {e}") from e
+                report = PassReport(
+                    p.name,
+                    p.params(),
+                    modified,
+                    n_before,
+                    len(graph.nodes),
+                    time.perf_counter() - t0,
+                    changes=p.changes(),
+                )
                 self.reports.append(report)
                 if checking and p.changes_io:
                     report.check = "verify stage (against the torch caller view)" if modified else "not modified"
@@ -157,8 +167,11 @@ class Pipeline:
                 elif not r.modified:
                     r.check = "not modified"
                 else:
-                    r.check = verdict if len(modified) == 1 else \
-                        f"{verdict} (end to end over {' + '.join(p.name for p, _, _ in modified)})"
+                    r.check = (
+                        verdict
+                        if len(modified) == 1
+                        else f"{verdict} (end to end over {' + '.join(p.name for p, _, _ in modified)})"
+                    )
         else:
             for _, r, _ in segment:
                 r.check = "pipeline: not modified" if self.check == "pipeline" else "not modified"

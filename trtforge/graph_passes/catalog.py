@@ -28,9 +28,12 @@ def check_known(step: dict, where: str, module: str | None = None) -> str:
     target = BUILTIN.get(step["name"], step["name"])
     if ":" not in target:
         near = difflib.get_close_matches(step["name"], list(BUILTIN), n=1)
-        raise PassError(f"unknown pass '{step['name']}' (built-in: {', '.join(BUILTIN)})", where=where,
-                        module=module, hint=f"did you mean '{near[0]}'?" if near
-                        else "or name a class as 'package.module:PassClass'")
+        raise PassError(
+            f"unknown pass '{step['name']}' (built-in: {', '.join(BUILTIN)})",
+            where=where,
+            module=module,
+            hint=f"did you mean '{near[0]}'?" if near else "or name a class as 'package.module:PassClass'",
+        )
     return target
 
 
@@ -48,9 +51,11 @@ def make_pass(step: dict, where: str, root: Path | None = None):
 
     # checked before it is called: a name like 'os:system' must not run
     if not (isinstance(cls, type) and issubclass(cls, GraphPass)):
-        raise PassError(f"'{target}' is {_what(cls)}, not a pass class", where=where,
-                        hint="name a subclass of trtforge.graph_passes.base.GraphPass as "
-                             "'package.module:PassClass'")
+        raise PassError(
+            f"'{target}' is {_what(cls)}, not a pass class",
+            where=where,
+            hint="name a subclass of trtforge.graph_passes.base.GraphPass as 'package.module:PassClass'",
+        )
     try:
         return cls(**params)
     except TypeError as e:

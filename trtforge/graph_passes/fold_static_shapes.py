@@ -125,7 +125,7 @@ def _rewrite_slices(graph: gs.Graph) -> bool:
             _alias(graph, node, node.inputs[0])
             changed = True
         elif len(real) == 1 and all(r[1] > r[0] for r in real.values()):
-            (axis, rng), = real.items()
+            ((axis, rng),) = real.items()
             groups[(id(node.inputs[0]), axis)].append((node, rng))
         elif all(r[1] > r[0] for r in real.values()):
             data = node.inputs[0]  # several axes: one Split per axis, chained
@@ -207,7 +207,7 @@ def _rewrite_shapes(graph: gs.Graph) -> bool:
         if node.op == "Size":
             value = np.array(int(np.prod(shape)), dtype=np.int64)
         else:
-            value = np.array(shape[node.attrs.get("start", 0):node.attrs.get("end", len(shape))], dtype=np.int64)
+            value = np.array(shape[node.attrs.get("start", 0) : node.attrs.get("end", len(shape))], dtype=np.int64)
         out = node.outputs[0]
         out.to_constant(value)
         node.outputs.clear()
@@ -232,5 +232,4 @@ class FoldStaticShapesPass(GraphPass):
         for node in graph.nodes:
             if node.op == "Slice" and node.outputs:
                 r = slice_ranges(node)
-                invariant(r is None or any(e <= s for s, e in r.values()),
-                          f"static Slice '{node.name}' survived")
+                invariant(r is None or any(e <= s for s, e in r.values()), f"static Slice '{node.name}' survived")

@@ -45,15 +45,46 @@ FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
 FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": np.inf}
 # the smallest normal value: below it a constant loses significant bits (1e-5, a LayerNorm
 # epsilon, keeps 8 of FP16's 11) or flushes to zero
-FLOAT_TINY = {"float16": 2.0 ** -14, "bfloat16": 1.18e-38, "float32": 1.18e-38, "float64": 2.2e-308}
+FLOAT_TINY = {"float16": 2.0**-14, "bfloat16": 1.18e-38, "float32": 1.18e-38, "float64": 2.2e-308}
 ONNX_NAME = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float", "float64": "double"}
 # ops whose output magnitude is at most 1, and ops whose output values come from their data inputs
 UNIT = {"Sin", "Cos", "Tanh", "Sigmoid", "Softmax", "Erf", "HardSigmoid", "Softsign"}
-MOVE = {"Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Slice", "Tile",
-        "Split", "Concat", "Relu", "Neg", "Abs", "MaxPool", "Max", "Min", "Cast", "Gather", "Where",
-        "GatherElements", "DepthToSpace", "SpaceToDepth"}
-DATA_INPUTS = {"Reshape": 1, "Expand": 1, "Slice": 1, "Tile": 1, "Split": 1, "Squeeze": 1,
-               "Unsqueeze": 1, "Gather": 1, "GatherElements": 1}  # how many inputs carry values
+MOVE = {
+    "Identity",
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Expand",
+    "Slice",
+    "Tile",
+    "Split",
+    "Concat",
+    "Relu",
+    "Neg",
+    "Abs",
+    "MaxPool",
+    "Max",
+    "Min",
+    "Cast",
+    "Gather",
+    "Where",
+    "GatherElements",
+    "DepthToSpace",
+    "SpaceToDepth",
+}
+DATA_INPUTS = {
+    "Reshape": 1,
+    "Expand": 1,
+    "Slice": 1,
+    "Tile": 1,
+    "Split": 1,
+    "Squeeze": 1,
+    "Unsqueeze": 1,
+    "Gather": 1,
+    "GatherElements": 1,
+}  # how many inputs carry values
 MAX_DEPTH = 64  # a bound not found within this many producers is unknown
 
 
@@ -93,8 +124,10 @@ def tied_inputs(node: gs.Node, opsets: dict) -> tuple[dict, list] | None:
             continue
         if formal.type_str in variables and t.name:  # an omitted optional input has no name
             groups.setdefault(formal.type_str, []).append(i)
-    outs = [schema.outputs[min(j, len(schema.outputs) - 1)].type_str if schema.outputs else None
-            for j in range(len(node.outputs))]
+    outs = [
+        schema.outputs[min(j, len(schema.outputs) - 1)].type_str if schema.outputs else None
+        for j in range(len(node.outputs))
+    ]
     return groups, [v if v in groups else None for v in outs]
 
 
@@ -128,8 +161,9 @@ def in_order(graph: gs.Graph) -> list[gs.Node]:
                 order.append(node)
                 continue
             stack.append((node, True))
-            stack += [(producer[id(t)], False) for t in node.inputs
-                      if id(t) in producer and id(producer[id(t)]) not in done]
+            stack += [
+                (producer[id(t)], False) for t in node.inputs if id(t) in producer and id(producer[id(t)]) not in done
+            ]
     return order
 
 
@@ -152,8 +186,7 @@ def label(node: gs.Node) -> str:
 
 
 def describe(node: gs.Node, members: list[tuple[str, str]]) -> str:
-    return (f"{label(node)} mixes input dtypes "
-            + ", ".join(f"'{name}' {dt}" for name, dt in members))
+    return f"{label(node)} mixes input dtypes " + ", ".join(f"'{name}' {dt}" for name, dt in members)
 
 
 class LegalizeDtypesPass(GraphPass):
@@ -198,13 +231,13 @@ class LegalizeDtypesPass(GraphPass):
 
     def ensures(self, graph: gs.Graph) -> None:
         left = mixed_nodes(graph)
-        invariant(not left,
-                  "still mixed: " + "; ".join(describe(n, m) for n, m in left[:3]))
+        invariant(not left, "still mixed: " + "; ".join(describe(n, m) for n, m in left[:3]))
 
     # ------------------------------------------------------------------------------ one op
 
-    def _resolve(self, graph: gs.Graph, node: gs.Node, var: str, idx: list[int], opsets: dict,
-                 declared: set) -> str | None:
+    def _resolve(
+        self, graph: gs.Graph, node: gs.Node, var: str, idx: list[int], opsets: dict, declared: set
+    ) -> str | None:
         """The dtype the inputs `idx` (one type variable) agree on after the pass, Casts inserted;
         `declared`: the declared dtypes of the outputs this type variable types."""
         members = [(i, node.inputs[i], dtype_name(node.inputs[i].dtype)) for i in idx]
@@ -215,9 +248,11 @@ class LegalizeDtypesPass(GraphPass):
             return dts.pop()
         where = describe(node, [(t.name, dt) for _, t, dt in members])
         if not dts <= set(FLOAT_RANK):
-            raise PassError(f"cannot make the graph well typed: {where}; only float dtypes are reconciled "
-                            f"by a Cast", where=f"pass {self.name}",
-                            hint="cast the tensor in the model's forward so both inputs have one dtype")
+            raise PassError(
+                f"cannot make the graph well typed: {where}; only float dtypes are reconciled by a Cast",
+                where=f"pass {self.name}",
+                hint="cast the tensor in the model's forward so both inputs have one dtype",
+            )
         low = min(FLOAT_RANK[d] for d in dts)
         narrow = {d for d in dts if FLOAT_RANK[d] == low}
         wide = [(i, t, dt) for i, t, dt in members if FLOAT_RANK[dt] > low]
@@ -228,8 +263,11 @@ class LegalizeDtypesPass(GraphPass):
         top = max(FLOAT_RANK[d] for d in dts)
         target = "float64" if top == 3 else "float32"  # float16 with bfloat16: neither holds the other
         if f"tensor({ONNX_NAME[target]})" not in allowed(node, opsets, var):
-            raise PassError(f"cannot make the graph well typed: {where}; {node.op} does not accept {target}",
-                            where=f"pass {self.name}", hint="cast the inputs in the model's forward")
+            raise PassError(
+                f"cannot make the graph well typed: {where}; {node.op} does not accept {target}",
+                where=f"pass {self.name}",
+                hint="cast the inputs in the model's forward",
+            )
         why = self._why_wide(wide)
         for i, t, dt in members:
             if dt != target:
@@ -251,8 +289,9 @@ class LegalizeDtypesPass(GraphPass):
             node.inputs[i] = self._made[key]
             self._touched.add(id(self._made[key]))
             peak = float(np.max(np.abs(v))) if v.size else 0.0
-            self._changes.append(f"{label(node)}: constant '{t.name}' {dt} -> {target} "
-                                 f"(every value fits {target}, max |v| {peak:.4g})")
+            self._changes.append(
+                f"{label(node)}: constant '{t.name}' {dt} -> {target} (every value fits {target}, max |v| {peak:.4g})"
+            )
         self._inexact = True
         return True
 
@@ -268,8 +307,9 @@ class LegalizeDtypesPass(GraphPass):
         key = (id(t), target)
         if key not in self._made:
             out = gs.Variable(self._fresh(f"{t.name}__{target}"), dtype=np.dtype(target), shape=t.shape)
-            graph.nodes.append(gs.Node("Cast", name=f"{out.name}__cast", attrs={"to": _onnx_type(target)},
-                                       inputs=[t], outputs=[out]))
+            graph.nodes.append(
+                gs.Node("Cast", name=f"{out.name}__cast", attrs={"to": _onnx_type(target)}, inputs=[t], outputs=[out])
+            )
             self._made[key] = out
             self._touched.add(id(out))
         return self._made[key]
@@ -298,13 +338,15 @@ class LegalizeDtypesPass(GraphPass):
             why = f"values known within {declared}'s range"
         else:
             out.dtype = _gs_dtype(want)  # readers follow: they are legalised when the sweep reaches them
-            self._changes.append(f"{what} {declared} -> {want} (values not known to fit {declared}; "
-                                 f"its readers follow)")
+            self._changes.append(
+                f"{what} {declared} -> {want} (values not known to fit {declared}; its readers follow)"
+            )
             return
         wide = gs.Variable(self._fresh(f"{out.name}__{want}"), dtype=_gs_dtype(want), shape=out.shape)
         node.outputs[j] = wide
-        graph.nodes.append(gs.Node("Cast", name=f"{wide.name}__cast", attrs={"to": _onnx_type(declared)},
-                                   inputs=[wide], outputs=[out]))
+        graph.nodes.append(
+            gs.Node("Cast", name=f"{wide.name}__cast", attrs={"to": _onnx_type(declared)}, inputs=[wide], outputs=[out])
+        )
         self._changes.append(f"{what} computed in {want}, Cast back to {declared} ({why})")
 
     # ------------------------------------------------------------------------------ value bounds

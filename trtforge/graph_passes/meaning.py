@@ -50,8 +50,12 @@ def feeds_for(model: onnx.ModelProto, recorded: list[dict], seed: int = 0) -> di
         fixed = [d.HasField("dim_value") for d in tt.shape.dim]
         for arrays in recorded:
             a = arrays.get(vi.name)
-            if (a is not None and a.dtype == dtype and a.ndim == len(shape)
-                    and all(n == s or not f for n, s, f in zip(a.shape, shape, fixed))):
+            if (
+                a is not None
+                and a.dtype == dtype
+                and a.ndim == len(shape)
+                and all(n == s or not f for n, s, f in zip(a.shape, shape, fixed))
+            ):
                 feeds[vi.name] = a
                 break
         else:
@@ -82,15 +86,19 @@ def compare(passes: list, before: dict, after: dict) -> str:
     for name, b in before.items():
         a = after[name]
         if a.shape != b.shape or a.dtype != b.dtype:
-            raise PassError(f"output '{name}' changed from {b.dtype}{list(b.shape)} to "
-                            f"{a.dtype}{list(a.shape)}", where=f"pass {names}")
+            raise PassError(
+                f"output '{name}' changed from {b.dtype}{list(b.shape)} to {a.dtype}{list(a.shape)}",
+                where=f"pass {names}",
+            )
         if exact:
             same = np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.floating))
             if not same:
                 diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-                raise PassError(f"output '{name}' is not identical after a restructuring pass "
-                                f"(max abs diff {np.nanmax(diff):.3g})", where=f"pass {names}",
-                                hint="the rewrite changed the graph's meaning; this is a bug in the pass")
+                raise PassError(
+                    f"output '{name}' is not identical after a restructuring pass (max abs diff {np.nanmax(diff):.3g})",
+                    where=f"pass {names}",
+                    hint="the rewrite changed the graph's meaning; this is a bug in the pass",
+                )
             continue
         b64, a64 = b.astype(np.float64), a.astype(np.float64)
         scale = float(np.nanmax(np.abs(b64))) if b64.size else 0.0
@@ -99,10 +107,13 @@ def compare(passes: list, before: dict, after: dict) -> str:
             diff = np.abs(a64 - b64)
         bad = ~(diff <= tol) & ~(a64 == b64) & ~(np.isnan(a64) & np.isnan(b64))  # equal infinities agree
         if bad.any():
-            raise PassError(f"output '{name}' moved beyond the folding tolerance (max abs diff "
-                            f"{np.nanmax(diff):.3g}, rtol {FOLD_TOLERANCE['rtol']}, atol "
-                            f"{FOLD_TOLERANCE['atol']} x max|out|)", where=f"pass {names}",
-                            hint="the rewrite changed the graph's meaning; this is a bug in the pass")
+            raise PassError(
+                f"output '{name}' moved beyond the folding tolerance (max abs diff "
+                f"{np.nanmax(diff):.3g}, rtol {FOLD_TOLERANCE['rtol']}, atol "
+                f"{FOLD_TOLERANCE['atol']} x max|out|)",
+                where=f"pass {names}",
+                hint="the rewrite changed the graph's meaning; this is a bug in the pass",
+            )
         worst = max(worst, float(np.nanmax(diff)) if diff.size else 0.0)
     return "identical" if exact else f"within tolerance (max abs diff {worst:.3g})"
 
@@ -142,8 +153,10 @@ class OrtChecker:
         try:
             out_after = self._run(after)
         except Exception as e:
-            raise PassError(f"ONNX Runtime cannot run the graph after the pass: "
-                            f"{type(e).__name__}: {str(e).splitlines()[0][:200]}", where=f"pass {names}") from e
+            raise PassError(
+                f"ONNX Runtime cannot run the graph after the pass: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                where=f"pass {names}",
+            ) from e
         return compare(passes, out_before, out_after)
 
 

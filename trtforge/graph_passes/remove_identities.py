@@ -20,12 +20,15 @@ from trtforge.graph_passes.fold_static_shapes import const_values
 
 # A -> B loses nothing: every value of A is a value of B
 _EXACT = {
-    "float16": {"float32", "float64"}, "bfloat16": {"float32", "float64"}, "float32": {"float64"},
+    "float16": {"float32", "float64"},
+    "bfloat16": {"float32", "float64"},
+    "float32": {"float64"},
     "int8": {"int16", "int32", "int64", "float16", "float32", "float64"},
     "uint8": {"int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"},
     "int16": {"int32", "int64", "float32", "float64"},
     "uint16": {"int32", "uint32", "int64", "uint64", "float32", "float64"},
-    "int32": {"int64", "float64"}, "uint32": {"int64", "uint64", "float64"},
+    "int32": {"int64", "float64"},
+    "uint32": {"int64", "uint64", "float64"},
     "bool": {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"},
 }
 
@@ -96,7 +99,7 @@ class RemoveIdentitiesPass(GraphPass):
         for node in graph.nodes:
             if node.op == "Identity" and node.inputs and node.outputs:
                 i, o = node.inputs[0], node.outputs[0]
-                stuck = (o in graph.outputs and (i in graph.inputs or i in graph.outputs
-                                                 or isinstance(i, gs.Constant) or not i.inputs))
-                invariant(stuck,
-                          f"Identity '{node.name}' survived though it could be bypassed")
+                stuck = o in graph.outputs and (
+                    i in graph.inputs or i in graph.outputs or isinstance(i, gs.Constant) or not i.inputs
+                )
+                invariant(stuck, f"Identity '{node.name}' survived though it could be bypassed")

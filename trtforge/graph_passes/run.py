@@ -32,11 +32,23 @@ END_TO_END_BYTES = 256 << 20
 
 def recorded_inputs(folder: Path) -> list[dict]:
     """The export stage's example inputs, then the caller's view of them."""
-    return [load_arrays(folder / f) for f in (npz(ExportFiles.INPUTS), npz(ExportFiles.CALLER_INPUTS)) if (folder / f).exists()]
+    return [
+        load_arrays(folder / f)
+        for f in (npz(ExportFiles.INPUTS), npz(ExportFiles.CALLER_INPUTS))
+        if (folder / f).exists()
+    ]
 
 
-def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module: str = "",
-                 root: Path | None = None, recorded: list[dict] | None = None) -> dict:
+def run_pipeline(
+    src: Path,
+    workdir: Path,
+    steps,
+    *,
+    check: str = "off",
+    module: str = "",
+    root: Path | None = None,
+    recorded: list[dict] | None = None,
+) -> dict:
     """Passes `steps` (manifest tables) on `src`/model.onnx into `workdir`; returns the report."""
     model = load_graph_proto(src)
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -53,16 +65,19 @@ def run_pipeline(src: Path, workdir: Path, steps, *, check: str = "off", module:
     nodes_before = len(graph.nodes)
     pipeline.run(graph, PassContext(base_dir=src, module=module))
     if checker is not None:
-        _keep_evaluated(checker, {"export": first, "graph_passes": checker.snapshot(graph)}, recorded or [],
-                        workdir)
+        _keep_evaluated(checker, {"export": first, "graph_passes": checker.snapshot(graph)}, recorded or [], workdir)
     checkpoint("work:graph_passes")
     out = gs.export_onnx(graph, do_type_check=True)
     out.ir_version = model.ir_version
     out.opset_import.extend([o for o in model.opset_import if o.domain not in {x.domain for x in out.opset_import}])
     save_model(out, src, workdir, new_data="passes.data")
     check_valid(out, graph, [p.name for p in passes], module)
-    meta = {"nodes_before": nodes_before, "nodes_after": len(graph.nodes), "check": check,
-            "passes": [asdict(r) for r in pipeline.reports]}
+    meta = {
+        "nodes_before": nodes_before,
+        "nodes_after": len(graph.nodes),
+        "check": check,
+        "passes": [asdict(r) for r in pipeline.reports],
+    }
     (workdir / GraphPassesFiles.META).write_text(json.dumps(meta, indent=1))
     return meta
 
@@ -75,11 +90,17 @@ def check_valid(model: onnx.ModelProto, graph: gs.Graph, names: list[str], modul
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         mixed = mixed_nodes(graph)
         what = describe(*mixed[0]) if mixed else " ".join(str(e).split())[:400]
-        hint = ("a pass after legalize_dtypes mixed them" if "legalize_dtypes" in names else
-                "add { name = \"legalize_dtypes\" } first in the module's passes (the default list has it)")
-        raise PassError(f"the graph after the passes fails onnx's full check: {what}",
-                        where=f"modules.{module}.passes", module=module or None,
-                        hint=hint if mixed else "a pass wrote an invalid graph") from e
+        hint = (
+            "a pass after legalize_dtypes mixed them"
+            if "legalize_dtypes" in names
+            else 'add { name = "legalize_dtypes" } first in the module\'s passes (the default list has it)'
+        )
+        raise PassError(
+            f"the graph after the passes fails onnx's full check: {what}",
+            where=f"modules.{module}.passes",
+            module=module or None,
+            hint=hint if mixed else "a pass wrote an invalid graph",
+        ) from e
 
 
 def _keep_evaluated(checker, graphs: dict, recorded: list[dict], workdir: Path) -> None:
@@ -90,11 +111,20 @@ def _keep_evaluated(checker, graphs: dict, recorded: list[dict], workdir: Path) 
             continue
         feeds, outputs = done
         if any(same_arrays(feeds, r) for r in recorded):
-            save_arrays(workdir / EVALUATED[stage], {**{f"in:{k}": v for k, v in feeds.items()},
-                                                     **{f"out:{k}": v for k, v in outputs.items()}})
+            save_arrays(
+                workdir / EVALUATED[stage],
+                {**{f"in:{k}": v for k, v in feeds.items()}, **{f"out:{k}": v for k, v in outputs.items()}},
+            )
 
 
 def run_passes(ctx: StageContext, workdir: Path) -> dict:
     src = ctx.inputs["export"]
-    return run_pipeline(src, workdir, ctx.module.passes, check=ctx.module.pass_check,
-                        module=ctx.module.name, root=ctx.root, recorded=recorded_inputs(src))
+    return run_pipeline(
+        src,
+        workdir,
+        ctx.module.passes,
+        check=ctx.module.pass_check,
+        module=ctx.module.name,
+        root=ctx.root,
+        recorded=recorded_inputs(src),
+    )

@@ -16,9 +16,12 @@ def resolve_realizer(module: ModuleSpec) -> str:
     `layer_precision` keeps the ONNX FP16 and hands the plan to a weakly typed TensorRT 10 build."""
     choice = module.precision.realizer
     if choice == "layer_precision" and module.build.backend == "tensorrt-rtx":
-        raise PrecisionError("TensorRT-RTX has no weak typing; layer_precision cannot be realised",
-                             where=f"modules.{module.name}.precision.realizer", module=module.name,
-                             hint="use realizer = 'casts' or 'auto'")
+        raise PrecisionError(
+            "TensorRT-RTX has no weak typing; layer_precision cannot be realised",
+            where=f"modules.{module.name}.precision.realizer",
+            module=module.name,
+            hint="use realizer = 'casts' or 'auto'",
+        )
     return "casts" if choice == "auto" else choice
 
 
@@ -28,8 +31,11 @@ class PrecisionStage:
     version: str = "precision-2"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
-        return {"rules": list(module.precision_rules), "realizer": resolve_realizer(module),
-                "tools": tool_versions("onnx", "onnx-graphsurgeon", "numpy")}
+        return {
+            "rules": list(module.precision_rules),
+            "realizer": resolve_realizer(module),
+            "tools": tool_versions("onnx", "onnx-graphsurgeon", "numpy"),
+        }
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:
         from trtforge.precision_rules.run import run_precision

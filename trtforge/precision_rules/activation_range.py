@@ -19,32 +19,41 @@ NO_MATH = {"Shape", "Size", "Constant", "ConstantOfShape", "Cast", "CastLike"}
 
 class ActivationRangeRule:
     name = "activation_range"
+
     def __init__(self, fraction: float = 0.5, n_random: int = 4, seed: int = 0):
         if not 0 < float(fraction) <= 1:
-            raise PrecisionError(f"fraction must be in (0, 1], got {fraction}",
-                                 where="precision.rules.activation_range.fraction")
+            raise PrecisionError(
+                f"fraction must be in (0, 1], got {fraction}", where="precision.rules.activation_range.fraction"
+            )
         self.fraction, self.n_random, self.seed = float(fraction), int(n_random), int(seed)
 
     def select(self, graph: gs.Graph, probe=None) -> RuleResult:
         if probe is None:
-            raise PrecisionError("activation_range needs example inputs and none were given",
-                                 where="precision.rules.activation_range")
+            raise PrecisionError(
+                "activation_range needs example inputs and none were given", where="precision.rules.activation_range"
+            )
         peaks = probe.peaks(self.n_random, self.seed)
         bound = self.fraction * FP16_MAX
         result = RuleResult(self.name)
         for node in graph.nodes:
             if node.op in NO_MATH:
                 continue
-            seen = [(t.name, peaks[t.name]) for t in (*node.inputs, *node.outputs)
-                    if isinstance(t, gs.Variable) and t.name in peaks]
+            seen = [
+                (t.name, peaks[t.name])
+                for t in (*node.inputs, *node.outputs)
+                if isinstance(t, gs.Variable) and t.name in peaks
+            ]
             if not seen:
                 continue
             name, peak = max(seen, key=lambda x: x[1])
             where = "output" if name in {t.name for t in node.outputs} else "input"
             if peak >= bound:
-                result.matched[node.name] = (f"{where} '{name}' reaches {peak:.4g} in FP32 "
-                                             f"(>= {self.fraction:g} x 65504 over {1 + self.n_random} inputs)")
+                result.matched[node.name] = (
+                    f"{where} '{name}' reaches {peak:.4g} in FP32 "
+                    f"(>= {self.fraction:g} x 65504 over {1 + self.n_random} inputs)"
+                )
             elif peak >= bound / 4:
-                result.near_misses.append({"node": node.name, "reason": f"{node.op}: {where} '{name}' "
-                                           f"reaches {peak:.4g}, below {bound:.4g}"})
+                result.near_misses.append(
+                    {"node": node.name, "reason": f"{node.op}: {where} '{name}' reaches {peak:.4g}, below {bound:.4g}"}
+                )
         return result

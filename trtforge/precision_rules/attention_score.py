@@ -33,18 +33,24 @@ __all__ = ["AttentionScoreRule", "BETWEEN", "score_chain"]
 class AttentionScoreRule:
     name = "attention_score"
 
-    def __init__(self, mode: str = "all", threshold: float = 11.0, range_fraction: float = 0.5,
-                 n_random: int = 2, seed: int = 0):
+    def __init__(
+        self, mode: str = "all", threshold: float = 11.0, range_fraction: float = 0.5, n_random: int = 2, seed: int = 0
+    ):
         if mode not in ("all", "auto"):
-            raise PrecisionError(f"attention_score mode '{mode}' is not one of 'all', 'auto'",
-                                 where="precision.rules.attention_score.mode")
+            raise PrecisionError(
+                f"attention_score mode '{mode}' is not one of 'all', 'auto'",
+                where="precision.rules.attention_score.mode",
+            )
         self.mode, self.threshold, self.range_fraction = mode, float(threshold), float(range_fraction)
         self.n_random, self.seed = int(n_random), int(seed)
 
     def select(self, graph: gs.Graph, probe=None) -> RuleResult:
         result = RuleResult(self.name)
-        peaks = (probe.score_peaks(self.n_random, self.seed), probe.top(self.n_random, self.seed)) \
-            if self.mode == "auto" else None
+        peaks = (
+            (probe.score_peaks(self.n_random, self.seed), probe.top(self.n_random, self.seed))
+            if self.mode == "auto"
+            else None
+        )
         for node in graph.nodes:
             if node.op == "Attention":
                 result.matched[node.name] = "ONNX Attention op (scores inside)"
@@ -58,8 +64,7 @@ class AttentionScoreRule:
             if peaks is not None:
                 keep, why_auto = self._hot(chain, peaks)
                 if not keep:
-                    result.near_misses.append({"node": node.name, "reason": f"Softmax: {why_auto}",
-                                               "cold": True})
+                    result.near_misses.append({"node": node.name, "reason": f"Softmax: {why_auto}", "cold": True})
                     continue
                 why = f"{why}; {why_auto}"
             for n in chain.nodes:
@@ -72,8 +77,9 @@ class AttentionScoreRule:
     @staticmethod
     def _keep_masks(result: RuleResult, chain: ScoreChain, anchor: str) -> None:
         for n in chain.mask_nodes or saturated_masks(chain):
-            result.matched.setdefault(n.name, f"mask of Softmax '{anchor}' holding the FP16 minimum "
-                                              "(-65504), widened to float32's minimum")
+            result.matched.setdefault(
+                n.name, f"mask of Softmax '{anchor}' holding the FP16 minimum (-65504), widened to float32's minimum"
+            )
 
     def _hot(self, chain: ScoreChain, peaks: tuple[dict, dict]) -> tuple[bool, str]:
         """The largest logit (masks of -100 or -65504 are no logits exp() overflows on) and the
@@ -85,5 +91,7 @@ class AttentionScoreRule:
             return True, f"FP32 scores reach {logits:.4g} >= threshold {self.threshold:g}"
         if widest >= self.range_fraction * FP16_MAX:
             return True, f"a score tensor reaches {widest:.4g}, near the FP16 limit"
-        return False, (f"FP32 scores reach only {logits:.4g} (< threshold {self.threshold:g}) and "
-                       f"{widest:.4g} before scaling; left FP16 for the fused attention kernel")
+        return False, (
+            f"FP32 scores reach only {logits:.4g} (< threshold {self.threshold:g}) and "
+            f"{widest:.4g} before scaling; left FP16 for the fused attention kernel"
+        )

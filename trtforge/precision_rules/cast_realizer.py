@@ -24,8 +24,19 @@ from trtforge.errors import invariant
 from trtforge.precision_rules.mask_widen import widen_saturated_masks
 
 # ops whose output type is fixed by an attribute or that carry no float math
-NOT_CASTABLE = {"Cast", "CastLike", "Shape", "Size", "Constant", "ConstantOfShape", "EyeLike",
-                "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"}
+NOT_CASTABLE = {
+    "Cast",
+    "CastLike",
+    "Shape",
+    "Size",
+    "Constant",
+    "ConstantOfShape",
+    "EyeLike",
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+}
 F16, F32 = np.dtype(np.float16), np.dtype(np.float32)
 
 
@@ -56,8 +67,15 @@ def realize_casts(graph: gs.Graph, fp32_names: set[str]) -> dict:
                         if t is out:
                             c.inputs[k] = wide
             if out.outputs or out in graph.outputs:
-                graph.nodes.append(gs.Node("Cast", name=f"{out.name}__to_fp16", attrs={"to": onnx.TensorProto.FLOAT16},
-                                           inputs=[wide], outputs=[out]))
+                graph.nodes.append(
+                    gs.Node(
+                        "Cast",
+                        name=f"{out.name}__to_fp16",
+                        attrs={"to": onnx.TensorProto.FLOAT16},
+                        inputs=[wide],
+                        outputs=[out],
+                    )
+                )
                 casts["to_fp16"] += 1
 
     # 2. inputs: FP16 tensors entering an island from outside.
@@ -73,8 +91,15 @@ def realize_casts(graph: gs.Graph, fp32_names: set[str]) -> dict:
                 continue
             if t.name not in shared:
                 wide = gs.Variable(f"{t.name}__fp32_in", dtype=F32, shape=t.shape)
-                graph.nodes.append(gs.Node("Cast", name=f"{t.name}__to_fp32", attrs={"to": onnx.TensorProto.FLOAT},
-                                           inputs=[t], outputs=[wide]))
+                graph.nodes.append(
+                    gs.Node(
+                        "Cast",
+                        name=f"{t.name}__to_fp32",
+                        attrs={"to": onnx.TensorProto.FLOAT},
+                        inputs=[t],
+                        outputs=[wide],
+                    )
+                )
                 shared[t.name] = wide
                 casts["to_fp32"] += 1
             node.inputs[j] = shared[t.name]
@@ -115,15 +140,15 @@ def _drop_cancelling_pairs(graph: gs.Graph) -> int:
 def check_invariants(graph: gs.Graph, fp32: list[gs.Node], io_before: list) -> None:
     for node in fp32:
         for t in node.inputs:
-            invariant(_dtype(t) != F16,
-                      f"FP32 node '{node.name}' still reads FP16 tensor '{t.name}'")
+            invariant(_dtype(t) != F16, f"FP32 node '{node.name}' still reads FP16 tensor '{t.name}'")
     for node in graph.nodes:
         if node.op != "Cast":
             continue
         src = node.inputs[0].inputs[0] if node.inputs[0].inputs else None
         if src is not None and src.op == "Cast":
-            invariant(_dtype(src.inputs[0]) != _dtype(node.outputs[0]),
-                      f"Casts '{src.name}' -> '{node.name}' cancel each other")
+            invariant(
+                _dtype(src.inputs[0]) != _dtype(node.outputs[0]),
+                f"Casts '{src.name}' -> '{node.name}' cancel each other",
+            )
     io_after = [(t.name, _dtype(t)) for t in (*graph.inputs, *graph.outputs)]
-    invariant(io_after == io_before,
-              f"graph I/O changed: {io_before} -> {io_after}")
+    invariant(io_after == io_before, f"graph I/O changed: {io_before} -> {io_after}")

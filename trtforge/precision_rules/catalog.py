@@ -22,8 +22,12 @@ def check_known(step: dict, where: str, module: str | None = None) -> str:
     target = BUILTIN.get(step["rule"])
     if target is None:
         near = difflib.get_close_matches(step["rule"], list(BUILTIN), n=1)
-        raise PrecisionError(f"unknown rule '{step['rule']}' (built-in: {', '.join(BUILTIN)})", where=where,
-                             module=module, hint=f"did you mean '{near[0]}'?" if near else None)
+        raise PrecisionError(
+            f"unknown rule '{step['rule']}' (built-in: {', '.join(BUILTIN)})",
+            where=where,
+            module=module,
+            hint=f"did you mean '{near[0]}'?" if near else None,
+        )
     return target
 
 

@@ -52,5 +52,9 @@ def fp16_flop_share(graph: gs.Graph, fp32_names: set[str]) -> dict:
         total += f
         if node.name in fp32_names:
             fp32 += f
-    return {"total_flops": total, "fp32_flops": fp32, "unknown_nodes": unknown,
-            "fp16_share": (total - fp32) / total if total else 1.0}
+    return {
+        "total_flops": total,
+        "fp32_flops": fp32,
+        "unknown_nodes": unknown,
+        "fp16_share": (total - fp32) / total if total else 1.0,
+    }

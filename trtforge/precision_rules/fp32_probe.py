@@ -37,8 +37,9 @@ def probe_feeds(feeds: dict, n_random: int, seed: int) -> list[dict]:
 MASK_FLOOR = -0.9 * 65504.0
 
 
-def run_fp32(model16: onnx.ModelProto, base_dir: Path | None, feed_sets: list[dict]
-             ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+def run_fp32(
+    model16: onnx.ModelProto, base_dir: Path | None, feed_sets: list[dict]
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """max |x| per float tensor (inputs, intermediates, outputs) over all feed sets, in FP32: node by
     node with weights streamed (trtforge.onnx_eval), so memory stays at the live activations.
     Second dict: the same without mask entries (-inf, or <= MASK_FLOOR), which `auto` must not

@@ -19,8 +19,9 @@ class NamePatternRule:
         try:
             self.pattern = re.compile(pattern) if pattern else None
         except re.error as e:
-            raise PrecisionError(f"bad regular expression {pattern!r}: {e}",
-                                 where="precision.rules.name_pattern.pattern") from None
+            raise PrecisionError(
+                f"bad regular expression {pattern!r}: {e}", where="precision.rules.name_pattern.pattern"
+            ) from None
         self.nodes = list(nodes)
 
     def select(self, graph: gs.Graph, probe=None) -> RuleResult:
@@ -29,9 +30,11 @@ class NamePatternRule:
         for wanted in self.nodes:
             if wanted not in names:
                 near = difflib.get_close_matches(wanted, sorted(names), n=1)
-                raise PrecisionError(f"node '{wanted}' does not exist in the graph",
-                                     where="precision.rules.name_pattern.nodes",
-                                     hint=f"did you mean '{near[0]}'?" if near else None)
+                raise PrecisionError(
+                    f"node '{wanted}' does not exist in the graph",
+                    where="precision.rules.name_pattern.nodes",
+                    hint=f"did you mean '{near[0]}'?" if near else None,
+                )
             result.matched[wanted] = "named in the manifest"
         if self.pattern is not None:
             for node in graph.nodes:

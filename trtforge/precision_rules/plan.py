@@ -32,12 +32,10 @@ class PrecisionPlan:
         self.near_misses.extend({"rule": result.rule, **m} for m in result.near_misses)
         if not result.matched and not result.empty_ok:
             hint = "; ".join(f"{m['node']}: {m['reason']}" for m in result.near_misses[:5])
-            self.warnings.append(f"rule '{result.rule}' matched no node"
-                                 + (f" (near misses: {hint})" if hint else ""))
+            self.warnings.append(f"rule '{result.rule}' matched no node" + (f" (near misses: {hint})" if hint else ""))
 
     def as_json(self) -> dict:
-        return {"fp32": dict(sorted(self.fp32.items())), "near_misses": self.near_misses,
-                "warnings": self.warnings}
+        return {"fp32": dict(sorted(self.fp32.items())), "near_misses": self.near_misses, "warnings": self.warnings}
 
 
 def producer(t) -> gs.Node | None:

@@ -81,7 +81,12 @@ def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
         check_full(out)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:  # a realiser bug
         raise InternalError(f"precision realiser produced an ill-typed graph: {e}") from e
-    meta = {"realizer": realizer, **plan.as_json(), "flops": share, "casts": casts,
-            "fp32_ops": sorted({v["op"] for v in plan.fp32.values() if v["op"]})}
+    meta = {
+        "realizer": realizer,
+        **plan.as_json(),
+        "flops": share,
+        "casts": casts,
+        "fp32_ops": sorted({v["op"] for v in plan.fp32.values() if v["op"]}),
+    }
     (workdir / PrecisionFiles.PLAN).write_text(json.dumps(meta, indent=1))
     return meta

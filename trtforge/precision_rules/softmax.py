@@ -33,7 +33,13 @@ class SoftmaxRule:
                 for n in chain[1:-1]:
                     if n.op in BETWEEN:
                         result.matched[n.name] = f"scale/mask in front of {node.op} '{node.name}'"
-            result.near_misses.append({"node": chain[-1].name, "reason": (
-                f"score MatMul of {node.op} '{node.name}' stays FP16; use attention_score if its "
-                "scores can pass 65504")})
+            result.near_misses.append(
+                {
+                    "node": chain[-1].name,
+                    "reason": (
+                        f"score MatMul of {node.op} '{node.name}' stays FP16; use attention_score if its "
+                        "scores can pass 65504"
+                    ),
+                }
+            )
         return result

@@ -47,8 +47,12 @@ def section(spec: dict, description: str = "", *, required: tuple[str, ...] = ()
 
 def steps(keyname: str, description: str) -> dict:
     """An ordered list of passes or rules: a name, or a table with the name and its parameters."""
-    item = {"anyOf": [{"type": "string"},
-                      {"type": "object", "required": [keyname], "properties": {keyname: {"type": "string"}}}]}
+    item = {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "object", "required": [keyname], "properties": {keyname: {"type": "string"}}},
+        ]
+    }
     return {"type": "array", "items": item, "description": description}
 
 
@@ -81,15 +85,23 @@ def _input() -> dict:
 
     out = section(m.INPUT, "One example input.", required=("shape",))
     num, chans = {"type": "number"}, {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}
-    out["properties"].update({
-        "file": {"type": "string", "description": ".npy, .npz (with key) or an image, relative to the manifest"},
-        "key": {"type": "string"}, "value": {"type": ["number", "boolean"]},
-        "dist": {"enum": list(src.DISTS)}, "mean": chans, "std": chans, "scale": num,
-        "kind": {"enum": list(src.KINDS)}, "vocab_size": {"type": "integer", "minimum": 1},
-        "pad": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
-        "side": {"enum": ["right", "left"]}, "start": {"type": "integer"},
-        "layout": {"enum": sorted({lay for lays in src.LAYOUTS.values() for lay in lays})},
-    })
+    out["properties"].update(
+        {
+            "file": {"type": "string", "description": ".npy, .npz (with key) or an image, relative to the manifest"},
+            "key": {"type": "string"},
+            "value": {"type": ["number", "boolean"]},
+            "dist": {"enum": list(src.DISTS)},
+            "mean": chans,
+            "std": chans,
+            "scale": num,
+            "kind": {"enum": list(src.KINDS)},
+            "vocab_size": {"type": "integer", "minimum": 1},
+            "pad": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
+            "side": {"enum": ["right", "left"]},
+            "start": {"type": "integer"},
+            "layout": {"enum": sorted({lay for lays in src.LAYOUTS.values() for lay in lays})},
+        }
+    )
     missing = set(src.SOURCE_KEYS) - set(out["properties"])
     if missing:  # a key the loader takes and the schema does not describe: fail here, not in an editor
         raise RuntimeError(f"schema: input keys without a fragment: {sorted(missing)}")
@@ -111,24 +123,48 @@ def _dims() -> dict:
     """Dynamic dimensions (trtforge/dims.py): dims.NAME = {min, opt, max[, multiple_of]} or a size,
     or several profiles, each a table of them."""
     pos = {"type": "integer", "minimum": 1}
-    rng = {"anyOf": [pos, {"type": "object", "additionalProperties": False, "required": ["min", "opt", "max"],
-                           "properties": {"min": pos, "opt": pos, "max": pos, "multiple_of": pos}}]}
+    rng = {
+        "anyOf": [
+            pos,
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["min", "opt", "max"],
+                "properties": {"min": pos, "opt": pos, "max": pos, "multiple_of": pos},
+            },
+        ]
+    }
     table = {"type": "object", "additionalProperties": rng}
-    return {"dims": {**table, "description": "Ranges of the named dims in input shapes: one optimization profile."},
-            "profiles": {"type": "array", "minItems": 1, "items": table,
-                         "description": "Several optimization profiles (instead of dims), each naming every dim."}}
+    return {
+        "dims": {**table, "description": "Ranges of the named dims in input shapes: one optimization profile."},
+        "profiles": {
+            "type": "array",
+            "minItems": 1,
+            "items": table,
+            "description": "Several optimization profiles (instead of dims), each naming every dim.",
+        },
+    }
 
 
 def _module() -> dict:
     stage = _stage_sections()
     props = {
-        "factory": {**fragment(m._factory), "description": "package.module:callable, imported from the manifest's folder"},
+        "factory": {
+            **fragment(m._factory),
+            "description": "package.module:callable, imported from the manifest's folder",
+        },
         "factory_args": {"type": "object", "description": "Keyword arguments of the factory."},
-        "factory_paths": {"type": "array", "items": {"type": "string"},
-                          "description": "factory_args keys whose values are paths relative to the manifest's folder."},
+        "factory_paths": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "factory_args keys whose values are paths relative to the manifest's folder.",
+        },
         "inputs": {"type": "object", "minProperties": 1, "additionalProperties": _input()},
         "outputs": fragment(m._names),
-        "depends": {**fragment(m._str_list), "description": "Globs (relative to the manifest) whose files key the export."},
+        "depends": {
+            **fragment(m._str_list),
+            "description": "Globs (relative to the manifest) whose files key the export.",
+        },
         **_dims(),
         **{k: stage[k] for k in m.MODULE_KEYS if k in stage},
     }
@@ -140,8 +176,12 @@ def _defaults() -> dict:
     stage = _stage_sections()
     top = section(m.TOP)["properties"]
     props = {**{k: stage[k] for k in m.DEFAULT_KEYS}, **top}
-    return {"type": "object", "additionalProperties": False, "properties": props,
-            "description": "Applies to every module; each key optional."}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+        "description": "Applies to every module; each key optional.",
+    }
 
 
 def generate() -> dict:
@@ -153,12 +193,15 @@ def generate() -> dict:
         "required": ["modules"],
         "properties": {
             "defaults": _defaults(),
-            "modules": {"type": "object", "minProperties": 1, "additionalProperties": _module(),
-                        "propertyNames": {"pattern": m._NAME_RE.pattern, "maxLength": m.limits.MAX_NAME_CHARS}},
+            "modules": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": _module(),
+                "propertyNames": {"pattern": m._NAME_RE.pattern, "maxLength": m.limits.MAX_NAME_CHARS},
+            },
         },
     }
 
 
 def text() -> str:
     return json.dumps(generate(), indent=1, sort_keys=True) + "\n"
-

@@ -13,7 +13,7 @@ from trtforge.stage import StageContext, tool_versions
 # |error| histogram bins, fixed decades so reports compare across modules and runs:
 # [0, 1e-7), [1e-7, 1e-6), ..., [1, 10), [10, inf). Here, not in metrics.py: reports read it
 # without importing numpy.
-HIST_EDGES = [0.0] + [10.0 ** e for e in range(-7, 2)] + [float("inf")]
+HIST_EDGES = [0.0] + [10.0**e for e in range(-7, 2)] + [float("inf")]
 
 
 def ordered_checks(verify: dict) -> list[tuple[str, dict]]:
@@ -46,9 +46,12 @@ class VerifyStage:
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key
-        return {"verify": settings_dict(module.verify), "verify_outputs": module.verify_outputs,
-                "gpus": [vars(g) for g in be.gpus()],
-                "tools": tool_versions("onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy")}
+        return {
+            "verify": settings_dict(module.verify),
+            "verify_outputs": module.verify_outputs,
+            "gpus": [vars(g) for g in be.gpus()],
+            "tools": tool_versions("onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy"),
+        }
 
     def run(self, ctx: StageContext, workdir: Path) -> dict:
         from trtforge.verify.run import verify_module

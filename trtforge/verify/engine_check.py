@@ -21,9 +21,13 @@ def why_not_runnable(build_meta: dict) -> str | None:
     targets = build_meta["target"]["compute_capabilities"]
     # the GPU first: on a GPU the engine can never run on, installing the runtime would not help
     if gpu.compute_capability not in targets:
-        extra = " (TensorRT-RTX does not run on Hopper)" if gpu.compute_capability == "9.0" and backend == be.RTX else ""
-        return (f"{backend} engine built for sm{', sm'.join(c.replace('.', '') for c in targets)}; "
-                f"this GPU ({gpu.name}, sm{gpu.compute_capability.replace('.', '')}) is not among them{extra}")
+        extra = (
+            " (TensorRT-RTX does not run on Hopper)" if gpu.compute_capability == "9.0" and backend == be.RTX else ""
+        )
+        return (
+            f"{backend} engine built for sm{', sm'.join(c.replace('.', '') for c in targets)}; "
+            f"this GPU ({gpu.name}, sm{gpu.compute_capability.replace('.', '')}) is not among them{extra}"
+        )
     if not be.installed(backend):
         return f"{backend} is not installed here (pip install 'trtforge[{be.EXTRA[backend]}]')"
     if backend == be.TRT and build_meta["target"].get("gpu") != gpu.name:
@@ -35,15 +39,17 @@ def profile_of(feeds: dict, profiles: list[dict] | None) -> int:
     """The first optimization profile whose [min, max] holds every input's shape (0 when the
     engine has none, or none holds it: the runtime then says why it refuses the shapes)."""
     for i, shapes in enumerate(profiles or []):
-        if all(name not in feeds or all(lo <= d <= hi for lo, d, hi in
-                                        zip(pts["min"], feeds[name].shape, pts["max"]))
-               for name, pts in shapes.items()):
+        if all(
+            name not in feeds or all(lo <= d <= hi for lo, d, hi in zip(pts["min"], feeds[name].shape, pts["max"]))
+            for name, pts in shapes.items()
+        ):
             return i
     return 0
 
 
-def run_engine_sets(engine_path: Path, feed_sets: list[dict], backend: str, runs: int = 50,
-                    profiles: list[dict] | None = None) -> tuple[list, dict]:
+def run_engine_sets(
+    engine_path: Path, feed_sets: list[dict], backend: str, runs: int = 50, profiles: list[dict] | None = None
+) -> tuple[list, dict]:
     """Outputs for every feed set from one deserialised engine, each run under the optimization
     profile that holds its shapes (`profiles`: the build's [{input: {min, opt, max}}]); latency
     p50/p99 on the first set, after warm-up."""

@@ -21,8 +21,12 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
     finite = np.isfinite(a)
     if not finite.all():
         bad = int((~finite).sum())
-        return {"ok": False, "reason": f"{bad} of {a.size} values are NaN/Inf", "nonfinite": bad,
-                "hist": histogram(np.abs(a[finite] - r[finite]))}
+        return {
+            "ok": False,
+            "reason": f"{bad} of {a.size} values are NaN/Inf",
+            "nonfinite": bad,
+            "hist": histogram(np.abs(a[finite] - r[finite])),
+        }
     diff = np.abs(a - r)
     scale = np.abs(r)
     rel = diff / np.maximum(scale, 1e-6)
@@ -35,14 +39,21 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
     # of it (element-wise max_rel blows up wherever the reference crosses zero: 106 on a VAE decoder
     # that was within 0.1 % of its range); kept in the JSON, not in the report columns
     range_ = float(scale.max(initial=0.0))
-    m = {"max_abs": max_abs, "rel_err": max_abs / range_ if range_ > 0 else (0.0 if max_abs == 0 else float("inf")),
-         "max_rel": float(rel.max(initial=0.0)),
-         "mean_rel": float(rel.mean()) if a.size else 0.0, "cosine": cosine, "outside": outside,
-         "hist": histogram(diff)}
+    m = {
+        "max_abs": max_abs,
+        "rel_err": max_abs / range_ if range_ > 0 else (0.0 if max_abs == 0 else float("inf")),
+        "max_rel": float(rel.max(initial=0.0)),
+        "mean_rel": float(rel.mean()) if a.size else 0.0,
+        "cosine": cosine,
+        "outside": outside,
+        "hist": histogram(diff),
+    }
     reasons = []
     if outside > tol["max_outside"]:
-        reasons.append(f"{outside:.2%} of elements outside atol {tol['atol']:g} + rtol {tol['rtol']:g} "
-                       f"(allowed {tol['max_outside']:.2%})")
+        reasons.append(
+            f"{outside:.2%} of elements outside atol {tol['atol']:g} + rtol {tol['rtol']:g} "
+            f"(allowed {tol['max_outside']:.2%})"
+        )
     if cosine < tol["min_cosine"]:
         reasons.append(f"cosine {cosine:.5f} < {tol['min_cosine']}")
     if a.size > 1 and np.ptp(a) == 0 and np.ptp(r) > 0:
@@ -91,8 +102,11 @@ def merge_sets(per_set: list[tuple[str, dict]]) -> dict:
                 out[name] = {**m, "sets": 1, "sets_failed": int(not m["ok"])}
                 continue
             hist = [x + y for x, y in zip(prev.get("hist", []), m.get("hist", []))] or prev.get("hist") or m.get("hist")
-            counts = {"sets": prev["sets"] + 1, "sets_failed": prev["sets_failed"] + int(not m["ok"]),
-                      "nonfinite": prev.get("nonfinite", 0) + m.get("nonfinite", 0)}
+            counts = {
+                "sets": prev["sets"] + 1,
+                "sets_failed": prev["sets_failed"] + int(not m["ok"]),
+                "nonfinite": prev.get("nonfinite", 0) + m.get("nonfinite", 0),
+            }
             out[name] = {**(m if _worse(m, prev) else prev), **counts}
             if hist:
                 out[name]["hist"] = hist

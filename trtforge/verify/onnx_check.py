@@ -46,8 +46,11 @@ def session(path: Path, provider: str = "CPUExecutionProvider") -> ort.Inference
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
     got = sess.get_providers()
     if provider not in got:
-        raise VerifyError(f"ONNX Runtime provider {provider} requested but {got} is running",
-                          where=str(path), hint="install onnxruntime-gpu matching this CUDA (trtforge[gpu])")
+        raise VerifyError(
+            f"ONNX Runtime provider {provider} requested but {got} is running",
+            where=str(path),
+            hint="install onnxruntime-gpu matching this CUDA (trtforge[gpu])",
+        )
     return sess
 
 

@@ -49,7 +49,6 @@ def precision_map(export_dir: Path, precision_dir: Path, fp32: dict) -> list[dic
         if node.op_type == "Constant":
             continue
         current = scopes.get(node.name, current)
-        kind = "fp32" if node.name in fp32 else "cast" if node.op_type == "Cast" and node.name not in scopes \
-            else "fp16"
+        kind = "fp32" if node.name in fp32 else "cast" if node.op_type == "Cast" and node.name not in scopes else "fp16"
         blocks.setdefault(current, []).append([node.name, node.op_type, kind])
     return [{"block": b, "nodes": nodes} for b, nodes in blocks.items()]

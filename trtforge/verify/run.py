@@ -37,13 +37,23 @@ def _check(kind: str, run, sets: list, tol) -> dict:
         try:
             outputs = run(feeds)
         except Exception as e:  # an ONNX that cannot run is a failed check, attributed to its stage
-            return {"status": "failed", "kind": kind, "seconds": round(time.perf_counter() - t0, 3),
-                    "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
+            return {
+                "status": "failed",
+                "kind": kind,
+                "seconds": round(time.perf_counter() - t0, 3),
+                "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+            }
         per_set.append((label, compare_all(outputs, ref, tol)))
     metrics = merge_sets(per_set)
     bad = [f"{n}: {m['reason']}" for n, m in metrics.items() if not m["ok"]]
-    return {"status": "failed" if bad else "ok", "kind": kind, "outputs": metrics, "input_sets": len(sets),
-            "seconds": round(time.perf_counter() - t0, 3), **({"reason": "; ".join(bad)} if bad else {})}
+    return {
+        "status": "failed" if bad else "ok",
+        "kind": kind,
+        "outputs": metrics,
+        "input_sets": len(sets),
+        "seconds": round(time.perf_counter() - t0, 3),
+        **({"reason": "; ".join(bad)} if bad else {}),
+    }
 
 
 def _reuse(passes: Path, stage: str, run):
@@ -92,11 +102,16 @@ def _engine_check(build: Path, build_meta: dict, sets: list, tol) -> dict:
     try:  # one deserialisation for every input set
         # dynamic dims: each set runs under the optimization profile that holds its shapes
         by_profile = {"profiles": build_meta["profiles"]} if build_meta.get("profiles") else {}
-        outputs, latency = run_engine_sets(build / BuildFiles.ENGINE, [s[1] for s in sets], build_meta["backend"],
-                                           **by_profile)
+        outputs, latency = run_engine_sets(
+            build / BuildFiles.ENGINE, [s[1] for s in sets], build_meta["backend"], **by_profile
+        )
     except Exception as e:  # a runtime that refuses the engine fails the engine check
-        return {"status": "failed", "kind": ENGINE, "seconds": round(time.perf_counter() - t0, 3),
-                "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
+        return {
+            "status": "failed",
+            "kind": ENGINE,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+        }
     by_set = {id(s[1]): out for s, out in zip(sets, outputs)}
     check = _check(ENGINE, lambda feeds: by_set[id(feeds)], sets, tol)
     check["latency"] = latency
@@ -112,8 +127,9 @@ def _note_random_inputs(check: dict, drawn: dict[str, dict]) -> None:
     sets = sorted({m["set"] for m in check.get("outputs", {}).values() if not m["ok"] and drawn.get(m.get("set"))})
     for label in sets:
         names = ", ".join(f"{n} ({src})" for n, src in sorted(drawn[label].items()))
-        check["reason"] += (f"; inputs random in set '{label}': {names}; "
-                            "give real data with file= or value= (or verify.input_sets)")
+        check["reason"] += (
+            f"; inputs random in set '{label}': {names}; give real data with file= or value= (or verify.input_sets)"
+        )
     if sets:
         check["random_inputs"] = {label: drawn[label] for label in sets}
 
@@ -126,8 +142,7 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     prec, passes = ctx.inputs["precision_rules"], ctx.inputs["graph_passes"]
     onnx_checks = {
         "export": lambda: _check(PLAIN, _reuse(passes, "export", runner(exp, "fp32")), model_sets, tol),
-        "graph_passes": lambda: _check(PLAIN, _reuse(passes, "graph_passes", runner(passes, "fp32")),
-                                       caller_sets, tol),
+        "graph_passes": lambda: _check(PLAIN, _reuse(passes, "graph_passes", runner(passes, "fp32")), caller_sets, tol),
         "precision_rules": lambda: _precision_check(prec, caller_sets, tol),
     }
     # in the driver's stage order (ctx.inputs keeps it): the order a failure is attributed in
@@ -145,10 +160,16 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     # Attention-23 is one) before the precision rules add their islands: what ships is judged by
     # the precision_rules and engine checks; the earlier ones say where a failure started.
     final = [s for s in failed if s in ("precision_rules", "engine")]
-    meta = {"checks": checks, "chain": list(checks), "passed": not final, "blame": failed[0] if final else None,
-            "engine_checked": checks["engine"]["status"] == "ok", "input_sets": [s[0] for s in caller_sets],
-            "tolerances": {n: tol(n) for n in caller_sets[0][2]},
-            **({"profiles": build_meta["profiles"]} if build_meta.get("profiles") else {}),
-            "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {}))}
+    meta = {
+        "checks": checks,
+        "chain": list(checks),
+        "passed": not final,
+        "blame": failed[0] if final else None,
+        "engine_checked": checks["engine"]["status"] == "ok",
+        "input_sets": [s[0] for s in caller_sets],
+        "tolerances": {n: tol(n) for n in caller_sets[0][2]},
+        **({"profiles": build_meta["profiles"]} if build_meta.get("profiles") else {}),
+        "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {})),
+    }
     (workdir / VerifyFiles.META).write_text(json.dumps(meta, indent=1))
     return meta

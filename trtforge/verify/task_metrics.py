@@ -11,7 +11,7 @@ def psnr(a: np.ndarray, r: np.ndarray, tol: dict) -> tuple[float, bool]:
     """Peak signal-to-noise ratio in dB; the peak is the reference's range unless `peak` is set."""
     peak = tol.get("peak") or float(np.ptp(r)) or 1.0
     mse = float(np.mean((a - r) ** 2))
-    value = float("inf") if mse == 0 else 10.0 * np.log10(peak ** 2 / mse)
+    value = float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
     return value, value >= tol["min_psnr"]
 
 

@@ -26,4 +26,3 @@ verify.random_inputs = 1
 
 # The predeploy tests' manifest: ATTN_MANIFEST with a task metric (only the verify key differs)
 ATTN_TOPK_MANIFEST = ATTN_MANIFEST + 'verify.outputs.y = { metric = "topk", k = 3 }\n'
-

@@ -14,7 +14,7 @@ class Attention(nn.Module):
         self.q, self.k, self.v = (nn.Linear(dim, dim, bias=False) for _ in range(3))
         with torch.no_grad():
             for layer in (self.q, self.k, self.v):
-                layer.weight.copy_(torch.randn(dim, dim, generator=g) / dim ** 0.5)
+                layer.weight.copy_(torch.randn(dim, dim, generator=g) / dim**0.5)
             self.q.weight.mul_(gain)
             self.k.weight.mul_(gain)
 
