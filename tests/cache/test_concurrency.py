@@ -37,7 +37,8 @@ def test_jobs_and_a_second_process_build_each_module_stage_once(tiny_project):
         subprocess.Popen(
             [TRTFORGE, "build", "engines.toml", "--json", *extra],
             cwd=tiny_project,
-            env=dict(os.environ),
+            # 4 pretend cores: --jobs 2 runs two real workers (a 2-core machine caps it to one)
+            env={**os.environ, "TRTFORGE_TEST_CORES": "4"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -54,6 +54,8 @@ def test_kill_while_publishing_then_resume(republish_project):
         "mlp.engine",
         "mlp.inputs.npz",
         "mlp.json",
+        "mlp.polygraphy-inputs.json",
+        "mlp.polygraphy-reference.json",
         "mlp.reference.npz",
     ], "stale temps not swept"
     assert_consistent(republish_project)

@@ -94,7 +94,8 @@ def test_jobs_workers_die_with_a_sigkilled_parent(built_project):
     proc = subprocess.Popen(
         [TRTFORGE, "build", "engines.toml", "--quiet", "--jobs", "2"],
         cwd=root,
-        env={**os.environ, "TRTFORGE_TEST_KILL_PARENT_AT": "work:export"},
+        # 4 pretend cores: two real workers (on 2 cores --jobs caps to one, in-process)
+        env={**os.environ, "TRTFORGE_TEST_KILL_PARENT_AT": "work:export", "TRTFORGE_TEST_CORES": "4"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

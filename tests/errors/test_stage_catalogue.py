@@ -76,7 +76,7 @@ CASES = [
         "data_dependent",
         module("bad_models:make_data_dependent"),
         "export",
-        ["modules.m", "data-dependent control flow", "static shapes", "torch.where", "one module per input shape"],
+        ["modules.m", "data-dependent control flow", "static shapes", "torch.where", "ranges of named dims"],
     ),
     (
         "fp32_islands_forbidden",

@@ -26,6 +26,9 @@ selected, build inside TensorRT's builder (its progress monitor's first callback
 ONNX checks), `remote:record:<name>` (a stage's blobs are uploaded to the remote cache, its record
 not yet), `remote:atomic:<blob|record|key|deps>` (an object written under its temp name on a
 filesystem remote, not yet renamed).
+    TRTFORGE_TEST_CORES=<n>          `--jobs` sees n usable cores (the worker tests need real
+                                     workers on a 2-core machine, where --jobs caps to one)
+
 Every hook is behind one switch, read once at import: unless TRTFORGE_TEST_HOOKS=1 is set (the
 test suite's conftest sets it), `checkpoint` returns at once and no variable above is even read, so
 a stray TRTFORGE_TEST_KILL_AT in a production environment cannot make a build kill itself.
@@ -63,6 +66,12 @@ def _ancestor(pid: int, depth: int = 3) -> bool:
 
 PAUSE_ENV = "TRTFORGE_TEST_PAUSE_AT"
 PAUSE_DIR_ENV = "TRTFORGE_TEST_PAUSE_DIR"
+
+
+def cores() -> int | None:
+    """TRTFORGE_TEST_CORES, when the hooks are armed; None otherwise."""
+    value = os.environ.get("TRTFORGE_TEST_CORES") if ARMED else None
+    return int(value) if value else None
 
 
 def checkpoint(point: str, path: str | None = None) -> None:
