@@ -499,33 +499,12 @@ def cache_push(ctx, cache_dir, manifest_path, _remote_flag):
                 where=remote.config.url,
                 hint="unset $TRTFORGE_REMOTE_CACHE_MODE / [cache] read_only to push",
             )
-        from trtforge.cache.manage import records
+        from trtforge.cache.remote import push_all
 
-        pushed = skipped = 0
-        keys = set()
-        for doc, _ in records(store.root):
-            keys.add(doc["key"])
-            if remote.has(doc["key"]):
-                skipped += 1
-            elif remote.push(doc["key"], store):
-                pushed += 1
-        for base, key in _local_deps(store):  # how other runners find records keyed on loaded code
-            if key in keys:
-                remote.push_deps(base, key)
-        remote.check()  # a failure met on the way: one line, exit 2
+        pushed, skipped = push_all(store, remote)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     click.echo(f"pushed {pushed} record(s), {skipped} already there ({remote.stats.bytes_up / 1e6:.1f} MB up)")
-
-
-def _local_deps(store):
-    """(base, key) of every deps/ entry of the local store."""
-    from trtforge.cache.manage import regular_files
-
-    for path, _ in regular_files(store.root / "deps"):
-        base = path.name[: -len(".json")]
-        for key in store.deps_keys(base):
-            yield base, key
 
 
 @cache.command("pull")
@@ -536,16 +515,9 @@ def cache_pull(ctx, cache_dir, manifest_path, _remote_flag):
     """Download every remote record the local cache lacks, each object checked by digest."""
     try:
         store, remote = _remote_store(manifest_path, cache_dir)
-        pulled = present = 0
-        for doc in remote.records():
-            if store.read_record(store._action(doc["key"]), doc["key"]) is not None:
-                present += 1
-            elif remote.fetch(doc["key"], store) is not None:
-                pulled += 1
-        for base, key in remote.all_deps():
-            if store.lookup(key) is not None:
-                store.add_deps_key(base, key, push=False)
-        remote.check()
+        from trtforge.cache.remote import pull_all
+
+        pulled, present = pull_all(store, remote)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     for note in remote.take_notes():

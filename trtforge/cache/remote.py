@@ -409,6 +409,44 @@ class Remote:
         return bool(self._call("list", lambda: self._fs.exists(self._path("actions", key[:2], f"{key}.json"))))
 
 
+def push_all(store, remote: Remote) -> tuple[int, int]:
+    """`cache push`: every local record the remote lacks (blobs first, the record last), then the
+    deps entries that let other runners find records keyed on loaded code. (pushed, already there)"""
+    from trtforge.cache.manage import records, regular_files
+
+    pushed = skipped = 0
+    keys = set()
+    for doc, _ in records(store.root):
+        keys.add(doc["key"])
+        if remote.has(doc["key"]):
+            skipped += 1
+        elif remote.push(doc["key"], store):
+            pushed += 1
+    for path, _ in regular_files(store.root / "deps"):
+        base = path.name[: -len(".json")]
+        for key in store.deps_keys(base):
+            if key in keys:
+                remote.push_deps(base, key)
+    remote.check()  # a failure met on the way: one line, exit 2
+    return pushed, skipped
+
+
+def pull_all(store, remote: Remote) -> tuple[int, int]:
+    """`cache pull`: every remote record the local store lacks, each object checked by digest, and
+    the deps entries of the records now here. (pulled, already here)"""
+    pulled = present = 0
+    for doc in remote.records():
+        if store.holds(doc["key"]):
+            present += 1
+        elif remote.fetch(doc["key"], store) is not None:
+            pulled += 1
+    for base, key in remote.all_deps():
+        if store.lookup(key) is not None:
+            store.add_deps_key(base, key, push=False)
+    remote.check()
+    return pulled, present
+
+
 def _kind(path: str) -> str:
     """blob, key, deps or record: the test hooks' name for an object being written."""
     rel = path.rsplit("/actions/", 1)[-1] if "/actions/" in path else path

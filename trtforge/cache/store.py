@@ -260,6 +260,10 @@ class Store:
     def _action(self, key: str, root: Path | None = None) -> Path:
         return (root or self.root) / "actions" / key[:2] / f"{key}.json"
 
+    def holds(self, key: str) -> bool:
+        """Whether this store's own folder has a sound record for `key` (no shared layer, no remote)."""
+        return self.read_record(self._action(key), key) is not None
+
     # --------------------------------------------------------------------------------- lookup
     def lookup(self, key: str) -> Record | None:
         """The record for `key` if it and all its blobs exist (local first, then shared layers). A

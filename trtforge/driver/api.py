@@ -111,11 +111,12 @@ def build(
     if force_from is not None and force_from not in STAGE_NAMES:
         raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
     t0, started = time.perf_counter(), time.time()
+    modules, targets = tuple(modules), tuple(targets)  # read twice below: a generator would be empty the second time
     manifest = _manifest(manifest)
     if output_dir is not None:
         manifest = with_output_dir(manifest, output_dir)
     chosen = selected(manifest, modules)
-    picked = select(manifest.targets, tuple(targets))
+    picked = select(manifest.targets, targets)
     store = open_store(
         manifest,
         cache_dir,
@@ -135,7 +136,7 @@ def build(
         results.append(result)
         if on_result is not None:
             on_result(result)
-    partial = bool(list(modules)) or bool(list(targets))  # the report keeps what this run did not build
+    partial = bool(modules) or bool(targets)  # the report keeps what this run did not build
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
     report = write_reports(
