@@ -46,11 +46,27 @@ def _gib(kib: int) -> str:
     return f"{kib / 2**20:.2f} GiB"
 
 
-def _child(fn: Callable[[], dict], w: int) -> None:
+def _parent_threads() -> int:
+    """Threads of this process other than trtforge's own live-line thread (0 if unknown)."""
+    try:
+        n = len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+    from trtforge.progress import active
+
+    return n - (1 if active() is not None else 0)
+
+
+def _child(fn: Callable[[], dict], w: int, torch_pool_lost: bool) -> None:
     try:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the parent
     except (OSError, AttributeError):
         pass
+    if torch_pool_lost:
+        # the caller (trtforge.build from a process that ran torch) had torch's OpenMP pool
+        # running; its threads do not survive fork and the child's first parallel op would wait
+        # for them forever. One thread: slower, never hung.
+        sys.modules["torch"].set_num_threads(1)
     from trtforge import progress
 
     progress._ACTIVE = None  # the parent's display thread (and its lock) did not survive the fork
@@ -88,6 +104,9 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
     if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
         return fn(), 0
     _prewarm()
+    # torch loaded here and threads besides this one: its OpenMP pool may be running (the CLI
+    # never loads torch in this process; the Python API may run in one that has used it)
+    torch_pool_lost = "torch" in sys.modules and _parent_threads() > 1
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()
@@ -106,7 +125,7 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
         code = 0
         try:
             os.close(r)
-            _child(fn, w)
+            _child(fn, w, torch_pool_lost)
         except BaseException:  # noqa: BLE001
             code = 70
         finally:

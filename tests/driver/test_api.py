@@ -52,3 +52,40 @@ def test_the_stage_table_is_the_one_order_and_can_end_early():
         assert all(STAGE_NAMES.index(r) < STAGE_NAMES.index(step.stage.name) for r in step.reads)
     with pytest.raises(ValueError, match="no stage 'engine'"):
         stage_table(until="engine")
+
+
+AFTER_TORCH = """
+import torch, trtforge
+a = torch.randn(512, 512)
+for _ in range(8):
+    a @ a  # torch's OpenMP pool now runs in this process
+torch.nn.Conv2d(3, 8, 3)(torch.randn(4, 3, 64, 64))
+outcome = trtforge.build("engines.toml")
+print("OK" if outcome.ok else [e.one_line() for e in outcome.errors])
+"""
+CONV = """
+import torch
+from torch import nn
+
+
+def make():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
+"""
+
+
+@pytest.mark.slow
+def test_build_from_a_process_that_ran_torch_does_not_hang(tmp_path):
+    """trtforge.build from a notebook-like process whose torch has run parallel ops: each stage runs
+    in a forked child, and torch's OpenMP threads do not survive a fork; the export used to wait
+    for them forever. Its own process, so a hang is a timeout failure, not a stuck suite."""
+    import subprocess
+    import sys
+
+    (tmp_path / "convs.py").write_text(CONV)
+    (tmp_path / "engines.toml").write_text(
+        '[modules.conv]\nfactory = "convs:make"\ninputs.x = { shape = [2, 3, 64, 64] }\n'
+    )
+    (tmp_path / "run.py").write_text(AFTER_TORCH)
+    r = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stdout + r.stderr[-2000:]
