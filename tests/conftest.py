@@ -124,10 +124,28 @@ def write_model(model: onnx.ModelProto, folder: Path) -> Path:
 
 
 def run_cli(*args, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """The console script, as a user runs it (slow lane only: each run starts a Python process)."""
+    """The console script's `main` in a new process, started warm (tests/warm_cli.py: no Python
+    start, torch already imported; slow lane only). TRTFORGE_TEST_COLD_CLI=1 runs each call as
+    `run_console` does, for a suspicion that the warm start hides something."""
+    assert _SLOW_TEST, "this test runs the console script: mark it slow (pytest.mark.slow)"
+    if os.environ.get("TRTFORGE_TEST_COLD_CLI") == "1":
+        return run_console(*args, cwd=cwd, env=env, timeout=timeout)
+    from tests.warm_cli import run_warm
+
+    return run_warm(list(args), cwd, {**os.environ, **(env or {})}, timeout)
+
+
+def run_console(*args, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """The console script, as a user runs it: a new Python process (its start, sitecustomize and
+    import-time environment included)."""
     assert _SLOW_TEST, "this test runs the console script: mark it slow (pytest.mark.slow)"
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([TRTFORGE, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if "tests.warm_cli" in sys.modules:
+        sys.modules["tests.warm_cli"].close()
 
 
 def rng_array(shape, dtype=np.float32, seed=0, low=-1.0, high=1.0):

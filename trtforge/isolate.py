@@ -46,17 +46,6 @@ def _gib(kib: int) -> str:
     return f"{kib / 2**20:.2f} GiB"
 
 
-def _parent_threads() -> int:
-    """Threads of this process other than trtforge's own live-line thread (0 if unknown)."""
-    try:
-        n = len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 0
-    from trtforge.progress import active
-
-    return n - (1 if active() is not None else 0)
-
-
 def _child(fn: Callable[[], dict], w: int, torch_pool_lost: bool) -> None:
     try:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the parent
@@ -104,9 +93,9 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
     if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
         return fn(), 0
     _prewarm()
-    # torch loaded here and threads besides this one: its OpenMP pool may be running (the CLI
-    # never loads torch in this process; the Python API may run in one that has used it)
-    torch_pool_lost = "torch" in sys.modules and _parent_threads() > 1
+    # torch loaded here: its OpenMP pool may be running (the CLI never loads torch in this
+    # process; the Python API may run in one that has used it, a notebook's)
+    torch_pool_lost = "torch" in sys.modules
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()

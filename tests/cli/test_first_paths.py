@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_console
 from tests.errors.conftest import HERE as ERRORS
 
 TINY = """
@@ -66,7 +66,7 @@ def _one_line(r, code: int, *parts: str) -> None:
 @pytest.mark.slow  # the console script
 def test_build_without_torch_is_one_line_and_exit_2(tmp_path):
     project = _tiny_project(tmp_path)
-    r = run_cli("build", cwd=project, env=_without(tmp_path, "torch"))
+    r = run_console("build", cwd=project, env=_without(tmp_path, "torch"))
     _one_line(r, 2, "export", "PyTorch cannot be imported", "pip install 'trtforge[torch]'")
     assert not list((project / "engines").glob("*/*.engine"))
 
@@ -74,10 +74,10 @@ def test_build_without_torch_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.slow  # the console script
 def test_build_without_the_backend_is_one_line_and_exit_2(tmp_path):
     project = _tiny_project(tmp_path)
-    r = run_cli("build", "--backend", "tensorrt-rtx", cwd=project, env=_without(tmp_path, "tensorrt_rtx"))
+    r = run_console("build", "--backend", "tensorrt-rtx", cwd=project, env=_without(tmp_path, "tensorrt_rtx"))
     _one_line(r, 2, "modules.tiny.build.backend", "'tensorrt-rtx' is not installed", "trtforge[rtx]")
     (tmp_path / "both").mkdir()
-    auto = run_cli("build", cwd=project, env=_without(tmp_path / "both", "tensorrt_rtx", "tensorrt"))
+    auto = run_console("build", cwd=project, env=_without(tmp_path / "both", "tensorrt_rtx", "tensorrt"))
     _one_line(auto, 2, "no TensorRT backend is installed")
 
 

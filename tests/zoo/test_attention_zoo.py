@@ -8,6 +8,7 @@ The FLOP shares and FP32 node counts are printed (pytest -s) and written to ZOO_
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -74,14 +75,17 @@ def manifest(arch: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module")
-def figures():
-    rows: dict = {}
-    t0 = time.perf_counter()
-    yield rows
-    rows["_total_s"] = round(time.perf_counter() - t0, 1)
-    if os.environ.get("ZOO_FIGURES"):
-        Path(os.environ["ZOO_FIGURES"]).write_text(json.dumps(rows, indent=1))
+def record_figures(arch: str, row: dict) -> None:
+    """Adds one architecture's row to the JSON file ZOO_FIGURES names, if any (the tests run on
+    several workers: each row is merged in under a lock)."""
+    if not os.environ.get("ZOO_FIGURES"):
+        return
+    path = Path(os.environ["ZOO_FIGURES"])
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(path.read_text()) if path.exists() else {}
+        rows[arch] = row
+        path.write_text(json.dumps(rows, indent=1))
 
 
 def _plan(m: dict) -> dict:
@@ -89,7 +93,7 @@ def _plan(m: dict) -> dict:
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
-def test_architecture(arch, tmp_path, figures):
+def test_architecture(arch, tmp_path):
     shutil.copy(Path(__file__).with_name("attention_models.py"), tmp_path / "attention_models.py")
     (tmp_path / "engines.toml").write_text(manifest(arch))
     t0 = time.perf_counter()
@@ -121,7 +125,7 @@ def test_architecture(arch, tmp_path, figures):
         else:  # mode all: every Softmax is an attention block's, kept
             assert not plan["near_misses"], plan["near_misses"]
             assert plan["flops"]["fp16_share"] < 1.0
-    figures[arch] = row
+    record_figures(arch, row)
     print(arch, json.dumps(row))
 
 
