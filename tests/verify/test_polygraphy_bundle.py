@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
+from trtforge.verify.polygraphy_bundle import INPUTS_JSON, REFERENCE_JSON
 
 pytestmark = pytest.mark.slow  # real exports and engine builds
 
@@ -88,3 +89,30 @@ def test_polygraphy_run_reads_the_published_bundle(tmp_path):
     # the comparison is real: module b's reference (other weights) fails against a's graph
     bad = _polygraphy(onnx, folder, "a", "b")
     assert bad.returncode != 0 and "FAILED" in bad.stdout + bad.stderr, bad.stdout[-3000:]
+
+
+WRITE_ALONE = """
+import sys
+from pathlib import Path
+import numpy as np
+from trtforge.verify.polygraphy_bundle import INPUTS_JSON, REFERENCE_JSON, write_bundle
+
+sets = [("example", {"x": np.ones((2, 8), np.float16)}, {"y": np.zeros((2, 4), np.float32)})]
+write_bundle(sets, "tensorrt-rtx", Path(sys.argv[1]))
+print("torch" in sys.modules)
+"""
+
+
+def test_writing_the_bundle_does_not_import_torch(tmp_path):
+    """The verify stage runs without torch; polygraphy's encoder would import it (1.5 s a module
+    on 2 cores) to register a torch encoder the bundle never needs. Its own process: nothing
+    imported before."""
+    r = subprocess.run([sys.executable, "-c", WRITE_ALONE, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stdout + r.stderr[-2000:]
+    from polygraphy.comparator import RunResults
+    from polygraphy.json import load_json
+
+    feeds = load_json(str(tmp_path / INPUTS_JSON))
+    assert feeds[0]["x"].shape == (2, 8) and feeds[0]["x"].dtype == np.float16
+    ((runner, iterations),) = RunResults.load(str(tmp_path / REFERENCE_JSON)).items()
+    assert iterations[0]["y"].shape == (2, 4)

@@ -12,6 +12,8 @@ they stay readable by the polygraphy that wrote them and its successors.
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from trtforge import backends as be
@@ -29,6 +31,23 @@ def write_bundle(sets: list[tuple[str, dict, dict]], backend: str, workdir: Path
     from polygraphy.comparator import IterationResult, RunResults
     from polygraphy.json import to_json
 
-    (workdir / INPUTS_JSON).write_text(to_json([dict(feeds) for _, feeds, _ in sets]))
-    iterations = [IterationResult(outputs=dict(ref), runner_name=RUNNER) for _, _, ref in sets]
-    (workdir / REFERENCE_JSON).write_text(RunResults([(RUNNER, iterations)]).to_json())
+    with _torch_not_importable():
+        (workdir / INPUTS_JSON).write_text(to_json([dict(feeds) for _, feeds, _ in sets]))
+        iterations = [IterationResult(outputs=dict(ref), runner_name=RUNNER) for _, _, ref in sets]
+        (workdir / REFERENCE_JSON).write_text(RunResults([(RUNNER, iterations)]).to_json())
+
+
+@contextmanager
+def _torch_not_importable():
+    """Only numpy arrays go in, but polygraphy asks of each array whether it is a torch tensor,
+    and of its encoder whether torch can be registered, by importing torch: 1.5 s a module on
+    2 cores, in a stage that never needs torch. Unless torch is already loaded, its import fails
+    for the duration (the verify stage's process runs one thread)."""
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError
+    try:
+        yield
+    finally:
+        del sys.modules["torch"]
