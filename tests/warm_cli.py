@@ -26,7 +26,18 @@ import threading
 from pathlib import Path
 
 TRTFORGE = str(Path(sys.executable).parent / "trtforge")
-PRELOAD = ("numpy", "torch", "onnxscript", "onnx", "onnx_graphsurgeon", "onnxruntime", "click", "transformers")
+PRELOAD = (
+    "numpy",
+    "torch",
+    "onnxscript",
+    "onnx",
+    "onnx_graphsurgeon",
+    "onnxruntime",
+    "click",
+    # what every Hugging Face model class imports first (1.5 s), and diffusers' models
+    "transformers.modeling_utils",
+    "diffusers.models",
+)
 
 ZYGOTE = r"""
 import atexit, json, os, signal, sys, threading, traceback

@@ -1,5 +1,5 @@
 """SIGKILL at every step of a real build (test hook TRTFORGE_TEST_KILL_AT, trtforge/cache/testhooks.py)
-and at random times: the next run completes, reuses what was finished, and no partial file ever
+and at steps drawn at random: the next run completes, reuses what was finished, and no partial file ever
 sits under a final name."""
 
 from __future__ import annotations
@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import random
 import signal
-import time
 
 import pytest
 
-from tests.cache.conftest import STAGES, assert_consistent, build, popen_build, set_manifest, stages_recorded, states
+from tests.cache.conftest import STAGES, assert_consistent, build, set_manifest, stages_recorded, states
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow  # real processes building real engines
@@ -100,18 +99,26 @@ def test_kill_in_the_publish_window_never_passes_verify_with_a_stale_or_unvouche
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_kill_at_random_times(tiny_project):
-    """Repeated SIGKILLs at random points (TRTFORGE_RANDOM_KILLS=N for more; 6 keeps CI short)."""
+def test_kills_at_random_points_in_random_builds(tiny_project):
+    """SIGKILLs at points drawn at random from every named step (inside a stage's process, after
+    its work, between its blobs and its record, before its lookup, across the publish window), in
+    builds of widths drawn at random, so kills land on half-finished caches of other widths too.
+    A drawn point a build never reaches (its stage is a cache hit) lets that build finish. After
+    each: consistent; at the end, one build completes and the next runs nothing.
+    TRTFORGE_RANDOM_KILLS=N for more (8 keeps CI short), TRTFORGE_RANDOM_SEED to vary."""
     rng = random.Random(int(os.environ.get("TRTFORGE_RANDOM_SEED", "5")))
-    for i in range(int(os.environ.get("TRTFORGE_RANDOM_KILLS", "6"))):
+    points = [f"{kind}:{stage}" for stage in STAGES for kind in ("run", "work", "stage", "put", "before")]
+    points += list(PUBLISH_WINDOW)
+    killed = 0
+    for i in range(int(os.environ.get("TRTFORGE_RANDOM_KILLS", "8"))):
         if i % 2:
             set_manifest(tiny_project, width=rng.choice((8, 12, 16, 20)))
-        proc = popen_build(tiny_project)
-        time.sleep(rng.uniform(0.3, 6.0))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        point = rng.choice(points)
+        proc, _ = build(tiny_project, env={KILL: point})
+        killed += proc.returncode != 0
+        assert proc.returncode in (0, 2, -signal.SIGKILL), (point, proc.stderr[-2000:])
         assert_consistent(tiny_project)
+    assert killed, "no drawn point was reached: the draw tests nothing"
     proc, report = build(tiny_project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert_consistent(tiny_project)
