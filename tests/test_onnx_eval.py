@@ -117,3 +117,16 @@ def test_small_graphs_run_whole_with_the_same_bits(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_eval, "WHOLE_GRAPH_BYTES", -1)
     streamed = Evaluator(model, None, "fp32")
     assert np.array_equal(streamed.run({"x": x})["y"], out) and streamed._whole is None
+
+
+def test_small_node_sessions_run_on_one_thread_large_ones_keep_the_pool():
+    """A node session with its own thread pool joins its threads when dropped (24 ms each on 2
+    cores: most of a tiny model's verify stage); small nodes get one thread, large ones (a UNet's
+    convolutions) keep ONNX Runtime's default, and whole graphs too."""
+    import onnxruntime as ort
+
+    from trtforge.onnx_eval import ONE_THREAD_BELOW, session_options
+
+    assert session_options(ort, 64).intra_op_num_threads == 1
+    assert session_options(ort, ONE_THREAD_BELOW).intra_op_num_threads == 0
+    assert session_options(ort).intra_op_num_threads == 0

@@ -46,7 +46,7 @@ def _torch_not_importable():
     if "torch" in sys.modules:
         yield
         return
-    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError
+    sys.modules["torch"] = None  # `import torch` raises ImportError
     try:
         yield
     finally:
