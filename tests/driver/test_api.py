@@ -37,6 +37,8 @@ def test_build_explain_and_rebuild_through_the_api(tmp_path):
     again = trtforge.build(manifest)
     assert {st.state for st in again.results[0].stages.values()} == {"cached"}
     assert again.results[0].published == result.published
+    # printing an outcome (a notebook's habit) shows results, not every key's thousands of file digests
+    assert "deps" not in repr(outcome) and len(repr(outcome)) < 20_000, len(repr(outcome))
 
 
 def test_a_user_mistake_raises_one_typed_error(tmp_path):

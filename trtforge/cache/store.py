@@ -53,7 +53,8 @@ class Record:
     stage: str
     outputs: dict  # name -> {"digest": str, "size": int}
     meta: dict
-    deps: dict = field(default_factory=dict)  # what the key was computed from, besides settings
+    # what the key was computed from, besides settings (thousands of file digests: not in repr)
+    deps: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, doc: dict) -> Record:

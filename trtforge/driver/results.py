@@ -23,7 +23,7 @@ class ModuleResult:
     name: str
     stages: dict[str, StageStatus] = field(default_factory=lambda: {s: StageStatus() for s in STAGE_NAMES})
     error: TrtforgeError | None = None
-    records: dict[str, Record] = field(default_factory=dict)
+    records: dict[str, Record] = field(default_factory=dict, repr=False)  # the stages' metas repeat them
     published: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     remote: dict = field(default_factory=dict)  # remote cache: stages fetched/uploaded, its failure

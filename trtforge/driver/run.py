@@ -122,6 +122,8 @@ def _run(
         timing_cache=None if timing_target is None else timing.seed(store, timing_target),
     )
     track = tracks_imports(stage, module)
+    if track:
+        imports.prewarm()  # read once here, inherited by every stage child this build forks
     t0, t0_ns = time.perf_counter(), time.time_ns()
     with store.workdir(f"{module.name}.{stage.name}") as wd:
         try:
