@@ -3,9 +3,10 @@
 A real `trtforge` process spends 3-5 s of each test before its first line of work: Python's start,
 then in every export stage's child torch's import and the exporter's first-call set-up. Here one
 helper process per test worker (the "zygote") imports the heavy third-party libraries once (never
-trtforge, whose modules may read the environment at import, and never polygraphy or TensorRT,
-which choose their backend at import), runs one tiny export to set the exporter up (on one torch
-thread, so no OpenMP pool exists to be lost in a fork), then forks one child per call. The child is set up as the console script's process would be (argv,
+trtforge, whose modules may read the environment at import, and never polygraphy, which picks
+its TensorRT family at import), runs one tiny export to set the exporter up (on one torch
+thread, so no OpenMP pool exists to be lost in a fork) and keeps the exporter's operator registry
+per opset instead of rebuilding it each export, then forks one child per call. The child is set up as the console script's process would be (argv,
 cwd, the whole environment, PYTHONPATH entries, sys.path[0] the script's folder, stdin /dev/null,
 stdout and stderr to files) and runs `trtforge.cli:main`; its exit status (or death by signal)
 comes back as a CompletedProcess.
@@ -37,6 +38,9 @@ PRELOAD = (
     # what every Hugging Face model class imports first (1.5 s), and diffusers' models
     "transformers.modeling_utils",
     "diffusers.models",
+    # the TensorRT-RTX library itself (0.25 s a build stage); polygraphy, which picks a TensorRT
+    # family when it is imported, stays out
+    "tensorrt_rtx",
 )
 
 ZYGOTE = r"""
@@ -58,16 +62,30 @@ for name in PRELOAD:
 
 
 def warm_exporter():
-    # the exporter's first call in a process builds its operator registry and imports its
-    # passes (~1.2 s on 2 cores); once here, every export stage forked below starts past it.
-    # One torch thread: no OpenMP pool is started here, none is lost across the forks.
+    # the exporter's first call in a process imports its passes and tables (~1.2 s on 2 cores),
+    # and every call builds its operator registry from torchlib anew (~0.4 s): here, once, the
+    # registry kept per opset (the exporter reads it, it never changes it), so every export stage
+    # forked below starts past both. One torch thread: no OpenMP pool is started here, none is
+    # lost across the forks.
     import tempfile
     import torch
+    from torch.onnx._internal.exporter import _constants, _registration
 
     torch.set_num_threads(1)
+    build = _registration.ONNXRegistry.from_torchlib.__func__
+    built = {}
+
+    def from_torchlib(cls, opset_version=_constants.TORCHLIB_OPSET):
+        if opset_version not in built:
+            built[opset_version] = build(cls, opset_version)
+        return built[opset_version]
+
+    _registration.ONNXRegistry.from_torchlib = classmethod(from_torchlib)
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).half().eval()
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        program = torch.onnx.export(model, (torch.ones(1, 4, dtype=torch.float16),), dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            model, (torch.ones(1, 4, dtype=torch.float16),), dynamo=True, opset_version=20, verbose=False
+        )
         program.save(os.path.join(tmp, "warm.onnx"), external_data=True)
 
 
