@@ -85,20 +85,39 @@ def one(model: str, scratch: Path) -> dict:
     return out
 
 
+def trtforge_commit() -> str:
+    """The commit of the trtforge the console script imports (PYTHONPATH may point at another
+    checkout, for a before/after pair in one session)."""
+    import subprocess
+
+    where = subprocess.run(
+        [PY, "-c", "import os, trtforge; print(os.path.dirname(os.path.dirname(trtforge.__file__)))"],
+        capture_output=True,
+        text=True,
+        cwd="/",  # not this checkout: `python -c` puts the working folder first on sys.path
+    ).stdout.strip()
+    head = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return head.stdout.strip() or "unknown"
+
+
 def main() -> int:
     models = sys.argv[1:] or ["sd15", "sdxl"]
+    # BENCH_TAG: store under "<model>@<tag>" (a before/after pair keeps both)
+    tag = os.environ.get("BENCH_TAG")
     scratch = HERE / "scratch" / "big"
     scratch.mkdir(parents=True, exist_ok=True)
     results_path = HERE / "results" / "big_unets.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for model in models:
-        results[model] = one(model, scratch)
-        results[model]["machine"] = {
+        name = f"{model}@{tag}" if tag else model
+        results[name] = one(model, scratch)
+        results[name]["trtforge_commit"] = trtforge_commit()
+        results[name]["machine"] = {
             "cpus": os.cpu_count(),
             "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         }
         results_path.write_text(json.dumps(results, indent=1))
-        print(json.dumps(results[model]["ratios"]), flush=True)
+        print(json.dumps(results[name]["ratios"]), flush=True)
     return 0
 
 
