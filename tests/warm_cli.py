@@ -44,7 +44,7 @@ PRELOAD = (
 )
 
 ZYGOTE = r"""
-import atexit, json, os, signal, sys, threading, traceback
+import atexit, gc, json, os, signal, sys, threading, traceback
 BIN, PRELOAD = sys.argv[1], sys.argv[2].split(",")
 sys.path[0] = BIN  # as the console script's: its own folder first, never the working directory
 BASE_PATH = list(sys.path)
@@ -94,6 +94,10 @@ try:
 except Exception:
     pass
 os.dup2(stderr, 2)
+# what is loaded now is never collected in a child: no child's collector walks (and so copies)
+# the pages of these objects (a fork of this process cost 254 ms of copying at its first full
+# collection, frozen 12 ms)
+gc.freeze()
 
 
 def child(req):
