@@ -3,11 +3,12 @@
 A real `trtforge` process spends 3-5 s of each test before its first line of work: Python's start,
 then in every export stage's child torch's import and the exporter's first-call set-up. Here one
 helper process per test worker (the "zygote") imports the heavy third-party libraries once (never
-trtforge, whose modules may read the environment at import, and never polygraphy, which picks
-its TensorRT family at import), runs one tiny export to set the exporter up (on one torch
-thread, so no OpenMP pool exists to be lost in a fork) and keeps the exporter's operator registry
-per opset instead of rebuilding it each export, then forks one child per call. The child is set up as the console script's process would be (argv,
-cwd, the whole environment, PYTHONPATH entries, sys.path[0] the script's folder, stdin /dev/null,
+trtforge, whose modules may read the environment at import, and never polygraphy or TensorRT,
+whose family polygraphy picks at import), runs one tiny export to set the exporter up (on one
+torch thread, so no OpenMP pool exists to be lost in a fork), keeps the exporter's operator
+registry per opset instead of rebuilding it each export, freezes what it loaded for the garbage
+collector, then forks one child per call. The child is set up as the console script's process
+would be (argv, cwd, the whole environment, PYTHONPATH entries, sys.path[0] the script's folder, stdin /dev/null,
 stdout and stderr to files) and runs `trtforge.cli:main`; its exit status (or death by signal)
 comes back as a CompletedProcess.
 
@@ -38,9 +39,6 @@ PRELOAD = (
     # what every Hugging Face model class imports first (1.5 s), and diffusers' models
     "transformers.modeling_utils",
     "diffusers.models",
-    # the TensorRT-RTX library itself (0.25 s a build stage); polygraphy, which picks a TensorRT
-    # family when it is imported, stays out
-    "tensorrt_rtx",
 )
 
 ZYGOTE = r"""
@@ -63,7 +61,7 @@ for name in PRELOAD:
 
 def warm_exporter():
     # the exporter's first call in a process imports its passes and tables (~1.2 s on 2 cores),
-    # and every call builds its operator registry from torchlib anew (~0.4 s): here, once, the
+    # and every call builds its operator registry from torchlib anew (0.9 s under the profiler): here, once, the
     # registry kept per opset (the exporter reads it, it never changes it), so every export stage
     # forked below starts past both. One torch thread: no OpenMP pool is started here, none is
     # lost across the forks.

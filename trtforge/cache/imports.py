@@ -61,13 +61,6 @@ def _stdlib_dirs() -> tuple[str, ...]:
     return tuple({os.path.normpath(paths[k]) + os.sep for k in ("stdlib", "platstdlib") if k in paths})
 
 
-def _hex(record_hash) -> str | None:
-    if record_hash is None or record_hash.mode != "sha256":
-        return None
-    value = record_hash.value
-    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).hex()
-
-
 def _record_rows(dist) -> tuple[str, list[list[str]]] | None:
     """(the RECORD's path relative to the distribution's location, its rows), read as CSV text:
     importlib.metadata's `files` builds a path object per row, 1 s for torch's 50,000 rows on

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from trtforge.cache import Record, Store
 from trtforge.cache.keys import hash_file
 from trtforge.cache.store import fsync_dir
-from trtforge.driver.inspect import ONNX_STAGES, last_record
+from trtforge.driver.inspect import ONNX_STAGES, cached_record
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest
 
@@ -51,15 +51,7 @@ def _record(store: Store, manifest: Manifest, name: str, stage: str) -> Record:
         raise TrtforgeError(
             f"stage '{stage}' has no ONNX model", where="--stage", hint=f"export one of: {', '.join(ONNX_STAGES)}"
         )
-    module = manifest.module(name)
-    record = last_record(store, module.name, stage)
-    if record is None:
-        raise TrtforgeError(
-            f"module '{module.name}' has no {stage} record in the cache",
-            where=str(store.root),
-            hint="run `trtforge build` first (or pass the --cache-dir it used)",
-        )
-    return record
+    return cached_record(store, manifest.module(name).name, stage)
 
 
 def _copy_checked(src: Path, dest: Path, digest: str) -> None:

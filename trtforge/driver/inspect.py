@@ -216,14 +216,19 @@ def parse_target(text: str) -> tuple[str, str]:
 def inspect_stage(store: Store, manifest: Manifest, text: str) -> Inspection:
     name, stage = parse_target(text)
     module = manifest.module(name)  # a misspelt module: "did you mean"
-    record = last_record(store, module.name, stage)
+    return describe_record(store, module.name, cached_record(store, module.name, stage), f"{module.name}:{stage}")
+
+
+def cached_record(store: Store, module: str, stage: str) -> Record:
+    """The module's last record of `stage`; a one-line error when the cache holds none."""
+    record = last_record(store, module, stage)
     if record is None:
         raise TrtforgeError(
-            f"module '{module.name}' has no {stage} record in the cache",
+            f"module '{module}' has no {stage} record in the cache",
             where=str(store.root),
             hint="run `trtforge build` first (or pass the --cache-dir it used)",
         )
-    return describe_record(store, module.name, record, f"{module.name}:{stage}")
+    return record
 
 
 def inspect_engine(path: Path, store: Store | None) -> Inspection:
