@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from pathlib import PurePosixPath
 
 from trtforge.errors import ManifestError
@@ -159,15 +160,21 @@ def _choice(value, choices: tuple, where: str) -> str:
 
 
 def _relative_path(value, where: str) -> str:
+    """A data file's path: relative to the manifest's folder, or absolute (data kept outside the
+    project, e.g. /data/ids.npy; `~` is the home folder). Either way the export key holds the
+    file's content, and an absolute path's folder is left out of it (InputSpec.as_key)."""
     if not isinstance(value, str) or not value.strip():
         raise ManifestError(f"expected a file path relative to the manifest's folder, got {value!r}", where=where)
-    if value.startswith(("/", "~")):
-        raise ManifestError(
-            f"'{value}' is not relative to the manifest's folder",
-            where=where,
-            hint="write a path relative to the folder of engines.toml",
-        )
+    if value.startswith("~"):
+        value = os.path.expanduser(value)
+        if value.startswith("~"):
+            raise ManifestError(f"'{value}': no such home folder", where=where, hint="write an absolute path")
     return PurePosixPath(value).as_posix()
+
+
+def is_outside(path: str) -> bool:
+    """A data path written absolute: its folder is machine-specific, its content is the key."""
+    return PurePosixPath(path).is_absolute()
 
 
 def _number(value, where: str) -> float:

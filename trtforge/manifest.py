@@ -436,7 +436,11 @@ class InputSpec:
 
     def as_key(self) -> dict:
         # the default source is left out: a manifest written before sources existed keeps its keys
-        return {k: v for k, v in vars(self).items() if k != "source" or v != DEFAULT_SOURCE}
+        key = {k: v for k, v in vars(self).items() if k != "source" or v != DEFAULT_SOURCE}
+        if input_sources.is_outside(self.source.get("file", "")):
+            # data outside the project: keyed by content (example_data), not by this machine's folder
+            key["source"] = {**self.source, "file": "<outside>/" + Path(self.source["file"]).name}
+        return key
 
 
 @dataclass(frozen=True)

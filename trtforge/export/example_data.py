@@ -22,10 +22,10 @@ def input_files(module: ModuleSpec, root: Path) -> dict[str, Path]:
         path = root / rel
         if not path.is_file():
             raise ManifestError(
-                f"'{rel}' does not exist in {root}",
+                f"'{rel}' does not exist" + ("" if path.is_absolute() and Path(rel).is_absolute() else f" in {root}"),
                 where=f"modules.{module.name}.inputs.{spec.name}.file",
                 module=module.name,
-                hint="paths are relative to the folder of engines.toml",
+                hint="paths are relative to the folder of engines.toml, or absolute",
             )
         out[spec.name] = path
     return out
