@@ -57,3 +57,72 @@ def test_the_schema_refuses_what_the_loader_refuses(example, edit, fragment):
     edit(doc)
     with pytest.raises(jsonschema.ValidationError, match=fragment):
         jsonschema.validate(doc, generate())
+
+
+# ---------------------------------------------------------------- every table, every snippet (issue 29)
+
+
+def toml_snippets() -> list[tuple[str, str]]:
+    """(where, text) of every ```toml block in README.md and docs/*.md."""
+    import re
+
+    out = []
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for i, block in enumerate(re.findall(r"```toml\n(.*?)```", path.read_text(), re.S)):
+            out.append((f"{path.relative_to(REPO)} block {i}", block))
+    return out
+
+
+def example_manifests() -> list:
+    return sorted(p for p in REPO.rglob("*.toml") if ".venv" not in p.parts and p.name != "pyproject.toml")
+
+
+def test_the_schema_has_every_top_level_table_the_loader_accepts():
+    assert list(generate()["properties"]) == list(m.TOP_TABLES)
+
+
+@pytest.mark.parametrize("where,text", toml_snippets(), ids=[w for w, _ in toml_snippets()])
+def test_every_docs_snippet_validates_against_the_schema(where, text):
+    """A snippet with tables validates as a manifest; one of module keys alone (a part of a
+    [modules.NAME] table) validates as a module table, its required keys aside."""
+    doc = tomllib.loads(text)  # a snippet that is not TOML fails here, naming the block
+    schema = generate()
+    if any(key in m.TOP_TABLES for key in doc):
+        schema = {**schema, "required": []}  # a snippet may show [targets] without [modules]
+    else:
+        schema = {**schema["properties"]["modules"]["additionalProperties"], "required": []}
+    jsonschema.validate(doc, schema)
+
+
+@pytest.mark.parametrize("path", example_manifests(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_example_manifest_validates_and_loads(path):
+    jsonschema.validate(tomllib.loads(path.read_text()), generate())
+    m.parse_manifest(path.read_text(), path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[modules.m]\nfactory = "a:b"\ninputs.x = { shape = [1] }\n[targets.ampere]\nbackend = "tensorrt-rtx"\n'
+        'rtx_compute_capabilities = ["8.6"]\n[cache]\nremote = "s3://b/p"\nread_only = true\n',
+        '[modules.m]\ncheckpoint = "ckpt/unet"\nfactory = "diffusers:UNet2DConditionModel.from_pretrained"\n'
+        'method = "decode"\noutputs = { sample = "image" }\ninputs.x = { shape = [1] }\n',
+    ],
+)
+def test_what_the_loader_accepts_the_schema_accepts(tmp_path, text):
+    m.parse_manifest(text, tmp_path / "engines.toml")
+    jsonschema.validate(tomllib.loads(text), generate())
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ('[targets.a]\nrtx_compute_capabilities = ["8.6"]\n', "'backend' is a required property"),
+        ('[targets.a]\nbackend = "tensorrt-rtx"\nfoo = 1\n', "Additional properties are not allowed"),
+        ("[cache]\nremote = 3\n", "3 is not of type 'string'"),
+    ],
+)
+def test_the_schema_refuses_bad_targets_and_cache(text, fragment):
+    doc = tomllib.loads('[modules.m]\nfactory = "a:b"\ninputs.x = { shape = [1] }\n' + text)
+    with pytest.raises(jsonschema.ValidationError, match=fragment):
+        jsonschema.validate(doc, generate())

@@ -9,7 +9,8 @@ The Python API (the CLI calls the same functions; each imports its machinery onl
     outcome.ok, outcome.exit_code, outcome.report
     for r in outcome.results:                                  # ModuleResult, manifest order
         print(r.name, {s: st.state for s, st in r.stages.items()}, r.published)
-    trtforge.explain(manifest)                                 # lines: up to date / what changed
+    for v in trtforge.explain(manifest):                       # Verdict: module, stage, state, changes
+        print(v.module, v.stage, v.state, v.changes)           # str(v): the line `trtforge explain` prints
     trtforge.inspect("vit:build", manifest).as_json()          # or an engine file's path
     trtforge.export_onnx("vit", "graph_passes", "vit-onnx/", manifest)   # standalone ONNX files
 
@@ -18,6 +19,17 @@ that fails verification does not raise: its `error` is set and nothing of it is 
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # names for the signatures only: `import trtforge` imports none of this
+    from trtforge.driver.api import BuildOutcome
+    from trtforge.driver.explain import Verdict
+    from trtforge.driver.results import ModuleResult
+    from trtforge.manifest import Manifest
+    from trtforge.progress import Progress
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "build", "explain", "export_onnx", "inspect", "load_manifest"]
@@ -30,18 +42,72 @@ def load_manifest(path="engines.toml"):
     return load(path)
 
 
-def build(manifest="engines.toml", modules=(), **options):
-    """Build, verify and publish; see trtforge.driver.api.build for the options."""
+def build(
+    manifest: Manifest | str | Path = "engines.toml",
+    modules: Iterable[str] = (),
+    *,
+    targets: Iterable[str] = (),
+    backend: str | None = None,
+    cache_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    jobs: int = 1,
+    require_engine_check: bool = False,
+    require_target: bool = False,
+    allow_foreign_files: bool = False,
+    force_from: str | None = None,
+    remote: bool = True,
+    remote_read_only: bool = False,
+    require_remote: bool = False,
+    from_cache: bool = False,
+    progress: Progress | None = None,
+    on_result: Callable[[ModuleResult], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> BuildOutcome:
+    """Export, rewrite, keep FP32 islands, build, verify and publish `modules` (all by default) for
+    `targets` ([targets.NAME] tables; all by default). `force_from`: a stage name to re-run from;
+    `backend`: "tensorrt" or "tensorrt-rtx" over the manifest's; `output_dir` replaces the
+    manifest's; `jobs`: modules built at once; `remote*`: the [cache] remote (docs/farm.md);
+    `from_cache`: assemble engines/ from the cache, run nothing; `on_result` / `on_note` see each
+    module's result and each note as soon as they are known. Every option is documented on
+    trtforge.driver.api.build; a user mistake raises a TrtforgeError."""
     from trtforge.driver.api import build as run
 
-    return run(manifest, modules, **options)
+    return run(
+        manifest,
+        modules,
+        targets=targets,
+        backend=backend,
+        cache_dir=cache_dir,
+        output_dir=output_dir,
+        jobs=jobs,
+        require_engine_check=require_engine_check,
+        require_target=require_target,
+        allow_foreign_files=allow_foreign_files,
+        force_from=force_from,
+        remote=remote,
+        remote_read_only=remote_read_only,
+        require_remote=require_remote,
+        from_cache=from_cache,
+        progress=progress,
+        on_result=on_result,
+        on_note=on_note,
+    )
 
 
-def explain(manifest="engines.toml", modules=(), **options):
-    """Per module and stage: up to date, or the key fields that changed (a dry run)."""
-    from trtforge.driver.api import explain as run
+def explain(
+    manifest: Manifest | str | Path = "engines.toml",
+    modules: Iterable[str] = (),
+    *,
+    backend: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> list[Verdict]:
+    """Per module and stage, a Verdict (a dataclass: module, stage, state "up to date" | "build" |
+    "rebuild" | "cannot plan" | "note", changes: the key fields that changed, text: the line
+    `trtforge explain` prints, also its str()). A dry run: nothing is built. Before 0.2 this
+    returned the lines themselves: `[str(v) for v in explain(...)]` gives them."""
+    from trtforge.driver.api import explain_verdicts
 
-    return run(manifest, modules, **options)
+    return explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir)
 
 
 def inspect(target, manifest="engines.toml", **options):

@@ -226,6 +226,44 @@ def _nonempty_str(value, where):
     return value
 
 
+def _outputs(value: Any, where: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """`outputs`: a list of names, or a table renaming the module's outputs
+    (`{ sample = "image" }`: the returned name on the left, the engine's on the right)."""
+    if not isinstance(value, dict):
+        return _names(value, where), ()
+    if not value:
+        raise ManifestError("an empty table renames nothing", where=where, hint="drop outputs, or name each output")
+    for key, new in value.items():
+        if not isinstance(new, str):
+            raise ManifestError(
+                f"expected a new name (a string), got {new!r}",
+                where=f"{where}.{key}",
+                hint='write outputs = { sample = "image" }: the returned name = the engine name',
+            )
+    names = _names(list(value.values()), where)
+    return names, tuple(value.items())
+
+
+def _checkpoint(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ManifestError(
+            f"expected a path (a file or folder), got {value!r}",
+            where=where,
+            hint='write e.g. checkpoint = "ckpt/unet" (relative to the manifest\'s folder)',
+        )
+    return Path(os.path.expanduser(value)).as_posix()
+
+
+def _method(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.isidentifier() or value.startswith("_"):
+        raise ManifestError(
+            f"expected a method name, got {value!r}",
+            where=where,
+            hint='write e.g. method = "decode" (a public method of the factory\'s module)',
+        )
+    return value
+
+
 for _check, _fragment in (
     (_num, {"type": "number"}),
     (_nonneg, {"type": "number", "minimum": 0}),
@@ -250,6 +288,17 @@ for _check, _fragment in (
     (_str_list, {"type": "array", "items": {"type": "string"}}),
     (_names, {"type": "array", "items": {"type": "string"}, "uniqueItems": True}),
     (_nonempty_str, {"type": "string", "minLength": 1}),
+    (_checkpoint, {"type": "string", "minLength": 1}),
+    (_method, {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_]*$"}),
+    (
+        _outputs,
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"}},
+            ]
+        },
+    ),
 ):
     _declare(_check, _fragment)
 
@@ -336,6 +385,8 @@ def _table(value, where):
     return dict(sorted(value.items()))
 
 
+_declare(_remote_url, {"type": "string", "description": "An fsspec URL, e.g. s3://bucket/prefix"})
+_declare(_table, {"type": "object"})
 # [cache]: the shared remote cache (docs/farm.md); credentials never go here (environment only)
 CACHE = {"remote": (_remote_url, ""), "read_only": (_bool, False), "options": (_table, {})}
 
@@ -464,15 +515,26 @@ class ModuleSpec:
     # factory_args keys whose values are paths relative to the manifest's folder (see factory_kwargs)
     factory_paths: tuple[str, ...] = ()
     profiles: tuple = ()  # optimization profiles of the named dims (trtforge/dims.py); () = static
+    # a checkpoint file or folder (relative to the manifest, or absolute) the factory receives as
+    # its first argument; its content, not its path, keys the export (export.checkpoint_digests)
+    checkpoint: str = ""
+    method: str = "forward"  # the method exported (e.g. AutoencoderKL's "decode")
+    # (returned name, engine name) pairs of `outputs = { sample = "image" }`; () = no renaming
+    output_renames: tuple[tuple[str, str], ...] = ()
 
     def as_key(self) -> dict:
-        # static modules keep the key they always had: "profiles" appears only when there are some
-        return ({"profiles": profiles_key(self.profiles)} if self.profiles else {}) | {
+        # static modules keep the key they always had: "profiles" appears only when there are some;
+        # so do "checkpoint" and "method" (export keys them: the checkpoint by content)
+        return (
+            ({"profiles": profiles_key(self.profiles)} if self.profiles else {})
+            | ({"checkpoint": self.checkpoint} if self.checkpoint else {})
+            | ({"method": self.method} if self.method != "forward" else {})
+        ) | {
             "name": self.name,
             "factory": self.factory,
             "factory_args": self.factory_args,
             "inputs": [i.as_key() for i in self.inputs],
-            "outputs": list(self.outputs),
+            "outputs": dict(self.output_renames) if self.output_renames else list(self.outputs),
             "depends": list(self.depends),
             "export": settings_dict(self.export),
             "passes": list(self.passes),
@@ -491,6 +553,10 @@ class ModuleSpec:
         at the call, not in the spec: the key holds the path as written, so a moved project
         keeps its cache."""
         return {k: (str(root / v) if k in self.factory_paths else v) for k, v in self.factory_args.items()}
+
+    def checkpoint_path(self, root: Path) -> Path | None:
+        """The checkpoint the factory receives, resolved against the manifest's folder."""
+        return root / self.checkpoint if self.checkpoint else None
 
     def factory_path_files(self, root: Path) -> list[Path]:
         """The files factory_paths name (folders are passed, not hashed: list their files in depends)."""
@@ -527,6 +593,8 @@ class Manifest:
 
 
 MODULE_KEYS = (
+    "checkpoint",
+    "method",
     "factory",
     "factory_args",
     "factory_paths",
@@ -568,7 +636,9 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         raise ManifestError("expected a table name -> {shape, dtype, range}", where=f"{where}.inputs")
     inputs = tuple(_input(k, v, f"{where}.inputs.{k}") for k, v in raw_inputs.items())
     profiles = parse_profiles(raw, inputs, where)
-    outputs = _names(raw.get("outputs", []), f"{where}.outputs")
+    outputs, renames = _outputs(raw.get("outputs", []), f"{where}.outputs")
+    checkpoint = _checkpoint(raw["checkpoint"], f"{where}.checkpoint") if "checkpoint" in raw else ""
+    method = _method(raw.get("method", "forward"), f"{where}.method")
     depends = _str_list(raw.get("depends", []), f"{where}.depends")
     for i, pattern in enumerate(depends):
         limits.check_pattern(pattern, f"{where}.depends[{i}]")
@@ -638,6 +708,9 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         ),
         factory_paths=fpaths,
         profiles=profiles,
+        checkpoint=checkpoint,
+        method=method,
+        output_renames=renames,
     )
 
 

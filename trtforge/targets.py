@@ -40,19 +40,26 @@ class TargetUnavailable(TrtforgeError):
     exit_code = 3
 
 
-def parse_targets(raw: Any, where: str) -> tuple[TargetSpec, ...]:
-    from trtforge.manifest import BACKENDS, BUILD, _bool, _nonempty_str, _one_of, _section
+def target_keys() -> dict:
+    """A [targets.NAME] table's keys: {key: (checker, default)}; None: unset, the module's holds."""
+    from trtforge.manifest import BACKENDS, BUILD, _bool, _nonempty_str, _one_of
 
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict) or not raw:
-        raise ManifestError("expected [targets.NAME] tables", where=where)
-    spec = {
+    return {
         **{k: (BUILD[k][0], None) for k in OVERRIDES},
         "backend": (_one_of(BACKENDS[1:]), None),
         "gpu": (_nonempty_str, ""),
         "timing_cache": (_bool, True),
     }
+
+
+def parse_targets(raw: Any, where: str) -> tuple[TargetSpec, ...]:
+    from trtforge.manifest import _section
+
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        raise ManifestError("expected [targets.NAME] tables", where=where)
+    spec = target_keys()
     out = []
     for name, table in raw.items():
         w = f"{where}.{name}"

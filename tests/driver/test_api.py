@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import trtforge
+from trtforge.driver.explain import Verdict
 from trtforge.driver.stages import STAGE_NAMES, stage_table
 from trtforge.errors import ManifestError
 
@@ -33,7 +34,12 @@ def test_build_explain_and_rebuild_through_the_api(tmp_path):
     assert [s for s, st in result.stages.items() if st.state == "ok"] == list(STAGE_NAMES)
     assert any(p.endswith("tiny.engine") for p in result.published)
     assert (tmp_path / "engines" / "REPORT.md").is_file() and outcome.report.is_file()
-    assert all(line.endswith(")") and "up to date" in line for line in trtforge.explain(manifest))
+    verdicts = trtforge.explain(manifest)
+    assert all(isinstance(v, Verdict) and v.state == "up to date" and str(v).endswith(")") for v in verdicts)
+    (tmp_path / "engines.toml").write_text(MANIFEST + "verify.atol = 0.5\n")
+    changed = {v.stage: v for v in trtforge.explain(tmp_path / "engines.toml") if v.state != "up to date"}
+    assert set(changed) == {"verify"} and changed["verify"].state == "rebuild"
+    assert any(c.startswith("settings.atol: 0.01 -> 0.5") or "atol" in c for c in changed["verify"].changes)
     again = trtforge.build(manifest)
     assert {st.state for st in again.results[0].stages.values()} == {"cached"}
     assert again.results[0].published == result.published
@@ -91,3 +97,32 @@ def test_build_from_a_process_that_ran_torch_does_not_hang(tmp_path):
     (tmp_path / "run.py").write_text(AFTER_TORCH)
     r = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stdout + r.stderr[-2000:]
+
+
+def test_build_and_explain_have_typed_signatures_that_match_the_driver():
+    """trtforge.build shows every option (no **options) with the driver's defaults; explain returns
+    Verdict dataclasses (issue 29)."""
+    import dataclasses
+    import inspect
+    import typing
+
+    from trtforge.driver import api
+
+    for public, driver in ((trtforge.build, api.build), (trtforge.explain, api.explain_verdicts)):
+        ours = inspect.signature(public).parameters
+        assert not any(p.kind is p.VAR_KEYWORD for p in ours.values()), public
+        theirs = inspect.signature(driver).parameters
+        assert {n: p.default for n, p in ours.items()} == {n: p.default for n, p in theirs.items()}, public
+    from trtforge.progress import Progress
+
+    hints = typing.get_type_hints(trtforge.build, globalns={**vars(api), "Progress": Progress})
+    assert hints["return"] is api.BuildOutcome and hints["jobs"] is int
+    assert dataclasses.is_dataclass(Verdict) and "changes" in {f.name for f in dataclasses.fields(Verdict)}
+
+
+def test_explain_returns_verdicts_without_building(tmp_path):
+    shutil.copy(HERE.parent / "errors" / "bad_models.py", tmp_path / "bad_models.py")
+    (tmp_path / "engines.toml").write_text(MANIFEST)
+    verdicts = trtforge.explain(tmp_path / "engines.toml")
+    assert [v.stage for v in verdicts][:1] == ["export"] and all(v.module == "tiny" for v in verdicts)
+    assert verdicts[0].state == "build" and str(verdicts[0]) == "tiny export: will build (never built with this cache)"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtforge.cache import Record, Store
+from trtforge.driver.explain import Verdict
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
@@ -185,7 +186,7 @@ def explain_verdicts(
     *,
     backend: str | None = None,
     cache_dir: str | Path | None = None,
-) -> list:
+) -> list[Verdict]:
     """`explain` as Verdict objects (module, stage, state, text); `check_exit_code(verdicts)` is
     what `trtforge explain --check` exits with."""
     from trtforge.driver.explain import explain_module

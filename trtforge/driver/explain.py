@@ -51,6 +51,7 @@ class Verdict:
     stage: str
     state: str
     text: str
+    changes: tuple[str, ...] = ()  # "rebuild": each changed key field, "path: old -> new"
 
     def __str__(self) -> str:
         return self.text
@@ -63,8 +64,10 @@ def check_exit_code(verdicts: list[Verdict]) -> int:
     return 2 if "cannot plan" in states else 1 if states & {"build", "rebuild"} else 0
 
 
-def _say(lines: list[Verdict], module: str, stage: str, state: str, text: str) -> None:
-    lines.append(Verdict(module, stage, state, f"{module} {stage}: {text}"))
+def _say(
+    lines: list[Verdict], module: str, stage: str, state: str, text: str, changes: list[str] | None = None
+) -> None:
+    lines.append(Verdict(module, stage, state, f"{module} {stage}: {text}", tuple(changes or ())))
 
 
 def explain_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None) -> list[Verdict]:
@@ -91,5 +94,5 @@ def explain_module(store: Store, manifest: Manifest, module: ModuleSpec, backend
             say("build", "will build (never built with this cache)")
         else:
             changes = diff(last["doc"], plan.doc)
-            say("rebuild", "will rebuild; changed: " + ("; ".join(changes) or "cache entry missing"))
+            say("rebuild", "will rebuild; changed: " + ("; ".join(changes) or "cache entry missing"), changes)
     return lines

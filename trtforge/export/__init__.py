@@ -48,6 +48,31 @@ def declared_dependencies(module: ModuleSpec, root: Path) -> list[Path]:
     return sorted(files)
 
 
+def checkpoint_digests(module: ModuleSpec, root: Path) -> dict[str, str]:
+    """{file: digest} of the checkpoint: a file, or every file of a folder (recursively, by its
+    path inside the folder; names starting with '.' such as a download tool's .cache/ are left
+    out). A missing checkpoint is an error naming the field before any stage runs."""
+    path = module.checkpoint_path(root)
+    where = f"modules.{module.name}.checkpoint"
+    if path is None or not path.exists():
+        raise ManifestError(
+            f"'{module.checkpoint}': {path} does not exist",
+            where=where,
+            module=module.name,
+            hint="a checkpoint is a file or folder (e.g. one save_pretrained wrote), relative to the manifest's folder",
+        )
+    if path.is_file():
+        return {path.name: digest_file(path)}
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+    if not files:
+        raise ManifestError(f"'{module.checkpoint}' is an empty folder", where=where, module=module.name)
+    return {p.relative_to(path).as_posix(): digest_file(p) for p in files}
+
+
 def require_torch(module: str) -> None:
     """The first import of torch, in the export stage's own process: without it a user who
     installed `trtforge[rtx]` alone got the child's traceback (`No module named 'torch'`, exit 1)."""
@@ -74,9 +99,11 @@ class ExportStage:
             "module": {
                 k: v
                 for k, v in module.as_key().items()
-                if k in ("factory", "factory_args", "inputs", "outputs", "export", "profiles")
+                if k in ("factory", "factory_args", "inputs", "outputs", "export", "profiles", "method")
                 or (k == "factory_paths" and v)
             },
+            # the checkpoint by content (not by path): only when written, like factory_paths
+            **({"checkpoint": checkpoint_digests(module, root)} if module.checkpoint else {}),
             "io_transforms": transforms(module.passes, module.name),
             # the seed makes the example inputs; random_inputs adds reference sets made here
             "input_sets": {"seed": module.verify.seed, "random_inputs": module.verify.random_inputs},

@@ -33,9 +33,11 @@ class Binding:
         return [*self.positional, *(name for _, name in self.keyword)]
 
 
-def _parameters(model) -> list[inspect.Parameter]:
+def _parameters(model, method: str = "forward") -> list[inspect.Parameter]:
+    # `method = "decode"`: the export's MethodModule calls model.inner.decode; bind to its parameters
+    target = model.forward if method == "forward" else getattr(model.inner, method)
     try:
-        return list(inspect.signature(model.forward).parameters.values())
+        return list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):  # a builtin forward: no names to check
         return []
 
@@ -49,7 +51,7 @@ def bind_inputs(model, module: ModuleSpec) -> Binding:
     - forward(**kwargs): names it does not list go there.
     A name that is no parameter, two inputs for one parameter, or a required parameter left
     without input is a one-line error naming the parameters."""
-    params = _parameters(model)
+    params = _parameters(model, module.method)
     named = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     names = [s.name for s in module.inputs]
     if not params or (not named and any(p.kind == p.VAR_POSITIONAL for p in params)):
@@ -125,6 +127,8 @@ def name_outputs(out, module: ModuleSpec) -> tuple[list[str], list]:
     pairs = flatten_named(out)
     tensors = [t for _, t in pairs]
     where = f"modules.{module.name}.outputs"
+    if module.output_renames:
+        return _renamed(pairs, module), tensors
     if pairs and all(k is not None for k, _ in pairs):
         keys = [k for k, _ in pairs]
         if module.outputs and sorted(module.outputs) != sorted(keys):
@@ -141,3 +145,18 @@ def name_outputs(out, module: ModuleSpec) -> tuple[list[str], list]:
             f"the module returns {len(tensors)} tensors but outputs names {len(names)}", where=where, module=module.name
         )
     return names, tensors
+
+
+def _renamed(pairs: list, module: ModuleSpec) -> list[str]:
+    """`outputs = { sample = "image" }`: every returned name (keys; output_0, ... for plain
+    tensors and tuples) renamed; the table must name each one."""
+    keys = [k if k is not None else f"output_{i}" for i, (k, _) in enumerate(pairs)]
+    renames = dict(module.output_renames)
+    if sorted(renames) != sorted(keys):
+        raise ExportError(
+            f"the module returns outputs named {keys} but outputs renames {list(renames)}",
+            where=f"modules.{module.name}.outputs",
+            module=module.name,
+            hint="the table's keys are the returned names, each = the engine's name for it",
+        )
+    return [renames[k] for k in keys]

@@ -71,8 +71,10 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     factory = load_factory(module, root)
     where = f"modules.{module.name}.factory"
     cwd = os.getcwd()
+    checkpoint = module.checkpoint_path(root)
+    args = (str(checkpoint),) if checkpoint is not None else ()  # from_pretrained(path) reads it
     try:
-        model = factory(**module.factory_kwargs(root))
+        model = factory(*args, **module.factory_kwargs(root))
     except ExportError as e:  # already one line naming its file (e.g. a checkpoint)
         e.module = module.name
         raise
@@ -89,7 +91,30 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
         raise ExportError(
             f"factory returned {type(model).__name__}, not a torch.nn.Module", where=where, module=module.name
         )
-    return model
+    return model if module.method == "forward" else MethodModule(model, module)
+
+
+class MethodModule(torch.nn.Module):
+    """A module whose forward() is another method of the factory's module (`method = "decode"`:
+    AutoencoderKL.decode, no wrapper file). The method's own signature binds the inputs."""
+
+    def __init__(self, inner: torch.nn.Module, module: ModuleSpec):
+        super().__init__()
+        method = getattr(inner, module.method, None)
+        if not callable(method):
+            public = [n for n in dir(type(inner)) if not n.startswith("_") and callable(getattr(type(inner), n, None))]
+            near = difflib.get_close_matches(module.method, public, n=1)
+            raise ExportError(
+                f"{type(inner).__name__} has no method '{module.method}'",
+                where=f"modules.{module.name}.method",
+                module=module.name,
+                hint=f"did you mean '{near[0]}'?" if near else "name a method of the module the factory returns",
+            )
+        self.inner = inner
+        self.method_name = module.method
+
+    def forward(self, *args, **kwargs):
+        return getattr(self.inner, self.method_name)(*args, **kwargs)
 
 
 def _fp32(tensors: dict) -> dict:

@@ -45,6 +45,18 @@ def section(spec: dict, description: str = "", *, required: tuple[str, ...] = ()
     return out
 
 
+def named_tables(table: dict, description: str = "") -> dict:
+    """`[kind.NAME]` tables (targets, and any later table of named entries): each NAME one `table`."""
+    out: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": table,
+        "propertyNames": {"pattern": m._NAME_RE.pattern, "maxLength": m.limits.MAX_NAME_CHARS},
+    }
+    if description:
+        out["description"] = description
+    return out
+
+
 def steps(keyname: str, description: str) -> dict:
     """An ordered list of passes or rules: a name, or a table with the name and its parameters."""
     item = {
@@ -160,7 +172,15 @@ def _module() -> dict:
             "description": "factory_args keys whose values are paths relative to the manifest's folder.",
         },
         "inputs": {"type": "object", "minProperties": 1, "additionalProperties": _input()},
-        "outputs": fragment(m._names),
+        "outputs": {
+            **fragment(m._outputs),
+            "description": 'Names of the returned tensors, or a table renaming them: { sample = "image" }.',
+        },
+        "checkpoint": {
+            **fragment(m._checkpoint),
+            "description": "A file or folder (e.g. save_pretrained's) the factory receives; keyed by content.",
+        },
+        "method": {**fragment(m._method), "default": "forward", "description": "The method exported."},
         "depends": {
             **fragment(m._str_list),
             "description": "Globs (relative to the manifest) whose files key the export.",
@@ -168,7 +188,8 @@ def _module() -> dict:
         **_dims(),
         **{k: stage[k] for k in m.MODULE_KEYS if k in stage},
     }
-    assert set(props) == set(m.MODULE_KEYS), "a module key without a schema"
+    if set(props) != set(m.MODULE_KEYS):  # fail here, not in an editor
+        raise RuntimeError(f"schema: module keys without a fragment: {sorted(set(m.MODULE_KEYS) - set(props))}")
     return {"type": "object", "additionalProperties": False, "required": ["factory", "inputs"], "properties": props}
 
 
@@ -184,22 +205,40 @@ def _defaults() -> dict:
     }
 
 
+def _modules() -> dict:
+    return {"minProperties": 1, **named_tables(_module(), "One table per module.")}
+
+
+def _cache() -> dict:
+    return section(m.CACHE, "The shared remote cache (docs/farm.md); credentials come from the environment only.")
+
+
+def _targets() -> dict:
+    from trtforge.targets import target_keys
+
+    table = section(target_keys(), "A backend and what it builds for, with builder options over the module's.")
+    table["required"] = ["backend"]
+    table["properties"]["gpu"].pop("default", None)  # "" is unset, not a value to write
+    return named_tables(table, "Build targets (docs/farm.md); none: the default target.")
+
+
+# Every top-level table the loader accepts (manifest.TOP_TABLES), each with the function that
+# makes its schema. A new table adds one line here (a table of named entries: named_tables); the
+# schema refuses to generate while a table the loader accepts has none.
+TABLES: dict[str, Any] = {"defaults": _defaults, "modules": _modules, "cache": _cache, "targets": _targets}
+
+
 def generate() -> dict:
+    missing = [t for t in m.TOP_TABLES if t not in TABLES]
+    if missing:
+        raise RuntimeError(f"schema: top-level tables without a schema: {missing} (add them to TABLES)")
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "trtforge engines.toml",
         "type": "object",
         "additionalProperties": False,
         "required": ["modules"],
-        "properties": {
-            "defaults": _defaults(),
-            "modules": {
-                "type": "object",
-                "minProperties": 1,
-                "additionalProperties": _module(),
-                "propertyNames": {"pattern": m._NAME_RE.pattern, "maxLength": m.limits.MAX_NAME_CHARS},
-            },
-        },
+        "properties": {name: TABLES[name]() for name in m.TOP_TABLES},
     }
 
 
