@@ -131,7 +131,7 @@ def test_precision_map_agrees_with_the_plan(built):
         assert ("fp32" in kinds) == b["block"].startswith("blocks.")
         assert ("cast" in kinds) == ("fp32" in kinds)
     text, tags = _html(root)
-    section = text.split("<h2>vit</h2>")[1].split("<h2>")[0]
+    section = text.split("<h2 id='module-vit'>vit</h2>")[1].split("<h2 ")[0]
     assert len(re.findall(r"<rect [^>]*><title>[^<]*\): fp32</title>", section)) == len(fp32)  # a square each
 
 

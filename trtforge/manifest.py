@@ -307,6 +307,9 @@ EXPORT = {
     "exporter": (_one_of(EXPORTERS), "dynamo"),
     "opset": (_positive_int, 20),  # the installed exporter's range is checked with the exporter
     "forbid_fp32_islands": (_bool, False),
+    # module classes (or packages) whose FP32 islands are meant, e.g. ["diffusers"]: not warned
+    # about, not refused by forbid_fp32_islands, still listed in the report
+    "expected_fp32_islands": (_str_list, ()),
 }
 BUILD = {
     "backend": (_one_of(BACKENDS), "auto"),
@@ -438,6 +441,12 @@ class ExportSettings:
     exporter: str
     opset: int
     forbid_fp32_islands: bool
+    expected_fp32_islands: tuple[str, ...] = ()
+
+    def expects(self, island: dict) -> bool:
+        """An island the manifest says is meant: its module class is, or lies in, a listed name."""
+        cls = island.get("in", "")
+        return any(cls == p or cls.startswith(p + ".") for p in self.expected_fp32_islands)
 
 
 @dataclass(frozen=True)
@@ -536,7 +545,8 @@ class ModuleSpec:
             "inputs": [i.as_key() for i in self.inputs],
             "outputs": dict(self.output_renames) if self.output_renames else list(self.outputs),
             "depends": list(self.depends),
-            "export": settings_dict(self.export),
+            # expected_fp32_islands only when written: the keys of manifests without it stay
+            "export": {k: v for k, v in settings_dict(self.export).items() if k != "expected_fp32_islands" or v},
             "passes": list(self.passes),
             "precision_rules": list(self.precision_rules),
             "precision": settings_dict(self.precision),

@@ -27,24 +27,45 @@ def _cell(status) -> str:
 
 
 def island_warning(r: ModuleResult) -> str | None:
-    """FP32 islands in the FP16 export (hard-coded float32 tensors): a warning unless the manifest
-    forbids them, in which case the export already failed naming the node."""
-    islands = r.stages["export"].meta.get("fp32_islands") or []
+    """FP32 islands in the FP16 export: a warning unless the manifest forbids them (the export then
+    already failed naming the node) or expects them (export.expected_fp32_islands). Islands in an
+    installed library's module (diffusers' timestep embedding: Sin/Cos in float32 on purpose) are
+    named as the library's, with how to keep or silence them; the project's own are to be fixed."""
+    islands = [i for i in r.stages["export"].meta.get("fp32_islands") or [] if not i.get("expected")]
     if not islands:
         return None
-    compute = [i for i in islands if i["op"] != "Cast"] or islands
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for i in islands:
+        groups.setdefault((i.get("library", ""), i.get("in", "")), []).append(i)
+    parts = [_island_group(lib, cls, members) for (lib, cls), members in groups.items()]
+    return f"{len(islands)} FP32 island(s) in the FP16 export: " + "; ".join(parts)
+
+
+def _island_group(library: str, cls: str, members: list[dict]) -> str:
+    compute = [i for i in members if i["op"] != "Cast"] or members
+    ops = ", ".join(dict.fromkeys(i["op"] for i in compute))
+    scopes = sorted({i["scope"] for i in members if i.get("scope")})
+    at = f" at {', '.join(scopes[:3])}" + (" ..." if len(scopes) > 3 else "") if scopes else ""
+    if library:
+        return (
+            f"{len(members)} in {library} library code ({cls}{at}: {ops}), float32 on purpose; they "
+            "stay FP32 in the engine, nothing to fix; to silence this, set "
+            f'export.expected_fp32_islands = ["{cls}"] (or ["{library}"])'
+        )
     shown = ", ".join(f"{i['node']} ({i['op']})" for i in compute[:3])
     return (
-        f"{len(islands)} FP32 island(s) in the FP16 export, e.g. {shown}: hard-coded float32 "
-        "tensors run in FP32; fix them, or set export.forbid_fp32_islands = true to fail on them"
+        (f"{len(members)} in {cls}{at}, " if cls else "")
+        + f"e.g. {shown}: hard-coded float32 tensors run in FP32; fix them, or set "
+        "export.forbid_fp32_islands = true to fail on them"
     )
 
 
 def module_warnings(r: ModuleResult, rules_written: bool = True) -> list[str]:
     """What the user should see even when the build succeeded. Precision-rule warnings only for
     rules the manifest wrote: the built-in default matching nothing in a model without attention
-    is expected, and stays in REPORT.md."""
-    w = island_warning(r)
+    is expected, and stays in REPORT.md. The FP32-island warning only when the export ran in this
+    build: a no-change build (export cached) does not repeat it; REPORT.md keeps it."""
+    w = island_warning(r) if r.stages["export"].state == "ok" else None
     rules = list(r.stages["precision_rules"].meta.get("warnings", [])) if rules_written else []
     return ([w] if w else []) + rules
 

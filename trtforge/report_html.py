@@ -1,10 +1,17 @@
 """engines/report.html: the report.json data drawn for a release engineer, self-contained (inline
-SVG and CSS, no scripts, no external assets): a status grid, time bars per module and stage, an
-|error| histogram per output and check, and a per-block FP16/FP32 map."""
+SVG and CSS, no scripts, no external assets): a table of contents, a status grid, time bars per
+module and stage, an |error| histogram per output and check, and a per-block FP16/FP32 map.
+
+A module built for several targets has one section: what its targets share (export, graph passes,
+precision rules and their ONNX checks, warnings, the precision map) once, then per target its
+build and engine check. Every SVG is as wide as its widest text by `text_width`, a conservative
+estimate of the width system-ui draws (tests/test_report_layout.py checks it in a real browser
+where one is installed), so no label is clipped at the right edge."""
 
 from __future__ import annotations
 
 import math
+import re
 from html import escape
 
 from trtforge.dims import profile_lines
@@ -32,20 +39,82 @@ th{background:#f5f5f5}.ok{background:#e6f4e6}.cached{background:#eef1f4}.failed{
 """
 
 
+ONNX_CHECKS = STAGE_NAMES[:3]  # export, graph_passes, precision_rules: the same for every target
+
+
+def text_width(text: str, px: float = 11.0, bold: bool = False) -> float:
+    """An upper estimate of `text`'s width in system-ui at `px` (the browser's own font is not
+    known here): capitals and wide glyphs 0.8 em, narrow ones 0.35 em, the rest 0.62 em."""
+    em = sum(0.8 if c.isupper() or c in "mwMW@%" else 0.35 if c in "il.,:;'|!ftjI " else 0.62 for c in text)
+    return em * px * (1.1 if bold else 1.0)
+
+
+def fit(text: str, width: float, px: float = 11.0) -> str:
+    """`text`, cut with an ellipsis to fit `width` (the full text goes in a <title>)."""
+    if text_width(text, px) <= width:
+        return text
+    while text and text_width(text + "…", px) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def anchor(kind: str, name: str) -> str:
+    return f"{kind}-" + re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+
+
+def by_module(mods: list) -> dict[str, list]:
+    """Results grouped by module (one per target), in report order."""
+    groups: dict[str, list] = {}
+    for m in mods:
+        groups.setdefault(m["name"].rsplit("/", 1)[-1], []).append(m)
+    return groups
+
+
 def render(report: dict) -> str:
     mods = report["modules"]
+    groups = by_module(mods)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>trtforge report</title>",
         f"<style>{CSS}</style></head><body><h1>trtforge build report</h1>",
         _provenance(report),
+        _contents(groups),
+        "<h2 id='status'>Status</h2>",
         _summary(mods),
-        "<h3>Time per module and stage</h3>",
+        "<h3 id='timing'>Time per module and stage</h3>",
         _time_bars(mods),
     ]
-    for m in mods:
-        parts.append(_module(m))
+    for name, results in groups.items():
+        parts.append(_module_group(name, results))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _contents(groups: dict[str, list]) -> str:
+    items = ["<li><a href='#status'>Status</a></li>", "<li><a href='#timing'>Time per module and stage</a></li>"]
+    for name, results in groups.items():
+        failed = any(m.get("error") for m in results)
+        sub = ""
+        if _has_targets(results):
+            sub = (
+                "<ul>"
+                + "".join(
+                    f"<li><a href='#{anchor('target', m['name'])}'>{escape(m.get('target') or m['name'])}</a>"
+                    + (" — failed" if m.get("error") else "")
+                    + "</li>"
+                    for m in results
+                )
+                + "</ul>"
+            )
+        items.append(
+            f"<li><a href='#{anchor('module', name)}'>{escape(name)}</a>"
+            + (" — failed" if failed else "")
+            + f"{sub}</li>"
+        )
+    return "<nav id='contents'><h2>Contents</h2><ul>" + "".join(items) + "</ul></nav>"
+
+
+def _has_targets(results: list) -> bool:
+    return len(results) > 1 or bool(results[0].get("target"))
 
 
 def _provenance(report: dict) -> str:
@@ -109,10 +178,13 @@ def _time_bars(mods: list) -> str:
     label_w, bar_w, row_h = 140, 640, 22
     total = max([sum(_seconds(m["stages"][s]) for s in STAGES) for m in mods] + [1e-3])
     h = row_h * len(mods) + 40
-    out = [f"<svg width='{label_w + bar_w + 200}' height='{h}' role='img'>"]
+    out: list[str] = []
+    right: float = label_w + bar_w
     for i, m in enumerate(mods):
         y = 8 + i * row_h
-        out.append(f"<text x='0' y='{y + 14}'>{escape(m['name'])}</text>")
+        out.append(
+            f"<text x='0' y='{y + 14}'>{escape(fit(m['name'], label_w - 6))}<title>{escape(m['name'])}</title></text>"
+        )
         x: float = label_w
         for s in STAGES:
             st = m["stages"][s]
@@ -131,11 +203,12 @@ def _time_bars(mods: list) -> str:
         cached = sum(m["stages"][s]["state"] == "cached" for s in STAGES)
         note = f"{ran:.2f}s this run" + (f" · {cached} cached" if cached else "")
         out.append(f"<text x='{x + 6:.1f}' y='{y + 14}' class='small'>{note}</text>")
-    out.append(
-        _legend([(s, STAGE_COLOURS[s]) for s in STAGES] + [("pale: cached, time when built", "#ddd")], label_w, h - 14)
+        right = max(right, x + 6 + text_width(note, 12))  # .small: 12px
+    legend, end = _legend_end(
+        [(s, STAGE_COLOURS[s]) for s in STAGES] + [("pale: cached, time when built", "#ddd")], label_w, h - 14
     )
-    out.append("</svg>")
-    return "".join(out)
+    width = math.ceil(max(right, end) + 8)
+    return f"<svg width='{width}' height='{h}' role='img'>" + "".join(out) + legend + "</svg>"
 
 
 def _seconds(st: dict) -> float:
@@ -146,47 +219,100 @@ def _seconds(st: dict) -> float:
 
 
 def _legend(items: list, x0: float, y: float) -> str:
-    out, x = [], x0
+    return _legend_end(items, x0, y)[0]
+
+
+def _legend_end(items: list, x0: float, y: float) -> tuple[str, float]:
+    """The legend's SVG and the x where its last label ends."""
+    out, x, end = [], x0, x0
     for name, colour in items:
         out.append(
-            f"<rect x='{x}' y='{y - 9}' width='10' height='10' fill='{colour}'/>"
-            f"<text x='{x + 14}' y='{y}'>{escape(name)}</text>"
+            f"<rect x='{x:.1f}' y='{y - 9}' width='10' height='10' fill='{colour}'/>"
+            f"<text x='{x + 14:.1f}' y='{y}'>{escape(name)}</text>"
         )
-        x += 24 + 7 * len(name)
-    return "".join(out)
+        end = x + 14 + text_width(name)
+        x = end + 10
+    return "".join(out), end
 
 
-def _module(m: dict) -> str:
-    verify = m["stages"]["verify"]["meta"]
-    parts = [f"<h2>{escape(m['name'])}</h2>"]
+def _module_group(name: str, results: list) -> str:
+    """A module's section: as before for a module without targets; with targets, what they share
+    once (from the first target that verified), then each target's own build and engine check."""
+    if not _has_targets(results):
+        m = results[0]
+        return "\n".join(
+            [
+                f"<h2 id='{anchor('module', name)}'>{escape(name)}</h2>",
+                *_status(m, warnings=True),
+                *_checks(m),
+                _precision(m),
+            ]
+        )
+    shared = next((m for m in results if m["stages"]["verify"]["meta"].get("checks")), results[0])
+    targets = ", ".join(m.get("target") or m["name"] for m in results)
+    parts = [
+        f"<h2 id='{anchor('module', name)}'>{escape(name)}</h2>",
+        f"<p class='small'>targets: {escape(targets)}. Export, graph passes and precision rules ran once for "
+        "all of them (shown once below); build and engine check per target.</p>",
+        "<h3>Export, passes and precision (shared by every target)</h3>",
+        *[
+            f"<p class='fail'>warning: {escape(w)}</p>"
+            for w in dict.fromkeys(w for m in results for w in m.get("warnings", []))
+        ],
+        *_checks(shared, ONNX_CHECKS),
+        _precision(shared),
+    ]
+    for m in results:
+        parts.append(f"<h3 id='{anchor('target', m['name'])}'>target {escape(m.get('target') or m['name'])}</h3>")
+        parts += _status(m, warnings=False)
+        parts += _checks(m, ("engine",), chain=True)
+    return "\n".join(parts)
+
+
+def _status(m: dict, warnings: bool) -> list[str]:
+    parts = []
     if m.get("error"):
         parts.append(f"<p class='fail'>FAILED — {escape(m['error'])}</p>")
     # the same notes and warnings REPORT.md lists
     parts += [f"<p class='small'>note: {escape(n)}</p>" for n in m.get("notes", [])]
-    parts += [f"<p class='fail'>warning: {escape(w)}</p>" for w in m.get("warnings", [])]
+    if warnings:
+        parts += [f"<p class='fail'>warning: {escape(w)}</p>" for w in m.get("warnings", [])]
     if m.get("published"):
         parts.append(f"<p class='small'>published: {', '.join(escape(p) for p in m['published'])}</p>")
-    if verify.get("checks"):
-        parts.append(_chain(verify))
-        sets = verify.get("input_sets") or ["example"]
-        parts.append(
-            f"<h3>|error| against the FP32 reference ({len(sets)} input set(s): {escape(', '.join(sets))})</h3>"
-        )
-        parts += [
-            f"<p class='small'>optimization profile {escape(line)}</p>"
-            for line in profile_lines(verify.get("profiles") or [])
-        ]
-        parts.append(_histograms(verify))
-        parts.append(_metrics_table(verify))
+    return parts
+
+
+def _checks(m: dict, only: tuple[str, ...] | None = None, chain: bool = True) -> list[str]:
+    """The verification chain, |error| histograms and metrics; `only` these checks (all by default)."""
+    verify = m["stages"]["verify"]["meta"]
+    if not verify.get("checks"):
+        return []
+    parts = [_chain(verify)] if chain else []
+    if only is not None:
+        verify = {**verify, "checks": {s: c for s, c in verify["checks"].items() if s in only}}
+        if not verify["checks"]:
+            return parts
+    sets = verify.get("input_sets") or ["example"]
+    parts.append(f"<h3>|error| against the FP32 reference ({len(sets)} input set(s): {escape(', '.join(sets))})</h3>")
+    parts += [
+        f"<p class='small'>optimization profile {escape(line)}</p>"
+        for line in profile_lines(verify.get("profiles") or [])
+    ]
+    parts.append(_histograms(verify))
+    parts.append(_metrics_table(verify))
+    return parts
+
+
+def _precision(m: dict) -> str:
+    verify = m["stages"]["verify"]["meta"]
     prec = m["stages"]["precision_rules"]["meta"]
-    if verify.get("precision_map"):
-        share = prec.get("flops", {}).get("fp16_share")
-        head = f"{len(prec.get('fp32', {}))} FP32 nodes" + (
-            f"; {share:.1%} of MatMul/Gemm/Conv FLOPs stay FP16" if share is not None else ""
-        )
-        parts.append(f"<h3>Precision per block ({escape(head)})</h3>")
-        parts.append(_precision_map(verify["precision_map"]))
-    return "\n".join(parts)
+    if not verify.get("precision_map"):
+        return ""
+    share = prec.get("flops", {}).get("fp16_share")
+    head = f"{len(prec.get('fp32', {}))} FP32 nodes" + (
+        f"; {share:.1%} of MatMul/Gemm/Conv FLOPs stay FP16" if share is not None else ""
+    )
+    return f"<h3>Precision per block ({escape(head)})</h3>" + _precision_map(verify["precision_map"])
 
 
 def _chain(verify: dict) -> str:
@@ -230,10 +356,9 @@ def _histogram(name: str, per_check: dict, atol: float | None) -> str:
         for s, m in per_check.items()
         if m.get("hist") is not None and sum(m["hist"]) + m.get("nonfinite", 0)
     ]
-    out = [
-        f"<svg width='{w}' height='{h}' role='img'><text x='{x0}' y='13' font-weight='600'>"
-        f"output {escape(name)}: share of elements per |error| decade</text>"
-    ]
+    title = f"output {name}: share of elements per |error| decade"
+    out = [f"<text x='{x0}' y='13' font-weight='600'>{escape(title)}</text>"]
+    right = x0 + text_width(title, bold=True)
     for frac in (0, 0.5, 1):
         y = y0 - frac * (y0 - top)
         out.append(
@@ -267,9 +392,11 @@ def _histogram(name: str, per_check: dict, atol: float | None) -> str:
     missing = [s for s, m in per_check.items() if m.get("hist") is None]
     if missing:  # a shape mismatch or a missing output: nothing to draw
         out.append(f"<text x='{x0}' y='{y0 + 30}' fill='#b00020'>no histogram: {escape(', '.join(missing))}</text>")
-    out.append(_legend([(s, STAGE_COLOURS[s]) for s, _ in series], x0, h - 6))
-    out.append("</svg>")
-    return "".join(out)
+    if missing:
+        right = max(right, x0 + text_width("no histogram: " + ", ".join(missing)))
+    legend, end = _legend_end([(s, STAGE_COLOURS[s]) for s, _ in series], x0, h - 6)
+    width = math.ceil(max(w, right + 8, end + 8))
+    return f"<svg width='{width}' height='{h}' role='img'>" + "".join(out) + legend + "</svg>"
 
 
 def _metrics_table(verify: dict) -> str:
@@ -297,12 +424,15 @@ def _precision_map(blocks: list) -> str:
     label_w, size, gap, per_row, cap = 150, 9, 2, 80, 800
     rows_per_block = [max(1, math.ceil(min(len(b["nodes"]), cap) / per_row)) for b in blocks]
     h = sum(r * (size + gap) + 8 for r in rows_per_block) + 30
-    out = [f"<svg width='{label_w + per_row * (size + gap) + 60}' height='{h}' role='img'>"]
+    out: list[str] = []
+    right: float = label_w + per_row * (size + gap)
     y = 4
     for b, nrows in zip(blocks, rows_per_block):
         nodes = b["nodes"][:cap]
         n32 = sum(n[2] == "fp32" for n in b["nodes"])
-        out.append(f"<text x='0' y='{y + size}'>{escape(b['block'][:22])}</text>")
+        out.append(
+            f"<text x='0' y='{y + size}'>{escape(fit(b['block'], label_w - 6))}<title>{escape(b['block'])}</title></text>"
+        )
         for i, (node, op, kind) in enumerate(nodes):
             x = label_w + (i % per_row) * (size + gap)
             yy = y + (i // per_row) * (size + gap)
@@ -312,18 +442,18 @@ def _precision_map(blocks: list) -> str:
             )
         more = f" +{len(b['nodes']) - cap}" if len(b["nodes"]) > cap else ""
         x_end = label_w + min(len(nodes), per_row) * (size + gap) + 4
-        out.append(f"<text x='{x_end}' y='{y + size}' class='small'>{n32}/{len(b['nodes'])} FP32{more}</text>")
+        label = f"{n32}/{len(b['nodes'])} FP32{more}"
+        out.append(f"<text x='{x_end}' y='{y + size}' class='small'>{label}</text>")
+        right = max(right, x_end + text_width(label, 12))  # .small: 12px
         y += nrows * (size + gap) + 8
-    out.append(
-        _legend(
-            [
-                ("FP16", PREC_COLOURS["fp16"]),
-                ("FP32 (rule)", PREC_COLOURS["fp32"]),
-                ("Cast (realiser)", PREC_COLOURS["cast"]),
-            ],
-            label_w,
-            h - 8,
-        )
+    legend, end = _legend_end(
+        [
+            ("FP16", PREC_COLOURS["fp16"]),
+            ("FP32 (rule)", PREC_COLOURS["fp32"]),
+            ("Cast (realiser)", PREC_COLOURS["cast"]),
+        ],
+        label_w,
+        h - 8,
     )
-    out.append("</svg>")
-    return "".join(out)
+    width = math.ceil(max(right, end) + 8)
+    return f"<svg width='{width}' height='{h}' role='img'>" + "".join(out) + legend + "</svg>"

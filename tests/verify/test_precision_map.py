@@ -14,6 +14,9 @@ from trtforge.verify.precision_map import block_of
         (["", "embed", "conv2d"], "embed"),
         (["", "add"], "(top level)"),
         ([], "(top level)"),
+        # the exporter's own scope is never a block name (issue 29: report.html showed it)
+        (["", "_empty_nn_module_stack", "add"], "(top level)"),
+        (["", "_empty_nn_module_stack", "blocks.1", "blocks.1.attn", "mul"], "blocks.1"),
     ],
 )
 def test_block_of(scopes, block):

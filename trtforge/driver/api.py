@@ -144,11 +144,14 @@ def build(
         results, manifest, partial=partial, backend=backend, started=started, duration=time.perf_counter() - t0
     )
     specs = {m.name: m for m in chosen}
-    warnings = [
-        (r.name, w)
-        for r in results
-        for w in module_warnings(r, rules_written=specs[r.module].precision_rules != DEFAULT_RULES)
-    ]
+    # export and precision rules run once per module, not per target: each warning once per module
+    warnings = list(
+        dict.fromkeys(
+            (r.module, w)
+            for r in results
+            for w in module_warnings(r, rules_written=specs[r.module].precision_rules != DEFAULT_RULES)
+        )
+    )
     failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]  # --jobs: per worker
     return BuildOutcome(
         results,

@@ -292,11 +292,15 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
         onnx.save(proto, str(path))  # the graph only: its weights stay in their external file
     _check_opset(module, proto)
     islands = find_fp32_islands(proto)
-    if islands and module.export.forbid_fp32_islands:
+    for island in islands:  # the report warns only about the others
+        island["expected"] = module.export.expects(island)
+    unexpected = [i for i in islands if not i["expected"]]
+    if unexpected and module.export.forbid_fp32_islands:
         # name real arithmetic first: the Cast into the island only marks where it starts
-        first = next((i for i in islands if i["op"] != "Cast"), islands[0])
+        first = next((i for i in unexpected if i["op"] != "Cast"), unexpected[0])
         raise ExportError(
-            f"{len(islands)} FP32 island(s) in the FP16 export, first: node '{first['node']}' ({first['op']})",
+            f"{len(unexpected)} FP32 island(s) in the FP16 export, first: node '{first['node']}' ({first['op']})"
+            + (f" in {first['in']}" if first.get("in") else ""),
             where=f"modules.{module.name}.export",
             module=module.name,
             hint="fix the hard-coded float32 tensor or set forbid_fp32_islands = false",

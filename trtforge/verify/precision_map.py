@@ -17,14 +17,20 @@ from trtforge.onnx_files import load_graph_proto
 _REPEATED = re.compile(r"\.\d+$")  # blocks.3, layers.11: one entry of a repeated stack
 
 
+# the exporter's own scope names, not the model's (`_empty_nn_module_stack`: a node traced outside
+# any submodule); never shown as a block
+_INTERNAL = re.compile(r"^(_empty_nn_module_stack|__)")
+
+
 def block_of(scopes: list[str]) -> str:
     """The outermost repeated-stack scope (blocks.3, not blocks.3.mlp.0), else the top-level child
     (embed, head)."""
     named = [s for s in scopes if s]
-    for s in named[:-1]:  # the last scope is the op itself
+    modules = [s for s in named[:-1] if not _INTERNAL.match(s)]  # the last scope is the op itself
+    for s in modules:
         if _REPEATED.search(s):
             return s
-    return named[0] if len(named) > 1 else "(top level)"
+    return modules[0] if modules else "(top level)"
 
 
 def _scopes(folder: Path) -> dict[str, str]:
