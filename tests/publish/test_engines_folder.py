@@ -92,7 +92,7 @@ def test_removed_module_is_pruned_and_module_build_merges_report(republish_proje
     report = json.loads((root / "engines" / "report.json").read_text())
     assert [m["name"] for m in report["modules"]] == ["mlp", "wide"] and report["modules_built"] == ["mlp"]
     assert "## wide" in (root / "engines" / "REPORT.md").read_text()
-    assert "<h2>wide</h2>" in (root / "engines" / "report.html").read_text()
+    assert "<h2 id='module-wide'>wide</h2>" in (root / "engines" / "report.html").read_text()
     (root / "engines.toml").write_text(TWO.split("[modules.wide]")[0])
     proc, _ = build(root)
     assert proc.returncode == 0, proc.stderr[-2000:]
