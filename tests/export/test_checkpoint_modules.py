@@ -146,3 +146,17 @@ def test_build_publishes_the_decoder_under_its_new_output_name(exported, tmp_pat
     assert module["stages"]["export"]["state"] == "cached"  # the copy kept the cache: same content, same key
     sidecar = next(p for p in (root / "engines").rglob("vae_decoder.json"))
     assert "image" in json.dumps(json.loads(sidecar.read_text()))
+
+
+@pytest.mark.slow  # imports diffusers (seconds): kept out of the fast lane
+def test_a_class_given_a_checkpoint_is_told_to_use_from_pretrained(tmp_path):
+    pytest.importorskip("diffusers")
+    from trtforge.errors import ExportError
+    from trtforge.export.torch_export import build_module
+
+    (tmp_path / "ckpt/vae").mkdir(parents=True)
+    text = '[modules.v]\ncheckpoint = "ckpt/vae"\nfactory = "diffusers:AutoencoderKL"\ninputs.z = { shape = [1, 4, 8, 8] }\n'
+    module = parse_manifest(text, tmp_path / "engines.toml").modules[0]
+    with pytest.raises(ExportError) as e:
+        build_module(module, tmp_path)
+    assert "factory = 'diffusers:AutoencoderKL.from_pretrained'" in e.value.one_line()

@@ -15,6 +15,7 @@ from trtforge.errors import ExportError
 from trtforge.report import island_warning
 
 diffusers = pytest.importorskip("diffusers")
+pytestmark = pytest.mark.slow  # real exports of a diffusers module (and the console script below)
 HERE = "tests.export.test_fp32_island_origin"
 
 
@@ -110,7 +111,7 @@ rtx_compute_capabilities = ["8.9"]
 """
 
 
-@pytest.mark.slow  # runs the console script and builds two engines
+# runs the console script and builds two engines
 def test_the_warning_is_printed_once_and_not_on_a_no_change_build(tmp_path):
     (tmp_path / "time_embed.py").write_text(MODEL)
     (tmp_path / "engines.toml").write_text(MANIFEST.replace(HERE, "time_embed") + TARGETS)

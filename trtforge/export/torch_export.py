@@ -81,7 +81,10 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # sys.exit() or a BaseException subclass ends the factory, not trtforge
-        raise ExportError(f"factory {_raised(e)}", where=where, module=module.name, hint="check factory_args") from e
+        hint = "check factory_args"
+        if checkpoint is not None and isinstance(factory, type) and hasattr(factory, "from_pretrained"):
+            hint = f"a checkpoint is loaded by the class's loader: write factory = '{module.factory}.from_pretrained'"
+        raise ExportError(f"factory {_raised(e)}", where=where, module=module.name, hint=hint) from e
     finally:
         # a factory that chdir()s must not move the paths of later stages (a relative cache)
         with contextlib.suppress(OSError):
