@@ -117,6 +117,9 @@ def test_checkpoint_modules_export_with_their_names(exported, name, inputs, outp
     assert [i.name for i in graph.input] == inputs
     assert [o.name for o in graph.output] == outputs
     assert sorted(np.load(folder / "reference.npz").files) == outputs
+    if name == "vae_decoder":  # decode() exported as the module itself: weights keep the model's names
+        weights = [t.name for t in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.initializer]
+        assert weights and all(w.startswith(("decoder.", "post_quant_conv.")) for w in weights), weights[:5]
 
 
 @pytest.mark.slow  # a real export
@@ -160,3 +163,17 @@ def test_a_class_given_a_checkpoint_is_told_to_use_from_pretrained(tmp_path):
     with pytest.raises(ExportError) as e:
         build_module(module, tmp_path)
     assert "factory = 'diffusers:AutoencoderKL.from_pretrained'" in e.value.one_line()
+
+
+def test_a_method_the_module_lacks_is_one_line_naming_the_field(tmp_path):
+    from trtforge.errors import ExportError
+    from trtforge.export.torch_export import build_module
+
+    text = (
+        '[modules.l]\nfactory = "torch.nn:Linear"\nfactory_args = { in_features = 2, out_features = 2 }\n'
+        'method = "forwrd"\ninputs.x = { shape = [1, 2] }\n'
+    )
+    with pytest.raises(ExportError) as e:
+        build_module(parse_manifest(text, tmp_path / "engines.toml").modules[0], tmp_path)
+    assert "modules.l.method: Linear has no method 'forwrd'" in e.value.one_line()
+    assert "did you mean 'forward'?" in e.value.one_line()

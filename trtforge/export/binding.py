@@ -33,11 +33,9 @@ class Binding:
         return [*self.positional, *(name for _, name in self.keyword)]
 
 
-def _parameters(model, method: str = "forward") -> list[inspect.Parameter]:
-    # `method = "decode"`: the export's MethodModule calls model.inner.decode; bind to its parameters
-    target = model.forward if method == "forward" else getattr(model.inner, method)
-    try:
-        return list(inspect.signature(target).parameters.values())
+def _parameters(model) -> list[inspect.Parameter]:
+    try:  # `method = "decode"`: forward is that method by now (torch_export.use_method)
+        return list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):  # a builtin forward: no names to check
         return []
 
@@ -51,7 +49,7 @@ def bind_inputs(model, module: ModuleSpec) -> Binding:
     - forward(**kwargs): names it does not list go there.
     A name that is no parameter, two inputs for one parameter, or a required parameter left
     without input is a one-line error naming the parameters."""
-    params = _parameters(model, module.method)
+    params = _parameters(model)
     named = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     names = [s.name for s in module.inputs]
     if not params or (not named and any(p.kind == p.VAR_POSITIONAL for p in params)):

@@ -94,30 +94,26 @@ def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:
         raise ExportError(
             f"factory returned {type(model).__name__}, not a torch.nn.Module", where=where, module=module.name
         )
-    return model if module.method == "forward" else MethodModule(model, module)
+    if module.method != "forward":
+        use_method(model, module)
+    return model
 
 
-class MethodModule(torch.nn.Module):
-    """A module whose forward() is another method of the factory's module (`method = "decode"`:
-    AutoencoderKL.decode, no wrapper file). The method's own signature binds the inputs."""
-
-    def __init__(self, inner: torch.nn.Module, module: ModuleSpec):
-        super().__init__()
-        method = getattr(inner, module.method, None)
-        if not callable(method):
-            public = [n for n in dir(type(inner)) if not n.startswith("_") and callable(getattr(type(inner), n, None))]
-            near = difflib.get_close_matches(module.method, public, n=1)
-            raise ExportError(
-                f"{type(inner).__name__} has no method '{module.method}'",
-                where=f"modules.{module.name}.method",
-                module=module.name,
-                hint=f"did you mean '{near[0]}'?" if near else "name a method of the module the factory returns",
-            )
-        self.inner = inner
-        self.method_name = module.method
-
-    def forward(self, *args, **kwargs):
-        return getattr(self.inner, self.method_name)(*args, **kwargs)
+def use_method(model: torch.nn.Module, module: ModuleSpec) -> None:
+    """`method = "decode"`: the module's forward becomes that method, on this instance (the
+    reference, the binding and the export all call forward). Not a wrapper module: a wrapper's
+    attribute would prefix every weight and block name (`inner.decoder...`)."""
+    method = getattr(model, module.method, None)
+    if not callable(method):
+        public = [n for n in dir(type(model)) if not n.startswith("_") and callable(getattr(type(model), n, None))]
+        near = difflib.get_close_matches(module.method, public, n=1)
+        raise ExportError(
+            f"{type(model).__name__} has no method '{module.method}'",
+            where=f"modules.{module.name}.method",
+            module=module.name,
+            hint=f"did you mean '{near[0]}'?" if near else "name a method of the module the factory returns",
+        )
+    model.forward = method  # this instance only
 
 
 def _fp32(tensors: dict) -> dict:
