@@ -129,6 +129,8 @@ def build(
     notes = [note] if note else []
     for text in notes if on_note is not None else ():
         on_note(text)
+    if progress is not None and hasattr(progress, "expect"):  # the count's denominator: "[3/8]"
+        progress.expect(len(chosen) * (len(picked) if manifest.targets else 1))
     results = []
     for result in build_all(
         store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from, picked, require_target

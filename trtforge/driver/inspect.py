@@ -231,15 +231,29 @@ def inspect_stage(store: Store, manifest: Manifest, text: str, target: str | Non
                 hint=f"targets published in {manifest.output_dir}: {', '.join(published) or 'none (build first)'}",
             )
         return inspect_engine(engine, store)
-    info = describe_record(store, module.name, cached_record(store, module.name, stage), f"{module.name}:{stage}")
+    record = cached_record(store, module.name, stage)
+    info = describe_record(store, module.name, record, f"{module.name}:{stage}")
     if target is not None:
         info.notes.append(f"stage {stage} comes before the build: every target shares it")
     elif stage in ("build", "verify") and len(published) > 1:
+        here = _published_as(manifest.output_dir, module.name, record.key, published)
+        others = ", ".join(t for t in published if t != here)
         info.notes.append(
-            f"target {info.versions.get('target') or '?'} (the last built); also published: "
-            f"{', '.join(t for t in published if t != info.versions.get('target'))}; pick one with --target"
+            f"target {here or info.versions.get('target') or '?'} (the last built); "
+            f"{'also ' if here else ''}published: {others}; pick one with --target"
         )
     return info
+
+
+def _published_as(out_dir: Path, module: str, build_key: str, published: list[str]) -> str | None:
+    """The target folder whose engine this build record made (its sidecar names the key)."""
+    for t in published:
+        try:
+            if json.loads((out_dir / t / f"{module}.json").read_bytes()).get("cache_key") == build_key:
+                return t
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
 
 
 def published_targets(out_dir: Path, module: str) -> list[str]:
