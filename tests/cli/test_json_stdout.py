@@ -46,9 +46,9 @@ def test_verify_json_while_the_engine_runs(tiny_built, tmp_path):
     """The README's CI recipe on a machine where the engine can run: polygraphy's and TensorRT's
     lines go to stderr, stdout parses."""
     r = run_cli("verify", "engines", "--json", cwd=tiny_built, env=gpu_env(tmp_path))
+    doc = one_document(r)
     assert r.returncode == 3, r.stderr  # no CUDA driver behind the double: the engine does not load
     assert "Loading bytes from" in r.stderr, r.stderr  # polygraphy ran, and printed on stderr
-    doc = one_document(r)
     (only,) = doc["modules"]
     assert only["module"] == "tiny" and only["status"] == "failed" and "engine did not run" in only["reason"]
     assert doc["results"] == doc["modules"] and doc["failed"] == 1  # the shape before `modules`, kept
@@ -57,9 +57,9 @@ def test_verify_json_while_the_engine_runs(tiny_built, tmp_path):
 def test_build_json_while_the_engine_runs(tiny_copy, tmp_path):
     """build's verify stage runs the engine (the GPU set is in its key): stdout still parses."""
     r = run_cli("build", "--json", "engines.toml", cwd=tiny_copy, env=gpu_env(tmp_path))
+    doc = one_document(r)
     assert r.returncode == 3, r.stderr
     assert "Loading bytes from" in r.stderr, r.stderr
-    doc = one_document(r)
     assert [m["name"] for m in doc["modules"]] == ["tiny"] and doc["modules"][0]["ok"] is False
     assert doc["modules"][0]["stages"]["verify"]["state"] == "failed"
     assert "error" in doc and "engine" in doc["error"]

@@ -317,6 +317,7 @@ def inspect_engine(path: Path, store: Store | None) -> Inspection:
         return info
     _describe_build(store, record, info)
     info.io = side.get("io", info.io)
+    info.versions["target"] = side.get("target", {}).get("name")  # the folder's: a [targets] name
     info.profiles = side.get("profiles") or info.profiles
     return info
 
