@@ -128,8 +128,11 @@ class _Group(click.Group):
     instead of Click's three lines of usage."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+        if not standalone_mode:  # a caller that handles the outcome; fd 1 is still put back
+            try:
+                return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+            finally:
+                JSON_OUT.finish(1 if sys.exc_info()[0] is not None else 0)
         error = None
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
@@ -823,8 +826,9 @@ def inspect(ctx, subject, manifest_path, on_target, cache_dir, as_json):
 )
 @_cache_dir_option
 @_verbosity
+@_json_option("Print the files written as one JSON document on stdout (ok, exit_code, modules).")
 @click.pass_context
-def export_cmd(ctx, module_name, stage, out_dir, manifest_path, cache_dir):
+def export_cmd(ctx, module_name, stage, out_dir, manifest_path, cache_dir, as_json):
     """Copy MODULE's ONNX of a stage out of the cache as standalone files (real copies, one link
     each) that onnx.load, polygraphy and Netron open."""
     from trtforge.driver.api import export_onnx
@@ -833,6 +837,10 @@ def export_cmd(ctx, module_name, stage, out_dir, manifest_path, cache_dir):
         written = export_onnx(module_name, stage, out_dir, manifest_path, cache_dir=cache_dir)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
+    if as_json:
+        files = [{"path": str(p), "bytes": p.stat().st_size} for p in written]
+        JSON_OUT.send(document(0, [{"name": module_name, "stage": stage, "files": files}]))
+        return
     for path in written:
         click.echo(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
 
@@ -849,8 +857,9 @@ def debug():
 @_manifest_option
 @_cache_dir_option
 @_verbosity
+@_json_option("Print the finding as one JSON document on stdout (ok, exit_code, modules).")
 @click.pass_context
-def debug_precision_cmd(ctx, module_name, manifest_path, manifest_opt, cache_dir):
+def debug_precision_cmd(ctx, module_name, manifest_path, manifest_opt, cache_dir, as_json):
     """Find the smallest FP32 islands that make MODULE pass the FP16-faithful check; print the rule."""
     from trtforge.driver.api import debug_precision
 
@@ -859,8 +868,17 @@ def debug_precision_cmd(ctx, module_name, manifest_path, manifest_opt, cache_dir
         result = debug_precision(module_name, manifest_path, cache_dir=cache_dir)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    _print_debug(module_name, result)
-    if not result.fixed:
+    code = 0 if result.fixed or result.passes_pure_fp16 else 3
+    if as_json:
+        from dataclasses import asdict
+
+        found = {**asdict(result), "name": module_name}
+        found["islands"] = [{**asdict(i), "nodes": sorted(i.nodes)} for i in result.islands]
+        found["candidates"] = len(result.candidates)
+        JSON_OUT.send(document(code, [found]))
+    else:
+        _print_debug(module_name, result)
+    if code:
         sys.exit(3)
 
 

@@ -43,7 +43,7 @@ PROFILE = "profile 0: x min=[1, 3, 8, 8] opt=[2, 3, 8, 8] max=[4, 3, 8, 8]"
 def _make(root: Path) -> None:
     shutil.copy(ERRORS / "bad_models.py", root / "bad_models.py")
     (root / MANIFEST).write_text(TEXT)
-    r = run_cli("build", "-m", MANIFEST, cwd=root)
+    r = run_cli("build", MANIFEST, cwd=root)
     assert r.returncode == 0, r.stderr
     (root / "first-build.stderr").write_text(r.stderr)
 

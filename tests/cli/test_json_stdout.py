@@ -108,12 +108,14 @@ def test_json_on_a_user_error_is_one_document(tiny_built, args):
     assert doc["error"] in r.stderr and "Traceback" not in r.stderr
 
 
-def test_every_reporting_command_has_one_shape(tiny_built):
+def test_every_reporting_command_has_one_shape(tiny_built, tmp_path):
     for args in (
         ("build", "--json"),
         ("verify", "engines", "--json"),
         ("inspect", "tiny", "--json"),
         ("explain", "--json"),
+        ("export", "tiny", "-o", str(tmp_path / "onnx"), "--json"),
+        ("debug", "precision", "tiny", "--json"),
         ("cache", "ls", "--json"),
         ("cache", "verify", "--json"),
     ):

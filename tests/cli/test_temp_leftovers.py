@@ -25,13 +25,16 @@ def dead_pid() -> int:
     return proc.pid
 
 
+def host_tag() -> str:
+    """This host as trtforge's temp names carry it: the host name and the pid namespace."""
+    ns = f"-{os.stat('/proc/self/ns/pid').st_ino}" if os.path.exists("/proc/self/ns/pid") else ""
+    return (os.uname().nodename + ns).replace(".", "_").replace("@", "_")
+
+
 def leftover(folder: Path, final: str, pid: int) -> Path:
     """A temp file as a writer with `pid` leaves it when killed between write and rename."""
-    from trtforge.cache.tempnames import owner_tag
-
-    tag = owner_tag().replace(str(os.getpid()), str(pid), 1)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f".{final}.{tag}.0a1b2c3d.tmp"
+    path = folder / f".{final}.{pid}@{host_tag()}.0a1b2c3d.tmp"
     path.write_text("partial")
     return path
 
