@@ -509,7 +509,8 @@ def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_j
         # "results" and "failed": the shape before `modules` (kept for scripts that read them)
         code = 3 if failed else 0
         error = {"error": JSON_OUT.error} if failed else {}
-        JSON_OUT.send(document(code, results, failed=failed, notes=notes, results=results, **error))
+        modules = [{"name": r["module"], **r} for r in results]  # `name`, as every command's modules
+        JSON_OUT.send(document(code, modules, failed=failed, notes=notes, results=results, **error))
     if failed:
         sys.exit(3)
 
@@ -794,7 +795,7 @@ def inspect(ctx, subject, manifest_path, on_target, cache_dir, as_json):
     if as_json:
         described = info.as_json()
         # the description's own keys stay at the top too (the shape before `modules`)
-        JSON_OUT.send({**described, **document(0, [described])})
+        JSON_OUT.send({**described, **document(0, [{"name": info.module, **described}])})
     else:
         click.echo("\n".join(render(info)))
 
