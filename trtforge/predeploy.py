@@ -202,7 +202,7 @@ def _unlisted(folder: Path, listed: set[str], by: str, notes: list[str] | None) 
             if notes is not None:
                 notes.append(
                     f"{folder / rel}: trtforge's own temp file, left by an interrupted write of "
-                    f"{final}; not part of the published set; safe to delete"
+                    f"{final}; not part of the published set"
                 )
             continue
         problems.append(
@@ -263,16 +263,17 @@ def _vouched(folder: Path, notes: list[str]) -> tuple[Path, dict | None, list[di
     parent = folder.resolve().parent
     up = parent / engines_index.INDEX
     if up.exists():
-        doc, problems = _folder_checks(parent, notes)
+        seen: list[str] = []
+        doc, problems = _folder_checks(parent, seen)
         prefix = f"{folder.resolve().name}/"
         if doc is None:  # the output folder's index is damaged: nothing in it can be vouched for
             return parent, None, problems
-        if doc is not None:
-            doc = {**doc, "modules": {n: e for n, e in doc["modules"].items() if e["sidecar"].startswith(prefix)}}
-            if doc["modules"]:
-                problems = [p for p in problems if p.get("what") != "file" or p["module"].startswith(prefix)]
-                problems = [p for p in problems if p.get("what") == "file" or p["module"] in doc["modules"]]
-                return parent, doc, problems
+        mine = {n: e for n, e in doc["modules"].items() if e["sidecar"].startswith(prefix)}
+        if mine:
+            notes += [n for n in seen if n.startswith(f"{parent / prefix}")]  # this folder's leftovers
+            problems = [p for p in problems if p.get("what") != "file" or p["module"].startswith(prefix)]
+            problems = [p for p in problems if p.get("what") == "file" or p["module"] in mine]
+            return parent, {**doc, "modules": mine}, problems
     doc = _sidecar_index(folder)
     if doc is None:
         base_doc, problems = _folder_checks(folder, notes)  # the one-line "nothing here" errors
