@@ -19,10 +19,20 @@ class FakeTerminal(io.StringIO):
 def test_ci_writes_one_plain_line_per_stage_event():
     out = io.StringIO()
     p = Progress(out)
-    p.start("vit", "build")
-    p.done("vit", "build", 12.34)
+    p.expect(8)
+    p.start("ampere_ada/text_encoder", "build")
+    p.done("ampere_ada/text_encoder", "build", 3.0, 300)
+    p.start("ampere_ada/unet", "export")
+    p.start("ampere_ada/unet", "build")
+    p.done("ampere_ada/unet", "build", 12.34, 1228.8)
     p.close()
-    assert out.getvalue() == "[trtforge] vit: build ...\n[trtforge] vit: build done in 12.3s\n"
+    assert out.getvalue() == (
+        "[1/8] ampere_ada/text_encoder build ...\n"
+        "[1/8] ampere_ada/text_encoder build 3.0s, RSS 300 MiB\n"
+        "[2/8] ampere_ada/unet export ...\n"
+        "[2/8] ampere_ada/unet build ...\n"
+        "[2/8] ampere_ada/unet build 12.3s, RSS 1.2 GiB\n"
+    )
 
 
 def test_terminal_rewrites_one_line_with_elapsed_and_builder_phase():
@@ -35,8 +45,8 @@ def test_terminal_rewrites_one_line_with_elapsed_and_builder_phase():
     p.done("vit", "build", 0.1)
     p.close()
     text = out.getvalue()
-    assert "\r\033[K[trtforge] vit: build 0." in text and "(Building engine 3/6)" in text
-    assert text.endswith("[trtforge] vit: build done in 0.1s\n")
+    assert "\r\033[K[1] vit build 0." in text and "(Building engine 3/6)" in text
+    assert text.endswith("[1] vit build 0.1s\n")
 
 
 def test_disabled_writes_nothing_and_is_not_active():

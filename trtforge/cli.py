@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from trtforge.cli_output import EXIT_WOULD_REBUILD, JSON_OUT, document
 from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
 
@@ -21,7 +21,9 @@ BACKEND_CHOICE = click.Choice(["auto", "tensorrt", "tensorrt-rtx"])
 
 def _error_line(e: TrtforgeError, verbose: bool) -> None:
     stage = f"{e.stage}: " if e.stage != TrtforgeError.stage else ""  # which stage failed
-    click.echo(f"trtforge: error: {stage}{e.one_line()}", err=True)
+    line = f"trtforge: error: {stage}{e.one_line()}"
+    click.echo(line, err=True)
+    JSON_OUT.error = line
     if verbose:
         from trtforge.errors import cause_text
 
@@ -33,7 +35,78 @@ def _error_line(e: TrtforgeError, verbose: bool) -> None:
 
 def _fail(e: TrtforgeError, verbose: bool) -> None:
     _error_line(e, verbose)
+    JSON_OUT.send(document(e.exit_code, [], error=JSON_OUT.error))
     sys.exit(e.exit_code)
+
+
+def _flags(ctx) -> dict:
+    """The run's flags: -v/--verbose and -q/--quiet, given before or after the subcommand."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = {"verbose": False, "quiet": False}
+    return root.obj
+
+
+def _set_flag(name: str):
+    def callback(ctx, _param, value):
+        if value:
+            _flags(ctx)[name] = True
+
+    return callback
+
+
+def _verbosity(f):
+    """-v/--verbose and -q/--quiet on every subcommand (also accepted before it)."""
+    f = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag("quiet"),
+        help="Print only warnings, errors and the result asked for.",
+    )(f)
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag("verbose"),
+        help="Add the underlying cause to error lines.",
+    )(f)
+
+
+def _json_option(help_text: str):
+    def start(_ctx, _param, value):
+        if value:  # from now on fd 1 is stderr: only the document reaches stdout
+            JSON_OUT.start()
+        return value
+
+    return click.option("--json", "as_json", is_flag=True, callback=start, is_eager=True, help=help_text)
+
+
+def _manifest_option(f):
+    return click.option(
+        "-m",
+        "--manifest",
+        "manifest_opt",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="The manifest (default: engines.toml).",
+    )(f)
+
+
+def _manifest(positional: str | None, option: str | None, verbose: bool = False) -> str:
+    """-m/--manifest, or the positional form kept as an alias; both must agree."""
+    if positional and option and Path(positional) != Path(option):
+        _fail(
+            TrtforgeError(
+                f"two manifests given: '{positional}' and -m '{option}'",
+                where="-m/--manifest",
+                hint="pass the manifest once, as -m FILE",
+            ),
+            verbose,
+        )
+    return option or positional or "engines.toml"
 
 
 def _store(manifest, cache_dir: str | None, writable: bool = True, remote=None):
@@ -55,30 +128,46 @@ class _Group(click.Group):
     instead of Click's three lines of usage."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+        if not standalone_mode:  # a caller that handles the outcome; fd 1 is still put back
+            try:
+                return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+            finally:
+                JSON_OUT.finish(1 if sys.exc_info()[0] is not None else 0)
+        error = None
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+            code = rv if isinstance(rv, int) else 0
         except click.ClickException as e:
             ctx = getattr(e, "ctx", None)  # usage errors carry the command they concern
             path = ctx.command_path if ctx is not None else "trtforge"
-            click.echo(
-                " ".join(f"trtforge: error: {e.format_message().rstrip('.')}; see '{path} --help'".split()), err=True
-            )
-            sys.exit(2)
+            error = " ".join(f"trtforge: error: {e.format_message().rstrip('.')}; see '{path} --help'".split())
+            click.echo(error, err=True)
+            argv = args[0] if args and args[0] is not None else sys.argv[1:]
+            if "--json" in argv:  # the flag asked for a document: a usage error is one too
+                JSON_OUT.start()
+            code = 2
         except click.Abort:
-            click.echo("trtforge: error: interrupted", err=True)
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else 0)
+            error = "trtforge: error: interrupted"
+            click.echo(error, err=True)
+            code = 130
+        except SystemExit as e:
+            JSON_OUT.finish(e.code if isinstance(e.code, int) else int(e.code is not None))
+            raise
+        except BaseException:  # a bug: its traceback on stderr, still one document on stdout
+            JSON_OUT.finish(1, "trtforge: error: a bug in trtforge (traceback on stderr)")
+            raise
+        JSON_OUT.finish(code, error)
+        sys.exit(code)
 
 
-@click.group(cls=_Group)
-@click.option("--verbose", is_flag=True, help="Add the underlying cause to error lines.")
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Add the underlying cause to error lines.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only warnings, errors and the result asked for.")
 @click.version_option(package_name="trtforge", prog_name="trtforge", message="%(prog)s %(version)s")
 @click.pass_context
-def main(ctx, verbose):
+def main(ctx, verbose, quiet):
     """trtforge: PyTorch modules -> verified TensorRT / TensorRT-RTX engines, incrementally."""
-    ctx.obj = {"verbose": verbose}
+    ctx.obj = {"verbose": verbose, "quiet": quiet}
 
 
 def _backend_option(f):
@@ -103,7 +192,8 @@ def _cache_dir_option(f):
 
 
 @main.command()
-@click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
+@click.argument("manifest_path", required=False, type=click.Path(dir_okay=False))
+@_manifest_option
 @click.option("--module", "modules", multiple=True, help="Build only this module (repeatable).")
 @_backend_option
 @_cache_dir_option
@@ -115,8 +205,8 @@ def _cache_dir_option(f):
     type=click.Path(file_okay=False),
     help="Publish into this folder instead of the manifest's output_dir (relative to the current folder).",
 )
-@click.option("--quiet", is_flag=True, help="Print only warnings and errors (stderr).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_verbosity
+@_json_option("Print the report as one JSON document on stdout (ok, exit_code, modules); messages go to stderr.")
 @click.option(
     "--junit",
     type=click.Path(dir_okay=False),
@@ -181,11 +271,11 @@ def _cache_dir_option(f):
 def build(
     ctx,
     manifest_path,
+    manifest_opt,
     modules,
     backend,
     cache_dir,
     output_dir,
-    quiet,
     as_json,
     junit,
     require_engine_check,
@@ -201,7 +291,8 @@ def build(
     from_cache,
 ):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
-    verbose = ctx.obj["verbose"]
+    verbose, quiet = ctx.obj["verbose"], ctx.obj["quiet"]
+    manifest_path = _manifest(manifest_path, manifest_opt, verbose)
     if force_stage and not force:
         _fail(
             TrtforgeError("--stage needs --force", where="--stage", hint=f"write --force --stage {force_stage}"),
@@ -271,9 +362,8 @@ def build(
         from trtforge.junit import build_cases, junit_xml
 
         Path(junit).write_text(junit_xml(build_cases(outcome.results), classname="trtforge.build"))
-    if as_json:
-        click.echo(json.dumps(report_json(outcome.results), indent=1, default=str))
-    elif not quiet:
+    code = outcome.exit_code if outcome.errors or outcome.remote_failure else 0
+    if not as_json and not quiet:
         click.echo(status_table(outcome.results))
         click.echo(f"report: {outcome.report}  ({outcome.seconds:.2f}s)")
     for name, w in outcome.warnings:
@@ -284,47 +374,94 @@ def build(
         from trtforge.cache.remote import HINT
 
         click.echo(f"trtforge: error: cache: {outcome.remote_failure}; {HINT}", err=True)
-    if outcome.errors or outcome.remote_failure:
-        sys.exit(outcome.exit_code)
+    if as_json:
+        report = report_json(outcome.results)
+        errors = [e.one_line() for e in outcome.errors]
+        if outcome.remote_failure:
+            errors.append(f"cache: {outcome.remote_failure}")
+        JSON_OUT.send(
+            document(
+                code,
+                report.pop("modules"),
+                **report,
+                removed=list(outcome.removed),
+                warnings=[{"module": n, "text": w} for n, w in outcome.warnings],
+                errors=errors,
+                report=str(outcome.report),
+                **({"error": JSON_OUT.error} if code and JSON_OUT.error else {}),
+                seconds=round(outcome.seconds, 3),
+            )
+        )
+    if code:
+        sys.exit(code)
 
 
 @main.command()
-@click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
+@click.argument("manifest_path", required=False, type=click.Path(dir_okay=False))
+@_manifest_option
 @click.option("--module", "modules", multiple=True, help="Explain only this module (repeatable).")
 @_backend_option
 @_cache_dir_option
 @click.option(
     "--check",
     is_flag=True,
-    help="A CI gate: exit 0 when everything is up to date, 1 when something would rebuild, "
-    "2 when something cannot be planned (e.g. a depends pattern matching no file).",
+    help=f"A CI gate: exit 0 when everything is up to date, {EXIT_WOULD_REBUILD} when something would be "
+    "built or rebuilt, 2 when something cannot be planned (e.g. a depends pattern matching no file).",
 )
+@_verbosity
+@_json_option("Print the verdicts as one JSON document on stdout (ok, exit_code, modules).")
 @click.pass_context
-def explain(ctx, manifest_path, modules, backend, cache_dir, check):
+def explain(ctx, manifest_path, manifest_opt, modules, backend, cache_dir, check, as_json):
     """Say per module and stage whether it is up to date, or which key fields changed."""
     from trtforge.driver.api import explain_verdicts
     from trtforge.driver.explain import check_exit_code
 
+    verbose, quiet = ctx.obj["verbose"], ctx.obj["quiet"]
+    manifest_path = _manifest(manifest_path, manifest_opt, verbose)
     try:
         verdicts = explain_verdicts(manifest_path, modules, backend=backend, cache_dir=cache_dir)
     except TrtforgeError as e:
-        _fail(e, ctx.obj["verbose"])
-    for v in verdicts:
-        click.echo(v.text)
-    code = check_exit_code(verdicts)
-    if code == 2:  # a user mistake, with or without --check: never a silent 0
+        _fail(e, verbose)
+    if not as_json and not quiet:
+        for v in verdicts:
+            click.echo(v.text)
+    state = check_exit_code(verdicts)
+    stale = sorted({v.module for v in verdicts if v.state in ("build", "rebuild")})
+    code = 2 if state == 2 else EXIT_WOULD_REBUILD if check and state else 0
+    if state == 2:  # a user mistake, with or without --check: never a silent 0
         first = next(v for v in verdicts if v.state == "cannot plan")
         click.echo(f"trtforge: error: {first.text}", err=True)
-        sys.exit(2)
-    if check and code:
-        stale = sorted({v.module for v in verdicts if v.state in ("build", "rebuild")})
-        click.echo(f"trtforge: error: not up to date: {', '.join(stale)}; run `trtforge build`", err=True)
-        sys.exit(1)
+        JSON_OUT.error = f"trtforge: error: {first.text}"
+    elif code:  # not an error: the answer to the question --check asks
+        click.echo(f"trtforge: not up to date: {', '.join(stale)}; `trtforge build` rebuilds it", err=True)
+    if as_json:
+        from dataclasses import asdict
+
+        by_module: dict[str, list] = {}
+        for v in verdicts:
+            by_module.setdefault(v.module, []).append(asdict(v))
+        JSON_OUT.send(
+            document(
+                code,
+                [{"name": m, "stages": vs} for m, vs in by_module.items()],
+                up_to_date=not stale and state == 0,
+                would_build=stale,
+                **({"error": JSON_OUT.error} if state == 2 else {}),
+            )
+        )
+    if code:
+        sys.exit(code)
 
 
 @main.command()
 @click.argument("engines_dir", default="engines", type=click.Path(file_okay=False))
-@click.option("--module", "modules", multiple=True, help="Check only this module's engine (repeatable).")
+@click.option(
+    "--module",
+    "modules",
+    multiple=True,
+    help="Check only this module's engines (repeatable): a name as build takes it, or TARGET/MODULE.",
+)
+@click.option("--target", "targets", multiple=True, help="Check only this target's engines (repeatable).")
 @click.option("--require-engine-check", is_flag=True, help="Fail when an engine cannot run here.")
 @click.option(
     "--junit",
@@ -332,30 +469,49 @@ def explain(ctx, manifest_path, modules, backend, cache_dir, check):
     default=None,
     help="Write JUnit XML here: one test case per engine, with its time.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (one object per engine).")
+@_verbosity
+@_json_option("Print the results as one JSON document on stdout (ok, exit_code, modules: one per engine).")
 @click.pass_context
-def verify(ctx, engines_dir, modules, require_engine_check, junit, as_json):
-    """Pre-deploy: check published engines on this machine against their bundled reference."""
+def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_json):
+    """Pre-deploy: check published engines on this machine against their bundled reference.
+    ENGINES_DIR is the folder build published (with index.json) or one target's folder in it,
+    also copied on its own."""
     from trtforge.predeploy import verify_published
 
+    quiet = ctx.obj["quiet"]
+    notes: list[str] = []
     try:
         if junit:
             _check_junit(Path(junit))
         results: list[dict] = []
         failed = verify_published(
-            Path(engines_dir), require_engine_check, junit, None if as_json else click.echo, results, modules
+            Path(engines_dir),
+            require_engine_check,
+            junit,
+            None if as_json or quiet else click.echo,
+            results,
+            modules,
+            targets=targets,
+            notes=notes,
         )
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    if as_json:
-        click.echo(json.dumps({"ok": not failed, "failed": failed, "results": results}, indent=1, default=str))
+    for note in notes:
+        click.echo(f"trtforge: note: {note}", err=True)
     if failed:
         first = next(r for r in results if r["status"] == "failed")
-        click.echo(
+        JSON_OUT.error = (
             f"trtforge: error: {failed} of {len(results)} engine(s) failed pre-deploy verification; "
-            f"first: {first.get('what', 'module')} '{first['module']}': {first['reason']}",
-            err=True,
+            f"first: {first.get('what', 'module')} '{first['module']}': {first['reason']}"
         )
+        click.echo(JSON_OUT.error, err=True)
+    if as_json:
+        # "results" and "failed": the shape before `modules` (kept for scripts that read them)
+        code = 3 if failed else 0
+        error = {"error": JSON_OUT.error} if failed else {}
+        modules = [{"name": r["module"], **r} for r in results]  # `name`, as every command's modules
+        JSON_OUT.send(document(code, modules, failed=failed, notes=notes, results=results, **error))
+    if failed:
         sys.exit(3)
 
 
@@ -378,6 +534,7 @@ def _check_junit(path: Path) -> None:
 
 
 @main.group()
+@_verbosity
 def cache():
     """Inspect and manage the artifact cache."""
 
@@ -396,11 +553,14 @@ _cache_opts = [
         "--cache-dir", default=None, help=f"The cache folder (or ${ENV_CACHE}).", envvar=ENV_CACHE, show_envvar=True
     ),
     click.option(
+        "-m",
         "--manifest",
         "manifest_path",
         default="engines.toml",
         help="The manifest whose cache_dir to use when no --cache-dir is given.",
     ),
+    _verbosity,
+    _json_option("Print the result as one JSON document on stdout (ok, exit_code, modules)."),
 ]
 
 
@@ -410,11 +570,21 @@ def _with_cache_opts(f):
     return f
 
 
+def _by_module(rows: list[dict]) -> list[dict]:
+    """Cache records summed per module, for the JSON document's `modules`."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        m = out.setdefault(r["module"], {"name": r["module"], "records": 0, "bytes": 0})
+        m["records"] += 1
+        m["bytes"] += r["bytes"]
+    return list(out.values())
+
+
 @cache.command("ls")
 @_with_cache_opts
 @click.option("--remote", "remote", is_flag=True, help="List the remote cache's records instead.")
 @click.pass_context
-def cache_ls(ctx, cache_dir, manifest_path, remote):
+def cache_ls(ctx, cache_dir, manifest_path, remote, as_json):
     """List cache records (oldest first): key, module, stage, size, age; then the total."""
     try:
         if remote:
@@ -447,6 +617,17 @@ def cache_ls(ctx, cache_dir, manifest_path, remote):
         )
     else:
         rows = listing(store.root, damaged)
+    blobs = {d: n for r in rows for d, n in r["digests"].items()}  # a blob shared by records counts once
+    for path, reason in damaged:
+        click.echo(
+            f"trtforge: note: damaged cache record {path.name[:16]} ignored ({reason}); "
+            "`trtforge cache verify` removes it",
+            err=True,
+        )
+    if as_json:
+        records = [{k: v for k, v in r.items() if k != "digests"} for r in rows]
+        JSON_OUT.send(document(0, _by_module(rows), records=records, blobs=len(blobs), bytes=sum(blobs.values())))
+        return
     width = max([len("MODULE"), *(len(r["module"]) for r in rows)])
     click.echo(f"{'KEY':<16}  {'MODULE':<{width}}  {'STAGE':<16} {'SIZE':>12}  {'AGE':>8}")
     for r in rows:
@@ -454,14 +635,7 @@ def cache_ls(ctx, cache_dir, manifest_path, remote):
             f"{r['key'][:16]}  {r['module']:<{width}}  {r['stage']:<16} {r['bytes'] / 1e6:9.2f} MB  "
             f"{(now - r['created']) / 3600:6.1f} h"
         )
-    blobs = {d: n for r in rows for d, n in r["digests"].items()}  # a blob shared by records counts once
     click.echo(f"{len(rows)} record(s), {sum(blobs.values()) / 1e6:.2f} MB in {len(blobs)} blob(s)")
-    for path, reason in damaged:
-        click.echo(
-            f"trtforge: note: damaged cache record {path.name[:16]} ignored ({reason}); "
-            "`trtforge cache verify` removes it",
-            err=True,
-        )
 
 
 def _remote_store(manifest_path, cache_dir, writable=True):
@@ -489,7 +663,7 @@ def _remote_store(manifest_path, cache_dir, writable=True):
 @_with_cache_opts
 @click.option("--remote", "_remote_flag", is_flag=True, help="(implied) push to the remote cache.")
 @click.pass_context
-def cache_push(ctx, cache_dir, manifest_path, _remote_flag):
+def cache_push(ctx, cache_dir, manifest_path, _remote_flag, as_json):
     """Upload every local record the remote cache lacks (blobs first, the record last)."""
     try:
         store, remote = _remote_store(manifest_path, cache_dir)
@@ -504,14 +678,17 @@ def cache_push(ctx, cache_dir, manifest_path, _remote_flag):
         pushed, skipped = push_all(store, remote)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    click.echo(f"pushed {pushed} record(s), {skipped} already there ({remote.stats.bytes_up / 1e6:.1f} MB up)")
+    if as_json:
+        JSON_OUT.send(document(0, [], pushed=pushed, present=skipped, bytes_up=remote.stats.bytes_up))
+    elif not ctx.obj["quiet"]:
+        click.echo(f"pushed {pushed} record(s), {skipped} already there ({remote.stats.bytes_up / 1e6:.1f} MB up)")
 
 
 @cache.command("pull")
 @_with_cache_opts
 @click.option("--remote", "_remote_flag", is_flag=True, help="(implied) pull from the remote cache.")
 @click.pass_context
-def cache_pull(ctx, cache_dir, manifest_path, _remote_flag):
+def cache_pull(ctx, cache_dir, manifest_path, _remote_flag, as_json):
     """Download every remote record the local cache lacks, each object checked by digest."""
     try:
         store, remote = _remote_store(manifest_path, cache_dir)
@@ -522,21 +699,27 @@ def cache_pull(ctx, cache_dir, manifest_path, _remote_flag):
         _fail(e, ctx.obj["verbose"])
     for note in remote.take_notes():
         click.echo(f"trtforge: note: {note}", err=True)
-    click.echo(f"pulled {pulled} record(s), {present} already here ({remote.stats.bytes_down / 1e6:.1f} MB down)")
+    if as_json:
+        JSON_OUT.send(document(0, [], pulled=pulled, present=present, bytes_down=remote.stats.bytes_down))
+    elif not ctx.obj["quiet"]:
+        click.echo(f"pulled {pulled} record(s), {present} already here ({remote.stats.bytes_down / 1e6:.1f} MB down)")
 
 
 @cache.command("verify")
 @_with_cache_opts
 @click.pass_context
-def cache_verify(ctx, cache_dir, manifest_path):
+def cache_verify(ctx, cache_dir, manifest_path, as_json):
     """Re-hash every blob (ignoring the stat memo); drop the corrupt ones."""
     try:
         problems = _cache_store(manifest_path, cache_dir).verify_all()
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    for p in problems:
-        click.echo(p)
-    click.echo(f"{len(problems)} problem(s)")
+    if as_json:
+        JSON_OUT.send(document(3 if problems else 0, [], problems=[str(p) for p in problems]))
+    else:
+        for p in problems:
+            click.echo(p)
+        click.echo(f"{len(problems)} problem(s)")
     sys.exit(3 if problems else 0)
 
 
@@ -553,14 +736,17 @@ def cache_verify(ctx, cache_dir, manifest_path):
     help="Drop records created longer ago than this, except the last build's (e.g. 30d, 12h).",
 )
 @click.pass_context
-def cache_gc(ctx, cache_dir, manifest_path, max_size, older_than):
+def cache_gc(ctx, cache_dir, manifest_path, max_size, older_than, as_json):
     """Drop old records and unreferenced blobs."""
     try:
         store = _cache_store(manifest_path, cache_dir)
         out = store.gc(_size(max_size), _age(older_than))
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    click.echo(f"removed {out['records_removed']} record(s), freed {out['bytes_freed'] / 1e6:.1f} MB")
+    if as_json:
+        JSON_OUT.send(document(0, [], **out))
+    elif not ctx.obj["quiet"]:
+        click.echo(f"removed {out['records_removed']} record(s), freed {out['bytes_freed'] / 1e6:.1f} MB")
 
 
 def _size(text):
@@ -576,29 +762,42 @@ def _age(text):
 
 
 @main.command()
-@click.argument("target")
+@click.argument("subject", metavar="ENGINE_FILE|MODULE[:STAGE]")
 @click.option(
+    "-m",
     "--manifest",
     "manifest_path",
     default="engines.toml",
     type=click.Path(dir_okay=False),
     help="The manifest (for MODULE[:STAGE], and to find the cache of an engine file).",
 )
+@click.option(
+    "--target",
+    "on_target",
+    default=None,
+    help="MODULE's engine published for this target (default: the last target built).",
+)
 @_cache_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@_verbosity
+@_json_option("Print the description as one JSON document on stdout (ok, exit_code, modules).")
 @click.pass_context
-def inspect(ctx, target, manifest_path, cache_dir, as_json):
-    """Describe TARGET: an engine file (reads its published sidecar) or MODULE[:STAGE] from the
-    cache (STAGE defaults to build). I/O, layers by dtype and type, FP32 layers and their rules,
-    sizes, versions, verification."""
+def inspect(ctx, subject, manifest_path, on_target, cache_dir, as_json):
+    """Describe an engine file (reads its published sidecar) or MODULE[:STAGE] from the cache
+    (STAGE defaults to build). I/O, optimization profiles, layers by dtype and type, FP32 layers
+    and their rules, sizes, versions, verification."""
     from trtforge.driver.api import inspect as run_inspect
     from trtforge.driver.inspect import render
 
     try:
-        info = run_inspect(target, manifest_path, cache_dir=cache_dir)
+        info = run_inspect(subject, manifest_path, cache_dir=cache_dir, on_target=on_target)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    click.echo(json.dumps(info.as_json(), indent=1, default=str) if as_json else "\n".join(render(info)))
+    if as_json:
+        described = info.as_json()
+        # the description's own keys stay at the top too (the shape before `modules`)
+        JSON_OUT.send({**described, **document(0, [{"name": info.module, **described}])})
+    else:
+        click.echo("\n".join(render(info)))
 
 
 @main.command("export")
@@ -619,6 +818,7 @@ def inspect(ctx, target, manifest_path, cache_dir, as_json):
     help="The folder to write model.onnx (+ its external data) into.",
 )
 @click.option(
+    "-m",
     "--manifest",
     "manifest_path",
     default="engines.toml",
@@ -626,8 +826,10 @@ def inspect(ctx, target, manifest_path, cache_dir, as_json):
     help="The manifest that names MODULE.",
 )
 @_cache_dir_option
+@_verbosity
+@_json_option("Print the files written as one JSON document on stdout (ok, exit_code, modules).")
 @click.pass_context
-def export_cmd(ctx, module_name, stage, out_dir, manifest_path, cache_dir):
+def export_cmd(ctx, module_name, stage, out_dir, manifest_path, cache_dir, as_json):
     """Copy MODULE's ONNX of a stage out of the cache as standalone files (real copies, one link
     each) that onnx.load, polygraphy and Netron open."""
     from trtforge.driver.api import export_onnx
@@ -636,30 +838,48 @@ def export_cmd(ctx, module_name, stage, out_dir, manifest_path, cache_dir):
         written = export_onnx(module_name, stage, out_dir, manifest_path, cache_dir=cache_dir)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
+    if as_json:
+        files = [{"path": str(p), "bytes": p.stat().st_size} for p in written]
+        JSON_OUT.send(document(0, [{"name": module_name, "stage": stage, "files": files}]))
+        return
     for path in written:
         click.echo(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
 
 
 @main.group()
+@_verbosity
 def debug():
     """Find why a module fails and what fixes it."""
 
 
 @debug.command("precision")
 @click.argument("module_name")
-@click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
+@click.argument("manifest_path", required=False, type=click.Path(dir_okay=False))
+@_manifest_option
 @_cache_dir_option
+@_verbosity
+@_json_option("Print the finding as one JSON document on stdout (ok, exit_code, modules).")
 @click.pass_context
-def debug_precision_cmd(ctx, module_name, manifest_path, cache_dir):
+def debug_precision_cmd(ctx, module_name, manifest_path, manifest_opt, cache_dir, as_json):
     """Find the smallest FP32 islands that make MODULE pass the FP16-faithful check; print the rule."""
     from trtforge.driver.api import debug_precision
 
+    manifest_path = _manifest(manifest_path, manifest_opt, ctx.obj["verbose"])
     try:
         result = debug_precision(module_name, manifest_path, cache_dir=cache_dir)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
-    _print_debug(module_name, result)
-    if not result.fixed:
+    code = 0 if result.fixed or result.passes_pure_fp16 else 3
+    if as_json:
+        from dataclasses import asdict
+
+        found = {**asdict(result), "name": module_name}
+        found["islands"] = [{**asdict(i), "nodes": sorted(i.nodes)} for i in result.islands]
+        found["candidates"] = len(result.candidates)
+        JSON_OUT.send(document(code, [found]))
+    else:
+        _print_debug(module_name, result)
+    if code:
         sys.exit(3)
 
 

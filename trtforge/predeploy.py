@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from trtforge import engines_index
 from trtforge.cache import digest_file
+from trtforge.cache.tempnames import temp_target
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import TOLERANCE
 
@@ -146,9 +147,10 @@ def _version_mismatch(side: dict) -> str | None:
     return None
 
 
-def _folder_checks(folder: Path) -> tuple[dict | None, list[dict]]:
+def _folder_checks(folder: Path, notes: list[str] | None = None) -> tuple[dict | None, list[dict]]:
     """The index, and what is wrong with the folder as a whole: no or a damaged index, a publish
-    left half done, a file the index does not list."""
+    left half done, a file the index does not list (trtforge's own temp file of a listed file,
+    left by an interrupted write, is a note in `notes`, not a failure)."""
     path = folder / engines_index.INDEX
     if not path.exists():
         if not any(folder.rglob("*.engine")):
@@ -183,17 +185,35 @@ def _folder_checks(folder: Path) -> tuple[dict | None, list[dict]]:
         for n in sorted(doc["pending"])
     ]
     listed = engines_index.owned(doc) | set(engines_index.TOP_FILES)
-    problems += [
-        _failed(
-            p,
-            f"{folder / p} is not listed in {engines_index.INDEX} (not published by trtforge, "
-            "or left by an interrupted build); remove it or rebuild",
-            "file",
-        )
-        for p in engines_index.listing(folder)
-        if p not in listed
-    ]
+    problems += _unlisted(folder, listed, engines_index.INDEX, notes)
     return doc, problems
+
+
+def _unlisted(folder: Path, listed: set[str], by: str, notes: list[str] | None) -> list[dict]:
+    """A failure per file in `folder` that `listed` (what `by` vouches for) does not name; a temp
+    file trtforge was writing one of the listed files as is named in `notes` instead."""
+    problems = []
+    for rel in engines_index.listing(folder):
+        if rel in listed:
+            continue
+        head, _, name = rel.rpartition("/")
+        final = temp_target(name)
+        if final is not None and (f"{head}/{final}" if head else final) in listed:
+            if notes is not None:
+                notes.append(
+                    f"{folder / rel}: trtforge's own temp file, left by an interrupted write of "
+                    f"{final}; not part of the published set"
+                )
+            continue
+        problems.append(
+            _failed(
+                rel,
+                f"{folder / rel} is not listed in {by} (not published by trtforge, "
+                "or left by an interrupted build); remove it or rebuild",
+                "file",
+            )
+        )
+    return problems
 
 
 def verify_published(
@@ -203,10 +223,17 @@ def verify_published(
     echo,
     collect: list | None = None,
     modules: tuple[str, ...] = (),
+    *,
+    targets: tuple[str, ...] = (),
+    notes: list[str] | None = None,
 ) -> int:
-    """Check the folder and each published engine (only `modules`, when named); echo one line per
-    result (None: silent), write JUnit XML to `junit`; return the number that failed."""
-    doc, results = _folder_checks(folder)
+    """Check the folder and each published engine (only `modules` and `targets`, when named);
+    echo one line per result (None: silent), write JUnit XML to `junit`; return the number that
+    failed. `folder` is the output folder (with index.json) or one target's folder in it, also
+    copied on its own. Notes (trtforge's own leftovers, how the folder was vouched for) go to
+    `notes`."""
+    notes = [] if notes is None else notes
+    base, doc, results = _vouched(folder, notes)
     if doc is not None:
         if not doc["modules"] and not results:
             raise TrtforgeError(
@@ -214,12 +241,8 @@ def verify_published(
                 where=str(folder),
                 hint="build first; a module that fails is not published",
             )
-        _check_named(modules, doc["modules"], folder)  # a misspelt name: exit 2 before any check
-        results += [
-            _timed(check_one, folder, name, entry, require_engine_check)
-            for name, entry in sorted(doc["modules"].items())
-            if not modules or name in modules
-        ]
+        chosen = _select(doc["modules"], modules, targets, folder)  # a misspelt name: exit 2 before any check
+        results += [_timed(check_one, base, name, doc["modules"][name], require_engine_check) for name in chosen]
     if collect is not None:
         collect.extend(results)
     for r in results if echo is not None else ():
@@ -230,16 +253,79 @@ def verify_published(
     return sum(r["status"] == "failed" for r in results)
 
 
-def _timed(check, *args) -> dict:
-    t0 = time.perf_counter()
-    result = check(*args)
-    return {**result, "seconds": round(time.perf_counter() - t0, 3)}
+def _vouched(folder: Path, notes: list[str]) -> tuple[Path, dict | None, list[dict]]:
+    """(the folder paths are relative to, the index, folder-level failures). A target's folder:
+    in place, the output folder's index restricted to it; copied on its own, an index made of
+    its sidecars (each names its files' digests)."""
+    if (folder / engines_index.INDEX).exists() or not folder.is_dir():
+        doc, problems = _folder_checks(folder, notes)
+        return folder, doc, problems
+    parent = folder.resolve().parent
+    up = parent / engines_index.INDEX
+    if up.exists():
+        seen: list[str] = []
+        doc, problems = _folder_checks(parent, seen)
+        prefix = f"{folder.resolve().name}/"
+        if doc is None:  # the output folder's index is damaged: nothing in it can be vouched for
+            return parent, None, problems
+        mine = {n: e for n, e in doc["modules"].items() if e["sidecar"].startswith(prefix)}
+        if mine:
+            notes += [n for n in seen if n.startswith(f"{parent / prefix}")]  # this folder's leftovers
+            problems = [p for p in problems if p.get("what") != "file" or p["module"].startswith(prefix)]
+            problems = [p for p in problems if p.get("what") == "file" or p["module"] in mine]
+            return parent, {**doc, "modules": mine}, problems
+    doc = _sidecar_index(folder)
+    if doc is None:
+        base_doc, problems = _folder_checks(folder, notes)  # the one-line "nothing here" errors
+        return folder, base_doc, problems
+    notes.append(
+        f"{folder} has no {engines_index.INDEX} (one target's folder, copied on its own): each engine is "
+        "checked against its own sidecar's digests"
+    )
+    listed = {f for e in doc["modules"].values() for f in e["files"]}
+    return folder, doc, _unlisted(folder, listed, "any sidecar", notes)
 
 
-def _check_named(modules: tuple[str, ...], published: dict, folder: Path) -> None:
+def _sidecar_index(folder: Path) -> dict | None:
+    """An index of a target's folder made of its sidecars (<module>.json naming its files and
+    their digests); None when it holds none."""
+    modules = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            side = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(side, dict) or not SIDECAR_KEYS <= side.keys() or side["module"] != path.stem:
+            continue
+        files = side["files"] if isinstance(side["files"], dict) else {}
+        modules[path.stem] = {"sidecar": path.name, "files": {**files, path.name: digest_file(path, trust_memo=False)}}
+    if not modules:
+        return None
+    return {**engines_index.empty(), "modules": modules}
+
+
+def _target_of(entry: dict) -> str:
+    """The target folder an index entry was published in (engines/<target>/<module>.*)."""
+    parts = PurePosixPath(entry["sidecar"]).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def _select(published: dict, modules: tuple[str, ...], targets: tuple[str, ...], folder: Path) -> list[str]:
+    """The index's entries to check: each module named as build names it ('unet') or as the index
+    does ('ampere_ada/unet'), on each target named (all when none is)."""
+    for t in targets:
+        known = sorted({_target_of(e) for e in published.values()} - {""})
+        if t not in known:
+            near = difflib.get_close_matches(t, known, n=1)
+            raise TrtforgeError(
+                f"no published engine for target '{t}'",
+                where=f"--target {t}",
+                hint=f"did you mean '{near[0]}'?" if near else f"{folder} holds targets: {', '.join(known) or 'none'}",
+            )
     for name in modules:
-        if name not in published:
-            near = difflib.get_close_matches(name, list(published), n=1)
+        if not any(name in (n, n.rsplit("/", 1)[-1]) for n in published):
+            candidates = sorted({*published, *(n.rsplit("/", 1)[-1] for n in published)})
+            near = difflib.get_close_matches(name, candidates, n=1)
             raise TrtforgeError(
                 f"no published engine for module '{name}'",
                 where=f"--module {name}",
@@ -247,6 +333,25 @@ def _check_named(modules: tuple[str, ...], published: dict, folder: Path) -> Non
                 if near
                 else f"{folder / engines_index.INDEX} lists: {', '.join(sorted(published)) or 'none'}",
             )
+    chosen = [
+        n
+        for n, e in sorted(published.items())
+        if (not modules or any(m in (n, n.rsplit("/", 1)[-1]) for m in modules))
+        and (not targets or _target_of(e) in targets)
+    ]
+    if not chosen:
+        raise TrtforgeError(
+            f"no published engine of {', '.join(modules)} on target {', '.join(targets)}",
+            where=f"--module {' --module '.join(modules)} --target {' --target '.join(targets)}",
+            hint=f"{folder} holds: {', '.join(sorted(published))}",
+        )
+    return chosen
+
+
+def _timed(check, *args) -> dict:
+    t0 = time.perf_counter()
+    result = check(*args)
+    return {**result, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def junit_xml(results: list[dict]) -> str:

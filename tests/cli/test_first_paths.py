@@ -162,7 +162,7 @@ def test_factory_paths_resolve_from_the_manifest_folder_and_key_the_export(tmp_p
     torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), project / "ckpt" / "model.pt")  # new weights
     stale = run_cli("explain", "--check", manifest, cwd=elsewhere)
     assert (
-        stale.returncode == 1
+        stale.returncode == 4  # explain --check: would rebuild
         and "ckpt export: will rebuild; changed: material.dependencies.ckpt/model.pt" in stale.stdout
     )
 

@@ -3,6 +3,7 @@ cores with a note saying why (measured: README, "--jobs")."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 
@@ -35,7 +36,7 @@ class Recorder:
         with self.lock:
             self.events.append(("start", module, stage))
 
-    def done(self, module, stage, seconds):
+    def done(self, module, stage, seconds, rss_mib=None):
         with self.lock:
             self.events.append(("done", module, stage))
 
@@ -48,7 +49,8 @@ def test_jobs_shows_progress_and_workers_send_theirs(tmp_path):
     assert r.returncode == 0, r.stderr
     # stderr is not a terminal: one plain line per stage start and end
     for module in ("a", "b"):
-        assert f"[trtforge] {module}: export ..." in r.stderr and f"[trtforge] {module}: verify done in" in r.stderr
+        assert re.search(rf"^\[[12]/2\] {module} export \.\.\.$", r.stderr, re.M), r.stderr
+        assert re.search(rf"^\[[12]/2\] {module} verify [0-9.]+s, RSS [0-9.]+ [MG]iB$", r.stderr, re.M), r.stderr
     capped = jobs.usable_cores() // jobs.CORES_PER_JOB < 2
     assert ("trtforge: note: --jobs 2: running 1 at a time" in r.stderr) == capped, r.stderr
     assert sorted(p.name for p in (tmp_path / "engines").glob("*/*.engine")) == ["a.engine", "b.engine"]

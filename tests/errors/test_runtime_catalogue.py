@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -61,12 +62,12 @@ def test_ci_progress_is_plain_lines(project):
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr
     for stage in STAGES:
-        assert f"[trtforge] tiny: {stage} ..." in r.stderr
-        assert f"[trtforge] tiny: {stage} done in " in r.stderr
+        assert f"[1/1] tiny {stage} ..." in r.stderr
+        assert re.search(rf"^\[1/1\] tiny {stage} [0-9.]+s, RSS [0-9.]+ [MG]iB$", r.stderr, re.M), r.stderr
     again = run_cli("build", "progress.toml", cwd=project)
-    assert "[trtforge]" not in again.stderr  # all cached: silent but for the status table
+    assert "[1/1]" not in again.stderr  # all cached: silent but for the status table
     quiet = run_cli("build", "--quiet", "progress.toml", cwd=project)
-    assert quiet.stdout == "" and "[trtforge]" not in quiet.stderr
+    assert quiet.stdout == "" and "[1/1]" not in quiet.stderr
 
 
 def test_disk_full_while_publishing(project, published):
@@ -97,8 +98,8 @@ def test_ctrl_c_during_build(project):
     nothing_lost(project, case, "tiny")
     r = run_cli("build", f"{case}.toml", cwd=project)
     assert r.returncode == 0, r.stderr
-    assert "[trtforge] tiny: export ..." not in r.stderr  # the export was kept
-    assert "[trtforge] tiny: build ..." in r.stderr
+    assert "[1/1] tiny export ..." not in r.stderr  # the export was kept
+    assert "[1/1] tiny build ..." in r.stderr
     assert list((project / f"out-{case}").rglob("tiny.engine"))
 
 

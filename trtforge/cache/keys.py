@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from trtforge.cache.tempnames import temp_beside
+
 _CHUNK = 1 << 20
 
 
@@ -72,7 +74,7 @@ class DigestMemo:
         if slot is not None and _stat_sig(os.stat(path)) == _stat_sig(st):
             try:
                 slot.parent.mkdir(parents=True, exist_ok=True)
-                tmp = slot.with_name(f".{slot.name}.{os.getpid()}.tmp")
+                tmp = temp_beside(slot)
                 tmp.write_text(json.dumps({"sig": _stat_sig(st), "digest": value, "path": str(path)}))
                 os.replace(tmp, slot)
             except OSError:
@@ -119,7 +121,7 @@ class DigestMemo:
         if slot is not None and (changed or fresh.keys() != memo.keys()):
             try:
                 slot.parent.mkdir(parents=True, exist_ok=True)
-                tmp = slot.with_name(f".{slot.name}.{os.getpid()}.tmp")
+                tmp = temp_beside(slot)
                 tmp.write_text(json.dumps(fresh))
                 os.replace(tmp, slot)
             except OSError:

@@ -165,11 +165,12 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
     """Drop records older than `older_than_s` (except those of the last build), then the oldest
     records (the last build's last) until the blobs they use fit in `max_bytes`; then every blob no
     record uses, stale temp files of dead writers, and the views (rebuilt on demand)."""
-    from trtforge.cache.store import sweep_temps
+    from trtforge.cache.store import sweep_temps, sweep_writer_temps
 
     root = store.root
     with store.gc_lock(exclusive=True):
         sweep_temps(root / "tmp", prefix="")
+        sweep_writer_temps(root)
         for top in ("blobs", "actions", "index", "deps"):
             for sub in (root / top).iterdir():
                 if sub.is_dir() and not sub.is_symlink():

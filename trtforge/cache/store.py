@@ -30,6 +30,9 @@ from pathlib import Path
 
 from trtforge.cache.keys import digest_file, hash_file, set_memo_root
 from trtforge.cache.records import DamagedRecord, parse_index, parse_record, seal, unseal
+from trtforge.cache.tempnames import owner_dead as _owner_dead
+from trtforge.cache.tempnames import owner_tag as _owner_tag
+from trtforge.cache.tempnames import temp_beside
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import CacheError
 
@@ -74,50 +77,6 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _owner_tag() -> str:
-    """pid@host in every temp name, so a later run can tell a dead writer's leftovers from a live
-    writer's file (`sweep_temps`) on a cache shared between machines."""
-    return f"{os.getpid()}@{_HOST}"
-
-
-def _host_tag() -> str:
-    # the host name and the pid namespace: containers sharing a host name and a cache volume see
-    # different pids, and a pid that is dead here may be alive there
-    try:
-        ns = f"-{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:
-        ns = ""
-    return (os.uname().nodename + ns).replace(".", "_").replace("@", "_")  # names split on "." and "@"
-
-
-_HOST = _host_tag()
-
-
-def _owner_dead(name: str) -> bool:
-    """True when `name` carries the pid@host tag of a process of this host that has exited."""
-    for part in name.split("."):
-        pid, sep, host = part.partition("@")
-        if sep and pid.isdigit() and host == _HOST:
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                return False
-            return _zombie(int(pid))
-    return False
-
-
-def _zombie(pid: int) -> bool:
-    """An exited process its parent has not reaped yet (orphaned --jobs workers, until init reaps
-    them): its files are as dead as it is."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def sweep_temps(folder: Path, prefix: str = ".") -> int:
     """Remove temp files and work folders under `folder` left by killed writers of this host."""
     removed = 0
@@ -135,6 +94,18 @@ def sweep_temps(folder: Path, prefix: str = ".") -> int:
                 os.unlink(entry.path)
         removed += 1
     return removed
+
+
+def sweep_writer_temps(root: Path) -> int:
+    """Leftovers of killed writers outside the cache's own folders: the stat memo's
+    (statmemo/, statmemo/sets/) and failed stages' logs (logs/<module>/). A scan of names: a few
+    thousand memo entries cost about a millisecond, and only dot-names are looked at further."""
+    removed = sweep_temps(root / "statmemo") + sweep_temps(root / "statmemo" / "sets")
+    try:
+        logs = [e.path for e in os.scandir(root / "logs") if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        logs = []
+    return removed + sum(sweep_temps(Path(folder)) for folder in logs)
 
 
 def mkdir_durable(folder: Path) -> None:
@@ -249,6 +220,7 @@ class Store:
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise CacheError("the cache folder is read-only", where=str(folder), hint=hint)
         sweep_temps(self.root / "tmp", prefix="")
+        sweep_writer_temps(self.root)
 
     # ---------------------------------------------------------------------------------- paths
     def _blob(self, digest: str, root: Path | None = None) -> Path:
@@ -467,7 +439,7 @@ class Store:
     @staticmethod
     def _link(blob: Path, link: Path) -> None:
         link.parent.mkdir(parents=True, exist_ok=True)
-        tmp = link.parent / f".{link.name}.{_owner_tag()}.tmp"
+        tmp = temp_beside(link)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         try:

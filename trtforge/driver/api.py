@@ -130,6 +130,8 @@ def build(
     notes = [note] if note else []
     for text in notes if on_note is not None else ():
         on_note(text)
+    if progress is not None and hasattr(progress, "expect"):  # the count's denominator: "[3/8]"
+        progress.expect(len(chosen) * (len(picked) if manifest.targets else 1))
     results = []
     for result in build_all(
         store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from, picked, require_target
@@ -216,18 +218,24 @@ def debug_precision(
 
 
 def inspect(
-    target: str | Path, manifest: Manifest | str | Path = "engines.toml", *, cache_dir: str | Path | None = None
+    target: str | Path,
+    manifest: Manifest | str | Path = "engines.toml",
+    *,
+    cache_dir: str | Path | None = None,
+    on_target: str | None = None,
 ):
     """An engine file (its published sidecar, plus layers and rules from the cache where it still
     holds the build) or "module[:stage]" (the module's last record of that stage; build by
-    default), as a trtforge.driver.inspect.Inspection (`render()` for text, `as_json()`)."""
+    default; `on_target`: the engine published for that [targets] target), as a
+    trtforge.driver.inspect.Inspection (`render()` for text, `as_json()`)."""
     from trtforge.driver import inspect as insp
 
     path = Path(target)
     if path.is_file():
         return insp.inspect_engine(path, _engine_store(manifest, cache_dir))
     manifest = _manifest(manifest)
-    return insp.inspect_stage(open_store(manifest, cache_dir, writable=False), manifest, str(target))
+    store = open_store(manifest, cache_dir, writable=False)
+    return insp.inspect_stage(store, manifest, str(target), on_target)
 
 
 def _engine_store(manifest: Manifest | str | Path, cache_dir: str | Path | None) -> Store | None:

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from trtforge.cache import Record, Store
 from trtforge.cache.keys import hash_file
 from trtforge.cache.store import fsync_dir
+from trtforge.cache.tempnames import temp_beside
 from trtforge.driver.inspect import ONNX_STAGES, cached_record
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest
@@ -57,7 +58,7 @@ def _record(store: Store, manifest: Manifest, name: str, stage: str) -> Record:
 def _copy_checked(src: Path, dest: Path, digest: str) -> None:
     """A copy (never a link) of `src`, written beside `dest` and renamed into place once its
     digest matched the record's."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp = temp_beside(dest)
     try:
         shutil.copyfile(src, tmp)
         if hash_file(tmp) != digest:

@@ -55,6 +55,8 @@ class Inspection:
     versions: dict = field(default_factory=dict)
     verification: dict[str, dict] = field(default_factory=dict)  # check -> {"status", "reason"}
     notes: list[str] = field(default_factory=list)
+    # the engine's optimization profiles, in order: [{input: {"min", "opt", "max"}}] ([]: static)
+    profiles: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -121,6 +123,7 @@ def _describe_build(store: Store, record: Record, info: Inspection) -> None:
     """I/O, layers and FP32 layers (with their rules) of a build record."""
     meta = record.meta
     info.io = meta.get("io", {})
+    info.profiles = meta.get("profiles") or []
     info.versions.update(
         {
             "backend": meta.get("backend"),
@@ -213,10 +216,52 @@ def parse_target(text: str) -> tuple[str, str]:
     return module, stage
 
 
-def inspect_stage(store: Store, manifest: Manifest, text: str) -> Inspection:
+def inspect_stage(store: Store, manifest: Manifest, text: str, target: str | None = None) -> Inspection:
+    """MODULE[:STAGE] from the cache; with `target`, a build or verify is described from that
+    target's published engine (the cache's last record of a stage is the last target built)."""
     name, stage = parse_target(text)
     module = manifest.module(name)  # a misspelt module: "did you mean"
-    return describe_record(store, module.name, cached_record(store, module.name, stage), f"{module.name}:{stage}")
+    published = published_targets(manifest.output_dir, module.name)
+    if target is not None and stage in ("build", "verify"):
+        engine = manifest.output_dir / target / f"{module.name}.engine"
+        if target not in published:
+            raise TrtforgeError(
+                f"no engine of module '{module.name}' published for target '{target}'",
+                where=f"--target {target}",
+                hint=f"targets published in {manifest.output_dir}: {', '.join(published) or 'none (build first)'}",
+            )
+        return inspect_engine(engine, store)
+    record = cached_record(store, module.name, stage)
+    info = describe_record(store, module.name, record, f"{module.name}:{stage}")
+    if target is not None:
+        info.notes.append(f"stage {stage} comes before the build: every target shares it")
+    elif stage in ("build", "verify") and len(published) > 1:
+        here = _published_as(manifest.output_dir, module.name, record.key, published)
+        others = ", ".join(t for t in published if t != here)
+        info.notes.append(
+            f"target {here or info.versions.get('target') or '?'} (the last built); "
+            f"{'also ' if here else ''}published: {others}; pick one with --target"
+        )
+    return info
+
+
+def _published_as(out_dir: Path, module: str, build_key: str, published: list[str]) -> str | None:
+    """The target folder whose engine this build record made (its sidecar names the key)."""
+    for t in published:
+        try:
+            if json.loads((out_dir / t / f"{module}.json").read_bytes()).get("cache_key") == build_key:
+                return t
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def published_targets(out_dir: Path, module: str) -> list[str]:
+    """The target folders under `out_dir` that hold a published engine of `module`."""
+    try:
+        return sorted(d.name for d in out_dir.iterdir() if (d / f"{module}.engine").is_file())
+    except OSError:
+        return []
 
 
 def cached_record(store: Store, module: str, stage: str) -> Record:
@@ -261,6 +306,7 @@ def inspect_engine(path: Path, store: Store | None) -> Inspection:
         f: (path.parent / f).stat().st_size for f in sorted(side.get("files", {})) if (path.parent / f).is_file()
     }
     info.verification = _verification(side.get("verification", {}))
+    info.profiles = side.get("profiles") or []
     record = store.lookup(side["cache_key"]) if store is not None and side.get("cache_key") else None
     if record is None:
         info.fp32_layers = fp32_with_rules(side.get("fp32_layers", []), None)
@@ -271,6 +317,8 @@ def inspect_engine(path: Path, store: Store | None) -> Inspection:
         return info
     _describe_build(store, record, info)
     info.io = side.get("io", info.io)
+    info.versions["target"] = side.get("target", {}).get("name")  # the folder's: a [targets] name
+    info.profiles = side.get("profiles") or info.profiles
     return info
 
 
@@ -290,6 +338,8 @@ def render(info: Inspection) -> list[str]:
     lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in {**versions, **tools}.items()))
     for side in ("inputs", "outputs"):
         lines.append(f"  {side}: " + ("; ".join(_tensor(t) for t in info.io.get(side, [])) or "-"))
+    if info.stage in ("build", "verify"):
+        lines += render_profiles(info.profiles)
     if info.layers:
         lines.append(f"  layers: {info.layers['total']}")
         lines.append(f"    by dtype: {_counts(info.layers['by_dtype'])}")
@@ -308,4 +358,18 @@ def render(info: Inspection) -> list[str]:
             )
         )
     lines += [f"  note: {n}" for n in info.notes]
+    return lines
+
+
+def render_profiles(profiles: list[dict]) -> list[str]:
+    """The optimization profiles as trtexec and polygraphy print them: per profile, each dynamic
+    input's min / opt / max shape."""
+    if not profiles:
+        return ["  profiles: none (static shapes)"]
+    lines = [f"  profiles: {len(profiles)}"]
+    for i, shapes in enumerate(profiles):
+        for name, pts in shapes.items():
+            lines.append(
+                f"    profile {i}: {name} min={list(pts['min'])} opt={list(pts['opt'])} max={list(pts['max'])}"
+            )
     return lines

@@ -31,20 +31,20 @@ class QueuedProgress:
         self.queue = queue
 
     def start(self, module: str, stage: str) -> None:
-        self.queue.put(("start", module, stage, 0.0))
+        self.queue.put(("start", module, stage, 0.0, None))
 
-    def done(self, module: str, stage: str, seconds: float) -> None:
-        self.queue.put(("done", module, stage, seconds))
+    def done(self, module: str, stage: str, seconds: float, rss_mib: float | None = None) -> None:
+        self.queue.put(("done", module, stage, seconds, rss_mib))
 
 
 def _forward(queue, progress) -> None:
     """In the parent: show the workers' events until the sentinel None."""
     while (event := queue.get()) is not None:
-        kind, module, stage, seconds = event
+        kind, module, stage, seconds, rss_mib = event
         if kind == "start":
             progress.start(module, stage)
         else:
-            progress.done(module, stage, seconds)
+            progress.done(module, stage, seconds, rss_mib)
 
 
 def _worker(

@@ -16,6 +16,7 @@ from trtforge.driver.run import run_stage
 from trtforge.driver.stages import Step, later_or_same, stage_table
 from trtforge.errors import InternalError, PublishError, TrtforgeError, VerifyError
 from trtforge.manifest import Manifest, ModuleSpec
+from trtforge.progress import OnTarget
 from trtforge.targets import TargetSpec, TargetUnavailable, for_target, unavailable
 
 
@@ -39,6 +40,8 @@ def run_stages(
         target=None if target is None else target.name,
     )
     module = for_target(module, target)
+    if progress is not None and target is not None:  # "[3/8] ampere_ada/unet build ..."
+        progress = OnTarget(progress, target.name)
     for stage, reads in table if table is not None else stage_table(backend, until, target):
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:

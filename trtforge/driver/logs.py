@@ -6,6 +6,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from trtforge.cache.tempnames import temp_beside
+
 
 def keep_failed_logs(cache_root: Path, module: str, stage: str, workdir: Path) -> Path | None:
     """Copy a failed stage's *.log (export.log, build.log) to <cache>/logs/<module>/<stage>.log,
@@ -33,7 +35,7 @@ def _write_nofollow(root: Path, folders: tuple[str, ...], name: str, data: bytes
             nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = nfd
-        tmp = f".{name}.{os.getpid()}.tmp"
+        tmp = temp_beside(Path(name)).name
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
         try:
             with os.fdopen(out, "wb") as f:

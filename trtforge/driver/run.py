@@ -203,7 +203,7 @@ def run_stage(
                 plan = Plan(plan.base, key, doc, record)
                 status.state = "ok"
                 if progress is not None:
-                    progress.done(module.name, stage.name, status.seconds)
+                    progress.done(module.name, stage.name, status.seconds, record.meta.get("peak_rss_mib"))
     if notes is not None:
         notes.extend(store.take_notes())
     status.key = plan.key

@@ -4,6 +4,8 @@ produced stale reads that looked like a precision bug). Where it cannot run, say
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +56,13 @@ def run_engine_sets(
     profile that holds its shapes (`profiles`: the build's [{input: {min, opt, max}}]); latency
     p50/p99 on the first set, after warm-up."""
     be.select(backend)
+    # polygraphy's logger (TensorRT's too, through it) prints to stdout, at import and as the
+    # engine loads: on stderr it never mixes with what trtforge prints (`verify --json`)
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run_sets(engine_path, feed_sets, runs, profiles)
+
+
+def _run_sets(engine_path: Path, feed_sets: list[dict], runs: int, profiles: list[dict] | None) -> tuple[list, dict]:
     from polygraphy.backend.common import bytes_from_path
     from polygraphy.backend.trt import TrtRunner, engine_from_bytes
 
