@@ -55,6 +55,7 @@ class BuildOutcome:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. --jobs capped)
     remote_failure: str | None = None  # the remote cache failed; the build ran locally (exit 2)
+    pipelines: list = field(default_factory=list)  # trtforge.pipelines.drive.PipelineResult per [pipelines.NAME]
 
     @property
     def errors(self) -> list[TrtforgeError]:
@@ -137,10 +138,21 @@ def build(
         if on_result is not None:
             on_result(result)
     partial = bool(modules) or bool(targets)  # the report keeps what this run did not build
+    pipelines = []
+    if manifest.pipelines or not partial:  # after every module is verified: withdraws what a failing one names
+        from trtforge.pipelines.drive import check_all
+
+        pipelines = check_all(store, manifest, results, require_engine_check, partial=partial)
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
     report = write_reports(
-        results, manifest, partial=partial, backend=backend, started=started, duration=time.perf_counter() - t0
+        results,
+        manifest,
+        partial=partial,
+        backend=backend,
+        started=started,
+        duration=time.perf_counter() - t0,
+        pipelines=[p.as_json() for p in pipelines],
     )
     specs = {m.name: m for m in chosen}
     warnings = [
@@ -157,6 +169,7 @@ def build(
         time.perf_counter() - t0,
         notes,
         remote_failure=failures[0] if failures else None,
+        pipelines=pipelines,
     )
 
 

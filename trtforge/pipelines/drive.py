@@ -1,0 +1,228 @@
+"""Pipelines in a build: after the modules they name are built and verified, each pipeline is
+checked (through the cache), and its verdict published or its modules withdrawn.
+
+The check's key: the keys of its modules' final artifacts (precision_rules graph, engine, verify
+verdict), the pipeline's resolved table (runner, runner_args, inputs, outputs), the digests of the
+runner's source files and the tool versions. Same key, same verdict: a rebuild with nothing
+changed reads one small record.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trtforge.artifacts import VerifyMeta, meta
+from trtforge.cache import Store, digest_file, key_of
+from trtforge.cache.imports import display, module_files
+from trtforge.driver.publish import publish as publish_module
+from trtforge.driver.results import ModuleResult
+from trtforge.errors import PublishError, TrtforgeError, VerifyError
+from trtforge.isolate import run_in_child
+from trtforge.manifest import Manifest
+from trtforge.pipeline_manifest import PipelineSpec
+from trtforge.stage import tool_versions
+
+STAGE = "pipeline"
+VERSION = "pipeline-1"
+FINAL = "precision_rules"  # the graph published engines are built from
+KEYED_STAGES = ("precision_rules", "build", "verify")
+
+
+@dataclass
+class PipelineResult:
+    name: str
+    state: str = "not run"  # ok | cached | failed | not run
+    reason: str = ""
+    key: str = ""
+    meta: dict = field(default_factory=dict)
+    error: TrtforgeError | None = None
+    seconds: float = 0.0
+    peak_rss_kib: int = 0
+    published: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "reason": self.reason,
+            "key": self.key,
+            "seconds": self.meta.get("seconds", {}),  # the check's own (a cached one keeps them)
+            "peak_rss_kib": self.peak_rss_kib,
+            "published": self.published,
+            "notes": self.notes,
+            **{k: self.meta.get(k) for k in ("passed", "outputs", "calls", "series", "crossover", "blame")},
+            "modules": self.meta.get("modules", {}),
+        }
+
+
+def runner_sources(spec: PipelineSpec, root: Path) -> list[Path]:
+    """The runner's module file, its packages' __init__.py and the .py files beside it."""
+    files = module_files(spec.runner.split(":")[0], root)
+    if not files:
+        return []
+    return sorted({*files, *(p for p in files[-1].parent.glob("*.py") if p.is_file())})
+
+
+def key_document(spec: PipelineSpec, root: Path, records: dict[str, dict]) -> dict:
+    """`records`: module -> {stage: record key} of the stages whose output the pipeline trusts."""
+    return {
+        "stage": STAGE,
+        "version": VERSION,
+        "pipeline": spec.as_key(),
+        "modules": records,
+        "runner_code": {display(p, root): digest_file(p) for p in runner_sources(spec, root)},
+        "tools": tool_versions("torch", "numpy", "onnx", "onnxruntime", "diffusers", "transformers"),
+    }
+
+
+def module_keys(results: list[ModuleResult]) -> dict[str, dict]:
+    return {r.name: {s: r.records[s].key for s in KEYED_STAGES if s in r.records} for r in results}
+
+
+def _members(spec: PipelineSpec, results: list[ModuleResult]) -> dict[str, list[ModuleResult]]:
+    return {name: [r for r in results if r.module == name] for name in spec.modules}
+
+
+def check_all(
+    store: Store,
+    manifest: Manifest,
+    results: list[ModuleResult],
+    require_engine_check: bool = False,
+    partial: bool = False,
+) -> list[PipelineResult]:
+    """Every pipeline whose modules this build built: checked, then published or withdrawn. A
+    full build (not `partial`) also withdraws pipelines the manifest no longer names."""
+    from trtforge import engines_index
+    from trtforge.pipelines.published import withdraw
+
+    if not partial:
+        index = engines_index.load(manifest.output_dir) or {}
+        for gone in sorted(set(index.get("pipelines", {})) - {p.name for p in manifest.pipelines}):
+            withdraw(manifest.output_dir, gone)
+    out = []
+    for spec in manifest.pipelines:
+        members = _members(spec, results)
+        pr = PipelineResult(spec.name)
+        out.append(pr)
+        absent = [n for n, rs in members.items() if not rs]
+        if absent:
+            pr.reason = f"module '{absent[0]}' not built in this run"
+            continue
+        broken = [r for rs in members.values() for r in rs if not r.ok]
+        if broken:
+            pr.reason = f"module '{broken[0].name}' failed"
+            continue
+        _check(store, manifest, spec, members, pr, require_engine_check)
+        flat = [r for rs in members.values() for r in rs]
+        if pr.error is not None:
+            withdraw(manifest.output_dir, spec.name)
+            for r in flat:
+                r.fail("verify", _module_error(pr, r), reason=pr.error.one_line())
+                _withdraw(store, manifest, r)
+        else:
+            pr.published = publish_pipeline(store, manifest, spec, pr)
+    return out
+
+
+def _module_error(pr: PipelineResult, r: ModuleResult) -> TrtforgeError:
+    """The pipeline's error, carried by each module it withdraws (same class: same exit code)."""
+    err = pr.error
+    copy = type(err)(err.message, where=err.where, hint=err.hint, module=r.name)
+    return copy
+
+
+def _withdraw(store: Store, manifest: Manifest, r: ModuleResult) -> None:
+    try:
+        publish_module(store, r, manifest.output_dir, manifest.module(r.module))
+    except PublishError as e:
+        r.notes.append(f"could not withdraw its files: {e.one_line()}")
+    r.published = []
+
+
+def _check(
+    store: Store,
+    manifest: Manifest,
+    spec: PipelineSpec,
+    members: dict[str, list[ModuleResult]],
+    pr: PipelineResult,
+    require_engine_check: bool,
+) -> None:
+    first = {name: rs[0] for name, rs in members.items()}
+    doc = key_document(spec, manifest.root, module_keys(list(first.values())))
+    pr.key = key = key_of(doc)
+    t0 = time.perf_counter()
+    record = store.lookup(key)
+    if record is not None:
+        pr.state, pr.meta = "cached", dict(record.meta)
+    else:
+        finals = {name: store.view(r.records[FINAL]) for name, r in first.items()}
+        with store.lock(key), store.workdir(f"pipeline-{spec.name}") as work:
+            record = store.lookup(key)
+            if record is not None:
+                pr.state, pr.meta = "cached", dict(record.meta)
+            else:
+                try:
+                    result, peak = run_in_child(
+                        lambda: _in_child(spec, manifest, finals, work),
+                        module=f"pipelines.{spec.name}",
+                        stage=STAGE,
+                    )
+                except TrtforgeError as e:
+                    pr.state, pr.error, pr.reason = "failed", e, e.one_line()
+                    pr.seconds = time.perf_counter() - t0
+                    return
+                result["peak_rss_kib"] = peak
+                result["modules"] = {n: _engine_status(r) for n, r in first.items()}
+                record = store.put(key, STAGE, doc, work, result, module=f"pipelines/{spec.name}")
+                store.remember(f"pipelines/{spec.name}", STAGE, key, doc)
+                pr.state, pr.meta = "ok", dict(record.meta)
+    pr.seconds = time.perf_counter() - t0
+    pr.peak_rss_kib = int(pr.meta.get("peak_rss_kib", 0))
+    m = pr.meta
+    for name, st in m.get("modules", {}).items():
+        if st["engine"] != "ok":
+            why = st["reason"].removeprefix("engine not run here: ") or st["engine"]
+            pr.notes.append(f"module '{name}': engine not run here: {why}; the FP16 graph stood in for it")
+    if not m["passed"]:
+        pr.state, pr.reason = "failed", m["reason"]
+        pr.error = VerifyError(
+            f"pipeline '{spec.name}' failed: {m['reason']}; the crossover blames module '{m['blame']}'",
+            where=f"pipelines.{spec.name}",
+            hint="its modules are not published; `trtforge debug-precision <module>` searches FP32 islands",
+        )
+    elif require_engine_check and pr.notes:
+        pr.state, pr.reason = "failed", pr.notes[0]
+        pr.error = VerifyError(
+            f"pipeline '{spec.name}': engine check required but {pr.notes[0]}",
+            where=f"pipelines.{spec.name}",
+            hint="run on a GPU the engines support, or drop --require-engine-check",
+        )
+
+
+def _in_child(spec: PipelineSpec, manifest: Manifest, finals: dict, work: Path) -> dict:
+    from trtforge.pipelines.check import check_pipeline  # torch and the runner: only in the child
+
+    return check_pipeline(spec, manifest, finals, work)
+
+
+def _engine_status(r: ModuleResult) -> dict:
+    engine = meta(r.records["verify"], VerifyMeta)["checks"]["engine"] if "verify" in r.records else {}
+    return {"engine": engine.get("status", "not run"), "reason": engine.get("reason", "")}
+
+
+def publish_pipeline(store: Store, manifest: Manifest, spec: PipelineSpec, pr: PipelineResult) -> list[str]:
+    """The pipeline's inputs and reference outputs beside the engines (pipelines/NAME/), with a
+    sidecar naming its modules, runner and checks; listed in index.json."""
+    from trtforge.pipelines.published import INPUTS, REFERENCE, publish_files
+
+    record = store.lookup(pr.key)
+    if record is None:  # the record was just read or written: a miss here is a removed cache
+        return []
+    view = store.view(record)
+    try:
+        return publish_files(manifest.output_dir, spec, {f: view / f for f in (INPUTS, REFERENCE)}, pr.meta)
+    except OSError as e:
+        raise PublishError(f"cannot write: {e.strerror}", where=str(e.filename or manifest.output_dir)) from None
