@@ -85,7 +85,9 @@ def problem(doc) -> str | None:
         if bad is not None:
             return f"{bad!r} is not a path inside the folder"
     pipes = doc.get("pipelines", {})  # [pipelines.NAME]: inputs and references (pipelines/published.py)
-    if not isinstance(pipes, dict) or not all(isinstance(e, dict) and isinstance(e.get("files"), dict) for e in pipes.values()):
+    if not isinstance(pipes, dict) or not all(
+        isinstance(e, dict) and isinstance(e.get("files"), dict) for e in pipes.values()
+    ):
         return "not a trtforge index"
     bad = next((p for e in pipes.values() for p in [e.get("sidecar"), *e["files"]] if not safe_rel(p)), None)
     if bad is not None:

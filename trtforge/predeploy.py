@@ -220,6 +220,11 @@ def verify_published(
             for name, entry in sorted(doc["modules"].items())
             if not modules or name in modules
         ]
+        if not modules:  # [pipelines.NAME]: re-run with the engines (trtforge/pipelines/target.py)
+            results += [
+                _timed(_check_pipeline, folder, name, entry, doc["modules"], require_engine_check)
+                for name, entry in sorted(doc.get("pipelines", {}).items())
+            ]
     if collect is not None:
         collect.extend(results)
     for r in results if echo is not None else ():
@@ -228,6 +233,18 @@ def verify_published(
         Path(junit).parent.mkdir(parents=True, exist_ok=True)
         Path(junit).write_text(junit_xml(results))
     return sum(r["status"] == "failed" for r in results)
+
+
+def _check_pipeline(folder: Path, name: str, entry: dict, published: dict, require_engine_check: bool) -> dict:
+    from trtforge.pipelines.target import STATUS, check_on_target
+
+    bad = _check_files(folder, entry["files"])
+    if bad:
+        return _failed(STATUS.format(name), bad, "pipeline")
+    try:
+        return check_on_target(folder, name, entry, published, require_engine_check)
+    except TrtforgeError as e:
+        return _failed(STATUS.format(name), e.one_line(), "pipeline")
 
 
 def _timed(check, *args) -> dict:

@@ -201,11 +201,17 @@ def explain_verdicts(
 ) -> list:
     """`explain` as Verdict objects (module, stage, state, text); `check_exit_code(verdicts)` is
     what `trtforge explain --check` exits with."""
-    from trtforge.driver.explain import explain_module
+    from trtforge.driver.explain import explain_module, explain_pipelines
 
     manifest = _manifest(manifest)
     store = open_store(manifest, cache_dir)
-    return [v for module in selected(manifest, modules) for v in explain_module(store, manifest, module, backend)]
+    records: dict[str, dict] = {}
+    verdicts = [
+        v
+        for module in selected(manifest, modules)
+        for v in explain_module(store, manifest, module, backend, records.setdefault(module.name, {}))
+    ]
+    return verdicts + explain_pipelines(store, manifest, records)
 
 
 def debug_precision(

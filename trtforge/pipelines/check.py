@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,15 @@ import torch
 from trtforge.manifest import Manifest
 from trtforge.pipeline_manifest import PipelineSpec
 from trtforge.pipelines import verdict
-from trtforge.pipelines.harness import ModuleHandle, Modules, OnnxModule, PipelineError, Recorder, TorchModule
+from trtforge.pipelines.harness import (
+    ModuleHandle,
+    Modules,
+    OnnxModule,
+    PipelineError,
+    Recorder,
+    Signature,
+    TorchModule,
+)
 from trtforge.pipelines.published import INPUTS, PUBLISHED, REFERENCE
 from trtforge.tensors import make_inputs, save_arrays
 
@@ -71,14 +78,15 @@ def _as_numpy(name: str, value, spec: PipelineSpec) -> np.ndarray:
 
 
 class Run:
-    """One run of the runner with a backend per module."""
+    """One run of the runner with a backend per module (`signatures`: what each call is checked
+    against; the pipeline `spec` gives the runner's arguments and the outputs it must return)."""
 
-    def __init__(self, spec: PipelineSpec, manifest: Manifest, runner, inputs: dict):
-        self.spec, self.manifest, self.runner, self.inputs = spec, manifest, runner, inputs
+    def __init__(self, spec: PipelineSpec, signatures: dict[str, Signature], runner, inputs: dict):
+        self.spec, self.signatures, self.runner, self.inputs = spec, signatures, runner, inputs
 
     def __call__(self, backends: dict, recorder: Recorder) -> dict:
         handles = {
-            name: ModuleHandle(self.spec.name, self.manifest.module(name), backends[name], recorder)
+            name: ModuleHandle(self.spec.name, self.signatures[name], backends[name], recorder)
             for name in self.spec.modules
         }
         tensors = {k: torch.from_numpy(v.copy()) for k, v in self.inputs.items()}
@@ -105,14 +113,24 @@ class Run:
         return {n: _as_numpy(n, out[n], self.spec) for n in self.spec.outputs}
 
 
-def check_pipeline(spec: PipelineSpec, manifest: Manifest, finals: dict[str, Path], workdir: Path) -> dict:
-    """The three kinds of run; `finals` maps each module to its final (precision_rules) folder."""
+def open_engines(engines: dict[str, dict]) -> dict:
+    """{module: EngineSession} for modules whose engine runs here ({path, backend, profiles})."""
+    from trtforge.verify.engine_session import EngineSession
+
+    return {n: EngineSession(Path(e["path"]), e["backend"], e.get("profiles")) for n, e in engines.items()}
+
+
+def check_pipeline(
+    spec: PipelineSpec, manifest: Manifest, finals: dict[str, Path], workdir: Path, engines: dict | None = None
+) -> dict:
+    """The three kinds of run; `finals` maps each module to its final (precision_rules) folder;
+    `engines` (when every module's engine runs here) adds the published run on the engines."""
     t0 = time.perf_counter()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     torch.backends.cuda.matmul.allow_tf32 = False  # the reference is true FP32
     inputs = make_inputs(spec.inputs, spec.seed, root=manifest.root, where=f"pipelines.{spec.name}.inputs")
     runner = load_runner(spec, manifest.root)
-    run = Run(spec, manifest, runner, inputs)
+    signatures = {name: Signature.of(manifest.module(name)) for name in spec.modules}
+    run = Run(spec, signatures, runner, inputs)
     fp32 = {name: TorchModule(manifest.module(name), manifest.root) for name in spec.modules}
     published = {name: OnnxModule(manifest.module(name), finals[name]) for name in spec.modules}
 
@@ -135,6 +153,13 @@ def check_pipeline(spec: PipelineSpec, manifest: Manifest, finals: dict[str, Pat
     save_arrays(workdir / PUBLISHED, outputs)
     judged = verdict.judge(outputs, reference, spec.outputs)
     failed = verdict.failures(judged)
+    result: dict = {"engine": None}
+    if engines:  # the engines themselves, where they run: judged the same way
+        sessions = open_engines(engines)
+        eng_rec = Recorder(reference=ref_rec)
+        eng_judged = verdict.judge(run(sessions, eng_rec), reference, spec.outputs)
+        result["engine"] = {"outputs": eng_judged, "series": eng_rec.series}
+        failed += [f"engine {f}" for f in verdict.failures(eng_judged)]
 
     crossover = {}
     if failed and len(spec.modules) > 1:
@@ -146,6 +171,7 @@ def check_pipeline(spec: PipelineSpec, manifest: Manifest, finals: dict[str, Pat
     if failed and blamed is None:
         blamed = spec.modules[0]  # one module: it is the one
     return {
+        **result,
         "pipeline": spec.name,
         "passed": not failed,
         "reason": "; ".join(failed),
@@ -154,6 +180,6 @@ def check_pipeline(spec: PipelineSpec, manifest: Manifest, finals: dict[str, Pat
         "series": pub_rec.series,
         "crossover": crossover,
         "blame": blamed,
-        "published_as": {name: published[name].label for name in spec.modules},
+        "signatures": {name: sig.as_json() for name, sig in signatures.items()},
         "seconds": {"reference": round(t_ref, 3), "total": round(time.perf_counter() - t0, 3)},
     }

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trtforge.artifacts import VerifyMeta, meta
+from trtforge.artifacts import BuildFiles, BuildMeta, VerifyMeta, meta
 from trtforge.cache import Store, digest_file, key_of
 from trtforge.cache.imports import display, module_files
 from trtforge.driver.publish import publish as publish_module
@@ -159,6 +159,7 @@ def _check(
         pr.state, pr.meta = "cached", dict(record.meta)
     else:
         finals = {name: store.view(r.records[FINAL]) for name, r in first.items()}
+        engines = _runnable_engines(store, first)
         with store.lock(key), store.workdir(f"pipeline-{spec.name}") as work:
             record = store.lookup(key)
             if record is not None:
@@ -166,7 +167,7 @@ def _check(
             else:
                 try:
                     result, peak = run_in_child(
-                        lambda: _in_child(spec, manifest, finals, work),
+                        lambda: _in_child(spec, manifest, finals, work, engines),
                         module=f"pipelines.{spec.name}",
                         stage=STAGE,
                     )
@@ -202,10 +203,23 @@ def _check(
         )
 
 
-def _in_child(spec: PipelineSpec, manifest: Manifest, finals: dict, work: Path) -> dict:
+def _in_child(spec: PipelineSpec, manifest: Manifest, finals: dict, work: Path, engines: dict | None) -> dict:
     from trtforge.pipelines.check import check_pipeline  # torch and the runner: only in the child
 
-    return check_pipeline(spec, manifest, finals, work)
+    return check_pipeline(spec, manifest, finals, work, engines)
+
+
+def _runnable_engines(store: Store, first: dict[str, ModuleResult]) -> dict | None:
+    """{module: {path, backend, profiles}} when every module's engine ran in its verify stage
+    here (so it runs here); None otherwise: the FP16 graph stands in and the report says so."""
+    if any(_engine_status(r)["engine"] != "ok" for r in first.values()):
+        return None
+    out = {}
+    for name, r in first.items():
+        build = meta(r.records["build"], BuildMeta)
+        path = store.view(r.records["build"]) / BuildFiles.ENGINE
+        out[name] = {"path": str(path), "backend": build["backend"], "profiles": build.get("profiles")}
+    return out
 
 
 def _engine_status(r: ModuleResult) -> dict:

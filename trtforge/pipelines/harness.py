@@ -11,6 +11,7 @@ modules differ.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,27 @@ class PipelineError(TrtforgeError):
     """A pipeline the user must fix (runner, call, broken reference): exit 2."""
 
     stage = "pipeline"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a handle checks a call against: the module's name, inputs (name, shape, dtype) and
+    profiles. From the manifest at build time; from the pipeline's sidecar on the target."""
+
+    name: str
+    inputs: tuple  # (name, shape, dtype) per input
+    profiles: tuple = ()
+
+    @classmethod
+    def of(cls, spec: ModuleSpec) -> Signature:
+        return cls(spec.name, tuple((i.name, tuple(i.shape), i.dtype) for i in spec.inputs), spec.profiles)
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "inputs": [list(i) for i in self.inputs], "profiles": self.profiles}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Signature:
+        return cls(doc["name"], tuple((n, tuple(s), d) for n, s, d in doc["inputs"]), tuple(doc.get("profiles", ())))
 
 
 class Outputs(dict):
@@ -130,7 +152,7 @@ class ModuleHandle:
     """`m.NAME(**inputs)`: checks the names and shapes against the manifest, converts to the
     manifest's dtypes, runs the backend, records the outputs and returns them as torch tensors."""
 
-    def __init__(self, pipeline: str, spec: ModuleSpec, backend: Callable[[Feeds], Feeds], recorder: Recorder):
+    def __init__(self, pipeline: str, spec: Signature, backend: Callable[[Feeds], Feeds], recorder: Recorder):
         self.pipeline, self.spec, self.backend, self.recorder = pipeline, spec, backend, recorder
         self.ranges = union_ranges(spec.profiles)
 
@@ -138,7 +160,7 @@ class ModuleHandle:
         return PipelineError(f"module '{self.spec.name}': {message}", where=f"pipelines.{self.pipeline}", hint=hint)
 
     def __call__(self, **kwargs) -> Outputs:
-        names = [i.name for i in self.spec.inputs]
+        names = [name for name, _, _ in self.spec.inputs]
         unknown = sorted(set(kwargs) - set(names))
         missing = [n for n in names if n not in kwargs]
         if unknown or missing:
@@ -146,18 +168,17 @@ class ModuleHandle:
             raise self._error(f"{what}; its inputs: {', '.join(names)}", "call modules by their manifest input names")
         feeds = {}
         dims: dict[str, int] = {}
-        for spec in self.spec.inputs:
-            value = kwargs[spec.name]
+        for name, shape, dtype in self.spec.inputs:
+            value = kwargs[name]
             arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-            self._check_shape(spec, tuple(arr.shape), dims)
-            feeds[spec.name] = np.ascontiguousarray(arr.astype(NP_DTYPES[spec.dtype], copy=False))
+            self._check_shape(name, shape, tuple(arr.shape), dims)
+            feeds[name] = np.ascontiguousarray(arr.astype(NP_DTYPES[dtype], copy=False))
         out = self.backend(feeds)
         out = {n: (v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v) for n, v in out.items()}
         self.recorder.record(self.spec.name, out)
         return Outputs({n: torch.from_numpy(np.array(v)) for n, v in out.items()})
 
-    def _check_shape(self, spec, shape: tuple, dims: dict) -> None:
-        declared = spec.shape
+    def _check_shape(self, name: str, declared: tuple, shape: tuple, dims: dict) -> None:
         bad = len(shape) != len(declared)
         for d, n in zip(declared, shape):
             if isinstance(d, str):
@@ -168,7 +189,7 @@ class ModuleHandle:
         if bad:
             want = [f"{d}[{self.ranges[d][0]}..{self.ranges[d][1]}]" if isinstance(d, str) else d for d in declared]
             raise self._error(
-                f"input '{spec.name}' called at shape {list(shape)}, outside what its engine takes "
+                f"input '{name}' called at shape {list(shape)}, outside what its engine takes "
                 f"({', '.join(map(str, want))})",
                 "call it at the declared shape, or widen the module's dims/profiles",
             )

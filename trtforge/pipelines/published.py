@@ -36,6 +36,7 @@ def sidecar(spec: PipelineSpec, files: dict[str, str], meta: dict) -> dict:
         "outputs": spec.outputs,
         "files": files,
         "calls": meta.get("calls", {}),
+        "signatures": meta.get("signatures", {}),  # each module's inputs and profiles: calls are checked on the target
         "build_verdict": {"passed": meta.get("passed"), "outputs": meta.get("outputs", {})},
     }
 
