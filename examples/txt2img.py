@@ -22,6 +22,8 @@ TINY = {
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
         "max_position_embeddings": 16,
+        "bos_token_id": 0,  # CLIP's own ids (49406, 49407) lie outside a 1000-token vocabulary
+        "eos_token_id": 2,
     },
     "unet": {
         "sample_size": 8,
