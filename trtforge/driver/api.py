@@ -142,7 +142,8 @@ def build(
     if manifest.pipelines or not partial:  # after every module is verified: withdraws what a failing one names
         from trtforge.pipelines.drive import check_all
 
-        pipelines = check_all(store, manifest, results, require_engine_check, partial=partial)
+        with store.gc_lock(exclusive=False):  # it reads records' views and publishes from them
+            pipelines = check_all(store, manifest, results, require_engine_check, partial=partial)
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
     report = write_reports(

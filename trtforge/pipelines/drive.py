@@ -18,7 +18,7 @@ from trtforge.cache import Store, digest_file, key_of
 from trtforge.cache.imports import display, module_files
 from trtforge.driver.publish import publish as publish_module
 from trtforge.driver.results import ModuleResult
-from trtforge.errors import PublishError, TrtforgeError, VerifyError
+from trtforge.errors import NotBuiltYet, PublishError, TrtforgeError, VerifyError
 from trtforge.isolate import run_in_child
 from trtforge.manifest import Manifest
 from trtforge.pipeline_manifest import PipelineSpec
@@ -121,10 +121,36 @@ def check_all(
             withdraw(manifest.output_dir, spec.name)
             for r in flat:
                 r.fail("verify", _module_error(pr, r), reason=pr.error.one_line())
-                _withdraw(store, manifest, r)
         else:
             pr.published = publish_pipeline(store, manifest, spec, pr)
+    _publish_deferred(store, manifest, results, out)
     return out
+
+
+def _publish_deferred(store: Store, manifest: Manifest, results: list[ModuleResult], pipes: list) -> None:
+    """Modules a pipeline names were verified but held back: published now when every pipeline
+    naming them passed, else withdrawn (a pipeline not checked, e.g. a partial build without its
+    other modules, has not vouched for them)."""
+    from trtforge.driver import release
+    from trtforge.targets import for_target
+
+    verdicts = {p.name: p for p in pipes}
+    for r in results:
+        if not r.deferred:
+            continue
+        r.deferred = False
+        named_by = [p for p in manifest.pipelines if r.module in p.modules]
+        unchecked = [p.name for p in named_by if verdicts[p.name].state not in ("ok", "cached")]
+        if r.ok and unchecked:
+            why = verdicts[unchecked[0]].reason or "not checked"
+            r.notes.append(f"not published: pipeline '{unchecked[0]}' did not pass ({why}); build its modules together")
+            r.stages["verify"].reason = f"held back: pipeline '{unchecked[0]}' not checked"
+            _withdraw(store, manifest, r, withdraw_only=True)
+            continue
+        _withdraw(store, manifest, r)  # publishes an ok result, withdraws a failed one
+        if r.ok and r.target is not None and r.published and not store.assemble_only:
+            target = next(t for t in manifest.targets if t.name == r.target)
+            release.remember(store, for_target(manifest.module(r.module), target), target, r)
 
 
 def _module_error(pr: PipelineResult, r: ModuleResult) -> TrtforgeError:
@@ -134,12 +160,29 @@ def _module_error(pr: PipelineResult, r: ModuleResult) -> TrtforgeError:
     return copy
 
 
-def _withdraw(store: Store, manifest: Manifest, r: ModuleResult) -> None:
+def _withdraw(store: Store, manifest: Manifest, r: ModuleResult, withdraw_only: bool = False) -> None:
+    """publish()'s own rule: an ok result is published, a failed one withdrawn (`withdraw_only`:
+    withdrawn either way)."""
+    spec = manifest.module(r.module)
     try:
-        publish_module(store, r, manifest.output_dir, manifest.module(r.module))
+        if withdraw_only:
+            from trtforge import engines_index
+            from trtforge.driver.publish import withdraw as withdraw_module
+
+            if (manifest.output_dir / engines_index.INDEX).exists():
+                with engines_index.locked(manifest.output_dir):
+                    index = engines_index.load(manifest.output_dir) or engines_index.empty()
+                    withdraw_module(manifest.output_dir, index, r.name)
+            r.published = []
+        else:
+            r.published = publish_module(store, r, manifest.output_dir, spec)
     except PublishError as e:
-        r.notes.append(f"could not withdraw its files: {e.one_line()}")
-    r.published = []
+        if r.error is None:
+            r.error = e
+        else:
+            r.notes.append(f"could not withdraw its files: {e.one_line()}")
+    except OSError as e:
+        raise PublishError(f"cannot write: {e.strerror}", where=str(e.filename or manifest.output_dir)) from None
 
 
 def _check(
@@ -157,6 +200,14 @@ def _check(
     record = store.lookup(key)
     if record is not None:
         pr.state, pr.meta = "cached", dict(record.meta)
+    elif store.assemble_only:  # `build --from-cache`: nothing runs here
+        pr.state, pr.reason = "failed", "no runner has stored this pipeline's check yet"
+        pr.error = NotBuiltYet(
+            f"pipeline '{spec.name}': no runner has stored its check yet",
+            where=f"pipelines.{spec.name}",
+            hint="build on a runner first (its modules are not published)",
+        )
+        return
     else:
         finals = {name: store.view(r.records[FINAL]) for name, r in first.items()}
         engines = _runnable_engines(store, first)

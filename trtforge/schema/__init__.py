@@ -184,6 +184,31 @@ def _defaults() -> dict:
     }
 
 
+def _pipeline() -> dict:
+    """[pipelines.NAME] (trtforge/pipeline_manifest.py): modules composed by a runner."""
+    from trtforge import pipeline_manifest as pm
+
+    checks = _per_output()
+    checks["properties"]["metric"] = {"enum": [*m.TASK, "sequence"]}
+    checks["properties"].update({k: fragment(c) for k, (c, _) in pm._sequence_spec().items()})
+    props = {
+        "modules": {**fragment(m._str_list), "minItems": 1, "description": "Modules of this manifest the runner calls."},
+        "runner": {**fragment(m._factory), "description": "package.module:callable; runner(m, **inputs, **runner_args)"},
+        "runner_args": {"type": "object", "description": "Keyword arguments of the runner."},
+        "inputs": {"type": "object", "additionalProperties": _input()},
+        "outputs": {"type": "object", "minProperties": 1, "additionalProperties": checks},
+        "seed": {"type": "integer", "default": 0},
+    }
+    if set(props) != set(pm.PIPELINE_KEYS):  # a key the loader takes and the schema does not describe
+        raise RuntimeError(f"schema: pipeline keys without a fragment: {sorted(set(pm.PIPELINE_KEYS) ^ set(props))}")
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["modules", "runner", "outputs"],
+        "properties": props,
+    }
+
+
 def generate() -> dict:
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
@@ -198,6 +223,12 @@ def generate() -> dict:
                 "minProperties": 1,
                 "additionalProperties": _module(),
                 "propertyNames": {"pattern": m._NAME_RE.pattern, "maxLength": m.limits.MAX_NAME_CHARS},
+            },
+            "pipelines": {
+                "type": "object",
+                "additionalProperties": _pipeline(),
+                "propertyNames": {"pattern": m._NAME_RE.pattern, "maxLength": m.limits.MAX_NAME_CHARS},
+                "description": "Modules composed end to end by a runner, checked against the FP32 pipeline.",
             },
         },
     }
