@@ -166,7 +166,7 @@ class ModuleHandle:
         if unknown or missing:
             what = f"unknown input '{unknown[0]}'" if unknown else f"input '{missing[0]}' not given"
             raise self._error(f"{what}; its inputs: {', '.join(names)}", "call modules by their manifest input names")
-        feeds = {}
+        feeds: Feeds = {}
         dims: dict[str, int] = {}
         for name, shape, dtype in self.spec.inputs:
             value = kwargs[name]

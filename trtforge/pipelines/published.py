@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from trtforge import engines_index
 from trtforge.cache import digest_file
@@ -46,7 +47,10 @@ def publish_files(out_dir: Path, spec: PipelineSpec, sources: dict[str, Path], m
     rels = {f"{FOLDER}/{name}/{f}": (src, digest_file(src)) for f, src in sources.items()}
     side_rel = f"{FOLDER}/{name}.json"
     data = json.dumps(sidecar(spec, {r.split("/", 2)[2]: d for r, (_, d) in rels.items()}, meta), indent=1).encode()
-    entry = {"sidecar": side_rel, "files": {**{r: d for r, (_, d) in rels.items()}, side_rel: _sha(data)}}
+    entry: dict[str, Any] = {
+        "sidecar": side_rel,
+        "files": {**{r: d for r, (_, d) in rels.items()}, side_rel: _sha(data)},
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     with engines_index.locked(out_dir):
         index = engines_index.load(out_dir) or engines_index.empty()

@@ -53,8 +53,8 @@ def markdown_section(pipes: list[dict]) -> str:
                 "| --- | --- | --- |",
             ]
             for mod, c in p["crossover"].items():
-                cells = "; ".join(f"{n}: {_output_cell(m)}" for n, m in c["outputs"].items())
-                lines.append(f"| {mod} | {'yes' if c['passed'] else 'no'} | {cells} |")
+                summary = "; ".join(f"{n}: {_output_cell(m)}" for n, m in c["outputs"].items())
+                lines.append(f"| {mod} | {'yes' if c['passed'] else 'no'} | {summary} |")
         series = p.get("series") or {}
         if series:
             lines += ["", f"Error of each call against the reference's same call ({HEADLINE}, worst output):", ""]
