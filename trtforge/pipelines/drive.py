@@ -255,9 +255,13 @@ def _check(
 
 
 def _in_child(spec: PipelineSpec, manifest: Manifest, finals: dict, work: Path, engines: dict | None) -> dict:
-    from trtforge.pipelines.check import check_pipeline  # torch and the runner: only in the child
+    from trtforge.stage import capture_output
 
-    return check_pipeline(spec, manifest, finals, work, engines)
+    # the runner's and the libraries' chatter goes to pipeline.log in the cache entry
+    with capture_output(work / "pipeline.log"):
+        from trtforge.pipelines.check import check_pipeline  # torch and the runner: only in the child
+
+        return check_pipeline(spec, manifest, finals, work, engines)
 
 
 def _runnable_engines(store: Store, first: dict[str, ModuleResult]) -> dict | None:

@@ -18,17 +18,11 @@ import numpy as np
 import torch
 
 from trtforge.dims import union_ranges
-from trtforge.errors import TrtforgeError
+from trtforge.errors import PipelineError
 from trtforge.manifest import ModuleSpec
 from trtforge.tensors import NP_DTYPES
 
 Feeds = dict[str, np.ndarray]
-
-
-class PipelineError(TrtforgeError):
-    """A pipeline the user must fix (runner, call, broken reference): exit 2."""
-
-    stage = "pipeline"
 
 
 @dataclass(frozen=True)
