@@ -8,13 +8,17 @@ blamed, a broken reference refused, a passing pipeline published and re-checked 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.cache.test_noop import _PROBE, _snapshot
+from tests.conftest import REPO, run_cli
 from trtforge.errors import ManifestError
 from trtforge.manifest import parse_manifest
 
@@ -220,9 +224,16 @@ def test_compounding_fp16_error_is_caught_blamed_refused_and_published_when_fixe
     assert set(files) == {"pipelines/chaos/inputs.npz", "pipelines/chaos/reference.npz", "pipelines/chaos.json"}
     assert set(index["modules"]) == {"unet", "decode"}
     assert "pipelines/chaos/inputs.npz" in r.stdout + json.dumps(_report(root)["pipelines"][0]["published"])
-    # nothing changed: the verdict comes from the cache, explain says so
+    # nothing changed: the verdict comes from the cache (no torch, nothing written), explain says so
     r = run_cli("build", "engines.toml", cwd=root)
     assert r.returncode == 0 and _report(root)["pipelines"][0]["state"] == "cached"
+    before = _snapshot(root)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert json.loads(probe.stdout.strip().splitlines()[-1])["heavy"] == [], probe.stdout + probe.stderr
+    assert _snapshot(root) == before
     r = run_cli("explain", "engines.toml", cwd=root)
     assert "pipelines/chaos pipeline: up to date" in r.stdout, r.stdout
     (root / "toy.py").write_text((root / "toy.py").read_text() + "\n# the runner's code changed\n")

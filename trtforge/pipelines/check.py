@@ -173,6 +173,7 @@ def check_pipeline(
     return {
         **result,
         "pipeline": spec.name,
+        "order": list(spec.modules),  # the record's keys are sorted; lists keep the manifest's order
         "passed": not failed,
         "reason": "; ".join(failed),
         "outputs": judged,

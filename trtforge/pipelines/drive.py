@@ -53,7 +53,7 @@ class PipelineResult:
             "peak_rss_kib": self.peak_rss_kib,
             "published": self.published,
             "notes": self.notes,
-            **{k: self.meta.get(k) for k in ("passed", "outputs", "calls", "series", "crossover", "blame")},
+            **{k: self.meta.get(k) for k in ("passed", "outputs", "calls", "series", "crossover", "blame", "order")},
             "modules": self.meta.get("modules", {}),
         }
 

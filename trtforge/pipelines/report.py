@@ -58,7 +58,7 @@ def markdown_section(pipes: list[dict]) -> str:
         series = p.get("series") or {}
         if series:
             lines += ["", f"Error of each call against the reference's same call ({HEADLINE}, worst output):", ""]
-            mods = list(series)
+            mods = [m for m in p.get("order") or [] if m in series] or list(series)
             lines += ["| call | " + " | ".join(mods) + " |", "| --- |" + " --- |" * len(mods)]
             for i in range(max(map(len, series.values()))):
                 cells = [_fmt(call_value(series[m][i])) if i < len(series[m]) else "" for m in mods]
@@ -70,9 +70,9 @@ def markdown_section(pipes: list[dict]) -> str:
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
-def plot(series: dict, width: int = 520, height: int = 220) -> str:
+def plot(series: dict, width: int = 520, height: int = 220, order: list | None = None) -> str:
     """Inline SVG: each module's per-call error, log scale (errors grow by orders of magnitude)."""
-    points = {m: [(i, call_value(c)) for i, c in enumerate(calls)] for m, calls in series.items()}
+    points = {m: [(i, call_value(c)) for i, c in enumerate(series[m])] for m in order or series if m in series}
     values = [v for pts in points.values() for _, v in pts if v is not None and math.isfinite(v) and v > 0]
     if not values:
         return "<p class='small'>every call matched the reference exactly</p>"
@@ -130,5 +130,5 @@ def html_section(pipes: list[dict]) -> str:
             parts.append(
                 f"<p class='small'>Error of each module call against the reference's same call ({HEADLINE})</p>"
             )
-            parts.append(plot(p["series"]))
+            parts.append(plot(p["series"], order=p.get("order")))
     return "\n".join(parts)
