@@ -40,7 +40,7 @@ outputs = ["image"]
 PIPELINE = """
 [pipelines.chaos]
 modules = ["unet", "decode"]
-runner = "toy:{runner}"
+runner = "runners.chaos:{runner}"
 runner_args = {{ {args} }}
 inputs.x0 = {{ shape = [1, 3, 8, 8], dtype = "float32", range = [0.1, 0.9] }}
 outputs.image = {{ metric = "psnr", min_psnr = 30 }}
@@ -50,6 +50,9 @@ outputs.image = {{ metric = "psnr", min_psnr = 30 }}
 def write(root: Path, runner: str = "iterate", args: str = "steps = 24") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "toy.py", root / "toy.py")
+    (root / "runners").mkdir(exist_ok=True)
+    (root / "runners" / "__init__.py").write_text("")
+    shutil.copy(HERE / "toy_runners.py", root / "runners" / "chaos.py")
     (root / "engines.toml").write_text(MODULES + PIPELINE.format(runner=runner, args=args))
     return root
 
@@ -196,7 +199,9 @@ def test_compounding_fp16_error_is_caught_blamed_refused_and_published_when_fixe
         assert "pipeline 'chaos' failed" in m["stages"]["verify"]["reason"]
     errors = [c["outputs"]["y"]["rel_l2"] for c in pipe["series"]["unet"]]
     assert len(errors) == 24 and errors[0] < 1e-3 and errors[-1] > 0.1  # the error grows step by step
-    assert json.loads((root / "engines" / "index.json").read_text())["modules"] == {}
+    index = root / "engines" / "index.json"  # held back, never published: no engine, no index
+    assert not index.exists() or json.loads(index.read_text())["modules"] == {}
+    assert not list((root / "engines").rglob("*.engine"))
     md = (root / "engines" / "REPORT.md").read_text()
     assert "blames module **unet**" in md and "| call | unet | decode |" in md or "| call | decode | unet |" in md
     assert "<polyline" in (root / "engines" / "report.html").read_text()
@@ -236,9 +241,11 @@ def test_compounding_fp16_error_is_caught_blamed_refused_and_published_when_fixe
     assert _snapshot(root) == before
     r = run_cli("explain", "engines.toml", cwd=root)
     assert "pipelines/chaos pipeline: up to date" in r.stdout, r.stdout
-    (root / "toy.py").write_text((root / "toy.py").read_text() + "\n# the runner's code changed\n")
+    runner = root / "runners" / "chaos.py"
+    runner.write_text(runner.read_text() + "\n# the runner's code changed\n")
     r = run_cli("explain", "engines.toml", cwd=root)
-    assert "pipelines/chaos pipeline: will rerun; changed" in r.stdout and "runner_code" in r.stdout, r.stdout
+    assert "pipelines/chaos pipeline: will rerun; changed: runner_code.runners/chaos.py" in r.stdout, r.stdout
+    assert "unet export: up to date" in r.stdout, r.stdout  # the modules' keys do not cover the runner
     # on the target: the pipeline is re-run with the engines where they can run; here it says why not
     r = run_cli("verify", "engines", cwd=root)
     assert "pipelines/chaos: not run: engine not run here" in r.stdout, r.stdout + r.stderr
