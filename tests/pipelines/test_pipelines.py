@@ -246,6 +246,10 @@ def test_compounding_fp16_error_is_caught_blamed_refused_and_published_when_fixe
     r = run_cli("explain", "engines.toml", cwd=root)
     assert "pipelines/chaos pipeline: will rerun; changed: runner_code.runners/chaos.py" in r.stdout, r.stdout
     assert "unet export: up to date" in r.stdout, r.stdout  # the modules' keys do not cover the runner
+    # a partial build re-checks the pipeline with the other module as the cache holds it
+    r = run_cli("build", "engines.toml", "--module", "unet", cwd=root)
+    assert r.returncode == 0 and "pipeline chaos: ok" in r.stdout, r.stdout + r.stderr
+    assert set(json.loads((root / "engines" / "index.json").read_text())["modules"]) == {"unet", "decode"}
     # on the target: the pipeline is re-run with the engines where they can run; here it says why not
     r = run_cli("verify", "engines", cwd=root)
     assert "pipelines/chaos: not run: engine not run here" in r.stdout, r.stdout + r.stderr

@@ -143,7 +143,7 @@ def build(
         from trtforge.pipelines.drive import check_all
 
         with store.gc_lock(exclusive=False):  # it reads records' views and publishes from them
-            pipelines = check_all(store, manifest, results, require_engine_check, partial=partial)
+            pipelines = check_all(store, manifest, results, require_engine_check, partial=partial, backend=backend)
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
     report = write_reports(

@@ -92,6 +92,7 @@ def check_all(
     results: list[ModuleResult],
     require_engine_check: bool = False,
     partial: bool = False,
+    backend: str | None = None,
 ) -> list[PipelineResult]:
     """Every pipeline whose modules this build built: checked, then published or withdrawn. A
     full build (not `partial`) also withdraws pipelines the manifest no longer names."""
@@ -108,8 +109,13 @@ def check_all(
         pr = PipelineResult(spec.name)
         out.append(pr)
         absent = [n for n, rs in members.items() if not rs]
+        for name in absent:  # a partial build: the others, when the cache holds them up to date
+            found = _up_to_date(store, manifest, name, backend)
+            if found is not None:
+                members[name] = [found]
+        absent = [n for n, rs in members.items() if not rs]
         if absent:
-            pr.reason = f"module '{absent[0]}' not built in this run"
+            pr.reason = f"module '{absent[0]}' is not built and up to date; build it too"
             continue
         broken = [r for rs in members.values() for r in rs if not r.ok]
         if broken:
@@ -121,6 +127,8 @@ def check_all(
             withdraw(manifest.output_dir, spec.name)
             for r in flat:
                 r.fail("verify", _module_error(pr, r), reason=pr.error.one_line())
+                if r not in results:  # taken from the cache for this check: its published files go too
+                    _withdraw(store, manifest, r)
         else:
             pr.published = publish_pipeline(store, manifest, spec, pr)
     _publish_deferred(store, manifest, results, out)
@@ -151,6 +159,21 @@ def _publish_deferred(store: Store, manifest: Manifest, results: list[ModuleResu
         if r.ok and r.target is not None and r.published and not store.assemble_only:
             target = next(t for t in manifest.targets if t.name == r.target)
             release.remember(store, for_target(manifest.module(r.module), target), target, r)
+
+
+def _up_to_date(store: Store, manifest: Manifest, name: str, backend: str | None) -> ModuleResult | None:
+    """Module `name` as the cache holds it when every stage is up to date (nothing is run), for a
+    pipeline checked in a build that did not name it; None otherwise."""
+    from trtforge.driver.explain import explain_module
+
+    records: dict = {}
+    verdicts = explain_module(store, manifest, manifest.module(name), backend, records)
+    if any(v.state != "up to date" for v in verdicts if v.state != "note") or not set(KEYED_STAGES) <= set(records):
+        return None
+    result = ModuleResult(name, records=records)
+    for stage, record in records.items():
+        result.stages[stage].state, result.stages[stage].key = "cached", record.key
+    return result
 
 
 def _module_error(pr: PipelineResult, r: ModuleResult) -> TrtforgeError:
