@@ -253,3 +253,30 @@ def test_compounding_fp16_error_is_caught_blamed_refused_and_published_when_fixe
     # on the target: the pipeline is re-run with the engines where they can run; here it says why not
     r = run_cli("verify", "engines", cwd=root)
     assert "pipelines/chaos: not run: engine not run here" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_check_is_keyed_on_module_keys_runner_code_args_and_input_data(tmp_path):
+    from trtforge.cache import key_of
+    from trtforge.pipelines.drive import key_document
+
+    root = write(tmp_path / "p")
+    np.save(root / "x0.npy", np.full((1, 3, 8, 8), 0.5, np.float32))
+    table = PIPELINE.format(runner="iterate", args="steps = 4").replace(
+        "range = [0.1, 0.9] }\noutputs", 'file = "x0.npy" }\noutputs'
+    )
+
+    def key(table: str = table, records: dict | None = None) -> str:
+        (root / "engines.toml").write_text(MODULES + table)
+        manifest = parse_manifest((root / "engines.toml").read_text(), root / "engines.toml")
+        return key_of(key_document(manifest.pipelines[0], root, records or {"unet": {"build": "a"}}))
+
+    assert 'file = "x0.npy"' in table
+    base = key()
+    assert key() == base  # same inputs, same key
+    assert key(records={"unet": {"build": "b"}}) != base  # a module's engine changed
+    assert key(table.replace("steps = 4", "steps = 5")) != base  # the runner's arguments
+    np.save(root / "x0.npy", np.full((1, 3, 8, 8), 0.25, np.float32))
+    assert key() != base  # an input file's content
+    after = key()
+    (root / "runners" / "chaos.py").write_text((root / "runners" / "chaos.py").read_text() + "\n# edited\n")
+    assert key() != after  # the runner's code

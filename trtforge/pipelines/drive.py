@@ -74,8 +74,16 @@ def key_document(spec: PipelineSpec, root: Path, records: dict[str, dict]) -> di
         "pipeline": spec.as_key(),
         "modules": records,
         "runner_code": {display(p, root): digest_file(p) for p in runner_sources(spec, root)},
+        # inputs read from files (file = "latents.npy"): by content
+        "data": {f: digest_file(root / f) for f in sorted(_data_files(spec)) if (root / f).is_file()},
         "tools": tool_versions("torch", "numpy", "onnx", "onnxruntime", "diffusers", "transformers"),
     }
+
+
+def _data_files(spec: PipelineSpec) -> set[str]:
+    from trtforge.input_sources import data_file
+
+    return {f for f in (data_file(i.source) for i in spec.inputs) if f}
 
 
 def module_keys(results: list[ModuleResult]) -> dict[str, dict]:
