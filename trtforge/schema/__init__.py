@@ -192,8 +192,15 @@ def _pipeline() -> dict:
     checks["properties"]["metric"] = {"enum": [*m.TASK, "sequence"]}
     checks["properties"].update({k: fragment(c) for k, (c, _) in pm._sequence_spec().items()})
     props = {
-        "modules": {**fragment(m._str_list), "minItems": 1, "description": "Modules of this manifest the runner calls."},
-        "runner": {**fragment(m._factory), "description": "package.module:callable; runner(m, **inputs, **runner_args)"},
+        "modules": {
+            **fragment(m._str_list),
+            "minItems": 1,
+            "description": "Modules of this manifest the runner calls.",
+        },
+        "runner": {
+            **fragment(m._factory),
+            "description": "package.module:callable; runner(m, **inputs, **runner_args)",
+        },
         "runner_args": {"type": "object", "description": "Keyword arguments of the runner."},
         "inputs": {"type": "object", "additionalProperties": _input()},
         "outputs": {"type": "object", "minProperties": 1, "additionalProperties": checks},
