@@ -250,6 +250,17 @@ def test_compounding_fp16_error_is_caught_blamed_refused_and_published_when_fixe
     r = run_cli("build", "engines.toml", "--module", "unet", cwd=root)
     assert r.returncode == 0 and "pipeline chaos: ok" in r.stdout, r.stdout + r.stderr
     assert set(json.loads((root / "engines" / "index.json").read_text())["modules"]) == {"unet", "decode"}
+    # ... and holds its modules back when another one is not up to date (it builds nothing else)
+    toml = root / "engines.toml"
+    toml.write_text(toml.read_text().replace('"toy:make_affine"', '"toy:make_affine"\nfactory_args = { scale = 2.0 }'))
+    r = run_cli("build", "engines.toml", "--module", "unet", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "module 'decode' is not built and up to date" in r.stdout, r.stdout
+    assert set(json.loads((root / "engines" / "index.json").read_text())["modules"]) == {"decode"}
+    unet = next(m for m in _report(root)["modules"] if m["name"] == "unet")
+    assert any("not published: pipeline 'chaos' did not pass" in n for n in unet["notes"]), unet["notes"]
+    write(root, args="steps = 4")
+    assert run_cli("build", "engines.toml", cwd=root).returncode == 0
     # on the target: the pipeline is re-run with the engines where they can run; here it says why not
     r = run_cli("verify", "engines", cwd=root)
     assert "pipelines/chaos: not run: engine not run here" in r.stdout, r.stdout + r.stderr
