@@ -58,9 +58,12 @@ format: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(PY) bench/run.py $(BENCH)
 
-# not part of CI: SD1.5- and SDXL-size UNets, plain path vs trtforge (needs ~20 GiB free, ~30 min)
+# not part of CI: SD1.5- and SDXL-size UNets, plain path vs trtforge (needs ~20 GiB free, ~30 min),
+# then the SD1.5-size text-to-image pipeline at 4 steps (PIPELINE_SIZES=tiny: the same, in a minute)
+PIPELINE_SIZES ?= sd15
 bench-big: $(DEV_STAMP)
 	$(PY) bench/big_unets.py $(MODELS)
+	$(PY) bench/big_pipeline.py $(PIPELINE_SIZES)
 
 clean:
 	rm -rf .trtforge-cache engines

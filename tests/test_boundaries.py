@@ -24,10 +24,13 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "trtforge"
 STAGES = {"export", "graph_passes", "precision_rules", "builder", "verify"}  # packages (the build stage: builder)
 DRIVER = "driver"
+# pipelines (trtforge/pipelines/): a driver-level package that runs modules as the export stage
+# builds them (torch) and as published (onnx_eval); the driver calls it after the modules' verdicts
+PIPELINES = "pipelines"
 REPORTS = {"report", "report_html"}
 TOOLS = {"__init__", "cli", "__main__", "predeploy"} | REPORTS  # __init__: the API facade
 HEAVY = {  # library -> the units that may import it
-    "torch": {"export"},
+    "torch": {"export", PIPELINES},
     "tensorrt": {"builder", "verify", "backends"},
     "tensorrt_rtx": {"builder", "verify", "backends"},
     "polygraphy": {"builder", "verify", "backends"},
@@ -66,11 +69,13 @@ def _edges():
 
 
 def _allowed(me: str, other: str) -> bool:
-    shared = other not in STAGES | TOOLS | {DRIVER}
+    shared = other not in STAGES | TOOLS | {DRIVER, PIPELINES}
     if me in TOOLS:
         return True
     if me == DRIVER:
-        return other in STAGES or other in REPORTS or shared
+        return other in STAGES or other in REPORTS or other == PIPELINES or shared
+    if me == PIPELINES:
+        return other in STAGES or other == DRIVER or shared
     return shared  # a stage or a shared module
 
 

@@ -50,6 +50,9 @@ def test_the_example_manifest_validates_and_names_the_schema(example):
         (lambda d: d["modules"]["vit"].update(factry="x:y"), "Additional properties are not allowed"),
         (lambda d: d["modules"]["vit"]["inputs"]["image"].update(dtype="fp16"), "'fp16' is not one of"),
         (lambda d: d["modules"]["vit"]["inputs"]["image"].pop("shape"), "'shape' is a required property"),
+        (lambda d: d["pipelines"]["txt2img"].update(runnr="x:y"), "Additional properties are not allowed"),
+        (lambda d: d["pipelines"]["greedy"]["outputs"]["tokens"].update(metric="bleu"), "'bleu' is not one of"),
+        (lambda d: d["pipelines"]["greedy"].pop("runner"), "'runner' is a required property"),
     ],
 )
 def test_the_schema_refuses_what_the_loader_refuses(example, edit, fragment):

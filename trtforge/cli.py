@@ -365,6 +365,8 @@ def build(
     code = outcome.exit_code if outcome.errors or outcome.remote_failure else 0
     if not as_json and not quiet:
         click.echo(status_table(outcome.results))
+        for pipe in outcome.pipelines:  # [pipelines.NAME]: one line each (trtforge/pipelines/)
+            click.echo(f"pipeline {pipe.name}: {pipe.state}" + (f" ({pipe.reason})" if pipe.reason else ""))
         click.echo(f"report: {outcome.report}  ({outcome.seconds:.2f}s)")
     for name, w in outcome.warnings:
         click.echo(f"trtforge: warning: module '{name}': {w}", err=True)

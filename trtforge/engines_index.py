@@ -84,6 +84,14 @@ def problem(doc) -> str | None:
         bad = next((p for p in paths if not safe_rel(p)), None)
         if bad is not None:
             return f"{bad!r} is not a path inside the folder"
+    pipes = doc.get("pipelines", {})  # [pipelines.NAME]: inputs and references (pipelines/published.py)
+    if not isinstance(pipes, dict) or not all(
+        isinstance(e, dict) and isinstance(e.get("files"), dict) for e in pipes.values()
+    ):
+        return "not a trtforge index"
+    bad = next((p for e in pipes.values() for p in [e.get("sidecar"), *e["files"]] if not safe_rel(p)), None)
+    if bad is not None:
+        return f"{bad!r} is not a path inside the folder"
     for paths in pending.values():
         if not isinstance(paths, list):
             return "not a trtforge index"
@@ -102,7 +110,7 @@ def owned(doc: dict | None) -> set[str]:
     """Every path (relative to the output folder) the index says trtforge wrote."""
     if doc is None:
         return set()
-    names = {f for e in doc["modules"].values() for f in e["files"]}
+    names = {f for e in [*doc["modules"].values(), *doc.get("pipelines", {}).values()] for f in e["files"]}
     return names | {f for paths in doc["pending"].values() for f in paths}
 
 

@@ -89,6 +89,13 @@ class NotBuiltYet(TrtforgeError):
     exit_code = 3
 
 
+class PipelineError(TrtforgeError):
+    """A [pipelines.NAME] the user must fix: its runner, a call at a shape no engine takes, a
+    broken reference (trtforge/pipelines/). Exit 2; a pipeline whose outputs drift is a VerifyError."""
+
+    stage = "pipeline"
+
+
 class CacheError(TrtforgeError):
     stage = "cache"
 

@@ -588,6 +588,7 @@ class Manifest:
     allow_foreign_files: bool = False
     cache: dict = field(default_factory=dict)  # [cache]: remote, read_only, options
     targets: tuple = ()  # [targets.NAME]: trtforge.targets.TargetSpec; () = the default target
+    pipelines: tuple = ()  # [pipelines.NAME]: trtforge.pipeline_manifest.PipelineSpec
 
     def module(self, name: str) -> ModuleSpec:
         for m in self.modules:
@@ -836,10 +837,11 @@ def _duplicate_module(text: str) -> tuple[str, int, int] | None:
     return None
 
 
-TOP_TABLES = ("defaults", "modules", "cache", "targets")
+TOP_TABLES = ("defaults", "modules", "cache", "targets", "pipelines")
 
 
 def parse_manifest(text: str, path: Path) -> Manifest:
+    from trtforge.pipeline_manifest import parse_pipelines
     from trtforge.targets import parse_targets
 
     try:
@@ -880,6 +882,7 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         allow_foreign_files=defaults["allow_foreign_files"],
         cache=_section(data.get("cache", {}), CACHE, f"{where}: cache"),
         targets=parse_targets(data.get("targets"), f"{where}: targets"),
+        pipelines=parse_pipelines(data.get("pipelines"), modules, f"{where}: pipelines"),
     )
 
 

@@ -243,6 +243,11 @@ def verify_published(
             )
         chosen = _select(doc["modules"], modules, targets, folder)  # a misspelt name: exit 2 before any check
         results += [_timed(check_one, base, name, doc["modules"][name], require_engine_check) for name in chosen]
+        if not modules:  # [pipelines.NAME]: re-run with the engines (trtforge/pipelines/target.py)
+            results += [
+                _timed(_check_pipeline, base, name, entry, doc["modules"], require_engine_check)
+                for name, entry in sorted(doc.get("pipelines", {}).items())
+            ]
     if collect is not None:
         collect.extend(results)
     for r in results if echo is not None else ():
@@ -284,6 +289,18 @@ def _vouched(folder: Path, notes: list[str]) -> tuple[Path, dict | None, list[di
     )
     listed = {f for e in doc["modules"].values() for f in e["files"]}
     return folder, doc, _unlisted(folder, listed, "any sidecar", notes)
+
+
+def _check_pipeline(folder: Path, name: str, entry: dict, published: dict, require_engine_check: bool) -> dict:
+    from trtforge.pipelines.target import STATUS, check_on_target
+
+    bad = _check_files(folder, entry["files"])
+    if bad:
+        return _failed(STATUS.format(name), bad, "pipeline")
+    try:
+        return check_on_target(folder, name, entry, published, require_engine_check)
+    except TrtforgeError as e:
+        return _failed(STATUS.format(name), e.one_line(), "pipeline")
 
 
 def _sidecar_index(folder: Path) -> dict | None:

@@ -313,7 +313,9 @@ def write_reports(
     backend: str | None = None,
     started: float | None = None,
     duration: float = 0.0,
+    pipelines: list[dict] | None = None,
 ) -> Path:
+    from trtforge.pipelines.report import html_section, markdown_section
     from trtforge.report_html import render
 
     out_dir = manifest.output_dir
@@ -330,12 +332,19 @@ def write_reports(
     head["ok"] = all(m["ok"] for m in modules)
     head["modules_built"] = [r.name for r in results]
     data = {**head, "modules": modules}
+    if pipelines:  # [pipelines.NAME]: verdict, per-call error series, crossover blame
+        data["pipelines"] = json.loads(json.dumps(pipelines, default=str))
+        data["ok"] = data["ok"] and all(p["state"] in ("ok", "cached") for p in data["pipelines"])
     path = out_dir / "REPORT.md"
     if _same_but_times(out_dir / "report.json", data) and path.exists() and (out_dir / "report.html").exists():
         return path  # a no-op build writes (and fsyncs) nothing
     atomic_write_if_changed(out_dir / "report.json", json.dumps(data, indent=1).encode())
-    atomic_write_if_changed(out_dir / "report.html", render(data).encode())
-    atomic_write_if_changed(path, markdown([_from_json(m) for m in modules], head).encode())
+    html = render(data)
+    if pipelines:
+        html = html.replace("</body></html>", html_section(data["pipelines"]) + "</body></html>")
+    atomic_write_if_changed(out_dir / "report.html", html.encode())
+    md = markdown([_from_json(m) for m in modules], head)
+    atomic_write_if_changed(path, (md + markdown_section(data["pipelines"]) if pipelines else md).encode())
     return path
 
 

@@ -56,6 +56,7 @@ class BuildOutcome:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. --jobs capped)
     remote_failure: str | None = None  # the remote cache failed; the build ran locally (exit 2)
+    pipelines: list = field(default_factory=list)  # trtforge.pipelines.drive.PipelineResult per [pipelines.NAME]
 
     @property
     def errors(self) -> list[TrtforgeError]:
@@ -140,10 +141,22 @@ def build(
         if on_result is not None:
             on_result(result)
     partial = bool(modules) or bool(targets)  # the report keeps what this run did not build
+    pipelines = []
+    if manifest.pipelines or not partial:  # after every module is verified: withdraws what a failing one names
+        from trtforge.pipelines.drive import check_all
+
+        with store.gc_lock(exclusive=False):  # it reads records' views and publishes from them
+            pipelines = check_all(store, manifest, results, require_engine_check, partial=partial, backend=backend)
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
     report = write_reports(
-        results, manifest, partial=partial, backend=backend, started=started, duration=time.perf_counter() - t0
+        results,
+        manifest,
+        partial=partial,
+        backend=backend,
+        started=started,
+        duration=time.perf_counter() - t0,
+        pipelines=[p.as_json() for p in pipelines],
     )
     specs = {m.name: m for m in chosen}
     # export and precision rules run once per module, not per target: each warning once per module
@@ -163,6 +176,7 @@ def build(
         time.perf_counter() - t0,
         notes,
         remote_failure=failures[0] if failures else None,
+        pipelines=pipelines,
     )
 
 
@@ -194,11 +208,17 @@ def explain_verdicts(
 ) -> list[Verdict]:
     """`explain` as Verdict objects (module, stage, state, text); `check_exit_code(verdicts)` is
     what `trtforge explain --check` exits with."""
-    from trtforge.driver.explain import explain_module
+    from trtforge.driver.explain import explain_module, explain_pipelines
 
     manifest = _manifest(manifest)
     store = open_store(manifest, cache_dir)
-    return [v for module in selected(manifest, modules) for v in explain_module(store, manifest, module, backend)]
+    records: dict[str, dict] = {}
+    verdicts = [
+        v
+        for module in selected(manifest, modules)
+        for v in explain_module(store, manifest, module, backend, records.setdefault(module.name, {}))
+    ]
+    return verdicts + explain_pipelines(store, manifest, records)
 
 
 def debug_precision(

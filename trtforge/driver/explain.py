@@ -70,9 +70,12 @@ def _say(
     lines.append(Verdict(module, stage, state, f"{module} {stage}: {text}", tuple(changes or ())))
 
 
-def explain_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None) -> list[Verdict]:
+def explain_module(
+    store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None, records: dict | None = None
+) -> list[Verdict]:
+    """`records`, when given, receives the records of the stages that are up to date."""
     lines: list[Verdict] = []
-    records: dict = {}
+    records = {} if records is None else records
     for stage, deps in stage_table(backend):
         say = partial(_say, lines, module.name, stage.name)
         if any(d not in records for d in deps):
@@ -95,4 +98,33 @@ def explain_module(store: Store, manifest: Manifest, module: ModuleSpec, backend
         else:
             changes = diff(last["doc"], plan.doc)
             say("rebuild", "will rebuild; changed: " + ("; ".join(changes) or "cache entry missing"), changes)
+    return lines
+
+
+def explain_pipelines(store: Store, manifest: Manifest, records: dict[str, dict]) -> list[Verdict]:
+    """Each [pipelines.NAME] whose modules were explained: its check up to date, or what changed
+    (the modules' final keys, the runner's code, its table). `records`: module -> stage records."""
+    from trtforge.cache import key_of
+    from trtforge.pipelines.drive import KEYED_STAGES, STAGE, key_document
+
+    lines: list[Verdict] = []
+    for spec in manifest.pipelines:
+        if not all(m in records for m in spec.modules):
+            continue
+        say = partial(_say, lines, f"pipelines/{spec.name}", STAGE)
+        stale = [m for m in spec.modules if any(s not in records[m] for s in KEYED_STAGES)]
+        if stale:
+            say("build", f"will rerun (module '{stale[0]}' rebuilds first)")
+            continue
+        keys = {m: {s: records[m][s].key for s in KEYED_STAGES} for m in spec.modules}
+        doc = key_document(spec, manifest.root, keys)
+        key = key_of(doc)
+        if store.lookup(key) is not None:
+            say("up to date", f"up to date ({key[:12]})")
+            continue
+        last = store.last(f"pipelines/{spec.name}", STAGE)
+        if last is None:
+            say("build", "will run (never checked with this cache)")
+        else:
+            say("rebuild", "will rerun; changed: " + ("; ".join(diff(last["doc"], doc)) or "cache entry missing"))
     return lines

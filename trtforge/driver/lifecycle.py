@@ -143,7 +143,10 @@ def build_and_publish(
                 )
                 result.notes[:0] = notes
                 interrupts.check()  # a signal met anywhere before: nothing is published
-                result = _publish(store, manifest, module, result)
+                if result.ok and any(module.name in p.modules for p in manifest.pipelines):
+                    result.deferred = True  # published after its pipelines pass (pipelines/drive.py)
+                else:
+                    result = _publish(store, manifest, module, result)
                 if target is not None and not store.assemble_only and result.published:
                     release.remember(store, for_target(module, target), target, result)
                 if store.remote is not None:

@@ -29,6 +29,8 @@ class ModuleResult:
     remote: dict = field(default_factory=dict)  # remote cache: stages fetched/uploaded, its failure
     target: str | None = None  # a [targets.NAME] target (name is then "<target>/<module>")
     skipped: str = ""  # "needs <GPU>": a target this machine cannot build, nothing run or published
+    # named by a [pipelines.NAME]: verified, but published only once its pipelines pass (pipelines/drive.py)
+    deferred: bool = False
 
     @property
     def module(self) -> str:

@@ -205,6 +205,42 @@ def _defaults() -> dict:
     }
 
 
+def _pipeline() -> dict:
+    """[pipelines.NAME] (trtforge/pipeline_manifest.py): modules composed by a runner."""
+    from trtforge import pipeline_manifest as pm
+
+    checks = _per_output()
+    checks["properties"]["metric"] = {"enum": [*m.TASK, "sequence"]}
+    checks["properties"].update({k: fragment(c) for k, (c, _) in pm._sequence_spec().items()})
+    props = {
+        "modules": {
+            **fragment(m._str_list),
+            "minItems": 1,
+            "description": "Modules of this manifest the runner calls.",
+        },
+        "runner": {
+            **fragment(m._factory),
+            "description": "package.module:callable; runner(m, **inputs, **runner_args)",
+        },
+        "runner_args": {"type": "object", "description": "Keyword arguments of the runner."},
+        "inputs": {"type": "object", "additionalProperties": _input()},
+        "outputs": {"type": "object", "minProperties": 1, "additionalProperties": checks},
+        "seed": {"type": "integer", "default": 0},
+    }
+    if set(props) != set(pm.PIPELINE_KEYS):  # a key the loader takes and the schema does not describe
+        raise RuntimeError(f"schema: pipeline keys without a fragment: {sorted(set(pm.PIPELINE_KEYS) ^ set(props))}")
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["modules", "runner", "outputs"],
+        "properties": props,
+    }
+
+
+def _pipelines() -> dict:
+    return named_tables(_pipeline(), "Modules composed end to end by a runner, checked against the FP32 pipeline.")
+
+
 def _modules() -> dict:
     return {"minProperties": 1, **named_tables(_module(), "One table per module.")}
 
@@ -225,7 +261,13 @@ def _targets() -> dict:
 # Every top-level table the loader accepts (manifest.TOP_TABLES), each with the function that
 # makes its schema. A new table adds one line here (a table of named entries: named_tables); the
 # schema refuses to generate while a table the loader accepts has none.
-TABLES: dict[str, Any] = {"defaults": _defaults, "modules": _modules, "cache": _cache, "targets": _targets}
+TABLES: dict[str, Any] = {
+    "defaults": _defaults,
+    "modules": _modules,
+    "cache": _cache,
+    "targets": _targets,
+    "pipelines": _pipelines,
+}
 
 
 def generate() -> dict:

@@ -1,0 +1,157 @@
+"""[pipelines.NAME] tables: modules of this manifest composed by a user's runner, checked end to end.
+
+    [pipelines.txt2img]
+    modules = ["text_encoder", "unet", "vae_decoder"]
+    runner = "examples.txt2img:generate"          # runner(m, **inputs, **runner_args) -> {output: array}
+    runner_args = { steps = 4, guidance = 7.5 }
+    inputs.latents = { shape = [1, 4, 8, 8], dtype = "float32", dist = "normal" }
+    outputs.image = { metric = "psnr", min_psnr = 30 }
+
+Inputs take every source a module input takes (trtforge/input_sources.py). Each output is held
+to the tolerances (TOLERANCE, the module defaults) or, with `metric`, to that metric alone
+(psnr, iou, topk, or sequence: the share of generated tokens equal to the reference's). Loaded
+with the manifest (no numpy, no torch here); every default resolved, so `as_key()` is canonical.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from trtforge import limits
+from trtforge.errors import ManifestError
+
+PIPELINE_KEYS = ("modules", "runner", "runner_args", "inputs", "outputs", "seed")
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    modules: tuple[str, ...]
+    runner: str
+    runner_args: dict
+    inputs: tuple  # manifest.InputSpec, in the order written
+    outputs: dict  # output name -> resolved checks (tolerances, or metric + its keys)
+    seed: int = 0
+
+    def as_key(self) -> dict:
+        return {
+            "name": self.name,
+            "modules": list(self.modules),
+            "runner": self.runner,
+            "runner_args": self.runner_args,
+            "inputs": [i.as_key() for i in self.inputs],
+            "outputs": self.outputs,
+            "seed": self.seed,
+        }
+
+
+def _sequence_spec():
+    from trtforge.manifest import _fraction
+
+    return {"min_match": (_fraction, 1.0)}
+
+
+def output_checks(raw: Any, where: str) -> dict:
+    """One output's checks: the module tolerances (defaults filled) or a metric with its keys."""
+    from trtforge import manifest as m
+
+    if not isinstance(raw, dict):
+        raise ManifestError("expected a table, e.g. { metric = 'psnr', min_psnr = 30 }", where=where)
+    metric = raw.get("metric")
+    metrics = (*m.TASK, "sequence")
+    if metric is None:
+        return m._section(raw, m.TOLERANCE, where)
+    m._one_of(metrics)(metric, f"{where}.metric")
+    spec = _sequence_spec() if metric == "sequence" else m.TASK[metric]
+    rest = {k: v for k, v in raw.items() if k != "metric"}
+    return {"metric": metric, **m._section(rest, spec, where)}
+
+
+def parse_pipelines(raw: Any, modules: tuple, where: str) -> tuple[PipelineSpec, ...]:
+
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ManifestError("expected [pipelines.NAME] tables", where=where)
+    return tuple(_pipeline(name, body, {x.name: x for x in modules}, f"{where}.{name}") for name, body in raw.items())
+
+
+def _pipeline(name: str, raw: Any, modules: dict, where: str) -> PipelineSpec:
+    from trtforge import manifest as m
+    from trtforge.io_transforms import transforms
+
+    if not m._NAME_RE.match(name) or ".." in name:
+        raise ManifestError(f"pipeline name '{name}' must be letters, digits, '_', '-', '.'", where=where)
+    limits.check_name(name, "pipeline", where)
+    if not isinstance(raw, dict):
+        raise ManifestError(f"expected a table, got {type(raw).__name__}", where=where)
+    for key in raw:
+        if key not in PIPELINE_KEYS:
+            near = difflib.get_close_matches(key, PIPELINE_KEYS, n=1)
+            hint = f"did you mean '{near[0]}'?" if near else f"known keys: {', '.join(PIPELINE_KEYS)}"
+            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}", hint=hint)
+    for key in ("modules", "runner", "outputs"):
+        if key not in raw:
+            raise ManifestError(f"missing required key '{key}'", where=f"{where}.{key}")
+    names = m._str_list(raw["modules"], f"{where}.modules")
+    if not names:
+        raise ManifestError("names no module", where=f"{where}.modules", hint="list the modules the runner calls")
+    for i, mod in enumerate(names):
+        w = f"{where}.modules[{i}]"
+        if mod not in modules:
+            near = difflib.get_close_matches(mod, list(modules), n=1)
+            raise ManifestError(
+                f"no module '{mod}' in this manifest",
+                where=w,
+                hint=f"did you mean '{near[0]}'?" if near else f"modules: {', '.join(modules)}",
+            )
+        if names.count(mod) > 1:
+            raise ManifestError(f"module '{mod}' is named twice", where=w)
+        baked = transforms(modules[mod].passes, mod)
+        if baked:
+            raise ManifestError(
+                f"module '{mod}' bakes a tensor op into its engine ({baked[0]['name']}); a pipeline calls modules "
+                "as the manifest declares their inputs and outputs",
+                where=w,
+                hint="leave bake_* passes out of modules a pipeline calls",
+            )
+    runner = m._factory(raw["runner"], f"{where}.runner")
+    args = raw.get("runner_args", {})
+    if not isinstance(args, dict):
+        raise ManifestError("expected a table of keyword arguments", where=f"{where}.runner_args")
+    raw_inputs = raw.get("inputs", {})
+    if not isinstance(raw_inputs, dict):
+        raise ManifestError("expected a table name -> {shape, dtype, source}", where=f"{where}.inputs")
+    inputs = tuple(m._input(k, v, f"{where}.inputs.{k}") for k, v in raw_inputs.items())
+    for spec in inputs:
+        if any(isinstance(d, str) for d in spec.shape):
+            raise ManifestError(
+                "a pipeline input has a fixed shape", where=f"{where}.inputs.{spec.name}.shape", hint="write sizes"
+            )
+        if spec.name in args:
+            raise ManifestError(
+                f"'{spec.name}' is both an input and a runner argument", where=f"{where}.runner_args.{spec.name}"
+            )
+    limits.check_input_sizes(inputs, 1, where, {})
+    outs = raw["outputs"]
+    if not isinstance(outs, dict) or not outs:
+        raise ManifestError(
+            "expected a table output -> checks",
+            where=f"{where}.outputs",
+            hint="e.g. outputs.image = { metric = 'psnr' }",
+        )
+    outputs = {}
+    for out_name, checks in sorted(outs.items()):
+        limits.check_tensor_name(out_name, "output", f"{where}.outputs.{out_name}")
+        outputs[out_name] = output_checks(checks, f"{where}.outputs.{out_name}")
+    return PipelineSpec(
+        name=name,
+        modules=names,
+        runner=runner,
+        runner_args=dict(sorted(args.items())),
+        inputs=inputs,
+        outputs=outputs,
+        seed=m._int(raw["seed"], f"{where}.seed") if "seed" in raw else 0,
+    )

@@ -1,0 +1,186 @@
+"""The pipeline check itself, run in a child process (it loads torch and the user's runner):
+
+(a) every module as its FP32 PyTorch module: the reference run;
+(b) every module as published (the final graph on the FP16-faithful evaluator), each call
+    compared with the same call of (a): the per-call error series;
+(c) when (b) fails, one crossover run per module (that module as published, the others FP32),
+    which names the module that drifts.
+
+Writes inputs.npz, reference.npz (the reference run's outputs) and published.npz into the
+workdir; returns the metadata the report and the verdict read.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trtforge.manifest import Manifest
+from trtforge.pipeline_manifest import PipelineSpec
+from trtforge.pipelines import verdict
+from trtforge.pipelines.harness import (
+    ModuleHandle,
+    Modules,
+    OnnxModule,
+    PipelineError,
+    Recorder,
+    Signature,
+    TorchModule,
+)
+from trtforge.pipelines.published import INPUTS, PUBLISHED, REFERENCE
+from trtforge.tensors import make_inputs, save_arrays
+
+
+def load_runner(spec: PipelineSpec, root: Path):
+    modname, attr = spec.runner.split(":")
+    where = f"pipelines.{spec.name}.runner"
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        obj = importlib.import_module(modname)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # the user's code: any error is theirs to fix
+        raise PipelineError(
+            f"cannot import '{modname}': {type(e).__name__}: {e}", where=where, hint="check the module path"
+        ) from e
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            near = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
+            raise PipelineError(
+                f"'{modname}' has no attribute '{attr}'",
+                where=where,
+                hint=f"did you mean '{near[0]}'?" if near else None,
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise PipelineError(f"'{spec.runner}' is not callable", where=where)
+    return obj
+
+
+def _as_numpy(name: str, value, spec: PipelineSpec) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise PipelineError(
+            f"the runner returned {type(value).__name__} for output '{name}', not a tensor",
+            where=f"pipelines.{spec.name}.runner",
+            hint="return a dict of torch tensors or numpy arrays",
+        )
+    return np.ascontiguousarray(arr.astype(np.float32) if np.issubdtype(arr.dtype, np.floating) else arr)
+
+
+class Run:
+    """One run of the runner with a backend per module (`signatures`: what each call is checked
+    against; the pipeline `spec` gives the runner's arguments and the outputs it must return)."""
+
+    def __init__(self, spec: PipelineSpec, signatures: dict[str, Signature], runner, inputs: dict):
+        self.spec, self.signatures, self.runner, self.inputs = spec, signatures, runner, inputs
+
+    def __call__(self, backends: dict, recorder: Recorder) -> dict:
+        handles = {
+            name: ModuleHandle(self.spec.name, self.signatures[name], backends[name], recorder)
+            for name in self.spec.modules
+        }
+        tensors = {k: torch.from_numpy(v.copy()) for k, v in self.inputs.items()}
+        where = f"pipelines.{self.spec.name}.runner"
+        try:
+            with torch.no_grad():
+                out = self.runner(Modules(handles), **tensors, **self.spec.runner_args)
+        except (KeyboardInterrupt, PipelineError):
+            raise
+        except Exception as e:
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            raise PipelineError(
+                f"runner raised {type(e).__name__}: {first}", where=where, hint="run it in Python to see the traceback"
+            ) from e
+        if not isinstance(out, dict):
+            raise PipelineError(f"runner returned {type(out).__name__}, not a dict of outputs", where=where)
+        missing = [n for n in self.spec.outputs if n not in out]
+        if missing:
+            raise PipelineError(
+                f"runner returned no output '{missing[0]}' (it returned {', '.join(map(str, out)) or 'nothing'})",
+                where=f"pipelines.{self.spec.name}.outputs.{missing[0]}",
+                hint="check the output names against what the runner returns",
+            )
+        return {n: _as_numpy(n, out[n], self.spec) for n in self.spec.outputs}
+
+
+def open_engines(engines: dict[str, dict]) -> dict:
+    """{module: EngineSession} for modules whose engine runs here ({path, backend, profiles})."""
+    from trtforge.verify.engine_session import EngineSession
+
+    return {n: EngineSession(Path(e["path"]), e["backend"], e.get("profiles")) for n, e in engines.items()}
+
+
+def check_pipeline(
+    spec: PipelineSpec, manifest: Manifest, finals: dict[str, Path], workdir: Path, engines: dict | None = None
+) -> dict:
+    """The three kinds of run; `finals` maps each module to its final (precision_rules) folder;
+    `engines` (when every module's engine runs here) adds the published run on the engines."""
+    t0 = time.perf_counter()
+    torch.backends.cuda.matmul.allow_tf32 = False  # the reference is true FP32
+    inputs = make_inputs(spec.inputs, spec.seed, root=manifest.root, where=f"pipelines.{spec.name}.inputs")
+    runner = load_runner(spec, manifest.root)
+    signatures = {name: Signature.of(manifest.module(name)) for name in spec.modules}
+    run = Run(spec, signatures, runner, inputs)
+    fp32 = {name: TorchModule(manifest.module(name), manifest.root) for name in spec.modules}
+    published = {name: OnnxModule(manifest.module(name), finals[name]) for name in spec.modules}
+
+    ref_rec = Recorder()
+    reference = run(fp32, ref_rec)
+    for name, value in reference.items():
+        why = verdict.broken_reference(name, value)
+        if why:
+            raise PipelineError(
+                f"the reference run (every module FP32 PyTorch) is broken: {why}",
+                where=f"pipelines.{spec.name}",
+                hint="the truth itself is wrong: fix the runner, its inputs or the modules' weights; nothing published",
+            )
+    save_arrays(workdir / INPUTS, inputs)
+    save_arrays(workdir / REFERENCE, reference)
+    t_ref = time.perf_counter() - t0
+
+    pub_rec = Recorder(reference=ref_rec)
+    outputs = run(published, pub_rec)
+    save_arrays(workdir / PUBLISHED, outputs)
+    judged = verdict.judge(outputs, reference, spec.outputs)
+    failed = verdict.failures(judged)
+    result: dict = {"engine": None}
+    if engines:  # the engines themselves, where they run: judged the same way
+        sessions = open_engines(engines)
+        eng_rec = Recorder(reference=ref_rec)
+        eng_judged = verdict.judge(run(sessions, eng_rec), reference, spec.outputs)
+        result["engine"] = {"outputs": eng_judged, "series": eng_rec.series}
+        failed += [f"engine {f}" for f in verdict.failures(eng_judged)]
+
+    crossover = {}
+    if failed and len(spec.modules) > 1:
+        for name in spec.modules:
+            mixed = {n: (published[n] if n == name else fp32[n]) for n in spec.modules}
+            j = verdict.judge(run(mixed, Recorder()), reference, spec.outputs)
+            crossover[name] = {"passed": not verdict.failures(j), "badness": verdict.badness(j), "outputs": j}
+    blamed = verdict.blame(crossover) if failed else None
+    if failed and blamed is None:
+        blamed = spec.modules[0]  # one module: it is the one
+    return {
+        **result,
+        "pipeline": spec.name,
+        "order": list(spec.modules),  # the record's keys are sorted; lists keep the manifest's order
+        "passed": not failed,
+        "reason": "; ".join(failed),
+        "outputs": judged,
+        "calls": {name: ref_rec.count(name) for name in spec.modules},
+        "series": pub_rec.series,
+        "crossover": crossover,
+        "blame": blamed,
+        "signatures": {name: sig.as_json() for name, sig in signatures.items()},
+        "seconds": {"reference": round(t_ref, 3), "total": round(time.perf_counter() - t0, 3)},
+    }
