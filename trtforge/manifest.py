@@ -282,6 +282,10 @@ TASK: dict[str, dict[str, Any]] = {
     },
     "topk": {"k": (_positive_int, 5), "axis": (_int, -1), "min_topk": (_fraction, 0.8)},
 }
+# how an output is compared besides its tolerance (verify/valid.py), written only when set:
+# valid = an integer or bool input, 1 at real positions: the output's elements where it is 0 are
+# left out; constant_ok: the output may be constant, or have identical rows, in the FP32 reference
+OUTPUT_USE = {"valid": (_nonempty_str, ""), "constant_ok": (_bool, False)}
 
 
 def _patterns(value, where):
@@ -593,6 +597,7 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         raise ManifestError(
             f"output '{bad}' is not among outputs {list(outputs)}", where=f"{where}.verify.outputs.{bad}"
         )
+    _check_valid_inputs(per_output, inputs, f"{where}.verify.outputs")
 
     export = _section(raw.get("export", {}), EXPORT, f"{where}.export", base=defaults["export"])
     limits.check_opset(export, f"{where}.export")
@@ -690,11 +695,34 @@ def _input(name: str, raw: Any, where: str) -> InputSpec:
     return spec
 
 
+def _check_valid_inputs(per_output: dict, inputs: tuple[InputSpec, ...], where: str) -> None:
+    """verify.outputs.X.valid names an integer or bool input of the module (1 = a real position)."""
+    specs = {s.name: s for s in inputs}
+    for out_name, checks in per_output.items():
+        name = checks.get("valid")
+        if name is None:
+            continue
+        spec = specs.get(name)
+        if spec is None:
+            near = difflib.get_close_matches(name, list(specs), n=1)
+            raise ManifestError(
+                f"'{name}' is not an input of the module",
+                where=f"{where}.{out_name}.valid",
+                hint=f"did you mean '{near[0]}'?" if near else f"name one of the inputs {list(specs)}",
+            )
+        if spec.dtype.startswith("float"):
+            raise ManifestError(
+                f"input '{name}' is {spec.dtype}; valid needs an integer or bool input (1 = a real position)",
+                where=f"{where}.{out_name}.valid",
+                hint="name the attention or padding mask input",
+            )
+
+
 def _output_checks(raw: dict, where: str) -> dict:
     """Per-output tolerance overrides plus an optional task metric with its keys resolved."""
     raw = dict(raw)
     metric = raw.pop("metric", None)
-    spec: dict[str, Any] = dict(TOLERANCE)
+    spec: dict[str, Any] = {**TOLERANCE, **OUTPUT_USE}
     if metric is not None:
         spec.update(TASK[_one_of(tuple(TASK))(metric, f"{where}.metric")])
     for key in raw:
@@ -703,7 +731,7 @@ def _output_checks(raw: dict, where: str) -> dict:
             near = difflib.get_close_matches(key, [*spec, "metric"], n=1)
             hint = f"'{key}' belongs to metric = '{owner}'" if owner else f"did you mean '{near[0]}'?" if near else None
             raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}", hint=hint)
-    out = {k: TOLERANCE[k][0](v, f"{where}.{k}") for k, v in sorted(raw.items()) if k in TOLERANCE}
+    out = {k: spec[k][0](v, f"{where}.{k}") for k, v in sorted(raw.items()) if k in TOLERANCE or k in OUTPUT_USE}
     if metric is not None:
         out["metric"] = metric
         out.update(_section({k: v for k, v in raw.items() if k in TASK[metric]}, TASK[metric], where))
