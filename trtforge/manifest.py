@@ -309,6 +309,8 @@ VERIFY = {
     "seed": (_int, 0),
     # named example sets, each verified like the example set (labelled by its path)
     "input_sets": (_patterns, ()),
+    # dynamic dims: seeded random shapes checked inside each profile, besides its min, opt, max
+    "shapes": (_in(0, limits.MAX_RANDOM_INPUTS), 2),
 }
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
 # arg: the forward() parameter the input binds to ("" = the input's own name)
@@ -421,6 +423,7 @@ class VerifySettings:
     random_inputs: int
     seed: int
     input_sets: tuple[str, ...] = ()  # globs of named example sets (.npz), relative to the manifest
+    shapes: int = 2  # seeded random shapes per optimization profile (dynamic dims only)
 
 
 def settings_dict(settings) -> dict:
@@ -609,7 +612,8 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         )
     verify = _section(verify_raw, VERIFY, f"{where}.verify", base=defaults["verify"])
     # the largest shapes bound the memory: sets at every profile point, each at most the max shape
-    limits.check_input_sizes(inputs, 1 + verify["random_inputs"] + 3 * len(profiles), where, max_values(profiles))
+    sets = 1 + verify["random_inputs"] + (3 + verify["shapes"]) * len(profiles)
+    limits.check_input_sizes(inputs, sets, where, max_values(profiles))
     passes = _steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw else defaults["passes"]
     from trtforge.io_transforms import parse as parse_transform  # bake-pass parameters, checked now
 

@@ -156,7 +156,8 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     build_meta = json.loads((ctx.inputs["build"] / BuildFiles.META).read_text())
     checks["engine"] = _engine_check(ctx.inputs["build"], build_meta, caller_sets, tol)
     # the bundle a user can check the engine with using polygraphy itself (published beside it)
-    write_bundle(caller_sets, build_meta["backend"], workdir)
+    # (one pair of files per optimization profile: polygraphy runs one profile per command)
+    bundle = write_bundle(caller_sets, build_meta["backend"], workdir, build_meta.get("profiles"))
     drawn = {e["label"]: e["random"] for e in set_listing(exp)}
     for check in checks.values():
         _note_random_inputs(check, drawn)
@@ -172,6 +173,7 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
         "blame": failed[0] if final else None,
         "engine_checked": checks["engine"]["status"] == "ok",
         "input_sets": [s[0] for s in caller_sets],
+        "polygraphy_bundle": bundle,
         "tolerances": {n: tol(n) for n in caller_sets[0][2]},
         **({"profiles": build_meta["profiles"]} if build_meta.get("profiles") else {}),
         "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {})),
