@@ -131,3 +131,9 @@ def test_check_references_names_module_output_and_set():
     assert e.value.one_line().startswith(
         "module 'm': output 'y', input set 'random 1': the FP32 reference is broken: every one of its 8 values is 0"
     )
+
+
+def test_a_broken_reference_on_random_inputs_names_them():
+    sets = [("random 1", VARY, {"y": np.full((2, 4), np.nan)})]
+    with pytest.raises(VerifySetupError, match=r"inputs random in this set: mask \(uniform\)"):
+        check_references(sets, lambda n: {}, "m", {"random 1": {"mask": "uniform"}})

@@ -142,8 +142,9 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     tol = ctx.module.tolerance
     # a reference that cannot be trusted (NaN/Inf, degenerate) ends the module before anything is
     # compared against it, and so does a `valid` input that does not line up with its output
-    check_references(model_sets, tol, ctx.module.name)
-    check_references(caller_sets, tol, ctx.module.name)
+    drawn = {e["label"]: e["random"] for e in set_listing(exp)}
+    check_references(model_sets, tol, ctx.module.name, drawn)
+    check_references(caller_sets, tol, ctx.module.name, drawn)
     prec, passes = ctx.inputs["precision_rules"], ctx.inputs["graph_passes"]
     onnx_checks = {
         "export": lambda: _check(PLAIN, _reuse(passes, "export", runner(exp, "fp32")), model_sets, tol),
@@ -158,7 +159,6 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     # the bundle a user can check the engine with using polygraphy itself (published beside it)
     # (one pair of files per optimization profile: polygraphy runs one profile per command)
     bundle = write_bundle(caller_sets, build_meta["backend"], workdir, build_meta.get("profiles"))
-    drawn = {e["label"]: e["random"] for e in set_listing(exp)}
     for check in checks.values():
         _note_random_inputs(check, drawn)
     failed = [s for s in checks if checks[s]["status"] == "failed"]

@@ -122,10 +122,11 @@ def reference_problem(ref: np.ndarray, keep: np.ndarray | None, inputs: dict, co
     return None
 
 
-def check_references(sets: list, tolerance, module: str) -> None:
+def check_references(sets: list, tolerance, module: str, drawn: dict | None = None) -> None:
     """Before any comparison: every `valid` input lines up with its output, and no FP32 reference
     output is broken (VerifySetupError naming the module, output and input set). sets: (label,
-    inputs, reference)."""
+    inputs, reference); drawn: {set label: {input: source}} of inputs drawn at random (named in
+    the error: a random attention mask can leave a row with nothing to attend to)."""
     for label, inputs, ref in sets:
         for name, r in ref.items():
             tol = tolerance(name)
@@ -138,6 +139,10 @@ def check_references(sets: list, tolerance, module: str) -> None:
                 if "NaN" not in problem
                 else "the FP32 PyTorch module gives them on these inputs: fix the model or its example inputs"
             )
+            random = (drawn or {}).get(label)
+            if random:
+                names = ", ".join(f"{n} ({src})" for n, src in sorted(random.items()))
+                fix += f"; inputs random in this set: {names}: give real data with file= or value="
             raise VerifySetupError(
                 f"the FP32 reference is broken: {problem}; nothing was compared against it",
                 where=f"output '{name}', input set '{label}'",
