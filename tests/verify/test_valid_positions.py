@@ -167,3 +167,14 @@ def test_a_nan_at_a_left_out_position_does_not_break_the_reference():
     check_references(sets, lambda n: {**base, "valid": "mask"}, "m")
     with pytest.raises(VerifySetupError, match="the FP32 reference is broken: 3 of 12 values are NaN/Inf"):
         check_references(sets, lambda n: base, "m")
+
+
+def test_the_padding_hint_needs_a_mask_with_real_and_padded_positions():
+    from trtforge.verify.valid import zero_input_hint
+
+    failing = np.zeros((2, 4, 3), bool)
+    failing[0, 0] = True
+    assert zero_input_hint("y", failing, {"flag": np.zeros((1,), np.int64)}) is None  # all 0: says nothing
+    assert zero_input_hint("y", failing, {"ids": np.array([[0, 5, 1, 1], [1, 1, 1, 1]])}) is None  # not 0/1
+    hint = zero_input_hint("y", failing, {"mask": np.array([[0, 1, 1, 1], [1, 1, 1, 1]])})
+    assert hint and "all 3 elements outside tolerance lie where input 'mask' is 0" in hint

@@ -68,7 +68,7 @@ def zero_input_hint(output: str, failing: np.ndarray, inputs: dict) -> str | Non
         x = np.asarray(x)
         if x.dtype.kind not in "biu" or not x.size or not lines_up(x.shape, failing.shape):
             continue
-        if not np.isin(x, (0, 1)).all() or x.all():
+        if not np.isin(x, (0, 1)).all() or x.all() or not x.any():  # a mask holds both
             continue
         zero = ~keep_mask(output, failing.shape, {name: x}, name)
         if not (failing & ~zero).any():
