@@ -29,6 +29,7 @@ from onnx_graphsurgeon.ir.tensor import LazyValues
 from trtforge.graph_passes.base import GraphPass, PassContext, signature
 
 FP16_MAX = 65504.0
+IR_VERSION = 10  # what the pinned ONNX Runtime reads (graphsurgeon may write a newer one)
 NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
 
 
@@ -134,7 +135,9 @@ def fp32_values(graph: gs.Graph, base_dir: Path | None, limit: int) -> dict[str,
     sub.outputs = [tensors[t.name] for t in targets]
     sub.cleanup(remove_unused_graph_inputs=True)
     try:
-        got = run_model(snapshot(sub, gs.export_onnx(graph, do_type_check=False)), base_dir or Path("."), {})
+        model = snapshot(sub)  # the subgraph alone: weights stay references into their files
+        model.ir_version = min(model.ir_version, IR_VERSION)
+        got = run_model(model, base_dir or Path("."), {})
     except Exception:  # noqa: BLE001 - what ORT cannot run here, graphsurgeon's fold may still fold
         return {}
     return {name: np.asarray(v, dtype=np.float32) for name, v in got.items()}
