@@ -194,3 +194,31 @@ def test_a_swin_v2_block_builds_and_verifies_with_the_defaults(tmp_path):
     assert "swin" in json.loads((tmp_path / "engines" / "index.json").read_text())["modules"]
     report = (tmp_path / "engines" / "REPORT.md").read_text()
     assert "| fold_constants | True |" in report and "held at their FP16 storage" in report, report
+
+
+def test_a_dynamic_graph_folds_its_constant_subgraph_in_fp32(tmp_path):
+    """A Shape of a dynamic input feeds nothing folded: the FP32 evaluation leaves it out."""
+    c = np.linspace(0.1, 2.0, 4).astype(np.float16)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["c", "c"], ["c2"]),
+            helper.make_node("Exp", ["c2"], ["e"]),
+            helper.make_node("Add", ["x", "e"], ["s"]),
+            helper.make_node("Shape", ["x"], ["shp"]),
+            helper.make_node("Reshape", ["s", "shp"], ["y"]),
+        ],
+        "dyn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["n", 4])],
+        [numpy_helper.from_array(c, "c")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    folder = write_model(onnx.shape_inference.infer_shapes(model), tmp_path / "m")
+    g = import_graph(load_graph_proto(folder), folder)
+    fold = FoldConstantsPass()
+    assert fold.apply(g, PassContext(base_dir=folder))
+    assert fold.stored_fp16() == {"e"}
+    (add,) = [n for n in g.nodes if n.op == "Add"]
+    expected = np.exp(c.astype(np.float32) ** 2).astype(np.float16)
+    np.testing.assert_array_equal(np.asarray(add.inputs[1].values), expected)

@@ -126,7 +126,13 @@ def fp32_values(graph: gs.Graph, base_dir: Path | None, limit: int) -> dict[str,
     sub = graph.copy()
     tensors = sub.tensors()
     for node in sub.nodes:
-        if node.op == "Shape" and node.inputs and not isinstance(node.inputs[0], gs.Constant):
+        # (a Shape of a dynamic tensor feeds nothing folded: cleanup drops it below)
+        if (
+            node.op == "Shape"
+            and node.inputs
+            and _static(node.inputs[0])
+            and not isinstance(node.inputs[0], gs.Constant)
+        ):
             shape = np.array(node.inputs[0].shape, dtype=np.int64)
             start, end = node.attrs.get("start", 0), node.attrs.get("end", None)
             node.outputs[0].to_constant(shape[start:end])
