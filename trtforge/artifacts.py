@@ -85,6 +85,7 @@ class VerifyMeta(TypedDict, total=False):
     blame: str | None
     engine_checked: bool
     input_sets: list[str]
+    polygraphy_bundle: list[str]  # the polygraphy JSON files written, a pair per profile
     profiles: list[dict[str, Any]]  # only with dynamic dims, as BuildMeta
     tolerances: dict[str, dict[str, Any]]
 

@@ -12,6 +12,7 @@ keys do not mention profiles. Plain Python only: the no-op build imports this mo
 
 from __future__ import annotations
 
+import random
 import re
 
 from trtforge.errors import ManifestError
@@ -190,6 +191,31 @@ def point_label(index: int, point: str) -> str:
 def profile_points(profiles: tuple[Profile, ...]) -> list[tuple[str, dict[str, int]]]:
     """(label, dim values) for min, opt, max of every profile, in order."""
     return [(point_label(i, pt), point_values(p, pt)) for i, p in enumerate(profiles) for pt in POINTS]
+
+
+def random_points(profiles: tuple[Profile, ...], n: int, seed: int | str) -> list[tuple[str, dict[str, int]]]:
+    """(label, dim values) of `n` seeded shapes inside each profile (`verify.shapes`): each dim
+    drawn in [min, max] on its multiple_of grid, none at the profile's min, opt or max and no two
+    alike (fewer where the profile holds fewer other shapes; none for a fixed profile). Labels
+    'p0.shape1', ... Plain `random` seeded with a string: the same on every machine and run."""
+    out = []
+    for i, p in enumerate(profiles):
+        rng = random.Random(f"{seed}/p{i}")
+        grids = [(dim, range(lo, hi + 1, step)) for dim, (lo, _, hi, step) in p]
+        total = 1
+        for _, grid in grids:
+            total *= len(grid)
+        seen = {tuple(point_values(p, pt).items()) for pt in POINTS}
+        k = 0
+        for _ in range(50 * n):
+            if k == n or len(seen) >= total:
+                break
+            values = tuple((dim, rng.choice(grid)) for dim, grid in grids)
+            if values not in seen:
+                seen.add(values)
+                k += 1
+                out.append((f"p{i}.shape{k}", dict(values)))
+    return out
 
 
 def union_ranges(profiles: tuple[Profile, ...]) -> dict[str, tuple[int, int]]:

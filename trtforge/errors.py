@@ -81,6 +81,13 @@ class VerifyError(TrtforgeError):
     exit_code = 3
 
 
+class VerifySetupError(TrtforgeError):
+    """What verification was asked to do cannot be done as written (a `valid` input that does not
+    line up with its output, a broken FP32 reference): a user error, exit 2, nothing compared."""
+
+    stage = "verify"
+
+
 class NotBuiltYet(TrtforgeError):
     """`build --from-cache`: no runner has stored this stage's result yet. Exit 3: what the
     release needs is not there (nothing is built here)."""

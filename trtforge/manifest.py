@@ -334,6 +334,10 @@ TASK: dict[str, dict[str, Any]] = {
     },
     "topk": {"k": (_positive_int, 5), "axis": (_int, -1), "min_topk": (_fraction, 0.8)},
 }
+# how an output is compared besides its tolerance (verify/valid.py), written only when set:
+# valid = an integer or bool input, 1 at real positions: the output's elements where it is 0 are
+# left out; constant_ok: the output may be constant, or have identical rows, in the FP32 reference
+OUTPUT_USE = {"valid": (_nonempty_str, ""), "constant_ok": (_bool, False)}
 
 
 def _patterns(value, where):
@@ -357,6 +361,8 @@ VERIFY = {
     "seed": (_int, 0),
     # named example sets, each verified like the example set (labelled by its path)
     "input_sets": (_patterns, ()),
+    # dynamic dims: seeded random shapes checked inside each profile, besides its min, opt, max
+    "shapes": (_in(0, limits.MAX_RANDOM_INPUTS), 2),
 }
 PRECISION = {"realizer": (_one_of(("casts", "layer_precision", "auto")), "auto")}
 # arg: the forward() parameter the input binds to ("" = the input's own name)
@@ -477,6 +483,7 @@ class VerifySettings:
     random_inputs: int
     seed: int
     input_sets: tuple[str, ...] = ()  # globs of named example sets (.npz), relative to the manifest
+    shapes: int = 2  # seeded random shapes per optimization profile (dynamic dims only)
 
 
 def settings_dict(settings) -> dict:
@@ -678,6 +685,7 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         raise ManifestError(
             f"output '{bad}' is not among outputs {list(outputs)}", where=f"{where}.verify.outputs.{bad}"
         )
+    _check_valid_inputs(per_output, inputs, f"{where}.verify.outputs")
 
     export = _section(raw.get("export", {}), EXPORT, f"{where}.export", base=defaults["export"])
     limits.check_opset(export, f"{where}.export")
@@ -689,7 +697,8 @@ def _module(name: str, raw: Any, defaults: dict, where: str) -> ModuleSpec:
         )
     verify = _section(verify_raw, VERIFY, f"{where}.verify", base=defaults["verify"])
     # the largest shapes bound the memory: sets at every profile point, each at most the max shape
-    limits.check_input_sizes(inputs, 1 + verify["random_inputs"] + 3 * len(profiles), where, max_values(profiles))
+    sets = 1 + verify["random_inputs"] + (3 + verify["shapes"]) * len(profiles)
+    limits.check_input_sizes(inputs, sets, where, max_values(profiles))
     passes = _steps(raw["passes"], f"{where}.passes", "name") if "passes" in raw else defaults["passes"]
     from trtforge.io_transforms import parse as parse_transform  # bake-pass parameters, checked now
 
@@ -778,11 +787,34 @@ def _input(name: str, raw: Any, where: str) -> InputSpec:
     return spec
 
 
+def _check_valid_inputs(per_output: dict, inputs: tuple[InputSpec, ...], where: str) -> None:
+    """verify.outputs.X.valid names an integer or bool input of the module (1 = a real position)."""
+    specs = {s.name: s for s in inputs}
+    for out_name, checks in per_output.items():
+        name = checks.get("valid")
+        if name is None:
+            continue
+        spec = specs.get(name)
+        if spec is None:
+            near = difflib.get_close_matches(name, list(specs), n=1)
+            raise ManifestError(
+                f"'{name}' is not an input of the module",
+                where=f"{where}.{out_name}.valid",
+                hint=f"did you mean '{near[0]}'?" if near else f"name one of the inputs {list(specs)}",
+            )
+        if spec.dtype.startswith("float"):
+            raise ManifestError(
+                f"input '{name}' is {spec.dtype}; valid needs an integer or bool input (1 = a real position)",
+                where=f"{where}.{out_name}.valid",
+                hint="name the attention or padding mask input",
+            )
+
+
 def _output_checks(raw: dict, where: str) -> dict:
     """Per-output tolerance overrides plus an optional task metric with its keys resolved."""
     raw = dict(raw)
     metric = raw.pop("metric", None)
-    spec: dict[str, Any] = dict(TOLERANCE)
+    spec: dict[str, Any] = {**TOLERANCE, **OUTPUT_USE}
     if metric is not None:
         spec.update(TASK[_one_of(tuple(TASK))(metric, f"{where}.metric")])
     for key in raw:
@@ -791,7 +823,7 @@ def _output_checks(raw: dict, where: str) -> dict:
             near = difflib.get_close_matches(key, [*spec, "metric"], n=1)
             hint = f"'{key}' belongs to metric = '{owner}'" if owner else f"did you mean '{near[0]}'?" if near else None
             raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}", hint=hint)
-    out = {k: TOLERANCE[k][0](v, f"{where}.{k}") for k, v in sorted(raw.items()) if k in TOLERANCE}
+    out = {k: spec[k][0](v, f"{where}.{k}") for k, v in sorted(raw.items()) if k in TOLERANCE or k in OUTPUT_USE}
     if metric is not None:
         out["metric"] = metric
         out.update(_section({k: v for k, v in raw.items() if k in TASK[metric]}, TASK[metric], where))

@@ -114,7 +114,10 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
             name, f"engine did not run: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         )
     metrics = merge_sets(
-        [(label.name, compare_all(out, load_arrays(ref), _tolerance(side))) for (label, ref), out in zip(sets, outputs)]
+        [
+            (label.name, compare_all(out, load_arrays(ref), _tolerance(side), load_arrays(label)))
+            for (label, ref), out in zip(sets, outputs)
+        ]
     )
     failures = [f"{n}: {m['reason']}" for n, m in metrics.items() if not m["ok"]]
     return {

@@ -17,7 +17,7 @@ from trtforge.dims import profile_lines
 from trtforge.driver.results import ModuleResult, StageStatus
 from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
-from trtforge.verify import metric_texts, ordered_checks, task_text
+from trtforge.verify import left_out_lines, metric_texts, ordered_checks, task_text
 
 
 def _cell(status) -> str:
@@ -220,7 +220,8 @@ def _checks_md(verify: dict) -> list[str]:
                 f"| | | latency p50 {c['latency']['p50_ms']:.3f} ms, p99 {c['latency']['p99_ms']:.3f} ms"
                 " | | | | | | | |"
             )
-    return lines
+    left = left_out_lines(verify)
+    return lines + (["", "Left out of the comparison:", *(f"- {line}" for line in left)] if left else [])
 
 
 VOLATILE = ("started", "duration_s")  # differ on every run; a no-op build must write nothing

@@ -90,6 +90,13 @@ def test_one_engine_with_its_profiles_verified_at_every_point(built, name):
 
     verify = m["stages"]["verify"]["meta"]
     labels = [f"p{i}.{pt}" for i in range(len(EXPECTED[name])) for pt in ("min", "opt", "max")]
+    # then verify.shapes (default 2) seeded shapes inside each profile that varies (issue 24)
+    labels += [
+        f"p{i}.shape{k}"
+        for i, shapes in enumerate(EXPECTED[name])
+        if any(pts["min"] != pts["max"] for pts in shapes.values())
+        for k in (1, 2)
+    ]
     assert verify["input_sets"] == ["example", *labels]
     assert verify["profiles"] == EXPECTED[name]
     for stage in ("export", "graph_passes", "precision_rules"):

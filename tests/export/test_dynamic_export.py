@@ -139,6 +139,7 @@ dims.h = { min = 8, opt = 12, max = 16, multiple_of = 2 }
     assert dims_of(y)[0] == "batch" and isinstance(dims_of(y)[2], str) and "h" in dims_of(y)[2]
     (m,) = json.loads(out.stdout)["modules"]
     verify = m["stages"]["verify"]["meta"]
-    assert verify["input_sets"] == ["example", "p0.min", "p0.opt", "p0.max"]
+    # the corners, then verify.shapes (default 2) seeded shapes inside the profile
+    assert verify["input_sets"] == ["example", "p0.min", "p0.opt", "p0.max", "p0.shape1", "p0.shape2"]
     for stage in ("export", "graph_passes", "precision_rules"):
-        assert verify["checks"][stage]["status"] == "ok" and verify["checks"][stage]["input_sets"] == 4
+        assert verify["checks"][stage]["status"] == "ok" and verify["checks"][stage]["input_sets"] == 6

@@ -219,10 +219,10 @@ def _polygraphy_bundle(store: Store, result: ModuleResult, name: str) -> dict:
     --load-inputs / --load-outputs`), written by the verify stage."""
     verify = result.records["verify"]
     view = store.view(verify)
-    return {
-        f"{name}.{f}": (view / f, verify.outputs[f]["digest"])
-        for f in (VerifyFiles.POLYGRAPHY_INPUTS, VerifyFiles.POLYGRAPHY_REFERENCE)
-    }
+    # profile 0's pair, then one per further optimization profile (polygraphy-inputs.p1.json, ...)
+    bundle = [f for f in sorted(verify.outputs) if f.startswith("polygraphy-") and f.endswith(".json")]
+    files = bundle or [VerifyFiles.POLYGRAPHY_INPUTS, VerifyFiles.POLYGRAPHY_REFERENCE]
+    return {f"{name}.{f}": (view / f, verify.outputs[f]["digest"]) for f in files}
 
 
 def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict:

@@ -106,7 +106,9 @@ class ExportStage:
             **({"checkpoint": checkpoint_digests(module, root)} if module.checkpoint else {}),
             "io_transforms": transforms(module.passes, module.name),
             # the seed makes the example inputs; random_inputs adds reference sets made here
-            "input_sets": {"seed": module.verify.seed, "random_inputs": module.verify.random_inputs},
+            "input_sets": {"seed": module.verify.seed, "random_inputs": module.verify.random_inputs}
+            # seeded shapes inside each profile: dynamic modules only (static keys stay as they were)
+            | ({"shapes": module.verify.shapes} if module.profiles else {}),
             # data files (inputs' file = ..., verify.input_sets) by content: touching one changes nothing
             **example_data.key_material(module, root),
             "dependencies": deps,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trtforge.dims import example_values, input_shapes, profile_points
+from trtforge.dims import example_values, input_shapes, profile_points, random_points
 from trtforge.errors import ExportError
 from trtforge.export import example_data
 from trtforge.input_sources import is_random, source_name
@@ -87,9 +87,11 @@ def example_sets(module: ModuleSpec, root: Path) -> list[InputSet]:
         (random_set_suffix(i), f"random {i}", f"{module.verify.seed}/random{i}", shapes)
         for i in range(1, module.verify.random_inputs + 1)
     ]
+    # and `verify.shapes` seeded shapes between the corners of every profile (p0.shape1, ...)
+    points = profile_points(module.profiles) + random_points(module.profiles, module.verify.shapes, module.verify.seed)
     seeds += [
         (f".{label}", label, f"{module.verify.seed}/{label}", input_shapes(module.inputs, values))
-        for label, values in profile_points(module.profiles)
+        for label, values in points
     ]
     sets = [
         InputSet(tag, label, make_inputs(module.inputs, seed=seed, shapes=at, root=root, where=where), drawn, images)

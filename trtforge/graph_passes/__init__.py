@@ -25,7 +25,8 @@ def user_passes(module: ModuleSpec) -> list[str]:
 @dataclass(frozen=True)
 class GraphPassesStage:
     name: str = "graph_passes"
-    version: str = "graph_passes-4"  # 4: the output passes onnx's full check (legalize_dtypes)
+    # 4: the output passes onnx's full check (legalize_dtypes); 5: fold_constants folds in FP32
+    version: str = "graph_passes-5"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # a user pass's own source is found without importing it; what it imports is recorded

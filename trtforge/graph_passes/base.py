@@ -49,6 +49,11 @@ class GraphPass:
         changes says so; most report only `modified`)."""
         return []
 
+    def stored_fp16(self) -> set[str]:
+        """Tensors the last `apply` computed wider and stored as FP16, where the graph declares
+        them FP16 (fold_constants): the meaning check rounds them there in the graph before too."""
+        return set()
+
     def params(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 

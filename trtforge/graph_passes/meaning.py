@@ -143,11 +143,26 @@ class OrtChecker:
             self.memo[key] = (feeds, run_model(model, self.weights, feeds, self.sessions))
         return self.memo[key][1]
 
+    def _run_stored(self, model: onnx.ModelProto, stored: set[str]) -> dict:
+        """`model` widened to FP32, except that the tensors in `stored` are rounded to FP16 where
+        they are computed: what a folding pass stores for them in the FP16 graph, which declares
+        them FP16 (fold_constants folds in FP32, then stores the graph's dtype)."""
+        feeds = feeds_for(model, self.recorded)
+
+        def round_stored(name: str, value: np.ndarray) -> None:
+            if name in stored and value.dtype == np.float32:
+                value[...] = value.astype(np.float16)  # in place: the evaluator reads this array on
+
+        from trtforge.onnx_eval import Evaluator
+
+        return Evaluator(model, self.weights, "fp32", sessions=self.sessions).run(feeds, observe=round_stored)
+
     def __call__(self, passes: list, before: onnx.ModelProto, graph) -> str:
         after = graph if isinstance(graph, onnx.ModelProto) else self.snapshot(graph)
         names = " + ".join(p.name for p in passes)
+        stored = set().union(*(p.stored_fp16() for p in passes))
         try:
-            out_before = self._run(before)
+            out_before = self._run_stored(before, stored) if stored else self._run(before)
         except Exception as e:  # the graph before ran in the export check; say so if it cannot here
             return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
         try:
@@ -157,7 +172,8 @@ class OrtChecker:
                 f"ONNX Runtime cannot run the graph after the pass: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
                 where=f"pass {names}",
             ) from e
-        return compare(passes, out_before, out_after)
+        verdict = compare(passes, out_before, out_after)
+        return f"{verdict}, {len(stored)} folded tensor(s) held at their FP16 storage" if stored else verdict
 
 
 def _digest(model: onnx.ModelProto) -> bytes:

@@ -28,7 +28,7 @@ def resolve_realizer(module: ModuleSpec) -> str:
 @dataclass(frozen=True)
 class PrecisionStage:
     name: str = "precision_rules"
-    version: str = "precision-2"
+    version: str = "precision-3"  # 3: masks widened only on a Softmax's mask path; activation_range skips masks
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         return {

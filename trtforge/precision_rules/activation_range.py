@@ -4,6 +4,7 @@ Runs the FP16 export widened to FP32 with ONNX Runtime (fp32_probe) on the examp
 `n_random` seeded random inputs. A node is kept when one of its float inputs or outputs reaches
 `fraction` * 65504: its output must not be stored as FP16, and neither may its input (a Cast to
 FP16 in front of it would overflow just the same). Nodes within 4x of the bound are near misses.
+On a Softmax's mask path, mask entries (-inf, about -65504) do not count (fp32_probe).
 This works on native FP16 exports, where AutoCast (FP32 graphs only) cannot.
 """
 
@@ -13,6 +14,7 @@ import onnx_graphsurgeon as gs
 
 from trtforge.errors import PrecisionError
 from trtforge.precision_rules.plan import FP16_MAX, RuleResult
+from trtforge.precision_rules.score_graph import mask_path_nodes
 
 NO_MATH = {"Shape", "Size", "Constant", "ConstantOfShape", "Cast", "CastLike"}
 
@@ -32,7 +34,16 @@ class ActivationRangeRule:
             raise PrecisionError(
                 "activation_range needs example inputs and none were given", where="precision.rules.activation_range"
             )
-        peaks = probe.peaks(self.n_random, self.seed)
+        peaks = dict(probe.peaks(self.n_random, self.seed))
+        # on a Softmax's mask path, mask entries (-inf, about -65504) are no activations near the
+        # limit (-65504 is exact in FP16): left out there, as `attention_score`'s `auto` does;
+        # anywhere else a value that low is a real overflow and counts
+        unmasked = probe.score_peaks(self.n_random, self.seed)
+        for node in mask_path_nodes(graph):
+            for n in (node, *(c for t in node.outputs for c in t.outputs if c.op == "Softmax")):
+                for t in (*n.inputs, *n.outputs):
+                    if t.name in unmasked:
+                        peaks[t.name] = unmasked[t.name]
         bound = self.fraction * FP16_MAX
         result = RuleResult(self.name)
         for node in graph.nodes:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from trtforge.precision_rules.plan import FP16_MAX, producer
-from trtforge.precision_rules.score_graph import const_values
+from trtforge.precision_rules.score_graph import const_values, mask_path_nodes
 
 F32_MIN = np.finfo(np.float32).min
 
@@ -27,12 +27,15 @@ def _source(t):
 
 
 def widen_saturated_masks(graph: gs.Graph, fp32_names: set[str]) -> int:
-    """Give every FP32 node that reads a float constant holding -65504 (finite, at the FP16
-    minimum) a float32 copy with those entries at float32's minimum. Returns how many inputs."""
+    """Give every FP32 node on a Softmax's mask path (mask_path_nodes) that reads a float constant
+    holding -65504 (finite, at the FP16 minimum) a float32 copy with those entries at float32's
+    minimum. Returns how many inputs. A -65504 elsewhere in an FP32 island (a clamp's bound, a
+    fill value) is the export's own constant and stays as it is."""
     count = 0
     made: dict[str, gs.Constant] = {}  # one widened copy per mask tensor, shared by its readers
+    masks = {id(n) for n in mask_path_nodes(graph)}
     for node in graph.nodes:
-        if node.name not in fp32_names or node.op in ("Cast", "Constant"):
+        if node.name not in fp32_names or node.op in ("Cast", "Constant") or id(node) not in masks:
             continue
         for j, t in enumerate(node.inputs):
             if t.dtype is None or np.dtype(t.dtype) != np.float32:

@@ -207,6 +207,9 @@ def find_chain(softmax: gs.Node) -> tuple[ScoreChain | None, str]:
 
 def _saturated(t) -> bool:
     v = const_values(t)
+    p = producer(t)
+    if v is None and p is not None and p.op == "Cast" and p.inputs:  # a realiser's Cast into the island
+        v = const_values(p.inputs[0])
     return v is not None and np.issubdtype(v.dtype, np.floating) and bool(np.any(np.isfinite(v) & (v <= -FP16_MAX)))
 
 
@@ -253,3 +256,19 @@ def score_chain(softmax: gs.Node) -> tuple[list | None, str]:
         return None, why
     first = chain.matmuls[0][0]
     return [n for n in chain.nodes if n is not first] + [first], why
+
+
+def mask_path_nodes(graph: gs.Graph) -> list:
+    """The nodes on a Softmax's mask path: per Softmax with a score chain, the chain's elementwise
+    nodes (where an additive or Where mask meets the scores) and the mask builders off the chain;
+    and ONNX Attention nodes (their mask input). MatMuls and the Softmax itself are not listed."""
+    out: list = []
+    for node in graph.nodes:
+        if node.op == "Attention":
+            out.append(node)
+        elif node.op == "Softmax":
+            chain, _ = find_chain(node)
+            if chain is not None:
+                out += [n for n in chain.nodes if n.op not in ("MatMul", "Einsum", "Softmax")]
+                out += chain.mask_nodes
+    return out

@@ -75,7 +75,7 @@ def _precision() -> dict:
 
 
 def _per_output() -> dict:
-    spec = {**m.TOLERANCE}
+    spec = {**m.TOLERANCE, **m.OUTPUT_USE}
     for keys in m.TASK.values():
         spec.update(keys)
     out = section(spec, "Tolerance overrides and an optional task metric for one output.")

@@ -39,10 +39,27 @@ def task_text(metrics: dict, none: str = "-") -> str:
     return f"{task['metric']} {task['value']:.4g} (min {task['min']:g})" if task else none
 
 
+def left_out_lines(verify: dict) -> list[str]:
+    """Per output with `verify.outputs.NAME.valid`: how many elements the comparisons left out
+    (positions where that input is 0), over every input set, as the engine's last check counted."""
+    counted: dict[str, dict] = {}
+    for _, check in ordered_checks(verify):
+        for name, m in (check.get("outputs") or {}).items():
+            if "left_out" in m:
+                counted[name] = m
+    return [
+        f"{name}: {m['left_out']} of {m['elements']} elements left out "
+        f"(verify.outputs.{name}.valid: positions where that input is 0), over {m.get('sets', 1)} input set(s)"
+        for name, m in counted.items()
+    ]
+
+
 @dataclass(frozen=True)
 class VerifyStage:
     name: str = "verify"
-    version: str = "verify-9"  # 7: the chain order recorded in the metadata; 8: polygraphy JSON bundle; 9: rel_err
+    # 7: the chain order recorded in the metadata; 8: polygraphy JSON bundle; 9: rel_err;
+    # 10: valid positions, broken-reference check, a bundle per profile
+    version: str = "verify-10"
 
     def key_material(self, module: ModuleSpec, root: Path) -> dict:
         # the GPUs present decide whether the engine can run here, so they are part of the key

@@ -7,17 +7,25 @@ import numpy as np
 
 from trtforge.verify import HIST_EDGES
 from trtforge.verify.task_metrics import task_metric
+from trtforge.verify.valid import keep_for, outside, rows_identical, zero_input_hint
 
 
 def histogram(diff: np.ndarray) -> list[int]:
     return [int(c) for c in np.histogram(diff.ravel(), bins=np.array(HIST_EDGES))[0]]
 
 
-def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
+def compare(actual: np.ndarray, ref: np.ndarray, tol: dict, keep: np.ndarray | None = None) -> dict:
+    """keep: True where an element counts (verify.outputs.NAME.valid; verify/valid.py); the
+    others are left out of every figure and guard, and counted in `left_out`."""
     a = np.asarray(actual, dtype=np.float64)
     r = np.asarray(ref, dtype=np.float64)
     if a.shape != r.shape:
         return {"ok": False, "reason": f"shape {list(a.shape)} != reference {list(r.shape)}"}
+    full_a, full_r = a, r
+    left: dict = {}
+    if keep is not None:
+        left = {"left_out": int(a.size - np.count_nonzero(keep)), "elements": int(a.size)}
+        a, r = a[keep], r[keep]
     finite = np.isfinite(a)
     if not finite.all():
         bad = int((~finite).sum())
@@ -26,6 +34,7 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
             "reason": f"{bad} of {a.size} values are NaN/Inf",
             "nonfinite": bad,
             "hist": histogram(np.abs(a[finite] - r[finite])),
+            **left,
         }
     diff = np.abs(a - r)
     scale = np.abs(r)
@@ -47,6 +56,7 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
         "cosine": cosine,
         "outside": outside,
         "hist": histogram(diff),
+        **left,
     }
     reasons = []
     if outside > tol["max_outside"]:
@@ -58,11 +68,10 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
         reasons.append(f"cosine {cosine:.5f} < {tol['min_cosine']}")
     if a.size > 1 and np.ptp(a) == 0 and np.ptp(r) > 0:
         reasons.append("output is constant while the reference is not")
-    if a.ndim >= 2 and a.shape[-2] > 1 and r.shape[-2] > 1:
-        rows_same = np.all(a == a[..., :1, :], axis=(-2, -1)).all()
-        if rows_same and not np.all(r == r[..., :1, :]):
-            reasons.append("every row is identical while the reference's are not")
-    task = task_metric(a, r, tol)
+    if rows_identical(full_a, keep) and not rows_identical(full_r, keep):
+        reasons.append("every row is identical while the reference's are not")
+    # a task metric reads the output's layout: left-out elements take the reference's values
+    task = task_metric(full_a if keep is None else np.where(keep, full_a, full_r), full_r, tol)
     if task:
         m["task"] = task
         if not task["ok"]:
@@ -73,14 +82,22 @@ def compare(actual: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
     return m
 
 
-def compare_all(actual: dict, ref: dict, tolerance) -> dict:
-    """tolerance: a callable output name -> tolerance dict."""
+def compare_all(actual: dict, ref: dict, tolerance, inputs: dict | None = None) -> dict:
+    """tolerance: a callable output name -> tolerance dict; inputs: the set's inputs (what
+    `valid` reads, and the 0/1 inputs a failure confined to padding is blamed on)."""
     out = {}
     for name, r in ref.items():
         if name not in actual:
             out[name] = {"ok": False, "reason": "output missing"}
             continue
-        out[name] = compare(actual[name], r, tolerance(name))
+        tol = tolerance(name)
+        keep = keep_for(name, np.shape(r), tol, inputs)
+        m = out[name] = compare(actual[name], r, tol, keep)
+        if not m["ok"] and keep is None and inputs and np.shape(actual[name]) == np.shape(r):
+            hint = zero_input_hint(name, outside(actual[name], r, tol), inputs)
+            if hint:
+                m["reason"] += f"; {hint}"
+                m["padding_hint"] = hint
     return out
 
 
@@ -106,6 +123,8 @@ def merge_sets(per_set: list[tuple[str, dict]]) -> dict:
                 "sets": prev["sets"] + 1,
                 "sets_failed": prev["sets_failed"] + int(not m["ok"]),
                 "nonfinite": prev.get("nonfinite", 0) + m.get("nonfinite", 0),
+                # elements left out (verify.outputs.NAME.valid), over every set
+                **{k: prev.get(k, 0) + m.get(k, 0) for k in ("left_out", "elements") if k in prev or k in m},
             }
             out[name] = {**(m if _worse(m, prev) else prev), **counts}
             if hist:

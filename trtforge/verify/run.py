@@ -20,6 +20,7 @@ from trtforge.verify.metrics import compare_all, merge_sets
 from trtforge.verify.onnx_check import CUDA_EP, cuda_unusable, runner, session
 from trtforge.verify.polygraphy_bundle import write_bundle
 from trtforge.verify.precision_map import precision_map
+from trtforge.verify.valid import check_references
 
 # the export and pass graphs are judged as functions (in FP32): they attribute a failure, while the
 # precision stage and the engine decide; node by node, so memory stays at the live activations
@@ -43,7 +44,7 @@ def _check(kind: str, run, sets: list, tol) -> dict:
                 "seconds": round(time.perf_counter() - t0, 3),
                 "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
             }
-        per_set.append((label, compare_all(outputs, ref, tol)))
+        per_set.append((label, compare_all(outputs, ref, tol, feeds)))
     metrics = merge_sets(per_set)
     bad = [f"{n}: {m['reason']}" for n, m in metrics.items() if not m["ok"]]
     return {
@@ -139,6 +140,11 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     model_sets = input_sets(exp, ExportFiles.INPUTS, ExportFiles.REFERENCE)
     caller_sets = input_sets(exp, ExportFiles.CALLER_INPUTS, ExportFiles.CALLER_REFERENCE)
     tol = ctx.module.tolerance
+    # a reference that cannot be trusted (NaN/Inf, degenerate) ends the module before anything is
+    # compared against it, and so does a `valid` input that does not line up with its output
+    drawn = {e["label"]: e["random"] for e in set_listing(exp)}
+    check_references(model_sets, tol, ctx.module.name, drawn)
+    check_references(caller_sets, tol, ctx.module.name, drawn)
     prec, passes = ctx.inputs["precision_rules"], ctx.inputs["graph_passes"]
     onnx_checks = {
         "export": lambda: _check(PLAIN, _reuse(passes, "export", runner(exp, "fp32")), model_sets, tol),
@@ -151,8 +157,8 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     build_meta = json.loads((ctx.inputs["build"] / BuildFiles.META).read_text())
     checks["engine"] = _engine_check(ctx.inputs["build"], build_meta, caller_sets, tol)
     # the bundle a user can check the engine with using polygraphy itself (published beside it)
-    write_bundle(caller_sets, build_meta["backend"], workdir)
-    drawn = {e["label"]: e["random"] for e in set_listing(exp)}
+    # (one pair of files per optimization profile: polygraphy runs one profile per command)
+    bundle = write_bundle(caller_sets, build_meta["backend"], workdir, build_meta.get("profiles"))
     for check in checks.values():
         _note_random_inputs(check, drawn)
     failed = [s for s in checks if checks[s]["status"] == "failed"]
@@ -167,6 +173,7 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
         "blame": failed[0] if final else None,
         "engine_checked": checks["engine"]["status"] == "ok",
         "input_sets": [s[0] for s in caller_sets],
+        "polygraphy_bundle": bundle,
         "tolerances": {n: tol(n) for n in caller_sets[0][2]},
         **({"profiles": build_meta["profiles"]} if build_meta.get("profiles") else {}),
         "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {})),
