@@ -91,6 +91,9 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
     side, bad = _sidecar(folder, name, entry)
     if bad:
         return _failed(name, bad)
+    stale = entry.get("stale") or side.get("stale")  # a subset build found its inputs moved on
+    if stale:
+        return _failed(name, str(stale) if str(stale).startswith("stale") else f"stale: {stale}")
     where = folder / PurePosixPath(entry["sidecar"]).parent
     stem = name.rsplit("/", 1)[-1]  # the index names "<target>/<module>" with [targets]
     engine = where / f"{stem}.engine"

@@ -139,8 +139,15 @@ def build(
     partial = bool(modules) or bool(targets)  # the report keeps what this run did not build
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
+    stale = _mark_stale(store, manifest, results)
     report = write_reports(
-        results, manifest, partial=partial, backend=backend, started=started, duration=time.perf_counter() - t0
+        results,
+        manifest,
+        partial=partial,
+        backend=backend,
+        started=started,
+        duration=time.perf_counter() - t0,
+        stale=stale,
     )
     specs = {m.name: m for m in chosen}
     warnings = [
@@ -148,6 +155,7 @@ def build(
         for r in results
         for w in module_warnings(r, rules_written=specs[r.module].precision_rules != DEFAULT_RULES)
     ]
+    warnings += [(name, why) for name, why in stale.items()]
     failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]  # --jobs: per worker
     return BuildOutcome(
         results,
@@ -158,6 +166,22 @@ def build(
         notes,
         remote_failure=failures[0] if failures else None,
     )
+
+
+def _mark_stale(store: Store, manifest: Manifest, results: list[ModuleResult]) -> dict[str, str]:
+    """Mark every published entry this run did not publish whose upstream keys moved on (a
+    --target or --module subset); {entry: reason} of those now stale (driver/stale.py)."""
+    from trtforge import engines_index
+    from trtforge.driver.publish import mark_stale, read_sidecar
+    from trtforge.driver.stale import find_stale
+
+    out = manifest.output_dir
+    index = engines_index.load(out)
+    if index is None or not set(index["modules"]) - {r.name for r in results if r.published}:
+        return {}  # a full build published everything: nothing to compare (the no-op build stays cheap)
+    verdicts = find_stale(store, manifest, results, index, lambda name: read_sidecar(out, index, name))
+    marked = mark_stale(out, verdicts)
+    return {name: verdicts[name] for name in marked if verdicts.get(name)}
 
 
 def published_names(manifest: Manifest) -> set[str]:
