@@ -299,14 +299,15 @@ def build(
     help="A CI gate: exit 0 when everything is up to date, 1 when something would rebuild, "
     "2 when something cannot be planned (e.g. a depends pattern matching no file).",
 )
+@click.option("--target", "targets", multiple=True, help="Explain only this [targets.NAME] target (repeatable).")
 @click.pass_context
-def explain(ctx, manifest_path, modules, backend, cache_dir, check):
+def explain(ctx, manifest_path, modules, backend, cache_dir, check, targets):
     """Say per module and stage whether it is up to date, or which key fields changed."""
     from trtforge.driver.api import explain_verdicts
     from trtforge.driver.explain import check_exit_code
 
     try:
-        verdicts = explain_verdicts(manifest_path, modules, backend=backend, cache_dir=cache_dir)
+        verdicts = explain_verdicts(manifest_path, modules, backend=backend, cache_dir=cache_dir, targets=targets)
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])
     for v in verdicts:

@@ -198,9 +198,10 @@ def explain(
     *,
     backend: str | None = None,
     cache_dir: str | Path | None = None,
+    targets: Iterable[str] = (),
 ) -> list[str]:
-    """Per module and stage: up to date, or which key fields changed (a dry run)."""
-    return [v.text for v in explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir)]
+    """Per module (and target) and stage: up to date, or which key fields changed (a dry run)."""
+    return [v.text for v in explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir, targets=targets)]
 
 
 def explain_verdicts(
@@ -209,14 +210,16 @@ def explain_verdicts(
     *,
     backend: str | None = None,
     cache_dir: str | Path | None = None,
+    targets: Iterable[str] = (),
 ) -> list:
     """`explain` as Verdict objects (module, stage, state, text); `check_exit_code(verdicts)` is
-    what `trtforge explain --check` exits with."""
-    from trtforge.driver.explain import explain_module
+    what `trtforge explain --check` exits with. With [targets.NAME] tables, every target (or
+    those named in `targets`), under the keys the build computes for it."""
+    from trtforge.driver.explain import explain_targets
 
     manifest = _manifest(manifest)
     store = open_store(manifest, cache_dir)
-    return [v for module in selected(manifest, modules) for v in explain_module(store, manifest, module, backend)]
+    return explain_targets(store, manifest, selected(manifest, modules), backend, tuple(targets))
 
 
 def debug_precision(

@@ -11,6 +11,7 @@ from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
+from trtforge.targets import TargetSpec, for_target, select
 
 
 def flatten(doc, prefix: str = "") -> dict:
@@ -67,11 +68,27 @@ def _say(lines: list[Verdict], module: str, stage: str, state: str, text: str) -
     lines.append(Verdict(module, stage, state, f"{module} {stage}: {text}"))
 
 
-def explain_module(store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None) -> list[Verdict]:
+def explain_targets(
+    store: Store, manifest: Manifest, modules: list[ModuleSpec], backend: str | None = None, targets: tuple = ()
+) -> list[Verdict]:
+    """Every module for every target (`targets`: names of [targets.NAME] tables, all by default),
+    under the keys `trtforge build` computes for that target; the lines name "<target>/<module>".
+    A manifest without targets explains the default target, as before targets existed."""
+    if not manifest.targets:
+        return [v for m in modules for v in explain_module(store, manifest, m, backend)]
+    picked = select(manifest.targets, tuple(targets))
+    return [v for m in modules for t in picked for v in explain_module(store, manifest, m, None, t)]
+
+
+def explain_module(
+    store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None, target: TargetSpec | None = None
+) -> list[Verdict]:
     lines: list[Verdict] = []
     records: dict = {}
-    for stage, deps in stage_table(backend):
-        say = partial(_say, lines, module.name, stage.name)
+    label = module.name if target is None else f"{target.name}/{module.name}"
+    module = for_target(module, target)  # as lifecycle.run_stages builds it
+    for stage, deps in stage_table(backend, None, target):
+        say = partial(_say, lines, label, stage.name)
         if any(d not in records for d in deps):
             say("build", "will rebuild (an upstream stage rebuilds first)")
             continue
