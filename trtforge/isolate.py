@@ -13,6 +13,7 @@ Linux-only mechanics (fork, prctl); elsewhere the stage runs in-process.
 from __future__ import annotations
 
 import ctypes
+import errno
 import gc
 import os
 import pickle
@@ -67,6 +68,11 @@ def _child(fn: Callable[[], dict], w: int, torch_pool_lost: bool) -> None:
         payload = ("error", e)
     except KeyboardInterrupt as e:  # Interrupted carries its signal: SIGTERM exits 143, not 130
         payload = ("interrupt", getattr(e, "signum", int(signal.SIGINT)))
+    except OSError as e:  # a full disk under the stage's work folder: one line, not a traceback
+        from trtforge.cache.store import write_error
+
+        error = write_error(e, "the stage's work folder") if e.errno in (errno.ENOSPC, errno.EDQUOT) else None
+        payload = ("error", error) if error is not None else ("bug", traceback.format_exc())
     except BaseException as e:  # noqa: BLE001 - a bug: its traceback travels to the parent
         payload = ("bug", "".join(traceback.format_exception(type(e), e, e.__traceback__)))
     try:

@@ -208,14 +208,23 @@ def cache_writes(where: Path):
     try:
         yield
     except OSError as e:
-        if e.errno not in _WRITE_ERRNOS:
+        error = write_error(e, where)
+        if error is None:
             raise
-        raise CacheError(
-            f"cannot write: {e.strerror}",
-            where=str(e.filename or where),
-            hint="free space (trtforge cache gc --max-size ...) or pass --cache-dir; "
-            "cached entries are intact, the next run resumes",
-        ) from None
+        raise error from None
+
+
+def write_error(e: OSError, where: Path | str) -> CacheError | None:
+    """A full disk, a quota or a read-only folder met while writing, as one line (None: another
+    OSError, a bug). A stage's child reports its own writes (its work folder is in the cache) so."""
+    if e.errno not in _WRITE_ERRNOS:
+        return None
+    return CacheError(
+        f"cannot write: {e.strerror}",
+        where=str(e.filename or where),
+        hint="free space (trtforge cache gc --max-size ...) or pass --cache-dir; "
+        "cached entries are intact, the next run resumes",
+    )
 
 
 class Store:
