@@ -9,6 +9,7 @@ and maps errors to exit codes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -139,6 +140,10 @@ def build(
     partial = bool(modules) or bool(targets)  # the report keeps what this run did not build
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
+    for name in removed:  # withdrawn: `cache gc` may drop its records again
+        target, _, module = name.rpartition("/")
+        with contextlib.suppress(OSError):
+            store.unpin(module, target or "default")
     stale = _mark_stale(store, manifest, results)
     report = write_reports(
         results,
