@@ -177,6 +177,12 @@ def _cache_dir_option(f):
     is_flag=True,
     help="Assemble engines/ from the (shared) cache, building nothing; exit 3 naming what no runner has built yet.",
 )
+@click.option(
+    "--max-memory",
+    default=None,
+    metavar="SIZE",
+    help="Stop a stage whose processes pass this much memory (e.g. 16G; default: the machine's or cgroup's less a margin).",
+)
 @click.pass_context
 def build(
     ctx,
@@ -199,6 +205,7 @@ def build(
     targets,
     require_target,
     from_cache,
+    max_memory,
 ):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
@@ -249,6 +256,7 @@ def build(
             from_cache=from_cache,
             targets=targets,
             require_target=require_target,
+            max_memory=max_memory,
         )
     except TrtforgeError as e:
         _fail(e, verbose)

@@ -90,6 +90,7 @@ def build(
     from_cache: bool = False,
     targets: Iterable[str] = (),
     require_target: bool = False,
+    max_memory: int | str | None = None,
 ) -> BuildOutcome:
     """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
     A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
@@ -101,7 +102,10 @@ def build(
     `remote_failure` (the build runs locally), or a CacheError with `require_remote`. `from_cache`
     assembles engines/ from the (shared) cache and runs no stage: what no runner has stored yet
     fails its module with NotBuiltYet (exit 3). `targets` names [targets.NAME] tables (all by
-    default); one this machine cannot build is skipped, or fails with `require_target` (exit 3)."""
+    default); one this machine cannot build is skipped, or fails with `require_target` (exit 3).
+    `max_memory` (bytes, or a size such as "16G") is each stage's memory budget: a stage whose
+    processes pass it is stopped (StageOverMemory, exit 2); None: the machine's or cgroup's memory
+    less a margin (isolate.budget)."""
     from trtforge.cache.remote import open_remote
     from trtforge.driver.jobs import build_all, effective_jobs
     from trtforge.driver.preflight import preflight
@@ -112,6 +116,7 @@ def build(
     if force_from is not None and force_from not in STAGE_NAMES:
         raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
     t0, started = time.perf_counter(), time.time()
+    _set_memory_budget(max_memory)
     modules, targets = tuple(modules), tuple(targets)  # read twice below: a generator would be empty the second time
     manifest = _manifest(manifest)
     if output_dir is not None:
@@ -187,6 +192,15 @@ def _mark_stale(store: Store, manifest: Manifest, results: list[ModuleResult]) -
     verdicts = find_stale(store, manifest, results, index, lambda name: read_sidecar(out, index, name))
     marked = mark_stale(out, verdicts)
     return {name: verdicts[name] for name in marked if verdicts.get(name)}
+
+
+def _set_memory_budget(max_memory: int | str | None) -> None:
+    """Each build sets the stages' memory budget afresh (None: the default), for its own stages
+    and its --jobs workers."""
+    from trtforge import isolate
+    from trtforge.cache.manage import parse_size
+
+    isolate.MAX_MEMORY = parse_size(max_memory, "--max-memory") if isinstance(max_memory, str) else max_memory
 
 
 def published_names(manifest: Manifest) -> set[str]:
