@@ -342,17 +342,28 @@ def explain(ctx, manifest_path, modules, backend, cache_dir, check, targets):
     help="Write JUnit XML here: one test case per engine, with its time.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (one object per engine).")
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Fail unless index.json carries a signature this Ed25519 key verifies (PEM or OpenSSH).",
+)
 @click.pass_context
-def verify(ctx, engines_dir, modules, require_engine_check, junit, as_json):
+def verify(ctx, engines_dir, modules, require_engine_check, junit, as_json, public_key):
     """Pre-deploy: check published engines on this machine against their bundled reference."""
     from trtforge.predeploy import verify_published
 
     try:
         if junit:
             _check_junit(Path(junit))
+        key = None
+        if public_key:
+            from trtforge.signing import load_public_key
+
+            key = load_public_key(Path(public_key))
         results: list[dict] = []
         failed = verify_published(
-            Path(engines_dir), require_engine_check, junit, None if as_json else click.echo, results, modules
+            Path(engines_dir), require_engine_check, junit, None if as_json else click.echo, results, modules, key
         )
     except TrtforgeError as e:
         _fail(e, ctx.obj["verbose"])

@@ -26,7 +26,8 @@ INDEX = "index.json"
 FORMAT = 1
 # written by every build at the top of the output folder; owned by name
 REPORTS = ("REPORT.md", "report.json", "report.html")
-TOP_FILES = (INDEX, *REPORTS)
+SIG = "index.json.sig"  # the signature of index.json, when a signing key is configured (signing.py)
+TOP_FILES = (INDEX, *REPORTS, SIG)
 
 
 def empty() -> dict:

@@ -206,10 +206,17 @@ def verify_published(
     echo,
     collect: list | None = None,
     modules: tuple[str, ...] = (),
+    public_key=None,
 ) -> int:
     """Check the folder and each published engine (only `modules`, when named); echo one line per
-    result (None: silent), write JUnit XML to `junit`; return the number that failed."""
+    result (None: silent), write JUnit XML to `junit`; return the number that failed. With
+    `public_key` (signing.load_public_key), index.json must carry a signature it verifies."""
     doc, results = _folder_checks(folder)
+    if public_key is not None:
+        from trtforge.signing import check_signature
+
+        why = check_signature(folder, public_key)
+        results[:0] = [_failed(engines_index.SIG, why, "file")] if why else []
     if doc is not None:
         if not doc["modules"] and not results:
             raise TrtforgeError(

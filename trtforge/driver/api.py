@@ -117,6 +117,7 @@ def build(
         raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
     t0, started = time.perf_counter(), time.time()
     _set_memory_budget(max_memory)
+    key = _signing_key()  # a key that cannot be read fails now, before anything is built
     modules, targets = tuple(modules), tuple(targets)  # read twice below: a generator would be empty the second time
     manifest = _manifest(manifest)
     if output_dir is not None:
@@ -159,6 +160,10 @@ def build(
         duration=time.perf_counter() - t0,
         stale=stale,
     )
+    if key is not None:
+        from trtforge.signing import sign_folder
+
+        sign_folder(manifest.output_dir, key)
     specs = {m.name: m for m in chosen}
     warnings = [
         (r.name, w)
@@ -192,6 +197,14 @@ def _mark_stale(store: Store, manifest: Manifest, results: list[ModuleResult]) -
     verdicts = find_stale(store, manifest, results, index, lambda name: read_sidecar(out, index, name))
     marked = mark_stale(out, verdicts)
     return {name: verdicts[name] for name in marked if verdicts.get(name)}
+
+
+def _signing_key():
+    """The Ed25519 key that signs engines/index.json ($TRTFORGE_SIGNING_KEY_FILE or
+    $TRTFORGE_SIGNING_KEY; never the manifest), or None (cryptography is imported only then)."""
+    from trtforge import signing
+
+    return signing.signing_key() if signing.configured() else None
 
 
 def _set_memory_budget(max_memory: int | str | None) -> None:
