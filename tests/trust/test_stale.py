@@ -4,6 +4,7 @@ reports, and `trtforge verify` fails on it (exit 3). Publishing it again clears 
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -67,3 +68,22 @@ def test_a_module_subset_marks_a_module_whose_inputs_changed(built_project):
     assert index["modules"]["mlp2"]["stale"] == why and "stale" not in index["modules"]["mlp"]
     proc = run_cli("verify", "engines", cwd=built_project)
     assert proc.returncode == 3 and f"mlp2: failed: {why}" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_sidecar_from_before_upstream_keys_is_judged_by_its_build_record(two_targets):
+    """A folder published by trtforge before sidecars recorded `upstream`: the build record's key
+    document (kept in the cache) says which export and precision outputs the engine was built from."""
+    engines = two_targets / "engines"
+    side_path = engines / "b" / "mlp.json"
+    side = json.loads(side_path.read_text())
+    del side["upstream"]
+    side_path.write_text(json.dumps(side, indent=1, sort_keys=True))
+    index = json.loads((engines / "index.json").read_text())
+    index["modules"]["b/mlp"]["files"]["b/mlp.json"] = hashlib.sha256(side_path.read_bytes()).hexdigest()
+    (engines / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True))
+    set_two_targets(two_targets, width=24)
+
+    proc, _ = build(two_targets, "--target", "a")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = json.loads((engines / "index.json").read_text())
+    assert index["modules"]["b/mlp"]["stale"].startswith("stale: built from an older export")
