@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 # remote: the shared remote cache (docs/farm.md); a runner of a build farm needs it
 BUILD_EXTRAS ?= rtx,remote
-DEV_EXTRAS ?= rtx,remote,test,lint
+DEV_EXTRAS ?= rtx,remote,sign,test,lint
 PY := $(VENV)/bin/python
 BASE := $(VENV)/.trtforge-base
 BUILD_STAMP := $(VENV)/.trtforge-build

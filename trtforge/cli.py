@@ -267,6 +267,12 @@ def _cache_dir_option(f):
     is_flag=True,
     help="Assemble engines/ from the (shared) cache, building nothing; exit 3 naming what no runner has built yet.",
 )
+@click.option(
+    "--max-memory",
+    default=None,
+    metavar="SIZE",
+    help="Stop a stage whose processes pass this much memory (e.g. 16G; default: the machine's or cgroup's less a margin).",
+)
 @click.pass_context
 def build(
     ctx,
@@ -289,6 +295,7 @@ def build(
     targets,
     require_target,
     from_cache,
+    max_memory,
 ):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose, quiet = ctx.obj["verbose"], ctx.obj["quiet"]
@@ -340,6 +347,7 @@ def build(
             from_cache=from_cache,
             targets=targets,
             require_target=require_target,
+            max_memory=max_memory,
         )
     except TrtforgeError as e:
         _fail(e, verbose)
@@ -410,10 +418,11 @@ def build(
     help=f"A CI gate: exit 0 when everything is up to date, {EXIT_WOULD_REBUILD} when something would be "
     "built or rebuilt, 2 when something cannot be planned (e.g. a depends pattern matching no file).",
 )
+@click.option("--target", "targets", multiple=True, help="Explain only this [targets.NAME] target (repeatable).")
 @_verbosity
 @_json_option("Print the verdicts as one JSON document on stdout (ok, exit_code, modules).")
 @click.pass_context
-def explain(ctx, manifest_path, manifest_opt, modules, backend, cache_dir, check, as_json):
+def explain(ctx, manifest_path, manifest_opt, modules, backend, cache_dir, check, targets, as_json):
     """Say per module and stage whether it is up to date, or which key fields changed."""
     from trtforge.driver.api import explain_verdicts
     from trtforge.driver.explain import check_exit_code
@@ -421,7 +430,7 @@ def explain(ctx, manifest_path, manifest_opt, modules, backend, cache_dir, check
     verbose, quiet = ctx.obj["verbose"], ctx.obj["quiet"]
     manifest_path = _manifest(manifest_path, manifest_opt, verbose)
     try:
-        verdicts = explain_verdicts(manifest_path, modules, backend=backend, cache_dir=cache_dir)
+        verdicts = explain_verdicts(manifest_path, modules, backend=backend, cache_dir=cache_dir, targets=targets)
     except TrtforgeError as e:
         _fail(e, verbose)
     if not as_json and not quiet:
@@ -473,8 +482,14 @@ def explain(ctx, manifest_path, manifest_opt, modules, backend, cache_dir, check
 )
 @_verbosity
 @_json_option("Print the results as one JSON document on stdout (ok, exit_code, modules: one per engine).")
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Fail unless index.json carries a signature this Ed25519 key verifies (PEM or OpenSSH).",
+)
 @click.pass_context
-def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_json):
+def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_json, public_key):
     """Pre-deploy: check published engines on this machine against their bundled reference.
     ENGINES_DIR is the folder build published (with index.json) or one target's folder in it,
     also copied on its own."""
@@ -485,6 +500,11 @@ def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_j
     try:
         if junit:
             _check_junit(Path(junit))
+        key = None
+        if public_key:
+            from trtforge.signing import load_public_key
+
+            key = load_public_key(Path(public_key))
         results: list[dict] = []
         failed = verify_published(
             Path(engines_dir),
@@ -493,6 +513,7 @@ def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_j
             None if as_json or quiet else click.echo,
             results,
             modules,
+            key,
             targets=targets,
             notes=notes,
         )

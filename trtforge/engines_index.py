@@ -26,7 +26,8 @@ INDEX = "index.json"
 FORMAT = 1
 # written by every build at the top of the output folder; owned by name
 REPORTS = ("REPORT.md", "report.json", "report.html")
-TOP_FILES = (INDEX, *REPORTS)
+SIG = "index.json.sig"  # the signature of index.json, when a signing key is configured (signing.py)
+TOP_FILES = (INDEX, *REPORTS, SIG)
 
 
 def empty() -> dict:
@@ -136,13 +137,16 @@ def foreign(out_dir: Path, doc: dict | None) -> list[str]:
     return [p for p in listing(out_dir) if p not in mine and not is_temp(p.rsplit("/", 1)[-1])]
 
 
-def adopt_legacy(out_dir: Path) -> dict | None:
-    """A folder published before index.json existed: every <target>/<module>.json sidecar whose
-    files are all beside it with their digests is trtforge's, and is written into a new index so
-    it can be withdrawn like any other. None when there is an index or nothing to adopt."""
+def adopt_legacy(out_dir: Path, names: set[str] | None = None) -> dict | None:
+    """A folder published before index.json existed, or whose index is damaged (truncated by a
+    full disk, edited): every <target>/<module>.json sidecar whose files are all beside it with
+    their digests is trtforge's, and is written into a new index so it can be withdrawn like any
+    other; what no sidecar vouches for stays foreign (refused). `names`: the entry names the
+    manifest publishes ("<target>/<module>" with [targets]). None when there is a valid index or
+    nothing to adopt. (A damaged index once made every later build refuse the folder for good.)"""
     from trtforge.cache import digest_file
 
-    if (out_dir / INDEX).exists():
+    if (out_dir / INDEX).exists() and load(out_dir) is not None:
         return None
     doc = empty()
     for side in sorted(out_dir.glob("*/*.json")):
@@ -161,7 +165,10 @@ def adopt_legacy(out_dir: Path) -> dict | None:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         rel = f"{side.parent.name}/{side.name}"
-        doc["modules"][side.stem] = {"sidecar": rel, "files": {**files, rel: digest_file(side, trust_memo=False)}}
+        name = f"{side.parent.name}/{side.stem}" if f"{side.parent.name}/{side.stem}" in (names or ()) else side.stem
+        if name in doc["modules"]:
+            continue  # two folders vouch for one module: neither is adopted over the other
+        doc["modules"][name] = {"sidecar": rel, "files": {**files, rel: digest_file(side, trust_memo=False)}}
     if not doc["modules"]:
         return None
     save(out_dir, doc)

@@ -13,6 +13,7 @@ Linux-only mechanics (fork, prctl); elsewhere the stage runs in-process.
 from __future__ import annotations
 
 import ctypes
+import errno
 import gc
 import os
 import pickle
@@ -37,6 +38,93 @@ class StageKilled(TrtforgeError):
 
     stage = "trtforge"
     exit_code = 2
+
+
+class StageOverMemory(TrtforgeError):
+    """A stage's process tree passed the memory budget (--max-memory): stopped before it could take
+    the machine's last memory (and everything else on a shared build host with it). Exit 2."""
+
+    stage = "trtforge"
+    exit_code = 2
+
+
+# the budget of every stage's process tree, in bytes: None = the default (budget()); set by the
+# driver from --max-memory for the length of a build (driver/api.py, each --jobs worker)
+MAX_MEMORY: int | None = None
+# what the default budget leaves to trtforge's own process and the rest of the machine: a tenth of
+# it, at least 1 GiB
+MARGIN_SHARE, MARGIN_MIN = 0.10, 1 << 30
+WATCH_S = 0.1  # how often the parent samples the stage's process-tree RSS
+
+
+def budget() -> int | None:
+    """The per-stage memory budget: --max-memory, else what the machine or its cgroup has, less a
+    margin (None when neither can be read: no budget)."""
+    if MAX_MEMORY is not None:
+        return MAX_MEMORY
+    have = machine_memory()
+    return None if have is None else have - max(int(have * MARGIN_SHARE), MARGIN_MIN)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with open(f"{task.path}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def tree_rss(pid: int) -> int:
+    """Bytes resident in `pid` and every process below it (VmRSS from /proc; 0 once it is gone)."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError):
+            continue
+        todo += _children(p)
+    return total
+
+
+def _kill_tree(pid: int) -> None:
+    for p in [*_children(pid), pid]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _read_watched(fd: int, pid: int, limit: int | None) -> tuple[list[bytes], int]:
+    """The child's result from the pipe, sampling its process tree's RSS meanwhile; a tree over
+    `limit` is killed at once. Returns the chunks and the largest RSS seen above the limit (0:
+    never over)."""
+    import select
+
+    chunks: list[bytes] = []
+    over = 0
+    while True:
+        ready, _, _ = select.select([fd], [], [], WATCH_S if limit is not None else None)
+        if ready:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return chunks, over
+            chunks.append(chunk)
+        if limit is not None and not over:
+            rss = tree_rss(pid)
+            if rss > limit:
+                over = rss
+                _kill_tree(pid)  # the pipe then reaches its end
 
 
 class StageCrashed(Exception):
@@ -67,6 +155,11 @@ def _child(fn: Callable[[], dict], w: int, torch_pool_lost: bool) -> None:
         payload = ("error", e)
     except KeyboardInterrupt as e:  # Interrupted carries its signal: SIGTERM exits 143, not 130
         payload = ("interrupt", getattr(e, "signum", int(signal.SIGINT)))
+    except OSError as e:  # a full disk under the stage's work folder: one line, not a traceback
+        from trtforge.cache.store import write_error
+
+        error = write_error(e, "the stage's work folder") if e.errno in (errno.ENOSPC, errno.EDQUOT) else None
+        payload = ("error", error) if error is not None else ("bug", traceback.format_exc())
     except BaseException as e:  # noqa: BLE001 - a bug: its traceback travels to the parent
         payload = ("bug", "".join(traceback.format_exception(type(e), e, e.__traceback__)))
     try:
@@ -132,12 +225,12 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
             finally:
                 os._exit(code)
     os.close(w)
-    reaped = False
+    reaped, limit = False, budget()
     try:
-        chunks = []
-        with os.fdopen(r, "rb") as pipe:
-            while chunk := pipe.read(1 << 20):
-                chunks.append(chunk)
+        try:
+            chunks, over = _read_watched(r, pid, limit)
+        finally:
+            os.close(r)
         _, status, usage = os.wait4(pid, 0)
         reaped = True
     finally:
@@ -148,6 +241,21 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
             except (ProcessLookupError, ChildProcessError):
                 pass
     peak = usage.ru_maxrss
+    if limit is not None and (over or peak * 1024 > limit):
+        # over: stopped while it ran; else it finished over the budget between two samples (its
+        # result is not kept either: the budget holds whatever the timing)
+        how = (
+            f"was stopped at {_gib(max(over, peak * 1024) // 1024)} RSS"
+            if over
+            else f"finished at a peak of {_gib(peak)} RSS"
+        )
+        raise StageOverMemory(
+            f"stage '{stage}' passed its memory budget of {_gib(limit // 1024)} and {how}",
+            where=stage,
+            module=module,
+            hint="nothing was published and the cache is intact; raise the budget with --max-memory SIZE "
+            "(default: the machine's or cgroup's memory less a margin) or free memory, then build again",
+        )
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status))
         cause = (
@@ -187,10 +295,25 @@ def machine_memory() -> int | None:
                 sizes.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError):
         pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit.isdigit():
+    for path in _cgroup_limits():
+        try:
+            limit = path.read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit() and int(limit) < 1 << 60:  # cgroup v1 writes "no limit" as ~2^63
             sizes.append(int(limit))
+    return min(sizes) if sizes else None
+
+
+def _cgroup_limits() -> list[Path]:
+    """memory.max of this process's cgroup v2 and every cgroup above it, and cgroup v1's limit."""
+    root = Path("/sys/fs/cgroup")
+    out = [root / "memory.max", root / "memory" / "memory.limit_in_bytes"]
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::/"):
+                parts = [p for p in line[4:].split("/") if p]
+                out += [root.joinpath(*parts[:i], "memory.max") for i in range(len(parts), 0, -1)]
     except OSError:
         pass
-    return min(sizes) if sizes else None
+    return out

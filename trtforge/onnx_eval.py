@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from trtforge.graph_cycles import cycle_error
 from trtforge.onnx_files import read_tensor, weight_bytes
 
 F16, F32 = TensorProto.FLOAT16, TensorProto.FLOAT
@@ -130,6 +131,10 @@ def _toposorted(graph: onnx.GraphProto) -> list:
     nodes = list(graph.node)
     ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
     producer = {o: i for i, node in enumerate(nodes) for o in node.output if o}
+    fed = next((o for o in producer if o in ready and o), None)
+    if fed is not None:  # a graph input that a node also computes: the graph feeds itself
+        node = nodes[producer[fed]]
+        raise cycle_error(f"node '{node.name}' ({node.op_type}), whose output '{fed}' is also a graph input")
     order, state = [], [0] * len(nodes)  # 0 new, 1 on the stack, 2 placed
     for start in range(len(nodes)):
         stack = [(start, 0)]
@@ -144,7 +149,7 @@ def _toposorted(graph: onnx.GraphProto) -> list:
             if j < len(ins):
                 dep = producer[ins[j]]
                 if state[dep] == 1:
-                    raise EvalError(f"graph has a cycle through node '{nodes[dep].name}'")
+                    raise cycle_error(f"node '{nodes[dep].name}' ({nodes[dep].op_type})")
                 stack.append((i, j + 1))
                 stack.append((dep, 0))
                 continue

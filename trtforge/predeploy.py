@@ -92,6 +92,9 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
     side, bad = _sidecar(folder, name, entry)
     if bad:
         return _failed(name, bad)
+    stale = entry.get("stale") or side.get("stale")  # a subset build found its inputs moved on
+    if stale:
+        return _failed(name, str(stale) if str(stale).startswith("stale") else f"stale: {stale}")
     where = folder / PurePosixPath(entry["sidecar"]).parent
     stem = name.rsplit("/", 1)[-1]  # the index names "<target>/<module>" with [targets]
     engine = where / f"{stem}.engine"
@@ -226,6 +229,7 @@ def verify_published(
     echo,
     collect: list | None = None,
     modules: tuple[str, ...] = (),
+    public_key=None,
     *,
     targets: tuple[str, ...] = (),
     notes: list[str] | None = None,
@@ -234,9 +238,15 @@ def verify_published(
     echo one line per result (None: silent), write JUnit XML to `junit`; return the number that
     failed. `folder` is the output folder (with index.json) or one target's folder in it, also
     copied on its own. Notes (trtforge's own leftovers, how the folder was vouched for) go to
-    `notes`."""
+    `notes`. With `public_key` (signing.load_public_key), the index.json that vouches for the
+    folder must carry a signature it verifies."""
     notes = [] if notes is None else notes
     base, doc, results = _vouched(folder, notes)
+    if public_key is not None:
+        from trtforge.signing import check_signature
+
+        why = check_signature(base, public_key)
+        results[:0] = [_failed(engines_index.SIG, why, "file")] if why else []
     if doc is not None:
         if not doc["modules"] and not results:
             raise TrtforgeError(

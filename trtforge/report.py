@@ -315,7 +315,10 @@ def write_reports(
     started: float | None = None,
     duration: float = 0.0,
     pipelines: list[dict] | None = None,
+    stale: dict[str, str] | None = None,
 ) -> Path:
+    """REPORT.md, report.json, report.html; `stale` ({entry: reason}) marks published entries this
+    run did not build whose upstream keys moved on (driver/stale.py)."""
     from trtforge.pipelines.report import html_section, markdown_section
     from trtforge.report_html import render
 
@@ -329,6 +332,9 @@ def write_reports(
             else [m.name for m in manifest.modules]
         )  # the names engines/index.json holds
         modules = _merge(out_dir, modules, order)
+    for m in modules:
+        if (stale or {}).get(m["name"]):
+            _mark_stale(m, stale[m["name"]])
     head = provenance(manifest, results, backend, time.time() if started is None else started, duration)
     head["ok"] = all(m["ok"] for m in modules)
     head["modules_built"] = [r.name for r in results]
@@ -347,6 +353,14 @@ def write_reports(
     md = markdown([_from_json(m) for m in modules], head)
     atomic_write_if_changed(path, (md + markdown_section(data["pipelines"]) if pipelines else md).encode())
     return path
+
+
+def _mark_stale(m: dict, reason: str) -> None:
+    """A report row of an engine that no longer matches the manifest: every stage says so."""
+    m["stale"] = reason
+    m["notes"] = [reason] + [n for n in m.get("notes", []) if not str(n).startswith("stale: ")]
+    for st in m["stages"].values():
+        st["state"], st["reason"] = "stale", reason
 
 
 def _same_but_times(path: Path, data: dict) -> bool:

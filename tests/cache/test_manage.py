@@ -47,12 +47,19 @@ def test_gc_older_than_keeps_the_last_build_and_max_size_bounds_the_cache(built_
     other = tmp_path / "other"
     shutil.copytree(cache, other / ".trtforge-cache", symlinks=True)
 
+    # the published build's records are pinned (issue 28): every other record goes, they stay
     proc = run_cli("cache", "gc", "--max-size", "1K", cwd=built_project)
     assert proc.returncode == 0, proc.stderr
+    assert {r["key"] for r in records(cache)} == new and len(list((cache / "actions").glob("*/*.key.json"))) == 5
+    for pin in (cache / "index").glob("*/*@*.json"):  # withdrawn: nothing published pins them now
+        pin.unlink()
+    proc = run_cli("cache", "gc", "--max-size", "1K", cwd=built_project)
     assert records(cache) == [] and _blob_bytes(cache) == 0
     assert not list((cache / "actions").glob("*/*.key.json"))
 
     cache = other / ".trtforge-cache"
+    for pin in (cache / "index").glob("*/*@*.json"):
+        pin.unlink()
     total = _blob_bytes(cache)
     proc = run_cli("cache", "gc", "--cache-dir", str(cache), "--max-size", str(total - 1), cwd=built_project)
     assert proc.returncode == 0, proc.stderr
@@ -149,6 +156,8 @@ def test_gc_while_a_build_runs_waits_and_breaks_nothing(tiny_project, tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert set(states(json.loads(out)).values()) == {"ok"}
-    _, gc_err = gc.communicate(timeout=120)
+    gc_out, gc_err = gc.communicate(timeout=120)
     assert gc.returncode == 0, gc_err
-    assert records(tiny_project / ".trtforge-cache") == []  # it ran, after the build: max-size 0
+    # it ran after the build: max-size 0 dropped every record but the 5 pinned behind the published
+    # engine (the build pins them only after publishing, so a gc that ran mid-build dropped some)
+    assert len(records(tiny_project / ".trtforge-cache")) == 5 and "removed 0 record(s)" in gc_out

@@ -130,10 +130,15 @@ def verify_all(store) -> list[str]:
     return problems
 
 
-def _current_keys(root: Path) -> set[str]:
-    """Keys of the last build of every module and stage (index/): what a no-op build needs."""
+def _current_keys(root: Path, pinned: bool = False) -> set[str]:
+    """Keys of the last build of every module and stage and of every published entry (index/):
+    what a no-op build needs; `pinned`: only those behind a published entry of any target."""
+    from trtforge.cache.store import PIN
+
     keys = set()
     for path, _ in regular_files(root / "index"):
+        if pinned and PIN not in path.name:
+            continue
         with contextlib.suppress(OSError, DamagedRecord):
             keys.add(parse_index(path.read_bytes())["key"])
     return keys
@@ -164,7 +169,9 @@ def _prune_deps(store, kept: set[str]) -> None:
 def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -> dict:
     """Drop records older than `older_than_s` (except those of the last build), then the oldest
     records (the last build's last) until the blobs they use fit in `max_bytes`; then every blob no
-    record uses, stale temp files of dead writers, and the views (rebuilt on demand)."""
+    record uses, stale temp files of dead writers, and the views (rebuilt on demand). The records
+    behind a published entry of any target (Store.pin) are never dropped: `--max-size` once
+    evicted the targets the last run did not build, and the next no-change build rebuilt them."""
     from trtforge.cache.store import sweep_temps, sweep_writer_temps
 
     root = store.root
@@ -175,11 +182,15 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
             for sub in (root / top).iterdir():
                 if sub.is_dir() and not sub.is_symlink():
                     sweep_temps(sub)
-        current = _current_keys(root)
+        current, pinned = _current_keys(root), _current_keys(root, pinned=True)
         now = time.time()
         damaged: list = []
-        # oldest first; the last build's records go last
-        docs = sorted(records(root, damaged), key=lambda dp: (dp[0]["key"] in current, dp[0]["created"]))
+        # oldest first; the last build's records go last; the published ones are kept apart
+        docs: list[tuple[dict, Path]] = []
+        kept: list[tuple[dict, Path]] = []
+        for doc, path in records(root, damaged):
+            (kept if doc["key"] in pinned else docs).append((doc, path))
+        docs.sort(key=lambda dp: (dp[0]["key"] in current, dp[0]["created"]))
         for path, _ in damaged:  # never used: garbage
             _drop(path)
         removed = len(damaged)
@@ -192,7 +203,7 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
         sizes = {p.name: s for p, s in regular_files(root / "blobs")}
 
         def live() -> set[str]:
-            return {o["digest"] for d, _ in docs for o in d["outputs"].values()}
+            return {o["digest"] for d, _ in docs + kept for o in d["outputs"].values()}
 
         while max_bytes is not None and docs and sum(sizes.get(d, 0) for d in live()) > max_bytes:
             _drop(docs.pop(0)[1])
@@ -202,7 +213,7 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
             if blob.name not in keep:
                 blob.unlink()
                 freed += size
-        _prune_deps(store, {d["key"] for d, _ in docs})
+        _prune_deps(store, {d["key"] for d, _ in docs + kept})
         shutil.rmtree(root / "views", ignore_errors=True)
         (root / "views").mkdir(exist_ok=True)
     return {"records_removed": removed, "bytes_freed": freed}

@@ -36,6 +36,7 @@ from trtforge.cache.tempnames import temp_beside
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import CacheError
 
+PIN = "@"  # index/<module>/<stage>@<target>.json: a record behind a published entry (Store.pin)
 SUBDIRS = ("blobs", "actions", "index", "deps", "views", "locks", "tmp")
 MAX_DEPS_KEYS = 8  # record keys remembered per base key (see deps_keys)
 # errors that mean "this folder cannot take writes now", not a bug: one line, exit 2
@@ -179,14 +180,23 @@ def cache_writes(where: Path):
     try:
         yield
     except OSError as e:
-        if e.errno not in _WRITE_ERRNOS:
+        error = write_error(e, where)
+        if error is None:
             raise
-        raise CacheError(
-            f"cannot write: {e.strerror}",
-            where=str(e.filename or where),
-            hint="free space (trtforge cache gc --max-size ...) or pass --cache-dir; "
-            "cached entries are intact, the next run resumes",
-        ) from None
+        raise error from None
+
+
+def write_error(e: OSError, where: Path | str) -> CacheError | None:
+    """A full disk, a quota or a read-only folder met while writing, as one line (None: another
+    OSError, a bug). A stage's child reports its own writes (its work folder is in the cache) so."""
+    if e.errno not in _WRITE_ERRNOS:
+        return None
+    return CacheError(
+        f"cannot write: {e.strerror}",
+        where=str(e.filename or where),
+        hint="free space (trtforge cache gc --max-size ...) or pass --cache-dir; "
+        "cached entries are intact, the next run resumes",
+    )
 
 
 class Store:
@@ -483,6 +493,18 @@ class Store:
         if last is not None and last.get("key") == key:
             return  # a no-op build writes nothing
         atomic_write_bytes(self.root / "index" / module / f"{stage}.json", seal({"key": key, "doc": key_doc}))
+
+    def pin(self, module: str, target: str, keys: dict[str, str]) -> None:
+        """The records behind a published entry (module, target): `cache gc` never drops them,
+        whichever target the last build built (index/<module>/<stage>@<target>.json)."""
+        for stage, key in sorted(keys.items()):
+            self.remember(module, f"{stage}{PIN}{target}", key, {"published": f"{target}/{module}"})
+
+    def unpin(self, module: str, target: str) -> None:
+        """The entry was withdrawn (it failed, or left the manifest): its records may go."""
+        folder = self.root / "index" / module
+        for path in folder.glob(f"*{PIN}{target}.json") if folder.is_dir() else ():
+            path.unlink(missing_ok=True)
 
     def last(self, module: str, stage: str) -> dict | None:
         """The last key and key document of this module and stage; None when absent or damaged

@@ -9,6 +9,7 @@ and maps errors to exit codes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -91,6 +92,7 @@ def build(
     from_cache: bool = False,
     targets: Iterable[str] = (),
     require_target: bool = False,
+    max_memory: int | str | None = None,
 ) -> BuildOutcome:
     """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
     A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
@@ -102,7 +104,10 @@ def build(
     `remote_failure` (the build runs locally), or a CacheError with `require_remote`. `from_cache`
     assembles engines/ from the (shared) cache and runs no stage: what no runner has stored yet
     fails its module with NotBuiltYet (exit 3). `targets` names [targets.NAME] tables (all by
-    default); one this machine cannot build is skipped, or fails with `require_target` (exit 3)."""
+    default); one this machine cannot build is skipped, or fails with `require_target` (exit 3).
+    `max_memory` (bytes, or a size such as "16G") is each stage's memory budget: a stage whose
+    processes pass it is stopped (StageOverMemory, exit 2); None: the machine's or cgroup's memory
+    less a margin (isolate.budget)."""
     from trtforge.cache.remote import open_remote
     from trtforge.driver.jobs import build_all, effective_jobs
     from trtforge.driver.preflight import preflight
@@ -113,6 +118,8 @@ def build(
     if force_from is not None and force_from not in STAGE_NAMES:
         raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
     t0, started = time.perf_counter(), time.time()
+    _set_memory_budget(max_memory)
+    key = _signing_key()  # a key that cannot be read fails now, before anything is built
     modules, targets = tuple(modules), tuple(targets)  # read twice below: a generator would be empty the second time
     manifest = _manifest(manifest)
     if output_dir is not None:
@@ -149,6 +156,11 @@ def build(
             pipelines = check_all(store, manifest, results, require_engine_check, partial=partial, backend=backend)
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
+    for name in removed:  # withdrawn: `cache gc` may drop its records again
+        target, _, module = name.rpartition("/")
+        with contextlib.suppress(OSError):
+            store.unpin(module, target or "default")
+    stale = _mark_stale(store, manifest, results)
     report = write_reports(
         results,
         manifest,
@@ -157,7 +169,12 @@ def build(
         started=started,
         duration=time.perf_counter() - t0,
         pipelines=[p.as_json() for p in pipelines],
+        stale=stale,
     )
+    if key is not None:
+        from trtforge.signing import sign_folder
+
+        sign_folder(manifest.output_dir, key)
     specs = {m.name: m for m in chosen}
     # export and precision rules run once per module, not per target: each warning once per module
     warnings = list(
@@ -167,6 +184,7 @@ def build(
             for w in module_warnings(r, rules_written=specs[r.module].precision_rules != DEFAULT_RULES)
         )
     )
+    warnings += [(name, why) for name, why in stale.items()]
     failures = [r.remote.get("failure") for r in results if r.remote.get("failure")]  # --jobs: per worker
     return BuildOutcome(
         results,
@@ -178,6 +196,39 @@ def build(
         remote_failure=failures[0] if failures else None,
         pipelines=pipelines,
     )
+
+
+def _mark_stale(store: Store, manifest: Manifest, results: list[ModuleResult]) -> dict[str, str]:
+    """Mark every published entry this run did not publish whose upstream keys moved on (a
+    --target or --module subset); {entry: reason} of those now stale (driver/stale.py)."""
+    from trtforge import engines_index
+    from trtforge.driver.publish import mark_stale, read_sidecar
+    from trtforge.driver.stale import find_stale
+
+    out = manifest.output_dir
+    index = engines_index.load(out)
+    if index is None or not set(index["modules"]) - {r.name for r in results if r.published}:
+        return {}  # a full build published everything: nothing to compare (the no-op build stays cheap)
+    verdicts = find_stale(store, manifest, results, index, lambda name: read_sidecar(out, index, name))
+    marked = mark_stale(out, verdicts)
+    return {name: verdicts[name] for name in marked if verdicts.get(name)}
+
+
+def _signing_key():
+    """The Ed25519 key that signs engines/index.json ($TRTFORGE_SIGNING_KEY_FILE or
+    $TRTFORGE_SIGNING_KEY; never the manifest), or None (cryptography is imported only then)."""
+    from trtforge import signing
+
+    return signing.signing_key() if signing.configured() else None
+
+
+def _set_memory_budget(max_memory: int | str | None) -> None:
+    """Each build sets the stages' memory budget afresh (None: the default), for its own stages
+    and its --jobs workers."""
+    from trtforge import isolate
+    from trtforge.cache.manage import parse_size
+
+    isolate.MAX_MEMORY = parse_size(max_memory, "--max-memory") if isinstance(max_memory, str) else max_memory
 
 
 def published_names(manifest: Manifest) -> set[str]:
@@ -194,9 +245,10 @@ def explain(
     *,
     backend: str | None = None,
     cache_dir: str | Path | None = None,
+    targets: Iterable[str] = (),
 ) -> list[str]:
-    """Per module and stage: up to date, or which key fields changed (a dry run)."""
-    return [v.text for v in explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir)]
+    """Per module (and target) and stage: up to date, or which key fields changed (a dry run)."""
+    return [v.text for v in explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir, targets=targets)]
 
 
 def explain_verdicts(
@@ -205,19 +257,17 @@ def explain_verdicts(
     *,
     backend: str | None = None,
     cache_dir: str | Path | None = None,
+    targets: Iterable[str] = (),
 ) -> list[Verdict]:
     """`explain` as Verdict objects (module, stage, state, text); `check_exit_code(verdicts)` is
-    what `trtforge explain --check` exits with."""
-    from trtforge.driver.explain import explain_module, explain_pipelines
+    what `trtforge explain --check` exits with. With [targets.NAME] tables, every target (or
+    those named in `targets`), under the keys the build computes for it."""
+    from trtforge.driver.explain import explain_pipelines, explain_targets
 
     manifest = _manifest(manifest)
     store = open_store(manifest, cache_dir)
     records: dict[str, dict] = {}
-    verdicts = [
-        v
-        for module in selected(manifest, modules)
-        for v in explain_module(store, manifest, module, backend, records.setdefault(module.name, {}))
-    ]
+    verdicts = explain_targets(store, manifest, selected(manifest, modules), backend, tuple(targets), records)
     return verdicts + explain_pipelines(store, manifest, records)
 
 

@@ -11,6 +11,7 @@ from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
+from trtforge.targets import TargetSpec, for_target, select
 
 
 def flatten(doc, prefix: str = "") -> dict:
@@ -70,14 +71,50 @@ def _say(
     lines.append(Verdict(module, stage, state, f"{module} {stage}: {text}", tuple(changes or ())))
 
 
+def explain_targets(
+    store: Store,
+    manifest: Manifest,
+    modules: list[ModuleSpec],
+    backend: str | None = None,
+    targets: tuple = (),
+    records: dict[str, dict] | None = None,
+) -> list[Verdict]:
+    """Every module for every target (`targets`: names of [targets.NAME] tables, all by default),
+    under the keys `trtforge build` computes for that target; the lines name "<target>/<module>".
+    A manifest without targets explains the default target, as before targets existed. `records`
+    (module -> stage records up to date) receives the first target's, as a pipeline check keys on
+    the first target's records (pipelines/drive.py)."""
+    records = {} if records is None else records
+    if not manifest.targets:
+        return [
+            v
+            for m in modules
+            for v in explain_module(store, manifest, m, backend, records=records.setdefault(m.name, {}))
+        ]
+    picked = select(manifest.targets, tuple(targets))
+    return [
+        v
+        for m in modules
+        for i, t in enumerate(picked)
+        for v in explain_module(store, manifest, m, None, t, records=records.setdefault(m.name, {}) if i == 0 else None)
+    ]
+
+
 def explain_module(
-    store: Store, manifest: Manifest, module: ModuleSpec, backend: str | None = None, records: dict | None = None
+    store: Store,
+    manifest: Manifest,
+    module: ModuleSpec,
+    backend: str | None = None,
+    target: TargetSpec | None = None,
+    records: dict | None = None,
 ) -> list[Verdict]:
     """`records`, when given, receives the records of the stages that are up to date."""
     lines: list[Verdict] = []
     records = {} if records is None else records
-    for stage, deps in stage_table(backend):
-        say = partial(_say, lines, module.name, stage.name)
+    label = module.name if target is None else f"{target.name}/{module.name}"
+    module = for_target(module, target)  # as lifecycle.run_stages builds it
+    for stage, deps in stage_table(backend, None, target):
+        say = partial(_say, lines, label, stage.name)
         if any(d not in records for d in deps):
             say("build", "will rebuild (an upstream stage rebuilds first)")
             continue

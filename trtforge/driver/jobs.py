@@ -13,7 +13,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from trtforge import interrupts
+from trtforge import interrupts, isolate
 from trtforge.cache import Store, testhooks
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver.lifecycle import build_targets
@@ -140,7 +140,10 @@ def build_all(
     if forwarder is not None:
         forwarder.start()
     pool = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(), events)
+        max_workers=jobs,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(os.getpid(), events, isolate.MAX_MEMORY),
     )
     try:
         remote = None if store.remote is None else store.remote.config
@@ -184,7 +187,7 @@ def build_all(
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker(parent: int, events=None) -> None:
+def _init_worker(parent: int, events=None, max_memory: int | None = None) -> None:
     """In each worker, first: die with the parent whatever kills it (a SIGKILLed parent runs no
     cleanup, and orphaned workers went on building for minutes, 600 MB each). The kernel sends
     SIGKILL when the parent exits (prctl PR_SET_PDEATHSIG); a parent that died before this line
@@ -198,6 +201,7 @@ def _init_worker(parent: int, events=None) -> None:
     if os.getppid() != parent:
         os._exit(1)
     testhooks.PARENT = parent
+    isolate.MAX_MEMORY = max_memory  # --max-memory: the parent's budget holds in every worker
     global _EVENTS
     _EVENTS = events
     interrupts.install()

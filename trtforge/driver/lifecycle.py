@@ -147,6 +147,7 @@ def build_and_publish(
                     result.deferred = True  # published after its pipelines pass (pipelines/drive.py)
                 else:
                     result = _publish(store, manifest, module, result)
+                    pin_published(store, module.name, target, result)
                 if target is not None and not store.assemble_only and result.published:
                     release.remember(store, for_target(module, target), target, result)
                 if store.remote is not None:
@@ -172,6 +173,20 @@ def _publish(store: Store, manifest: Manifest, module: ModuleSpec, result: Modul
         else:  # the module's own failure stays the one reported
             result.notes.append(f"could not withdraw its previous files: {e.one_line()}")
     return result
+
+
+def pin_published(store: Store, module: str, target: TargetSpec | None, result: ModuleResult) -> None:
+    """Pin the records behind what is now published for (module, target) in the cache, or unpin
+    them when the module was withdrawn: `cache gc` keeps the pinned ones, whichever target the
+    last build built. A pin that cannot be written (a full disk) costs only that guarantee."""
+    name = "default" if target is None else target.name
+    try:
+        if result.published:
+            store.pin(module, name, {s: r.key for s, r in result.records.items()})
+        else:
+            store.unpin(module, name)
+    except OSError as e:
+        result.notes.append(f"cache: could not record what is published ({e.strerror}); `cache gc` may drop it")
 
 
 def records_until(store: Store, manifest: Manifest, module: ModuleSpec, until: str) -> dict[str, Record]:

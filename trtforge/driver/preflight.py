@@ -48,11 +48,14 @@ def check_foreign_files(out_dir: Path, index: dict | None) -> None:
 
 def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None, allow_foreign: bool = False) -> None:
     from trtforge import engines_index
+    from trtforge.driver.api import published_names
     from trtforge.graph_passes import catalog as passes
     from trtforge.precision_rules import catalog as rules
 
     check_output_dir(manifest.output_dir)
-    index = engines_index.load(manifest.output_dir) or engines_index.adopt_legacy(manifest.output_dir)
+    index = engines_index.load(manifest.output_dir) or engines_index.adopt_legacy(
+        manifest.output_dir, published_names(manifest)
+    )
     if not (allow_foreign or manifest.allow_foreign_files):
         check_foreign_files(manifest.output_dir, index)
     for module in modules:  # a missing backend or a misspelt pass fails now, not after an export

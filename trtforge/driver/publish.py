@@ -33,6 +33,7 @@ from trtforge.cache import Store, digest_file
 from trtforge.cache.store import atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver.results import ModuleResult
+from trtforge.driver.stale import upstream_keys
 from trtforge.errors import InternalError, PublishError
 from trtforge.manifest import ModuleSpec
 
@@ -199,6 +200,58 @@ def prune(out_dir: Path, keep: set[str]) -> list[str]:
     return gone
 
 
+def read_sidecar(out_dir: Path, index: dict, name: str) -> dict | None:
+    """The published sidecar of `name` when its digest is the index's, else None."""
+    entry = index["modules"].get(name)
+    path = engines_index.inside(out_dir, entry["sidecar"]) if entry else None
+    if (
+        path is None
+        or not path.is_file()
+        or digest_file(path, trust_memo=False) != entry["files"].get(entry["sidecar"])
+    ):
+        return None
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def mark_stale(out_dir: Path, verdicts: dict[str, str | None]) -> list[str]:
+    """Write each entry's stale mark (a reason, or None to clear it) into its sidecar and the
+    index: the index names the sidecar pending while it is rewritten, as a publish does. Returns
+    the names marked stale."""
+    stale = []
+    try:
+        with engines_index.locked(out_dir):
+            index = engines_index.load(out_dir)
+            for name, why in sorted(verdicts.items()) if index is not None else ():
+                entry, side = index["modules"].get(name), read_sidecar(out_dir, index, name)
+                if entry is None or side is None or name in index["pending"]:
+                    continue
+                stale += [name] if why else []
+                if side.get("stale") == why and entry.get("stale") == why:
+                    continue
+                side = {k: v for k, v in side.items() if k != "stale"} | ({"stale": why} if why else {})
+                data = json.dumps(side, indent=1, sort_keys=True).encode()
+                rel = entry["sidecar"]
+                index["pending"][name] = [rel]
+                engines_index.save(out_dir, index)
+                atomic_write_bytes(out_dir / rel, data)
+                entry = {k: v for k, v in entry.items() if k != "stale"} | ({"stale": why} if why else {})
+                entry["files"][rel] = hashlib.sha256(data).hexdigest()
+                index["modules"][name] = entry
+                index["pending"].pop(name)
+                engines_index.save(out_dir, index)
+    except OSError as e:
+        raise PublishError(
+            f"cannot mark a stale engine: {e.strerror}",
+            where=str(e.filename or out_dir),
+            hint="make the output folder writable, then run again",
+        ) from None
+    return stale
+
+
 def _random_sets(result: ModuleResult, eview: Path, name: str) -> dict:
     """Every input set besides the example one (verify.random_inputs, verify.input_sets, the min,
     opt and max of each optimization profile) travels with the bundle, so `trtforge verify` on the
@@ -244,6 +297,9 @@ def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict
         **({"profiles": build["profiles"]} if build.get("profiles") else {}),
         "tolerance": {o: module.tolerance(o) for o in meta(result.records["export"], ExportMeta)["outputs"]},
         "cache_key": result.records["build"].key,
+        # the keys of the stages the engine was built from: a later subset build compares them with
+        # the manifest's and marks this entry stale when they moved on (driver/stale.py)
+        "upstream": upstream_keys(result),
         "verification": {
             s: {
                 "status": c["status"],

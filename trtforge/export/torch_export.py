@@ -196,6 +196,49 @@ def _check_opset(module: ModuleSpec, proto) -> None:
         )
 
 
+def _named_outputs(out, module: ModuleSpec) -> tuple[list[str], list]:
+    """name_outputs, with a forward that returns no tensor (an int, a string) as a user error:
+    before, a 73-line TypeError traceback (exit 1)."""
+    try:
+        names, tensors = name_outputs(out, module)
+    except TypeError as e:
+        if "unsupported output type" not in str(e):
+            raise
+        raise ExportError(
+            f"forward returned {_returned(out)}, not tensors",
+            where=f"modules.{module.name}.factory",
+            module=module.name,
+            hint="return a tensor, or a tuple, list, dict or ModelOutput of tensors",
+        ) from None
+    if not tensors:
+        raise ExportError(
+            f"forward returned no tensor ({_returned(out)})",
+            where=f"modules.{module.name}.factory",
+            module=module.name,
+            hint="return a tensor, or a tuple, list, dict or ModelOutput of tensors",
+        )
+    return names, tensors
+
+
+def _returned(out) -> str:
+    text = repr(out)
+    return f"{type(out).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _check_names_apart(inputs: list[str], outputs: list[str], module: ModuleSpec) -> None:
+    """A graph input and output of one name make a graph that feeds itself (diffusers' UNet takes
+    `sample` and returns `.sample`): legalize_dtypes then walked it for 9+ minutes to 22.7 GiB."""
+    both = [n for n in outputs if n in inputs]
+    if both:
+        n = both[0]
+        raise ExportError(
+            f"input '{n}' and output '{n}' share a name: the graph's output would feed its own input",
+            where=f"modules.{module.name}.inputs.{n}",
+            module=module.name,
+            hint=f"rename the input and bind it to the parameter, e.g. inputs.{n}_in = {{ arg = '{n}', ... }}",
+        )
+
+
 def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     device = _device()
     torch.backends.cuda.matmul.allow_tf32 = False  # the reference is true FP32
@@ -229,7 +272,8 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
             hint="check each input's shape and dtype against the module's forward",
         ) from e
 
-    names, ref = name_outputs(out, module)
+    names, ref = _named_outputs(out, module)
+    _check_names_apart(binding.graph_input_names, names, module)
     save_arrays(workdir / npz(F.INPUTS), inputs)
     reference = {n: t.detach().float().cpu().numpy() for n, t in zip(names, ref)}
     save_arrays(workdir / npz(F.REFERENCE), reference)

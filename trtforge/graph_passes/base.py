@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx_graphsurgeon as gs
 
 from trtforge.errors import InternalError, PassError
+from trtforge.graph_cycles import check_acyclic
 from trtforge.onnx_files import import_graph  # noqa: F401  (re-exported for passes)
 
 CHECK_MODES = ("each", "pipeline", "off")
@@ -126,6 +127,7 @@ class Pipeline:
                     p.requires(graph)
                     modified = bool(p.apply(graph, ctx))
                     p.ensures(graph)
+                    check_acyclic(graph, ctx.module, f"modules.{ctx.module}.passes[{i}] ({p.name})")
                 except (AssertionError, InternalError) as e:
                     ran = ", ".join(q.name for q in self.passes[:i]) or "none"
                     raise InternalError(f"pass '{p.name}' broke an invariant (passes before it: {ran}): {e}") from e

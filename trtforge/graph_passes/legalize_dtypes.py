@@ -37,6 +37,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from trtforge.errors import PassError, invariant
+from trtforge.graph_cycles import check_acyclic
 from trtforge.graph_passes.base import GraphPass, PassContext
 from trtforge.graph_passes.fold_static_shapes import const_values
 from trtforge.graph_passes.remove_identities import dtype_name as _dtype_name
@@ -146,7 +147,9 @@ def opsets_of(graph: gs.Graph) -> dict:
 
 def in_order(graph: gs.Graph) -> list[gs.Node]:
     """The nodes in a topological order, without reordering the graph (the pass reports honestly
-    that it changed nothing when nothing is mixed)."""
+    that it changed nothing when nothing is mixed). A cycle is an error naming a node on it (this
+    walk once grew without end on one)."""
+    check_acyclic(graph)
     producer = {id(t): n for n in graph.nodes for t in n.outputs}
     done: set[int] = set()
     order = []

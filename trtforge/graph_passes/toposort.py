@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
+from trtforge.graph_cycles import check_acyclic
 from trtforge.graph_passes.base import GraphPass, PassContext
 
 
@@ -11,6 +12,7 @@ class ToposortPass(GraphPass):
     name = "toposort"
 
     def apply(self, graph: gs.Graph, ctx: PassContext) -> bool:
+        check_acyclic(graph, ctx.module)  # graphsurgeon's own sort has no word for a cycle
         before = [id(n) for n in graph.nodes]
         graph.toposort()
         return [id(n) for n in graph.nodes] != before

@@ -148,6 +148,7 @@ def _publish_deferred(store: Store, manifest: Manifest, results: list[ModuleResu
     naming them passed, else withdrawn (a pipeline not checked, e.g. a partial build without its
     other modules, has not vouched for them)."""
     from trtforge.driver import release
+    from trtforge.driver.lifecycle import pin_published
     from trtforge.targets import for_target
 
     verdicts = {p.name: p for p in pipes}
@@ -164,6 +165,8 @@ def _publish_deferred(store: Store, manifest: Manifest, results: list[ModuleResu
             _withdraw(store, manifest, r, withdraw_only=True)
             continue
         _withdraw(store, manifest, r)  # publishes an ok result, withdraws a failed one
+        spec = None if r.target is None else next(t for t in manifest.targets if t.name == r.target)
+        pin_published(store, r.module, spec, r)
         if r.ok and r.target is not None and r.published and not store.assemble_only:
             target = next(t for t in manifest.targets if t.name == r.target)
             release.remember(store, for_target(manifest.module(r.module), target), target, r)
@@ -175,7 +178,7 @@ def _up_to_date(store: Store, manifest: Manifest, name: str, backend: str | None
     from trtforge.driver.explain import explain_module
 
     records: dict = {}
-    verdicts = explain_module(store, manifest, manifest.module(name), backend, records)
+    verdicts = explain_module(store, manifest, manifest.module(name), backend, records=records)
     if any(v.state != "up to date" for v in verdicts if v.state != "note") or not set(KEYED_STAGES) <= set(records):
         return None
     result = ModuleResult(name, records=records)
