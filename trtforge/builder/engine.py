@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trtforge import backends as be
 from trtforge import interrupts
-from trtforge.artifacts import BuildFiles, PrecisionFiles
+from trtforge.artifacts import BuildFiles, PrecisionFiles, reproducible
 from trtforge.builder.timing import FILE as TIMING_FILE
 from trtforge.builder.timing import save as save_timing_cache
 from trtforge.builder.timing import with_timing_cache
@@ -216,7 +216,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     if profiles:
         meta["profiles"] = profiles
     (workdir / BuildFiles.LAYERS).write_text(json.dumps(layers, indent=0))
-    (workdir / BuildFiles.META).write_text(json.dumps(meta, indent=1))
+    (workdir / BuildFiles.META).write_text(json.dumps(reproducible(meta), indent=1))
     return meta
 
 

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trtforge.artifacts import NOT_KEYED
 from trtforge.cache.keys import digest_file, hash_file, set_memo_root
 from trtforge.cache.records import DamagedRecord, parse_index, parse_record, seal, unseal
 from trtforge.cache.testhooks import checkpoint
@@ -63,7 +64,10 @@ class Record:
         )
 
     def digests(self) -> dict:
-        return {name: o["digest"] for name, o in sorted(self.outputs.items())}
+        """The artifacts' digests, as later stages' keys name them: the log and the grown timing
+        cache left out (artifacts.NOT_KEYED: no later stage reads them, and they differ on
+        every run, so a later stage on another runner would miss)."""
+        return {name: o["digest"] for name, o in sorted(self.outputs.items()) if name not in NOT_KEYED}
 
 
 def fsync_dir(path: Path) -> None:
