@@ -175,7 +175,8 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         extra = {} if strongly_typed else {"fp16": True, "precision_constraints": "obey"}
         config = ptrt.CreateConfig(**common, **extra)
     holder: list = []  # the IBuilderConfig, for its timing cache after the build
-    config = with_timing_cache(config, ctx.timing_cache, holder)
+    if backend != be.RTX:  # TensorRT-RTX builds ahead of time and times nothing: no timing cache
+        config = with_timing_cache(config, ctx.timing_cache, holder)
     t0 = time.perf_counter()
     try:
         # signals are only recorded inside the builder (an exception raised in its callbacks is
