@@ -438,6 +438,9 @@ class Store:
         atomic_write_bytes(self._action(key), doc)
         if self.remote is not None:
             self.remote.push(key, self)  # blobs, then the record: after the stage succeeded
+            self.notes.extend(self.remote.take_notes())
+            # the remote's record when it held this key first with other artifacts (parity)
+            doc = self._action(key).read_bytes()
         return Record.of(json.loads(doc))  # what a later lookup returns, to the byte
 
     def forget(self, key: str) -> None:
