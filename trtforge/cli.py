@@ -177,6 +177,12 @@ def _cache_dir_option(f):
     is_flag=True,
     help="Assemble engines/ from the (shared) cache, building nothing; exit 3 naming what no runner has built yet.",
 )
+@click.option(
+    "--until",
+    default=None,
+    type=click.Choice(["export", "graph_passes", "precision_rules"]),
+    help="Run the stages every target shares up to this one, store (upload) them, publish nothing.",
+)
 @click.pass_context
 def build(
     ctx,
@@ -199,6 +205,7 @@ def build(
     targets,
     require_target,
     from_cache,
+    until,
 ):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose = ctx.obj["verbose"]
@@ -249,6 +256,7 @@ def build(
             from_cache=from_cache,
             targets=targets,
             require_target=require_target,
+            until=until,
         )
     except TrtforgeError as e:
         _fail(e, verbose)
@@ -686,3 +694,8 @@ def _print_debug(name, result):
 
 if __name__ == "__main__":
     main()
+
+
+from trtforge.cli_plan import plan_cmd  # noqa: E402  (its own module: driver/plan.py's CLI hook)
+
+main.add_command(plan_cmd)

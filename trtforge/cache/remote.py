@@ -211,6 +211,21 @@ class Remote:
         miss (absent, damaged, incomplete, or the remote unavailable)."""
         return self._call("download", self._fetch, key, store)
 
+    def peek(self, key: str) -> dict | None:
+        """The remote's record for `key`, checked, without its blobs (None: a miss). For planning:
+        whether a runner stored it, and the digests later keys are made of."""
+
+        def get() -> dict | None:
+            data = self._get(self._path("actions", key[:2], f"{key}.json"))
+            if data is None:
+                return None
+            try:
+                return parse_record(data, key)
+            except DamagedRecord:
+                return None  # rebuilt by the job that needs it
+
+        return self._call("download", get)
+
     def _fetch(self, key: str, store) -> dict | None:
         data = self._get(self._path("actions", key[:2], f"{key}.json"))
         if data is None:

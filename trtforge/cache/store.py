@@ -231,6 +231,9 @@ class Store:
         self.notes: list[str] = []  # damaged records met by lookups, for the run's notes
         self.remote = remote  # a cache.remote.Remote: asked after the local layers, fed by put
         self.assemble_only = False  # build --from-cache: a miss is NotBuiltYet, nothing runs
+        # `trtforge plan`: a remote record answers a lookup without its blobs being downloaded
+        # (what the remote holds is all a plan needs; its artifacts may be gigabytes)
+        self.peek = False
         if writable:
             self._open_writable()
         set_memo_root(self.root / "statmemo")
@@ -282,6 +285,9 @@ class Store:
                 if root != self.root:
                     self._adopt(doc, root)
                 return Record.of(doc)
+        if self.remote is not None and self.peek:
+            doc = self.remote.peek(key)  # planning: the record alone, nothing downloaded
+            return None if doc is None else Record.of(doc)
         if self.remote is not None:
             doc = self.remote.fetch(key, self)  # downloaded into this store, every blob checked
             self.notes.extend(self.remote.take_notes())

@@ -23,6 +23,7 @@ from trtforge.manifest import DEFAULT_RULES, Manifest, ModuleSpec, load_manifest
 
 ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
+SHARED_STAGES = ("export", "graph_passes", "precision_rules")  # no target reads them: build --until
 
 
 def open_store(manifest: Manifest, cache_dir: str | Path | None = None, writable: bool = True, remote=None) -> Store:
@@ -89,6 +90,7 @@ def build(
     from_cache: bool = False,
     targets: Iterable[str] = (),
     require_target: bool = False,
+    until: str | None = None,
 ) -> BuildOutcome:
     """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
     A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
@@ -100,7 +102,10 @@ def build(
     `remote_failure` (the build runs locally), or a CacheError with `require_remote`. `from_cache`
     assembles engines/ from the (shared) cache and runs no stage: what no runner has stored yet
     fails its module with NotBuiltYet (exit 3). `targets` names [targets.NAME] tables (all by
-    default); one this machine cannot build is skipped, or fails with `require_target` (exit 3)."""
+    default); one this machine cannot build is skipped, or fails with `require_target` (exit 3).
+    `until` (export, graph_passes or precision_rules: the stages no target reads) runs the modules
+    up to that stage and stores (uploads) them, publishing nothing: a farm's per-module job
+    (`trtforge plan`, driver/plan.py)."""
     from trtforge.cache.remote import open_remote
     from trtforge.driver.jobs import build_all, effective_jobs
     from trtforge.driver.preflight import preflight
@@ -130,13 +135,26 @@ def build(
     for text in notes if on_note is not None else ():
         on_note(text)
     results = []
-    for result in build_all(
-        store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from, picked, require_target
-    ):
+    if until is not None:
+        from trtforge.driver.lifecycle import prepare_module
+
+        if until not in SHARED_STAGES or from_cache or targets:
+            raise TrtforgeError(
+                f"--until {until}: only the stages every target shares ({', '.join(SHARED_STAGES)}), "
+                "without --target or --from-cache",
+                where="--until",
+                hint="build a target's engines with --target NAME",
+            )
+        runs = (prepare_module(store, manifest, m, until, backend, progress, force_from) for m in chosen)
+    else:
+        runs = build_all(
+            store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from, picked, require_target
+        )
+    for result in runs:
         results.append(result)
         if on_result is not None:
             on_result(result)
-    partial = bool(modules) or bool(targets)  # the report keeps what this run did not build
+    partial = bool(modules) or bool(targets) or until is not None  # the report keeps what this run did not build
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
     report = write_reports(
@@ -251,3 +269,43 @@ def export_onnx(
 
     manifest = _manifest(manifest)
     return copy_out(open_store(manifest, cache_dir), manifest, module_name, stage, Path(out_dir))
+
+
+def plan(
+    manifest: Manifest | str | Path = "engines.toml",
+    modules: Iterable[str] = (),
+    *,
+    targets: Iterable[str] = (),
+    backend: str | None = None,
+    cache_dir: str | Path | None = None,
+    trtforge: str = "trtforge",
+    manifest_arg: str | None = None,
+    remote: bool = True,
+):
+    """The build's jobs for a CI matrix, in the order they may run (driver/plan.py), leaving out
+    what the cache (local, then the remote, records only: nothing is downloaded) already holds."""
+    from trtforge.cache.remote import open_remote
+    from trtforge.driver.plan import plan as make_plan
+    from trtforge.targets import select
+
+    given = manifest
+    manifest = _manifest(manifest)
+    store = open_store(manifest, cache_dir, remote=open_remote(manifest.cache, read_only=True, use=remote))
+    store.peek = True
+    arg = manifest_arg or (str(given) if not isinstance(given, Manifest) else str(manifest.path))
+    result = make_plan(
+        store,
+        manifest,
+        selected(manifest, modules),
+        select(manifest.targets, tuple(targets)),
+        backend,
+        trtforge=trtforge,
+        manifest_arg=arg,
+        extra=("--require-remote",) if store.remote is not None else (),
+    )
+    if store.remote is not None and store.remote.failure:  # a plan made blind would rebuild everything
+        from trtforge.cache.remote import HINT
+        from trtforge.errors import CacheError
+
+        raise CacheError(store.remote.failure, hint=HINT)
+    return result
