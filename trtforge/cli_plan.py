@@ -28,6 +28,9 @@ from trtforge.errors import TrtforgeError
 @click.option("--gitlab-ci", "gitlab", is_flag=True, help="Print a GitLab CI child pipeline (JSON, valid YAML).")
 @click.option("--gitlab-template", default=".trtforge", show_default=True, help="The job every GitLab job extends.")
 @click.option(
+    "--gitlab-include", default=None, help="A file of the repository the GitLab pipeline includes (the template)."
+)
+@click.option(
     "--trtforge",
     "command",
     default="trtforge",
@@ -36,7 +39,18 @@ from trtforge.errors import TrtforgeError
 )
 @click.pass_context
 def plan_cmd(
-    ctx, manifest_path, modules, targets, cache_dir, no_remote, as_json, github, gitlab, gitlab_template, command
+    ctx,
+    manifest_path,
+    modules,
+    targets,
+    cache_dir,
+    no_remote,
+    as_json,
+    github,
+    gitlab,
+    gitlab_template,
+    gitlab_include,
+    command,
 ):
     """Print the build's jobs in the order they may run, leaving out what the cache holds."""
     from trtforge.cli import _fail
@@ -63,7 +77,7 @@ def plan_cmd(
     elif github:
         click.echo(result.github())
     elif gitlab:
-        click.echo(json.dumps(result.gitlab(gitlab_template), indent=1))
+        click.echo(json.dumps(result.gitlab(gitlab_template, gitlab_include), indent=1))
     else:
         click.echo(result.render())
     sys.exit(0)

@@ -21,16 +21,18 @@ pytestmark = pytest.mark.slow
 MANIFEST = """\
 [defaults]
 precision.rules = []
-inputs.x = { shape = [2, 8], dtype = "float16" }
-outputs = ["y"]
 verify = { atol = 0.01 }
 
 [modules.mlp]
 factory = "tinymods.mlp:make_mlp"
+inputs.x = { shape = [2, 8], dtype = "float16" }
+outputs = ["y"]
 
 [modules.wide]
 factory = "tinymods.mlp:make_mlp"
 factory_args = { width = 24 }
+inputs.x = { shape = [2, 8], dtype = "float16" }
+outputs = ["y"]
 
 [targets.ampere]
 backend = "tensorrt-rtx"

@@ -107,11 +107,14 @@ class BuildPlan:
         out.append(f"assemble={shlex.join(assemble.command)}")
         return "\n".join(out)
 
-    def gitlab(self, template: str = ".trtforge") -> dict:
+    def gitlab(self, template: str = ".trtforge", include: str | None = None) -> dict:
         """A GitLab CI child pipeline (JSON is YAML): one job per planned job, `needs` as planned,
-        each extending `template` (image, before_script, variables: the user's) and tagged with
-        its runner label."""
-        doc: dict = {"stages": ["prepare", "build", "assemble"]}
+        each extending `template` (image, before_script, variables: the user's, from the file
+        `include` names in the repository) and tagged with its runner label."""
+        doc: dict = {
+            **({"include": [{"local": include}]} if include else {}),
+            "stages": ["prepare", "build", "assemble"],
+        }
         for j in self.jobs:
             job: dict = {
                 "extends": template,
