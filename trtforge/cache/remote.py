@@ -351,25 +351,19 @@ class Remote:
         except DamagedRecord:
             return False  # overwritten by this runner's good one
         mine, first = _keyed(doc), _keyed(theirs)
-        if mine == first:
-            return True
+        if mine == first:  # nothing to upload, unless a blob of it was found damaged here
+            return not any(o["digest"] in self._bad_blobs for o in doc["outputs"].values())
         files = {
             n: {"here": mine.get(n), "remote": first.get(n)}
             for n in sorted({*mine, *first})
             if mine.get(n) != first.get(n)
         }
-        kept = self._fetch(key, store) is not None
-        self.stats.diverged.append(
-            {"stage": doc["stage"], "key": key, "files": files, "kept": "remote" if kept else "here"}
-        )
+        if self._fetch(key, store) is None:  # the remote's is damaged or incomplete: this one replaces it
+            return False
+        self.stats.diverged.append({"stage": doc["stage"], "key": key, "files": files, "kept": "remote"})
         self.stats.corrupt.append(
             f"not reproducible: {doc['stage']} {key[:12]} built here differs from the remote's for the same key "
-            f"({', '.join(files)}); "
-            + (
-                "kept the remote's (the first) and used it here"
-                if kept
-                else "the remote's could not be read; kept this one"
-            )
+            f"({', '.join(files)}); kept the remote's (the first) and used it here"
         )
         return True
 
