@@ -99,6 +99,9 @@ def s3_remote():
     for line in proc.stdout:  # listening once it says so
         if "Running on" in line:
             break
+    # drained from now on: a request log filling the pipe (64 KB) blocks the server's threads, and
+    # every runner waits on it for ever (as tests/farm/conftest.py drains it)
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     env = {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
