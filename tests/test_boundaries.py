@@ -25,7 +25,8 @@ PKG = Path(__file__).resolve().parent.parent / "trtforge"
 STAGES = {"export", "graph_passes", "precision_rules", "builder", "verify"}  # packages (the build stage: builder)
 DRIVER = "driver"
 REPORTS = {"report", "report_html"}
-TOOLS = {"__init__", "cli", "__main__", "predeploy"} | REPORTS  # __init__: the API facade
+# cli_plan: the `trtforge plan` command (a tool like cli)
+TOOLS = {"__init__", "cli", "cli_plan", "__main__", "predeploy"} | REPORTS  # __init__: the API facade
 HEAVY = {  # library -> the units that may import it
     "torch": {"export"},
     "tensorrt": {"builder", "verify", "backends"},
