@@ -6,7 +6,8 @@ of the project) builds cold with that remote: it downloads every record and runs
 C builds cold with no remote (what every CI runner paid before). The remote is a real
 S3-compatible server on localhost (moto_server, from the test extra) when it is installed, else a
 file:// folder. One run each (a cold build of the example manifest takes minutes on 2 cores);
-wall and CPU seconds of the console script, process start included.
+wall and CPU seconds of the console script, process start included, and the peak RSS of its
+whole process tree (the console script and its stage processes, sampled every 50 ms).
 `make bench BENCH=farm` runs it alone; `python bench/bench_farm.py [out.json]`.
 """
 
@@ -19,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "scratch" / "farm"
 BIN = Path(sys.executable).parent
 CMD = [str(BIN / "trtforge")]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from treepeak import _tree_rss  # noqa: E402
 
 
 def project(name: str) -> Path:
@@ -37,16 +41,31 @@ def project(name: str) -> Path:
     return proj
 
 
+def _sample_peak(proc: subprocess.Popen, peak: list[int], done: threading.Event) -> None:
+    """The process tree's summed RSS every 50 ms (stage children included: each stage runs in its
+    own process), its maximum in peak[0]."""
+    while not done.wait(0.05):
+        peak[0] = max(peak[0], _tree_rss(proc.pid))
+
+
 def build(proj: Path, env: dict, *args) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [*CMD, "build", "engines.toml", "--json", *args],
         cwd=proj,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **env},
     )
+    peak, done = [0], threading.Event()
+    sampler = threading.Thread(target=_sample_peak, args=(proc, peak, done), daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    done.set()
+    sampler.join()
+    proc = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -59,6 +78,7 @@ def build(proj: Path, env: dict, *args) -> dict:
     return {
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 2),
+        "peak_rss_mib": round(peak[0] / 2**20),  # the whole process tree, sampled (treepeak.py)
         "stages_run": ran,
         "mb_down": round(down / 1e6, 2),
         "mb_up": round(up / 1e6, 2),
@@ -79,6 +99,9 @@ def s3_remote():
     for line in proc.stdout:  # listening once it says so
         if "Running on" in line:
             break
+    # drained from now on: a request log filling the pipe (64 KB) blocks the server's threads, and
+    # every runner waits on it for ever (as tests/farm/conftest.py drains it)
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     env = {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
@@ -129,6 +152,10 @@ def main(out: Path) -> None:
                 "value": f"{warm['stages_run']} / {cold['stages_run']}",
             },
             {"figure": "runner 2 downloaded (MB)", "value": warm["mb_down"]},
+            {
+                "figure": "peak RSS, runner 1 / 2 warm / 2 cold (MiB)",
+                "value": f"{first['peak_rss_mib']} / {warm['peak_rss_mib']} / {cold['peak_rss_mib']}",
+            },
         ],
     }
     out.write_text(json.dumps(doc, indent=1))

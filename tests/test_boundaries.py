@@ -28,7 +28,8 @@ DRIVER = "driver"
 # builds them (torch) and as published (onnx_eval); the driver calls it after the modules' verdicts
 PIPELINES = "pipelines"
 REPORTS = {"report", "report_html"}
-TOOLS = {"__init__", "cli", "__main__", "predeploy"} | REPORTS  # __init__: the API facade
+# cli_plan: the `trtforge plan` command (a tool like cli)
+TOOLS = {"__init__", "cli", "cli_plan", "__main__", "predeploy"} | REPORTS  # __init__: the API facade
 HEAVY = {  # library -> the units that may import it
     "torch": {"export", PIPELINES},
     "tensorrt": {"builder", "verify", "backends"},

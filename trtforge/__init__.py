@@ -59,6 +59,8 @@ def build(
     remote_read_only: bool = False,
     require_remote: bool = False,
     from_cache: bool = False,
+    max_memory: int | str | None = None,
+    until: str | None = None,
     progress: Progress | None = None,
     on_result: Callable[[ModuleResult], None] | None = None,
     on_note: Callable[[str], None] | None = None,
@@ -67,7 +69,8 @@ def build(
     `targets` ([targets.NAME] tables; all by default). `force_from`: a stage name to re-run from;
     `backend`: "tensorrt" or "tensorrt-rtx" over the manifest's; `output_dir` replaces the
     manifest's; `jobs`: modules built at once; `remote*`: the [cache] remote (docs/farm.md);
-    `from_cache`: assemble engines/ from the cache, run nothing; `on_result` / `on_note` see each
+    `from_cache`: assemble engines/ from the cache, run nothing; `max_memory`: each stage's memory
+    budget (bytes or "16G"); `until`: run only the stages every target shares; `on_result` / `on_note` see each
     module's result and each note as soon as they are known. Every option is documented on
     trtforge.driver.api.build; a user mistake raises a TrtforgeError."""
     from trtforge.driver.api import build as run
@@ -88,6 +91,8 @@ def build(
         remote_read_only=remote_read_only,
         require_remote=require_remote,
         from_cache=from_cache,
+        max_memory=max_memory,
+        until=until,
         progress=progress,
         on_result=on_result,
         on_note=on_note,
@@ -100,14 +105,16 @@ def explain(
     *,
     backend: str | None = None,
     cache_dir: str | Path | None = None,
+    targets: Iterable[str] = (),
 ) -> list[Verdict]:
     """Per module and stage, a Verdict (a dataclass: module, stage, state "up to date" | "build" |
     "rebuild" | "cannot plan" | "note", changes: the key fields that changed, text: the line
     `trtforge explain` prints, also its str()). A dry run: nothing is built. Before 0.2 this
-    returned the lines themselves: `[str(v) for v in explain(...)]` gives them."""
+    returned the lines themselves: `[str(v) for v in explain(...)]` gives them. With [targets.NAME]
+    tables, every target (or those in `targets`) under the keys the build computes for it."""
     from trtforge.driver.api import explain_verdicts
 
-    return explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir)
+    return explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir, targets=targets)
 
 
 def inspect(target, manifest="engines.toml", **options):

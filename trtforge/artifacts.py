@@ -17,6 +17,26 @@ def npz(stem: str, tag: str = "") -> str:
     return f"{stem}{tag}.npz"
 
 
+# What a stage writes besides its artifacts: its log (clock times, process ids) and the grown
+# timing cache. Neither is read by a later stage, so neither is part of a later stage's key nor
+# compared between runners (cache/store.py Record.digests, driver/parity.py): two runners that
+# ran one key hand later stages the same keys.
+NOT_KEYED = frozenset({"export.log", "build.log", "timing.cache"})
+# Clock readings in a stage's metadata: kept in the record's metadata (reports), left out of the
+# metadata file a stage writes among its artifacts, so the artifact is the same bytes on every run.
+CLOCK_FIELDS = frozenset({"seconds", "parse_s", "build_s", "timing_cache"})
+
+
+def reproducible(meta):
+    """`meta` without its clock readings (CLOCK_FIELDS, at any depth): what a stage writes as its
+    metadata file, byte-identical on every runner that builds the same key."""
+    if isinstance(meta, dict):
+        return {k: reproducible(v) for k, v in meta.items() if k not in CLOCK_FIELDS}
+    if isinstance(meta, list):
+        return [reproducible(v) for v in meta]
+    return meta
+
+
 class ExportFiles:
     MODEL = "model.onnx"  # + model.onnx.data: the FP16 weights, external
     INPUTS = "inputs"  # stems of .npz input sets: the graph's own inputs and the FP32 reference

@@ -273,6 +273,12 @@ def _cache_dir_option(f):
     metavar="SIZE",
     help="Stop a stage whose processes pass this much memory (e.g. 16G; default: the machine's or cgroup's less a margin).",
 )
+@click.option(
+    "--until",
+    default=None,
+    type=click.Choice(["export", "graph_passes", "precision_rules"]),
+    help="Run the stages every target shares up to this one, store (upload) them, publish nothing.",
+)
 @click.pass_context
 def build(
     ctx,
@@ -296,6 +302,7 @@ def build(
     require_target,
     from_cache,
     max_memory,
+    until,
 ):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose, quiet = ctx.obj["verbose"], ctx.obj["quiet"]
@@ -348,6 +355,7 @@ def build(
             targets=targets,
             require_target=require_target,
             max_memory=max_memory,
+            until=until,
         )
     except TrtforgeError as e:
         _fail(e, verbose)
@@ -929,3 +937,8 @@ def _print_debug(name, result):
 
 if __name__ == "__main__":
     main()
+
+
+from trtforge.cli_plan import plan_cmd  # noqa: E402  (its own module: driver/plan.py's CLI hook)
+
+main.add_command(plan_cmd)

@@ -14,7 +14,7 @@ from tests.conftest import run_cli
 from tests.farm.conftest import farm_build, remote_of
 
 # what a cold build of a manifest without [targets] uploads: every stage's record (a declared
-# target adds its timing-cache and release pointers: test_targets, test_timing_cache)
+# target adds its release pointer, a TensorRT target its timing-cache pointer: test_targets, test_timing_cache)
 UPLOADED = STAGES
 
 pytestmark = pytest.mark.slow

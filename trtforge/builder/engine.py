@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trtforge import backends as be
 from trtforge import interrupts
-from trtforge.artifacts import BuildFiles, PrecisionFiles
+from trtforge.artifacts import BuildFiles, PrecisionFiles, reproducible
 from trtforge.builder.timing import FILE as TIMING_FILE
 from trtforge.builder.timing import save as save_timing_cache
 from trtforge.builder.timing import with_timing_cache
@@ -175,7 +175,8 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
         extra = {} if strongly_typed else {"fp16": True, "precision_constraints": "obey"}
         config = ptrt.CreateConfig(**common, **extra)
     holder: list = []  # the IBuilderConfig, for its timing cache after the build
-    config = with_timing_cache(config, ctx.timing_cache, holder)
+    if backend != be.RTX:  # TensorRT-RTX builds ahead of time and times nothing: no timing cache
+        config = with_timing_cache(config, ctx.timing_cache, holder)
     t0 = time.perf_counter()
     try:
         # signals are only recorded inside the builder (an exception raised in its callbacks is
@@ -216,7 +217,7 @@ def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     if profiles:
         meta["profiles"] = profiles
     (workdir / BuildFiles.LAYERS).write_text(json.dumps(layers, indent=0))
-    (workdir / BuildFiles.META).write_text(json.dumps(meta, indent=1))
+    (workdir / BuildFiles.META).write_text(json.dumps(reproducible(meta), indent=1))
     return meta
 
 

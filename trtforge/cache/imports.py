@@ -29,7 +29,7 @@ import sys
 import sysconfig
 from pathlib import Path, PurePosixPath
 
-from trtforge.cache.keys import digest_many
+from trtforge.cache.keys import derived_digest, digest_bytes, digest_many
 
 _PKG_DIR = str(Path(__file__).resolve().parent.parent)  # trtforge/
 
@@ -51,9 +51,23 @@ def module_files(modname: str, root: Path) -> list[Path]:
     return []
 
 
+SYS_PATH = "sys.path:"  # a source named relative to the import path entry it was found on
+
+
 def display(path: Path, root: Path) -> str:
-    """Root-relative where possible: a project copied elsewhere keeps its keys."""
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    """A source's name in a key, never a path of this machine where avoidable: root-relative for
+    the project's files (a checkout elsewhere keeps its keys), else relative to the sys.path entry
+    it lies under ("sys.path:pkg/mod.py": a venv or a PYTHONPATH folder elsewhere keeps them too),
+    absolute only for a file outside both."""
+    if path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    text = os.path.normpath(str(path))
+    best = ""
+    for entry in filter(None, sys.path):
+        base = os.path.normpath(entry)
+        if text.startswith(base + os.sep) and len(base) > len(best):
+            best = base
+    return f"{SYS_PATH}{PurePosixPath(Path(text).relative_to(best))}" if best else text
 
 
 def _stdlib_dirs() -> tuple[str, ...]:
@@ -134,6 +148,7 @@ def snapshot(root: Path) -> dict:
     stdlib = _stdlib_dirs()
     owners = _installed()
     sources: set = set()
+    found: dict[str, str] = {}
     dists: dict = {}
     for mod in list(sys.modules.values()):
         f = getattr(mod, "__file__", None)
@@ -148,47 +163,100 @@ def snapshot(root: Path) -> dict:
             if f.startswith(stdlib) and not in_site:
                 continue
             if os.path.isfile(f):
-                sources.add(display(Path(f), root))
+                name = display(Path(f), root)
+                sources.add(name)
+                if name.startswith(SYS_PATH):
+                    found[name] = f  # where it was here: the fallback where sys.path differs
             continue
         name, version, location, record, rel, raw_hash = owner
         d = dists.setdefault(name, {"version": version, "location": location, "record": record, "files": {}})
         d["files"][rel] = _sha256_hex(raw_hash)
-    return {"sources": sorted(sources), "dists": dict(sorted(dists.items()))}
+    return {"sources": sorted(sources), "dists": dict(sorted(dists.items())), "found": dict(sorted(found.items()))}
 
 
-def _source_path(source: str, root: Path) -> str:
+def _source_path(source: str, root: Path, found: dict | None = None) -> str:
+    if source.startswith(SYS_PATH):  # as the import system finds it here: the first entry holding it
+        rel = source[len(SYS_PATH) :]
+        for entry in (*filter(None, sys.path), str(root)):
+            if os.path.isfile(f"{entry}/{rel}"):
+                return f"{os.path.normpath(entry)}/{rel}"
+        return (found or {}).get(source, f"{root}/{rel}")
     return source if os.path.isabs(source) else f"{root}/{source}"
 
 
-def _paths(deps: dict, root: Path) -> list[str]:
+def _location(d: dict) -> str:
+    """Where the distribution lives on this machine: the first sys.path entry holding its
+    dist-info (name and version), as the import system finds it; the recording runner's folder
+    only when none does. Another runner's venv at another path is found by name, not by path."""
+    record = d["record"]
+    for entry in filter(None, sys.path):
+        if os.path.isfile(f"{entry}/{record}"):
+            return os.path.normpath(entry)
+    return d["location"]
+
+
+def _located(deps: dict) -> dict[str, str]:
+    return {name: _location(d) for name, d in deps.get("dists", {}).items()}
+
+
+def _paths(deps: dict, root: Path, where: dict[str, str]) -> list[str]:
     # plain string joins: ~2,000 paths per no-op build, and os.path.join costs 3 us each
-    out = [_source_path(s, root) for s in deps.get("sources", [])]
-    for d in deps.get("dists", {}).values():
-        loc = d["location"]
+    found = deps.get("found")
+    out = [_source_path(s, root, found) for s in deps.get("sources", [])]
+    for name, d in deps.get("dists", {}).items():
+        loc = where[name]
         out.append(f"{loc}/{d['record']}")
         out.extend(f"{loc}/{rel}" for rel in d["files"])
     return out
 
 
+def portable_record(data: bytes) -> bytes:
+    """A RECORD without the rows that name the machine: files outside the distribution's folder
+    (console scripts in bin/, whose `#!` line is the venv's absolute path) and the installer's own
+    notes (INSTALLER, REQUESTED, direct_url.json: which tool installed it, from where). The code a
+    stage loads is all inside the folder, so two venvs at different paths key alike."""
+    keep = []
+    for line in data.splitlines():
+        path = line.split(b",", 1)[0].strip(b'"')
+        if path.startswith((b"../", b"/")) or path.rsplit(b"/", 1)[-1] in _INSTALLER_NOTES:
+            continue
+        keep.append(line)
+    return b"\n".join(keep)
+
+
+_INSTALLER_NOTES = (b"INSTALLER", b"REQUESTED", b"direct_url.json")
+
+
+def _record_digest(path: str, raw: str | None) -> str | None:
+    """The digest of the RECORD's portable rows, memoised on the file's own digest (which the
+    stat memo keeps): a no-op build reads no RECORD."""
+    if raw is None:
+        return None
+    return derived_digest("portable-record-1", raw, lambda: digest_bytes(portable_record(Path(path).read_bytes())))
+
+
 def material(deps: dict, root: Path) -> dict:
     """The key material of a recorded set, from the files as they are now (stat memo: a file is
     re-hashed only when its size, mtime, ctime or inode changed)."""
-    digests = digest_many(_paths(deps, root))
-    sources = {s: digests[_source_path(s, root)] for s in deps.get("sources", [])}
+    where = _located(deps)
+    digests = digest_many(_paths(deps, root, where))
+    found = deps.get("found")
+    sources = {s: digests[_source_path(s, root, found)] for s in deps.get("sources", [])}
     dists = {}
     for name, d in sorted(deps.get("dists", {}).items()):
-        loc = d["location"]
+        loc = where[name]
         modified = {
             rel: digests[f"{loc}/{rel}"] for rel, want in sorted(d["files"].items()) if digests[f"{loc}/{rel}"] != want
         }
-        dists[name] = {"version": d["version"], "record": digests[f"{loc}/{d['record']}"], "modified": modified}
+        record = f"{loc}/{d['record']}"
+        dists[name] = {"version": d["version"], "record": _record_digest(record, digests[record]), "modified": modified}
     return {"python": platform.python_version(), "sources": sources, "dists": dists}
 
 
 def changed_after(deps: dict, root: Path, t_ns: int) -> str | None:
     """A recorded file whose inode changed after `t_ns` (the stage's start): it may have been
     read before the change, so the artifact cannot be stored under the new content's key."""
-    for path in _paths(deps, root):
+    for path in _paths(deps, root, _located(deps)):
         try:
             if os.stat(path).st_ctime_ns > t_ns:
                 return path

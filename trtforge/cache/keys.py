@@ -128,7 +128,34 @@ class DigestMemo:
                 pass  # a read-only cache still works, it just re-hashes
         return out
 
+    def derived(self, kind: str, digest: str, compute) -> str:
+        """A value computed from a file's content, memoised on that content's digest (e.g. the
+        digest of a RECORD's portable rows): computed once per content, not once per build."""
+        key = (kind, digest)
+        if key in _DERIVED:
+            return _DERIVED[key]
+        slot = None if self.root is None else self.root / "derived" / kind / digest[:32]
+        value = None
+        if slot is not None:
+            try:
+                value = slot.read_text().strip() or None
+            except OSError:
+                value = None
+        if value is None:
+            value = compute()
+            if slot is not None:
+                try:
+                    slot.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = slot.with_name(f".{slot.name}.{os.getpid()}.tmp")
+                    tmp.write_text(value)
+                    os.replace(tmp, slot)
+                except OSError:
+                    pass  # a read-only cache still works, it just recomputes
+        _DERIVED[key] = value
+        return value
 
+
+_DERIVED: dict[tuple[str, str], str] = {}  # (kind, content digest) -> derived value, for this process
 _SEEN: dict[str, list] = {}  # path -> [stat signature, digest], for this process
 # path -> stat signature (None: missing), shared by the modules of one run: the code they loaded
 # is mostly the same ~2,000 files. Forgotten whenever a stage has run (forget_stats), so a key
@@ -154,3 +181,7 @@ def digest_file(path: Path, *, trust_memo: bool = True) -> str:
 
 def digest_many(paths: list[str]) -> dict[str, str | None]:
     return _MEMO.digest_many(paths)
+
+
+def derived_digest(kind: str, digest: str, compute) -> str:
+    return _MEMO.derived(kind, digest, compute)

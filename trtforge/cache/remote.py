@@ -123,6 +123,8 @@ class Stats:
     bytes_down: int = 0
     bytes_up: int = 0
     corrupt: list = field(default_factory=list)  # remote objects found damaged (reported)
+    # records this runner built whose artifacts differ from the remote's for the same key
+    diverged: list = field(default_factory=list)
 
 
 class Remote:
@@ -209,6 +211,21 @@ class Remote:
         miss (absent, damaged, incomplete, or the remote unavailable)."""
         return self._call("download", self._fetch, key, store)
 
+    def peek(self, key: str) -> dict | None:
+        """The remote's record for `key`, checked, without its blobs (None: a miss). For planning:
+        whether a runner stored it, and the digests later keys are made of."""
+
+        def get() -> dict | None:
+            data = self._get(self._path("actions", key[:2], f"{key}.json"))
+            if data is None:
+                return None
+            try:
+                return parse_record(data, key)
+            except DamagedRecord:
+                return None  # rebuilt by the job that needs it
+
+        return self._call("download", get)
+
     def _fetch(self, key: str, store) -> dict | None:
         data = self._get(self._path("actions", key[:2], f"{key}.json"))
         if data is None:
@@ -261,6 +278,7 @@ class Remote:
             "bytes_down": s.bytes_down,
             "bytes_up": s.bytes_up,
             "failure": self.failure,
+            **({"diverged": s.diverged} if s.diverged else {}),
         }
 
     def take_notes(self) -> list[str]:
@@ -304,6 +322,8 @@ class Remote:
             doc = parse_record(data, key)
         except (OSError, DamagedRecord):
             return False
+        if self._kept_theirs(key, doc, store):
+            return True
         for o in doc["outputs"].values():
             self._put_blob(store._blob(o["digest"]), o["digest"], o["size"])
         checkpoint(f"remote:record:{doc['stage']}")  # blobs up, record not yet (test hook)
@@ -314,6 +334,37 @@ class Remote:
             )
         self._put_bytes(data, self._path("actions", key[:2], f"{key}.json"))
         self.stats.uploaded.append(doc["stage"])
+        return True
+
+    def _kept_theirs(self, key: str, doc: dict, store) -> bool:
+        """Parity: another runner stored this key first. Same artifacts: nothing to upload.
+        Different ones (a builder that is not deterministic): the first stays the answer for
+        everyone, this runner takes it too (downloaded over its own, so its later stages are keyed
+        like every other runner's), and the difference is reported, never silent."""
+        if doc["stage"] in POINTERS:
+            return False
+        data = self._get(self._path("actions", key[:2], f"{key}.json"))
+        if data is None:
+            return False
+        try:
+            theirs = parse_record(data, key)
+        except DamagedRecord:
+            return False  # overwritten by this runner's good one
+        mine, first = _keyed(doc), _keyed(theirs)
+        if mine == first:  # nothing to upload, unless a blob of it was found damaged here
+            return not any(o["digest"] in self._bad_blobs for o in doc["outputs"].values())
+        files = {
+            n: {"here": mine.get(n), "remote": first.get(n)}
+            for n in sorted({*mine, *first})
+            if mine.get(n) != first.get(n)
+        }
+        if self._fetch(key, store) is None:  # the remote's is damaged or incomplete: this one replaces it
+            return False
+        self.stats.diverged.append({"stage": doc["stage"], "key": key, "files": files, "kept": "remote"})
+        self.stats.corrupt.append(
+            f"not reproducible: {doc['stage']} {key[:12]} built here differs from the remote's for the same key "
+            f"({', '.join(files)}); kept the remote's (the first) and used it here"
+        )
         return True
 
     def push_deps(self, base: str, key: str) -> None:
@@ -445,6 +496,18 @@ def pull_all(store, remote: Remote) -> tuple[int, int]:
             store.add_deps_key(base, key, push=False)
     remote.check()
     return pulled, present
+
+
+# records that point at the newest of something (a target's timing cache, a module's published
+# build): the newer one replaces the older by design, not a parity question
+POINTERS = ("timing", "release")
+
+
+def _keyed(doc: dict) -> dict:
+    """A record's artifact digests as parity compares them (logs and timing caches left out)."""
+    from trtforge.artifacts import NOT_KEYED
+
+    return {n: o["digest"] for n, o in doc["outputs"].items() if n not in NOT_KEYED}
 
 
 def _kind(path: str) -> str:

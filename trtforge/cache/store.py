@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trtforge.artifacts import NOT_KEYED
 from trtforge.cache.keys import digest_file, hash_file, set_memo_root
 from trtforge.cache.records import DamagedRecord, parse_index, parse_record, seal, unseal
 from trtforge.cache.tempnames import owner_dead as _owner_dead
@@ -67,7 +68,10 @@ class Record:
         )
 
     def digests(self) -> dict:
-        return {name: o["digest"] for name, o in sorted(self.outputs.items())}
+        """The artifacts' digests, as later stages' keys name them: the log and the grown timing
+        cache left out (artifacts.NOT_KEYED: no later stage reads them, and they differ on
+        every run, so a later stage on another runner would miss)."""
+        return {name: o["digest"] for name, o in sorted(self.outputs.items()) if name not in NOT_KEYED}
 
 
 def fsync_dir(path: Path) -> None:
@@ -208,6 +212,9 @@ class Store:
         self.notes: list[str] = []  # damaged records met by lookups, for the run's notes
         self.remote = remote  # a cache.remote.Remote: asked after the local layers, fed by put
         self.assemble_only = False  # build --from-cache: a miss is NotBuiltYet, nothing runs
+        # `trtforge plan`: a remote record answers a lookup without its blobs being downloaded
+        # (what the remote holds is all a plan needs; its artifacts may be gigabytes)
+        self.peek = False
         if writable:
             self._open_writable()
         set_memo_root(self.root / "statmemo")
@@ -260,6 +267,9 @@ class Store:
                 if root != self.root:
                     self._adopt(doc, root)
                 return Record.of(doc)
+        if self.remote is not None and self.peek:
+            doc = self.remote.peek(key)  # planning: the record alone, nothing downloaded
+            return None if doc is None else Record.of(doc)
         if self.remote is not None:
             doc = self.remote.fetch(key, self)  # downloaded into this store, every blob checked
             self.notes.extend(self.remote.take_notes())
@@ -416,6 +426,9 @@ class Store:
         atomic_write_bytes(self._action(key), doc)
         if self.remote is not None:
             self.remote.push(key, self)  # blobs, then the record: after the stage succeeded
+            self.notes.extend(self.remote.take_notes())
+            # the remote's record when it held this key first with other artifacts (parity)
+            doc = self._action(key).read_bytes()
         return Record.of(json.loads(doc))  # what a later lookup returns, to the byte
 
     def forget(self, key: str) -> None:

@@ -25,6 +25,7 @@ from trtforge.manifest import DEFAULT_RULES, Manifest, ModuleSpec, load_manifest
 
 ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
+SHARED_STAGES = ("export", "graph_passes", "precision_rules")  # no target reads them: build --until
 
 
 def open_store(manifest: Manifest, cache_dir: str | Path | None = None, writable: bool = True, remote=None) -> Store:
@@ -93,6 +94,7 @@ def build(
     targets: Iterable[str] = (),
     require_target: bool = False,
     max_memory: int | str | None = None,
+    until: str | None = None,
 ) -> BuildOutcome:
     """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
     A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
@@ -107,7 +109,10 @@ def build(
     default); one this machine cannot build is skipped, or fails with `require_target` (exit 3).
     `max_memory` (bytes, or a size such as "16G") is each stage's memory budget: a stage whose
     processes pass it is stopped (StageOverMemory, exit 2); None: the machine's or cgroup's memory
-    less a margin (isolate.budget)."""
+    less a margin (isolate.budget).
+    `until` (export, graph_passes or precision_rules: the stages no target reads) runs the modules
+    up to that stage and stores (uploads) them, publishing nothing: a farm's per-module job
+    (`trtforge plan`, driver/plan.py)."""
     from trtforge.cache.remote import open_remote
     from trtforge.driver.jobs import build_all, effective_jobs
     from trtforge.driver.preflight import preflight
@@ -141,15 +146,30 @@ def build(
     if progress is not None and hasattr(progress, "expect"):  # the count's denominator: "[3/8]"
         progress.expect(len(chosen) * (len(picked) if manifest.targets else 1))
     results = []
-    for result in build_all(
-        store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from, picked, require_target
-    ):
+    if until is not None:
+        from trtforge.driver.lifecycle import prepare_module
+
+        if until not in SHARED_STAGES or from_cache or targets:
+            raise TrtforgeError(
+                f"--until {until}: only the stages every target shares ({', '.join(SHARED_STAGES)}), "
+                "without --target or --from-cache",
+                where="--until",
+                hint="build a target's engines with --target NAME",
+            )
+        runs = (prepare_module(store, manifest, m, until, backend, progress, force_from) for m in chosen)
+    else:
+        runs = build_all(
+            store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from, picked, require_target
+        )
+    for result in runs:
         results.append(result)
         if on_result is not None:
             on_result(result)
-    partial = bool(modules) or bool(targets)  # the report keeps what this run did not build
+    partial = bool(modules) or bool(targets) or until is not None  # the report keeps what this run did not build
     pipelines = []
-    if manifest.pipelines or not partial:  # after every module is verified: withdraws what a failing one names
+    if until is None and (
+        manifest.pipelines or not partial
+    ):  # after every module is verified: withdraws what a failing one names
         from trtforge.pipelines.drive import check_all
 
         with store.gc_lock(exclusive=False):  # it reads records' views and publishes from them
@@ -333,3 +353,43 @@ def export_onnx(
 
     manifest = _manifest(manifest)
     return copy_out(open_store(manifest, cache_dir), manifest, module_name, stage, Path(out_dir))
+
+
+def plan(
+    manifest: Manifest | str | Path = "engines.toml",
+    modules: Iterable[str] = (),
+    *,
+    targets: Iterable[str] = (),
+    backend: str | None = None,
+    cache_dir: str | Path | None = None,
+    trtforge: str = "trtforge",
+    manifest_arg: str | None = None,
+    remote: bool = True,
+):
+    """The build's jobs for a CI matrix, in the order they may run (driver/plan.py), leaving out
+    what the cache (local, then the remote, records only: nothing is downloaded) already holds."""
+    from trtforge.cache.remote import open_remote
+    from trtforge.driver.plan import plan as make_plan
+    from trtforge.targets import select
+
+    given = manifest
+    manifest = _manifest(manifest)
+    store = open_store(manifest, cache_dir, remote=open_remote(manifest.cache, read_only=True, use=remote))
+    store.peek = True
+    arg = manifest_arg or (str(given) if not isinstance(given, Manifest) else str(manifest.path))
+    result = make_plan(
+        store,
+        manifest,
+        selected(manifest, modules),
+        select(manifest.targets, tuple(targets)),
+        backend,
+        trtforge=trtforge,
+        manifest_arg=arg,
+        extra=("--require-remote",) if store.remote is not None else (),
+    )
+    if store.remote is not None and store.remote.failure:  # a plan made blind would rebuild everything
+        from trtforge.cache.remote import HINT
+        from trtforge.errors import CacheError
+
+        raise CacheError(store.remote.failure, hint=HINT)
+    return result

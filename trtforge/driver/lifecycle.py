@@ -241,3 +241,21 @@ def build_targets(
             )
         results.append(result)
     return results
+
+
+def prepare_module(
+    store: Store,
+    manifest: Manifest,
+    module: ModuleSpec,
+    until: str,
+    backend: str | None = None,
+    progress=None,
+    force_from: str | None = None,
+) -> ModuleResult:
+    """The stages no target reads (export up to `until`), stored and uploaded, nothing published:
+    a farm's job per module (`build --until precision_rules`), before its module x target jobs."""
+    with store.gc_lock(exclusive=False):
+        result = run_stages(store, manifest, module, backend, progress, force_from, until=until)
+    if store.remote is not None:
+        result.remote = store.remote.take_summary()
+    return result

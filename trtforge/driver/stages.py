@@ -27,7 +27,11 @@ def stage_table(backend: str | None = None, until: str | None = None, target=Non
     build = (
         BuildStage(backend_override=backend)
         if target is None
-        else BuildStage(gpu=target.gpu, target_name=target.name, timing_cache=target.timing_cache)
+        # TensorRT-RTX builds ahead of time and times nothing (its documentation deprecates the
+        # builder's timing cache): only TensorRT targets keep one
+        else BuildStage(
+            gpu=target.gpu, target_name=target.name, timing_cache=target.timing_cache and target.backend == "tensorrt"
+        )
     )
     table = (
         Step(ExportStage(), ()),

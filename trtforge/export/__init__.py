@@ -17,13 +17,11 @@ from trtforge.stage import StageContext, capture_output, tool_versions
 
 
 def factory_sources(module: ModuleSpec, root: Path) -> list[Path]:
-    """The factory's module file, its packages' __init__.py and the .py files beside it, found
-    without importing anything. Before the first export this is all the key knows of the code;
-    after it, the key also covers every file the export loaded (tracks_imports)."""
-    files = module_files(module.factory.split(":")[0], root)
-    if not files:
-        return []
-    return sorted({*files, *(p for p in files[-1].parent.glob("*.py") if p.is_file())})
+    """The factory's module file and its packages' __init__.py, found without importing anything.
+    Every other file the factory needs is keyed by what the export actually loaded
+    (tracks_imports): a helper it imports is in the key, a script that merely sits beside it is
+    not (editing one re-ran every export, and a CI checkout without it missed the whole remote)."""
+    return sorted(module_files(module.factory.split(":")[0], root))
 
 
 def declared_dependencies(module: ModuleSpec, root: Path) -> list[Path]:

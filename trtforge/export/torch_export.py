@@ -18,7 +18,7 @@ import onnx
 import torch
 
 from trtforge.artifacts import ExportFiles as F
-from trtforge.artifacts import npz
+from trtforge.artifacts import npz, reproducible
 from trtforge.cache.testhooks import checkpoint
 from trtforge.dims import describe
 from trtforge.errors import ExportError
@@ -360,5 +360,5 @@ def export_module(module: ModuleSpec, root: Path, workdir: Path) -> dict:
     }
     if module.profiles:
         meta["profiles"] = describe(module.profiles, module.inputs)
-    (workdir / F.META).write_text(json.dumps(meta, indent=1))
+    (workdir / F.META).write_text(json.dumps(reproducible(meta), indent=1))
     return meta

@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx
 import onnx_graphsurgeon as gs
 
-from trtforge.artifacts import ExportFiles, GraphPassesFiles, npz
+from trtforge.artifacts import ExportFiles, GraphPassesFiles, npz, reproducible
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import PassError
 from trtforge.graph_passes.base import PassContext, Pipeline, import_graph
@@ -78,7 +78,7 @@ def run_pipeline(
         "check": check,
         "passes": [asdict(r) for r in pipeline.reports],
     }
-    (workdir / GraphPassesFiles.META).write_text(json.dumps(meta, indent=1))
+    (workdir / GraphPassesFiles.META).write_text(json.dumps(reproducible(meta), indent=1))
     return meta
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from trtforge.artifacts import BuildFiles, ExportFiles, VerifyFiles
+from trtforge.artifacts import BuildFiles, ExportFiles, VerifyFiles, reproducible
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import VerifyError
 from trtforge.onnx_files import EVALUATED, MODEL
@@ -178,5 +178,5 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
         **({"profiles": build_meta["profiles"]} if build_meta.get("profiles") else {}),
         "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {})),
     }
-    (workdir / VerifyFiles.META).write_text(json.dumps(meta, indent=1))
+    (workdir / VerifyFiles.META).write_text(json.dumps(reproducible(meta), indent=1))
     return meta

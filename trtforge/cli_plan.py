@@ -1,0 +1,83 @@
+"""`trtforge plan`: the build's jobs for a CI system's matrix (driver/plan.py), as text, JSON, lines
+for GitHub Actions' $GITHUB_OUTPUT, or a GitLab CI child pipeline. The CLI hook only: parse, call
+driver/api.py, print; errors map to exit codes as everywhere (cli.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from trtforge.errors import TrtforgeError
+
+
+@click.command("plan")
+@click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
+@click.option("--module", "modules", multiple=True, help="Plan only this module (repeatable).")
+@click.option("--target", "targets", multiple=True, help="Plan only this [targets.NAME] target (repeatable).")
+@click.option("--cache-dir", default=None, envvar="TRTFORGE_CACHE_DIR", help="Local cache folder.")
+@click.option("--no-remote", is_flag=True, help="Plan against the local cache alone.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (jobs in order, each with needs).")
+@click.option(
+    "--github-matrix",
+    "github",
+    is_flag=True,
+    help="Print `prepare=`, `build=` (matrices), `has_*=` and `assemble=` lines for $GITHUB_OUTPUT.",
+)
+@click.option("--gitlab-ci", "gitlab", is_flag=True, help="Print a GitLab CI child pipeline (JSON, valid YAML).")
+@click.option("--gitlab-template", default=".trtforge", show_default=True, help="The job every GitLab job extends.")
+@click.option(
+    "--gitlab-include", default=None, help="A file of the repository the GitLab pipeline includes (the template)."
+)
+@click.option(
+    "--trtforge",
+    "command",
+    default="trtforge",
+    show_default=True,
+    help="How jobs run trtforge (e.g. '.venv/bin/trtforge').",
+)
+@click.pass_context
+def plan_cmd(
+    ctx,
+    manifest_path,
+    modules,
+    targets,
+    cache_dir,
+    no_remote,
+    as_json,
+    github,
+    gitlab,
+    gitlab_template,
+    gitlab_include,
+    command,
+):
+    """Print the build's jobs in the order they may run, leaving out what the cache holds."""
+    from trtforge.cli import _fail
+
+    verbose = (ctx.obj or {}).get("verbose", False)
+    if sum((as_json, github, gitlab)) > 1:
+        _fail(TrtforgeError("choose one of --json, --github-matrix, --gitlab-ci", where="plan"), verbose)
+    from trtforge.driver.api import plan
+
+    try:
+        result = plan(
+            manifest_path,
+            modules,
+            targets=targets,
+            cache_dir=cache_dir,
+            trtforge=command,
+            manifest_arg=manifest_path,
+            remote=not no_remote,
+        )
+    except TrtforgeError as e:
+        _fail(e, verbose)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=1))
+    elif github:
+        click.echo(result.github())
+    elif gitlab:
+        click.echo(json.dumps(result.gitlab(gitlab_template, gitlab_include), indent=1))
+    else:
+        click.echo(result.render())
+    sys.exit(0)
