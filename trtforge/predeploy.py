@@ -369,7 +369,7 @@ def _select(published: dict, modules: tuple[str, ...], targets: tuple[str, ...],
         if (not modules or any(m in (n, n.rsplit("/", 1)[-1]) for m in modules))
         and (not targets or _target_of(e) in targets)
     ]
-    if not chosen:
+    if not chosen and (modules or targets):  # none named: an empty index is judged by the caller
         raise TrtforgeError(
             f"no published engine of {', '.join(modules)} on target {', '.join(targets)}",
             where=f"--module {' --module '.join(modules)} --target {' --target '.join(targets)}",
