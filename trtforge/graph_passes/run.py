@@ -78,6 +78,8 @@ def run_pipeline(
         "check": check,
         "passes": [asdict(r) for r in pipeline.reports],
     }
+    if checker is not None:  # nodes the meaning checks ran, both sides (graph_passes/incremental.py)
+        meta["check_nodes_evaluated"] = checker.nodes_evaluated
     (workdir / GraphPassesFiles.META).write_text(json.dumps(meta, indent=1))
     return meta
 

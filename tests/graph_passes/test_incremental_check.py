@@ -1,0 +1,141 @@
+"""Incremental meaning checks (graph_passes/incremental.py): the graph after a pass runs only where
+it differs from the graph before, in one sweep with it; the verdicts stay as strict."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from tests.conftest import write_model
+from trtforge.errors import PassError
+from trtforge.graph_passes.base import GraphPass, PassContext, Pipeline
+from trtforge.graph_passes.cleanup import CleanupPass
+from trtforge.graph_passes.fold_constants import FoldConstantsPass
+from trtforge.graph_passes.meaning import OrtChecker
+from trtforge.graph_passes.remove_identities import RemoveIdentitiesPass
+from trtforge.onnx_files import import_graph, load_graph_proto
+
+N = 40  # blocks of (Mul by a constant, Abs): 80 nodes, plus an Identity in the middle
+
+
+def _chain() -> onnx.ModelProto:
+    nodes, inits = [], []
+    t = "x"
+    for i in range(N):
+        inits.append(helper.make_tensor(f"c{i}", TensorProto.FLOAT, [1], [1.0 + 0.01 * i]))
+        nodes.append(helper.make_node("Mul", [t, f"c{i}"], [f"m{i}"], name=f"mul{i}"))
+        nodes.append(helper.make_node("Abs", [f"m{i}"], [f"t{i}"], name=f"abs{i}"))
+        t = f"t{i}"
+        if i == N // 2:
+            nodes.append(helper.make_node("Identity", [t], ["ident"], name="ident"))
+            t = "ident"
+    # a branch that folds: k = c0 * c1 (constants only), read by the last node
+    nodes.append(helper.make_node("Mul", ["c0", "c1"], ["k"], name="fold_me"))
+    nodes.append(helper.make_node("Mul", [t, "k"], ["y"], name="last"))
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+
+
+class MulToAddPass(GraphPass):
+    """Exact rewrite of one node in the middle: Mul(a, c) with c == 2 ... here `mul30` becomes
+    Mul(c30, a) (operands swapped: the same bits), a node the sweep must run and find agreeing."""
+
+    name = "swap_operands"
+
+    def apply(self, graph, ctx):
+        for n in graph.nodes:
+            if n.name == "mul30":
+                n.inputs.reverse()
+                return True
+        return False
+
+
+class NudgePass(GraphPass):
+    """A wrong 'restructuring' of one node: the constant of mul30 is nudged by one part in 1e6."""
+
+    name = "nudge_constant"
+
+    def __init__(self, exact: bool = True, by: float = 1e-6):
+        self.exact, self.by = exact, by
+
+    def apply(self, graph, ctx):
+        import onnx_graphsurgeon as gs
+
+        for n in graph.nodes:
+            if n.name == "mul30":
+                c = n.inputs[1]
+                n.inputs[1] = gs.Constant("c30_nudged", np.asarray(c.values, np.float32) * (1 + self.by))
+                return True
+        return False
+
+
+def _run(tmp_path: Path, passes, check="pipeline", incremental=True, end_to_end=False):
+    folder = write_model(_chain(), tmp_path / "m")
+    model = load_graph_proto(folder)
+    graph = import_graph(model, folder)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 8)).astype(np.float32)
+    checker = OrtChecker(folder, [{"x": x}], like=model, incremental=incremental)
+    pipe = Pipeline(list(passes), check=check, checker=checker, snapshot=checker.snapshot, end_to_end=end_to_end)
+    pipe.run(graph, PassContext(base_dir=folder))
+    return pipe, checker
+
+
+def test_one_changed_node_evaluates_only_that_node(tmp_path):
+    pipe, checker = _run(tmp_path, [MulToAddPass()])
+    res = checker.last_joint
+    total = 2 * N + 3
+    assert res.nodes_before == total
+    assert res.region == 2 * (N - 30) + 1  # mul30 and everything after it, by structure
+    assert res.nodes_after == 1  # its output agreed: nothing after it ran
+    assert checker.nodes_evaluated == total + 1  # a full check ran 2 * total
+    assert pipe.reports[0].check.startswith("pipeline: identical; 1 of")
+
+
+def test_removed_identity_runs_only_its_consumer(tmp_path):
+    pipe, checker = _run(tmp_path, [RemoveIdentitiesPass(), CleanupPass()])
+    assert checker.last_joint.nodes_after == 1  # mul21, now reading t20 instead of ident
+    assert pipe.reports[0].check.startswith("pipeline: identical")
+
+
+def test_results_equal_a_full_check(tmp_path):
+    """The after outputs from the sweep are what a full evaluation of the graph after gives."""
+    _, inc = _run(tmp_path / "a", [NudgePass(exact=False)])
+    _, full = _run(tmp_path / "b", [NudgePass(exact=False)], incremental=False)
+    assert inc.nodes_evaluated < full.nodes_evaluated
+    (ka, (_, a)), (kb, (_, b)) = list(inc.memo.items())[-1], list(full.memo.items())[-1]
+    assert ka == kb and np.array_equal(a["y"], b["y"])
+
+
+@pytest.mark.parametrize(
+    "check,end_to_end,blamed",
+    [
+        ("each", False, "nudge_constant"),
+        ("each", True, "nudge_constant"),  # a big model: end to end, then localised
+        ("pipeline", False, "remove_identities \\+ nudge_constant"),
+    ],
+)
+def test_an_exact_pass_that_moves_a_value_is_named(tmp_path, check, end_to_end, blamed):
+    with pytest.raises(PassError, match=f"pass {blamed}: output 'y' is not identical"):
+        _run(tmp_path, [RemoveIdentitiesPass(), NudgePass(), CleanupPass()], check=check, end_to_end=end_to_end)
+
+
+def test_a_folding_pass_is_held_to_its_tolerance(tmp_path):
+    pipe, checker = _run(tmp_path, [FoldConstantsPass(), CleanupPass()])
+    assert pipe.reports[0].check.startswith("pipeline: within tolerance")
+    assert checker.last_joint.nodes_after < checker.last_joint.nodes_before
+    with pytest.raises(PassError, match="pass nudge_constant:.*beyond the folding tolerance"):
+        _run(tmp_path / "b", [NudgePass(exact=False, by=0.05)])
+
+
+def test_a_pass_that_changes_nothing_costs_nothing(tmp_path):
+    pipe, checker = _run(tmp_path, [CleanupPass()])
+    assert checker.nodes_evaluated == 0
+    assert pipe.reports[0].check == "pipeline: not modified"

@@ -1,0 +1,263 @@
+"""Incremental meaning checks: the graph after a pass is evaluated only where it differs from the
+graph before, in one sweep with the graph before.
+
+The graph before runs node by node (trtforge.onnx_eval, fp32 mode) as in a full check. The graph
+after is compared with it structurally first (no values): a node of the graph after whose
+operator, attributes, input and output names match the node of the graph before that computes
+the same outputs, and whose inputs all hold the same values, computes the same values. The rest
+(the nodes the pass added or rewrote, and what they feed) is the *region*; only it runs, in the
+same sweep, reading the real tensors the graph before computes. Where a region node's output
+comes out bit-identical to the graph before's tensor of that name, its consumers are no longer
+affected: a consumer that the pass left alone is skipped and reads the graph before's value.
+
+Memory: the graph before holds, beyond its own live tensors, only what the region reads from it
+(worked out from structure before the sweep) and each region output's "before" value until it
+has been compared; the region runs while the sweep passes it, so those tensors are short-lived.
+Nothing is kept across checks and nothing is spilled to disk: an SD1.5 UNet's activations,
+all kept, are several GiB, more than the evaluator's whole peak (~1.45 GiB).
+
+Both graphs' nodes run through the same node sessions, so a node that computes the same thing
+gives the same bits in both, and exact passes are still held to bit-identical outputs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from trtforge.onnx_eval import EvalError, Evaluator, _constant_value
+
+
+class BeforeFailed(RuntimeError):
+    """The graph before could not be evaluated (the check says so; no pass is blamed)."""
+
+
+@dataclass
+class JointResult:
+    before: dict  # the graph before's outputs
+    after: dict  # the graph after's outputs
+    nodes_before: int  # nodes of the graph before that ran (all of them)
+    nodes_after: int  # nodes of the graph after that ran (the region less what agreed again)
+    region: int  # nodes of the graph after that differ by structure or read what does
+    nodes_total: int  # nodes of the graph after
+    peak_bytes: int
+
+
+def _sig(node: onnx.NodeProto) -> tuple:
+    return (
+        node.domain,
+        node.op_type,
+        tuple(node.input),
+        tuple(node.output),
+        b"".join(a.SerializeToString() for a in node.attribute),
+    )
+
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and bool(np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.floating)))
+    )
+
+
+def can_run_jointly(before: onnx.ModelProto, after: onnx.ModelProto) -> bool:
+    """Same graph inputs, no subgraphs (their nodes read outer tensors a node session lacks)."""
+
+    def subgraphs(m: onnx.ModelProto) -> bool:
+        return any(
+            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in m.graph.node for a in n.attribute
+        )
+
+    names = [(i.name, i.type.SerializeToString()) for i in before.graph.input]
+    return names == [(i.name, i.type.SerializeToString()) for i in after.graph.input] and not (
+        subgraphs(before) or subgraphs(after)
+    )
+
+
+def evaluate_jointly(
+    before: onnx.ModelProto,
+    after: onnx.ModelProto,
+    weights: Path,
+    feeds: dict,
+    sessions=None,
+    observe_before: Callable[[str, np.ndarray], None] | None = None,
+) -> JointResult:
+    """Both graphs' outputs (fp32 mode) from one full evaluation of `before` and the region of
+    `after`. Raises BeforeFailed where `before` cannot run, EvalError where `after` cannot."""
+    eb = Evaluator(before, weights, "fp32", sessions=sessions)
+    ea = Evaluator(after, weights, "fp32", sessions=eb._sessions)
+
+    # -- structure: which tensors of the graph after hold the graph before's values ----------
+    b_sig: dict[str, tuple] = {}
+    for node in before.graph.node:
+        s = _sig(node)
+        for o in node.output:
+            if o:
+                b_sig[o] = s
+    b_init = {t.name: t for t in before.graph.initializer}
+    inputs = {i.name for i in after.graph.input}
+    same: set[str] = set(inputs)  # tensors of the graph after equal to the graph before's by structure
+    for name, t in ea.initializers.items():
+        bt = b_init.get(name)
+        if bt is not None and (bt is t or bt.SerializeToString() == t.SerializeToString()):
+            same.add(name)
+    region: list[tuple[onnx.NodeProto, bool]] = []  # (node, the pass left it alone)
+    for node in ea.nodes:
+        outs = [o for o in node.output if o]
+        s = _sig(node)
+        kept = bool(outs) and all(b_sig.get(o) == s for o in outs)
+        if kept and all(n in same for n in node.input if n):
+            same.update(outs)
+        else:
+            region.append((node, kept))
+
+    # what the region reads from the graph before, and the before values its outputs are compared with
+    from_before: Counter[str] = Counter()
+    waits: list[list[str]] = []
+    for node, _ in region:
+        for n in dict.fromkeys(node.input):
+            if n and n in same and n in b_sig:
+                from_before[n] += 1
+        w = [o for o in node.output if o and o in b_sig]
+        waits.append(w)
+        for o in w:
+            from_before[o] += 1
+    final_from_before = {o for o in ea.outputs if o in same and o in b_sig}
+    a_last: dict[str, int] = {}
+    for k, (node, _) in enumerate(region):
+        for n in node.input:
+            if n:
+                a_last[n] = k
+    a_hold = set(ea.outputs)
+
+    # -- the sweep -----------------------------------------------------------------------
+    b_env: dict[str, np.ndarray] = {}
+    a_env: dict[str, np.ndarray] = {}
+    b_have: set[str] = set()
+    deferred: set[str] = set()  # freed by the graph before, held for the region
+    agreed: set[str] = set()  # region outputs bit-identical to the graph before's
+    b_hold = set(eb.outputs) | final_from_before
+    nodes_after = 0
+    peak = 0
+    pos = 0  # next region node
+
+    def live() -> int:
+        seen = {id(v): v.nbytes for v in b_env.values()}
+        seen.update({id(v): v.nbytes for v in a_env.values()})
+        return sum(seen.values())
+
+    def a_value(n: str) -> np.ndarray:
+        if n in a_env:
+            return a_env[n]
+        if n in inputs:
+            return b_env[n] if n in b_env else eb._widen(np.asarray(feeds[n]))
+        if n in ea.initializers:
+            a_env[n] = ea._load(n)
+            return a_env[n]
+        if n in b_env:
+            return b_env[n]
+        raise EvalError(f"node reads '{n}', which nothing computed")
+
+    def release_before(n: str) -> None:
+        from_before[n] -= 1
+        if from_before[n] <= 0 and n in deferred:
+            deferred.discard(n)
+            b_env.pop(n, None)
+
+    def advance(done: bool) -> None:
+        nonlocal pos, nodes_after
+        while pos < len(region):
+            node, kept = region[pos]
+            ins = [n for n in dict.fromkeys(node.input) if n]
+            need = [n for n in ins if n in same and n in b_sig] + waits[pos]
+            if not done and not all(n in b_have for n in need):
+                return
+            outs = [o for o in node.output if o]
+            if kept and all(n in same or n in agreed for n in ins):
+                for o in outs:  # the pass left it alone and its inputs agree: the before values
+                    a_env[o] = b_env[o]
+                    agreed.add(o)
+            else:
+                try:
+                    if node.op_type == "Constant":
+                        results = [ea._widen(_constant_value(node))]
+                    else:
+                        args = [a_value(n) for n in ins]
+                        sess, names = ea._session(node, args)
+                        results = sess.run(None, dict(zip(names, args)))
+                except Exception as e:  # noqa: BLE001 - named for the caller
+                    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                    raise EvalError(f"node '{node.name}' ({node.op_type}): {first}") from e
+                nodes_after += 1
+                for o, v in zip(outs, results):
+                    a_env[o] = v
+                    if o in b_env and _equal(v, b_env[o]):
+                        agreed.add(o)
+            for n in ins:
+                if n in same and n in b_sig:
+                    release_before(n)
+                if a_last.get(n) == pos and n not in a_hold:
+                    a_env.pop(n, None)
+            for o in waits[pos]:
+                release_before(o)
+            for o in outs:
+                if o not in a_last and o not in a_hold:
+                    a_env.pop(o, None)
+            pos += 1
+
+    for name, value in feeds.items():
+        b_env[name] = eb._widen(np.asarray(value))
+        b_have.add(name)
+        if observe_before is not None:
+            observe_before(name, b_env[name])
+    advance(False)
+    for i, node in enumerate(eb.nodes):
+        try:
+            if node.op_type == "Constant":
+                results = [eb._widen(_constant_value(node))]
+                ins = []
+            else:
+                ins = [n for n in dict.fromkeys(node.input) if n]
+                for n in ins:
+                    if n not in b_env:
+                        if n not in eb.initializers:
+                            raise EvalError(f"node '{node.name}' ({node.op_type}) reads '{n}', which nothing computed")
+                        b_env[n] = eb._load(n)
+                args = [b_env[n] for n in ins]
+                sess, names = eb._session(node, args)
+                results = sess.run(None, dict(zip(names, args)))
+        except Exception as e:  # noqa: BLE001
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise BeforeFailed(f"node '{node.name}' ({node.op_type}): {first}") from e
+        for name, value in zip([o for o in node.output if o], results):
+            b_env[name] = value
+            b_have.add(name)
+            if observe_before is not None:
+                observe_before(name, value)
+        advance(False)
+        peak = max(peak, live())
+        for n in ins:
+            if eb.last_use.get(n) == i and n not in b_hold:
+                if from_before[n] > 0:
+                    deferred.add(n)
+                else:
+                    b_env.pop(n)
+    advance(True)
+    out_before = {o: b_env[o] for o in eb.outputs}
+    out_after = {}
+    for o in ea.outputs:
+        if o in a_env:
+            out_after[o] = a_env[o]
+        elif o in inputs:
+            out_after[o] = eb._widen(np.asarray(feeds[o]))
+        elif o in b_env:
+            out_after[o] = b_env[o]
+        else:
+            raise EvalError(f"graph output '{o}' is computed by no node")
+    return JointResult(out_before, out_after, len(eb.nodes), nodes_after, len(region), len(ea.nodes), peak)
