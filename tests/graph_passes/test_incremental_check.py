@@ -139,3 +139,25 @@ def test_a_pass_that_changes_nothing_costs_nothing(tmp_path):
     pipe, checker = _run(tmp_path, [CleanupPass()])
     assert checker.nodes_evaluated == 0
     assert pipe.reports[0].check == "pipeline: not modified"
+
+
+class ReorderPass(GraphPass):
+    """Reverses the node list (the evaluator sorts it again): the same nodes, in another order."""
+
+    name = "reorder"
+
+    def apply(self, graph, ctx):
+        graph.nodes.reverse()
+        return True
+
+
+@pytest.mark.parametrize("incremental", [None, True])
+def test_a_pass_that_keeps_every_node_is_not_evaluated(tmp_path, incremental):
+    """Checked pass by pass: the graph before is at hand, the graph after is node for node the
+    same, so its outputs are the before's (small graphs, whole-graph runs, included)."""
+    pipe, checker = _run(tmp_path, [RemoveIdentitiesPass(), ReorderPass()], check="each", incremental=incremental)
+    verdicts = {r.name: r.check for r in pipe.reports}
+    assert verdicts["reorder"] == "identical; the same nodes as before the pass, none evaluated"
+    total = 2 * N + 3
+    # remove_identities' check only: both graphs whole (small graph), or the before and mul21
+    assert checker.nodes_evaluated == (total + (total - 1) if incremental is None else total + 1)

@@ -80,6 +80,46 @@ def can_run_jointly(before: onnx.ModelProto, after: onnx.ModelProto) -> bool:
     )
 
 
+def plan(before: onnx.ModelProto, after_nodes: list, after_initializers: dict) -> tuple[dict, set, list]:
+    """From structure alone: the graph before's producer signatures, the tensors of the graph
+    after that hold the graph before's values, and the region (node, the pass left it alone) of
+    the graph after (`after_nodes` in topological order) that differs or reads what does."""
+    b_sig: dict[str, tuple] = {}
+    for node in before.graph.node:
+        s = _sig(node)
+        for o in node.output:
+            if o:
+                b_sig[o] = s
+    b_init = {t.name: t for t in before.graph.initializer}
+    same: set[str] = {i.name for i in before.graph.input}
+    for name, t in after_initializers.items():
+        bt = b_init.get(name)
+        if bt is not None and (bt is t or bt.SerializeToString() == t.SerializeToString()):
+            same.add(name)
+    region: list[tuple[onnx.NodeProto, bool]] = []
+    for node in after_nodes:
+        outs = [o for o in node.output if o]
+        s = _sig(node)
+        kept = bool(outs) and all(b_sig.get(o) == s for o in outs)
+        if kept and all(n in same for n in node.input if n):
+            same.update(outs)
+        else:
+            region.append((node, kept))
+    return b_sig, same, region
+
+
+def same_outputs(before: onnx.ModelProto, after: onnx.ModelProto) -> bool:
+    """The graph after computes every output as the graph before does, node for node (a pass
+    that only reorders or renames nodes, or drops dead ones): its outputs are the before's."""
+    from trtforge.onnx_eval import _toposorted
+
+    if not can_run_jointly(before, after):
+        return False
+    _, same, region = plan(before, _toposorted(after.graph), {t.name: t for t in after.graph.initializer})
+    b_outs = {o.name for o in before.graph.output}
+    return not region and all(o.name in same and o.name in b_outs for o in after.graph.output)
+
+
 def evaluate_jointly(
     before: onnx.ModelProto,
     after: onnx.ModelProto,
@@ -93,29 +133,8 @@ def evaluate_jointly(
     eb = Evaluator(before, weights, "fp32", sessions=sessions)
     ea = Evaluator(after, weights, "fp32", sessions=eb._sessions)
 
-    # -- structure: which tensors of the graph after hold the graph before's values ----------
-    b_sig: dict[str, tuple] = {}
-    for node in before.graph.node:
-        s = _sig(node)
-        for o in node.output:
-            if o:
-                b_sig[o] = s
-    b_init = {t.name: t for t in before.graph.initializer}
+    b_sig, same, region = plan(before, ea.nodes, ea.initializers)
     inputs = {i.name for i in after.graph.input}
-    same: set[str] = set(inputs)  # tensors of the graph after equal to the graph before's by structure
-    for name, t in ea.initializers.items():
-        bt = b_init.get(name)
-        if bt is not None and (bt is t or bt.SerializeToString() == t.SerializeToString()):
-            same.add(name)
-    region: list[tuple[onnx.NodeProto, bool]] = []  # (node, the pass left it alone)
-    for node in ea.nodes:
-        outs = [o for o in node.output if o]
-        s = _sig(node)
-        kept = bool(outs) and all(b_sig.get(o) == s for o in outs)
-        if kept and all(n in same for n in node.input if n):
-            same.update(outs)
-        else:
-            region.append((node, kept))
 
     # what the region reads from the graph before, and the before values its outputs are compared with
     from_before: Counter[str] = Counter()
