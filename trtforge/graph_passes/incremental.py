@@ -22,7 +22,7 @@ gives the same bits in both, and exact passes are still held to bit-identical ou
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,35 +136,48 @@ def evaluate_jointly(
     b_sig, same, region = plan(before, ea.nodes, ea.initializers)
     inputs = {i.name for i in after.graph.input}
 
-    # what the region reads from the graph before, and the before values its outputs are compared with
-    from_before: Counter[str] = Counter()
+    # what the region reads from the graph before, and the before values its outputs are
+    # compared with; a region node runs as soon as these and its region inputs are there
+    from_before: Counter[str] = Counter()  # before tensor -> region nodes still to read it
+    a_uses: Counter[str] = Counter()  # region-held tensor -> region nodes still to read it
     waits: list[list[str]] = []
-    for node, _ in region:
+    deps = [0] * len(region)
+    on_before: dict[str, list[int]] = {}  # before tensor -> region nodes waiting for it
+    on_region: dict[str, list[int]] = {}  # region output -> region nodes waiting for it
+    produced = {o for node, _ in region for o in node.output if o}
+    for k, (node, _) in enumerate(region):
         for n in dict.fromkeys(node.input):
-            if n and n in same and n in b_sig:
+            if not n:
+                continue
+            if n in produced:
+                on_region.setdefault(n, []).append(k)
+                deps[k] += 1
+                a_uses[n] += 1
+            elif n in same and n in b_sig:
+                on_before.setdefault(n, []).append(k)
+                deps[k] += 1
                 from_before[n] += 1
+            else:
+                a_uses[n] += 1  # a graph input or an initializer of the graph after
         w = [o for o in node.output if o and o in b_sig]
         waits.append(w)
         for o in w:
+            on_before.setdefault(o, []).append(k)
+            deps[k] += 1
             from_before[o] += 1
     final_from_before = {o for o in ea.outputs if o in same and o in b_sig}
-    a_last: dict[str, int] = {}
-    for k, (node, _) in enumerate(region):
-        for n in node.input:
-            if n:
-                a_last[n] = k
     a_hold = set(ea.outputs)
 
     # -- the sweep -----------------------------------------------------------------------
     b_env: dict[str, np.ndarray] = {}
     a_env: dict[str, np.ndarray] = {}
-    b_have: set[str] = set()
     deferred: set[str] = set()  # freed by the graph before, held for the region
     agreed: set[str] = set()  # region outputs bit-identical to the graph before's
     b_hold = set(eb.outputs) | final_from_before
+    ready = deque(k for k in range(len(region)) if deps[k] == 0)
+    done = 0
     nodes_after = 0
     peak = 0
-    pos = 0  # next region node
 
     def live() -> int:
         seen = {id(v): v.nbytes for v in b_env.values()}
@@ -175,13 +188,14 @@ def evaluate_jointly(
         if n in a_env:
             return a_env[n]
         if n in inputs:
-            return b_env[n] if n in b_env else eb._widen(np.asarray(feeds[n]))
+            a_env[n] = eb._widen(np.asarray(feeds[n]))
+            return a_env[n]
         if n in ea.initializers:
             a_env[n] = ea._load(n)
             return a_env[n]
         if n in b_env:
             return b_env[n]
-        raise EvalError(f"node reads '{n}', which nothing computed")
+        raise EvalError(f"reads '{n}', which nothing computed")
 
     def release_before(n: str) -> None:
         from_before[n] -= 1
@@ -189,53 +203,67 @@ def evaluate_jointly(
             deferred.discard(n)
             b_env.pop(n, None)
 
-    def advance(done: bool) -> None:
-        nonlocal pos, nodes_after
-        while pos < len(region):
-            node, kept = region[pos]
-            ins = [n for n in dict.fromkeys(node.input) if n]
-            need = [n for n in ins if n in same and n in b_sig] + waits[pos]
-            if not done and not all(n in b_have for n in need):
-                return
-            outs = [o for o in node.output if o]
-            if kept and all(n in same or n in agreed for n in ins):
-                for o in outs:  # the pass left it alone and its inputs agree: the before values
-                    a_env[o] = b_env[o]
+    def release_region(n: str) -> None:
+        a_uses[n] -= 1
+        if a_uses[n] <= 0 and n not in a_hold:
+            a_env.pop(n, None)
+
+    def process(k: int) -> None:
+        nonlocal nodes_after, done
+        node, kept = region[k]
+        ins = [n for n in dict.fromkeys(node.input) if n]
+        outs = [o for o in node.output if o]
+        if kept and all(n in same or n in agreed for n in ins):
+            for o in outs:  # the pass left it alone and its inputs agree: the before values
+                a_env[o] = b_env[o]
+                agreed.add(o)
+        else:
+            try:
+                if node.op_type == "Constant":
+                    results = [ea._widen(_constant_value(node))]
+                else:
+                    args = [a_value(n) for n in ins]
+                    sess, names = ea._session(node, args)
+                    results = sess.run(None, dict(zip(names, args)))
+            except Exception as e:  # noqa: BLE001 - named for the caller
+                first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                raise EvalError(f"node '{node.name}' ({node.op_type}): {first}") from e
+            nodes_after += 1
+            for o, v in zip(outs, results):
+                a_env[o] = v
+                if o in b_env and _equal(v, b_env[o]):
                     agreed.add(o)
+        done += 1
+        for n in ins:
+            if n in produced or n not in b_sig or n not in same:
+                release_region(n)
             else:
-                try:
-                    if node.op_type == "Constant":
-                        results = [ea._widen(_constant_value(node))]
-                    else:
-                        args = [a_value(n) for n in ins]
-                        sess, names = ea._session(node, args)
-                        results = sess.run(None, dict(zip(names, args)))
-                except Exception as e:  # noqa: BLE001 - named for the caller
-                    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-                    raise EvalError(f"node '{node.name}' ({node.op_type}): {first}") from e
-                nodes_after += 1
-                for o, v in zip(outs, results):
-                    a_env[o] = v
-                    if o in b_env and _equal(v, b_env[o]):
-                        agreed.add(o)
-            for n in ins:
-                if n in same and n in b_sig:
-                    release_before(n)
-                if a_last.get(n) == pos and n not in a_hold:
-                    a_env.pop(n, None)
-            for o in waits[pos]:
-                release_before(o)
-            for o in outs:
-                if o not in a_last and o not in a_hold:
-                    a_env.pop(o, None)
-            pos += 1
+                release_before(n)
+        for o in waits[k]:
+            release_before(o)
+        for o in outs:
+            for c in on_region.get(o, ()):
+                deps[c] -= 1
+                if deps[c] == 0:
+                    ready.append(c)
+            if a_uses[o] <= 0 and o not in a_hold:
+                a_env.pop(o, None)
+
+    def computed_before(name: str) -> None:
+        for c in on_before.get(name, ()):
+            deps[c] -= 1
+            if deps[c] == 0:
+                ready.append(c)
+
+    def drain() -> None:
+        while ready:
+            process(ready.popleft())
 
     for name, value in feeds.items():
         b_env[name] = eb._widen(np.asarray(value))
-        b_have.add(name)
         if observe_before is not None:
             observe_before(name, b_env[name])
-    advance(False)
+    drain()
     for i, node in enumerate(eb.nodes):
         try:
             if node.op_type == "Constant":
@@ -256,10 +284,10 @@ def evaluate_jointly(
             raise BeforeFailed(f"node '{node.name}' ({node.op_type}): {first}") from e
         for name, value in zip([o for o in node.output if o], results):
             b_env[name] = value
-            b_have.add(name)
             if observe_before is not None:
                 observe_before(name, value)
-        advance(False)
+            computed_before(name)
+        drain()
         peak = max(peak, live())
         for n in ins:
             if eb.last_use.get(n) == i and n not in b_hold:
@@ -267,7 +295,8 @@ def evaluate_jointly(
                     deferred.add(n)
                 else:
                     b_env.pop(n)
-    advance(True)
+    if done != len(region):  # every before tensor was computed, so every region node was ready
+        raise RuntimeError(f"incremental check: {len(region) - done} region node(s) never became ready")
     out_before = {o: b_env[o] for o in eb.outputs}
     out_after = {}
     for o in ea.outputs:
