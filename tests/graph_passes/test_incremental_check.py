@@ -161,3 +161,44 @@ def test_a_pass_that_keeps_every_node_is_not_evaluated(tmp_path, incremental):
     total = 2 * N + 3
     # remove_identities' check only: both graphs whole (small graph), or the before and mul21
     assert checker.nodes_evaluated == (total + (total - 1) if incremental is None else total + 1)
+
+
+def _two_branches() -> onnx.ModelProto:
+    """y = f(x) + g(x), two chains of 20 Sin nodes on 256x256 tensors (256 KiB each)."""
+    nodes = []
+    for b in ("p", "q"):
+        t = "x"
+        for i in range(20):
+            nodes.append(helper.make_node("Sin", [t], [f"{b}{i}"], name=f"{b}{i}"))
+            t = f"{b}{i}"
+    nodes.append(helper.make_node("Add", ["p19", "q19"], ["y"], name="add"))
+    graph = helper.make_graph(
+        nodes,
+        "branches",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 256])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256, 256])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+
+
+def test_the_sweep_holds_no_more_than_a_full_evaluation_when_the_order_changes(tmp_path):
+    from trtforge.graph_passes.incremental import evaluate_jointly
+    from trtforge.graph_passes.meaning import snapshot
+    from trtforge.onnx_eval import Evaluator
+
+    folder = write_model(_two_branches(), tmp_path / "m")
+    before = load_graph_proto(folder)
+    graph = import_graph(before, folder)
+    for n in graph.nodes:
+        if n.name in ("p0", "q0"):
+            n.op = "Cos"  # the region: both branches, whole (nothing agrees again)
+    graph.nodes.sort(key=lambda n: not n.name.startswith("q"))  # the graph after runs q first
+    after = snapshot(graph, before)
+    x = {"x": np.random.default_rng(0).uniform(-1, 1, (256, 256)).astype(np.float32)}
+    full = Evaluator(after, folder, "fp32")
+    full.run(x, observe=lambda n, v: None)  # node by node, as the sweep runs
+    res = evaluate_jointly(before, after, folder, x)
+    assert res.nodes_after == 41 and res.region == 41
+    assert np.array_equal(res.after["y"], Evaluator(after, folder, "fp32").run(x)["y"])
+    # both graphs' live tensors, nothing held for the region: ~2x one evaluation, not 20 tensors
+    assert res.peak_bytes <= 2 * full.peak_bytes + (256 << 10)
