@@ -202,3 +202,40 @@ def test_the_sweep_holds_no_more_than_a_full_evaluation_when_the_order_changes(t
     assert np.array_equal(res.after["y"], Evaluator(after, folder, "fp32").run(x)["y"])
     # both graphs' live tensors, nothing held for the region: ~2x one evaluation, not 20 tensors
     assert res.peak_bytes <= 2 * full.peak_bytes + (256 << 10)
+
+
+def test_stage_keeps_what_the_incremental_check_computed_for_verify(tmp_path):
+    """run_pipeline, incremental: the export graph's and the final graph's outputs are kept for the
+    verify stage (evaluated_*.npz) and equal a full evaluation of each; fold_constants' FP16
+    storage is still rounded in the graph before (an FP16 graph)."""
+    from tests.conftest import onnx_model
+    from trtforge.graph_passes.run import recorded_inputs, run_pipeline
+    from trtforge.onnx_eval import Evaluator
+    from trtforge.onnx_files import EVALUATED
+    from trtforge.tensors import load_arrays, save_arrays
+
+    text = """<ir_version: 10, opset_import: ["" : 20]>
+    g (float16[2,4] x) => (float16[2,4] y) {
+      a = Identity(x)
+      k32 = Constant<value = float[1] {2.5}>()
+      k = Cast<to = 10>(k32)
+      k2 = Mul(k, k)
+      b = Mul(a, k2)
+      c = Relu(b)
+      y = Sin(c)
+    }"""
+    folder = write_model(onnx_model(text), tmp_path / "m")
+    save_arrays(folder / "inputs.npz", {"x": np.linspace(-1, 1, 8, dtype=np.float16).reshape(2, 4)})
+    out = tmp_path / "out"
+    out.mkdir()
+    steps = [{"name": "remove_identities"}, {"name": "fold_constants"}, {"name": "cleanup"}]
+    meta = run_pipeline(
+        folder, out, steps, check="each", recorded=recorded_inputs(folder), end_to_end=True, incremental=True
+    )
+    check = meta["passes"][0]["check"]
+    assert check.startswith("within tolerance") and "folded tensor(s) held at their FP16 storage" in check
+    assert "node(s) after the pass evaluated" in check
+    kept = load_arrays(out / EVALUATED["graph_passes"])
+    x = {"x": kept["in:x"]}
+    assert np.array_equal(kept["out:y"], Evaluator(load_graph_proto(out), out, "fp32").run(x)["y"])
+    assert meta["check_nodes_evaluated"] < 2 * meta["nodes_before"]
