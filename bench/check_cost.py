@@ -7,7 +7,8 @@ EXPORT_FOLDER is an export stage's output (model.onnx, its weights, inputs.npz),
 folder under the cache's views/. Modes: `per_pass` checks each pass with full evaluations (small
 models' default), `end_to_end_full` checks the run of passes with two full evaluations (big
 models' default before issue 25), `end_to_end_incremental` evaluates the graph before fully and
-the graph after only where it differs (big models' default now)."""
+the graph after only where it differs (big models' default now), `default` is what the stage
+does for this model now (by its weight size)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ MODES = {
     "per_pass": dict(end_to_end=False, incremental=False),
     "end_to_end_full": dict(end_to_end=True, incremental=False),
     "end_to_end_incremental": dict(end_to_end=True, incremental=True),
+    "default": dict(end_to_end=None, incremental=None),  # what the stage does for this model
 }
 
 
