@@ -157,7 +157,7 @@ def test_a_pass_that_keeps_every_node_is_not_evaluated(tmp_path, incremental):
     same, so its outputs are the before's (small graphs, whole-graph runs, included)."""
     pipe, checker = _run(tmp_path, [RemoveIdentitiesPass(), ReorderPass()], check="each", incremental=incremental)
     verdicts = {r.name: r.check for r in pipe.reports}
-    assert verdicts["reorder"] == "identical; the same nodes as before the pass, none evaluated"
+    assert verdicts["reorder"] == "identical; the same nodes as before the pass, not evaluated after it"
     total = 2 * N + 3
     # remove_identities' check only: both graphs whole (small graph), or the before and mul21
     assert checker.nodes_evaluated == (total + (total - 1) if incremental is None else total + 1)
@@ -239,3 +239,11 @@ def test_stage_keeps_what_the_incremental_check_computed_for_verify(tmp_path):
     x = {"x": kept["in:x"]}
     assert np.array_equal(kept["out:y"], Evaluator(load_graph_proto(out), out, "fp32").run(x)["y"])
     assert meta["check_nodes_evaluated"] < 2 * meta["nodes_before"]
+
+
+def test_a_reorder_first_evaluates_only_the_graph_before(tmp_path):
+    """The graph before has not run yet: it runs (the export check needs it anyway), once."""
+    pipe, checker = _run(tmp_path, [ReorderPass()], check="each", incremental=None)
+    assert pipe.reports[0].check == "identical; the same nodes as before the pass, not evaluated after it"
+    assert checker.nodes_evaluated == 2 * N + 3
+    assert len(checker.memo) == 2  # both graphs' outputs, for the verify stage
