@@ -247,3 +247,39 @@ def test_a_reorder_first_evaluates_only_the_graph_before(tmp_path):
     assert pipe.reports[0].check == "identical; the same nodes as before the pass, not evaluated after it"
     assert checker.nodes_evaluated == 2 * N + 3
     assert len(checker.memo) == 2  # both graphs' outputs, for the verify stage
+
+
+class FoldOutputPass(GraphPass):
+    """Turns the graph output's producer into a constant holding its value for the recorded input
+    (wrong in general, right on these feeds): the output becomes an initializer."""
+
+    name = "output_to_constant"
+    exact = False
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def apply(self, graph, ctx):
+        import onnx_graphsurgeon as gs
+
+        y = graph.outputs[0]
+        last = y.inputs[0]
+        last.outputs.clear()
+        const = gs.Constant("y", self.value)
+        graph.outputs[0] = const
+        graph.cleanup()
+        return True
+
+
+def test_an_output_folded_to_a_constant_is_compared(tmp_path):
+    from trtforge.graph_passes.meaning import feeds_for
+    from trtforge.onnx_eval import Evaluator
+
+    folder = write_model(_chain(), tmp_path / "probe")
+    model = load_graph_proto(folder)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 8)).astype(np.float32)
+    y = Evaluator(model, folder, "fp32").run(feeds_for(model, [{"x": x}]))["y"]
+    pipe, checker = _run(tmp_path, [FoldOutputPass(y)])
+    assert pipe.reports[0].check.startswith("pipeline: within tolerance (max abs diff 0)")
+    with pytest.raises(PassError, match="pass output_to_constant: output 'y' moved beyond"):
+        _run(tmp_path / "b", [FoldOutputPass(y * 2)])
