@@ -283,3 +283,28 @@ def test_an_output_folded_to_a_constant_is_compared(tmp_path):
     assert pipe.reports[0].check.startswith("pipeline: within tolerance (max abs diff 0)")
     with pytest.raises(PassError, match="pass output_to_constant: output 'y' moved beyond"):
         _run(tmp_path / "b", [FoldOutputPass(y * 2)])
+
+
+def test_a_change_that_spreads_everywhere_falls_back_to_one_evaluation_at_a_time(tmp_path, monkeypatch):
+    """Nothing agrees again: past EXTRA_SHARE of the before's live tensors the sweep drops the
+    region and runs the graph after whole, so memory stays near one evaluation's."""
+    from trtforge.graph_passes import incremental
+    from trtforge.graph_passes.incremental import evaluate_jointly
+    from trtforge.graph_passes.meaning import snapshot
+    from trtforge.onnx_eval import Evaluator
+
+    monkeypatch.setattr(incremental, "EXTRA_FLOOR", 0)
+    folder = write_model(_two_branches(), tmp_path / "m")
+    before = load_graph_proto(folder)
+    graph = import_graph(before, folder)
+    for n in graph.nodes:
+        if n.name in ("p0", "q0"):
+            n.op = "Cos"
+    after = snapshot(graph, before)
+    x = {"x": np.random.default_rng(0).uniform(-1, 1, (256, 256)).astype(np.float32)}
+    full = Evaluator(after, folder, "fp32")
+    want = full.run(x, observe=lambda n, v: None)["y"]
+    res = evaluate_jointly(before, after, folder, x)
+    assert res.gave_up and res.nodes_after == 41
+    assert np.array_equal(res.after["y"], want)
+    assert res.peak_bytes <= 1.25 * full.peak_bytes + (512 << 10)

@@ -12,7 +12,9 @@ affected: a consumer that the pass left alone is skipped and reads the graph bef
 
 Memory: the graph before holds, beyond its own live tensors, only what the region reads from it
 (worked out from structure before the sweep) and each region output's "before" value until it
-has been compared; the region runs while the sweep passes it, so those tensors are short-lived.
+has been compared; a region node runs as soon as those are there, so they are short-lived. A
+change that spreads through the whole graph would hold both graphs' activations: past
+EXTRA_SHARE the sweep gives the region up and runs the graph after whole once the before is done.
 Nothing is kept across checks and nothing is spilled to disk: an SD1.5 UNet's activations,
 all kept, are several GiB, more than the evaluator's whole peak (~1.45 GiB).
 
@@ -32,6 +34,15 @@ import onnx
 
 from trtforge.onnx_eval import EvalError, Evaluator, _constant_value
 
+# Where the region holds more than this share of the graph before's own peak of live tensors (or
+# EXTRA_FLOOR bytes, whichever is more), the change has spread through the graph: nothing agrees
+# again, so the region is the graph and its tensors live beside the before's (2x the memory of one
+# evaluation; a mid-size UNet with its first Conv's weights moved: 99 MiB of tensors against 66).
+# The sweep then drops the region, finishes the graph before, and runs the graph after whole:
+# the memory of one evaluation, the time of two, as without incremental checks.
+EXTRA_SHARE = 0.25
+EXTRA_FLOOR = 32 << 20
+
 
 class BeforeFailed(RuntimeError):
     """The graph before could not be evaluated (the check says so; no pass is blamed)."""
@@ -46,6 +57,7 @@ class JointResult:
     region: int  # nodes of the graph after that differ by structure or read what does
     nodes_total: int  # nodes of the graph after
     peak_bytes: int
+    gave_up: bool = False  # the region spread: the graph after ran whole, after the sweep (EXTRA_SHARE)
 
 
 def _sig(node: onnx.NodeProto) -> tuple:
@@ -177,12 +189,16 @@ def evaluate_jointly(
     ready = deque(k for k in range(len(region)) if deps[k] == 0)
     done = 0
     nodes_after = 0
-    peak = 0
+    peak = b_peak = 0
+    gave_up = False
 
-    def live() -> int:
-        seen = {id(v): v.nbytes for v in b_env.values()}
-        seen.update({id(v): v.nbytes for v in a_env.values()})
-        return sum(seen.values())
+    def live() -> tuple[int, int]:
+        """Bytes held: by the graph before for itself, and for the region (its own tensors and
+        the before tensors kept for it)."""
+        own = {id(v): v.nbytes for k, v in b_env.items() if k not in deferred}
+        extra = {id(v): v.nbytes for k, v in b_env.items() if k in deferred}
+        extra.update({id(v): v.nbytes for v in a_env.values() if id(v) not in own})
+        return sum(own.values()), sum(extra.values())
 
     def a_value(n: str) -> np.ndarray:
         if n in a_env:
@@ -287,14 +303,44 @@ def evaluate_jointly(
             if observe_before is not None:
                 observe_before(name, value)
             computed_before(name)
-        drain()
-        peak = max(peak, live())
+        if not gave_up:
+            drain()
+            own, extra = live()
+            b_peak = max(b_peak, own)
+            peak = max(peak, own + extra)
+            if extra > max(EXTRA_FLOOR, EXTRA_SHARE * b_peak):  # the change spreads: see EXTRA_SHARE
+                gave_up = True
+                a_env.clear()
+                ready.clear()
+                on_before.clear()
+                for n in deferred:
+                    b_env.pop(n, None)
+                deferred.clear()
+                from_before.clear()
         for n in ins:
             if eb.last_use.get(n) == i and n not in b_hold:
                 if from_before[n] > 0:
                     deferred.add(n)
                 else:
                     b_env.pop(n)
+    if gave_up:  # the graph after whole, node by node (the sessions the before's nodes used)
+        b_env = {o: b_env[o] for o in eb.outputs if o in b_env}
+        out_after = ea.run(feeds, observe=lambda name, value: None)  # raises EvalError naming a node
+        out_before = {
+            o: b_env[o] if o in b_env else eb._widen(eb._load(o))
+            for o in eb.outputs
+            if o in b_env or o in eb.initializers
+        }
+        return JointResult(
+            out_before,
+            out_after,
+            len(eb.nodes),
+            ea.nodes_run,
+            len(region),
+            len(ea.nodes),
+            max(peak, ea.peak_bytes),
+            True,
+        )
     if done != len(region):  # every before tensor was computed, so every region node was ready
         raise RuntimeError(f"incremental check: {len(region) - done} region node(s) never became ready")
     out_before = {

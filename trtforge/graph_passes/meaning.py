@@ -219,7 +219,8 @@ class OrtChecker:
         verdict = compare(passes, res.before, res.after)
         if stored:
             verdict = f"{verdict}, {len(stored)} folded tensor(s) held at their FP16 storage"
-        return f"{verdict}; {res.nodes_after} of {res.nodes_total} node(s) after the pass evaluated"
+        spread = " (the change spread through the graph: it ran whole)" if res.gave_up else ""
+        return f"{verdict}; {res.nodes_after} of {res.nodes_total} node(s) after the pass evaluated{spread}"
 
     def __call__(self, passes: list, before: onnx.ModelProto, graph) -> str:
         after = graph if isinstance(graph, onnx.ModelProto) else self.snapshot(graph)
