@@ -237,7 +237,10 @@ class OrtChecker:
                         f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
                     )
                 feeds = self.memo[_digest(before)][0]
-                self.memo[_digest(after)] = (feeds, {o.name: outs[o.name] for o in after.graph.output})
+                self.memo[_digest(after)] = (
+                    feeds,
+                    {o.name: outs[o.name] for o in after.graph.output if o.name in outs},
+                )
                 verdict = compare(passes, outs, self.memo[_digest(after)][1])
                 return f"{verdict}; the same nodes as before the pass, not evaluated after it"
         if self._jointly(before, after, stored):
