@@ -206,8 +206,8 @@ def evaluate_jointly(
         if n in inputs:
             a_env[n] = eb._widen(np.asarray(feeds[n]))
             return a_env[n]
-        if n in ea.initializers:
-            a_env[n] = ea._load(n)
+        if n in ea.initializers:  # a weight the graph before holds (the same bytes) is not read twice
+            a_env[n] = b_env[n] if n in same and n in b_env else ea._load(n)
             return a_env[n]
         if n in b_env:
             return b_env[n]
