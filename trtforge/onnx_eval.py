@@ -181,6 +181,7 @@ class Evaluator:
                     last[name] = i
         self.last_use = last
         self.peak_bytes = 0
+        self.nodes_run = 0  # nodes evaluated by the last `run` (a whole-graph session runs them all)
         self._whole: Any = None  # the one session of a small model in fp32 mode
         self.small = weight_bytes(model) <= WHOLE_GRAPH_BYTES and not _has_subgraphs(self.graph)
 
@@ -280,7 +281,9 @@ class Evaluator:
         """The graph outputs (plus the tensors named in `keep`, or every tensor with keep="all").
         `observe(name, value)` sees every graph input and computed tensor as it appears."""
         if self.mode == "fp32" and not keep and observe is None and self.small:
+            self.nodes_run = len(self.nodes)
             return self._run_whole(feeds)
+        self.nodes_run = 0
         keep_all = keep == "all"
         hold = set(self.outputs) | (set() if keep_all else set(keep))
         env: dict[str, np.ndarray] = {}
@@ -292,6 +295,7 @@ class Evaluator:
             if observe is not None:
                 observe(name, env[name])
         for i, node in enumerate(self.nodes):
+            self.nodes_run += 1
             if node.op_type == "Constant":
                 env[node.output[0]] = self._widen(_constant_value(node))
                 live += env[node.output[0]].nbytes

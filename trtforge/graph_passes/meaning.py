@@ -15,6 +15,7 @@ node is deterministic, so a restructuring pass can be held to bit-identical outp
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -123,12 +124,24 @@ class OrtChecker:
     Every evaluation is remembered by the graph's bytes (`outputs_of`), so the stage can hand the
     export graph's and the final graph's outputs to the verify stage instead of it re-running them."""
 
-    def __init__(self, weights: Path, recorded: list[dict], like: onnx.ModelProto | None = None):
+    def __init__(
+        self,
+        weights: Path,
+        recorded: list[dict],
+        like: onnx.ModelProto | None = None,
+        incremental: bool | None = None,
+    ):
         from collections import OrderedDict
 
         self.weights, self.recorded, self.like = weights, recorded, like
         self.sessions: OrderedDict = OrderedDict()  # node sessions shared by every graph checked
         self.memo: dict[bytes, tuple[dict, dict]] = {}  # graph digest -> (feeds, outputs)
+        # None: graphs the evaluator runs node by node anyway (more than WHOLE_GRAPH_BYTES of
+        # weights) are checked incrementally (incremental.py); a small graph runs whole in one
+        # session, faster than any node-by-node sweep. True/False: always/never where it can.
+        self.incremental = incremental
+        self.nodes_evaluated = 0  # nodes run by every check so far (a whole-graph run counts all)
+        self.last_joint: Any = None  # the last incremental check's JointResult (incremental.py)
 
     def snapshot(self, graph: gs.Graph) -> onnx.ModelProto:
         return snapshot(graph, self.like)
@@ -139,8 +152,12 @@ class OrtChecker:
     def _run(self, model: onnx.ModelProto) -> dict:
         key = _digest(model)
         if key not in self.memo:
+            from trtforge.onnx_eval import Evaluator
+
             feeds = feeds_for(model, self.recorded)
-            self.memo[key] = (feeds, run_model(model, self.weights, feeds, self.sessions))
+            ev = Evaluator(model, self.weights, "fp32", sessions=self.sessions)
+            self.memo[key] = (feeds, ev.run(feeds))
+            self.nodes_evaluated += ev.nodes_run
         return self.memo[key][1]
 
     def _run_stored(self, model: onnx.ModelProto, stored: set[str]) -> dict:
@@ -155,12 +172,79 @@ class OrtChecker:
 
         from trtforge.onnx_eval import Evaluator
 
-        return Evaluator(model, self.weights, "fp32", sessions=self.sessions).run(feeds, observe=round_stored)
+        ev = Evaluator(model, self.weights, "fp32", sessions=self.sessions)
+        out = ev.run(feeds, observe=round_stored)
+        self.nodes_evaluated += ev.nodes_run
+        return out
+
+    def _jointly(self, before: onnx.ModelProto, after: onnx.ModelProto, stored: set[str]) -> bool:
+        from trtforge.graph_passes.incremental import can_run_jointly
+        from trtforge.onnx_eval import WHOLE_GRAPH_BYTES
+        from trtforge.onnx_files import weight_bytes
+
+        if self.incremental is False or not can_run_jointly(before, after):
+            return False
+        if not stored and _digest(before) in self.memo:  # its outputs are at hand: only the after runs
+            return False
+        return bool(self.incremental) or weight_bytes(before) > WHOLE_GRAPH_BYTES
+
+    def _check_jointly(self, passes: list, before: onnx.ModelProto, after: onnx.ModelProto, stored: set[str]) -> str:
+        """One sweep of the graph before, and of the graph after only the region that differs."""
+        from trtforge.graph_passes.incremental import BeforeFailed, evaluate_jointly
+        from trtforge.onnx_eval import EvalError
+
+        names = " + ".join(p.name for p in passes)
+        feeds = feeds_for(before, self.recorded)
+
+        def round_stored(name: str, value: np.ndarray) -> None:
+            if name in stored and value.dtype == np.float32:
+                value[...] = value.astype(np.float16)
+
+        try:
+            res = evaluate_jointly(
+                before, after, self.weights, feeds, self.sessions, observe_before=round_stored if stored else None
+            )
+        except BeforeFailed as e:
+            return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
+        except EvalError as e:
+            raise PassError(
+                f"ONNX Runtime cannot run the graph after the pass: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                where=f"pass {names}",
+            ) from e
+        self.last_joint = res
+        self.nodes_evaluated += res.nodes_before + res.nodes_after
+        if not stored:  # the rounded run is not the graph before's meaning
+            self.memo[_digest(before)] = (feeds, res.before)
+        self.memo[_digest(after)] = (feeds, res.after)
+        verdict = compare(passes, res.before, res.after)
+        if stored:
+            verdict = f"{verdict}, {len(stored)} folded tensor(s) held at their FP16 storage"
+        spread = " (the change spread through the graph: it ran whole)" if res.gave_up else ""
+        return f"{verdict}; {res.nodes_after} of {res.nodes_total} node(s) after the pass evaluated{spread}"
 
     def __call__(self, passes: list, before: onnx.ModelProto, graph) -> str:
         after = graph if isinstance(graph, onnx.ModelProto) else self.snapshot(graph)
         names = " + ".join(p.name for p in passes)
         stored = set().union(*(p.stored_fp16() for p in passes))
+        if not stored and self.incremental is not False:
+            from trtforge.graph_passes.incremental import same_outputs
+
+            if same_outputs(before, after):  # node for node the graph before: only it runs, if not yet
+                try:
+                    outs = self._run(before)
+                except Exception as e:
+                    return (
+                        f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
+                    )
+                feeds = self.memo[_digest(before)][0]
+                self.memo[_digest(after)] = (
+                    feeds,
+                    {o.name: outs[o.name] for o in after.graph.output if o.name in outs},
+                )
+                verdict = compare(passes, outs, self.memo[_digest(after)][1])
+                return f"{verdict}; the same nodes as before the pass, not evaluated after it"
+        if self._jointly(before, after, stored):
+            return self._check_jointly(passes, before, after, stored)
         try:
             out_before = self._run_stored(before, stored) if stored else self._run(before)
         except Exception as e:  # the graph before ran in the export check; say so if it cannot here

@@ -48,18 +48,24 @@ def run_pipeline(
     module: str = "",
     root: Path | None = None,
     recorded: list[dict] | None = None,
+    end_to_end: bool | None = None,
+    incremental: bool | None = None,
 ) -> dict:
-    """Passes `steps` (manifest tables) on `src`/model.onnx into `workdir`; returns the report."""
+    """Passes `steps` (manifest tables) on `src`/model.onnx into `workdir`; returns the report.
+    `end_to_end` (default: by weight size) and `incremental` (default: meaning.OrtChecker's)
+    override how the checks run (bench/check_cost.py compares them)."""
     model = load_graph_proto(src)
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     graph = import_graph(inferred, src)
     passes = [make_pass(step, f"modules.{module}.passes[{i}]", root) for i, step in enumerate(steps)]
-    pipeline = Pipeline(passes, check=check, end_to_end=weight_bytes(model) > END_TO_END_BYTES)
+    if end_to_end is None:
+        end_to_end = weight_bytes(model) > END_TO_END_BYTES
+    pipeline = Pipeline(passes, check=check, end_to_end=end_to_end)
     checker = None
     if check != "off":
         from trtforge.graph_passes.meaning import OrtChecker
 
-        checker = OrtChecker(src, recorded or [], like=model)
+        checker = OrtChecker(src, recorded or [], like=model, incremental=incremental)
         pipeline.checker, pipeline.snapshot = checker, checker.snapshot
         first = checker.snapshot(graph)
     nodes_before = len(graph.nodes)
@@ -78,6 +84,8 @@ def run_pipeline(
         "check": check,
         "passes": [asdict(r) for r in pipeline.reports],
     }
+    if checker is not None:  # nodes the meaning checks ran, both sides (graph_passes/incremental.py)
+        meta["check_nodes_evaluated"] = checker.nodes_evaluated
     (workdir / GraphPassesFiles.META).write_text(json.dumps(reproducible(meta), indent=1))
     return meta
 
