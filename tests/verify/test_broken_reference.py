@@ -116,6 +116,9 @@ VARY = {"x": np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)}
         (np.zeros((2, 4), np.int64), VARY, False, None),  # integer outputs (argmax ids)
         (np.arange(8.0).reshape(2, 4), VARY, False, None),
         (np.tile(np.arange(4.0), (5, 1)).T.copy(), VARY, False, None),  # identical columns are fine
+        # a one-example file tiled to a batch of 2: the rows repeat because the inputs do
+        (np.tile(np.arange(3.0), (2, 1)), {"ids": np.tile(np.arange(16), (2, 1))}, False, None),
+        (np.tile(np.arange(3.0), (2, 1)), {"ids": np.arange(32).reshape(2, 16)}, False, "all 2 rows"),
     ],
 )
 def test_the_broken_reference_rule(ref, inputs, constant_ok, problem):
