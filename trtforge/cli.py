@@ -941,4 +941,5 @@ if __name__ == "__main__":
 
 from trtforge.cli_plan import plan_cmd  # noqa: E402  (its own module: driver/plan.py's CLI hook)
 
-main.add_command(plan_cmd)
+# the grammar every command shares (-m/--manifest, -v/-q), on the command object itself
+main.add_command(_verbosity(_manifest_option(plan_cmd)))

@@ -13,12 +13,17 @@ from trtforge.errors import TrtforgeError
 
 
 @click.command("plan")
-@click.argument("manifest_path", default="engines.toml", type=click.Path(dir_okay=False))
+@click.argument("manifest_path", required=False, default=None, type=click.Path(dir_okay=False))
 @click.option("--module", "modules", multiple=True, help="Plan only this module (repeatable).")
 @click.option("--target", "targets", multiple=True, help="Plan only this [targets.NAME] target (repeatable).")
 @click.option("--cache-dir", default=None, envvar="TRTFORGE_CACHE_DIR", help="Local cache folder.")
 @click.option("--no-remote", is_flag=True, help="Plan against the local cache alone.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (jobs in order, each with needs).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the plan as one JSON document on stdout (ok, exit_code, modules, jobs in order with needs).",
+)
 @click.option(
     "--github-matrix",
     "github",
@@ -41,6 +46,7 @@ from trtforge.errors import TrtforgeError
 def plan_cmd(
     ctx,
     manifest_path,
+    manifest_opt,
     modules,
     targets,
     cache_dir,
@@ -53,9 +59,13 @@ def plan_cmd(
     command,
 ):
     """Print the build's jobs in the order they may run, leaving out what the cache holds."""
-    from trtforge.cli import _fail
+    from trtforge.cli import _fail, _manifest
+    from trtforge.cli_output import JSON_OUT, document
 
+    if as_json:  # from now on fd 1 is stderr: only the document reaches stdout, whatever happens
+        JSON_OUT.start()
     verbose = (ctx.obj or {}).get("verbose", False)
+    manifest_path = _manifest(manifest_path, manifest_opt, verbose)
     if sum((as_json, github, gitlab)) > 1:
         _fail(TrtforgeError("choose one of --json, --github-matrix, --gitlab-ci", where="plan"), verbose)
     from trtforge.driver.api import plan
@@ -73,7 +83,9 @@ def plan_cmd(
     except TrtforgeError as e:
         _fail(e, verbose)
     if as_json:
-        click.echo(json.dumps(result.as_json(), indent=1))
+        doc = result.as_json()
+        modules_planned = sorted({j["module"] for j in doc["jobs"] if j.get("module")})
+        JSON_OUT.send(document(0, [{"name": m} for m in modules_planned], jobs=doc["jobs"], cached=doc["cached"]))
     elif github:
         click.echo(result.github())
     elif gitlab:

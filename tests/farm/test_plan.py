@@ -51,9 +51,12 @@ def _checkout(root: Path) -> Path:
 
 
 def _plan(root: Path, remote) -> dict:
-    r = run_cli("plan", "engines.toml", "--json", cwd=root, env=remote.env())
+    r = run_cli("plan", "-m", "engines.toml", "--json", "-q", cwd=root, env=remote.env())
     assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout)
+    doc = json.loads(r.stdout)  # the one document shape of every --json command (issue 29)
+    assert doc["ok"] is True and doc["exit_code"] == 0
+    assert {m["name"] for m in doc["modules"]} == {j["module"] for j in doc["jobs"] if j["module"]}
+    return doc
 
 
 def _digests(root: Path) -> dict:

@@ -3,7 +3,7 @@
 `build --target a` or `build --module x` publishes only what it ran. Another target's (or module's)
 published engine was built from the export, passes and precision plan of its day; when those keys
 have moved on (a changed weights file, factory argument or pass list), that engine is stale. Each
-sidecar records the keys of the stages upstream of the engine (`upstream`); after every build,
+sidecar records what the stages upstream of the engine produced (`upstream`, by content); after every build,
 each published entry the run did not publish is compared with the keys the manifest gives now
 (from this run's records where it ran the module, else planned as `explain` does: hashing small
 files, no stage run). A stale entry is marked in index.json and its sidecar (`stale`: the reason)
@@ -13,6 +13,7 @@ and reported; `trtforge verify` fails on it (exit 3). Publishing it again clears
 from __future__ import annotations
 
 from trtforge.cache import Record, Store
+from trtforge.cache.keys import key_of
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import STAGE_NAMES, stage_table
@@ -28,9 +29,17 @@ _WHAT = {
 }
 
 
+def content_of(record: Record) -> str:
+    """One digest of what a stage's artifacts hold (their digests as later keys name them): two
+    runners that built the same bytes under different keys (one had loaded the remote cache's
+    libraries before the export ran, which its import record then lists) agree on it."""
+    return key_of(record.digests())
+
+
 def upstream_keys(result: ModuleResult) -> dict[str, str]:
-    """The keys of the stages this result's engine was built from (the sidecar's `upstream`)."""
-    return {s: result.records[s].key for s in UPSTREAM if s in result.records}
+    """What the stages this result's engine was built from produced (the sidecar's `upstream`), by
+    content: an entry is stale when those bytes moved on, not when a key did."""
+    return {s: content_of(result.records[s]) for s in UPSTREAM if s in result.records}
 
 
 def planned_records(store: Store, manifest: Manifest, module: ModuleSpec) -> dict[str, Record] | None:
@@ -57,7 +66,7 @@ def _first_moved(store: Store, side: dict, now: dict[str, Record] | None) -> str
     export and precision_rules outputs it read (when the cache still holds that document)."""
     built_from = side.get("upstream")
     if isinstance(built_from, dict):
-        return next((s for s in UPSTREAM if now is None or built_from.get(s) != now[s].key), None)
+        return next((s for s in UPSTREAM if now is None or built_from.get(s) != content_of(now[s])), None)
     doc = store.key_doc(side["cache_key"]) if isinstance(side.get("cache_key"), str) else None
     inputs = doc.get("inputs") if isinstance(doc, dict) else None
     if not isinstance(inputs, dict) or not inputs:
