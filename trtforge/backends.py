@@ -133,16 +133,32 @@ def target(backend: str, ccs: tuple[str, ...], gpu_model: str = "") -> dict:
 
 
 def select(backend: str) -> None:
+    """Point polygraphy at `backend`'s TensorRT family. polygraphy reads the choice when its
+    config is imported and binds it when its TensorRT backend modules are imported: until the
+    latter, a process that imported polygraphy for something else (its ONNX tools) can still
+    switch; after it, the family is fixed for the process."""
     want = "1" if backend == RTX else "0"
     if "polygraphy" in sys.modules:
         from polygraphy import config
 
         if bool(config.USE_TENSORRT_RTX) != (want == "1"):
-            raise BuildError(
-                f"this process already uses the other TensorRT family; cannot build with {backend}",
-                hint="build one backend per process",
-            )
+            if _trt_bound():
+                raise BuildError(
+                    f"this process already uses the other TensorRT family; cannot build with {backend}",
+                    hint="build one backend per process",
+                )
+            config.USE_TENSORRT_RTX = want == "1"
     os.environ["POLYGRAPHY_USE_TENSORRT_RTX"] = want
+
+
+def _trt_bound() -> bool:
+    """Whether polygraphy has already bound a TensorRT module for this process."""
+    return any(
+        name == "polygraphy.backend.trt"
+        or name.startswith("polygraphy.backend.trt.")
+        or name.startswith("polygraphy.backend.tensorrt_rtx")
+        for name in list(sys.modules)
+    )
 
 
 def platform_key() -> dict:
