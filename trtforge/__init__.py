@@ -71,32 +71,15 @@ def build(
     manifest's; `jobs`: modules built at once; `remote*`: the [cache] remote (docs/farm.md);
     `from_cache`: assemble engines/ from the cache, run nothing; `max_memory`: each stage's memory
     budget (bytes or "16G"); `until`: run only the stages every target shares; `on_result` / `on_note` see each
-    module's result and each note as soon as they are known. Every option is documented on
-    trtforge.driver.api.build; a user mistake raises a TrtforgeError."""
+    module's result and each note as soon as they are known. The options are the fields of
+    trtforge.driver.request.BuildRequest (documented there), which this builds once and the driver
+    passes whole; a user mistake raises a TrtforgeError."""
     from trtforge.driver.api import build as run
+    from trtforge.driver.request import FIELDS, BuildRequest
 
-    return run(
-        manifest,
-        modules,
-        targets=targets,
-        backend=backend,
-        cache_dir=cache_dir,
-        output_dir=output_dir,
-        jobs=jobs,
-        require_engine_check=require_engine_check,
-        require_target=require_target,
-        allow_foreign_files=allow_foreign_files,
-        force_from=force_from,
-        remote=remote,
-        remote_read_only=remote_read_only,
-        require_remote=require_remote,
-        from_cache=from_cache,
-        max_memory=max_memory,
-        until=until,
-        progress=progress,
-        on_result=on_result,
-        on_note=on_note,
-    )
+    options = {name: value for name, value in locals().items() if name in FIELDS}
+    request = BuildRequest(**options)
+    return run(manifest, request, progress=progress, on_result=on_result, on_note=on_note)
 
 
 def explain(

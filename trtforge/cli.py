@@ -323,6 +323,7 @@ def build(
 
     interrupts.install()
     from trtforge.driver.api import build as run_build
+    from trtforge.driver.request import BuildRequest
     from trtforge.progress import Progress
     from trtforge.report import as_json as report_json
     from trtforge.report import status_table
@@ -335,27 +336,30 @@ def build(
     try:
         if junit:
             _check_junit(Path(junit))
-        outcome = run_build(
-            manifest_path,
-            modules,
+        request = BuildRequest(
+            modules=tuple(modules),
+            targets=tuple(targets),
             backend=backend,
             cache_dir=cache_dir,
+            output_dir=output_dir,
             jobs=jobs,
             require_engine_check=require_engine_check,
+            require_target=require_target,
             allow_foreign_files=allow_foreign_files,
             force_from=(force_stage or "export") if force else None,
-            progress=progress,
-            output_dir=output_dir,
-            on_result=notes,
-            on_note=lambda text: click.echo(f"trtforge: note: {text}", err=True),
             remote=not no_remote,
             remote_read_only=remote_read_only,
             require_remote=require_remote,
             from_cache=from_cache,
-            targets=targets,
-            require_target=require_target,
             max_memory=max_memory,
             until=until,
+        )
+        outcome = run_build(
+            manifest_path,
+            request,
+            progress=progress,
+            on_result=notes,
+            on_note=lambda text: click.echo(f"trtforge: note: {text}", err=True),
         )
     except TrtforgeError as e:
         _fail(e, verbose)

@@ -107,12 +107,20 @@ def test_build_and_explain_have_typed_signatures_that_match_the_driver():
     import typing
 
     from trtforge.driver import api
+    from trtforge.driver.request import BuildRequest
 
-    for public, driver in ((trtforge.build, api.build), (trtforge.explain, api.explain_verdicts)):
-        ours = inspect.signature(public).parameters
-        assert not any(p.kind is p.VAR_KEYWORD for p in ours.values()), public
-        theirs = inspect.signature(driver).parameters
-        assert {n: p.default for n, p in ours.items()} == {n: p.default for n, p in theirs.items()}, public
+    def defaults(function):
+        ours = inspect.signature(function).parameters
+        assert not any(p.kind is p.VAR_KEYWORD for p in ours.values()), function
+        return {n: p.default for n, p in ours.items()}
+
+    assert defaults(trtforge.explain) == defaults(api.explain_verdicts)
+    # build's options are the request's fields, with its defaults (issue 26: one BuildRequest)
+    request = {f.name: f.default for f in dataclasses.fields(BuildRequest)}
+    public = defaults(trtforge.build)
+    assert {n: public[n] for n in request} == request
+    assert set(public) - set(request) == {"manifest", "progress", "on_result", "on_note"}
+    assert public["manifest"] == inspect.signature(api.build).parameters["manifest"].default
     from trtforge.progress import Progress
 
     hints = typing.get_type_hints(trtforge.build, globalns={**vars(api), "Progress": Progress})

@@ -84,7 +84,7 @@ def test_unknown_target_is_a_user_error(project):
 
 
 def test_until_takes_only_the_shared_stages_without_a_target(project):
-    from trtforge.driver.api import build
+    from trtforge import build
 
     with pytest.raises(TrtforgeError, match="--until precision_rules: only the stages every target shares"):
         build(project / "engines.toml", until="precision_rules", targets=["consumer"])

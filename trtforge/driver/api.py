@@ -18,14 +18,13 @@ from pathlib import Path
 
 from trtforge.cache import Record, Store
 from trtforge.driver.explain import Verdict
+from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
-from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import DEFAULT_RULES, Manifest, ModuleSpec, load_manifest, with_output_dir
 
 ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
-SHARED_STAGES = ("export", "graph_passes", "precision_rules")  # no target reads them: build --until
 
 
 def open_store(manifest: Manifest, cache_dir: str | Path | None = None, writable: bool = True, remote=None) -> Store:
@@ -75,43 +74,21 @@ class BuildOutcome:
 
 def build(
     manifest: Manifest | str | Path = "engines.toml",
-    modules: Iterable[str] = (),
+    request: BuildRequest | None = None,
     *,
-    backend: str | None = None,
-    cache_dir: str | Path | None = None,
-    jobs: int = 1,
-    require_engine_check: bool = False,
-    allow_foreign_files: bool = False,
-    force_from: str | None = None,
     progress=None,
-    output_dir: str | Path | None = None,
     on_result: Callable[[ModuleResult], None] | None = None,
     on_note: Callable[[str], None] | None = None,
-    remote: bool = True,
-    remote_read_only: bool = False,
-    require_remote: bool = False,
-    from_cache: bool = False,
-    targets: Iterable[str] = (),
-    require_target: bool = False,
-    max_memory: int | str | None = None,
-    until: str | None = None,
 ) -> BuildOutcome:
-    """Export, rewrite, keep FP32 islands, build, verify and publish the modules (all by default).
-    A user mistake found before any stage runs raises a TrtforgeError; a module that fails does
-    not stop the others: its error is on its result. `force_from` (a stage name) re-runs that stage
-    and every later one. `output_dir` replaces the manifest's (relative to the current folder;
-    `$TRTFORGE_OUTPUT_DIR` on the command line). `on_result` sees each module's result as soon as
-    it is done, `on_note` each note about the run as soon as it is known. The remote cache ([cache]
-    remote or $TRTFORGE_REMOTE_CACHE) is used unless `remote` is False; one that fails is
-    `remote_failure` (the build runs locally), or a CacheError with `require_remote`. `from_cache`
-    assembles engines/ from the (shared) cache and runs no stage: what no runner has stored yet
-    fails its module with NotBuiltYet (exit 3). `targets` names [targets.NAME] tables (all by
-    default); one this machine cannot build is skipped, or fails with `require_target` (exit 3).
-    `max_memory` (bytes, or a size such as "16G") is each stage's memory budget: a stage whose
-    processes pass it is stopped (StageOverMemory, exit 2); None: the machine's or cgroup's memory
-    less a margin (isolate.budget).
-    `until` (export, graph_passes or precision_rules: the stages no target reads) runs the modules
-    up to that stage and stores (uploads) them, publishing nothing: a farm's per-module job
+    """Export, rewrite, keep FP32 islands, build, verify and publish what `request` asks
+    (driver/request.py: every module and target by default). A user mistake found before any
+    stage runs raises a TrtforgeError; a module that fails does not stop the others: its error is
+    on its result. `on_result` sees each module's result as soon as it is done, `on_note` each note
+    about the run as soon as it is known. A remote cache that fails is `remote_failure` (the build
+    ran locally), or a CacheError with `request.require_remote`. With `request.from_cache` what no
+    runner has stored yet fails its module with NotBuiltYet (exit 3); a stage over
+    `request.max_memory` is stopped (StageOverMemory, exit 2). `request.until` runs the modules up
+    to that stage and stores (uploads) them, publishing nothing: a farm's per-module job
     (`trtforge plan`, driver/plan.py)."""
     from trtforge.cache.remote import open_remote
     from trtforge.driver.jobs import build_all, effective_jobs
@@ -120,25 +97,27 @@ def build(
     from trtforge.report import module_warnings, write_reports
     from trtforge.targets import select
 
-    if force_from is not None and force_from not in STAGE_NAMES:
-        raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
+    request = request if request is not None else BuildRequest()
+    modules, targets, backend = request.modules, request.targets, request.backend
+    require_engine_check, force_from, until = request.require_engine_check, request.force_from, request.until
     t0, started = time.perf_counter(), time.time()
-    _set_memory_budget(max_memory)
+    _set_memory_budget(request.max_memory)
     key = _signing_key()  # a key that cannot be read fails now, before anything is built
-    modules, targets = tuple(modules), tuple(targets)  # read twice below: a generator would be empty the second time
     manifest = _manifest(manifest)
-    if output_dir is not None:
-        manifest = with_output_dir(manifest, output_dir)
+    if request.output_dir is not None:
+        manifest = with_output_dir(manifest, request.output_dir)
     chosen = selected(manifest, modules)
     picked = select(manifest.targets, targets)
     store = open_store(
         manifest,
-        cache_dir,
-        remote=open_remote(manifest.cache, read_only=remote_read_only, required=require_remote, use=remote),
+        request.cache_dir,
+        remote=open_remote(
+            manifest.cache, read_only=request.remote_read_only, required=request.require_remote, use=request.remote
+        ),
     )
-    preflight(manifest, chosen, backend, allow_foreign_files)
-    jobs, note = effective_jobs(jobs, len(chosen))
-    if from_cache:
+    preflight(manifest, chosen, backend, request.allow_foreign_files)
+    jobs, note = effective_jobs(request.jobs, len(chosen))
+    if request.from_cache:
         store.assemble_only, jobs, note = True, 1, None  # nothing runs: one process downloads and publishes
     notes = [note] if note else []
     for text in notes if on_note is not None else ():
@@ -149,23 +128,25 @@ def build(
     if until is not None:
         from trtforge.driver.lifecycle import prepare_module
 
-        if until not in SHARED_STAGES or from_cache or targets:
-            raise TrtforgeError(
-                f"--until {until}: only the stages every target shares ({', '.join(SHARED_STAGES)}), "
-                "without --target or --from-cache",
-                where="--until",
-                hint="build a target's engines with --target NAME",
-            )
         runs = (prepare_module(store, manifest, m, until, backend, progress, force_from) for m in chosen)
     else:
         runs = build_all(
-            store, manifest, chosen, backend, jobs, progress, require_engine_check, force_from, picked, require_target
+            store,
+            manifest,
+            chosen,
+            backend,
+            jobs,
+            progress,
+            require_engine_check,
+            force_from,
+            picked,
+            request.require_target,
         )
     for result in runs:
         results.append(result)
         if on_result is not None:
             on_result(result)
-    partial = bool(modules) or bool(targets) or until is not None  # the report keeps what this run did not build
+    partial = request.partial
     pipelines = []
     if until is None and (
         manifest.pipelines or not partial
