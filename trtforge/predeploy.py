@@ -60,25 +60,25 @@ def _check_files(folder: Path, files: dict) -> str | None:
     return None
 
 
-def _sidecar(folder: Path, name: str, entry: dict) -> tuple[dict | None, str | None]:
-    """The module's sidecar, checked against the index; (None, reason) when it cannot be trusted."""
+def _sidecar(folder: Path, name: str, entry: dict) -> dict | str:
+    """The module's sidecar, checked against the index; the reason (a str) when it cannot be trusted."""
     rel = entry["sidecar"]
     path = folder / rel
     if rel not in entry["files"]:
-        return None, f"{engines_index.INDEX} names sidecar {rel} without a digest for it"
+        return f"{engines_index.INDEX} names sidecar {rel} without a digest for it"
     try:
         side = json.loads(path.read_bytes())
     except (OSError, ValueError) as e:
-        return None, f"sidecar {path} is damaged ({type(e).__name__}); rebuild or copy the folder again"
+        return f"sidecar {path} is damaged ({type(e).__name__}); rebuild or copy the folder again"
     if not isinstance(side, dict) or not SIDECAR_KEYS <= side.keys() or not isinstance(side["files"], dict):
-        return None, f"sidecar {path} is damaged (not a trtforge sidecar); rebuild or copy the folder again"
+        return f"sidecar {path} is damaged (not a trtforge sidecar); rebuild or copy the folder again"
     if side["module"] != name.rsplit("/", 1)[-1]:  # "<target>/<module>" with [targets]
-        return None, f"sidecar {path} names module {side['module']!r}, not {name!r}; refused"
+        return f"sidecar {path} names module {side['module']!r}, not {name!r}; refused"
     base = PurePosixPath(rel).parent
     listed = {(base / f).as_posix() for f in side["files"] if isinstance(f, str) and "/" not in f and f != ".."}
     if len(listed) != len(side["files"]) or listed | {rel} != set(entry["files"]):
-        return None, f"sidecar {path} and {engines_index.INDEX} list different files; rebuild"
-    return side, None
+        return f"sidecar {path} and {engines_index.INDEX} list different files; rebuild"
+    return side
 
 
 def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) -> dict:
@@ -89,9 +89,9 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
     bad = _check_files(folder, entry["files"])
     if bad:
         return _failed(name, bad)
-    side, bad = _sidecar(folder, name, entry)
-    if bad:
-        return _failed(name, bad)
+    side = _sidecar(folder, name, entry)
+    if isinstance(side, str):
+        return _failed(name, side)
     stale = entry.get("stale") or side.get("stale")  # a subset build found its inputs moved on
     if stale:
         return _failed(name, str(stale) if str(stale).startswith("stale") else f"stale: {stale}")
@@ -174,6 +174,7 @@ def _folder_checks(folder: Path, notes: list[str] | None = None) -> tuple[dict |
         return None, [
             _failed(engines_index.INDEX, f"{path} is missing: the folder's content cannot be checked; {hint}", "file")
         ]
+    why: str | None
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError) as e:

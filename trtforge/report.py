@@ -333,7 +333,7 @@ def write_reports(
         )  # the names engines/index.json holds
         modules = _merge(out_dir, modules, order)
     for m in modules:
-        if (stale or {}).get(m["name"]):
+        if stale and stale.get(m["name"]):
             _mark_stale(m, stale[m["name"]])
     head = provenance(manifest, results, backend, time.time() if started is None else started, duration)
     head["ok"] = all(m["ok"] for m in modules)

@@ -49,7 +49,7 @@ def configured() -> bool:
 def signing_key():
     """The configured Ed25519 private key, or None when none is configured; a key that cannot be
     read is one line (exit 2), found before anything is built."""
-    path, text = os.environ.get(ENV_FILE), os.environ.get(ENV_KEY)
+    path, text = os.environ.get(ENV_FILE), os.environ.get(ENV_KEY, "")
     if not path and not text:
         return None
     where = f"${ENV_FILE} ({path})" if path else f"${ENV_KEY}"

@@ -96,7 +96,7 @@ def bind_inputs(model, module: ModuleSpec) -> Binding:
     )
 
 
-def flatten_named(out, prefix: str | None = None) -> list[tuple[str | None, object]]:
+def flatten_named(out: object, prefix: str | None = None) -> list[tuple[str | None, object]]:
     """(name, tensor) in the exporter's flattening order: dict and ModelOutput keys, named-tuple
     fields, list/tuple indices under a named parent (`hidden_states.0`); None values are dropped,
     as the exporter drops them. A tensor with no name above it gets None."""
@@ -106,6 +106,7 @@ def flatten_named(out, prefix: str | None = None) -> list[tuple[str | None, obje
         return [(prefix, out)]
     if out is None:
         return []
+    items: list[tuple[str | None, object]]
     if isinstance(out, dict):
         items = [(str(k), v) for k, v in out.items()]
     elif isinstance(out, tuple) and hasattr(out, "_fields"):
@@ -127,8 +128,8 @@ def name_outputs(out, module: ModuleSpec) -> tuple[list[str], list]:
     where = f"modules.{module.name}.outputs"
     if module.output_renames:
         return _renamed(pairs, module), tensors
-    if pairs and all(k is not None for k, _ in pairs):
-        keys = [k for k, _ in pairs]
+    keys = [k for k, _ in pairs if k is not None]
+    if pairs and len(keys) == len(pairs):  # every tensor named
         if module.outputs and sorted(module.outputs) != sorted(keys):
             raise ExportError(
                 f"the module returns outputs named {keys} but outputs lists {list(module.outputs)}",

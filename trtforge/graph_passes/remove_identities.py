@@ -44,7 +44,7 @@ def dtype_name(dtype) -> str | None:
         return str(dtype)
 
 
-def _cast_to(node: gs.Node) -> str:
+def _cast_to(node: gs.Node) -> str | None:
     return dtype_name(int(node.attrs["to"]))
 
 
