@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from trtforge import engines_index
 from trtforge.cache import digest_file
@@ -20,10 +22,13 @@ from trtforge.cache.tempnames import temp_target
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import TOLERANCE
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 SIDECAR_KEYS = {"module", "files", "backend", "backend_version", "target"}
 
 
-def _tolerance(sidecar: dict):
+def _tolerance(sidecar: dict) -> Callable[[str], dict]:
     default = {k: v[1] for k, v in TOLERANCE.items()}
     return lambda name: sidecar.get("tolerance", {}).get(name, default)
 
@@ -227,10 +232,10 @@ def verify_published(
     folder: Path,
     require_engine_check: bool,
     junit: str | None,
-    echo,
+    echo: Callable[[str], object] | None,
     collect: list | None = None,
     modules: tuple[str, ...] = (),
-    public_key=None,
+    public_key: Ed25519PublicKey | None = None,
     *,
     targets: tuple[str, ...] = (),
     notes: list[str] | None = None,
@@ -264,8 +269,9 @@ def verify_published(
             ]
     if collect is not None:
         collect.extend(results)
-    for r in results if echo is not None else ():
-        echo(f"{r['module']}: {r['status']}" + (f": {r['reason']}" if r.get("reason") else ""))
+    if echo is not None:
+        for r in results:
+            echo(f"{r['module']}: {r['status']}" + (f": {r['reason']}" if r.get("reason") else ""))
     if junit:
         Path(junit).parent.mkdir(parents=True, exist_ok=True)
         Path(junit).write_text(junit_xml(results))
@@ -379,7 +385,7 @@ def _select(published: dict, modules: tuple[str, ...], targets: tuple[str, ...],
     return chosen
 
 
-def _timed(check, *args) -> dict:
+def _timed(check: Callable[..., dict], *args: object) -> dict:
     t0 = time.perf_counter()
     result = check(*args)
     return {**result, "seconds": round(time.perf_counter() - t0, 3)}

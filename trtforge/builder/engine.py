@@ -279,7 +279,7 @@ def layers_before_passes(ptrt, ctx: StageContext, strongly_typed: bool) -> dict 
     return {"layers": len(layers), "shape_layers": shape_layer_count(layers)}
 
 
-def _progress_monitor(trt):
+def _progress_monitor(trt: Any) -> Any:
     """The builder's phases on the live progress line, and its cancellation: step_complete returning
     False cancels the build (TensorRT's IProgressMonitor contract), which is how SIGINT/SIGTERM stop
     a build promptly. None where the backend has no progress monitor."""
@@ -289,11 +289,9 @@ def _progress_monitor(trt):
     if not hasattr(trt, "IProgressMonitor"):
         return None
 
-    monitor: Any = trt.IProgressMonitor  # the backend's class: a base known only at run time
-
-    class BuilderPhases(monitor):
+    class BuilderPhases(trt.IProgressMonitor):
         def __init__(self) -> None:
-            monitor.__init__(self)
+            trt.IProgressMonitor.__init__(self)
             self.steps: dict[str, int] = {}
             self.first = True
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from trtforge.errors import ExportError
 from trtforge.manifest import ModuleSpec
+
+if TYPE_CHECKING:  # for the signatures only: torch is imported where a module is run
+    import torch
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -33,14 +37,14 @@ class Binding:
         return [*self.positional, *(name for _, name in self.keyword)]
 
 
-def _parameters(model) -> list[inspect.Parameter]:
+def _parameters(model: torch.nn.Module) -> list[inspect.Parameter]:
     try:  # `method = "decode"`: forward is that method by now (torch_export.use_method)
         return list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):  # a builtin forward: no names to check
         return []
 
 
-def bind_inputs(model, module: ModuleSpec) -> Binding:
+def bind_inputs(model: torch.nn.Module, module: ModuleSpec) -> Binding:
     """Each input binds to the parameter its `arg` (default: its own name) names, in any order.
 
     - forward(*args) alone: there are no names; inputs go by position, in manifest order;
@@ -119,7 +123,7 @@ def flatten_named(out: object, prefix: str | None = None) -> list[tuple[str | No
     return [pair for k, v in items for pair in flatten_named(v, k if prefix is None else f"{prefix}.{k}")]
 
 
-def name_outputs(out, module: ModuleSpec) -> tuple[list[str], list]:
+def name_outputs(out: object, module: ModuleSpec) -> tuple[list[str], list]:
     """Output names and tensors. Named returns (dict, ModelOutput, named tuple) are named by their
     keys, and a manifest `outputs` list must name the same set (any order); plain tensors and
     tuples take `outputs` in order, or output_0, output_1, ..."""
