@@ -35,6 +35,7 @@ from functools import cache
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from numpy.typing import DTypeLike
 
 from trtforge.errors import PassError, invariant
 from trtforge.graph_cycles import check_acyclic
@@ -90,7 +91,7 @@ MAX_DEPTH = 64  # a bound not found within this many producers is unknown
 
 
 @cache
-def dtype_name(dtype) -> str | None:
+def dtype_name(dtype: DTypeLike | int | None) -> str | None:
     """'float16', 'float32', ... (numpy's dtype.name costs microseconds, and a UNet has 10k tensors)."""
     return _dtype_name(dtype)
 
