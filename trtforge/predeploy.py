@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from trtforge import engines_index
 from trtforge.cache import digest_file
@@ -20,10 +22,13 @@ from trtforge.cache.tempnames import temp_target
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import TOLERANCE
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 SIDECAR_KEYS = {"module", "files", "backend", "backend_version", "target"}
 
 
-def _tolerance(sidecar: dict):
+def _tolerance(sidecar: dict) -> Callable[[str], dict]:
     default = {k: v[1] for k, v in TOLERANCE.items()}
     return lambda name: sidecar.get("tolerance", {}).get(name, default)
 
@@ -60,25 +65,25 @@ def _check_files(folder: Path, files: dict) -> str | None:
     return None
 
 
-def _sidecar(folder: Path, name: str, entry: dict) -> tuple[dict | None, str | None]:
-    """The module's sidecar, checked against the index; (None, reason) when it cannot be trusted."""
+def _sidecar(folder: Path, name: str, entry: dict) -> dict | str:
+    """The module's sidecar, checked against the index; the reason (a str) when it cannot be trusted."""
     rel = entry["sidecar"]
     path = folder / rel
     if rel not in entry["files"]:
-        return None, f"{engines_index.INDEX} names sidecar {rel} without a digest for it"
+        return f"{engines_index.INDEX} names sidecar {rel} without a digest for it"
     try:
         side = json.loads(path.read_bytes())
     except (OSError, ValueError) as e:
-        return None, f"sidecar {path} is damaged ({type(e).__name__}); rebuild or copy the folder again"
+        return f"sidecar {path} is damaged ({type(e).__name__}); rebuild or copy the folder again"
     if not isinstance(side, dict) or not SIDECAR_KEYS <= side.keys() or not isinstance(side["files"], dict):
-        return None, f"sidecar {path} is damaged (not a trtforge sidecar); rebuild or copy the folder again"
+        return f"sidecar {path} is damaged (not a trtforge sidecar); rebuild or copy the folder again"
     if side["module"] != name.rsplit("/", 1)[-1]:  # "<target>/<module>" with [targets]
-        return None, f"sidecar {path} names module {side['module']!r}, not {name!r}; refused"
+        return f"sidecar {path} names module {side['module']!r}, not {name!r}; refused"
     base = PurePosixPath(rel).parent
     listed = {(base / f).as_posix() for f in side["files"] if isinstance(f, str) and "/" not in f and f != ".."}
     if len(listed) != len(side["files"]) or listed | {rel} != set(entry["files"]):
-        return None, f"sidecar {path} and {engines_index.INDEX} list different files; rebuild"
-    return side, None
+        return f"sidecar {path} and {engines_index.INDEX} list different files; rebuild"
+    return side
 
 
 def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) -> dict:
@@ -89,9 +94,9 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
     bad = _check_files(folder, entry["files"])
     if bad:
         return _failed(name, bad)
-    side, bad = _sidecar(folder, name, entry)
-    if bad:
-        return _failed(name, bad)
+    side = _sidecar(folder, name, entry)
+    if isinstance(side, str):
+        return _failed(name, side)
     stale = entry.get("stale") or side.get("stale")  # a subset build found its inputs moved on
     if stale:
         return _failed(name, str(stale) if str(stale).startswith("stale") else f"stale: {stale}")
@@ -174,6 +179,7 @@ def _folder_checks(folder: Path, notes: list[str] | None = None) -> tuple[dict |
         return None, [
             _failed(engines_index.INDEX, f"{path} is missing: the folder's content cannot be checked; {hint}", "file")
         ]
+    why: str | None
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError) as e:
@@ -226,10 +232,10 @@ def verify_published(
     folder: Path,
     require_engine_check: bool,
     junit: str | None,
-    echo,
+    echo: Callable[[str], object] | None,
     collect: list | None = None,
     modules: tuple[str, ...] = (),
-    public_key=None,
+    public_key: Ed25519PublicKey | None = None,
     *,
     targets: tuple[str, ...] = (),
     notes: list[str] | None = None,
@@ -263,8 +269,9 @@ def verify_published(
             ]
     if collect is not None:
         collect.extend(results)
-    for r in results if echo is not None else ():
-        echo(f"{r['module']}: {r['status']}" + (f": {r['reason']}" if r.get("reason") else ""))
+    if echo is not None:
+        for r in results:
+            echo(f"{r['module']}: {r['status']}" + (f": {r['reason']}" if r.get("reason") else ""))
     if junit:
         Path(junit).parent.mkdir(parents=True, exist_ok=True)
         Path(junit).write_text(junit_xml(results))
@@ -378,7 +385,7 @@ def _select(published: dict, modules: tuple[str, ...], targets: tuple[str, ...],
     return chosen
 
 
-def _timed(check, *args) -> dict:
+def _timed(check: Callable[..., dict], *args: object) -> dict:
     t0 = time.perf_counter()
     result = check(*args)
     return {**result, "seconds": round(time.perf_counter() - t0, 3)}

@@ -10,6 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trtforge import __version__
 from trtforge.cache.store import atomic_write_if_changed
@@ -19,8 +20,11 @@ from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
 from trtforge.verify import left_out_lines, metric_texts, ordered_checks, task_text
 
+if TYPE_CHECKING:
+    from trtforge.manifest import Manifest
 
-def _cell(status) -> str:
+
+def _cell(status: StageStatus) -> str:
     if status.state in ("ok", "cached"):
         return status.state + (f" ({status.seconds:.1f}s)" if status.state == "ok" else "")
     return f"{status.state}: {status.reason}" if status.reason else status.state
@@ -176,7 +180,7 @@ def _pass_changes(passes: list[dict], limit: int = 40) -> list[str]:
     return (["", "Changes:"] + changes[:limit] + more) if changes else []
 
 
-def _timing(name: str, status) -> str:
+def _timing(name: str, status: StageStatus) -> str:
     peak = status.meta.get("peak_rss_mib")
     mem = f", peak {peak / 1024:.2f} GiB" if peak else ""
     if status.state != "cached":
@@ -227,7 +231,9 @@ def _checks_md(verify: dict) -> list[str]:
 VOLATILE = ("started", "duration_s")  # differ on every run; a no-op build must write nothing
 
 
-def provenance(manifest, results: list[ModuleResult], backend: str | None, started: float, duration: float) -> dict:
+def provenance(
+    manifest: Manifest, results: list[ModuleResult], backend: str | None, started: float, duration: float
+) -> dict:
     """Where this report came from. Paths relative to the output folder, so the folder can move."""
     from trtforge import backends as be
 
@@ -308,7 +314,7 @@ def _from_json(m: dict) -> ModuleResult:
 
 def write_reports(
     results: list[ModuleResult],
-    manifest,
+    manifest: Manifest,
     *,
     partial: bool = False,
     backend: str | None = None,
@@ -333,7 +339,7 @@ def write_reports(
         )  # the names engines/index.json holds
         modules = _merge(out_dir, modules, order)
     for m in modules:
-        if (stale or {}).get(m["name"]):
+        if stale and stale.get(m["name"]):
             _mark_stale(m, stale[m["name"]])
     head = provenance(manifest, results, backend, time.time() if started is None else started, duration)
     head["ok"] = all(m["ok"] for m in modules)

@@ -24,9 +24,13 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trtforge.engines_index import SIG
 from trtforge.errors import TrtforgeError
+
+if TYPE_CHECKING:  # an optional dependency, imported where a key is used
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ENV_FILE = "TRTFORGE_SIGNING_KEY_FILE"
 ENV_KEY = "TRTFORGE_SIGNING_KEY"
@@ -46,10 +50,10 @@ def configured() -> bool:
     return bool(os.environ.get(ENV_FILE) or os.environ.get(ENV_KEY))
 
 
-def signing_key():
+def signing_key() -> Ed25519PrivateKey | None:
     """The configured Ed25519 private key, or None when none is configured; a key that cannot be
     read is one line (exit 2), found before anything is built."""
-    path, text = os.environ.get(ENV_FILE), os.environ.get(ENV_KEY)
+    path, text = os.environ.get(ENV_FILE), os.environ.get(ENV_KEY, "")
     if not path and not text:
         return None
     where = f"${ENV_FILE} ({path})" if path else f"${ENV_KEY}"
@@ -76,12 +80,12 @@ def signing_key():
     return key
 
 
-def _raw_public(key) -> bytes:
+def _raw_public(key: Ed25519PublicKey) -> bytes:
     serialization, _ = _crypto("public key")
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def sign_folder(out_dir: Path, key) -> bool:
+def sign_folder(out_dir: Path, key: Ed25519PrivateKey) -> bool:
     """Sign index.json's bytes into index.json.sig (written only when it changed); False when
     there is no index to sign."""
     from trtforge.cache.store import atomic_write_if_changed
@@ -100,7 +104,7 @@ def sign_folder(out_dir: Path, key) -> bool:
     return True
 
 
-def load_public_key(path: Path):
+def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM or OpenSSH public key file (or a private key file: its
     public half); anything else is one line (exit 2)."""
     where = f"--public-key {path}"
@@ -129,7 +133,7 @@ def load_public_key(path: Path):
     )
 
 
-def check_signature(folder: Path, public_key) -> str | None:
+def check_signature(folder: Path, public_key: Ed25519PublicKey) -> str | None:
     """Why index.json's signature does not hold for `public_key` (None: it holds)."""
     from cryptography.exceptions import InvalidSignature
 

@@ -42,6 +42,15 @@ def test_transpose_rank_mismatch_is_a_pass_error():
         apply(model_of(3), BakeTransposePass([0, 3, 1, 2], input="x"))
 
 
+def test_transpose_made_in_python_without_an_end_is_a_pass_error():
+    """The manifest refuses it (io_transforms); a pass made in Python got a TypeError inside the
+    graph lookup before (found by mypy's None checks)."""
+    from trtforge.errors import PassError
+
+    with pytest.raises(PassError, match="needs input = NAME or output = NAME"):
+        apply(model_of(4), BakeTransposePass([0, 3, 1, 2]))
+
+
 @pytest.mark.parametrize("dtype,np_dtype", [("float16", np.float16), ("float", np.float32)])
 @pytest.mark.parametrize("rank", [3, 4])
 def test_preprocess_matches_torch(rank, dtype, np_dtype):

@@ -54,3 +54,10 @@ def test_output_needs_a_shape_of_rank_3_or_more():
 def test_unknown_output_names_the_outputs():
     with pytest.raises(PassError, match="its outputs: y"):
         apply(MODEL, BakeResizePass(output="nope", scale=2))
+
+
+def test_made_in_python_without_scale_or_size_is_a_pass_error():
+    """The manifest refuses it (io_transforms); a pass made in Python got `int * None` before
+    (found by mypy's None checks)."""
+    with pytest.raises(PassError, match="needs scale = S or size"):
+        apply(MODEL, BakeResizePass(output="y"))

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from trtforge import backends as be
 from trtforge import interrupts
@@ -278,7 +279,7 @@ def layers_before_passes(ptrt, ctx: StageContext, strongly_typed: bool) -> dict 
     return {"layers": len(layers), "shape_layers": shape_layer_count(layers)}
 
 
-def _progress_monitor(trt):
+def _progress_monitor(trt: Any) -> Any:
     """The builder's phases on the live progress line, and its cancellation: step_complete returning
     False cancels the build (TensorRT's IProgressMonitor contract), which is how SIGINT/SIGTERM stop
     a build promptly. None where the backend has no progress monitor."""
@@ -289,12 +290,12 @@ def _progress_monitor(trt):
         return None
 
     class BuilderPhases(trt.IProgressMonitor):
-        def __init__(self):
+        def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self.steps: dict[str, int] = {}
             self.first = True
 
-        def phase_start(self, phase_name, parent_phase, num_steps):
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             if self.first:  # inside the native build: the signal tests' point
                 self.first = False
                 checkpoint("work:build")
@@ -302,12 +303,12 @@ def _progress_monitor(trt):
             if progress is not None:
                 progress.phase(phase_name)
 
-        def step_complete(self, phase_name, step):
+        def step_complete(self, phase_name: str, step: int) -> bool:
             if progress is not None:
                 progress.phase(f"{phase_name} {step + 1}/{self.steps.get(phase_name, '?')}")
             return interrupts.received() is None  # False: cancel the build
 
-        def phase_finish(self, phase_name):
+        def phase_finish(self, phase_name: str) -> None:
             self.steps.pop(phase_name, None)
 
     return BuilderPhases()

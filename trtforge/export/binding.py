@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from trtforge.errors import ExportError
 from trtforge.manifest import ModuleSpec
+
+if TYPE_CHECKING:  # for the signatures only: torch is imported where a module is run
+    import torch
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -33,14 +37,14 @@ class Binding:
         return [*self.positional, *(name for _, name in self.keyword)]
 
 
-def _parameters(model) -> list[inspect.Parameter]:
+def _parameters(model: torch.nn.Module) -> list[inspect.Parameter]:
     try:  # `method = "decode"`: forward is that method by now (torch_export.use_method)
         return list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):  # a builtin forward: no names to check
         return []
 
 
-def bind_inputs(model, module: ModuleSpec) -> Binding:
+def bind_inputs(model: torch.nn.Module, module: ModuleSpec) -> Binding:
     """Each input binds to the parameter its `arg` (default: its own name) names, in any order.
 
     - forward(*args) alone: there are no names; inputs go by position, in manifest order;
@@ -96,7 +100,7 @@ def bind_inputs(model, module: ModuleSpec) -> Binding:
     )
 
 
-def flatten_named(out, prefix: str | None = None) -> list[tuple[str | None, object]]:
+def flatten_named(out: object, prefix: str | None = None) -> list[tuple[str | None, object]]:
     """(name, tensor) in the exporter's flattening order: dict and ModelOutput keys, named-tuple
     fields, list/tuple indices under a named parent (`hidden_states.0`); None values are dropped,
     as the exporter drops them. A tensor with no name above it gets None."""
@@ -106,6 +110,7 @@ def flatten_named(out, prefix: str | None = None) -> list[tuple[str | None, obje
         return [(prefix, out)]
     if out is None:
         return []
+    items: list[tuple[str | None, object]]
     if isinstance(out, dict):
         items = [(str(k), v) for k, v in out.items()]
     elif isinstance(out, tuple) and hasattr(out, "_fields"):
@@ -118,7 +123,7 @@ def flatten_named(out, prefix: str | None = None) -> list[tuple[str | None, obje
     return [pair for k, v in items for pair in flatten_named(v, k if prefix is None else f"{prefix}.{k}")]
 
 
-def name_outputs(out, module: ModuleSpec) -> tuple[list[str], list]:
+def name_outputs(out: object, module: ModuleSpec) -> tuple[list[str], list]:
     """Output names and tensors. Named returns (dict, ModelOutput, named tuple) are named by their
     keys, and a manifest `outputs` list must name the same set (any order); plain tensors and
     tuples take `outputs` in order, or output_0, output_1, ..."""
@@ -127,8 +132,8 @@ def name_outputs(out, module: ModuleSpec) -> tuple[list[str], list]:
     where = f"modules.{module.name}.outputs"
     if module.output_renames:
         return _renamed(pairs, module), tensors
-    if pairs and all(k is not None for k, _ in pairs):
-        keys = [k for k, _ in pairs]
+    keys = [k for k, _ in pairs if k is not None]
+    if pairs and len(keys) == len(pairs):  # every tensor named
         if module.outputs and sorted(module.outputs) != sorted(keys):
             raise ExportError(
                 f"the module returns outputs named {keys} but outputs lists {list(module.outputs)}",

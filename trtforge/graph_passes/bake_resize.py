@@ -25,7 +25,12 @@ class BakeResizePass(GraphPass):
     changes_io = True
 
     def __init__(
-        self, output: str, scale: float | None = None, size=None, mode: str = "linear", align_corners: bool = False
+        self,
+        output: str,
+        scale: float | None = None,
+        size: list[int] | None = None,
+        mode: str = "linear",
+        align_corners: bool = False,
     ):
         self.output, self.scale, self.size = output, scale, size
         self.mode, self.align_corners = mode, align_corners
@@ -45,9 +50,10 @@ class BakeResizePass(GraphPass):
                     f"size {self.size} has {len(self.size)} dims but '{y.name}' has {len(spatial)} spatial dims",
                     where=f"pass {self.name}",
                 )
-            target = list(self.size)
+            target: list[int | None] = list(self.size)
         else:
-            target = [None if d is None else int(math.floor(d * self.scale)) for d in spatial]
+            scale = self._scale()
+            target = [None if d is None else int(math.floor(d * scale)) for d in spatial]
         attrs: dict[str, object] = {"mode": self.mode}
         if self.size is not None and all(isinstance(d, int) for d in y.shape[:2]):
             resize_by = [
@@ -71,7 +77,7 @@ class BakeResizePass(GraphPass):
             resize_by = [
                 gs.Constant(
                     f"trtforge_resize_scales_{y.name}",
-                    np.array([1.0, 1.0] + [float(self.scale)] * len(spatial), dtype=np.float32),
+                    np.array([1.0, 1.0] + [float(self._scale())] * len(spatial), dtype=np.float32),
                 )
             ]
         if self.mode == "nearest":
@@ -93,3 +99,8 @@ class BakeResizePass(GraphPass):
             )
         )
         return True
+
+    def _scale(self) -> float:
+        if self.scale is None:  # the manifest checks this (io_transforms); a pass made in Python may not be
+            raise PassError("needs scale = S or size = [H, W]", where=f"pass {self.name}")
+        return self.scale

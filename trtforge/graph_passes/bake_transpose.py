@@ -18,7 +18,7 @@ class BakeTransposePass(GraphPass):
     name = "bake_transpose"
     changes_io = True
 
-    def __init__(self, perm, input: str | None = None, output: str | None = None):
+    def __init__(self, perm: list[int], input: str | None = None, output: str | None = None):
         self.input, self.output, self.perm = input, output, list(perm)
 
     def apply(self, graph: gs.Graph, ctx: PassContext) -> bool:
@@ -39,7 +39,7 @@ class BakeTransposePass(GraphPass):
                     outputs=[x],
                 )
             )
-        else:
+        elif self.output is not None:
             y = find_tensor(graph, self.output, "output", self.name)
             self._check_rank(y)
             out = gs.Variable(y.name, dtype=y.dtype, shape=[y.shape[i] for i in self.perm] if y.shape else None)
@@ -54,6 +54,8 @@ class BakeTransposePass(GraphPass):
                     outputs=[out],
                 )
             )
+        else:  # the manifest checks this (io_transforms); a pass made in Python may not be
+            raise PassError("needs input = NAME or output = NAME", where=f"pass {self.name}")
         return True
 
     def _check_rank(self, t: gs.Variable) -> None:

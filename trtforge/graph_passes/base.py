@@ -110,13 +110,13 @@ class Pipeline:
         segmented = checking and not per_pass
         changed_any = False
         segment: list[tuple] = []  # (pass, report, graph before it) since the last checkpoint
-        before_seg = self.snapshot(graph) if segmented else None
+        before_seg = self._snapshot(graph) if segmented else None
         for _ in range(self.max_rounds if self.fixed_point else 1):
             changed = False
             for i, p in enumerate(self.passes):
                 n_before = len(graph.nodes)
                 before = (
-                    self.snapshot(graph)
+                    self._snapshot(graph)
                     if (per_pass or (segmented and self.check == "each")) and not p.changes_io
                     else None
                 )
@@ -143,9 +143,9 @@ class Pipeline:
                 self.reports.append(report)
                 if checking and p.changes_io:
                     report.check = "verify stage (against the torch caller view)" if modified else "not modified"
-                    before_seg = self.snapshot(graph) if segmented else None
+                    before_seg = self._snapshot(graph) if segmented else None
                 elif per_pass:
-                    report.check = self.checker([p], before, graph) if modified else "not modified"
+                    report.check = self._check([p], before, graph) if modified else "not modified"
                 elif segmented:
                     segment.append((p, report, before))
                 changed |= modified
@@ -156,14 +156,24 @@ class Pipeline:
             self._close(segment, before_seg, graph)
         return changed_any
 
-    def _close(self, segment: list, before, graph: gs.Graph) -> None:
+    def _snapshot(self, graph: gs.Graph) -> object:
+        if self.snapshot is None:  # `checking` requires both
+            raise InternalError("pipeline checks its passes but has no snapshot")
+        return self.snapshot(graph)
+
+    def _check(self, passes: list[GraphPass], before: object, after: object) -> str:
+        if self.checker is None:
+            raise InternalError("pipeline checks its passes but has no checker")
+        return self.checker(passes, before, after)
+
+    def _close(self, segment: list, before: object, graph: gs.Graph) -> None:
         """Check the passes since the last checkpoint as one step; in `each` mode a failure is
         localised to the first pass that fails on its own."""
         modified = [(p, r, b) for p, r, b in segment if r.modified]
         if modified:
-            after = self.snapshot(graph)
+            after = self._snapshot(graph)
             try:
-                verdict = self.checker([p for p, _, _ in modified], before, after)  # their exactness
+                verdict = self._check([p for p, _, _ in modified], before, after)  # their exactness
             except PassError:
                 if self.check == "each":
                     self._localise(segment, after)
@@ -184,11 +194,11 @@ class Pipeline:
                 r.check = "pipeline: not modified" if self.check == "pipeline" else "not modified"
         segment.clear()
 
-    def _localise(self, segment: list, after) -> None:
+    def _localise(self, segment: list, after: object) -> None:
         graphs = [b for _, _, b in segment] + [after]
         for k, (p, r, _) in enumerate(segment):
             if r.modified:
-                self.checker([p], graphs[k], graphs[k + 1])  # raises naming this pass
+                self._check([p], graphs[k], graphs[k + 1])  # raises naming this pass
 
 
 def find_tensor(graph: gs.Graph, name: str, kind: str, pass_name: str) -> gs.Variable:

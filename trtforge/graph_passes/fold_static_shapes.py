@@ -19,7 +19,7 @@ from collections import defaultdict
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from trtforge.errors import invariant
+from trtforge.errors import InternalError, invariant
 from trtforge.graph_passes.base import GraphPass, PassContext, bypass
 
 
@@ -28,6 +28,14 @@ def static_shape(t: gs.Tensor) -> list[int] | None:
     if shape is None or not all(isinstance(d, (int, np.integer)) and d >= 0 for d in shape):
         return None
     return [int(d) for d in shape]
+
+
+def known_shape(t: gs.Tensor) -> list[int]:
+    """The static shape of a tensor already found static (a bug otherwise)."""
+    shape = static_shape(t)
+    if shape is None:
+        raise InternalError(f"tensor '{t.name}' was taken for static but has shape {t.shape}")
+    return shape
 
 
 def const_values(t: gs.Tensor | None) -> np.ndarray | None:
@@ -53,7 +61,9 @@ def slice_ranges(node: gs.Node) -> dict[int, tuple[int, int]] | None:
     starts, ends = const_ints(ins[1]), const_ints(ins[2])
     axes = const_ints(ins[3]) if ins[3] is not None and ins[3].name else list(range(len(starts or [])))
     steps = const_ints(ins[4]) if ins[4] is not None and ins[4].name else [1] * len(starts or [])
-    if shape is None or None in (starts, ends, axes, steps) or any(s != 1 for s in steps):
+    if shape is None or starts is None or ends is None or axes is None or steps is None:
+        return None
+    if any(s != 1 for s in steps):
         return None
     out = {}
     for s, e, a in zip(starts, ends, axes):
@@ -68,7 +78,7 @@ def slice_ranges(node: gs.Node) -> dict[int, tuple[int, int]] | None:
 def _split(graph: gs.Graph, data: gs.Tensor, axis: int, bounds: list[int], name: str) -> list[gs.Variable]:
     """Split `data` along `axis` at `bounds` (0 = b0 < b1 < ... = dim); one output per piece."""
     name = _unique(graph, name)
-    shape = static_shape(data)
+    shape = known_shape(data)
     sizes = [b - a for a, b in zip(bounds, bounds[1:])]
     outs = []
     for i, n in enumerate(sizes):
@@ -119,7 +129,7 @@ def _rewrite_slices(graph: gs.Graph) -> bool:
         ranges = slice_ranges(node)
         if ranges is None:
             continue
-        shape = static_shape(node.inputs[0])
+        shape = known_shape(node.inputs[0])
         real = {a: r for a, r in ranges.items() if r != (0, shape[a])}
         if not real:  # takes everything
             _alias(graph, node, node.inputs[0])
@@ -130,14 +140,14 @@ def _rewrite_slices(graph: gs.Graph) -> bool:
         elif all(r[1] > r[0] for r in real.values()):
             data = node.inputs[0]  # several axes: one Split per axis, chained
             for k, (axis, (s, e)) in enumerate(sorted(real.items())):
-                dim = static_shape(data)[axis]
+                dim = known_shape(data)[axis]
                 bounds = sorted({0, s, e, dim})
                 data = _split(graph, data, axis, bounds, f"{node.name}_split{k}")[bounds.index(s)]
             _take_over(node, data)
             changed = True
     for (_, axis), members in groups.items():
         data = members[0][0].inputs[0]
-        dim = static_shape(data)[axis]
+        dim = known_shape(data)[axis]
         bounds = sorted({0, dim, *(b for _, r in members for b in r)})
         pieces = None
         taken: dict = {}
@@ -170,6 +180,8 @@ def _squeeze_shape(node: gs.Node) -> list[int] | None:
             return [d for d in shape if d != 1]
         axes = {a + len(shape) if a < 0 else a for a in axes}
         return [d for i, d in enumerate(shape) if i not in axes]
+    if axes is None:  # Unsqueeze names its axes (an attribute, or an input from opset 13)
+        return None
     rank = len(shape) + len(axes)
     axes = sorted(a + rank if a < 0 else a for a in axes)
     out, it = [], iter(shape)

@@ -35,6 +35,7 @@ from functools import cache
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from numpy.typing import DTypeLike
 
 from trtforge.errors import PassError, invariant
 from trtforge.graph_cycles import check_acyclic
@@ -90,7 +91,7 @@ MAX_DEPTH = 64  # a bound not found within this many producers is unknown
 
 
 @cache
-def dtype_name(dtype) -> str | None:
+def dtype_name(dtype: DTypeLike | int | None) -> str | None:
     """'float16', 'float32', ... (numpy's dtype.name costs microseconds, and a UNet has 10k tensors)."""
     return _dtype_name(dtype)
 
@@ -170,8 +171,9 @@ def in_order(graph: gs.Graph) -> list[gs.Node]:
     return order
 
 
-def mixed_nodes(graph: gs.Graph) -> list[tuple[gs.Node, list[tuple[str, str]]]]:
-    """Every node whose tied inputs disagree in dtype, with (input name, dtype) of each."""
+def mixed_nodes(graph: gs.Graph) -> list[tuple[gs.Node, list[tuple[str, str | None]]]]:
+    """Every node whose tied inputs disagree in dtype, with (input name, dtype or None where
+    unknown) of each."""
     opsets, found = opsets_of(graph), []
     for node in graph.nodes:
         tied = tied_inputs(node, opsets)
@@ -188,7 +190,7 @@ def label(node: gs.Node) -> str:
     return f"{node.op} '{node.name}'" if node.name else f"{node.op} (output '{node.outputs[0].name}')"
 
 
-def describe(node: gs.Node, members: list[tuple[str, str]]) -> str:
+def describe(node: gs.Node, members: list[tuple[str, str | None]]) -> str:
     return f"{label(node)} mixes input dtypes " + ", ".join(f"'{name}' {dt}" for name, dt in members)
 
 
@@ -212,7 +214,7 @@ class LegalizeDtypesPass(GraphPass):
         self._made: dict[tuple[int, str], gs.Tensor] = {}  # (tensor, dtype) -> its Cast or narrowed copy
         self._names = set(graph.tensors())
         self._touched: set[int] = set()  # tensors this pass made or retyped: their readers may change
-        self._bounds: dict[int, float | None] = {}
+        self._bounds: dict[int, float] = {}
         opsets = opsets_of(graph)
         for node in in_order(graph):
             tied = tied_inputs(node, opsets)
@@ -243,10 +245,13 @@ class LegalizeDtypesPass(GraphPass):
     ) -> str | None:
         """The dtype the inputs `idx` (one type variable) agree on after the pass, Casts inserted;
         `declared`: the declared dtypes of the outputs this type variable types."""
-        members = [(i, node.inputs[i], dtype_name(node.inputs[i].dtype)) for i in idx]
+        members: list[tuple[int, gs.Tensor, str]] = []
+        for i in idx:
+            dt = dtype_name(node.inputs[i].dtype)
+            if dt is None:
+                return None  # an unknown dtype: nothing to reconcile it with
+            members.append((i, node.inputs[i], dt))
         dts = {dt for _, _, dt in members}
-        if None in dts:
-            return None  # an unknown dtype: nothing to reconcile it with
         if len(dts) == 1:
             return dts.pop()
         where = describe(node, [(t.name, dt) for _, t, dt in members])
@@ -282,8 +287,8 @@ class LegalizeDtypesPass(GraphPass):
         """Store every wider input narrow when all are constants that fit `target`."""
         if target == "bfloat16":  # numpy has no bfloat16 to store it in
             return False
-        values = [const_values(t) for _, t, _ in wide]
-        if any(v is None or not _fits(v, target) for v in values):
+        values = [v for _, t, _ in wide if (v := const_values(t)) is not None]
+        if len(values) < len(wide) or not all(_fits(v, target) for v in values):
             return False
         for (i, t, dt), v in zip(wide, values):
             key = (id(t), target)
@@ -299,12 +304,13 @@ class LegalizeDtypesPass(GraphPass):
         return True
 
     def _why_wide(self, wide: list) -> str:
+        peaks = []
         for _, t, dt in wide:
             v = const_values(t)
             if v is None:
                 return f"'{t.name}' is {dt}, computed: kept {dt}"
-        peaks = ", ".join(f"'{t.name}' max |v| {float(np.max(np.abs(const_values(t)))):.4g}" for _, t, _ in wide)
-        return f"constant not stored narrow: {peaks}"
+            peaks.append(f"'{t.name}' max |v| {float(np.max(np.abs(v))):.4g}")
+        return f"constant not stored narrow: {', '.join(peaks)}"
 
     def _cast(self, graph: gs.Graph, t: gs.Tensor, target: str) -> gs.Variable:
         key = (id(t), target)

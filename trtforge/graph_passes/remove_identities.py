@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from numpy.typing import DTypeLike
 
 from trtforge.errors import invariant
 from trtforge.graph_passes.base import GraphPass, PassContext, bypass
@@ -33,7 +34,7 @@ _EXACT = {
 }
 
 
-def dtype_name(dtype) -> str | None:
+def dtype_name(dtype: DTypeLike | int | None) -> str | None:
     if dtype is None:
         return None
     if isinstance(dtype, int):
@@ -44,7 +45,7 @@ def dtype_name(dtype) -> str | None:
         return str(dtype)
 
 
-def _cast_to(node: gs.Node) -> str:
+def _cast_to(node: gs.Node) -> str | None:
     return dtype_name(int(node.attrs["to"]))
 
 

@@ -134,7 +134,7 @@ def check_all(
         if pr.error is not None:
             withdraw(manifest.output_dir, spec.name)
             for r in flat:
-                r.fail("verify", _module_error(pr, r), reason=pr.error.one_line())
+                r.fail("verify", _module_error(pr.error, r), reason=pr.error.one_line())
                 if r not in results:  # taken from the cache for this check: its published files go too
                     _withdraw(store, manifest, r)
         else:
@@ -187,9 +187,8 @@ def _up_to_date(store: Store, manifest: Manifest, name: str, backend: str | None
     return result
 
 
-def _module_error(pr: PipelineResult, r: ModuleResult) -> TrtforgeError:
+def _module_error(err: TrtforgeError, r: ModuleResult) -> TrtforgeError:
     """The pipeline's error, carried by each module it withdraws (same class: same exit code)."""
-    err = pr.error
     copy = type(err)(err.message, where=err.where, hint=err.hint, module=r.name)
     return copy
 

@@ -29,10 +29,12 @@ def check_on_target(folder: Path, name: str, entry: dict, modules: dict, require
 
     label = STATUS.format(name)
     side = json.loads((folder / entry["sidecar"]).read_bytes())
-    sides = {m: _module_sidecar(folder, modules, m) for m in side["modules"]}
-    missing = [m for m, s in sides.items() if s is None]
-    if missing:
-        return {"module": label, "status": "failed", "reason": f"module '{missing[0]}' it calls is not published here"}
+    sides = {}
+    for m in side["modules"]:
+        found = _module_sidecar(folder, modules, m)
+        if found is None:
+            return {"module": label, "status": "failed", "reason": f"module '{m}' it calls is not published here"}
+        sides[m] = found
     for m, s in sides.items():
         why = why_not_runnable({"backend": s["backend"], "target": s["target"]})
         if why:

@@ -68,7 +68,9 @@ def _torch_not_importable():
     if "torch" in sys.modules:
         yield
         return
-    sys.modules["torch"] = None  # `import torch` raises ImportError
+    # `import torch` raises ImportError (the import system's documented way to block a module);
+    # typeshed types sys.modules as holding modules only
+    sys.modules["torch"] = None  # type: ignore[assignment]
     try:
         yield
     finally:
