@@ -17,8 +17,8 @@ from tests.conftest import REPO
 from trtforge.export import ExportStage
 from trtforge.graph_passes import GraphPassesStage
 from trtforge.manifest import load_manifest, parse_manifest, settings_dict
+from trtforge.manifest.targets import for_target
 from trtforge.precision_rules import PrecisionStage
-from trtforge.targets import for_target
 from trtforge.verify import VerifyStage
 
 SNAPSHOT = Path(__file__).with_name("key_snapshot.json")

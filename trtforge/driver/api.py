@@ -117,8 +117,8 @@ def build(
     from trtforge.driver.jobs import build_all, effective_jobs
     from trtforge.driver.preflight import preflight
     from trtforge.driver.publish import prune
+    from trtforge.manifest.targets import select
     from trtforge.report import module_warnings, write_reports
-    from trtforge.targets import select
 
     if force_from is not None and force_from not in STAGE_NAMES:
         raise TrtforgeError(f"no stage '{force_from}'", where="force_from", hint=f"stages: {', '.join(STAGE_NAMES)}")
@@ -370,7 +370,7 @@ def plan(
     what the cache (local, then the remote, records only: nothing is downloaded) already holds."""
     from trtforge.cache.remote import open_remote
     from trtforge.driver.plan import plan as make_plan
-    from trtforge.targets import select
+    from trtforge.manifest.targets import select
 
     given = manifest
     manifest = _manifest(manifest)

@@ -13,7 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trtforge import limits
 from trtforge import manifest as m
+from trtforge.manifest import checks
+from trtforge.manifest.pipelines import PIPELINE_KEYS, SEQUENCE
+from trtforge.manifest.targets import target_keys
 
 SCHEMA_FILE = Path(__file__).with_name("engines.schema.json")
 
@@ -24,9 +28,7 @@ def _json_default(value: Any) -> Any:
     return value
 
 
-def fragment(check) -> dict:
-    """The JSON Schema fragment a manifest checker declared (manifest._declare)."""
-    return dict(getattr(check, "schema"))  # noqa: B009 - set at runtime; mypy cannot see it
+fragment = checks.fragment  # the JSON Schema fragment a manifest checker declared
 
 
 def section(spec: dict, description: str = "", *, required: tuple[str, ...] = ()) -> dict:
@@ -50,7 +52,7 @@ def named_tables(table: dict, description: str = "") -> dict:
     out: dict[str, Any] = {
         "type": "object",
         "additionalProperties": table,
-        "propertyNames": {"pattern": m._NAME_RE.pattern, "maxLength": m.limits.MAX_NAME_CHARS},
+        "propertyNames": {"pattern": checks.NAME_RE.pattern, "maxLength": limits.MAX_NAME_CHARS},
     }
     if description:
         out["description"] = description
@@ -162,7 +164,7 @@ def _module() -> dict:
     stage = _stage_sections()
     props = {
         "factory": {
-            **fragment(m._factory),
+            **fragment(checks.factory),
             "description": "package.module:callable, imported from the manifest's folder",
         },
         "factory_args": {"type": "object", "description": "Keyword arguments of the factory."},
@@ -173,16 +175,16 @@ def _module() -> dict:
         },
         "inputs": {"type": "object", "minProperties": 1, "additionalProperties": _input()},
         "outputs": {
-            **fragment(m._outputs),
+            **fragment(checks.outputs),
             "description": 'Names of the returned tensors, or a table renaming them: { sample = "image" }.',
         },
         "checkpoint": {
-            **fragment(m._checkpoint),
+            **fragment(checks.checkpoint),
             "description": "A file or folder (e.g. save_pretrained's) the factory receives; keyed by content.",
         },
-        "method": {**fragment(m._method), "default": "forward", "description": "The method exported."},
+        "method": {**fragment(checks.method), "default": "forward", "description": "The method exported."},
         "depends": {
-            **fragment(m._str_list),
+            **fragment(checks.str_list),
             "description": "Globs (relative to the manifest) whose files key the export.",
         },
         **_dims(),
@@ -206,29 +208,27 @@ def _defaults() -> dict:
 
 
 def _pipeline() -> dict:
-    """[pipelines.NAME] (trtforge/pipeline_manifest.py): modules composed by a runner."""
-    from trtforge import pipeline_manifest as pm
-
-    checks = _per_output()
-    checks["properties"]["metric"] = {"enum": [*m.TASK, "sequence"]}
-    checks["properties"].update({k: fragment(c) for k, (c, _) in pm._sequence_spec().items()})
+    """[pipelines.NAME] (trtforge/manifest/pipelines.py): modules composed by a runner."""
+    per_output = _per_output()
+    per_output["properties"]["metric"] = {"enum": [*m.TASK, "sequence"]}
+    per_output["properties"].update({k: fragment(c) for k, (c, _) in SEQUENCE.items()})
     props = {
         "modules": {
-            **fragment(m._str_list),
+            **fragment(checks.str_list),
             "minItems": 1,
             "description": "Modules of this manifest the runner calls.",
         },
         "runner": {
-            **fragment(m._factory),
+            **fragment(checks.factory),
             "description": "package.module:callable; runner(m, **inputs, **runner_args)",
         },
         "runner_args": {"type": "object", "description": "Keyword arguments of the runner."},
         "inputs": {"type": "object", "additionalProperties": _input()},
-        "outputs": {"type": "object", "minProperties": 1, "additionalProperties": checks},
+        "outputs": {"type": "object", "minProperties": 1, "additionalProperties": per_output},
         "seed": {"type": "integer", "default": 0},
     }
-    if set(props) != set(pm.PIPELINE_KEYS):  # a key the loader takes and the schema does not describe
-        raise RuntimeError(f"schema: pipeline keys without a fragment: {sorted(set(pm.PIPELINE_KEYS) ^ set(props))}")
+    if set(props) != set(PIPELINE_KEYS):  # a key the loader takes and the schema does not describe
+        raise RuntimeError(f"schema: pipeline keys without a fragment: {sorted(set(PIPELINE_KEYS) ^ set(props))}")
     return {
         "type": "object",
         "additionalProperties": False,
@@ -250,8 +250,6 @@ def _cache() -> dict:
 
 
 def _targets() -> dict:
-    from trtforge.targets import target_keys
-
     table = section(target_keys(), "A backend and what it builds for, with builder options over the module's.")
     table["required"] = ["backend"]
     table["properties"]["gpu"].pop("default", None)  # "" is unset, not a value to write
