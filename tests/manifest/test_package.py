@@ -159,3 +159,21 @@ def test_the_package_has_no_import_cycle():
 def test_no_file_of_the_package_is_over_500_lines():
     sizes = {p.name: len(p.read_text().splitlines()) for p in PKG.rglob("*.py")}
     assert max(sizes.values()) <= 500, sizes
+
+
+def test_every_setting_is_documented_once_and_the_schema_shows_it():
+    """A field's doc is written in its declaration; the shipped schema's hover text comes from it."""
+    from trtforge.manifest.fields import docs
+    from trtforge.manifest.settings import EXPORT, PRECISION, ExportSettings, PrecisionSettings
+    from trtforge.schema import generate
+
+    defaults = generate()["properties"]["defaults"]["properties"]
+    for name, cls, table in (
+        ("export", ExportSettings, EXPORT),
+        ("build", BuildSettings, BUILD),
+        ("precision", PrecisionSettings, PRECISION),
+        ("verify", VerifySettings, VERIFY),
+    ):
+        assert set(docs(cls)) == set(table), name  # every key the loader takes says what it means
+        props = defaults[name]["properties"]
+        assert {k: props[k]["description"] for k in table} == docs(cls), name

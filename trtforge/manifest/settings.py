@@ -29,14 +29,19 @@ class ExportSettings:
     """[export]: how the module becomes ONNX (key material of the export stage)."""
 
     exporter: str = setting(c.one_of(c.EXPORTERS), "dynamo", doc="torch.export (dynamo) or the TorchScript exporter.")
-    # the installed exporter's range is checked with the exporter
-    opset: int = setting(c.positive_int, 20, doc="The ONNX opset exported.")
-    forbid_fp32_islands: bool = setting(c.boolean, False, doc="Refuse an export that keeps FP32 islands.")
-    # module classes (or packages) whose FP32 islands are meant, e.g. ["diffusers"]: not warned
-    # about, not refused by forbid_fp32_islands, still listed in the report; keyed only when
-    # written, so the keys of manifests without it stay
+    opset: int = setting(  # the installed exporter's range is checked with the exporter
+        c.positive_int, 20, doc="The ONNX opset written; one the installed torch exporter writes."
+    )
+    forbid_fp32_islands: bool = setting(
+        c.boolean, False, doc="FP32 islands in the export (expected ones aside) are an error, not a warning."
+    )
+    # keyed only when written, so the keys of manifests without it stay
     expected_fp32_islands: tuple[str, ...] = setting(
-        c.str_list, (), when_set=True, doc="Module classes (or packages) whose FP32 islands are meant."
+        c.str_list,
+        (),
+        when_set=True,
+        doc="Module classes or packages (e.g. diffusers) whose FP32 islands are meant: not warned about, "
+        "not refused, still reported.",
     )
 
     def expects(self, island: dict) -> bool:
@@ -51,9 +56,9 @@ class BuildSettings:
 
     backend: str = setting(c.one_of(c.BACKENDS), "auto", doc="The backend that builds the engine.")
     optimization_level: int = setting(c.int_in(*limits.OPTIMIZATION_LEVELS), 3, doc="The builder's optimization level.")
-    workspace_mib: int = setting(c.int_in(1, limits.MAX_WORKSPACE_MIB), 4096, doc="The builder's workspace, MiB.")
+    workspace_mib: int = setting(c.int_in(1, limits.MAX_WORKSPACE_MIB), 4096, doc="The builder's workspace, in MiB.")
     rtx_compute_capabilities: tuple[str, ...] = setting(
-        c.cc_list, (), doc="TensorRT-RTX: the compute capabilities the engine runs on."
+        c.cc_list, (), doc="TensorRT-RTX: the compute capabilities the engine runs on (none: the backend's default set)."
     )
 
 
@@ -62,7 +67,9 @@ class PrecisionSettings:
     """[precision] besides its rules: how FP32 islands are realised."""
 
     realizer: str = setting(
-        c.one_of(("casts", "layer_precision", "auto")), "auto", doc="Cast nodes, or a layer-precision plan."
+        c.one_of(("casts", "layer_precision", "auto")),
+        "auto",
+        doc="Cast nodes in the ONNX (casts; auto), or a layer-precision plan for a weakly typed TensorRT 10.",
     )
 
 
@@ -72,8 +79,8 @@ class ToleranceSettings:
 
     atol: float = setting(c.nonneg, 1e-2, doc="Absolute tolerance.")
     rtol: float = setting(c.nonneg, 1e-2, doc="Relative tolerance.")
-    max_outside: float = setting(c.fraction, 1e-3, doc="The share of elements allowed outside the tolerance.")
-    min_cosine: float = setting(c.fraction, 0.999, doc="The least cosine similarity to the reference.")
+    max_outside: float = setting(c.fraction, 1e-3, doc="The share of elements allowed outside atol and rtol.")
+    min_cosine: float = setting(c.fraction, 0.999, doc="The least cosine similarity to the FP32 reference.")
 
 
 @dataclass(frozen=True)
@@ -81,16 +88,19 @@ class VerifySettings(ToleranceSettings):
     """[verify]: the tolerance every check holds an output to, and the extra input sets."""
 
     random_inputs: int = setting(
-        c.int_in(0, limits.MAX_RANDOM_INPUTS), 0, doc="Seeded random input sets checked besides the example."
+        c.int_in(0, limits.MAX_RANDOM_INPUTS), 0, doc="Seeded random input sets checked besides the example set."
     )
-    seed: int = setting(c.integer, 0, doc="The seed of the example and random inputs.")
-    # named example sets, each verified like the example set (labelled by its path)
+    seed: int = setting(c.integer, 0, doc="The seed of the example inputs and the random sets.")
     input_sets: tuple[str, ...] = setting(
-        c.npz_patterns, (), doc="Globs of .npz example sets, relative to the manifest."
+        c.npz_patterns,
+        (),
+        doc="Globs of named example sets (.npz, every input by name, relative to the manifest), each "
+        "verified like the example set.",
     )
-    # dynamic dims: seeded random shapes checked inside each profile, besides its min, opt, max
     shapes: int = setting(
-        c.int_in(0, limits.MAX_RANDOM_INPUTS), 2, doc="Seeded random shapes per optimization profile."
+        c.int_in(0, limits.MAX_RANDOM_INPUTS),
+        2,
+        doc="Dynamic dims: seeded random shapes checked inside each profile, besides its min, opt and max.",
     )
 
 

@@ -35,11 +35,13 @@ def _source_key(spec: InputSpec) -> dict:
 class InputSpec:
     name: str = setting()
     # a str is a named dynamic dimension (ModuleSpec.profiles)
-    shape: tuple[int | str, ...] = setting(c.shape, doc="The input's shape; a name is a dynamic dimension.")
+    shape: tuple[int | str, ...] = setting(
+        c.shape, doc="Sizes; a name (e.g. batch) is a dynamic dimension, its range dims.NAME."
+    )
     dtype: str = setting(c.dtype, "float16", doc="The input's dtype.")
-    range: tuple[float, float] = setting(c.value_range, (-1.0, 1.0), doc="[low, high] of uniform example values.")
-    # the forward() parameter it binds to; resolved to `name` when not written
-    arg: str = setting(c.string, "", doc="The forward() parameter it binds to (default: its name).")
+    range: tuple[float, float] = setting(c.value_range, (-1.0, 1.0), doc="[low, high] of the example values.")
+    # resolved to `name` when not written
+    arg: str = setting(c.string, "", doc="The forward() parameter it binds to (default: the input's name).")
     # where the example values come from (trtforge/input_sources.py): uniform in `range` by
     # default; the default source is left out of the key (a manifest written before sources
     # existed keeps its keys)

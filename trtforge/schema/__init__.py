@@ -15,9 +15,9 @@ from typing import Any
 
 from trtforge import limits
 from trtforge import manifest as m
-from trtforge.manifest import checks
+from trtforge.manifest import checks, fields
 from trtforge.manifest.pipelines import PIPELINE_KEYS, SEQUENCE
-from trtforge.manifest.targets import target_keys
+from trtforge.manifest.targets import TargetSpec, target_keys
 
 SCHEMA_FILE = Path(__file__).with_name("engines.schema.json")
 
@@ -31,13 +31,17 @@ def _json_default(value: Any) -> Any:
 fragment = checks.fragment  # the JSON Schema fragment a manifest checker declared
 
 
-def section(spec: dict, description: str = "", *, required: tuple[str, ...] = ()) -> dict:
-    """A table of the loader's {key: (checker, default)}: each key's fragment with its default."""
+def section(spec: dict, description: str = "", *, required: tuple[str, ...] = (), docs: tuple[type, ...] = ()) -> dict:
+    """A table of the loader's {key: (checker, default)}: each key's fragment with its default, and
+    its doc where a dataclass of `docs` declares the key (manifest/fields.py `setting(doc=...)`)."""
+    described = {k: v for cls in docs for k, v in fields.docs(cls).items()}
     props = {}
     for key, (check, default) in spec.items():
         entry = fragment(check)
         if default is not None:
             entry["default"] = _json_default(default)
+        if key in described:
+            entry["description"] = described[key]
         props[key] = entry
     out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
     if required:
@@ -71,7 +75,7 @@ def steps(keyname: str, description: str) -> dict:
 
 
 def _precision() -> dict:
-    out = section(m.PRECISION, "How FP32 islands are chosen (rules) and realised.")
+    out = section(m.PRECISION, "How FP32 islands are chosen (rules) and realised.", docs=(m.PrecisionSettings,))
     out["properties"]["rules"] = steps("rule", "Precision rules, in order; replaces the default list.")
     return out
 
@@ -80,7 +84,7 @@ def _per_output() -> dict:
     spec = {**m.TOLERANCE, **m.OUTPUT_USE}
     for keys in m.TASK.values():
         spec.update(keys)
-    out = section(spec, "Tolerance overrides and an optional task metric for one output.")
+    out = section(spec, "Tolerance overrides and an optional task metric for one output.", docs=(m.ToleranceSettings,))
     for props in out["properties"].values():
         props.pop("default", None)  # the module's tolerance, or the metric's own default
     out["properties"]["metric"] = {"enum": list(m.TASK)}
@@ -88,7 +92,9 @@ def _per_output() -> dict:
 
 
 def _verify() -> dict:
-    out = section(m.VERIFY, "The tolerance every check holds an output to, and the extra input sets.")
+    out = section(
+        m.VERIFY, "The tolerance every check holds an output to, and the extra input sets.", docs=(m.VerifySettings,)
+    )
     out["properties"]["outputs"] = {"type": "object", "additionalProperties": _per_output()}
     return out
 
@@ -97,7 +103,7 @@ def _input() -> dict:
     """One example input: shape/dtype/range/arg, and where its values come from (input_sources)."""
     from trtforge import input_sources as src
 
-    out = section(m.INPUT, "One example input.", required=("shape",))
+    out = section(m.INPUT, "One example input.", required=("shape",), docs=(m.InputSpec,))
     num, chans = {"type": "number"}, {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}
     out["properties"].update(
         {
@@ -124,8 +130,8 @@ def _input() -> dict:
 
 def _stage_sections() -> dict:
     return {
-        "export": section(m.EXPORT, "How the module becomes ONNX."),
-        "build": section(m.BUILD, "How the engine is built."),
+        "export": section(m.EXPORT, "How the module becomes ONNX.", docs=(m.ExportSettings,)),
+        "build": section(m.BUILD, "How the engine is built.", docs=(m.BuildSettings,)),
         "verify": _verify(),
         "precision": _precision(),
         "passes": steps("name", "Graph passes, in order; replaces the default list."),
@@ -250,7 +256,11 @@ def _cache() -> dict:
 
 
 def _targets() -> dict:
-    table = section(target_keys(), "A backend and what it builds for, with builder options over the module's.")
+    table = section(
+        target_keys(),
+        "A backend and what it builds for, with builder options over the module's.",
+        docs=(m.BuildSettings, TargetSpec),
+    )
     table["required"] = ["backend"]
     table["properties"]["gpu"].pop("default", None)  # "" is unset, not a value to write
     return named_tables(table, "Build targets (docs/farm.md); none: the default target.")
