@@ -58,7 +58,9 @@ class BuildSettings:
     optimization_level: int = setting(c.int_in(*limits.OPTIMIZATION_LEVELS), 3, doc="The builder's optimization level.")
     workspace_mib: int = setting(c.int_in(1, limits.MAX_WORKSPACE_MIB), 4096, doc="The builder's workspace, in MiB.")
     rtx_compute_capabilities: tuple[str, ...] = setting(
-        c.cc_list, (), doc="TensorRT-RTX: the compute capabilities the engine runs on (none: the backend's default set)."
+        c.cc_list,
+        (),
+        doc="TensorRT-RTX: the compute capabilities the engine runs on (none: the backend's default set).",
     )
 
 
