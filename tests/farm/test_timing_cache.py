@@ -16,7 +16,7 @@ from trtforge.builder.timing import FILE
 from trtforge.cache import Store
 from trtforge.driver import timing
 from trtforge.driver.stages import stage_table
-from trtforge.targets import parse_targets
+from trtforge.manifest.targets import parse_targets
 
 TARGETS = {
     "consumer": {"backend": "tensorrt-rtx", "rtx_compute_capabilities": ["8.6"]},

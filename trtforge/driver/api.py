@@ -94,8 +94,8 @@ def build(
     from trtforge.driver.jobs import build_all, effective_jobs
     from trtforge.driver.preflight import preflight
     from trtforge.driver.publish import prune
+    from trtforge.manifest.targets import select
     from trtforge.report import module_warnings, write_reports
-    from trtforge.targets import select
 
     request = request if request is not None else BuildRequest()
     modules, targets, backend = request.modules, request.targets, request.backend
@@ -351,7 +351,7 @@ def plan(
     what the cache (local, then the remote, records only: nothing is downloaded) already holds."""
     from trtforge.cache.remote import open_remote
     from trtforge.driver.plan import plan as make_plan
-    from trtforge.targets import select
+    from trtforge.manifest.targets import select
 
     given = manifest
     manifest = _manifest(manifest)

@@ -11,7 +11,7 @@ from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
-from trtforge.targets import TargetSpec, for_target, select
+from trtforge.manifest.targets import TargetSpec, for_target, select
 
 
 def flatten(doc, prefix: str = "") -> dict:

@@ -16,8 +16,8 @@ from trtforge.driver.run import run_stage
 from trtforge.driver.stages import Step, later_or_same, stage_table
 from trtforge.errors import InternalError, PublishError, TrtforgeError, VerifyError
 from trtforge.manifest import Manifest, ModuleSpec
+from trtforge.manifest.targets import TargetSpec, TargetUnavailable, for_target, unavailable
 from trtforge.progress import OnTarget
-from trtforge.targets import TargetSpec, TargetUnavailable, for_target, unavailable
 
 
 def run_stages(

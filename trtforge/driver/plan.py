@@ -23,7 +23,7 @@ from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
-from trtforge.targets import TargetSpec, for_target
+from trtforge.manifest.targets import TargetSpec, for_target
 
 SHARED_UNTIL = "precision_rules"  # the last stage that reads no target
 

@@ -17,7 +17,7 @@ from trtforge.cache import Record, Store, key_of
 from trtforge.driver.results import ModuleResult, StageStatus
 from trtforge.errors import NotBuiltYet
 from trtforge.manifest import ModuleSpec, settings_dict
-from trtforge.targets import TargetSpec
+from trtforge.manifest.targets import TargetSpec
 
 ASSEMBLED = ("build", "verify")  # the stages a release pointer stands for
 

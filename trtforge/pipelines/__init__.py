@@ -1,6 +1,6 @@
 """Pipelines: modules composed end to end by a user's runner, verified as users ship them.
 
-- `trtforge/pipeline_manifest.py` (beside the manifest): the [pipelines.NAME] tables;
+- `trtforge/manifest/pipelines.py` (in the manifest package): the [pipelines.NAME] tables;
 - `harness.py`: `m.unet(sample=..., timestep=...)`, the FP32 and published backends, the per-call recorder;
 - `check.py`: the reference run, the published run, the crossover runs (in a child: torch, the runner);
 - `verdict.py`: broken references, output checks (psnr, topk, iou, sequence, tolerances), blame;

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from trtforge.manifest import Manifest
-from trtforge.pipeline_manifest import PipelineSpec
+from trtforge.manifest.pipelines import PipelineSpec
 from trtforge.pipelines import verdict
 from trtforge.pipelines.harness import (
     ModuleHandle,

@@ -21,7 +21,7 @@ from trtforge.driver.results import ModuleResult
 from trtforge.errors import NotBuiltYet, PublishError, TrtforgeError, VerifyError
 from trtforge.isolate import run_in_child
 from trtforge.manifest import Manifest
-from trtforge.pipeline_manifest import PipelineSpec
+from trtforge.manifest.pipelines import PipelineSpec
 from trtforge.stage import tool_versions
 
 STAGE = "pipeline"
@@ -149,7 +149,7 @@ def _publish_deferred(store: Store, manifest: Manifest, results: list[ModuleResu
     other modules, has not vouched for them)."""
     from trtforge.driver import release
     from trtforge.driver.lifecycle import pin_published
-    from trtforge.targets import for_target
+    from trtforge.manifest.targets import for_target
 
     verdicts = {p.name: p for p in pipes}
     for r in results:

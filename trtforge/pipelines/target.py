@@ -51,7 +51,7 @@ def _run(folder: Path, name: str, side: dict, sides: dict) -> dict:
     import os
     import sys
 
-    from trtforge.pipeline_manifest import PipelineSpec
+    from trtforge.manifest.pipelines import PipelineSpec
     from trtforge.pipelines import verdict
     from trtforge.pipelines.check import Run, load_runner
     from trtforge.pipelines.harness import Recorder, Signature

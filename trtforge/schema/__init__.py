@@ -13,7 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trtforge import limits
 from trtforge import manifest as m
+from trtforge.manifest import checks, fields
+from trtforge.manifest.pipelines import PIPELINE_KEYS, SEQUENCE
+from trtforge.manifest.targets import TargetSpec, target_keys
 
 SCHEMA_FILE = Path(__file__).with_name("engines.schema.json")
 
@@ -24,18 +28,20 @@ def _json_default(value: Any) -> Any:
     return value
 
 
-def fragment(check) -> dict:
-    """The JSON Schema fragment a manifest checker declared (manifest._declare)."""
-    return dict(getattr(check, "schema"))  # noqa: B009 - set at runtime; mypy cannot see it
+fragment = checks.fragment  # the JSON Schema fragment a manifest checker declared
 
 
-def section(spec: dict, description: str = "", *, required: tuple[str, ...] = ()) -> dict:
-    """A table of the loader's {key: (checker, default)}: each key's fragment with its default."""
+def section(spec: dict, description: str = "", *, required: tuple[str, ...] = (), docs: tuple[type, ...] = ()) -> dict:
+    """A table of the loader's {key: (checker, default)}: each key's fragment with its default, and
+    its doc where a dataclass of `docs` declares the key (manifest/fields.py `setting(doc=...)`)."""
+    described = {k: v for cls in docs for k, v in fields.docs(cls).items()}
     props = {}
     for key, (check, default) in spec.items():
         entry = fragment(check)
         if default is not None:
             entry["default"] = _json_default(default)
+        if key in described:
+            entry["description"] = described[key]
         props[key] = entry
     out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
     if required:
@@ -50,7 +56,7 @@ def named_tables(table: dict, description: str = "") -> dict:
     out: dict[str, Any] = {
         "type": "object",
         "additionalProperties": table,
-        "propertyNames": {"pattern": m._NAME_RE.pattern, "maxLength": m.limits.MAX_NAME_CHARS},
+        "propertyNames": {"pattern": checks.NAME_RE.pattern, "maxLength": limits.MAX_NAME_CHARS},
     }
     if description:
         out["description"] = description
@@ -69,7 +75,7 @@ def steps(keyname: str, description: str) -> dict:
 
 
 def _precision() -> dict:
-    out = section(m.PRECISION, "How FP32 islands are chosen (rules) and realised.")
+    out = section(m.PRECISION, "How FP32 islands are chosen (rules) and realised.", docs=(m.PrecisionSettings,))
     out["properties"]["rules"] = steps("rule", "Precision rules, in order; replaces the default list.")
     return out
 
@@ -78,7 +84,7 @@ def _per_output() -> dict:
     spec = {**m.TOLERANCE, **m.OUTPUT_USE}
     for keys in m.TASK.values():
         spec.update(keys)
-    out = section(spec, "Tolerance overrides and an optional task metric for one output.")
+    out = section(spec, "Tolerance overrides and an optional task metric for one output.", docs=(m.ToleranceSettings,))
     for props in out["properties"].values():
         props.pop("default", None)  # the module's tolerance, or the metric's own default
     out["properties"]["metric"] = {"enum": list(m.TASK)}
@@ -86,7 +92,9 @@ def _per_output() -> dict:
 
 
 def _verify() -> dict:
-    out = section(m.VERIFY, "The tolerance every check holds an output to, and the extra input sets.")
+    out = section(
+        m.VERIFY, "The tolerance every check holds an output to, and the extra input sets.", docs=(m.VerifySettings,)
+    )
     out["properties"]["outputs"] = {"type": "object", "additionalProperties": _per_output()}
     return out
 
@@ -95,7 +103,7 @@ def _input() -> dict:
     """One example input: shape/dtype/range/arg, and where its values come from (input_sources)."""
     from trtforge import input_sources as src
 
-    out = section(m.INPUT, "One example input.", required=("shape",))
+    out = section(m.INPUT, "One example input.", required=("shape",), docs=(m.InputSpec,))
     num, chans = {"type": "number"}, {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}
     out["properties"].update(
         {
@@ -122,8 +130,8 @@ def _input() -> dict:
 
 def _stage_sections() -> dict:
     return {
-        "export": section(m.EXPORT, "How the module becomes ONNX."),
-        "build": section(m.BUILD, "How the engine is built."),
+        "export": section(m.EXPORT, "How the module becomes ONNX.", docs=(m.ExportSettings,)),
+        "build": section(m.BUILD, "How the engine is built.", docs=(m.BuildSettings,)),
         "verify": _verify(),
         "precision": _precision(),
         "passes": steps("name", "Graph passes, in order; replaces the default list."),
@@ -162,7 +170,7 @@ def _module() -> dict:
     stage = _stage_sections()
     props = {
         "factory": {
-            **fragment(m._factory),
+            **fragment(checks.factory),
             "description": "package.module:callable, imported from the manifest's folder",
         },
         "factory_args": {"type": "object", "description": "Keyword arguments of the factory."},
@@ -173,16 +181,16 @@ def _module() -> dict:
         },
         "inputs": {"type": "object", "minProperties": 1, "additionalProperties": _input()},
         "outputs": {
-            **fragment(m._outputs),
+            **fragment(checks.outputs),
             "description": 'Names of the returned tensors, or a table renaming them: { sample = "image" }.',
         },
         "checkpoint": {
-            **fragment(m._checkpoint),
+            **fragment(checks.checkpoint),
             "description": "A file or folder (e.g. save_pretrained's) the factory receives; keyed by content.",
         },
-        "method": {**fragment(m._method), "default": "forward", "description": "The method exported."},
+        "method": {**fragment(checks.method), "default": "forward", "description": "The method exported."},
         "depends": {
-            **fragment(m._str_list),
+            **fragment(checks.str_list),
             "description": "Globs (relative to the manifest) whose files key the export.",
         },
         **_dims(),
@@ -206,29 +214,27 @@ def _defaults() -> dict:
 
 
 def _pipeline() -> dict:
-    """[pipelines.NAME] (trtforge/pipeline_manifest.py): modules composed by a runner."""
-    from trtforge import pipeline_manifest as pm
-
-    checks = _per_output()
-    checks["properties"]["metric"] = {"enum": [*m.TASK, "sequence"]}
-    checks["properties"].update({k: fragment(c) for k, (c, _) in pm._sequence_spec().items()})
+    """[pipelines.NAME] (trtforge/manifest/pipelines.py): modules composed by a runner."""
+    per_output = _per_output()
+    per_output["properties"]["metric"] = {"enum": [*m.TASK, "sequence"]}
+    per_output["properties"].update({k: fragment(c) for k, (c, _) in SEQUENCE.items()})
     props = {
         "modules": {
-            **fragment(m._str_list),
+            **fragment(checks.str_list),
             "minItems": 1,
             "description": "Modules of this manifest the runner calls.",
         },
         "runner": {
-            **fragment(m._factory),
+            **fragment(checks.factory),
             "description": "package.module:callable; runner(m, **inputs, **runner_args)",
         },
         "runner_args": {"type": "object", "description": "Keyword arguments of the runner."},
         "inputs": {"type": "object", "additionalProperties": _input()},
-        "outputs": {"type": "object", "minProperties": 1, "additionalProperties": checks},
+        "outputs": {"type": "object", "minProperties": 1, "additionalProperties": per_output},
         "seed": {"type": "integer", "default": 0},
     }
-    if set(props) != set(pm.PIPELINE_KEYS):  # a key the loader takes and the schema does not describe
-        raise RuntimeError(f"schema: pipeline keys without a fragment: {sorted(set(pm.PIPELINE_KEYS) ^ set(props))}")
+    if set(props) != set(PIPELINE_KEYS):  # a key the loader takes and the schema does not describe
+        raise RuntimeError(f"schema: pipeline keys without a fragment: {sorted(set(PIPELINE_KEYS) ^ set(props))}")
     return {
         "type": "object",
         "additionalProperties": False,
@@ -250,9 +256,11 @@ def _cache() -> dict:
 
 
 def _targets() -> dict:
-    from trtforge.targets import target_keys
-
-    table = section(target_keys(), "A backend and what it builds for, with builder options over the module's.")
+    table = section(
+        target_keys(),
+        "A backend and what it builds for, with builder options over the module's.",
+        docs=(m.BuildSettings, TargetSpec),
+    )
     table["required"] = ["backend"]
     table["properties"]["gpu"].pop("default", None)  # "" is unset, not a value to write
     return named_tables(table, "Build targets (docs/farm.md); none: the default target.")

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from trtforge.errors import ManifestError, TrtforgeError
+from trtforge.manifest import checks as c
+from trtforge.manifest.fields import setting, spec_table
+from trtforge.manifest.settings import BUILD
+from trtforge.manifest.spec import ModuleSpec
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-OVERRIDES = ("backend", "optimization_level", "workspace_mib", "rtx_compute_capabilities")
+OVERRIDES = tuple(BUILD)  # every BuildSettings field: a target may set each over the module's
 
 
 @dataclass(frozen=True)
 class TargetSpec:
-    name: str
-    overrides: tuple  # (BuildSettings field, value) pairs the target sets
-    gpu: str = ""  # TensorRT: the GPU model (a case-insensitive part of nvidia-smi's name)
-    timing_cache: bool = True  # TensorRT: keep a timing cache per target in the trtforge cache
+    name: str = setting()
+    overrides: tuple[tuple[str, Any], ...] = setting()  # (BuildSettings field, value) pairs the target sets
+    gpu: str = setting(
+        c.nonempty_str, "", doc="TensorRT: the GPU model (a case-insensitive part of nvidia-smi's name)."
+    )
+    timing_cache: bool = setting(c.boolean, True, doc="TensorRT: keep a timing cache per target in the trtforge cache.")
 
     @property
     def backend(self) -> str | None:
@@ -42,19 +46,14 @@ class TargetUnavailable(TrtforgeError):
 
 def target_keys() -> dict:
     """A [targets.NAME] table's keys: {key: (checker, default)}; None: unset, the module's holds."""
-    from trtforge.manifest import BACKENDS, BUILD, _bool, _nonempty_str, _one_of
-
     return {
         **{k: (BUILD[k][0], None) for k in OVERRIDES},
-        "backend": (_one_of(BACKENDS[1:]), None),
-        "gpu": (_nonempty_str, ""),
-        "timing_cache": (_bool, True),
+        "backend": (c.one_of(c.BACKENDS[1:]), None),  # a target names its backend: no "auto"
+        **spec_table(TargetSpec),
     }
 
 
 def parse_targets(raw: Any, where: str) -> tuple[TargetSpec, ...]:
-    from trtforge.manifest import _section
-
     if raw is None:
         return ()
     if not isinstance(raw, dict) or not raw:
@@ -63,9 +62,9 @@ def parse_targets(raw: Any, where: str) -> tuple[TargetSpec, ...]:
     out = []
     for name, table in raw.items():
         w = f"{where}.{name}"
-        if not _NAME.match(name) or ".." in name:
+        if not c.NAME_RE.match(name) or ".." in name:
             raise ManifestError(f"target name '{name}' must be letters, digits, '_', '-', '.'", where=w)
-        fields = _section(table, {k: (c, d if d is not None else _UNSET) for k, (c, d) in spec.items()}, w)
+        fields = c.section(table, {k: (c, d if d is not None else _UNSET) for k, (c, d) in spec.items()}, w)
         backend = fields["backend"]
         if backend is _UNSET:
             raise ManifestError(
@@ -102,7 +101,7 @@ class _Unset:
 _UNSET = _Unset()
 
 
-def for_target(module, target: TargetSpec | None):
+def for_target(module: ModuleSpec, target: TargetSpec | None) -> ModuleSpec:
     """The module spec a target builds: its build settings with the target's written over them."""
     if target is None:
         return module
@@ -121,7 +120,7 @@ def unavailable(target: TargetSpec) -> str | None:
     return None
 
 
-def select(targets: tuple[TargetSpec, ...], names: tuple[str, ...], where: str = "--target") -> tuple:
+def select(targets: tuple[TargetSpec, ...], names: tuple[str, ...], where: str = "--target") -> tuple[TargetSpec, ...]:
     """The targets named (all when none is); an unknown name is one line, exit 2."""
     if not names:
         return targets

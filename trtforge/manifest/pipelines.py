@@ -21,56 +21,50 @@ from typing import Any
 
 from trtforge import limits
 from trtforge.errors import ManifestError
+from trtforge.io_transforms import transforms
+from trtforge.manifest import checks as c
+from trtforge.manifest.checks import Spec
+from trtforge.manifest.fields import key_material, setting
+from trtforge.manifest.modules import parse_input
+from trtforge.manifest.settings import TASK, TOLERANCE
+from trtforge.manifest.spec import InputSpec, ModuleSpec
 
 PIPELINE_KEYS = ("modules", "runner", "runner_args", "inputs", "outputs", "seed")
 
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    name: str
-    modules: tuple[str, ...]
-    runner: str
-    runner_args: dict
-    inputs: tuple  # manifest.InputSpec, in the order written
-    outputs: dict  # output name -> resolved checks (tolerances, or metric + its keys)
-    seed: int = 0
+    name: str = setting()
+    modules: tuple[str, ...] = setting(key=lambda p: list(p.modules))
+    runner: str = setting()
+    runner_args: dict = setting()
+    inputs: tuple[InputSpec, ...] = setting(key=lambda p: [i.as_key() for i in p.inputs])  # in the order written
+    outputs: dict = setting()  # output name -> resolved checks (tolerances, or metric + its keys)
+    seed: int = setting(c.integer, 0)
 
     def as_key(self) -> dict:
-        return {
-            "name": self.name,
-            "modules": list(self.modules),
-            "runner": self.runner,
-            "runner_args": self.runner_args,
-            "inputs": [i.as_key() for i in self.inputs],
-            "outputs": self.outputs,
-            "seed": self.seed,
-        }
+        return key_material(self)
 
 
-def _sequence_spec():
-    from trtforge.manifest import _fraction
-
-    return {"min_match": (_fraction, 1.0)}
+# metric = "sequence": the share of generated tokens equal to the reference's
+SEQUENCE: Spec = {"min_match": (c.fraction, 1.0)}
 
 
 def output_checks(raw: Any, where: str) -> dict:
     """One output's checks: the module tolerances (defaults filled) or a metric with its keys."""
-    from trtforge import manifest as m
-
     if not isinstance(raw, dict):
         raise ManifestError("expected a table, e.g. { metric = 'psnr', min_psnr = 30 }", where=where)
     metric = raw.get("metric")
-    metrics = (*m.TASK, "sequence")
+    metrics = (*TASK, "sequence")
     if metric is None:
-        return m._section(raw, m.TOLERANCE, where)
-    m._one_of(metrics)(metric, f"{where}.metric")
-    spec = _sequence_spec() if metric == "sequence" else m.TASK[metric]
+        return c.section(raw, TOLERANCE, where)
+    c.one_of(metrics)(metric, f"{where}.metric")
+    spec = SEQUENCE if metric == "sequence" else TASK[metric]
     rest = {k: v for k, v in raw.items() if k != "metric"}
-    return {"metric": metric, **m._section(rest, spec, where)}
+    return {"metric": metric, **c.section(rest, spec, where)}
 
 
-def parse_pipelines(raw: Any, modules: tuple, where: str) -> tuple[PipelineSpec, ...]:
-
+def parse_pipelines(raw: Any, modules: tuple[ModuleSpec, ...], where: str) -> tuple[PipelineSpec, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, dict):
@@ -78,28 +72,39 @@ def parse_pipelines(raw: Any, modules: tuple, where: str) -> tuple[PipelineSpec,
     return tuple(_pipeline(name, body, {x.name: x for x in modules}, f"{where}.{name}") for name, body in raw.items())
 
 
-def _pipeline(name: str, raw: Any, modules: dict, where: str) -> PipelineSpec:
-    from trtforge import manifest as m
-    from trtforge.io_transforms import transforms
-
-    if not m._NAME_RE.match(name) or ".." in name:
+def _pipeline(name: str, raw: Any, modules: dict[str, ModuleSpec], where: str) -> PipelineSpec:
+    if not c.NAME_RE.match(name) or ".." in name:
         raise ManifestError(f"pipeline name '{name}' must be letters, digits, '_', '-', '.'", where=where)
     limits.check_name(name, "pipeline", where)
     if not isinstance(raw, dict):
         raise ManifestError(f"expected a table, got {type(raw).__name__}", where=where)
-    for key in raw:
-        if key not in PIPELINE_KEYS:
-            near = difflib.get_close_matches(key, PIPELINE_KEYS, n=1)
-            hint = f"did you mean '{near[0]}'?" if near else f"known keys: {', '.join(PIPELINE_KEYS)}"
-            raise ManifestError(f"unknown key '{key}'", where=f"{where}.{key}", hint=hint)
+    c.known_keys(raw, PIPELINE_KEYS, where)
     for key in ("modules", "runner", "outputs"):
         if key not in raw:
             raise ManifestError(f"missing required key '{key}'", where=f"{where}.{key}")
-    names = m._str_list(raw["modules"], f"{where}.modules")
+    names = _module_names(raw["modules"], modules, f"{where}.modules")
+    runner = c.factory(raw["runner"], f"{where}.runner")
+    args = raw.get("runner_args", {})
+    if not isinstance(args, dict):
+        raise ManifestError("expected a table of keyword arguments", where=f"{where}.runner_args")
+    return PipelineSpec(
+        name=name,
+        modules=names,
+        runner=runner,
+        runner_args=dict(sorted(args.items())),
+        inputs=_inputs(raw.get("inputs", {}), args, where),
+        outputs=_outputs(raw["outputs"], where),
+        seed=c.integer(raw["seed"], f"{where}.seed") if "seed" in raw else 0,
+    )
+
+
+def _module_names(raw: Any, modules: dict[str, ModuleSpec], where: str) -> tuple[str, ...]:
+    """`modules`: modules of this manifest, each once, none baking a tensor op into its engine."""
+    names = c.str_list(raw, where)
     if not names:
-        raise ManifestError("names no module", where=f"{where}.modules", hint="list the modules the runner calls")
+        raise ManifestError("names no module", where=where, hint="list the modules the runner calls")
     for i, mod in enumerate(names):
-        w = f"{where}.modules[{i}]"
+        w = f"{where}[{i}]"
         if mod not in modules:
             near = difflib.get_close_matches(mod, list(modules), n=1)
             raise ManifestError(
@@ -117,14 +122,14 @@ def _pipeline(name: str, raw: Any, modules: dict, where: str) -> PipelineSpec:
                 where=w,
                 hint="leave bake_* passes out of modules a pipeline calls",
             )
-    runner = m._factory(raw["runner"], f"{where}.runner")
-    args = raw.get("runner_args", {})
-    if not isinstance(args, dict):
-        raise ManifestError("expected a table of keyword arguments", where=f"{where}.runner_args")
-    raw_inputs = raw.get("inputs", {})
+    return names
+
+
+def _inputs(raw_inputs: Any, args: dict, where: str) -> tuple[InputSpec, ...]:
+    """`inputs`: fixed shapes, no name shared with a runner argument, within the size limits."""
     if not isinstance(raw_inputs, dict):
         raise ManifestError("expected a table name -> {shape, dtype, source}", where=f"{where}.inputs")
-    inputs = tuple(m._input(k, v, f"{where}.inputs.{k}") for k, v in raw_inputs.items())
+    inputs = tuple(parse_input(k, v, f"{where}.inputs.{k}") for k, v in raw_inputs.items())
     for spec in inputs:
         if any(isinstance(d, str) for d in spec.shape):
             raise ManifestError(
@@ -135,7 +140,10 @@ def _pipeline(name: str, raw: Any, modules: dict, where: str) -> PipelineSpec:
                 f"'{spec.name}' is both an input and a runner argument", where=f"{where}.runner_args.{spec.name}"
             )
     limits.check_input_sizes(inputs, 1, where, {})
-    outs = raw["outputs"]
+    return inputs
+
+
+def _outputs(outs: Any, where: str) -> dict:
     if not isinstance(outs, dict) or not outs:
         raise ManifestError(
             "expected a table output -> checks",
@@ -146,12 +154,4 @@ def _pipeline(name: str, raw: Any, modules: dict, where: str) -> PipelineSpec:
     for out_name, checks in sorted(outs.items()):
         limits.check_tensor_name(out_name, "output", f"{where}.outputs.{out_name}")
         outputs[out_name] = output_checks(checks, f"{where}.outputs.{out_name}")
-    return PipelineSpec(
-        name=name,
-        modules=names,
-        runner=runner,
-        runner_args=dict(sorted(args.items())),
-        inputs=inputs,
-        outputs=outputs,
-        seed=m._int(raw["seed"], f"{where}.seed") if "seed" in raw else 0,
-    )
+    return outputs
