@@ -12,9 +12,6 @@ workdir; returns the metadata the report and the verdict read.
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import sys
 import time
 from pathlib import Path
 
@@ -35,33 +32,11 @@ from trtforge.pipelines.harness import (
 )
 from trtforge.pipelines.published import INPUTS, PUBLISHED, REFERENCE
 from trtforge.tensors import make_inputs, save_arrays
+from trtforge.user_code import resolve_callable
 
 
 def load_runner(spec: PipelineSpec, root: Path):
-    modname, attr = spec.runner.split(":")
-    where = f"pipelines.{spec.name}.runner"
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        obj = importlib.import_module(modname)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # the user's code: any error is theirs to fix
-        raise PipelineError(
-            f"cannot import '{modname}': {type(e).__name__}: {e}", where=where, hint="check the module path"
-        ) from e
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            near = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
-            raise PipelineError(
-                f"'{modname}' has no attribute '{attr}'",
-                where=where,
-                hint=f"did you mean '{near[0]}'?" if near else None,
-            )
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise PipelineError(f"'{spec.runner}' is not callable", where=where)
-    return obj
+    return resolve_callable(spec.runner, root, where=f"pipelines.{spec.name}.runner", error=PipelineError)
 
 
 def _as_numpy(name: str, value, spec: PipelineSpec) -> np.ndarray:

@@ -46,9 +46,6 @@ def check_on_target(folder: Path, name: str, entry: dict, modules: dict, require
 
 def _run(folder: Path, name: str, side: dict, sides: dict) -> dict:
     """Every engine runs here: the runner on them, judged as at build time (GPU lane only)."""
-    import os
-    import sys
-
     from trtforge.pipeline_manifest import PipelineSpec
     from trtforge.pipelines import verdict
     from trtforge.pipelines.check import Run, load_runner
@@ -58,8 +55,6 @@ def _run(folder: Path, name: str, side: dict, sides: dict) -> dict:
 
     base = folder / "pipelines" / name
     spec = PipelineSpec(name, tuple(side["modules"]), side["runner"], side["runner_args"], (), side["outputs"])
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     runner = load_runner(spec, Path.cwd())
     signatures = {m: Signature.from_json(side["signatures"][m]) for m in spec.modules}
     engines = {}
