@@ -3,35 +3,31 @@ and, when it does not, which module drifts (the crossover runs).
 
 A broken reference is the truth itself broken (an FP16 PyTorch reference that overflowed to black
 images was once cached as the truth by a diffusion release tool): not finite, constant, an image
-that is one colour, rows that are all the same. It is refused (exit 2), never compared against.
+that is one colour, rows that are all the same (the rule modules' references are held to,
+verify/valid.py, for what a user receives). It is refused (exit 2), never compared against.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from trtforge.errors import PipelineError
 from trtforge.verify.metrics import compare
 from trtforge.verify.task_metrics import METRICS
+from trtforge.verify.valid import reference_problem
 
 
-def broken_reference(name: str, value: np.ndarray) -> str | None:
-    """Why output `name` of the reference run cannot be the truth, or None."""
-    a = np.asarray(value)
-    if a.size == 0:
-        return f"output '{name}' is empty"
-    if np.issubdtype(a.dtype, np.floating):
-        bad = int((~np.isfinite(a)).sum())
-        if bad:
-            return f"output '{name}' has {bad} of {a.size} values NaN/Inf"
-        if a.size > 1 and float(np.ptp(a)) == 0.0:
-            return f"output '{name}' is constant ({float(a.flat[0]):g} everywhere)"
-        if a.ndim == 4:  # images (N, C, H, W) or (N, H, W, C): each one must show something
-            for i, img in enumerate(a):
-                if float(np.ptp(img)) == 0.0:
-                    return f"output '{name}' image {i} is a single colour ({float(img.flat[0]):g}: all black?)"
-    if a.ndim >= 2 and a.shape[0] > 1 and all(np.array_equal(a[0], a[i]) for i in range(1, a.shape[0])):
-        return f"output '{name}' has {a.shape[0]} identical rows (the inputs made no difference)"
-    return None
+def check_reference(pipeline: str, reference: dict, inputs: dict) -> None:
+    """Refuse a reference run whose outputs cannot be the truth (verify/valid.py's rule, as for a
+    module's FP32 reference, for what a user receives): a PipelineError naming the pipeline."""
+    for name, value in reference.items():
+        why = reference_problem(value, None, inputs, False, product=True)
+        if why:
+            raise PipelineError(
+                f"the reference run (every module FP32 PyTorch) is broken: output '{name}': {why}",
+                where=f"pipelines.{pipeline}",
+                hint="the truth itself is wrong: fix the runner, its inputs or the modules' weights; nothing published",
+            )
 
 
 def sequence(actual: np.ndarray, ref: np.ndarray, checks: dict) -> dict:

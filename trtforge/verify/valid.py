@@ -14,7 +14,10 @@ broken when, at the positions compared, a floating-point output
   and no varying input repeats itself along an axis (a one-example file tiled to a batch).
 Outputs of 1 element, integer or bool outputs, and outputs of a set whose inputs are all constant are
 never judged constant; an output that is constant by design (a mask, a flag map) says so with
-`verify.outputs.NAME.constant_ok = true`.
+`verify.outputs.NAME.constant_ok = true`. A pipeline's reference outputs (trtforge/pipelines/) go
+through the same rule as what a user receives (`product`): integer outputs (generated tokens)
+are judged too, an empty output is broken, and so is an image of one colour or a batch whose
+items are all the same.
 """
 
 from __future__ import annotations
@@ -117,22 +120,43 @@ def _replicated(inputs: dict) -> bool:
     return False
 
 
-def reference_problem(ref: np.ndarray, keep: np.ndarray | None, inputs: dict, constant_ok: bool) -> str | None:
-    """Why this reference output cannot be compared against (module docstring), or None."""
+def reference_problem(
+    ref: np.ndarray, keep: np.ndarray | None, inputs: dict, constant_ok: bool, *, product: bool = False
+) -> str | None:
+    """Why this reference output cannot be compared against (module docstring), or None.
+    product: the output is what a pipeline hands its user (images, generated tokens), so integer
+    outputs are judged too, an empty one is broken, and so is an image (4-D) of one colour or a
+    batch of identical items."""
     ref = np.asarray(ref)
-    if ref.dtype.kind != "f":
+    floating = ref.dtype.kind == "f"
+    if not (floating or product):
         return None
     values = ref[keep] if keep is not None else ref.ravel()
-    bad = int((~np.isfinite(values)).sum())
+    if product and values.size == 0:
+        return f"it is empty ({list(ref.shape)})"
+    bad = int((~np.isfinite(values)).sum()) if floating else 0
     if bad:
         return f"{bad} of {values.size} values are NaN/Inf"
     if constant_ok or not _varies(inputs):
         return None
     if values.size >= 2 and np.ptp(values) == 0:
         return f"every one of its {values.size} values is {float(values[0]):g} although the inputs vary"
-    if rows_identical(ref, keep) and not _replicated(inputs):
+    if product and ref.ndim == 4:  # images, (N, C, H, W) or (N, H, W, C): each one must show something
+        for i, img in enumerate(ref):
+            shown = img[keep[i]] if keep is not None else img.ravel()
+            if shown.size >= 2 and np.ptp(shown) == 0:
+                return f"image {i} is a single colour ({float(shown[0]):g}: all black?)"
+    if _replicated(inputs):
+        return None
+    if rows_identical(ref, keep):
         return f"all {ref.shape[-2]} rows of its {list(ref.shape)} are identical although the inputs vary"
+    if product and ref.ndim > 2 and rows_identical(ref.reshape(ref.shape[0], -1), _items(keep)):
+        return f"its {ref.shape[0]} items (axis 0) are identical although the inputs vary"
     return None
+
+
+def _items(keep: np.ndarray | None) -> np.ndarray | None:
+    return None if keep is None else np.asarray(keep).reshape(keep.shape[0], -1)
 
 
 def check_references(sets: list, tolerance, module: str, drawn: dict | None = None) -> None:
