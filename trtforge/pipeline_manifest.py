@@ -9,7 +9,9 @@
 
 Inputs take every source a module input takes (trtforge/input_sources.py). Each output is held
 to the tolerances (TOLERANCE, the module defaults) or, with `metric`, to that metric alone
-(psnr, iou, topk, or sequence: the share of generated tokens equal to the reference's). Loaded
+(psnr, iou, topk, or sequence: the share of generated tokens equal to the reference's); `valid`
+and `constant_ok` mean what they mean for a module's outputs (verify/valid.py), `valid` naming
+an integer or bool input of the pipeline. Loaded
 with the manifest (no numpy, no torch here); every default resolved, so `as_key()` is canonical.
 """
 
@@ -59,14 +61,38 @@ def output_checks(raw: Any, where: str) -> dict:
 
     if not isinstance(raw, dict):
         raise ManifestError("expected a table, e.g. { metric = 'psnr', min_psnr = 30 }", where=where)
+    # valid / constant_ok as for a module's outputs (verify/valid.py), written only when set
+    use = {k: m.OUTPUT_USE[k][0](raw[k], f"{where}.{k}") for k in sorted(raw) if k in m.OUTPUT_USE}
+    raw = {k: v for k, v in raw.items() if k not in m.OUTPUT_USE}
     metric = raw.get("metric")
     metrics = (*m.TASK, "sequence")
     if metric is None:
-        return m._section(raw, m.TOLERANCE, where)
+        return {**m._section(raw, m.TOLERANCE, where), **use}
     m._one_of(metrics)(metric, f"{where}.metric")
     spec = _sequence_spec() if metric == "sequence" else m.TASK[metric]
     rest = {k: v for k, v in raw.items() if k != "metric"}
-    return {"metric": metric, **m._section(rest, spec, where)}
+    return {"metric": metric, **m._section(rest, spec, where), **use}
+
+
+def check_valid_inputs(outputs: dict, inputs: tuple, where: str) -> None:
+    """outputs.X.valid names an integer or bool input of the pipeline (1 = a real position)."""
+    specs = {s.name: s for s in inputs}
+    for out_name, checks in outputs.items():
+        name = checks.get("valid")
+        if name is None:
+            continue
+        w = f"{where}.outputs.{out_name}.valid"
+        spec = specs.get(name)
+        if spec is None:
+            near = difflib.get_close_matches(name, list(specs), n=1)
+            hint = f"did you mean '{near[0]}'?" if near else f"name one of the inputs {list(specs)}"
+            raise ManifestError(f"'{name}' is not an input of the pipeline", where=w, hint=hint)
+        if spec.dtype.startswith("float"):
+            raise ManifestError(
+                f"input '{name}' is {spec.dtype}; valid needs an integer or bool input (1 = a real position)",
+                where=w,
+                hint="name the attention or padding mask input",
+            )
 
 
 def parse_pipelines(raw: Any, modules: tuple, where: str) -> tuple[PipelineSpec, ...]:
@@ -146,6 +172,7 @@ def _pipeline(name: str, raw: Any, modules: dict, where: str) -> PipelineSpec:
     for out_name, checks in sorted(outs.items()):
         limits.check_tensor_name(out_name, "output", f"{where}.outputs.{out_name}")
         outputs[out_name] = output_checks(checks, f"{where}.outputs.{out_name}")
+    check_valid_inputs(outputs, inputs, where)
     return PipelineSpec(
         name=name,
         modules=names,

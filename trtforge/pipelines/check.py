@@ -111,7 +111,7 @@ def check_pipeline(
 
     ref_rec = Recorder()
     reference = run(fp32, ref_rec)
-    verdict.check_reference(spec.name, reference, inputs)
+    verdict.check_reference(spec.name, reference, inputs, spec.outputs)
     save_arrays(workdir / INPUTS, inputs)
     save_arrays(workdir / REFERENCE, reference)
     t_ref = time.perf_counter() - t0
@@ -119,13 +119,13 @@ def check_pipeline(
     pub_rec = Recorder(reference=ref_rec)
     outputs = run(published, pub_rec)
     save_arrays(workdir / PUBLISHED, outputs)
-    judged = verdict.judge(outputs, reference, spec.outputs)
+    judged = verdict.judge(spec.name, outputs, reference, spec.outputs, inputs)
     failed = verdict.failures(judged)
     result: dict = {"engine": None}
     if engines:  # the engines themselves, where they run: judged the same way
         sessions = open_engines(engines)
         eng_rec = Recorder(reference=ref_rec)
-        eng_judged = verdict.judge(run(sessions, eng_rec), reference, spec.outputs)
+        eng_judged = verdict.judge(spec.name, run(sessions, eng_rec), reference, spec.outputs, inputs)
         result["engine"] = {"outputs": eng_judged, "series": eng_rec.series}
         failed += [f"engine {f}" for f in verdict.failures(eng_judged)]
 
@@ -133,7 +133,7 @@ def check_pipeline(
     if failed and len(spec.modules) > 1:
         for name in spec.modules:
             mixed = {n: (published[n] if n == name else fp32[n]) for n in spec.modules}
-            j = verdict.judge(run(mixed, Recorder()), reference, spec.outputs)
+            j = verdict.judge(spec.name, run(mixed, Recorder()), reference, spec.outputs, inputs)
             crossover[name] = {"passed": not verdict.failures(j), "badness": verdict.badness(j), "outputs": j}
     blamed = verdict.blame(crossover) if failed else None
     if failed and blamed is None:

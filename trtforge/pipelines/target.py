@@ -61,7 +61,8 @@ def _run(folder: Path, name: str, side: dict, sides: dict) -> dict:
     for m, s in sides.items():
         engine = folder / Path(s["_sidecar"]).parent / f"{m}.engine"
         engines[m] = EngineSession(engine, s["backend"], s.get("profiles"))
-    outputs = Run(spec, signatures, runner, load_arrays(base / "inputs.npz"))(engines, Recorder())
-    judged = verdict.judge(outputs, load_arrays(base / "reference.npz"), spec.outputs)
+    inputs = load_arrays(base / "inputs.npz")
+    outputs = Run(spec, signatures, runner, inputs)(engines, Recorder())
+    judged = verdict.judge(name, outputs, load_arrays(base / "reference.npz"), spec.outputs, inputs)
     failed = verdict.failures(judged)
     return {"module": STATUS.format(name), "status": "failed" if failed else "ok", "reason": "; ".join(failed)}

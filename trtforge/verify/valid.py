@@ -32,10 +32,13 @@ def lines_up(mask_shape: tuple, out_shape: tuple) -> bool:
     return len(mask_shape) <= len(out_shape) and all(m in (d, 1) for m, d in zip(mask_shape, out_shape))
 
 
-def keep_mask(output: str, out_shape: tuple, inputs: dict, input_name: str, module: str | None = None) -> np.ndarray:
+def keep_mask(
+    output: str, out_shape: tuple, inputs: dict, input_name: str, module: str | None = None, where: str | None = None
+) -> np.ndarray:
     """True where the output's element is compared: where input `input_name` is nonzero, broadcast
-    along the trailing dims. A shape that does not line up is the manifest's mistake (one line)."""
-    where = f"verify.outputs.{output}.valid"
+    along the trailing dims. A shape that does not line up is the manifest's mistake (one line
+    naming `where`, the field: a module's verify.outputs.NAME.valid unless told)."""
+    where = where or f"verify.outputs.{output}.valid"
     mask = inputs.get(input_name)
     if mask is None:
         raise VerifySetupError(
@@ -63,9 +66,11 @@ def outside(a: np.ndarray, r: np.ndarray, tol: dict) -> np.ndarray:
         return ~(np.abs(a - r) <= tol["atol"] + tol["rtol"] * np.abs(r))
 
 
-def zero_input_hint(output: str, failing: np.ndarray, inputs: dict) -> str | None:
+def zero_input_hint(output: str, failing: np.ndarray, inputs: dict, setting: str | None = None) -> str | None:
     """When every failing element lies where some 0/1 input is 0 (padding), say so and name the
-    setting that leaves those positions out."""
+    setting that leaves those positions out (`setting`: a module's verify.outputs.NAME.valid
+    unless told)."""
+    setting = setting or f"verify.outputs.{output}.valid"
     if not failing.any():
         return None
     for name, x in sorted(inputs.items()):
@@ -79,7 +84,7 @@ def zero_input_hint(output: str, failing: np.ndarray, inputs: dict) -> str | Non
             n = int(failing.sum())
             return (
                 f"all {n} elements outside tolerance lie where input '{name}' is 0; if the outputs "
-                f'there are not used (padding), set verify.outputs.{output}.valid = "{name}"'
+                f'there are not used (padding), set {setting} = "{name}"'
             )
     return None
 
