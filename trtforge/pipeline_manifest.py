@@ -74,27 +74,6 @@ def output_checks(raw: Any, where: str) -> dict:
     return {"metric": metric, **m._section(rest, spec, where), **use}
 
 
-def check_valid_inputs(outputs: dict, inputs: tuple, where: str) -> None:
-    """outputs.X.valid names an integer or bool input of the pipeline (1 = a real position)."""
-    specs = {s.name: s for s in inputs}
-    for out_name, checks in outputs.items():
-        name = checks.get("valid")
-        if name is None:
-            continue
-        w = f"{where}.outputs.{out_name}.valid"
-        spec = specs.get(name)
-        if spec is None:
-            near = difflib.get_close_matches(name, list(specs), n=1)
-            hint = f"did you mean '{near[0]}'?" if near else f"name one of the inputs {list(specs)}"
-            raise ManifestError(f"'{name}' is not an input of the pipeline", where=w, hint=hint)
-        if spec.dtype.startswith("float"):
-            raise ManifestError(
-                f"input '{name}' is {spec.dtype}; valid needs an integer or bool input (1 = a real position)",
-                where=w,
-                hint="name the attention or padding mask input",
-            )
-
-
 def parse_pipelines(raw: Any, modules: tuple, where: str) -> tuple[PipelineSpec, ...]:
 
     if raw is None:
@@ -172,7 +151,7 @@ def _pipeline(name: str, raw: Any, modules: dict, where: str) -> PipelineSpec:
     for out_name, checks in sorted(outs.items()):
         limits.check_tensor_name(out_name, "output", f"{where}.outputs.{out_name}")
         outputs[out_name] = output_checks(checks, f"{where}.outputs.{out_name}")
-    check_valid_inputs(outputs, inputs, where)
+    m._check_valid_inputs(outputs, inputs, f"{where}.outputs", owner="pipeline")
     return PipelineSpec(
         name=name,
         modules=names,
