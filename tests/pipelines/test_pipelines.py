@@ -178,7 +178,7 @@ def test_a_broken_reference_is_named_for_what_is_wrong():
         return reference_problem(np.asarray(value), None, inputs, False, product=True)
 
     with pytest.raises(PipelineError) as e:
-        check_reference("chaos", {"image": np.zeros((1, 3, 4, 4), np.float32)}, VARY)
+        check_reference("chaos", {"image": np.zeros((1, 3, 4, 4), np.float32)}, VARY, {})
     assert e.value.one_line().startswith(
         "pipelines.chaos: the reference run (every module FP32 PyTorch) is broken: output 'image': "
         "every one of its 48 values is 0 although the inputs vary"

@@ -113,6 +113,17 @@ def test_valid_leaves_padded_positions_out_of_every_check(checks):
     assert not judge("p", {"o": wrong}, {"o": REF}, {"o": {**checks, "valid": "mask"}}, inputs)["o"]["ok"]
 
 
+def test_the_series_reads_a_modules_valid_and_the_target_gets_it():
+    from trtforge.pipelines.harness import Signature, call_error
+
+    (spec,) = parse_manifest(_manifest(), Path("/p/engines.toml")).modules
+    sig = Signature.of(spec)
+    assert sig.valid == (("y", "mask"),) and Signature.from_json(json.loads(json.dumps(sig.as_json()))) == sig
+    keep = sig.keeps({"y": _spilled()}, {"mask": MASK, "x": REF})["y"]
+    assert call_error(_spilled(), REF) == {"nonfinite": 2}
+    assert call_error(_spilled(), REF, keep) == {"max_abs": 0.0, "rel_l2": 0.0, "rel_err": 0.0}
+
+
 def test_a_failure_confined_to_padding_names_the_pipeline_setting():
     checks = {"atol": 0.01, "rtol": 0.01, "max_outside": 0.0, "min_cosine": 0.999}
     m = judge("p", {"o": _spilled(-7.0)}, {"o": REF}, {"o": checks}, {"mask": MASK})["o"]
@@ -141,8 +152,47 @@ def _report(root: Path) -> dict:
     return json.loads((root / "engines" / "report.json").read_text())
 
 
+class FP16EngineStandIn:
+    """TEST DOUBLE for verify.engine_session.EngineSession (no engine runs without a GPU, and
+    TensorRT-RTX not on Hopper): computes the toy PadSpill module in FP16, as its engine does
+    (Inf at the padded positions); `off` moves one real position, as a drifting engine would."""
+
+    off = 0.0
+
+    def __init__(self, engine_path: Path, backend: str, profiles=None):
+        assert engine_path.is_file() and backend, engine_path  # the published engine is what it stands in for
+
+    def __call__(self, feeds: dict) -> dict:
+        x = feeds["x"].astype(np.float16)
+        s = np.float16(1) + (np.float16(1) - feeds["mask"].astype(np.float16)) * np.float16(999)
+        with np.errstate(over="ignore"):
+            y = x * s * s
+        y[0, 0] += np.float16(self.off)
+        return {"y": y}
+
+
+def _on_target(root: Path, monkeypatch, off: float = 0.0, drop_valid: bool = False) -> dict:
+    """trtforge verify's pipeline half (pipelines/target.py) with the engines run by the stand-in."""
+    from trtforge.pipelines.target import check_on_target
+
+    monkeypatch.setattr("trtforge.verify.engine_check.why_not_runnable", lambda side: None)
+    monkeypatch.setattr("trtforge.verify.engine_session.EngineSession", FP16EngineStandIn)
+    monkeypatch.setattr(FP16EngineStandIn, "off", off)
+    monkeypatch.chdir(root)  # the runner is imported from the current folder
+    folder = root / "engines"
+    index = json.loads((folder / "index.json").read_text())
+    entry = index["pipelines"]["padded"]
+    if drop_valid:  # the sidecar as a build without valid would have written it
+        side_path = folder / entry["sidecar"]
+        side = json.loads(side_path.read_text())
+        for checks in side["outputs"].values():
+            checks.pop("valid")
+        side_path.write_text(json.dumps(side))
+    return check_on_target(folder, "padded", entry, index["modules"], False)
+
+
 @pytest.mark.slow
-def test_a_padded_pipeline_passes_only_with_valid(tmp_path):
+def test_a_padded_pipeline_passes_only_with_valid(tmp_path, monkeypatch):
     root = _write(tmp_path / "p", _manifest("", ""))
     r = run_cli("build", "engines.toml", cwd=root)
     assert r.returncode == 3, r.stderr[-3000:]
@@ -150,6 +200,8 @@ def test_a_padded_pipeline_passes_only_with_valid(tmp_path):
     assert 'pipelines.padded.outputs.y.valid = "mask"' in r.stderr, r.stderr[-3000:]
     (pipe,) = _report(root)["pipelines"]
     assert not pipe["outputs"]["y"]["ok"] and not pipe["outputs"]["y_psnr"]["ok"]
+    # the per-call series compares what the module's own check compares (its verify.outputs.y.valid)
+    assert pipe["series"]["pad"][0]["outputs"]["y"] == {"max_abs": 0.0, "rel_l2": 0.0, "rel_err": 0.0}
     (mod,) = _report(root)["modules"]
     assert mod["stages"]["verify"]["meta"]["passed"] is True  # the module's own check passed (its valid)
     assert (
@@ -167,3 +219,10 @@ def test_a_padded_pipeline_passes_only_with_valid(tmp_path):
     assert set(index["modules"]) == {"pad"} and "padded" in index["pipelines"]
     side = json.loads((root / "engines" / "pipelines" / "padded.json").read_text())
     assert side["outputs"]["y"]["valid"] == "mask"  # the target re-runs it with the same checks
+
+    # on the target, with the engines (stood in for: no GPU here), the same checks
+    assert _on_target(root, monkeypatch)["status"] == "ok"
+    drifted = _on_target(root, monkeypatch, off=1.0)
+    assert drifted["status"] == "failed" and drifted["reason"].startswith("y: "), drifted
+    no_valid = _on_target(root, monkeypatch, drop_valid=True)
+    assert no_valid["status"] == "failed" and "values are NaN/Inf" in no_valid["reason"], no_valid
