@@ -95,6 +95,17 @@ def open_engines(engines: dict[str, dict]) -> dict:
     return {n: EngineSession(Path(e["path"]), e["backend"], e.get("profiles")) for n, e in engines.items()}
 
 
+def crossovers(run: Run, fp32: dict, swapped: dict, reference: dict) -> dict:
+    """One run per module: that module as `swapped` holds it (published: its FP16 graph, or its
+    engine when only the engines fail), the others FP32; judged like the published run."""
+    spec, out = run.spec, {}
+    for name in spec.modules:
+        mixed = {n: (swapped[n] if n == name else fp32[n]) for n in spec.modules}
+        j = verdict.judge(spec.name, run(mixed, Recorder()), reference, spec.outputs, run.inputs)
+        out[name] = {"passed": not verdict.failures(j), "badness": verdict.badness(j), "outputs": j}
+    return out
+
+
 def check_pipeline(
     spec: PipelineSpec, manifest: Manifest, finals: dict[str, Path], workdir: Path, engines: dict | None = None
 ) -> dict:
@@ -122,19 +133,19 @@ def check_pipeline(
     judged = verdict.judge(spec.name, outputs, reference, spec.outputs, inputs)
     failed = verdict.failures(judged)
     result: dict = {"engine": None}
+    swapped: dict = published  # what a crossover swaps in: the form that failed
     if engines:  # the engines themselves, where they run: judged the same way
         sessions = open_engines(engines)
         eng_rec = Recorder(reference=ref_rec)
         eng_judged = verdict.judge(spec.name, run(sessions, eng_rec), reference, spec.outputs, inputs)
         result["engine"] = {"outputs": eng_judged, "series": eng_rec.series}
+        if verdict.failures(eng_judged) and not failed:  # the graphs pass: an engine drifts
+            swapped = sessions
         failed += [f"engine {f}" for f in verdict.failures(eng_judged)]
 
-    crossover = {}
-    if failed and len(spec.modules) > 1:
-        for name in spec.modules:
-            mixed = {n: (published[n] if n == name else fp32[n]) for n in spec.modules}
-            j = verdict.judge(spec.name, run(mixed, Recorder()), reference, spec.outputs, inputs)
-            crossover[name] = {"passed": not verdict.failures(j), "badness": verdict.badness(j), "outputs": j}
+    crossover = crossovers(run, fp32, swapped, reference) if failed and len(spec.modules) > 1 else {}
+    if crossover:
+        result["crossover_on"] = "engines" if swapped is not published else "fp16 graph"
     blamed = verdict.blame(crossover) if failed else None
     if failed and blamed is None:
         blamed = spec.modules[0]  # one module: it is the one
