@@ -47,13 +47,15 @@ outputs.image = {{ metric = "psnr", min_psnr = 30 }}
 """
 
 
-def write(root: Path, runner: str = "iterate", args: str = "steps = 24") -> Path:
+def write(root: Path, runner: str = "iterate", args: str = "steps = 24", manifest: str | None = None) -> Path:
+    """The toy project: toy.py, the runners as runners/chaos.py, and engines.toml (`manifest`, or
+    the two modules and the chaos pipeline with this runner and these arguments)."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "toy.py", root / "toy.py")
     (root / "runners").mkdir(exist_ok=True)
     (root / "runners" / "__init__.py").write_text("")
     shutil.copy(HERE / "toy_runners.py", root / "runners" / "chaos.py")
-    (root / "engines.toml").write_text(MODULES + PIPELINE.format(runner=runner, args=args))
+    (root / "engines.toml").write_text(manifest or MODULES + PIPELINE.format(runner=runner, args=args))
     return root
 
 

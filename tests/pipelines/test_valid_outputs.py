@@ -9,18 +9,17 @@ failure naming the line to write) and publishes with it."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import run_cli
+from tests.pipelines.test_pipelines import write
 from trtforge.errors import ManifestError, PipelineError, VerifySetupError
 from trtforge.manifest import parse_manifest
 from trtforge.pipelines.verdict import check_reference, judge
 
-HERE = Path(__file__).resolve().parent
 MANIFEST = """\
 [defaults]
 precision.rules = []
@@ -44,16 +43,6 @@ outputs.y_psnr = {{ metric = "psnr", min_psnr = 30{psnr_valid} }}
 
 def _manifest(valid: str = 'valid = "mask"', psnr_valid: str = ', valid = "mask"') -> str:
     return MANIFEST.format(valid=valid, psnr_valid=psnr_valid)
-
-
-def _write(root: Path, text: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(HERE / "toy.py", root / "toy.py")
-    (root / "runners").mkdir(exist_ok=True)
-    (root / "runners" / "__init__.py").write_text("")
-    shutil.copy(HERE / "toy_runners.py", root / "runners" / "chaos.py")
-    (root / "engines.toml").write_text(text)
-    return root
 
 
 def test_valid_is_read_like_a_modules_and_written_only_when_set():
@@ -193,7 +182,7 @@ def _on_target(root: Path, monkeypatch, off: float = 0.0, drop_valid: bool = Fal
 
 @pytest.mark.slow
 def test_a_padded_pipeline_passes_only_with_valid(tmp_path, monkeypatch):
-    root = _write(tmp_path / "p", _manifest("", ""))
+    root = write(tmp_path / "p", manifest=_manifest("", ""))
     r = run_cli("build", "engines.toml", cwd=root)
     assert r.returncode == 3, r.stderr[-3000:]
     assert "pipeline 'padded' failed: y: " in r.stderr and "values are NaN/Inf" in r.stderr, r.stderr[-3000:]
@@ -209,7 +198,7 @@ def test_a_padded_pipeline_passes_only_with_valid(tmp_path, monkeypatch):
         or not json.loads((root / "engines" / "index.json").read_text())["modules"]
     )
 
-    _write(root, _manifest())
+    write(root, manifest=_manifest())
     r = run_cli("build", "engines.toml", cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
     (pipe,) = _report(root)["pipelines"]
