@@ -19,7 +19,7 @@ import pytest
 
 from tests.cache.test_noop import _PROBE, _snapshot
 from tests.conftest import REPO, run_cli
-from trtforge.errors import ManifestError
+from trtforge.errors import ManifestError, PipelineError
 from trtforge.manifest import parse_manifest
 
 HERE = Path(__file__).resolve().parent
@@ -47,13 +47,15 @@ outputs.image = {{ metric = "psnr", min_psnr = 30 }}
 """
 
 
-def write(root: Path, runner: str = "iterate", args: str = "steps = 24") -> Path:
+def write(root: Path, runner: str = "iterate", args: str = "steps = 24", manifest: str | None = None) -> Path:
+    """The toy project: toy.py, the runners as runners/chaos.py, and engines.toml (`manifest`, or
+    the two modules and the chaos pipeline with this runner and these arguments)."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "toy.py", root / "toy.py")
     (root / "runners").mkdir(exist_ok=True)
     (root / "runners" / "__init__.py").write_text("")
     shutil.copy(HERE / "toy_runners.py", root / "runners" / "chaos.py")
-    (root / "engines.toml").write_text(MODULES + PIPELINE.format(runner=runner, args=args))
+    (root / "engines.toml").write_text(manifest or MODULES + PIPELINE.format(runner=runner, args=args))
     return root
 
 
@@ -166,16 +168,34 @@ def test_a_left_padded_batch_generates_what_each_prompt_alone_generates():
     assert torch.equal(batched[1], alone[0]), (batched, alone)
 
 
-def test_a_broken_reference_is_named_for_what_is_wrong():
-    from trtforge.pipelines.verdict import broken_reference
+VARY = {"x0": np.linspace(0.1, 0.9, 6, dtype=np.float32).reshape(2, 3)}
 
-    assert broken_reference("image", np.zeros((1, 3, 4, 4), np.float32)) == "output 'image' is constant (0 everywhere)"
+
+def test_a_broken_reference_is_named_for_what_is_wrong():
+    """The modules' rule (verify/valid.py) for what a user receives: tokens and images judged too."""
+    from trtforge.pipelines.verdict import check_reference
+    from trtforge.verify.valid import reference_problem
+
+    def why(value, inputs=VARY):
+        return reference_problem(np.asarray(value), None, inputs, False, product=True)
+
+    with pytest.raises(PipelineError) as e:
+        check_reference("chaos", {"image": np.zeros((1, 3, 4, 4), np.float32)}, VARY, {})
+    assert e.value.one_line().startswith(
+        "pipelines.chaos: the reference run (every module FP32 PyTorch) is broken: output 'image': "
+        "every one of its 48 values is 0 although the inputs vary"
+    )
     img = np.random.default_rng(0).random((2, 3, 4, 4)).astype(np.float32)
     img[1] = 0.0
-    assert "image 1 is a single colour" in broken_reference("image", img)
-    assert "NaN/Inf" in broken_reference("image", np.array([1.0, np.nan], np.float32))
-    assert "2 identical rows" in broken_reference("tokens", np.array([[1, 2, 3], [1, 2, 3]]))
-    assert broken_reference("tokens", np.array([[1, 2, 3], [1, 2, 4]])) is None
+    assert "image 1 is a single colour" in why(img)
+    assert "NaN/Inf" in why(np.array([1.0, np.nan], np.float32))
+    assert "all 2 rows of its [2, 3] are identical" in why(np.array([[1, 2, 3], [1, 2, 3]]))
+    assert why(np.array([[1, 2, 3], [1, 2, 4]])) is None
+    assert "2 items (axis 0) are identical" in why(np.stack([img[0], img[0]]))
+    assert "empty" in why(np.zeros((2, 0), np.int64))
+    # a module's integer outputs are not judged (argmax ids); nor are the rows of a tiled prompt
+    assert reference_problem(np.array([[1, 2, 3], [1, 2, 3]]), None, VARY, False) is None
+    assert why(np.array([[1, 2, 3], [1, 2, 3]]), {"ids": np.tile(np.arange(4), (2, 1))}) is None
 
 
 # ------------------------------------------------------------------------- a real project
@@ -211,7 +231,7 @@ def test_compounding_fp16_error_is_caught_blamed_refused_and_published_when_fixe
     r = run_cli("build", "engines.toml", cwd=root)
     assert r.returncode == 2, r.stderr[-3000:]
     assert (
-        "pipelines.chaos: the reference run (every module FP32 PyTorch) is broken: output 'image' is constant"
+        "pipelines.chaos: the reference run (every module FP32 PyTorch) is broken: output 'image': every one of"
         in r.stderr
     )
 

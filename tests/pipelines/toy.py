@@ -35,3 +35,17 @@ def make_logistic(r: float = 3.9):
 
 def make_affine(scale: float = 1.0):
     return Affine(scale)
+
+
+class PadSpill(nn.Module):
+    """Real positions (mask 1) pass through; padded ones (mask 0) are scaled by 1000 twice, beyond
+    FP16's range (65504) for |x| > 0.066: in FP32 they are finite, as published they are Inf. A
+    caller never reads them (what a left-padded batch's padded logits are): only `valid` says so."""
+
+    def forward(self, x, mask):
+        s = 1.0 + (1.0 - mask.to(x.dtype)) * 999.0
+        return {"y": x * s * s}
+
+
+def make_pad_spill():
+    return PadSpill()

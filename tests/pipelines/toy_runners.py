@@ -18,3 +18,10 @@ def iterate(m, x0, steps: int = 24, gain: float = 1.0):
 def iterate_wrong_shape(m, x0, steps: int = 2):
     x = torch.cat([x0, x0])  # a batch of 2: the module's engine takes 1
     return {"image": m.unet(x=x).y}
+
+
+def padded(m, x, mask):
+    """One call of a module whose padded positions are undefined; the same tensor checked twice:
+    by the tolerances and by a metric."""
+    y = m.pad(x=x, mask=mask).y
+    return {"y": y, "y_psnr": y}

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-import importlib
 import json
 import os
 import re
-import sys
 import traceback
 from pathlib import Path
 
@@ -31,40 +29,15 @@ from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.onnx_files import MODEL
 from trtforge.tensors import save_arrays
+from trtforge.user_code import resolve_callable
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)
 
 
 def load_factory(module: ModuleSpec, root: Path):
-    modname, attr = module.factory.split(":")
-    where = f"modules.{module.name}.factory"
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        mod = importlib.import_module(modname)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # the user's code: any error is theirs to fix, sys.exit included
-        raise ExportError(
-            f"cannot import '{modname}': {type(e).__name__}: {e}",
-            where=where,
-            module=module.name,
-            hint="check the module path and its imports",
-        ) from e
-    obj = mod
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            near = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
-            raise ExportError(
-                f"'{modname}' has no attribute '{attr}'",
-                where=where,
-                module=module.name,
-                hint=f"did you mean '{near[0]}'?" if near else None,
-            )
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ExportError(f"'{module.factory}' is not callable", where=where, module=module.name)
-    return obj
+    return resolve_callable(
+        module.factory, root, where=f"modules.{module.name}.factory", error=ExportError, module=module.name
+    )
 
 
 def build_module(module: ModuleSpec, root: Path) -> torch.nn.Module:

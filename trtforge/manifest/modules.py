@@ -157,7 +157,7 @@ def _verify_table(raw: dict, outputs: tuple, inputs: tuple[InputSpec, ...], wher
         raise ManifestError(
             f"output '{bad}' is not among outputs {list(outputs)}", where=f"{where}.verify.outputs.{bad}"
         )
-    _check_valid_inputs(per_output, inputs, f"{where}.verify.outputs")
+    check_valid_inputs(per_output, inputs, f"{where}.verify.outputs")
     return verify_raw, per_output
 
 
@@ -235,8 +235,9 @@ def parse_input(name: str, raw: Any, where: str) -> InputSpec:
     return spec
 
 
-def _check_valid_inputs(per_output: dict, inputs: tuple[InputSpec, ...], where: str) -> None:
-    """verify.outputs.X.valid names an integer or bool input of the module (1 = a real position)."""
+def check_valid_inputs(per_output: dict, inputs: tuple[InputSpec, ...], where: str, owner: str = "module") -> None:
+    """verify.outputs.X.valid names an integer or bool input of the module (or of the pipeline,
+    `owner`, for its outputs.X.valid) (1 = a real position)."""
     specs = {s.name: s for s in inputs}
     for out_name, checks in per_output.items():
         name = checks.get("valid")
@@ -246,7 +247,7 @@ def _check_valid_inputs(per_output: dict, inputs: tuple[InputSpec, ...], where: 
         if spec is None:
             near = difflib.get_close_matches(name, list(specs), n=1)
             raise ManifestError(
-                f"'{name}' is not an input of the module",
+                f"'{name}' is not an input of the {owner}",
                 where=f"{where}.{out_name}.valid",
                 hint=f"did you mean '{near[0]}'?" if near else f"name one of the inputs {list(specs)}",
             )

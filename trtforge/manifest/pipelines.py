@@ -9,7 +9,9 @@
 
 Inputs take every source a module input takes (trtforge/input_sources.py). Each output is held
 to the tolerances (TOLERANCE, the module defaults) or, with `metric`, to that metric alone
-(psnr, iou, topk, or sequence: the share of generated tokens equal to the reference's). Loaded
+(psnr, iou, topk, or sequence: the share of generated tokens equal to the reference's); `valid`
+and `constant_ok` mean what they mean for a module's outputs (verify/valid.py), `valid` naming
+an integer or bool input of the pipeline. Loaded
 with the manifest (no numpy, no torch here); every default resolved, so `as_key()` is canonical.
 """
 
@@ -25,8 +27,8 @@ from trtforge.io_transforms import transforms
 from trtforge.manifest import checks as c
 from trtforge.manifest.checks import Spec
 from trtforge.manifest.fields import key_material, setting
-from trtforge.manifest.modules import parse_input
-from trtforge.manifest.settings import TASK, TOLERANCE
+from trtforge.manifest.modules import check_valid_inputs, parse_input
+from trtforge.manifest.settings import OUTPUT_USE, TASK, TOLERANCE
 from trtforge.manifest.spec import InputSpec, ModuleSpec
 
 PIPELINE_KEYS = ("modules", "runner", "runner_args", "inputs", "outputs", "seed")
@@ -54,14 +56,17 @@ def output_checks(raw: Any, where: str) -> dict:
     """One output's checks: the module tolerances (defaults filled) or a metric with its keys."""
     if not isinstance(raw, dict):
         raise ManifestError("expected a table, e.g. { metric = 'psnr', min_psnr = 30 }", where=where)
+    # valid / constant_ok as for a module's outputs (verify/valid.py), written only when set
+    use = {k: OUTPUT_USE[k][0](raw[k], f"{where}.{k}") for k in sorted(raw) if k in OUTPUT_USE}
+    raw = {k: v for k, v in raw.items() if k not in OUTPUT_USE}
     metric = raw.get("metric")
     metrics = (*TASK, "sequence")
     if metric is None:
-        return c.section(raw, TOLERANCE, where)
+        return {**c.section(raw, TOLERANCE, where), **use}
     c.one_of(metrics)(metric, f"{where}.metric")
     spec = SEQUENCE if metric == "sequence" else TASK[metric]
     rest = {k: v for k, v in raw.items() if k != "metric"}
-    return {"metric": metric, **c.section(rest, spec, where)}
+    return {"metric": metric, **c.section(rest, spec, where), **use}
 
 
 def parse_pipelines(raw: Any, modules: tuple[ModuleSpec, ...], where: str) -> tuple[PipelineSpec, ...]:
@@ -92,8 +97,8 @@ def _pipeline(name: str, raw: Any, modules: dict[str, ModuleSpec], where: str) -
         modules=names,
         runner=runner,
         runner_args=dict(sorted(args.items())),
-        inputs=_inputs(raw.get("inputs", {}), args, where),
-        outputs=_outputs(raw["outputs"], where),
+        inputs=(inputs := _inputs(raw.get("inputs", {}), args, where)),
+        outputs=_outputs(raw["outputs"], inputs, where),
         seed=c.integer(raw["seed"], f"{where}.seed") if "seed" in raw else 0,
     )
 
@@ -143,7 +148,7 @@ def _inputs(raw_inputs: Any, args: dict, where: str) -> tuple[InputSpec, ...]:
     return inputs
 
 
-def _outputs(outs: Any, where: str) -> dict:
+def _outputs(outs: Any, inputs: tuple[InputSpec, ...], where: str) -> dict:
     if not isinstance(outs, dict) or not outs:
         raise ManifestError(
             "expected a table output -> checks",
@@ -154,4 +159,5 @@ def _outputs(outs: Any, where: str) -> dict:
     for out_name, checks in sorted(outs.items()):
         limits.check_tensor_name(out_name, "output", f"{where}.outputs.{out_name}")
         outputs[out_name] = output_checks(checks, f"{where}.outputs.{out_name}")
+    check_valid_inputs(outputs, inputs, f"{where}.outputs", owner="pipeline")
     return outputs

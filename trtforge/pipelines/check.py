@@ -12,9 +12,6 @@ workdir; returns the metadata the report and the verdict read.
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import sys
 import time
 from pathlib import Path
 
@@ -35,33 +32,11 @@ from trtforge.pipelines.harness import (
 )
 from trtforge.pipelines.published import INPUTS, PUBLISHED, REFERENCE
 from trtforge.tensors import make_inputs, save_arrays
+from trtforge.user_code import resolve_callable
 
 
 def load_runner(spec: PipelineSpec, root: Path):
-    modname, attr = spec.runner.split(":")
-    where = f"pipelines.{spec.name}.runner"
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        obj = importlib.import_module(modname)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:  # the user's code: any error is theirs to fix
-        raise PipelineError(
-            f"cannot import '{modname}': {type(e).__name__}: {e}", where=where, hint="check the module path"
-        ) from e
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            near = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=1)
-            raise PipelineError(
-                f"'{modname}' has no attribute '{attr}'",
-                where=where,
-                hint=f"did you mean '{near[0]}'?" if near else None,
-            )
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise PipelineError(f"'{spec.runner}' is not callable", where=where)
-    return obj
+    return resolve_callable(spec.runner, root, where=f"pipelines.{spec.name}.runner", error=PipelineError)
 
 
 def _as_numpy(name: str, value, spec: PipelineSpec) -> np.ndarray:
@@ -120,6 +95,17 @@ def open_engines(engines: dict[str, dict]) -> dict:
     return {n: EngineSession(Path(e["path"]), e["backend"], e.get("profiles")) for n, e in engines.items()}
 
 
+def crossovers(run: Run, fp32: dict, swapped: dict, reference: dict) -> dict:
+    """One run per module: that module as `swapped` holds it (published: its FP16 graph, or its
+    engine when only the engines fail), the others FP32; judged like the published run."""
+    spec, out = run.spec, {}
+    for name in spec.modules:
+        mixed = {n: (swapped[n] if n == name else fp32[n]) for n in spec.modules}
+        j = verdict.judge(spec.name, run(mixed, Recorder()), reference, spec.outputs, run.inputs)
+        out[name] = {"passed": not verdict.failures(j), "badness": verdict.badness(j), "outputs": j}
+    return out
+
+
 def check_pipeline(
     spec: PipelineSpec, manifest: Manifest, finals: dict[str, Path], workdir: Path, engines: dict | None = None
 ) -> dict:
@@ -136,14 +122,7 @@ def check_pipeline(
 
     ref_rec = Recorder()
     reference = run(fp32, ref_rec)
-    for name, value in reference.items():
-        why = verdict.broken_reference(name, value)
-        if why:
-            raise PipelineError(
-                f"the reference run (every module FP32 PyTorch) is broken: {why}",
-                where=f"pipelines.{spec.name}",
-                hint="the truth itself is wrong: fix the runner, its inputs or the modules' weights; nothing published",
-            )
+    verdict.check_reference(spec.name, reference, inputs, spec.outputs)
     save_arrays(workdir / INPUTS, inputs)
     save_arrays(workdir / REFERENCE, reference)
     t_ref = time.perf_counter() - t0
@@ -151,22 +130,22 @@ def check_pipeline(
     pub_rec = Recorder(reference=ref_rec)
     outputs = run(published, pub_rec)
     save_arrays(workdir / PUBLISHED, outputs)
-    judged = verdict.judge(outputs, reference, spec.outputs)
+    judged = verdict.judge(spec.name, outputs, reference, spec.outputs, inputs)
     failed = verdict.failures(judged)
     result: dict = {"engine": None}
+    swapped: dict = published  # what a crossover swaps in: the form that failed
     if engines:  # the engines themselves, where they run: judged the same way
         sessions = open_engines(engines)
         eng_rec = Recorder(reference=ref_rec)
-        eng_judged = verdict.judge(run(sessions, eng_rec), reference, spec.outputs)
+        eng_judged = verdict.judge(spec.name, run(sessions, eng_rec), reference, spec.outputs, inputs)
         result["engine"] = {"outputs": eng_judged, "series": eng_rec.series}
+        if verdict.failures(eng_judged) and not failed:  # the graphs pass: an engine drifts
+            swapped = sessions
         failed += [f"engine {f}" for f in verdict.failures(eng_judged)]
 
-    crossover = {}
-    if failed and len(spec.modules) > 1:
-        for name in spec.modules:
-            mixed = {n: (published[n] if n == name else fp32[n]) for n in spec.modules}
-            j = verdict.judge(run(mixed, Recorder()), reference, spec.outputs)
-            crossover[name] = {"passed": not verdict.failures(j), "badness": verdict.badness(j), "outputs": j}
+    crossover = crossovers(run, fp32, swapped, reference) if failed and len(spec.modules) > 1 else {}
+    if crossover:
+        result["crossover_on"] = "engines" if swapped is not published else "fp16 graph"
     blamed = verdict.blame(crossover) if failed else None
     if failed and blamed is None:
         blamed = spec.modules[0]  # one module: it is the one

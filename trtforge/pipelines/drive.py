@@ -25,7 +25,7 @@ from trtforge.manifest.pipelines import PipelineSpec
 from trtforge.stage import tool_versions
 
 STAGE = "pipeline"
-VERSION = "pipeline-1"
+VERSION = "pipeline-2"  # 2: valid on outputs and in the per-call series; the modules' broken-reference rule
 FINAL = "precision_rules"  # the graph published engines are built from
 KEYED_STAGES = ("precision_rules", "build", "verify")
 

@@ -21,6 +21,7 @@ from trtforge.dims import union_ranges
 from trtforge.errors import PipelineError
 from trtforge.manifest import ModuleSpec
 from trtforge.tensors import NP_DTYPES
+from trtforge.verify.valid import keep_mask
 
 Feeds = dict[str, np.ndarray]
 
@@ -33,17 +34,25 @@ class Signature:
     name: str
     inputs: tuple  # (name, shape, dtype) per input
     profiles: tuple = ()
+    valid: tuple = ()  # (output, input) per verify.outputs.OUTPUT.valid: the series compares what the module's check does
 
     @classmethod
     def of(cls, spec: ModuleSpec) -> Signature:
-        return cls(spec.name, tuple((i.name, tuple(i.shape), i.dtype) for i in spec.inputs), spec.profiles)
+        valid = tuple((o, c["valid"]) for o, c in sorted(spec.verify_outputs.items()) if c.get("valid"))
+        return cls(spec.name, tuple((i.name, tuple(i.shape), i.dtype) for i in spec.inputs), spec.profiles, valid)
 
     def as_json(self) -> dict:
-        return {"name": self.name, "inputs": [list(i) for i in self.inputs], "profiles": self.profiles}
+        doc = {"name": self.name, "inputs": [list(i) for i in self.inputs], "profiles": self.profiles}
+        return {**doc, "valid": [list(v) for v in self.valid]} if self.valid else doc
 
     @classmethod
     def from_json(cls, doc: dict) -> Signature:
-        return cls(doc["name"], tuple((n, tuple(s), d) for n, s, d in doc["inputs"]), tuple(doc.get("profiles", ())))
+        inputs = tuple((n, tuple(s), d) for n, s, d in doc["inputs"])
+        return cls(doc["name"], inputs, tuple(doc.get("profiles", ())), tuple(map(tuple, doc.get("valid", ()))))
+
+    def keeps(self, outputs: Feeds, feeds: Feeds) -> dict[str, np.ndarray]:
+        """The elements of each output the module's own check compares (its `valid` input)."""
+        return {o: keep_mask(o, outputs[o].shape, feeds, i, self.name) for o, i in self.valid if o in outputs}
 
 
 class Outputs(dict):
@@ -106,7 +115,7 @@ class Recorder:
         self.reference = reference
         self.series: dict[str, list[dict]] = {}
 
-    def record(self, module: str, outputs: Feeds) -> None:
+    def record(self, module: str, outputs: Feeds, keeps: dict | None = None) -> None:
         k = len(self.series.get(module, [])) if self.reference else len(self.calls.get(module, []))
         if self.reference is None:
             self.calls.setdefault(module, []).append({n: np.array(v) for n, v in outputs.items()})
@@ -114,7 +123,10 @@ class Recorder:
         ref_calls = self.reference.calls.get(module, [])
         entry: dict = {"call": k}
         if k < len(ref_calls):
-            entry["outputs"] = {n: call_error(outputs[n], ref_calls[k][n]) for n in ref_calls[k] if n in outputs}
+            keeps = keeps or {}
+            entry["outputs"] = {
+                n: call_error(outputs[n], ref_calls[k][n], keeps.get(n)) for n in ref_calls[k] if n in outputs
+            }
         else:
             entry["note"] = "the reference run made fewer calls"
         self.series.setdefault(module, []).append(entry)
@@ -123,12 +135,15 @@ class Recorder:
         return len(self.series.get(module, [])) if self.reference else len(self.calls.get(module, []))
 
 
-def call_error(actual: np.ndarray, ref: np.ndarray) -> dict:
+def call_error(actual: np.ndarray, ref: np.ndarray, keep: np.ndarray | None = None) -> dict:
     """One call's error against the reference's same call: max abs, the L2 error relative to the
-    reference's norm, and the error relative to the reference's largest magnitude."""
+    reference's norm, and the error relative to the reference's largest magnitude; with `keep`
+    (the module's verify.outputs.X.valid), at the positions it keeps only."""
     a, r = np.asarray(actual, np.float64), np.asarray(ref, np.float64)
     if a.shape != r.shape:
         return {"shape": list(a.shape), "ref_shape": list(r.shape)}
+    if keep is not None:
+        a, r = a[keep], r[keep]
     if not np.isfinite(a).all():
         return {"nonfinite": int((~np.isfinite(a)).sum())}
     diff = np.abs(a - r)
@@ -169,7 +184,7 @@ class ModuleHandle:
             feeds[name] = np.ascontiguousarray(arr.astype(NP_DTYPES[dtype], copy=False))
         out = self.backend(feeds)
         out = {n: (v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v) for n, v in out.items()}
-        self.recorder.record(self.spec.name, out)
+        self.recorder.record(self.spec.name, out, self.spec.keeps(out, feeds) if self.recorder.reference else None)
         return Outputs({n: torch.from_numpy(np.array(v)) for n, v in out.items()})
 
     def _check_shape(self, name: str, declared: tuple, shape: tuple, dims: dict) -> None:

@@ -48,9 +48,6 @@ def check_on_target(folder: Path, name: str, entry: dict, modules: dict, require
 
 def _run(folder: Path, name: str, side: dict, sides: dict) -> dict:
     """Every engine runs here: the runner on them, judged as at build time (GPU lane only)."""
-    import os
-    import sys
-
     from trtforge.manifest.pipelines import PipelineSpec
     from trtforge.pipelines import verdict
     from trtforge.pipelines.check import Run, load_runner
@@ -60,15 +57,14 @@ def _run(folder: Path, name: str, side: dict, sides: dict) -> dict:
 
     base = folder / "pipelines" / name
     spec = PipelineSpec(name, tuple(side["modules"]), side["runner"], side["runner_args"], (), side["outputs"])
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     runner = load_runner(spec, Path.cwd())
     signatures = {m: Signature.from_json(side["signatures"][m]) for m in spec.modules}
     engines = {}
     for m, s in sides.items():
         engine = folder / Path(s["_sidecar"]).parent / f"{m}.engine"
         engines[m] = EngineSession(engine, s["backend"], s.get("profiles"))
-    outputs = Run(spec, signatures, runner, load_arrays(base / "inputs.npz"))(engines, Recorder())
-    judged = verdict.judge(outputs, load_arrays(base / "reference.npz"), spec.outputs)
+    inputs = load_arrays(base / "inputs.npz")
+    outputs = Run(spec, signatures, runner, inputs)(engines, Recorder())
+    judged = verdict.judge(name, outputs, load_arrays(base / "reference.npz"), spec.outputs, inputs)
     failed = verdict.failures(judged)
     return {"module": STATUS.format(name), "status": "failed" if failed else "ok", "reason": "; ".join(failed)}

@@ -14,7 +14,10 @@ broken when, at the positions compared, a floating-point output
   and no varying input repeats itself along an axis (a one-example file tiled to a batch).
 Outputs of 1 element, integer or bool outputs, and outputs of a set whose inputs are all constant are
 never judged constant; an output that is constant by design (a mask, a flag map) says so with
-`verify.outputs.NAME.constant_ok = true`.
+`verify.outputs.NAME.constant_ok = true`. A pipeline's reference outputs (trtforge/pipelines/) go
+through the same rule as what a user receives (`product`): integer outputs (generated tokens)
+are judged too, an empty output is broken, and so is an image of one colour or a batch whose
+items are all the same.
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ def lines_up(mask_shape: tuple, out_shape: tuple) -> bool:
     return len(mask_shape) <= len(out_shape) and all(m in (d, 1) for m, d in zip(mask_shape, out_shape))
 
 
-def keep_mask(output: str, out_shape: tuple, inputs: dict, input_name: str, module: str | None = None) -> np.ndarray:
+def keep_mask(
+    output: str, out_shape: tuple, inputs: dict, input_name: str, module: str | None = None, where: str | None = None
+) -> np.ndarray:
     """True where the output's element is compared: where input `input_name` is nonzero, broadcast
-    along the trailing dims. A shape that does not line up is the manifest's mistake (one line)."""
-    where = f"verify.outputs.{output}.valid"
+    along the trailing dims. A shape that does not line up is the manifest's mistake (one line
+    naming `where`, the field: a module's verify.outputs.NAME.valid unless told)."""
+    where = where or f"verify.outputs.{output}.valid"
     mask = inputs.get(input_name)
     if mask is None:
         raise VerifySetupError(
@@ -60,9 +66,11 @@ def outside(a: np.ndarray, r: np.ndarray, tol: dict) -> np.ndarray:
         return ~(np.abs(a - r) <= tol["atol"] + tol["rtol"] * np.abs(r))
 
 
-def zero_input_hint(output: str, failing: np.ndarray, inputs: dict) -> str | None:
+def zero_input_hint(output: str, failing: np.ndarray, inputs: dict, setting: str | None = None) -> str | None:
     """When every failing element lies where some 0/1 input is 0 (padding), say so and name the
-    setting that leaves those positions out."""
+    setting that leaves those positions out (`setting`: a module's verify.outputs.NAME.valid
+    unless told)."""
+    setting = setting or f"verify.outputs.{output}.valid"
     if not failing.any():
         return None
     for name, x in sorted(inputs.items()):
@@ -76,7 +84,7 @@ def zero_input_hint(output: str, failing: np.ndarray, inputs: dict) -> str | Non
             n = int(failing.sum())
             return (
                 f"all {n} elements outside tolerance lie where input '{name}' is 0; if the outputs "
-                f'there are not used (padding), set verify.outputs.{output}.valid = "{name}"'
+                f'there are not used (padding), set {setting} = "{name}"'
             )
     return None
 
@@ -117,22 +125,43 @@ def _replicated(inputs: dict) -> bool:
     return False
 
 
-def reference_problem(ref: np.ndarray, keep: np.ndarray | None, inputs: dict, constant_ok: bool) -> str | None:
-    """Why this reference output cannot be compared against (module docstring), or None."""
+def reference_problem(
+    ref: np.ndarray, keep: np.ndarray | None, inputs: dict, constant_ok: bool, *, product: bool = False
+) -> str | None:
+    """Why this reference output cannot be compared against (module docstring), or None.
+    product: the output is what a pipeline hands its user (images, generated tokens), so integer
+    outputs are judged too, an empty one is broken, and so is an image (4-D) of one colour or a
+    batch of identical items."""
     ref = np.asarray(ref)
-    if ref.dtype.kind != "f":
+    floating = ref.dtype.kind == "f"
+    if not (floating or product):
         return None
     values = ref[keep] if keep is not None else ref.ravel()
-    bad = int((~np.isfinite(values)).sum())
+    if product and values.size == 0:
+        return f"it is empty ({list(ref.shape)})"
+    bad = int((~np.isfinite(values)).sum()) if floating else 0
     if bad:
         return f"{bad} of {values.size} values are NaN/Inf"
     if constant_ok or not _varies(inputs):
         return None
     if values.size >= 2 and np.ptp(values) == 0:
         return f"every one of its {values.size} values is {float(values[0]):g} although the inputs vary"
-    if rows_identical(ref, keep) and not _replicated(inputs):
+    if product and ref.ndim == 4:  # images, (N, C, H, W) or (N, H, W, C): each one must show something
+        for i, img in enumerate(ref):
+            shown = img[keep[i]] if keep is not None else img.ravel()
+            if shown.size >= 2 and np.ptp(shown) == 0:
+                return f"image {i} is a single colour ({float(shown[0]):g}: all black?)"
+    if _replicated(inputs):
+        return None
+    if rows_identical(ref, keep):
         return f"all {ref.shape[-2]} rows of its {list(ref.shape)} are identical although the inputs vary"
+    if product and ref.ndim > 2 and rows_identical(ref.reshape(ref.shape[0], -1), _items(keep)):
+        return f"its {ref.shape[0]} items (axis 0) are identical although the inputs vary"
     return None
+
+
+def _items(keep: np.ndarray | None) -> np.ndarray | None:
+    return None if keep is None else np.asarray(keep).reshape(keep.shape[0], -1)
 
 
 def check_references(sets: list, tolerance, module: str, drawn: dict | None = None) -> None:
