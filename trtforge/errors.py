@@ -1,5 +1,6 @@
 """Typed errors. Each user-facing error renders as one line naming the module, stage and the
-field, node or file at fault, plus the next step. Only the CLI maps them to exit codes."""
+field, node or file at fault, plus the next step. Each class fixes its exit code; the CLI's group
+(trtforge/cli/__init__.py) catches them once and exits with it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ class TrtforgeError(Exception):
 
     stage = "trtforge"
     exit_code = 2
+    label: str | None = "error"  # the CLI's line: `trtforge: <label>: ...`; None: the command's output said it
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None, module: str | None = None):
         self.message = message
@@ -105,6 +107,34 @@ class PipelineError(TrtforgeError):
 
 class CacheError(TrtforgeError):
     stage = "cache"
+
+
+class CacheDamaged(CacheError):
+    """`cache verify` found corrupt blobs or dangling records (listed, and dropped). Exit 3."""
+
+    exit_code = 3
+    label = None
+
+
+class WouldRebuild(TrtforgeError):
+    """`explain --check`: something would be built or rebuilt. Exit 4 (1 is a bug); the answer to
+    the question --check asks, not an error."""
+
+    exit_code = 4
+    label = "not up to date"
+
+
+class PredeployFailed(TrtforgeError):
+    """`trtforge verify`: a published engine failed its check on this machine. Exit 3."""
+
+    exit_code = 3
+
+
+class NoPrecisionFix(PrecisionError):
+    """`debug precision` found no FP32 islands that make the module pass (its output says why). Exit 3."""
+
+    exit_code = 3
+    label = None
 
 
 class PublishError(TrtforgeError):

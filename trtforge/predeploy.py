@@ -52,14 +52,16 @@ def _unsafe(folder: Path, rel: str) -> str | None:
     return None
 
 
-def _check_files(folder: Path, files: dict) -> str | None:
+def _check_files(folder: Path, files: dict, source: str = engines_index.INDEX) -> str | None:
+    """Why the files cannot be vouched for; `source`: where their digests were read (index.json,
+    or a target folder's own sidecar when it was copied without the index)."""
     for rel, digest in sorted(files.items()):
         why = _unsafe(folder, rel)
         if why:
             return why
         if digest_file(folder / rel, trust_memo=False) != digest:
             return (
-                f"{folder / rel} does not match its digest in {engines_index.INDEX} (corrupt or "
+                f"{folder / rel} does not match its digest in {source} (corrupt or "
                 "replaced); not deserialised; copy the engines folder again or rebuild"
             )
     return None
@@ -91,7 +93,7 @@ def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) 
     from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
     from trtforge.verify.metrics import compare_all, merge_sets
 
-    bad = _check_files(folder, entry["files"])
+    bad = _check_files(folder, entry["files"], entry.get("digests_in", engines_index.INDEX))
     if bad:
         return _failed(name, bad)
     side = _sidecar(folder, name, entry)
@@ -335,7 +337,11 @@ def _sidecar_index(folder: Path) -> dict | None:
         if not isinstance(side, dict) or not SIDECAR_KEYS <= side.keys() or side["module"] != path.stem:
             continue
         files = side["files"] if isinstance(side["files"], dict) else {}
-        modules[path.stem] = {"sidecar": path.name, "files": {**files, path.name: digest_file(path, trust_memo=False)}}
+        modules[path.stem] = {
+            "sidecar": path.name,
+            "files": {**files, path.name: digest_file(path, trust_memo=False)},
+            "digests_in": f"its sidecar {path.name}",  # what a digest mismatch names: no index.json here
+        }
     if not modules:
         return None
     return {**engines_index.empty(), "modules": modules}

@@ -18,6 +18,7 @@ from trtforge.dims import profile_lines
 from trtforge.driver.results import ModuleResult, StageStatus
 from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
+from trtforge.report_html import ONNX_CHECKS
 from trtforge.verify import left_out_lines, metric_texts, ordered_checks, task_text
 
 if TYPE_CHECKING:
@@ -125,52 +126,91 @@ def markdown(results: list[ModuleResult], head: dict | None = None) -> str:
         echeck = engine.get("reason") or engine.get("status", "not run")
         lines.append(f"| {r.name} | " + " | ".join(_cell(r.stages[s]) for s in STAGE_NAMES) + f" | {echeck} |")
     lines += ["", _cache_line(results)]
-    for r in results:
-        lines += ["", f"## {r.name}", ""]
-        if r.error:
-            lines.append(f"**FAILED** — {r.error.one_line()}")
-        for note in r.notes:
-            lines.append(f"- note: {note}")
-        for w in report_warnings(r):
-            lines.append(f"- warning: {w}")
-        for p in r.published:
-            lines.append(f"- published `{p}`")
-        prec = r.stages["precision_rules"].meta
-        if prec:
-            f = prec["flops"]
-            lines += [
-                "",
-                f"Precision ({prec['realizer']}): {len(prec['fp32'])} FP32 nodes; "
-                f"{f['fp16_share']:.2%} of MatMul/Gemm/Conv FLOPs stay FP16; casts {prec['casts']}",
-            ]
-            for node, why in list(prec["fp32"].items())[:40]:
-                lines.append(f"- `{node}` ({why['op']}): {why['rule']} — {why['reason']}")
-            for m in prec.get("near_misses", [])[:40]:
-                lines.append(f"- near miss `{m['node']}`: {m['rule']} — {m['reason']}")
-        passes = r.stages["graph_passes"].meta.get("passes", [])
-        if passes:
-            lines += ["", "| pass | modified | nodes before → after | ms | meaning check |", "|---|---|---|---|---|"]
-            lines += [
-                f"| {p['name']} | {p['modified']} | {p['nodes_before']} → {p['nodes_after']} | "
-                f"{p['seconds'] * 1e3:.1f} | {p.get('check', '')} |"
-                for p in passes
-            ]
-            lines += _pass_changes(passes)
-        build = r.stages["build"].meta
-        if build:
-            lines += [
-                "",
-                f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
-                f"{build['layers']} layers ({build['shape_layers']} shape-only){_before(build)}, "
-                f"parse {build['parse_s']}s, build {build['build_s']}s, {build['engine_bytes']} bytes",
-            ]
+    groups: dict[str, list[ModuleResult]] = {}
+    for r in results:  # one section per module; with [targets], one per target inside it
+        groups.setdefault(r.module, []).append(r)
+    for name, group in groups.items():
+        if len(group) == 1 and group[0].target is None:
+            r = group[0]
+            lines += ["", f"## {r.name}", ""]
+            lines += _status_md(r, warnings=True)
+            lines += _shared_md(r)
+            lines += _target_md(r)
+            lines += _checks_md(r.stages["verify"].meta)
+            continue
+        # what every target shares (export, passes, precision) once, from the first that verified
+        shared = next((r for r in group if r.stages["verify"].meta.get("checks")), group[0])
+        targets = ", ".join(r.target or r.name.rsplit("/", 1)[0] for r in group)
         lines += [
             "",
-            "Timings: "
-            + ", ".join(_timing(s, r.stages[s]) for s in STAGE_NAMES if r.stages[s].state in ("ok", "cached")),
+            f"## {name}",
+            "",
+            f"Targets: {targets}. Export, graph passes and precision rules ran once for all of them (shown "
+            "once here); build and engine check per target.",
+            "",
+            "### Export, passes and precision (shared by every target)",
         ]
-        lines += _checks_md(r.stages["verify"].meta)
+        warned = dict.fromkeys(w for r in group for w in report_warnings(r))  # once, not per target
+        lines += ["", *(f"- warning: {w}" for w in warned)] if warned else []
+        lines += _shared_md(shared)
+        lines += _checks_md(shared.stages["verify"].meta, ONNX_CHECKS, profiles=False)
+        for r in group:
+            lines += ["", f"### {r.name}", ""]
+            lines += _status_md(r, warnings=False)
+            lines += _target_md(r)
+            lines += _checks_md(r.stages["verify"].meta, ("engine",))
     return "\n".join(lines) + "\n"
+
+
+def _status_md(r: ModuleResult, warnings: bool) -> list[str]:
+    lines = [f"**FAILED** — {r.error.one_line()}"] if r.error else []
+    lines += [f"- note: {note}" for note in r.notes]
+    lines += [f"- warning: {w}" for w in report_warnings(r)] if warnings else []
+    return lines + [f"- published `{p}`" for p in r.published]
+
+
+def _shared_md(r: ModuleResult) -> list[str]:
+    """The precision plan and the graph passes: the same for every target of the module."""
+    lines = []
+    prec = r.stages["precision_rules"].meta
+    if prec:
+        f = prec["flops"]
+        lines += [
+            "",
+            f"Precision ({prec['realizer']}): {len(prec['fp32'])} FP32 nodes; "
+            f"{f['fp16_share']:.2%} of MatMul/Gemm/Conv FLOPs stay FP16; casts {prec['casts']}",
+        ]
+        for node, why in list(prec["fp32"].items())[:40]:
+            lines.append(f"- `{node}` ({why['op']}): {why['rule']} — {why['reason']}")
+        for m in prec.get("near_misses", [])[:40]:
+            lines.append(f"- near miss `{m['node']}`: {m['rule']} — {m['reason']}")
+    passes = r.stages["graph_passes"].meta.get("passes", [])
+    if passes:
+        lines += ["", "| pass | modified | nodes before → after | ms | meaning check |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {p['name']} | {p['modified']} | {p['nodes_before']} → {p['nodes_after']} | "
+            f"{p['seconds'] * 1e3:.1f} | {p.get('check', '')} |"
+            for p in passes
+        ]
+        lines += _pass_changes(passes)
+    return lines
+
+
+def _target_md(r: ModuleResult) -> list[str]:
+    """The build line and the timings: each target's own."""
+    lines = []
+    build = r.stages["build"].meta
+    if build:
+        lines += [
+            "",
+            f"Build: {build['backend']} {build['backend_version']} for {build['target']['name']}; "
+            f"{build['layers']} layers ({build['shape_layers']} shape-only){_before(build)}, "
+            f"parse {build['parse_s']}s, build {build['build_s']}s, {build['engine_bytes']} bytes",
+        ]
+    return lines + [
+        "",
+        "Timings: " + ", ".join(_timing(s, r.stages[s]) for s in STAGE_NAMES if r.stages[s].state in ("ok", "cached")),
+    ]
 
 
 def _pass_changes(passes: list[dict], limit: int = 40) -> list[str]:
@@ -196,15 +236,19 @@ def _cache_line(results: list[ModuleResult]) -> str:
     return f"Cache hits: {states.count('cached')} of {ran} stages that ran; stage time {secs:.2f}s."
 
 
-def _checks_md(verify: dict) -> list[str]:
+def _checks_md(verify: dict, only: tuple[str, ...] | None = None, profiles: bool = True) -> list[str]:
+    """The checks table (`only` these checks, all by default), after the optimization profiles."""
     checks = verify.get("checks", {})
+    if only is not None:
+        checks = {s: c for s, c in checks.items() if s in only}
+        verify = {**verify, "checks": checks}
     if not checks:
         return []
     # dynamic dims: the engine's optimization profiles, each checked at its min, opt and max
-    profiles = [f"- profile {line}" for line in profile_lines(verify.get("profiles") or [])]
+    profile_list = [f"- profile {line}" for line in profile_lines(verify.get("profiles") or [])] if profiles else []
     lines = [
         "",
-        *(["Optimization profiles:", *profiles, ""] if profiles else []),
+        *(["Optimization profiles:", *profile_list, ""] if profile_list else []),
         f"Input sets: {', '.join(verify.get('input_sets', ['example']))}",
         "",
         "| check | status | kind | output | max abs | max err / max ref | cosine | outside | task metric | worst set |",
@@ -326,7 +370,7 @@ def write_reports(
     """REPORT.md, report.json, report.html; `stale` ({entry: reason}) marks published entries this
     run did not build whose upstream keys moved on (driver/stale.py)."""
     from trtforge.pipelines.report import html_section, markdown_section
-    from trtforge.report_html import render
+    from trtforge.report_html import render  # noqa: F811
 
     out_dir = manifest.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -71,12 +71,31 @@ def _member(z, name: str, shown: str, where: str) -> np.ndarray:
         ) from None
 
 
-def conform(arr: np.ndarray, dtype: np.dtype, shape: tuple, shown: str, where: str) -> np.ndarray:
+def fit_dynamic(arr: np.ndarray, shape: tuple, declared: tuple) -> np.ndarray:
+    """`arr` cut or repeated along each dynamic axis (a name in the declared shape, e.g. "batch")
+    to that axis's size in `shape`: one file serves every profile corner (a [4, 16] file gives a
+    batch of 1 its first row, of 2 its first two, of 8 its rows twice over)."""
+    if arr.ndim != len(shape) or len(declared) != len(shape):
+        return arr
+    for axis, (want, name) in enumerate(zip(shape, declared, strict=True)):
+        have = arr.shape[axis]
+        if not isinstance(name, int) and have not in (1, want) and have > 0:
+            arr = np.take(arr, np.arange(want) % have, axis=axis)
+    return arr
+
+
+def conform(
+    arr: np.ndarray, dtype: np.dtype, shape: tuple, shown: str, where: str, declared: tuple | None = None
+) -> np.ndarray:
     """`arr` as the input's dtype and shape, or an error saying what the file holds. Float data
     never fills an integer or bool input (that would truncate silently); a shape that numpy
-    broadcasts to the input's (one row for a batch) is repeated."""
+    broadcasts to the input's (one row for a batch) is repeated. `declared`: the input's shape as
+    the manifest writes it; along its dynamic axes the file may have any length (fit_dynamic)."""
     dtype = np.dtype(dtype)
     held = f"{arr.dtype}{_shape_text(arr.shape)}"
+    dynamic = declared is not None and any(not isinstance(d, int) for d in declared)
+    if dynamic and declared is not None:
+        arr = fit_dynamic(arr, shape, declared)
     if arr.dtype.kind not in "biuf":
         raise ManifestError(f"'{shown}' holds {arr.dtype} values, not numbers", where=where)
     if arr.dtype.kind == "f" and dtype.kind != "f":
@@ -88,6 +107,14 @@ def conform(arr: np.ndarray, dtype: np.dtype, shape: tuple, shown: str, where: s
     try:
         out = np.broadcast_to(arr, shape)
     except ValueError:
+        if dynamic and declared is not None:  # the same line for every profile corner: the declared shape
+            free = [str(d) for d in declared if not isinstance(d, int)]
+            raise ManifestError(
+                f"'{shown}' holds {held}; the input is {dtype}{_shape_text(declared)}",
+                where=where,
+                hint=f"save one array of shape {_shape_text(declared)} with any length along {', '.join(free)} "
+                "(cut or repeated to each profile's size)",
+            ) from None
         raise ManifestError(
             f"'{shown}' holds {held}; the input is {dtype}{_shape_text(shape)}",
             where=where,

@@ -112,7 +112,8 @@ def from_file(spec, shape, rng, at: At) -> np.ndarray:
 
     rel = spec.source["file"]
     arr = sample_files.read_array(_resolve(at, rel), rel, spec.source["key"], spec.name, at.where)
-    return sample_files.conform(arr, np.dtype(NP_DTYPES[spec.dtype]), shape, rel, f"{at.where}.file")
+    dtype = np.dtype(NP_DTYPES[spec.dtype])
+    return sample_files.conform(arr, dtype, shape, rel, f"{at.where}.file", declared=tuple(spec.shape))
 
 
 def from_image(spec, shape, rng, at: At) -> np.ndarray:

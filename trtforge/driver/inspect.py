@@ -57,6 +57,9 @@ class Inspection:
     notes: list[str] = field(default_factory=list)
     # the engine's optimization profiles, in order: [{input: {"min", "opt", "max"}}] ([]: static)
     profiles: list[dict] = field(default_factory=list)
+    # MODULE without --target, several published: which target this is and how to pick another
+    # (printed under the versions, which name the same target)
+    target_note: str = ""
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -237,8 +240,10 @@ def inspect_stage(store: Store, manifest: Manifest, text: str, target: str | Non
         info.notes.append(f"stage {stage} comes before the build: every target shares it")
     elif stage in ("build", "verify") and len(published) > 1:
         here = _published_as(manifest.output_dir, module.name, record.key, published)
+        if here:  # the [targets] name, as an engine file's own inspection says it
+            info.versions["target"] = here
         others = ", ".join(t for t in published if t != here)
-        info.notes.append(
+        info.target_note = (
             f"target {here or info.versions.get('target') or '?'} (the last built); "
             f"{'also ' if here else ''}published: {others}; pick one with --target"
         )
@@ -336,6 +341,8 @@ def render(info: Inspection) -> list[str]:
     versions = {k: v for k, v in info.versions.items() if v and k != "tools"}
     tools = {k: v for k, v in info.versions.get("tools", {}).items() if v}
     lines.append("  versions: " + ", ".join(f"{k} {v}" for k, v in {**versions, **tools}.items()))
+    if info.target_note:
+        lines.append(f"  note: {info.target_note}")
     for side in ("inputs", "outputs"):
         lines.append(f"  {side}: " + ("; ".join(_tensor(t) for t in info.io.get(side, [])) or "-"))
     if info.stage in ("build", "verify"):

@@ -48,7 +48,7 @@ def remember(store: Store, module: ModuleSpec, target: TargetSpec | None, result
     if current is not None and {s: current.meta.get(s) for s in ASSEMBLED} == want:
         return
     with store.workdir("release") as wd:
-        store.put(key, "release", doc, wd, want)
+        store.put(key, "release", doc, wd, want, module=module.name)  # `cache ls` names it
 
 
 def assemble(

@@ -8,7 +8,8 @@ forked later inherit it), and the document alone goes to the real stdout, once, 
 success, on a verification failure, on a user error (with `error`), on an interrupt or a bug.
 
 Every reporting command's document has one shape: `ok`, `exit_code`, `modules` (a list, one entry
-per module the command reports on), then the command's own keys.
+per module the command reports on), then the command's own keys. Every command ends through
+`finish` (the document, the failure raised) and every error is printed by `show`: one path each.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import json
 import os
 import sys
 
-# exit status of `trtforge explain --check` when something would be built or rebuilt (1 is a bug)
-EXIT_WOULD_REBUILD = 4
+import click
+
+from trtforge.errors import TrtforgeError
 
 
 def document(exit_code: int, modules: list, **extra) -> dict:
@@ -84,3 +86,38 @@ def _flush() -> None:
 
 
 JSON_OUT = JsonStdout()
+
+
+def show(e: TrtforgeError, verbose: bool) -> None:
+    """The error's one line on stderr, once (`trtforge: error: STAGE: ...`), its cause too with -v;
+    the line becomes the JSON document's `error`. An error whose class has no label printed
+    nothing: the command's own output said it."""
+    if getattr(e, "_shown", False) or e.label is None:
+        return
+    e._shown = True  # type: ignore[attr-defined]
+    stage = f"{e.stage}: " if e.stage != TrtforgeError.stage else ""  # which stage failed
+    line = f"trtforge: {e.label}: {stage}{e.one_line()}"
+    click.echo(line, err=True)
+    if e.label == TrtforgeError.label:
+        JSON_OUT.error = line
+    if verbose:
+        from trtforge.errors import cause_text
+
+        # a cause raised in a stage's child process arrives as text (errors.__reduce__)
+        text = cause_text(e.__cause__) if e.__cause__ is not None else getattr(e, "cause_text", None)
+        if text:
+            click.echo(f"  cause: {text}", err=True)
+
+
+def finish(verbose: bool, modules: list, failure: TrtforgeError | None = None, **extra) -> None:
+    """Every command's end, one path: the failure's line (unless shown already), under --json the
+    one document (its exit code the failure's class's, its `error` the last error line), then the
+    failure raised for the group (cli/__init__.py) to exit with."""
+    if failure is not None:
+        show(failure, verbose)
+    if JSON_OUT.active:
+        code = 0 if failure is None else failure.exit_code
+        error = {"error": JSON_OUT.error} if failure is not None and JSON_OUT.error else {}
+        JSON_OUT.send(document(code, modules, **extra, **error))
+    if failure is not None:
+        raise failure

@@ -1,29 +1,26 @@
 """`trtforge plan`: the build's jobs for a CI system's matrix (driver/plan.py), as text, JSON, lines
 for GitHub Actions' $GITHUB_OUTPUT, or a GitLab CI child pipeline. The CLI hook only: parse, call
-driver/api.py, print; errors map to exit codes as everywhere (cli.py)."""
+driver/api.py, print; errors map to exit codes as everywhere (the group, cli/__init__.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
+from trtforge.cli.options import ENV_CACHE, flags, json_option, manifest_arg, manifest_option, verbosity
+from trtforge.cli.output import finish
 from trtforge.errors import TrtforgeError
 
 
 @click.command("plan")
 @click.argument("manifest_path", required=False, default=None, type=click.Path(dir_okay=False))
+@manifest_option
 @click.option("--module", "modules", multiple=True, help="Plan only this module (repeatable).")
 @click.option("--target", "targets", multiple=True, help="Plan only this [targets.NAME] target (repeatable).")
-@click.option("--cache-dir", default=None, envvar="TRTFORGE_CACHE_DIR", help="Local cache folder.")
+@click.option("--cache-dir", default=None, envvar=ENV_CACHE, help="Local cache folder.")
 @click.option("--no-remote", is_flag=True, help="Plan against the local cache alone.")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the plan as one JSON document on stdout (ok, exit_code, modules, jobs in order with needs).",
-)
+@json_option("Print the plan as one JSON document on stdout (ok, exit_code, modules, jobs in order with needs).")
 @click.option(
     "--github-matrix",
     "github",
@@ -42,6 +39,7 @@ from trtforge.errors import TrtforgeError
     show_default=True,
     help="How jobs run trtforge (e.g. '.venv/bin/trtforge').",
 )
+@verbosity
 @click.pass_context
 def plan_cmd(
     ctx,
@@ -59,37 +57,26 @@ def plan_cmd(
     command,
 ):
     """Print the build's jobs in the order they may run, leaving out what the cache holds."""
-    from trtforge.cli import _fail, _manifest
-    from trtforge.cli_output import JSON_OUT, document
-
-    if as_json:  # from now on fd 1 is stderr: only the document reaches stdout, whatever happens
-        JSON_OUT.start()
-    verbose = (ctx.obj or {}).get("verbose", False)
-    manifest_path = _manifest(manifest_path, manifest_opt, verbose)
+    manifest_path = manifest_arg(manifest_path, manifest_opt)
     if sum((as_json, github, gitlab)) > 1:
-        _fail(TrtforgeError("choose one of --json, --github-matrix, --gitlab-ci", where="plan"), verbose)
+        raise TrtforgeError("choose one of --json, --github-matrix, --gitlab-ci", where="plan")
     from trtforge.driver.api import plan
 
-    try:
-        result = plan(
-            manifest_path,
-            modules,
-            targets=targets,
-            cache_dir=cache_dir,
-            trtforge=command,
-            manifest_arg=manifest_path,
-            remote=not no_remote,
-        )
-    except TrtforgeError as e:
-        _fail(e, verbose)
-    if as_json:
-        doc = result.as_json()
-        modules_planned = sorted({j["module"] for j in doc["jobs"] if j.get("module")})
-        JSON_OUT.send(document(0, [{"name": m} for m in modules_planned], jobs=doc["jobs"], cached=doc["cached"]))
-    elif github:
+    result = plan(
+        manifest_path,
+        modules,
+        targets=targets,
+        cache_dir=cache_dir,
+        trtforge=command,
+        manifest_arg=manifest_path,
+        remote=not no_remote,
+    )
+    doc = result.as_json()
+    if github:
         click.echo(result.github())
     elif gitlab:
         click.echo(json.dumps(result.gitlab(gitlab_template, gitlab_include), indent=1))
-    else:
+    elif not as_json:
         click.echo(result.render())
-    sys.exit(0)
+    planned = sorted({j["module"] for j in doc["jobs"] if j.get("module")})
+    finish(flags(ctx)["verbose"], [{"name": m} for m in planned], jobs=doc["jobs"], cached=doc["cached"])

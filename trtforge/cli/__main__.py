@@ -1,0 +1,5 @@
+"""`python -m trtforge.cli`, as the console script."""
+
+from trtforge.cli import main
+
+main()
