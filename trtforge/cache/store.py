@@ -74,6 +74,16 @@ class Record:
         return {name: o["digest"] for name, o in sorted(self.outputs.items()) if name not in NOT_KEYED}
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Who built a record, besides its key: `module` names the module, for `cache ls` (not part of
+    the key: another module with the same inputs and settings shares the record); `deps`: the
+    files its run loaded, for a stage keyed on the code it loaded."""
+
+    module: str | None = None
+    deps: dict = field(default_factory=dict, repr=False)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -211,7 +221,6 @@ class Store:
         self._forgotten: set[str] = set()  # found corrupt here: a shared layer must not serve them again
         self.notes: list[str] = []  # damaged records met by lookups, for the run's notes
         self.remote = remote  # a cache.remote.Remote: asked after the local layers, fed by put
-        self.assemble_only = False  # build --from-cache: a miss is NotBuiltYet, nothing runs
         # `trtforge plan`: a remote record answers a lookup without its blobs being downloaded
         # (what the remote holds is all a plan needs; its artifacts may be gigabytes)
         self.peek = False
@@ -374,24 +383,14 @@ class Store:
             shutil.rmtree(path, ignore_errors=True)
 
     def put(
-        self,
-        key: str,
-        stage: str,
-        key_doc: dict,
-        folder: Path,
-        meta: dict,
-        deps: dict | None = None,
-        module: str | None = None,
+        self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, made_by: Provenance | None = None
     ) -> Record:
-        """Ingest every file in `folder` as a blob, then write the record (last). `module` names
-        the module that built it, for `cache ls` (not part of the key: another module with the
-        same inputs and settings shares the record)."""
+        """Ingest every file in `folder` as a blob, then write the record (last). `made_by`: the
+        module that built it and the files its run loaded (cache/store.py, Provenance)."""
         with self.gc_lock(exclusive=False):
-            return self._put(key, stage, key_doc, folder, meta, deps or {}, module)
+            return self._put(key, stage, key_doc, folder, meta, made_by or Provenance())
 
-    def _put(
-        self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict, module: str | None = None
-    ) -> Record:
+    def _put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, made_by: Provenance) -> Record:
         outputs = {}
         for path in sorted(folder.iterdir()):
             if not path.is_file():
@@ -416,8 +415,8 @@ class Store:
                 "outputs": outputs,
                 "meta": meta,
                 "created": time.time(),
-                "deps": deps,
-                **({"module": module} if module else {}),
+                "deps": made_by.deps,
+                **({"module": made_by.module} if made_by.module else {}),
             }
         )
         atomic_write_bytes(

@@ -14,13 +14,14 @@ from functools import partial
 from pathlib import Path
 
 from trtforge import interrupts
-from trtforge.cache import Record, Store, imports, key_of
+from trtforge.cache import Provenance, Record, Store, imports, key_of
 from trtforge.cache.keys import forget_stats
 from trtforge.cache.store import cache_writes
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver import timing
+from trtforge.driver.context import RunContext
 from trtforge.driver.logs import keep_failed_logs
-from trtforge.driver.results import StageStatus
+from trtforge.driver.results import ModuleResult
 from trtforge.errors import NotBuiltYet, TrtforgeError
 from trtforge.isolate import run_in_child
 from trtforge.manifest import ModuleSpec
@@ -158,29 +159,23 @@ def _run(
             )
         if track:  # first: a pointer to a missing record is only a miss
             store.add_deps_key(plan.base, key)
-        record = store.put(key, stage.name, doc, wd, meta, deps, module=module.name)
+        record = store.put(key, stage.name, doc, wd, meta, Provenance(module.name, deps))
         if timing_target is not None:  # the next build of this target starts from this one's timings
             timing.remember(store, timing_target, record)
     return record, key, doc
 
 
 def run_stage(
-    store: Store,
-    stage,
-    module: ModuleSpec,
-    root: Path,
-    upstream: dict[str, Record],
-    status: StageStatus,
-    progress=None,
-    *,
-    force: bool = False,
-    notes: list | None = None,
+    ctx: RunContext, stage, module: ModuleSpec, upstream: dict[str, Record], result: ModuleResult, force: bool = False
 ) -> Record:
-    """The stage's record: from the cache, or built now (always, with `force`)."""
+    """The stage's record: from the cache, or built now (always, with `force`); its status and
+    the cache's notes go on `result`."""
+    store, root, progress = ctx.store, ctx.manifest.root, ctx.progress
+    status = result.stages[stage.name]
     checkpoint(f"before:{stage.name}")
     plan = plan_stage(store, stage, module, root, upstream)
     record = None if force else plan.record
-    if record is None and store.assemble_only:
+    if record is None and ctx.assembling:
         raise NotBuiltYet(
             f"not built yet by any runner (stage {stage.name}, key {plan.key[:12]})",
             module=module.name,
@@ -204,8 +199,7 @@ def run_stage(
                 status.state = "ok"
                 if progress is not None:
                     progress.done(module.name, stage.name, status.seconds, record.meta.get("peak_rss_mib"))
-    if notes is not None:
-        notes.extend(store.take_notes())
+    result.notes.extend(store.take_notes())
     status.key = plan.key
     if status.state != "ok":
         status.state = "cached"
