@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trtforge.cache import Record, Store
 from trtforge.driver.context import RunContext
@@ -24,6 +25,9 @@ from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import DEFAULT_RULES, Manifest, ModuleSpec, load_manifest, with_output_dir
+
+if TYPE_CHECKING:
+    from trtforge.driver.inspect import Inspection
 
 ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
@@ -285,7 +289,7 @@ def inspect(
     *,
     cache_dir: str | Path | None = None,
     on_target: str | None = None,
-):
+) -> Inspection:
     """An engine file (its published sidecar, plus layers and rules from the cache where it still
     holds the build) or "module[:stage]" (the module's last record of that stage; build by
     default; `on_target`: the engine published for that [targets] target), as a
