@@ -97,6 +97,7 @@ def build(
     to that stage and stores (uploads) them, publishing nothing: a farm's per-module job
     (`trtforge plan`, driver/plan.py)."""
     from trtforge.cache.remote import open_remote
+    from trtforge.driver.explain import engines_to_build
     from trtforge.driver.jobs import build_modules, effective_jobs
     from trtforge.driver.preflight import preflight
     from trtforge.driver.publish import prune
@@ -111,7 +112,7 @@ def build(
     if request.output_dir is not None:
         manifest = with_output_dir(manifest, request.output_dir)
     chosen = selected(manifest, request.modules)
-    picked = select(manifest.targets, request.targets)
+    select(manifest.targets, request.targets)  # an unknown name fails before the cache is opened
     store = open_store(
         manifest,
         request.cache_dir,
@@ -129,7 +130,7 @@ def build(
     for text in notes if on_note is not None else ():
         on_note(text)
     if progress is not None and hasattr(progress, "expect"):  # the count's denominator: "[3/8]"
-        progress.expect(len(chosen) * (len(picked) if manifest.targets else 1))
+        progress.expect(lambda: engines_to_build(ctx, chosen))  # asked when the first stage runs
     results = []
     if request.until is not None:
         from trtforge.driver.lifecycle import prepare_module
