@@ -84,7 +84,7 @@ def _raw_public(key) -> bytes:
 def sign_folder(out_dir: Path, key) -> bool:
     """Sign index.json's bytes into index.json.sig (written only when it changed); False when
     there is no index to sign."""
-    from trtforge.cache.store import atomic_write_if_changed
+    from trtforge.cache.atomic import atomic_write_if_changed
 
     try:
         data = (out_dir / "index.json").read_bytes()

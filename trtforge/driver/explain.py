@@ -7,40 +7,13 @@ from dataclasses import dataclass
 from functools import partial
 
 from trtforge.cache import Store
+from trtforge.cache.plan import diff
 from trtforge.driver.context import RunContext
 from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
 from trtforge.targets import TargetSpec, for_target, select, unavailable
-
-
-def flatten(doc, prefix: str = "") -> dict:
-    if isinstance(doc, dict):
-        out = {}
-        for k, v in doc.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(doc, (list, tuple)) and doc:
-        out = {}
-        for i, v in enumerate(doc):
-            out.update(flatten(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: doc}
-
-
-def diff(old: dict, new: dict) -> list[str]:
-    a, b = flatten(old), flatten(new)
-    lines = []
-    for k in sorted(set(a) | set(b)):
-        if a.get(k, "<absent>") != b.get(k, "<absent>"):
-            lines.append(f"{k}: {_short(a.get(k, '<absent>'))} -> {_short(b.get(k, '<absent>'))}")
-    return lines
-
-
-def _short(v) -> str:
-    text = str(v)
-    return text if len(text) <= 70 else text[:67] + "..."
 
 
 @dataclass(frozen=True)
@@ -130,11 +103,10 @@ def explain_module(
             records[stage.name] = plan.record
             say("up to date", f"up to date ({plan.key[:12]})")
             continue
-        last = store.last(module.name, stage.name)
-        if last is None:
+        if plan.last is None:
             say("build", "will build (never built with this cache)")
         else:
-            changes = diff(last["doc"], plan.doc)
+            changes = plan.changes
             say("rebuild", "will rebuild; changed: " + ("; ".join(changes) or "cache entry missing"), changes)
     return lines
 

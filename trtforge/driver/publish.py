@@ -30,7 +30,8 @@ from trtforge.artifacts import (
     npz,
 )
 from trtforge.cache import Store, digest_file
-from trtforge.cache.store import atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
+from trtforge.cache.atomic import atomic_copy, atomic_write_bytes, fsync_dir
+from trtforge.cache.tempnames import sweep_temps
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.stale import upstream_keys
