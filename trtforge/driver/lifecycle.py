@@ -19,6 +19,7 @@ from trtforge.driver.stages import Step, later_or_same, stage_table
 from trtforge.errors import InternalError, PublishError, TrtforgeError, VerifyError
 from trtforge.manifest import Manifest, ModuleSpec
 from trtforge.progress import OnTarget
+from trtforge.stage import as_stage
 from trtforge.targets import TargetSpec, TargetUnavailable, for_target, unavailable
 
 
@@ -41,7 +42,8 @@ def run_stages(
     if ctx.progress is not None and target is not None:  # "[3/8] ampere_ada/unet build ..."
         ctx = ctx.with_progress(OnTarget(ctx.progress, target.name))
     force_from = ctx.request.force_from
-    for stage, reads in table if table is not None else stage_table(ctx.request.backend, until, target):
+    steps = stage_table(ctx.request.backend, until, target) if table is None else _declared(table)
+    for stage, reads in steps:
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:
             # a named target's build and verify are keyed on the machine that built them
@@ -57,6 +59,11 @@ def run_stages(
             result.fail(stage.name, e)
             break
     return result
+
+
+def _declared(table: tuple[Step, ...]) -> tuple[Step, ...]:
+    """A table given by the caller (the driver's unit tests: fake stages), each stage as a Stage."""
+    return tuple(Step(as_stage(step.stage), step.reads) for step in table)
 
 
 def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleResult:

@@ -24,23 +24,16 @@ from trtforge.driver.results import ModuleResult
 from trtforge.errors import InternalError, NotBuiltYet, TrtforgeError
 from trtforge.isolate import run_in_child
 from trtforge.manifest import ModuleSpec
-from trtforge.stage import StageContext
-
-
-def tracks_imports(stage, module: ModuleSpec) -> bool:
-    """Whether the stage's key covers the code its run loaded (export: the factory's imports;
-    graph_passes: a user pass's)."""
-    tracks = getattr(stage, "tracks_imports", None)
-    return bool(tracks and tracks(module))
+from trtforge.stage import Stage, StageContext, StageInputs, Upstream
 
 
 def stage_key(
-    stage, module: ModuleSpec, root: Path, upstream: dict[str, Record], deps: dict | None = None
+    stage: Stage, module: ModuleSpec, root: Path, upstream: dict[str, Record], deps: dict | None = None
 ) -> tuple[str, dict]:
     """The key and key document. For a stage that tracks imports, `deps` is a recorded set of loaded
     files (hashed as they are now); None gives the base key: settings and inputs alone."""
     material = stage.key_material(module, root)
-    if tracks_imports(stage, module):
+    if stage.tracks_imports(module):
         material["imports"] = None if deps is None else imports.material(deps, root)
     doc = {
         "stage": stage.name,
@@ -51,20 +44,20 @@ def stage_key(
     return key_of(doc), doc
 
 
-def stage_keying(stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> StageKey:
+def stage_keying(stage: Stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> StageKey:
     """How the cache keys this stage of this module on these upstream records (cache/plan.py)."""
     return StageKey(
-        module.name, stage.name, partial(stage_key, stage, module, root, upstream), tracks_imports(stage, module)
+        module.name, stage.name, partial(stage_key, stage, module, root, upstream), stage.tracks_imports(module)
     )
 
 
-def plan_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> Plan:
+def plan_stage(store: Store, stage: Stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> Plan:
     """The stage's plan: the key that applies now, the record when the cache holds it, what
     changed since its last build (`explain`, `plan` and stale marks ask this too)."""
     return store.plan(stage_keying(stage, module, root, upstream))
 
 
-def _in_child(stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
+def _in_child(stage: Stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
     """The stage's own process: its run, and (for a stage keyed on the code it loads) the files of
     every module loaded here when it finished."""
     checkpoint(f"run:{stage.name}")  # inside the stage's own process (test hook)
@@ -73,17 +66,16 @@ def _in_child(stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
     return {"meta": meta, "deps": imports.snapshot(ctx.root) if track else {}}
 
 
-def _run(ctx: RunContext, stage, module: ModuleSpec, upstream: dict[str, Record], plan: Plan) -> Plan:
+def _run(ctx: RunContext, stage: Stage, module: ModuleSpec, upstream: dict[str, Record], plan: Plan) -> Plan:
     """Run the stage in its own process into a work folder and store it; returns the plan with
     its record (for a stage keyed on the code it loaded: under the key of what this run loaded)."""
     store, root = ctx.store, ctx.manifest.root
-    folders = {dep: store.view(rec) for dep, rec in upstream.items()}
-    timing_target = stage.timing_target(module) if hasattr(stage, "timing_target") else None
+    timing_target = stage.timing_target(module)
+    inputs = StageInputs({d: Upstream(store.view(rec), rec.meta) for d, rec in upstream.items()})
     sctx = StageContext(
         module=module,
         root=root,
-        inputs=folders,
-        upstream_meta={d: r.meta for d, r in upstream.items()},
+        inputs=inputs,
         timing_cache=None if timing_target is None else timing.seed(store, timing_target),
     )
     track = plan.keying.tracks
@@ -127,7 +119,12 @@ def _run(ctx: RunContext, stage, module: ModuleSpec, upstream: dict[str, Record]
 
 
 def run_stage(
-    ctx: RunContext, stage, module: ModuleSpec, upstream: dict[str, Record], result: ModuleResult, force: bool = False
+    ctx: RunContext,
+    stage: Stage,
+    module: ModuleSpec,
+    upstream: dict[str, Record],
+    result: ModuleResult,
+    force: bool = False,
 ) -> Record:
     """The stage's record: from the cache, or built now (always, with `force`); its status and
     the cache's notes go on `result`."""
