@@ -61,7 +61,8 @@ def capture_output(log_path: Path):
 def _flush_all() -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
-            stream.flush()
+            if stream is not None:  # no console: pythonw, a daemon
+                stream.flush()
     with contextlib.suppress(Exception):
         import ctypes
 

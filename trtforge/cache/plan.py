@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from trtforge.cache.records import Record
+from trtforge.errors import InternalError
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class Plan:
         if self.hit or self.last is None:
             return []
         return diff(self.last.get("doc", {}), self.doc)
+
+    def require(self) -> Record:
+        """The record (a hit, or stored by commit); a plan without one here is a bug."""
+        if self.record is None:
+            raise InternalError(f"{self.keying.stage} {self.key[:12]}: no record where one was stored")
+        return self.record
 
     def rekeyed(self, deps: dict | None, record: Record | None = None) -> Plan:
         """This plan under the key its run's loaded files give (a tracking stage, after it ran)."""

@@ -93,7 +93,7 @@ def parse_record(text: str | bytes, key: str | None = None) -> dict:
     _need(isinstance(doc.get("stage"), str), "bad or missing 'stage'")
     outputs = doc.get("outputs")
     _need(isinstance(outputs, dict), "bad or missing 'outputs'")
-    for name, o in outputs.items():
+    for name, o in (outputs or {}).items():
         _need(
             isinstance(o, dict)
             and isinstance(o.get("digest"), str)

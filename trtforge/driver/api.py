@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trtforge.cache import Record, Store
 from trtforge.driver.context import RunContext
@@ -82,7 +82,7 @@ def build(
     manifest: Manifest | str | Path = "engines.toml",
     request: BuildRequest | None = None,
     *,
-    progress=None,
+    progress: Any = None,
     on_result: Callable[[ModuleResult], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
@@ -127,10 +127,13 @@ def build(
     request = replace(request, jobs=jobs)
     ctx = RunContext(store, manifest, request, progress)
     notes = [note] if note else []
-    for text in notes if on_note is not None else ():
-        on_note(text)
+    for text in notes:
+        if on_note is not None:
+            on_note(text)
     if progress is not None and hasattr(progress, "expect"):  # the count's denominator: "[3/8]"
-        progress.expect(lambda: engines_to_build(ctx, chosen))  # asked when the first stage runs
+        progress.expect(
+            lambda: engines_to_build(ctx, chosen)
+        )  # asked when the first stage runs  # asked when the first stage runs
     results = []
     if request.until is not None:
         from trtforge.driver.lifecycle import prepare_module

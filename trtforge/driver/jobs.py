@@ -130,7 +130,7 @@ def build_modules(ctx: RunContext, modules: list[ModuleSpec]):
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
-        if events is not None:
+        if events is not None and forwarder is not None:
             events.put(None)
             forwarder.join(timeout=5)
             events.close()  # its semaphores and feeder thread go now, not at interpreter exit

@@ -74,6 +74,8 @@ def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleRes
     verify = meta(result.records["verify"], VerifyMeta)
     if not verify["passed"]:
         blame = verify["blame"]
+        if blame is None:
+            raise InternalError("verify failed and blamed no stage")
         reason = verify["checks"][blame]["reason"]
         result.fail(
             "verify",

@@ -21,7 +21,7 @@ from trtforge.driver import timing
 from trtforge.driver.context import RunContext
 from trtforge.driver.logs import keep_failed_logs
 from trtforge.driver.results import ModuleResult
-from trtforge.errors import InternalError, NotBuiltYet, TrtforgeError
+from trtforge.errors import NotBuiltYet, TrtforgeError
 from trtforge.isolate import run_in_child
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import Stage, StageContext, StageInputs, Upstream
@@ -113,8 +113,8 @@ def _run(ctx: RunContext, stage: Stage, module: ModuleSpec, upstream: dict[str, 
                 hint="run again",
             )
         done = store.commit(done, wd, meta, Provenance(module.name, deps))
-        if timing_target is not None and done.record is not None:  # the next build starts from its timings
-            timing.remember(store, timing_target, done.record)
+        if timing_target is not None:  # the next build of this target starts from this one's timings
+            timing.remember(store, timing_target, done.require())
     return done
 
 
@@ -150,12 +150,10 @@ def run_stage(
                     status.seconds = time.perf_counter() - t0
                 status.state = "ok"
                 if progress is not None:
-                    progress.done(module.name, stage.name, status.seconds, plan.record.meta.get("peak_rss_mib"))
+                    progress.done(module.name, stage.name, status.seconds, plan.require().meta.get("peak_rss_mib"))
     store.settle(plan, result.notes)
-    if plan.record is None:
-        raise InternalError(f"{stage.name}: no record after the stage was planned and run")
     status.key = plan.key
     if status.state != "ok":
         status.state = "cached"
-    status.meta = plan.record.meta
-    return plan.record
+    status.meta = plan.require().meta
+    return plan.require()
