@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # names for the signatures only: `import trtforge` imports none of this
     from trtforge.driver.api import BuildOutcome
     from trtforge.driver.explain import Verdict
+    from trtforge.driver.inspect import Inspection
     from trtforge.driver.results import ModuleResult
     from trtforge.manifest import Manifest
     from trtforge.progress import Progress
@@ -100,15 +101,33 @@ def explain(
     return explain_verdicts(manifest, modules, backend=backend, cache_dir=cache_dir, targets=targets)
 
 
-def inspect(target, manifest="engines.toml", **options):
-    """An engine file or "module[:stage]" described (trtforge.driver.inspect.Inspection)."""
+def inspect(
+    target: str | Path,
+    manifest: Manifest | str | Path = "engines.toml",
+    *,
+    cache_dir: str | Path | None = None,
+    on_target: str | None = None,
+) -> Inspection:
+    """An engine file (its published sidecar, plus layers and rules from the cache where it still
+    holds the build) or "module[:stage]" (the module's last record of that stage; build by
+    default) described, as a trtforge.driver.inspect.Inspection (`render()` for text,
+    `as_json()`). `on_target`: the engine published for that [targets.NAME] target;
+    `cache_dir`: over $TRTFORGE_CACHE_DIR and the manifest's."""
     from trtforge.driver.api import inspect as run
 
-    return run(target, manifest, **options)
+    return run(target, manifest, cache_dir=cache_dir, on_target=on_target)
 
 
-def export_onnx(module, stage, out_dir, manifest="engines.toml", **options):
-    """A stage's ONNX copied out of the cache as standalone files; the paths written."""
+def export_onnx(
+    module: str,
+    stage: str,
+    out_dir: str | Path,
+    manifest: Manifest | str | Path = "engines.toml",
+    *,
+    cache_dir: str | Path | None = None,
+) -> list[Path]:
+    """The module's last `stage` ONNX (+ external data) copied out of the cache into `out_dir` as
+    standalone files that onnx.load, polygraphy and Netron open; the paths written."""
     from trtforge.driver.api import export_onnx as run
 
-    return run(module, stage, out_dir, manifest, **options)
+    return run(module, stage, out_dir, manifest, cache_dir=cache_dir)

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from trtforge import __version__
-from trtforge.cache.store import atomic_write_bytes
+from trtforge.cache.atomic import atomic_write_bytes
 
 INDEX = "index.json"
 FORMAT = 1

@@ -4,8 +4,8 @@ and the stage's peak memory when it ends:
     [3/8] ampere_ada/unet build ...
     [3/8] ampere_ada/unet build 12.0s, RSS 1.2 GiB
 
-The count is the engine (module, per target with [targets]) among those this run builds, in the
-order their first stage starts. On a terminal one line is rewritten in place twice a second
+The count is the engine (module, per target with [targets]) among those this run builds (those
+with a stage to run: driver/explain.engines_to_build), in the order their first stage starts. On a terminal one line is rewritten in place twice a second
 (`[3/8] ampere_ada/unet build 5.5s`); in CI (stderr not a TTY) each stage writes one plain line
 when it starts and one when it ends, so a log shows what ran and how long without carriage-return
 noise. Stages answered from the cache print nothing: a no-op build stays silent apart from its
@@ -17,6 +17,7 @@ import io
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 _ACTIVE: Progress | None = None
@@ -50,15 +51,22 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._phase = ""
         self.total = 0  # engines this run builds (0: unknown, the count shows only the ordinal)
+        self._expected: int | Callable[[], int] = 0
         self._ordinal: dict[str, int] = {}
         global _ACTIVE
         _ACTIVE = self if enabled else None
 
-    def expect(self, total: int) -> None:
-        """How many engines (modules, times targets) this run builds: the count's denominator."""
-        self.total = total
+    def expect(self, total: int | Callable[[], int]) -> None:
+        """How many engines (modules, times targets) this run builds: the count's denominator. A
+        callable is asked when the first stage starts (a build whose stages all come from the
+        cache never asks: the no-op build plans nothing twice)."""
+        self._expected = total
 
     def _label(self, module: str, stage: str) -> str:
+        if callable(self._expected):  # under self._lock: the first label asks, once
+            self._expected = self.total = self._expected()
+        else:
+            self.total = self._expected
         n = self._ordinal.setdefault(module, len(self._ordinal) + 1)
         return f"[{n}/{max(self.total, n)}] {module} {stage}" if self.total else f"[{n}] {module} {stage}"
 

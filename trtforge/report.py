@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trtforge import __version__
-from trtforge.cache.store import atomic_write_if_changed
+from trtforge.cache.atomic import atomic_write_if_changed
 from trtforge.dims import profile_lines
 from trtforge.driver.results import ModuleResult, StageStatus
 from trtforge.driver.stages import STAGE_NAMES

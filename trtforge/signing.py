@@ -88,7 +88,7 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
 def sign_folder(out_dir: Path, key: Ed25519PrivateKey) -> bool:
     """Sign index.json's bytes into index.json.sig (written only when it changed); False when
     there is no index to sign."""
-    from trtforge.cache.store import atomic_write_if_changed
+    from trtforge.cache.atomic import atomic_write_if_changed
 
     try:
         data = (out_dir / "index.json").read_bytes()

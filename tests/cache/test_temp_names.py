@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from trtforge.cache import keys
-from trtforge.cache.store import atomic_write_bytes, sweep_temps
-from trtforge.cache.tempnames import owner_dead, owner_tag, temp_target
+from trtforge.cache.atomic import atomic_write_bytes
+from trtforge.cache.tempnames import owner_dead, owner_tag, sweep_temps, temp_target
 from trtforge.driver import copyout, logs
 
 

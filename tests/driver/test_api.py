@@ -128,6 +128,26 @@ def test_build_and_explain_have_typed_signatures_that_match_the_driver():
     assert dataclasses.is_dataclass(Verdict) and "changes" in {f.name for f in dataclasses.fields(Verdict)}
 
 
+def test_inspect_and_export_onnx_have_typed_signatures_that_match_the_driver():
+    """trtforge.inspect and trtforge.export_onnx show their options (no **options), with the
+    driver's names, kinds and defaults, and typed results (issue 29)."""
+    import inspect
+    import typing
+
+    from trtforge.driver import api
+    from trtforge.driver.inspect import Inspection
+
+    for public, driver in ((trtforge.inspect, api.inspect), (trtforge.export_onnx, api.export_onnx)):
+        ours, theirs = inspect.signature(public).parameters, inspect.signature(driver).parameters
+        assert not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in ours.values()), public
+        assert [(p.kind, p.default) for p in ours.values()] == [(p.kind, p.default) for p in theirs.values()]
+        assert list(ours)[1:] == list(theirs)[1:]  # the first: `target` / `module` (the driver: module_name)
+    names = {**vars(api), "Inspection": Inspection}
+    assert typing.get_type_hints(trtforge.inspect, globalns=names)["return"] is Inspection
+    assert typing.get_type_hints(trtforge.export_onnx, globalns=names)["return"] == list[Path]
+    assert typing.get_type_hints(trtforge.inspect, globalns=names)["on_target"] == str | None
+
+
 def test_explain_returns_verdicts_without_building(tmp_path):
     shutil.copy(HERE.parent / "errors" / "bad_models.py", tmp_path / "bad_models.py")
     (tmp_path / "engines.toml").write_text(MANIFEST)

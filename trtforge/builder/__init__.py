@@ -10,11 +10,11 @@ from trtforge import backends as be
 from trtforge.cache import digest_file
 from trtforge.dims import profiles_key
 from trtforge.manifest import ModuleSpec, settings_dict
-from trtforge.stage import StageContext, tool_versions
+from trtforge.stage import Stage, StageContext, tool_versions
 
 
 @dataclass(frozen=True)
-class BuildStage:
+class BuildStage(Stage):
     name: str = "build"
     version: str = "build-3"
     backend_override: str | None = None

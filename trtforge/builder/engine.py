@@ -104,7 +104,7 @@ def apply_layer_precisions(network, trt, plan: dict, module: str) -> None:
 
 
 def build_engine(ctx: StageContext, workdir: Path, backend: str, target: dict) -> dict:
-    src = ctx.inputs["precision_rules"]
+    src = ctx.inputs.precision_rules.folder
     plan = json.loads((src / PrecisionFiles.PLAN).read_text())
     ptrt, _, trt = _imports(backend)
     log_path = workdir / BuildFiles.LOG
@@ -138,7 +138,7 @@ def memory_guard(src: Path, module: str) -> None:
 
 def _build(ptrt, trt, ctx, workdir, backend, target, plan, log_path) -> dict:
     realizer = plan["realizer"]
-    src = ctx.inputs["precision_rules"]
+    src = ctx.inputs.precision_rules.folder
     module = ctx.module.name
     memory_guard(src, module)
     opts = ctx.module.build
@@ -265,9 +265,9 @@ def _build_to_file(ptrt, trt, network: tuple, config, path: Path) -> int:
 def layers_before_passes(ptrt, ctx: StageContext, strongly_typed: bool) -> dict | None:
     """The exported ONNX as TensorRT parses it, before any graph pass: the report sets its layer and
     shape-layer counts beside the built network's, so what shape folding bought is visible."""
-    src = ctx.inputs.get("export")
-    if src is None:
+    if "export" not in ctx.inputs:
         return None
+    src = ctx.inputs.export.folder
     size = weight_file_bytes(src)
     if size > BEFORE_PASSES_LIMIT:  # a second parse of a big model costs its weights again in time
         return {"skipped": f"the exported graph is {size / 2**30:.1f} GiB"}

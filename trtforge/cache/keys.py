@@ -96,7 +96,7 @@ class DigestMemo:
                 memo = {}
             if not isinstance(memo, dict):
                 memo = {}
-        out: dict[str, str] = {}
+        out: dict[str, str | None] = {}
         fresh: dict = {}
         changed = False
         for path in paths:

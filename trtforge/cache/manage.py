@@ -1,4 +1,4 @@
-"""`trtforge cache verify` and `trtforge cache gc`.
+"""`trtforge cache verify`, `trtforge cache gc` and `trtforge cache push/pull`.
 
 Neither ever follows a link: only regular files inside real subfolders of the cache are read or
 removed, so a symlink planted in blobs/ (or a linked subfolder) cannot make gc delete anything
@@ -133,7 +133,7 @@ def verify_all(store) -> list[str]:
 def _current_keys(root: Path, pinned: bool = False) -> set[str]:
     """Keys of the last build of every module and stage and of every published entry (index/):
     what a no-op build needs; `pinned`: only those behind a published entry of any target."""
-    from trtforge.cache.store import PIN
+    from trtforge.cache.records import PIN
 
     keys = set()
     for path, _ in regular_files(root / "index"):
@@ -151,8 +151,8 @@ def _drop(path: Path) -> None:
 
 def _prune_deps(store, kept: set[str]) -> None:
     """deps/ lists record keys per base key: keep the kept ones, drop files left with none."""
+    from trtforge.cache.atomic import atomic_write_bytes
     from trtforge.cache.records import seal, unseal
-    from trtforge.cache.store import atomic_write_bytes
 
     for path, _ in regular_files(store.root / "deps"):
         try:
@@ -172,7 +172,7 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
     record uses, stale temp files of dead writers, and the views (rebuilt on demand). The records
     behind a published entry of any target (Store.pin) are never dropped: `--max-size` once
     evicted the targets the last run did not build, and the next no-change build rebuilt them."""
-    from trtforge.cache.store import sweep_temps, sweep_writer_temps
+    from trtforge.cache.tempnames import sweep_temps, sweep_writer_temps
 
     root = store.root
     with store.gc_lock(exclusive=True):
@@ -217,3 +217,39 @@ def gc(store, max_bytes: int | None = None, older_than_s: float | None = None) -
         shutil.rmtree(root / "views", ignore_errors=True)
         (root / "views").mkdir(exist_ok=True)
     return {"records_removed": removed, "bytes_freed": freed}
+
+
+def push_all(store, remote) -> tuple[int, int]:
+    """`cache push`: every local record the remote lacks (blobs first, the record last), then the
+    deps entries that let other runners find records keyed on loaded code. (pushed, already there)"""
+    pushed = skipped = 0
+    keys = set()
+    for doc, _ in records(store.root):
+        keys.add(doc["key"])
+        if remote.has(doc["key"]):
+            skipped += 1
+        elif remote.push(doc["key"], store):
+            pushed += 1
+    for path, _ in regular_files(store.root / "deps"):
+        base = path.name[: -len(".json")]
+        for key in store.deps_keys(base):
+            if key in keys:
+                remote.push_deps(base, key)
+    remote.check()  # a failure met on the way: one line, exit 2
+    return pushed, skipped
+
+
+def pull_all(store, remote) -> tuple[int, int]:
+    """`cache pull`: every remote record the local store lacks, each object checked by digest, and
+    the deps entries of the records now here. (pulled, already here)"""
+    pulled = present = 0
+    for doc in remote.records():
+        if store.holds(doc["key"]):
+            present += 1
+        elif remote.fetch(doc["key"], store) is not None:
+            pulled += 1
+    for base, key in remote.all_deps():
+        if store.lookup(key) is not None:
+            store.add_deps_key(base, key, push=False)
+    remote.check()
+    return pulled, present

@@ -10,14 +10,39 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 
+from trtforge.artifacts import NOT_KEYED
 from trtforge.cache.keys import canonical_json, digest_bytes
 
+PIN = "@"  # index/<module>/<stage>@<target>.json: a record behind a published entry (Store.pin)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class DamagedRecord(Exception):
     """A record or index entry that fails its digest or its schema; the message says which."""
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str
+    stage: str
+    outputs: dict  # name -> {"digest": str, "size": int}
+    meta: dict
+    # what the key was computed from, besides settings (thousands of file digests: not in repr)
+    deps: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, doc: dict) -> Record:
+        return cls(
+            key=doc["key"], stage=doc["stage"], outputs=doc["outputs"], meta=doc["meta"], deps=doc.get("deps", {})
+        )
+
+    def digests(self) -> dict:
+        """The artifacts' digests, as later stages' keys name them: the log and the grown timing
+        cache left out (artifacts.NOT_KEYED: no later stage reads them, and they differ on
+        every run, so a later stage on another runner would miss)."""
+        return {name: o["digest"] for name, o in sorted(self.outputs.items()) if name not in NOT_KEYED}
 
 
 _TAIL = re.compile(r',?"digest":"([0-9a-f]{64})"\}$')
@@ -68,7 +93,7 @@ def parse_record(text: str | bytes, key: str | None = None) -> dict:
     _need(isinstance(doc.get("stage"), str), "bad or missing 'stage'")
     outputs = doc.get("outputs")
     _need(isinstance(outputs, dict), "bad or missing 'outputs'")
-    for name, o in outputs.items():
+    for name, o in (outputs or {}).items():
         _need(
             isinstance(o, dict)
             and isinstance(o.get("digest"), str)

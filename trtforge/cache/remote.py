@@ -27,12 +27,13 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trtforge.cache.keys import hash_file
-from trtforge.cache.records import DamagedRecord, parse_record, seal
+from trtforge.cache.records import DamagedRecord, Record, parse_record, seal
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import CacheError
 
@@ -216,24 +217,25 @@ class Remote:
         whether a runner stored it, and the digests later keys are made of."""
 
         def get() -> dict | None:
-            data = self._get(self._path("actions", key[:2], f"{key}.json"))
-            if data is None:
-                return None
             try:
-                return parse_record(data, key)
+                return self._record(key)
             except DamagedRecord:
                 return None  # rebuilt by the job that needs it
 
         return self._call("download", get)
 
-    def _fetch(self, key: str, store) -> dict | None:
+    def _record(self, key: str) -> dict | None:
+        """The remote's record for `key`, checked (DamagedRecord), or None when it has none."""
         data = self._get(self._path("actions", key[:2], f"{key}.json"))
-        if data is None:
-            return None
+        return None if data is None else parse_record(data, key)
+
+    def _fetch(self, key: str, store) -> dict | None:
         try:
-            doc = parse_record(data, key)
+            doc = self._record(key)
         except DamagedRecord as e:
             self._corrupt(f"record {key[:12]}", str(e))
+            return None
+        if doc is None:
             return None
         for name, o in doc["outputs"].items():
             if not self._fetch_blob(store, o["digest"], o["size"], f"{doc['stage']} {key[:12]} {name}"):
@@ -343,13 +345,12 @@ class Remote:
         like every other runner's), and the difference is reported, never silent."""
         if doc["stage"] in POINTERS:
             return False
-        data = self._get(self._path("actions", key[:2], f"{key}.json"))
-        if data is None:
-            return False
         try:
-            theirs = parse_record(data, key)
+            theirs = self._record(key)
         except DamagedRecord:
             return False  # overwritten by this runner's good one
+        if theirs is None:
+            return False
         mine, first = _keyed(doc), _keyed(theirs)
         if mine == first:  # nothing to upload, unless a blob of it was found damaged here
             return not any(o["digest"] in self._bad_blobs for o in doc["outputs"].values())
@@ -389,27 +390,21 @@ class Remote:
         self.stats.bytes_up += size
 
     def _put_bytes(self, data: bytes, path: str) -> None:
-        if self._protocol() in ATOMIC_PUT:
-            self._fs.pipe_file(path, data)
-            return
-        tmp = self._temp_name(path)
-        self._fs.pipe_file(tmp, data)
-        self._rename(tmp, path)
+        self._put(path, lambda dest: self._fs.pipe_file(dest, data))
 
     def _put_file(self, local: str, path: str) -> None:
-        if self._protocol() in ATOMIC_PUT:
-            self._fs.put_file(local, path)
-            return
-        tmp = self._temp_name(path)
-        self._fs.put_file(local, tmp)
-        self._rename(tmp, path)
+        self._put(path, lambda dest: self._fs.put_file(local, dest))
 
-    def _temp_name(self, path: str) -> str:
+    def _put(self, path: str, write: Callable[[str], object]) -> None:
+        """Write one object whole or not at all: directly where a PUT is atomic, else under a
+        temp name renamed when complete."""
+        if self._protocol() in ATOMIC_PUT:
+            write(path)
+            return
         folder, name = path.rsplit("/", 1)
         self._fs.makedirs(folder, exist_ok=True)
-        return f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
-
-    def _rename(self, tmp: str, path: str) -> None:
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+        write(tmp)
         checkpoint(f"remote:atomic:{_kind(path)}")  # written under its temp name (test hook)
         try:
             self._fs.mv(tmp, path)
@@ -423,13 +418,15 @@ class Remote:
         """Every valid record on the remote (damaged ones noted in stats.corrupt)."""
         return self._call("list", self._records) or []
 
-    def _records(self) -> list[dict]:
+    def _find(self, folder: str) -> list[str]:
         try:
-            paths = self._fs.find(self._path("actions"))
+            return sorted(self._fs.find(self._path(folder)))
         except FileNotFoundError:
             return []
+
+    def _records(self) -> list[dict]:
         out = []
-        for p in sorted(paths):
+        for p in self._find("actions"):
             name = p.rsplit("/", 1)[-1]
             if name.startswith(".") or name.endswith(".key.json") or not name.endswith(".json"):
                 continue
@@ -445,57 +442,11 @@ class Remote:
         return self._call("list", self._all_deps) or []
 
     def _all_deps(self) -> list[tuple[str, str]]:
-        try:
-            paths = self._fs.find(self._path("deps"))
-        except FileNotFoundError:
-            return []
-        out = []
-        for p in paths:
-            base, name = p.rsplit("/", 2)[-2:]
-            if name.endswith(".json") and not name.startswith("."):
-                out.append((base, name[: -len(".json")]))
-        return out
+        pairs = (p.rsplit("/", 2)[-2:] for p in self._find("deps"))
+        return [(base, name[: -len(".json")]) for base, name in pairs if name.endswith(".json") and name[0] != "."]
 
     def has(self, key: str) -> bool:
         return bool(self._call("list", lambda: self._fs.exists(self._path("actions", key[:2], f"{key}.json"))))
-
-
-def push_all(store, remote: Remote) -> tuple[int, int]:
-    """`cache push`: every local record the remote lacks (blobs first, the record last), then the
-    deps entries that let other runners find records keyed on loaded code. (pushed, already there)"""
-    from trtforge.cache.manage import records, regular_files
-
-    pushed = skipped = 0
-    keys = set()
-    for doc, _ in records(store.root):
-        keys.add(doc["key"])
-        if remote.has(doc["key"]):
-            skipped += 1
-        elif remote.push(doc["key"], store):
-            pushed += 1
-    for path, _ in regular_files(store.root / "deps"):
-        base = path.name[: -len(".json")]
-        for key in store.deps_keys(base):
-            if key in keys:
-                remote.push_deps(base, key)
-    remote.check()  # a failure met on the way: one line, exit 2
-    return pushed, skipped
-
-
-def pull_all(store, remote: Remote) -> tuple[int, int]:
-    """`cache pull`: every remote record the local store lacks, each object checked by digest, and
-    the deps entries of the records now here. (pulled, already here)"""
-    pulled = present = 0
-    for doc in remote.records():
-        if store.holds(doc["key"]):
-            present += 1
-        elif remote.fetch(doc["key"], store) is not None:
-            pulled += 1
-    for base, key in remote.all_deps():
-        if store.lookup(key) is not None:
-            store.add_deps_key(base, key, push=False)
-    remote.check()
-    return pulled, present
 
 
 # records that point at the newest of something (a target's timing cache, a module's published
@@ -505,9 +456,7 @@ POINTERS = ("timing", "release")
 
 def _keyed(doc: dict) -> dict:
     """A record's artifact digests as parity compares them (logs and timing caches left out)."""
-    from trtforge.artifacts import NOT_KEYED
-
-    return {n: o["digest"] for n, o in doc["outputs"].items() if n not in NOT_KEYED}
+    return Record.of(doc).digests()
 
 
 def _kind(path: str) -> str:

@@ -25,19 +25,20 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from trtforge.artifacts import NOT_KEYED
+from trtforge.cache.atomic import atomic_copy, atomic_write_bytes, fsync_dir, install, mkdir_durable
 from trtforge.cache.keys import digest_file, hash_file, set_memo_root
-from trtforge.cache.records import DamagedRecord, parse_index, parse_record, seal, unseal
-from trtforge.cache.tempnames import owner_dead as _owner_dead
+from trtforge.cache.plan import Plan, StageKey
+from trtforge.cache.plan import plan as plan_stage
+from trtforge.cache.records import PIN, DamagedRecord, Record, parse_index, parse_record, seal, unseal
 from trtforge.cache.tempnames import owner_tag as _owner_tag
-from trtforge.cache.tempnames import temp_beside
+from trtforge.cache.tempnames import sweep_temps, sweep_writer_temps, temp_beside
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import CacheError
 
-PIN = "@"  # index/<module>/<stage>@<target>.json: a record behind a published entry (Store.pin)
 SUBDIRS = ("blobs", "actions", "index", "deps", "views", "locks", "tmp")
 MAX_DEPS_KEYS = 8  # record keys remembered per base key (see deps_keys)
 # errors that mean "this folder cannot take writes now", not a bug: one line, exit 2
@@ -53,128 +54,13 @@ class CorruptEntry(Exception):
 
 
 @dataclass(frozen=True)
-class Record:
-    key: str
-    stage: str
-    outputs: dict  # name -> {"digest": str, "size": int}
-    meta: dict
-    # what the key was computed from, besides settings (thousands of file digests: not in repr)
+class Provenance:
+    """Who built a record, besides its key: `module` names the module, for `cache ls` (not part of
+    the key: another module with the same inputs and settings shares the record); `deps`: the
+    files its run loaded, for a stage keyed on the code it loaded."""
+
+    module: str | None = None
     deps: dict = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def of(cls, doc: dict) -> Record:
-        return cls(
-            key=doc["key"], stage=doc["stage"], outputs=doc["outputs"], meta=doc["meta"], deps=doc.get("deps", {})
-        )
-
-    def digests(self) -> dict:
-        """The artifacts' digests, as later stages' keys name them: the log and the grown timing
-        cache left out (artifacts.NOT_KEYED: no later stage reads them, and they differ on
-        every run, so a later stage on another runner would miss)."""
-        return {name: o["digest"] for name, o in sorted(self.outputs.items()) if name not in NOT_KEYED}
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sweep_temps(folder: Path, prefix: str = ".") -> int:
-    """Remove temp files and work folders under `folder` left by killed writers of this host."""
-    removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.name.startswith(prefix) or not _owner_dead(entry.name):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-        removed += 1
-    return removed
-
-
-def sweep_writer_temps(root: Path) -> int:
-    """Leftovers of killed writers outside the cache's own folders: the stat memo's
-    (statmemo/, statmemo/sets/) and failed stages' logs (logs/<module>/). A scan of names: a few
-    thousand memo entries cost about a millisecond, and only dot-names are looked at further."""
-    removed = sweep_temps(root / "statmemo") + sweep_temps(root / "statmemo" / "sets")
-    try:
-        logs = [e.path for e in os.scandir(root / "logs") if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        logs = []
-    return removed + sum(sweep_temps(Path(folder)) for folder in logs)
-
-
-def mkdir_durable(folder: Path) -> None:
-    """mkdir -p, with the new entry fsynced into its parent: a file renamed into a folder that a
-    power cut then forgets is lost with it."""
-    if folder.is_dir():
-        return
-    mkdir_durable(folder.parent)
-    with contextlib.suppress(FileExistsError):
-        folder.mkdir()
-        fsync_dir(folder.parent)
-
-
-def _mkstemp_beside(dest: Path) -> tuple[int, str]:
-    # the temp file lives in the destination folder: os.replace is then a same-filesystem rename,
-    # atomic, and a crash leaves only a dot-name that is never mistaken for the real file
-    mkdir_durable(dest.parent)
-    return tempfile.mkstemp(prefix=f".{dest.name}.{_owner_tag()}.", suffix=".tmp", dir=dest.parent)
-
-
-def atomic_write_bytes(dest: Path, data: bytes) -> None:
-    fd, tmp = _mkstemp_beside(dest)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        checkpoint(f"atomic:{dest.name}")
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(dest.parent)
-
-
-def atomic_write_if_changed(dest: Path, data: bytes) -> bool:
-    """atomic_write_bytes unless `dest` already holds `data`: a no-op build writes (and fsyncs)
-    nothing."""
-    try:
-        if dest.stat().st_size == len(data) and dest.read_bytes() == data:
-            return False
-    except OSError:
-        pass
-    atomic_write_bytes(dest, data)
-    return True
-
-
-def atomic_copy(src: Path, dest: Path) -> None:
-    fd, tmp = _mkstemp_beside(dest)
-    try:
-        with os.fdopen(fd, "wb") as f, open(src, "rb") as s:
-            shutil.copyfileobj(s, f, 1 << 20)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        checkpoint(f"atomic:{dest.name}")
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(dest.parent)
 
 
 @contextlib.contextmanager
@@ -211,7 +97,6 @@ class Store:
         self._forgotten: set[str] = set()  # found corrupt here: a shared layer must not serve them again
         self.notes: list[str] = []  # damaged records met by lookups, for the run's notes
         self.remote = remote  # a cache.remote.Remote: asked after the local layers, fed by put
-        self.assemble_only = False  # build --from-cache: a miss is NotBuiltYet, nothing runs
         # `trtforge plan`: a remote record answers a lookup without its blobs being downloaded
         # (what the remote holds is all a plan needs; its artifacts may be gigabytes)
         self.peek = False
@@ -284,13 +169,7 @@ class Store:
 
     def install_blob(self, tmp: Path, digest: str) -> None:
         """Move a downloaded file, already checked against `digest`, into blobs/."""
-        blob = self._blob(digest)
-        mkdir_durable(blob.parent)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, blob)
-        fsync_dir(blob.parent)
+        install(tmp, self._blob(digest), 0o444)
 
     def install_record(self, doc: dict, key_doc: bytes | None) -> None:
         """Write a downloaded record (its blobs already installed) and its key document."""
@@ -374,24 +253,14 @@ class Store:
             shutil.rmtree(path, ignore_errors=True)
 
     def put(
-        self,
-        key: str,
-        stage: str,
-        key_doc: dict,
-        folder: Path,
-        meta: dict,
-        deps: dict | None = None,
-        module: str | None = None,
+        self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, made_by: Provenance | None = None
     ) -> Record:
-        """Ingest every file in `folder` as a blob, then write the record (last). `module` names
-        the module that built it, for `cache ls` (not part of the key: another module with the
-        same inputs and settings shares the record)."""
+        """Ingest every file in `folder` as a blob, then write the record (last). `made_by`: the
+        module that built it and the files its run loaded (cache/store.py, Provenance)."""
         with self.gc_lock(exclusive=False):
-            return self._put(key, stage, key_doc, folder, meta, deps or {}, module)
+            return self._put(key, stage, key_doc, folder, meta, made_by or Provenance())
 
-    def _put(
-        self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, deps: dict, module: str | None = None
-    ) -> Record:
+    def _put(self, key: str, stage: str, key_doc: dict, folder: Path, meta: dict, made_by: Provenance) -> Record:
         outputs = {}
         for path in sorted(folder.iterdir()):
             if not path.is_file():
@@ -399,14 +268,8 @@ class Store:
             digest = hash_file(path)
             outputs[path.name] = {"digest": digest, "size": path.stat().st_size}
             blob = self._blob(digest)
-            if blob.exists():
-                continue
-            mkdir_durable(blob.parent)
-            with open(path, "rb+") as f:
-                os.fsync(f.fileno())
-            os.chmod(path, 0o444)
-            os.replace(path, blob)
-            fsync_dir(blob.parent)
+            if not blob.exists():
+                install(path, blob, 0o444)
         checkpoint(f"put:{stage}")
         # the record's digest covers its metadata: a changed value or renamed field is a miss
         doc = seal(
@@ -416,8 +279,8 @@ class Store:
                 "outputs": outputs,
                 "meta": meta,
                 "created": time.time(),
-                "deps": deps,
-                **({"module": module} if module else {}),
+                "deps": made_by.deps,
+                **({"module": made_by.module} if made_by.module else {}),
             }
         )
         atomic_write_bytes(
@@ -499,6 +362,33 @@ class Store:
             return
         keys = [key, *[k for k in keys if k != key]][:MAX_DEPS_KEYS]
         atomic_write_bytes(self._deps_file(base), seal({"keys": keys}))
+
+    # ------------------------------------------------------------------------------ planning
+    def plan(self, keying: StageKey) -> Plan:
+        """Which key applies to one stage of one module now, whether this cache (or a layer under
+        it, or the remote) holds it, and what changed since its last build (cache/plan.py)."""
+        return plan_stage(self, keying)
+
+    @contextlib.contextmanager
+    def claim(self, plan: Plan, force: bool = False) -> Iterator[Plan]:
+        """Hold a stage's key while it is built: its per-key lock (parallel builds build it once),
+        the gc lock shared, a full disk as one line. Yields the plan again, asked under the lock
+        (another process may have built it meanwhile); with `force`, the plan as given."""
+        with cache_writes(self.root), self.gc_lock(exclusive=False), self.lock(plan.base):
+            yield plan if force else self.plan(plan.keying)
+
+    def commit(self, plan: Plan, folder: Path, meta: dict, made_by: Provenance) -> Plan:
+        """Store a stage's outputs (`folder`) under the plan's key; the plan with its record."""
+        if plan.keying.tracks:  # first: a pointer to a missing record is only a miss
+            self.add_deps_key(plan.base, plan.key)
+        return replace(plan, record=self.put(plan.key, plan.keying.stage, plan.doc, folder, meta, made_by))
+
+    def settle(self, plan: Plan, notes: list[str]) -> None:
+        """After a stage, hit or built: the notes its lookups left go to `notes`, and its key is
+        remembered as the module's last of that stage (`trtforge explain`)."""
+        notes.extend(self.take_notes())
+        with cache_writes(self.root):
+            self.remember(plan.keying.module, plan.keying.stage, plan.key, plan.doc)
 
     # ------------------------------------------------------------------------------- explain
     def remember(self, module: str, stage: str, key: str, key_doc: dict) -> None:

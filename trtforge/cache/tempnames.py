@@ -9,8 +9,10 @@ use it as the cache's store does."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 
@@ -73,3 +75,34 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
+
+
+def sweep_temps(folder: Path, prefix: str = ".") -> int:
+    """Remove temp files and work folders under `folder` left by killed writers of this host."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not owner_dead(entry.name):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        removed += 1
+    return removed
+
+
+def sweep_writer_temps(root: Path) -> int:
+    """Leftovers of killed writers outside the cache's own folders: the stat memo's
+    (statmemo/, statmemo/sets/) and failed stages' logs (logs/<module>/). A scan of names: a few
+    thousand memo entries cost about a millisecond, and only dot-names are looked at further."""
+    removed = sweep_temps(root / "statmemo") + sweep_temps(root / "statmemo" / "sets")
+    try:
+        logs = [e.path for e in os.scandir(root / "logs") if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        logs = []
+    return removed + sum(sweep_temps(Path(folder)) for folder in logs)

@@ -127,7 +127,7 @@ def cache_push(ctx, cache_dir, manifest_path, _remote_flag, as_json):
             where=remote.config.url,
             hint="unset $TRTFORGE_REMOTE_CACHE_MODE / [cache] read_only to push",
         )
-    from trtforge.cache.remote import push_all
+    from trtforge.cache.manage import push_all
 
     pushed, skipped = push_all(store, remote)
     if not as_json and not flags(ctx)["quiet"]:
@@ -142,7 +142,7 @@ def cache_push(ctx, cache_dir, manifest_path, _remote_flag, as_json):
 def cache_pull(ctx, cache_dir, manifest_path, _remote_flag, as_json):
     """Download every remote record the local cache lacks, each object checked by digest."""
     store, remote = _remote_store(manifest_path, cache_dir)
-    from trtforge.cache.remote import pull_all
+    from trtforge.cache.manage import pull_all
 
     pulled, present = pull_all(store, remote)
     _notes(remote.take_notes())

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from trtforge.cache import Record, Store
+from trtforge.driver.context import RunContext
 from trtforge.driver.explain import Verdict
 from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import DEFAULT_RULES, Manifest, ModuleSpec, load_manifest, with_output_dir
+
+if TYPE_CHECKING:
+    from trtforge.driver.inspect import Inspection
 
 ENV_CACHE = "TRTFORGE_CACHE_DIR"
 ENV_SHARED = "TRTFORGE_SHARED_CACHE"
@@ -76,7 +82,7 @@ def build(
     manifest: Manifest | str | Path = "engines.toml",
     request: BuildRequest | None = None,
     *,
-    progress=None,
+    progress: Any = None,
     on_result: Callable[[ModuleResult], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
@@ -91,23 +97,22 @@ def build(
     to that stage and stores (uploads) them, publishing nothing: a farm's per-module job
     (`trtforge plan`, driver/plan.py)."""
     from trtforge.cache.remote import open_remote
-    from trtforge.driver.jobs import build_all, effective_jobs
+    from trtforge.driver.explain import engines_to_build
+    from trtforge.driver.jobs import build_modules, effective_jobs
     from trtforge.driver.preflight import preflight
     from trtforge.driver.publish import prune
     from trtforge.manifest.targets import select
     from trtforge.report import module_warnings, write_reports
 
     request = request if request is not None else BuildRequest()
-    modules, targets, backend = request.modules, request.targets, request.backend
-    require_engine_check, force_from, until = request.require_engine_check, request.force_from, request.until
     t0, started = time.perf_counter(), time.time()
     _set_memory_budget(request.max_memory)
     key = _signing_key()  # a key that cannot be read fails now, before anything is built
     manifest = _manifest(manifest)
     if request.output_dir is not None:
         manifest = with_output_dir(manifest, request.output_dir)
-    chosen = selected(manifest, modules)
-    picked = select(manifest.targets, targets)
+    chosen = selected(manifest, request.modules)
+    select(manifest.targets, request.targets)  # an unknown name fails before the cache is opened
     store = open_store(
         manifest,
         request.cache_dir,
@@ -115,46 +120,40 @@ def build(
             manifest.cache, read_only=request.remote_read_only, required=request.require_remote, use=request.remote
         ),
     )
-    preflight(manifest, chosen, backend, request.allow_foreign_files)
+    preflight(manifest, chosen, request.backend, request.allow_foreign_files)
     jobs, note = effective_jobs(request.jobs, len(chosen))
     if request.from_cache:
-        store.assemble_only, jobs, note = True, 1, None  # nothing runs: one process downloads and publishes
+        jobs, note = 1, None  # nothing runs: one process downloads and publishes
+    request = replace(request, jobs=jobs)
+    ctx = RunContext(store, manifest, request, progress)
     notes = [note] if note else []
-    for text in notes if on_note is not None else ():
-        on_note(text)
+    for text in notes:
+        if on_note is not None:
+            on_note(text)
     if progress is not None and hasattr(progress, "expect"):  # the count's denominator: "[3/8]"
-        progress.expect(len(chosen) * (len(picked) if manifest.targets else 1))
+        progress.expect(
+            lambda: engines_to_build(ctx, chosen)
+        )  # asked when the first stage runs  # asked when the first stage runs
     results = []
-    if until is not None:
+    if request.until is not None:
         from trtforge.driver.lifecycle import prepare_module
 
-        runs = (prepare_module(store, manifest, m, until, backend, progress, force_from) for m in chosen)
+        runs = (prepare_module(ctx, m) for m in chosen)
     else:
-        runs = build_all(
-            store,
-            manifest,
-            chosen,
-            backend,
-            jobs,
-            progress,
-            require_engine_check,
-            force_from,
-            picked,
-            request.require_target,
-        )
+        runs = build_modules(ctx, chosen)
     for result in runs:
         results.append(result)
         if on_result is not None:
             on_result(result)
     partial = request.partial
     pipelines = []
-    if until is None and (
+    if request.until is None and (
         manifest.pipelines or not partial
     ):  # after every module is verified: withdraws what a failing one names
         from trtforge.pipelines.drive import check_all
 
         with store.gc_lock(exclusive=False):  # it reads records' views and publishes from them
-            pipelines = check_all(store, manifest, results, require_engine_check, partial=partial, backend=backend)
+            pipelines = check_all(ctx, results)
     # a full build: engines/ holds exactly the manifest's modules
     removed = [] if partial else prune(manifest.output_dir, published_names(manifest))
     for name in removed:  # withdrawn: `cache gc` may drop its records again
@@ -166,7 +165,7 @@ def build(
         results,
         manifest,
         partial=partial,
-        backend=backend,
+        backend=request.backend,
         started=started,
         duration=time.perf_counter() - t0,
         pipelines=[p.as_json() for p in pipelines],
@@ -294,7 +293,7 @@ def inspect(
     *,
     cache_dir: str | Path | None = None,
     on_target: str | None = None,
-):
+) -> Inspection:
     """An engine file (its published sidecar, plus layers and rules from the cache where it still
     holds the build) or "module[:stage]" (the module's last record of that stage; build by
     default; `on_target`: the engine published for that [targets] target), as a
@@ -340,34 +339,27 @@ def plan(
     manifest: Manifest | str | Path = "engines.toml",
     modules: Iterable[str] = (),
     *,
-    targets: Iterable[str] = (),
-    backend: str | None = None,
-    cache_dir: str | Path | None = None,
     trtforge: str = "trtforge",
     manifest_arg: str | None = None,
-    remote: bool = True,
+    **options,
 ):
     """The build's jobs for a CI matrix, in the order they may run (driver/plan.py), leaving out
-    what the cache (local, then the remote, records only: nothing is downloaded) already holds."""
+    what the cache (local, then the remote, records only: nothing is downloaded) already holds.
+    `options`: the BuildRequest fields a plan reads (targets, backend, cache_dir, remote);
+    `trtforge`: the command the jobs run; `manifest_arg`: the manifest as they name it."""
     from trtforge.cache.remote import open_remote
     from trtforge.driver.plan import plan as make_plan
-    from trtforge.manifest.targets import select
 
+    request = BuildRequest(modules=tuple(modules), **options)
     given = manifest
     manifest = _manifest(manifest)
-    store = open_store(manifest, cache_dir, remote=open_remote(manifest.cache, read_only=True, use=remote))
+    remote = open_remote(manifest.cache, read_only=True, use=request.remote)
+    store = open_store(manifest, request.cache_dir, remote=remote)
     store.peek = True
     arg = manifest_arg or (str(given) if not isinstance(given, Manifest) else str(manifest.path))
-    result = make_plan(
-        store,
-        manifest,
-        selected(manifest, modules),
-        select(manifest.targets, tuple(targets)),
-        backend,
-        trtforge=trtforge,
-        manifest_arg=arg,
-        extra=("--require-remote",) if store.remote is not None else (),
-    )
+    head = (*shlex.split(trtforge), "build", arg)
+    extra = ("--require-remote",) if store.remote is not None else ()
+    result = make_plan(RunContext(store, manifest, request), selected(manifest, request.modules), head, extra)
     if store.remote is not None and store.remote.failure:  # a plan made blind would rebuild everything
         from trtforge.cache.remote import HINT
         from trtforge.errors import CacheError

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from trtforge.cache import Record, Store
+from trtforge.cache.atomic import fsync_dir
 from trtforge.cache.keys import hash_file
-from trtforge.cache.store import fsync_dir
 from trtforge.cache.tempnames import temp_beside
 from trtforge.driver.inspect import ONNX_STAGES, cached_record
 from trtforge.errors import TrtforgeError

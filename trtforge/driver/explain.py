@@ -7,39 +7,13 @@ from dataclasses import dataclass
 from functools import partial
 
 from trtforge.cache import Store
+from trtforge.cache.plan import diff
+from trtforge.driver.context import RunContext
 from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
-from trtforge.manifest.targets import TargetSpec, for_target, select
-
-
-def flatten(doc, prefix: str = "") -> dict:
-    if isinstance(doc, dict):
-        out = {}
-        for k, v in doc.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(doc, (list, tuple)) and doc:
-        out = {}
-        for i, v in enumerate(doc):
-            out.update(flatten(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: doc}
-
-
-def diff(old: dict, new: dict) -> list[str]:
-    a, b = flatten(old), flatten(new)
-    lines = []
-    for k in sorted(set(a) | set(b)):
-        if a.get(k, "<absent>") != b.get(k, "<absent>"):
-            lines.append(f"{k}: {_short(a.get(k, '<absent>'))} -> {_short(b.get(k, '<absent>'))}")
-    return lines
-
-
-def _short(v) -> str:
-    text = str(v)
-    return text if len(text) <= 70 else text[:67] + "..."
+from trtforge.manifest.targets import TargetSpec, for_target, select, unavailable
 
 
 @dataclass(frozen=True)
@@ -129,11 +103,10 @@ def explain_module(
             records[stage.name] = plan.record
             say("up to date", f"up to date ({plan.key[:12]})")
             continue
-        last = store.last(module.name, stage.name)
-        if last is None:
+        if plan.last is None:
             say("build", "will build (never built with this cache)")
         else:
-            changes = diff(last["doc"], plan.doc)
+            changes = plan.changes
             say("rebuild", "will rebuild; changed: " + ("; ".join(changes) or "cache entry missing"), changes)
     return lines
 
@@ -165,3 +138,37 @@ def explain_pipelines(store: Store, manifest: Manifest, records: dict[str, dict]
         else:
             say("rebuild", "will rerun; changed: " + ("; ".join(diff(last["doc"], doc)) or "cache entry missing"))
     return lines
+
+
+def engines_to_build(ctx: RunContext, modules: list[ModuleSpec]) -> int:
+    """How many engines (module, per target with [targets]) of this run have a stage to run: the
+    progress count's denominator ("[1/1]" when one of three modules changed, not "[1/3]"). A target
+    this machine cannot build runs nothing; an assembling run builds nothing; with `force_from`
+    every other engine runs. The cache's notes are left for the build's own lookups."""
+    if ctx.assembling:
+        return 0
+    request, store = ctx.request, ctx.store
+    targets = [t for t in ctx.targets if unavailable(t) is None] if ctx.manifest.targets else [None]
+    if request.until is not None:
+        targets = [None]  # the stages every target shares, once per module
+    if request.force_from is not None:
+        return len(modules) * len(targets)
+    notes, store.notes = store.notes, []
+    try:
+        return sum(not _up_to_date(ctx, m, t) for m in modules for t in targets)
+    finally:
+        store.notes = notes
+
+
+def _up_to_date(ctx: RunContext, module: ModuleSpec, target: TargetSpec | None) -> bool:
+    records: dict = {}
+    module = for_target(module, target)  # as lifecycle.run_stages builds it
+    for stage, deps in stage_table(ctx.request.backend, ctx.request.until, target):
+        try:
+            plan = plan_stage(ctx.store, stage, module, ctx.manifest.root, {d: records[d] for d in deps})
+        except TrtforgeError:
+            return False  # the build reports it
+        if plan.record is None:
+            return False
+        records[stage.name] = plan.record
+    return True

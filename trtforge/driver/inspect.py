@@ -313,7 +313,7 @@ def inspect_engine(path: Path, store: Store | None) -> Inspection:
     info.verification = _verification(side.get("verification", {}))
     info.profiles = side.get("profiles") or []
     record = store.lookup(side["cache_key"]) if store is not None and side.get("cache_key") else None
-    if record is None:
+    if store is None or record is None:
         info.fp32_layers = fp32_with_rules(side.get("fp32_layers", []), None)
         info.notes.append(
             "layers and precision rules: the engine's build record is not in the cache"

@@ -10,15 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from dataclasses import replace
-from pathlib import Path
 
 from trtforge import interrupts, isolate
 from trtforge.cache import Store, testhooks
 from trtforge.cache.testhooks import checkpoint
+from trtforge.driver.context import RunContext, WorkerJob
 from trtforge.driver.lifecycle import build_targets
+from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
-from trtforge.manifest import Manifest, ModuleSpec, load_manifest
+from trtforge.manifest import Manifest, ModuleSpec
 
 _EVENTS = None  # in a worker: the queue its progress events go to (set by _init_worker)
 
@@ -47,35 +47,9 @@ def _forward(queue, progress) -> None:
             progress.done(module, stage, seconds, rss_mib)
 
 
-def _worker(
-    manifest_path: str,
-    output_dir: str,
-    name: str,
-    root: str,
-    shared: tuple,
-    remote,
-    targets: tuple,
-    backend: str | None,
-    require_engine_check: bool,
-    force_from: str | None,
-    require_target: bool,
-) -> list[ModuleResult]:
-    from trtforge.cache.remote import Remote
-
-    manifest = replace(load_manifest(manifest_path), output_dir=Path(output_dir))  # as the parent resolved it
-    progress = QueuedProgress(_EVENTS) if _EVENTS is not None else None
-    store = Store(Path(root), shared=shared, remote=None if remote is None else Remote(remote))
-    return build_targets(
-        store,
-        manifest,
-        manifest.module(name),
-        targets,
-        backend,
-        progress,
-        require_engine_check,
-        force_from,
-        require_target,
-    )
+def _worker(job: WorkerJob, name: str) -> list[ModuleResult]:
+    ctx = job.context(QueuedProgress(_EVENTS) if _EVENTS is not None else None)
+    return build_targets(ctx, ctx.manifest.module(name))
 
 
 def usable_cores() -> int:
@@ -110,24 +84,20 @@ def effective_jobs(jobs: int, modules: int, cores: int | None = None) -> tuple[i
     )
 
 
-def build_all(
-    store: Store,
-    manifest: Manifest,
-    modules: list[ModuleSpec],
-    backend: str | None,
-    jobs: int = 1,
-    progress=None,
-    require_engine_check: bool = False,
-    force_from: str | None = None,
-    targets: tuple = (),
-    require_target: bool = False,
-):
-    """Yield each module's result (one per target) in manifest order."""
-    if jobs <= 1 or len(modules) <= 1:  # the caller has applied effective_jobs
+def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend=None, progress=None, **options):
+    """build_modules for a store and manifest and the request's other fields as keywords (jobs,
+    force_from, require_engine_check, ...: driver/request.py)."""
+    ctx = RunContext(store, manifest, BuildRequest(backend=backend, **options), progress)
+    yield from build_modules(ctx, modules)
+
+
+def build_modules(ctx: RunContext, modules: list[ModuleSpec]):
+    """Yield each module's result (one per target) in manifest order, `ctx.request.jobs` modules
+    at once (the caller has applied effective_jobs)."""
+    jobs, progress = ctx.request.jobs, ctx.progress
+    if jobs <= 1 or len(modules) <= 1:
         for module in modules:
-            yield from build_targets(
-                store, manifest, module, targets, backend, progress, require_engine_check, force_from, require_target
-            )
+            yield from build_targets(ctx, module)
         return
     import multiprocessing  # here, not at the top: a no-op build never needs them
     from concurrent.futures import ProcessPoolExecutor
@@ -146,24 +116,8 @@ def build_all(
         initargs=(os.getpid(), events, isolate.MAX_MEMORY),
     )
     try:
-        remote = None if store.remote is None else store.remote.config
-        futures = [
-            pool.submit(
-                _worker,
-                str(manifest.path),
-                str(manifest.output_dir),
-                m.name,
-                str(store.root),
-                store.shared,
-                remote,
-                targets,
-                backend,
-                require_engine_check,
-                force_from,
-                require_target,
-            )
-            for m in modules
-        ]
+        job = WorkerJob.of(ctx)
+        futures = [pool.submit(_worker, job, m.name) for m in modules]
         checkpoint("jobs:submitted")
         for future in futures:
             yield from future.result()
@@ -176,7 +130,7 @@ def build_all(
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
-        if events is not None:
+        if events is not None and forwarder is not None:
             events.put(None)
             forwarder.join(timeout=5)
             events.close()  # its semaphores and feeder thread go now, not at interpreter exit

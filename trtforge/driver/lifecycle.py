@@ -10,7 +10,9 @@ from trtforge.artifacts import VerifyMeta, meta
 from trtforge.cache import Record, Store
 from trtforge.cache.store import CorruptEntry
 from trtforge.driver import release
+from trtforge.driver.context import RunContext
 from trtforge.driver.publish import publish
+from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.run import run_stage
 from trtforge.driver.stages import Step, later_or_same, stage_table
@@ -18,55 +20,50 @@ from trtforge.errors import InternalError, PublishError, TrtforgeError, VerifyEr
 from trtforge.manifest import Manifest, ModuleSpec
 from trtforge.manifest.targets import TargetSpec, TargetUnavailable, for_target, unavailable
 from trtforge.progress import OnTarget
+from trtforge.stage import as_stage
 
 
 def run_stages(
-    store: Store,
-    manifest: Manifest,
+    ctx: RunContext,
     module: ModuleSpec,
-    backend: str | None = None,
-    progress=None,
-    force_from: str | None = None,
+    target: TargetSpec | None = None,
     until: str | None = None,
     table: tuple[Step, ...] | None = None,
-    target: TargetSpec | None = None,
 ) -> ModuleResult:
-    """The module's stages in order (up to `until`), from the cache or run now; `force_from` (a
-    stage name) re-runs that stage and every later one. Stops at the first failing stage.
-    `table` replaces the stage table (the driver's unit tests run it on fake stages); `target` (a
-    [targets.NAME]) builds for that target: the result is named "<target>/<module>"."""
+    """The module's stages in order (up to `until`), from the cache or run now; the request's
+    `force_from` (a stage name) re-runs that stage and every later one. Stops at the first failing
+    stage. `table` replaces the stage table (the driver's unit tests run it on fake stages);
+    `target` (a [targets.NAME]) builds for that target: the result is named "<target>/<module>"."""
     result = ModuleResult(
         module.name if target is None else f"{target.name}/{module.name}",
         target=None if target is None else target.name,
     )
     module = for_target(module, target)
-    if progress is not None and target is not None:  # "[3/8] ampere_ada/unet build ..."
-        progress = OnTarget(progress, target.name)
-    for stage, reads in table if table is not None else stage_table(backend, until, target):
+    if ctx.progress is not None and target is not None:  # "[3/8] ampere_ada/unet build ..."
+        ctx = ctx.with_progress(OnTarget(ctx.progress, target.name))
+    force_from = ctx.request.force_from
+    steps = stage_table(ctx.request.backend, until, target) if table is None else _declared(table)
+    for stage, reads in steps:
         force = force_from is not None and later_or_same(stage.name, force_from)
         try:
             # a named target's build and verify are keyed on the machine that built them
-            if store.assemble_only and target is not None and stage.name in release.ASSEMBLED:
+            if ctx.assembling and target is not None and stage.name in release.ASSEMBLED:
                 result.records[stage.name] = release.assemble(
-                    store, module, target, result.records, stage.name, result.stages[stage.name]
+                    ctx.store, module, target, result.records, stage.name, result.stages[stage.name]
                 )
                 continue
-            result.records[stage.name] = run_stage(
-                store,
-                stage,
-                module,
-                manifest.root,
-                {d: result.records[d] for d in reads},
-                result.stages[stage.name],
-                progress,
-                force=force,
-                notes=result.notes,
-            )
+            upstream = {d: result.records[d] for d in reads}
+            result.records[stage.name] = run_stage(ctx, stage, module, upstream, result, force)
         except TrtforgeError as e:
             e.module = e.module or module.name
             result.fail(stage.name, e)
             break
     return result
+
+
+def _declared(table: tuple[Step, ...]) -> tuple[Step, ...]:
+    """A table given by the caller (the driver's unit tests: fake stages), each stage as a Stage."""
+    return tuple(Step(as_stage(step.stage), step.reads) for step in table)
 
 
 def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleResult:
@@ -77,6 +74,8 @@ def judge(result: ModuleResult, require_engine_check: bool = False) -> ModuleRes
     verify = meta(result.records["verify"], VerifyMeta)
     if not verify["passed"]:
         blame = verify["blame"]
+        if blame is None:
+            raise InternalError("verify failed and blamed no stage")
         reason = verify["checks"][blame]["reason"]
         result.fail(
             "verify",
@@ -105,42 +104,36 @@ def build_module(
     store: Store,
     manifest: Manifest,
     module: ModuleSpec,
-    backend: str | None = None,
-    progress=None,
+    *,
     force_from: str | None = None,
     require_engine_check: bool = False,
     table: tuple[Step, ...] | None = None,
-    target: TargetSpec | None = None,
+) -> ModuleResult:
+    """Every stage of one module (default target) and the verdict, nothing published: a module
+    built on its own, outside a `build` (tests, debugging)."""
+    request = BuildRequest(force_from=force_from, require_engine_check=require_engine_check)
+    return verdict(RunContext(store, manifest, request), module, table=table)
+
+
+def verdict(
+    ctx: RunContext, module: ModuleSpec, target: TargetSpec | None = None, table: tuple[Step, ...] | None = None
 ) -> ModuleResult:
     """Every stage of one module (for one target) and the verdict, nothing published."""
-    return judge(
-        run_stages(store, manifest, module, backend, progress, force_from, table=table, target=target),
-        require_engine_check,
-    )
+    return judge(run_stages(ctx, module, target, table=table), ctx.request.require_engine_check)
 
 
-def build_and_publish(
-    store: Store,
-    manifest: Manifest,
-    module: ModuleSpec,
-    backend: str | None = None,
-    progress=None,
-    require_engine_check: bool = False,
-    force_from: str | None = None,
-    target: TargetSpec | None = None,
-) -> ModuleResult:
+def build_and_publish(ctx: RunContext, module: ModuleSpec, target: TargetSpec | None = None) -> ModuleResult:
     """Build, judge, then publish the module (or withdraw what it had published when it failed).
     A blob found corrupt on read, while building or while copying out, is forgotten and the
     module built once more."""
+    store, manifest = ctx.store, ctx.manifest
     notes: list[str] = []
     # the gc lock shared for the whole module: `cache gc` waits until every record and view this
     # build reads (its own earlier stages, then publish) is no longer needed
     with store.gc_lock(exclusive=False):
         for attempt in range(2):
             try:
-                result = build_module(
-                    store, manifest, module, backend, progress, force_from, require_engine_check, target=target
-                )
+                result = verdict(ctx, module, target)
                 result.notes[:0] = notes
                 interrupts.check()  # a signal met anywhere before: nothing is published
                 if result.ok and any(module.name in p.modules for p in manifest.pipelines):
@@ -148,7 +141,7 @@ def build_and_publish(
                 else:
                     result = _publish(store, manifest, module, result)
                     pin_published(store, module.name, target, result)
-                if target is not None and not store.assemble_only and result.published:
+                if target is not None and not ctx.assembling and result.published:
                     release.remember(store, for_target(module, target), target, result)
                 if store.remote is not None:
                     result.remote = store.remote.take_summary()
@@ -158,7 +151,7 @@ def build_and_publish(
                     raise
                 store.forget(e.key)
                 notes.append(f"corrupt cache entry forgotten and rebuilt: {e}")
-                force_from = None  # the rebuild takes what is still good from the cache
+                ctx = ctx.without_force()  # the rebuild takes what is still good from the cache
     raise InternalError("unreachable: the second attempt returns or raises")
 
 
@@ -193,37 +186,25 @@ def records_until(store: Store, manifest: Manifest, module: ModuleSpec, until: s
     """The records of the module's stages up to `until` (a partial run, for `debug`); the first
     failing stage's error is raised. The caller holds the store's gc lock (shared) while it reads
     the records' views."""
-    result = run_stages(store, manifest, module, until=until)
+    result = run_stages(RunContext(store, manifest), module, until=until)
     if result.error is not None:
         raise result.error
     return result.records
 
 
-def build_targets(
-    store: Store,
-    manifest: Manifest,
-    module: ModuleSpec,
-    targets: tuple[TargetSpec, ...],
-    backend: str | None = None,
-    progress=None,
-    require_engine_check: bool = False,
-    force_from: str | None = None,
-    require_target: bool = False,
-) -> list[ModuleResult]:
-    """One module for each target: export, passes and precision come from the cache after the
-    first target (their keys do not involve a target); build, verify and publish per target. A
-    manifest without targets builds the default one, as before targets existed. A target this
-    machine cannot build is skipped (its published files, built elsewhere, stay), or with
-    `require_target` fails (exit 3)."""
-    if not manifest.targets:
-        return [build_and_publish(store, manifest, module, backend, progress, require_engine_check, force_from)]
+def build_targets(ctx: RunContext, module: ModuleSpec) -> list[ModuleResult]:
+    """One module for each of the request's targets: export, passes and precision come from the
+    cache after the first target (their keys do not involve a target); build, verify and publish
+    per target. A manifest without targets builds the default one, as before targets existed. A
+    target this machine cannot build is skipped (its published files, built elsewhere, stay), or
+    with the request's `require_target` fails (exit 3)."""
+    if not ctx.manifest.targets:
+        return [build_and_publish(ctx, module)]
     results = []
-    for target in targets:
-        why = None if store.assemble_only else unavailable(target)  # assembling builds nothing
+    for target in ctx.targets:
+        why = None if ctx.assembling else unavailable(target)  # assembling builds nothing
         if why is None:
-            results.append(
-                build_and_publish(store, manifest, module, None, progress, require_engine_check, force_from, target)
-            )
+            results.append(build_and_publish(ctx, module, target))
             continue
         result = ModuleResult(
             f"{target.name}/{module.name}",
@@ -233,7 +214,7 @@ def build_targets(
         )
         for status in result.stages.values():
             status.state, status.reason = "skipped", f"skipped here: {why}"
-        if require_target:
+        if ctx.request.require_target:
             result.error = TargetUnavailable(
                 f"target '{target.name}' cannot be built here: it {why}",
                 module=module.name,
@@ -243,19 +224,12 @@ def build_targets(
     return results
 
 
-def prepare_module(
-    store: Store,
-    manifest: Manifest,
-    module: ModuleSpec,
-    until: str,
-    backend: str | None = None,
-    progress=None,
-    force_from: str | None = None,
-) -> ModuleResult:
-    """The stages no target reads (export up to `until`), stored and uploaded, nothing published:
-    a farm's job per module (`build --until precision_rules`), before its module x target jobs."""
-    with store.gc_lock(exclusive=False):
-        result = run_stages(store, manifest, module, backend, progress, force_from, until=until)
-    if store.remote is not None:
-        result.remote = store.remote.take_summary()
+def prepare_module(ctx: RunContext, module: ModuleSpec) -> ModuleResult:
+    """The stages no target reads (export up to the request's `until`), stored and uploaded,
+    nothing published: a farm's job per module (`build --until precision_rules`), before its
+    module x target jobs."""
+    with ctx.store.gc_lock(exclusive=False):
+        result = run_stages(ctx, module, until=ctx.request.until)
+    if ctx.store.remote is not None:
+        result.remote = ctx.store.remote.take_summary()
     return result

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from trtforge.cache import Record, Store
 from trtforge.driver import release
+from trtforge.driver.context import RunContext
 from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
@@ -171,18 +172,13 @@ def _target_done(
 
 
 def plan(
-    store: Store,
-    manifest: Manifest,
-    modules: list[ModuleSpec],
-    targets: tuple[TargetSpec, ...],
-    backend: str | None = None,
-    trtforge: str = "trtforge",
-    manifest_arg: str = "engines.toml",
-    extra: tuple[str, ...] = ("--require-remote",),
+    ctx: RunContext, modules: list[ModuleSpec], head: tuple[str, ...], extra: tuple[str, ...] = ("--require-remote",)
 ) -> BuildPlan:
-    """The jobs that build `modules` for `targets` (every declared one; a manifest without
-    targets: one job per module for its backend), what the cache holds left out, then assembly."""
-    head = (*shlex.split(trtforge), "build", manifest_arg)
+    """The jobs that build `modules` for the request's targets (every declared one; a manifest
+    without targets: one job per module for its backend), what the cache holds left out, then
+    assembly. `head`: the command a job starts with (`trtforge build engines.toml`); `extra`: the
+    options every job adds."""
+    store, manifest, backend, targets = ctx.store, ctx.manifest, ctx.request.backend, ctx.targets
     jobs: list[Job] = []
     cached: list[str] = []
     builds: list[str] = []

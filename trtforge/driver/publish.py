@@ -30,7 +30,8 @@ from trtforge.artifacts import (
     npz,
 )
 from trtforge.cache import Store, digest_file
-from trtforge.cache.store import atomic_copy, atomic_write_bytes, fsync_dir, sweep_temps
+from trtforge.cache.atomic import atomic_copy, atomic_write_bytes, fsync_dir
+from trtforge.cache.tempnames import sweep_temps
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.stale import upstream_keys
@@ -221,11 +222,13 @@ def mark_stale(out_dir: Path, verdicts: dict[str, str | None]) -> list[str]:
     """Write each entry's stale mark (a reason, or None to clear it) into its sidecar and the
     index: the index names the sidecar pending while it is rewritten, as a publish does. Returns
     the names marked stale."""
-    stale = []
+    stale: list[str] = []
     try:
         with engines_index.locked(out_dir):
             index = engines_index.load(out_dir)
-            for name, why in sorted(verdicts.items()) if index is not None else ():
+            if index is None:
+                return stale
+            for name, why in sorted(verdicts.items()):
                 entry, side = index["modules"].get(name), read_sidecar(out_dir, index, name)
                 if entry is None or side is None or name in index["pending"]:
                     continue

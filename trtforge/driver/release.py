@@ -14,6 +14,7 @@ and takes those two records from the cache, each checked like any other.
 from __future__ import annotations
 
 from trtforge.cache import Record, Store, key_of
+from trtforge.cache.store import Provenance
 from trtforge.driver.results import ModuleResult, StageStatus
 from trtforge.errors import NotBuiltYet
 from trtforge.manifest import ModuleSpec, settings_dict
@@ -48,7 +49,7 @@ def remember(store: Store, module: ModuleSpec, target: TargetSpec | None, result
     if current is not None and {s: current.meta.get(s) for s in ASSEMBLED} == want:
         return
     with store.workdir("release") as wd:
-        store.put(key, "release", doc, wd, want, module=module.name)  # `cache ls` names it
+        store.put(key, "release", doc, wd, want, Provenance(module.name))  # `cache ls` names it
 
 
 def assemble(

@@ -9,38 +9,31 @@ small files.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from trtforge import interrupts
-from trtforge.cache import Record, Store, imports, key_of
+from trtforge.cache import Provenance, Record, Store, imports, key_of
 from trtforge.cache.keys import forget_stats
-from trtforge.cache.store import cache_writes
+from trtforge.cache.plan import Plan, StageKey
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver import timing
+from trtforge.driver.context import RunContext
 from trtforge.driver.logs import keep_failed_logs
-from trtforge.driver.results import StageStatus
+from trtforge.driver.results import ModuleResult
 from trtforge.errors import NotBuiltYet, TrtforgeError
 from trtforge.isolate import run_in_child
 from trtforge.manifest import ModuleSpec
-from trtforge.stage import StageContext
-
-
-def tracks_imports(stage, module: ModuleSpec) -> bool:
-    """Whether the stage's key covers the code its run loaded (export: the factory's imports;
-    graph_passes: a user pass's)."""
-    tracks = getattr(stage, "tracks_imports", None)
-    return bool(tracks and tracks(module))
+from trtforge.stage import Stage, StageContext, StageInputs, Upstream
 
 
 def stage_key(
-    stage, module: ModuleSpec, root: Path, upstream: dict[str, Record], deps: dict | None = None
+    stage: Stage, module: ModuleSpec, root: Path, upstream: dict[str, Record], deps: dict | None = None
 ) -> tuple[str, dict]:
     """The key and key document. For a stage that tracks imports, `deps` is a recorded set of loaded
     files (hashed as they are now); None gives the base key: settings and inputs alone."""
     material = stage.key_material(module, root)
-    if tracks_imports(stage, module):
+    if stage.tracks_imports(module):
         material["imports"] = None if deps is None else imports.material(deps, root)
     doc = {
         "stage": stage.name,
@@ -51,54 +44,20 @@ def stage_key(
     return key_of(doc), doc
 
 
-@dataclass
-class Plan:
-    """What a stage's key is now: `key`/`doc` to build under (for an import-tracking stage, with
-    the files of the newest earlier record), `record` when the cache already holds it."""
-
-    base: str
-    key: str
-    doc: dict
-    record: Record | None = None
+def stage_keying(stage: Stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> StageKey:
+    """How the cache keys this stage of this module on these upstream records (cache/plan.py)."""
+    return StageKey(
+        module.name, stage.name, partial(stage_key, stage, module, root, upstream), stage.tracks_imports(module)
+    )
 
 
-def plan_stage(store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> Plan:
-    base, doc = stage_key(stage, module, root, upstream)
-    if not tracks_imports(stage, module):
-        return Plan(base, base, doc, store.lookup(base))
-    plan = None
-    # the records built from this base, then the module's last one (its files, hashed now, are
-    # what `explain` compares when the settings changed too)
-    last = store.last(module.name, stage.name)
-    for key in dict.fromkeys([*store.deps_keys(base), *([last["key"]] if last else [])]):
-        rec = store.lookup(key)
-        if rec is None:
-            continue
-        now_key, now_doc = stage_key(stage, module, root, upstream, rec.deps)
-        if now_key == rec.key:
-            return Plan(base, now_key, now_doc, rec)
-        plan = plan or Plan(base, now_key, now_doc)  # the newest: what explain compares with
-    found = remote_plan(store, stage, module, root, upstream, base)
-    return found or plan or Plan(base, base, doc)
+def plan_stage(store: Store, stage: Stage, module: ModuleSpec, root: Path, upstream: dict[str, Record]) -> Plan:
+    """The stage's plan: the key that applies now, the record when the cache holds it, what
+    changed since its last build (`explain`, `plan` and stale marks ask this too)."""
+    return store.plan(stage_keying(stage, module, root, upstream))
 
 
-def remote_plan(
-    store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record], base: str
-) -> Plan | None:
-    """Another runner's record for this base key whose loaded files hash the same here (asked
-    only when no local one applies: a no-op build never lists the remote)."""
-    for key in store.remote_deps_keys(base):
-        rec = store.lookup(key)
-        if rec is None:
-            continue
-        now_key, now_doc = stage_key(stage, module, root, upstream, rec.deps)
-        if now_key == rec.key:
-            store.add_deps_key(base, key, push=False)
-            return Plan(base, now_key, now_doc, rec)
-    return None
-
-
-def _in_child(stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
+def _in_child(stage: Stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
     """The stage's own process: its run, and (for a stage keyed on the code it loads) the files of
     every module loaded here when it finished."""
     checkpoint(f"run:{stage.name}")  # inside the stage's own process (test hook)
@@ -107,28 +66,26 @@ def _in_child(stage, ctx: StageContext, workdir: Path, track: bool) -> dict:
     return {"meta": meta, "deps": imports.snapshot(ctx.root) if track else {}}
 
 
-def _run(
-    store: Store, stage, module: ModuleSpec, root: Path, upstream: dict[str, Record], plan: Plan
-) -> tuple[Record, str, dict]:
-    """Run the stage in its own process into a work folder and store it; returns the record and
-    its key and doc."""
-    folders = {dep: store.view(rec) for dep, rec in upstream.items()}
-    timing_target = stage.timing_target(module) if hasattr(stage, "timing_target") else None
-    ctx = StageContext(
+def _run(ctx: RunContext, stage: Stage, module: ModuleSpec, upstream: dict[str, Record], plan: Plan) -> Plan:
+    """Run the stage in its own process into a work folder and store it; returns the plan with
+    its record (for a stage keyed on the code it loaded: under the key of what this run loaded)."""
+    store, root = ctx.store, ctx.manifest.root
+    timing_target = stage.timing_target(module)
+    inputs = StageInputs({d: Upstream(store.view(rec), rec.meta) for d, rec in upstream.items()})
+    sctx = StageContext(
         module=module,
         root=root,
-        inputs=folders,
-        upstream_meta={d: r.meta for d, r in upstream.items()},
+        inputs=inputs,
         timing_cache=None if timing_target is None else timing.seed(store, timing_target),
     )
-    track = tracks_imports(stage, module)
+    track = plan.keying.tracks
     if track:
         imports.prewarm()  # read once here, inherited by every stage child this build forks
     t0, t0_ns = time.perf_counter(), time.time_ns()
     with store.workdir(f"{module.name}.{stage.name}") as wd:
         try:
             out, peak_kib = run_in_child(
-                partial(_in_child, stage, ctx, wd, track), module=module.name, stage=stage.name
+                partial(_in_child, stage, sctx, wd, track), module=module.name, stage=stage.name
             )
         except TrtforgeError as e:  # the work folder goes; its log must not
             log = keep_failed_logs(store.root, module.name, stage.name, wd)
@@ -144,72 +101,59 @@ def _run(
             "run_seconds": round(time.perf_counter() - t0, 3),
             "peak_rss_mib": round(peak_kib / 1024),
         }
-        key, doc, deps, changed = plan.key, plan.doc, out["deps"], None
-        if track:
-            key, doc = stage_key(stage, module, root, upstream, deps)
-            changed = imports.changed_after(deps, root, t0_ns)
+        deps = out["deps"]
+        done = plan.rekeyed(deps)
+        changed = imports.changed_after(deps, root, t0_ns) if track else None
         # an input that changed while the stage ran must not be published under this key
-        if stage_key(stage, module, root, upstream)[0] != plan.base or changed:
+        if plan.keying.compute(None)[0] != plan.base or changed:
             raise TrtforgeError(
                 "an input changed during the build; not published",
                 where=changed or f"{stage.name}",
                 module=module.name,
                 hint="run again",
             )
-        if track:  # first: a pointer to a missing record is only a miss
-            store.add_deps_key(plan.base, key)
-        record = store.put(key, stage.name, doc, wd, meta, deps, module=module.name)
+        done = store.commit(done, wd, meta, Provenance(module.name, deps))
         if timing_target is not None:  # the next build of this target starts from this one's timings
-            timing.remember(store, timing_target, record)
-    return record, key, doc
+            timing.remember(store, timing_target, done.require())
+    return done
 
 
 def run_stage(
-    store: Store,
-    stage,
+    ctx: RunContext,
+    stage: Stage,
     module: ModuleSpec,
-    root: Path,
     upstream: dict[str, Record],
-    status: StageStatus,
-    progress=None,
-    *,
+    result: ModuleResult,
     force: bool = False,
-    notes: list | None = None,
 ) -> Record:
-    """The stage's record: from the cache, or built now (always, with `force`)."""
+    """The stage's record: from the cache, or built now (always, with `force`); its status and
+    the cache's notes go on `result`."""
+    store, progress = ctx.store, ctx.progress
+    status = result.stages[stage.name]
     checkpoint(f"before:{stage.name}")
-    plan = plan_stage(store, stage, module, root, upstream)
-    record = None if force else plan.record
-    if record is None and store.assemble_only:
-        raise NotBuiltYet(
-            f"not built yet by any runner (stage {stage.name}, key {plan.key[:12]})",
-            module=module.name,
-            hint="build it on a runner for this target, then assemble again",
-        )
-    if record is None:
-        # gc lock shared: `cache gc` waits while a stage reads its inputs' views and stores results
-        with cache_writes(store.root), store.gc_lock(exclusive=False), store.lock(plan.base):
-            if not force:  # another process may have built it while we waited
-                plan = plan_stage(store, stage, module, root, upstream)
-                record = plan.record
-            if record is None:
+    plan = plan_stage(store, stage, module, ctx.manifest.root, upstream)
+    if force or not plan.hit:
+        if ctx.assembling:
+            raise NotBuiltYet(
+                f"not built yet by any runner (stage {stage.name}, key {plan.key[:12]})",
+                module=module.name,
+                hint="build it on a runner for this target, then assemble again",
+            )
+        with store.claim(plan, force) as plan:
+            if force or not plan.hit:
                 t0 = time.perf_counter()
                 if progress is not None:
                     progress.start(module.name, stage.name)
                 try:
-                    record, key, doc = _run(store, stage, module, root, upstream, plan)
+                    plan = _run(ctx, stage, module, upstream, plan)
                 finally:  # a failed stage's time counts too (reports, build --junit)
                     status.seconds = time.perf_counter() - t0
-                plan = Plan(plan.base, key, doc, record)
                 status.state = "ok"
                 if progress is not None:
-                    progress.done(module.name, stage.name, status.seconds, record.meta.get("peak_rss_mib"))
-    if notes is not None:
-        notes.extend(store.take_notes())
+                    progress.done(module.name, stage.name, status.seconds, plan.require().meta.get("peak_rss_mib"))
+    store.settle(plan, result.notes)
     status.key = plan.key
     if status.state != "ok":
         status.state = "cached"
-    status.meta = record.meta
-    with cache_writes(store.root):
-        store.remember(module.name, stage.name, plan.key, plan.doc)
-    return record
+    status.meta = plan.require().meta
+    return plan.require()

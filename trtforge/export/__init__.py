@@ -13,7 +13,7 @@ from trtforge.errors import ExportError, ManifestError
 from trtforge.export import example_data
 from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
-from trtforge.stage import StageContext, capture_output, tool_versions
+from trtforge.stage import Stage, StageContext, capture_output, tool_versions
 
 
 def factory_sources(module: ModuleSpec, root: Path) -> list[Path]:
@@ -86,7 +86,7 @@ def require_torch(module: str) -> None:
 
 
 @dataclass(frozen=True)
-class ExportStage:
+class ExportStage(Stage):
     name: str = "export"
     version: str = "export-2"  # 2: inputs bound by name, outputs named by their keys
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from trtforge.cache import digest_file
 from trtforge.cache.imports import display, module_files
 from trtforge.manifest import ModuleSpec
-from trtforge.stage import StageContext, tool_versions
+from trtforge.stage import Stage, StageContext, tool_versions
 
 
 def user_passes(module: ModuleSpec) -> list[str]:
@@ -23,7 +23,7 @@ def user_passes(module: ModuleSpec) -> list[str]:
 
 
 @dataclass(frozen=True)
-class GraphPassesStage:
+class GraphPassesStage(Stage):
     name: str = "graph_passes"
     # 4: the output passes onnx's full check (legalize_dtypes); 5: fold_constants folds in FP32
     version: str = "graph_passes-5"

@@ -126,7 +126,7 @@ def _keep_evaluated(checker, graphs: dict, recorded: list[dict], workdir: Path) 
 
 
 def run_passes(ctx: StageContext, workdir: Path) -> dict:
-    src = ctx.inputs["export"]
+    src = ctx.inputs.export.folder
     return run_pipeline(
         src,
         workdir,

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtforge.artifacts import BuildFiles, BuildMeta, VerifyMeta, meta
-from trtforge.cache import Store, digest_file, key_of
+from trtforge.cache import Provenance, Store, digest_file, key_of
 from trtforge.cache.imports import display, module_files
+from trtforge.driver.context import RunContext
 from trtforge.driver.publish import publish as publish_module
+from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
 from trtforge.errors import NotBuiltYet, PublishError, TrtforgeError, VerifyError
 from trtforge.isolate import run_in_child
@@ -94,18 +96,14 @@ def _members(spec: PipelineSpec, results: list[ModuleResult]) -> dict[str, list[
     return {name: [r for r in results if r.module == name] for name in spec.modules}
 
 
-def check_all(
-    store: Store,
-    manifest: Manifest,
-    results: list[ModuleResult],
-    require_engine_check: bool = False,
-    partial: bool = False,
-    backend: str | None = None,
-) -> list[PipelineResult]:
+def check_all(ctx: RunContext, results: list[ModuleResult]) -> list[PipelineResult]:
     """Every pipeline whose modules this build built: checked, then published or withdrawn. A
-    full build (not `partial`) also withdraws pipelines the manifest no longer names."""
+    full build (not a partial request) also withdraws pipelines the manifest no longer names."""
     from trtforge import engines_index
     from trtforge.pipelines.published import withdraw
+
+    store, manifest, request = ctx.store, ctx.manifest, ctx.request
+    partial, backend = request.partial, request.backend
 
     if not partial:
         index = engines_index.load(manifest.output_dir) or {}
@@ -129,7 +127,7 @@ def check_all(
         if broken:
             pr.reason = f"module '{broken[0].name}' failed"
             continue
-        _check(store, manifest, spec, members, pr, require_engine_check)
+        _check(store, manifest, spec, members, pr, request)
         flat = [r for rs in members.values() for r in rs]
         if pr.error is not None:
             withdraw(manifest.output_dir, spec.name)
@@ -139,11 +137,13 @@ def check_all(
                     _withdraw(store, manifest, r)
         else:
             pr.published = publish_pipeline(store, manifest, spec, pr)
-    _publish_deferred(store, manifest, results, out)
+    _publish_deferred(store, manifest, results, out, request)
     return out
 
 
-def _publish_deferred(store: Store, manifest: Manifest, results: list[ModuleResult], pipes: list) -> None:
+def _publish_deferred(
+    store: Store, manifest: Manifest, results: list[ModuleResult], pipes: list, request: BuildRequest
+) -> None:
     """Modules a pipeline names were verified but held back: published now when every pipeline
     naming them passed, else withdrawn (a pipeline not checked, e.g. a partial build without its
     other modules, has not vouched for them)."""
@@ -167,7 +167,7 @@ def _publish_deferred(store: Store, manifest: Manifest, results: list[ModuleResu
         _withdraw(store, manifest, r)  # publishes an ok result, withdraws a failed one
         spec = None if r.target is None else next(t for t in manifest.targets if t.name == r.target)
         pin_published(store, r.module, spec, r)
-        if r.ok and r.target is not None and r.published and not store.assemble_only:
+        if r.ok and r.target is not None and r.published and not request.from_cache:
             target = next(t for t in manifest.targets if t.name == r.target)
             release.remember(store, for_target(manifest.module(r.module), target), target, r)
 
@@ -224,7 +224,7 @@ def _check(
     spec: PipelineSpec,
     members: dict[str, list[ModuleResult]],
     pr: PipelineResult,
-    require_engine_check: bool,
+    request: BuildRequest,
 ) -> None:
     first = {name: rs[0] for name, rs in members.items()}
     doc = key_document(spec, manifest.root, module_keys(list(first.values())))
@@ -233,7 +233,7 @@ def _check(
     record = store.lookup(key)
     if record is not None:
         pr.state, pr.meta = "cached", dict(record.meta)
-    elif store.assemble_only:  # `build --from-cache`: nothing runs here
+    elif request.from_cache:  # `build --from-cache`: nothing runs here
         pr.state, pr.reason = "failed", "no runner has stored this pipeline's check yet"
         pr.error = NotBuiltYet(
             f"pipeline '{spec.name}': no runner has stored its check yet",
@@ -261,7 +261,7 @@ def _check(
                     return
                 result["peak_rss_kib"] = peak
                 result["modules"] = {n: _engine_status(r) for n, r in first.items()}
-                record = store.put(key, STAGE, doc, work, result, module=f"pipelines/{spec.name}")
+                record = store.put(key, STAGE, doc, work, result, Provenance(f"pipelines/{spec.name}"))
                 store.remember(f"pipelines/{spec.name}", STAGE, key, doc)
                 pr.state, pr.meta = "ok", dict(record.meta)
     pr.seconds = time.perf_counter() - t0
@@ -278,7 +278,7 @@ def _check(
             where=f"pipelines.{spec.name}",
             hint="its modules are not published; `trtforge debug-precision <module>` searches FP32 islands",
         )
-    elif require_engine_check and pr.notes:
+    elif request.require_engine_check and pr.notes:
         pr.state, pr.reason = "failed", pr.notes[0]
         pr.error = VerifyError(
             f"pipeline '{spec.name}': engine check required but {pr.notes[0]}",

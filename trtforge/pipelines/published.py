@@ -17,7 +17,7 @@ from typing import Any
 
 from trtforge import engines_index
 from trtforge.cache import digest_file
-from trtforge.cache.store import atomic_copy, atomic_write_bytes
+from trtforge.cache.atomic import atomic_copy, atomic_write_bytes
 from trtforge.manifest.pipelines import PipelineSpec
 
 INPUTS, REFERENCE, PUBLISHED = "inputs.npz", "reference.npz", "published.npz"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trtforge.errors import PrecisionError
 from trtforge.manifest import ModuleSpec
-from trtforge.stage import StageContext, tool_versions
+from trtforge.stage import Stage, StageContext, tool_versions
 
 
 def resolve_realizer(module: ModuleSpec) -> str:
@@ -26,7 +26,7 @@ def resolve_realizer(module: ModuleSpec) -> str:
 
 
 @dataclass(frozen=True)
-class PrecisionStage:
+class PrecisionStage(Stage):
     name: str = "precision_rules"
     version: str = "precision-3"  # 3: masks widened only on a Softmax's mask path; activation_range skips masks
 

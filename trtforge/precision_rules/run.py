@@ -31,16 +31,15 @@ def typed_graph(folder: Path):
 def _probe(ctx: StageContext, model: onnx.ModelProto, src: Path) -> Probe | None:
     """FP32 activations for data-driven rules, on the caller-view example inputs (the inputs of
     the post-pass graph). Computed only when a rule asks (the Probe is lazy)."""
-    exp = ctx.inputs.get("export")
-    if exp is None:
+    if "export" not in ctx.inputs:
         return None
-    return Probe(model, src, load_arrays(exp / npz(ExportFiles.CALLER_INPUTS)))
+    return Probe(model, src, load_arrays(ctx.inputs.export.folder / npz(ExportFiles.CALLER_INPUTS)))
 
 
 def _at_example_shapes(ctx: StageContext, model: onnx.ModelProto, folder: Path):
     """Dynamic dims: the graph with its inputs fixed at the example set's shapes (a profile's opt),
     so that MatMul/Conv FLOPs, which need concrete shapes, are counted at that point."""
-    arrays = load_arrays(ctx.inputs["export"] / npz(ExportFiles.CALLER_INPUTS))
+    arrays = load_arrays(ctx.inputs.export.folder / npz(ExportFiles.CALLER_INPUTS))
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     for vi in fixed.graph.input:
@@ -54,7 +53,7 @@ def _at_example_shapes(ctx: StageContext, model: onnx.ModelProto, folder: Path):
 
 
 def run_precision(ctx: StageContext, workdir: Path, realizer: str) -> dict:
-    src = ctx.inputs["graph_passes"]
+    src = ctx.inputs.graph_passes.folder
     model, graph = typed_graph(src)
     name_unnamed(graph)  # a plan is keyed by node name
     plan = PrecisionPlan()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trtforge import backends as be
 from trtforge.manifest import ModuleSpec, settings_dict
-from trtforge.stage import StageContext, tool_versions
+from trtforge.stage import Stage, StageContext, tool_versions
 
 # |error| histogram bins, fixed decades so reports compare across modules and runs:
 # [0, 1e-7), [1e-7, 1e-6), ..., [1, 10), [10, inf). Here, not in metrics.py: reports read it
@@ -55,7 +55,7 @@ def left_out_lines(verify: dict) -> list[str]:
 
 
 @dataclass(frozen=True)
-class VerifyStage:
+class VerifyStage(Stage):
     name: str = "verify"
     # 7: the chain order recorded in the metadata; 8: polygraphy JSON bundle; 9: rel_err;
     # 10: valid positions, broken-reference check, a bundle per profile

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from trtforge.artifacts import BuildFiles, ExportFiles, VerifyFiles, reproducible
+from trtforge.artifacts import BuildFiles, BuildMeta, ExportFiles, PrecisionMeta, VerifyFiles, meta, reproducible
 from trtforge.cache.testhooks import checkpoint
 from trtforge.errors import VerifyError
 from trtforge.onnx_files import EVALUATED, MODEL
@@ -136,7 +136,7 @@ def _note_random_inputs(check: dict, drawn: dict[str, dict]) -> None:
 
 
 def verify_module(ctx: StageContext, workdir: Path) -> dict:
-    exp = ctx.inputs["export"]
+    exp = ctx.inputs.export.folder
     model_sets = input_sets(exp, ExportFiles.INPUTS, ExportFiles.REFERENCE)
     caller_sets = input_sets(exp, ExportFiles.CALLER_INPUTS, ExportFiles.CALLER_REFERENCE)
     tol = ctx.module.tolerance
@@ -145,7 +145,7 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     drawn = {e["label"]: e["random"] for e in set_listing(exp)}
     check_references(model_sets, tol, ctx.module.name, drawn)
     check_references(caller_sets, tol, ctx.module.name, drawn)
-    prec, passes = ctx.inputs["precision_rules"], ctx.inputs["graph_passes"]
+    prec, passes = ctx.inputs.precision_rules.folder, ctx.inputs.graph_passes.folder
     onnx_checks = {
         "export": lambda: _check(PLAIN, _reuse(passes, "export", runner(exp, "fp32")), model_sets, tol),
         "graph_passes": lambda: _check(PLAIN, _reuse(passes, "graph_passes", runner(passes, "fp32")), caller_sets, tol),
@@ -154,8 +154,8 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     # in the driver's stage order (ctx.inputs keeps it): the order a failure is attributed in
     checks = {stage: onnx_checks[stage]() for stage in ctx.inputs if stage in onnx_checks}
     checkpoint("work:verify")
-    build_meta = json.loads((ctx.inputs["build"] / BuildFiles.META).read_text())
-    checks["engine"] = _engine_check(ctx.inputs["build"], build_meta, caller_sets, tol)
+    build_meta = meta(ctx.inputs.build, BuildMeta)  # what build.json holds, and its clock readings
+    checks["engine"] = _engine_check(ctx.inputs.build.folder, dict(build_meta), caller_sets, tol)
     # the bundle a user can check the engine with using polygraphy itself (published beside it)
     # (one pair of files per optimization profile: polygraphy runs one profile per command)
     bundle = write_bundle(caller_sets, build_meta["backend"], workdir, build_meta.get("profiles"))
@@ -166,7 +166,8 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
     # Attention-23 is one) before the precision rules add their islands: what ships is judged by
     # the precision_rules and engine checks; the earlier ones say where a failure started.
     final = [s for s in failed if s in ("precision_rules", "engine")]
-    meta = {
+    fp32 = meta(ctx.inputs.precision_rules, PrecisionMeta).get("fp32", {})
+    verdict = {
         "checks": checks,
         "chain": list(checks),
         "passed": not final,
@@ -176,7 +177,7 @@ def verify_module(ctx: StageContext, workdir: Path) -> dict:
         "polygraphy_bundle": bundle,
         "tolerances": {n: tol(n) for n in caller_sets[0][2]},
         **({"profiles": build_meta["profiles"]} if build_meta.get("profiles") else {}),
-        "precision_map": precision_map(exp, prec, ctx.upstream_meta["precision_rules"].get("fp32", {})),
+        "precision_map": precision_map(exp, prec, fp32),
     }
-    (workdir / VerifyFiles.META).write_text(json.dumps(reproducible(meta), indent=1))
-    return meta
+    (workdir / VerifyFiles.META).write_text(json.dumps(reproducible(verdict), indent=1))
+    return verdict
