@@ -38,6 +38,13 @@ inputs.x = { shape = [1, 4096], dtype = "float16" }
 outputs = ["y"]
 verify.random_inputs = 1
 
+[modules.export_bug_no_passes]
+factory = "faults.modules:make_arange"
+inputs.x = { shape = [1, 4096], dtype = "float16" }
+outputs = ["y"]
+passes = []
+verify.random_inputs = 1
+
 [modules.pass_bug]
 factory = "faults.modules:make_attention"
 inputs.x = { shape = [1, 16, 32], dtype = "float16" }
@@ -142,3 +149,16 @@ def test_a_pass_the_per_pass_check_catches_is_still_named_in_graph_passes(built)
     result = results["pass_bug_checked"]
     assert result.stages["graph_passes"].state == "failed" and "verify" not in result.records
     assert "pass scale_output" in result.error.one_line()
+
+
+def test_a_pass_graph_that_is_the_export_graph_is_not_evaluated_again(built):
+    """No pass modified the graph: on a failure, its check reads the export check's outputs (the
+    same graph on the same feeds) instead of evaluating it a second time."""
+    store, results, rows = built
+    result = results["export_bug_no_passes"]
+    meta = result.records["verify"].meta
+    assert meta["blame"] == "export" and meta["checks"]["graph_passes"]["status"] == "failed"
+    assert meta["checks"]["graph_passes"]["outputs"]["y"]["sets"] == 2
+    in_verify = [r for r in rows["export_bug_no_passes"] if r["stage"] == "verify"]
+    assert [r["mode"] for r in in_verify if r["folder"] == _folder(store, result, "export")] == ["fp32", "fp32"]
+    assert not [r for r in in_verify if r["folder"] == _folder(store, result, "graph_passes")]  # base: 2
