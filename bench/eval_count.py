@@ -3,7 +3,8 @@ a manifest through the Python API with every ONNX evaluation logged, then a tabl
 
     python bench/eval_count.py PROJECT_DIR [--module NAME]... [--out FILE.json]
 
-PROJECT_DIR holds engines.toml (its cache is wiped first: a cold build). The log is written by the
+PROJECT_DIR holds engines.toml (its cache is wiped first: a cold build; --keep-cache keeps it, so
+only the stages whose key changed run, e.g. verify after a change to the verify stage). The log is written by the
 forked stage children (they inherit the patched evaluator): one JSON line per evaluation with the
 stage (from the call stack), the mode, a digest of the graph's structure (nodes, inputs, outputs,
 initializer names: weight files differ between stages, their contents do not), a digest of the
@@ -132,9 +133,12 @@ def main() -> None:
     ap.add_argument("project", type=Path)
     ap.add_argument("--module", action="append", default=[])
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--keep-cache", action="store_true", help="not cold: stages whose key held stay cached")
+    ap.add_argument("--force-from", help="with --keep-cache: run this stage and later ones again")
     args = ap.parse_args()
     proj = args.project.resolve()
-    shutil.rmtree(proj / ".trtforge-cache", ignore_errors=True)
+    if not args.keep_cache:
+        shutil.rmtree(proj / ".trtforge-cache", ignore_errors=True)
     shutil.rmtree(proj / "engines", ignore_errors=True)
     log = proj / "evaluations.jsonl"
     log.unlink(missing_ok=True)
@@ -144,7 +148,7 @@ def main() -> None:
     import trtforge
 
     t0 = time.perf_counter()
-    outcome = trtforge.build(proj / "engines.toml", modules=args.module)
+    outcome = trtforge.build(proj / "engines.toml", modules=args.module, force_from=args.force_from)
     wall = time.perf_counter() - t0
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     # name the graphs by the stage folder whose model.onnx has that structure
