@@ -173,7 +173,9 @@ def _onnx_and_engine_checks(
     failure is attributed in), then the engine's. The final checks run first. The export and pass
     graphs' checks (FP32, their function) prove nothing more about what ships once those pass, so
     they evaluate only when a final check fails, to name the stage; a check whose every set the
-    graph_passes stage already evaluated (evaluated_*.npz: no evaluation) runs as before."""
+    graph_passes stage already evaluated (evaluated_*.npz: no evaluation) runs as before.
+    Measured (bench/eval_count.py, a 75 MB SD1.5-shaped UNet with one random set, verify alone,
+    back to back on a loaded 2-core machine): 4 evaluations and 20.6 s before, 2 and 12.2 s now."""
     earlier = {"export": (exp, model_sets), "graph_passes": (passes, caller_sets)}  # graph, input sets
     chain = [s for s in ctx.inputs if s in (*earlier, "precision_rules")]
     done = {"precision_rules": _precision_check(prec, caller_sets, tol)}
