@@ -27,7 +27,7 @@ STAGE_COLOURS = {
     "verify": "#54a24b",
     "engine": "#e45756",
 }
-STATE_CLASS = {"ok": "ok", "cached": "cached", "failed": "failed", "not run": "notrun"}
+STATE_CLASS = {"ok": "ok", "cached": "cached", "failed": "failed", "not run": "notrun", "not evaluated": "notrun"}
 PREC_COLOURS = {"fp16": "#4c78a8", "fp32": "#f58518", "cast": "#bab0ac"}
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1150px}

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import ONNX_STAGES, STAGES, run_cli
 from tests.e2e.conftest import module_report
+from trtforge.verify.run import NOT_EVALUATED
 
 pytestmark = pytest.mark.slow  # the console script on real builds
 
@@ -68,6 +69,9 @@ def test_every_onnx_stage_is_within_tolerance_and_engine_not_run_is_said(built):
     for m in report["modules"]:
         checks = m["stages"]["verify"]["meta"]["checks"]
         for stage in ONNX_STAGES:
+            if stage != "precision_rules" and checks[stage]["status"] == "not evaluated":
+                assert checks[stage]["reason"] == NOT_EVALUATED  # the final check passed (issue 25)
+                continue
             assert checks[stage]["status"] == "ok", (m["name"], stage, checks[stage])
             for out in checks[stage]["outputs"].values():
                 assert out["cosine"] > 0.999 and out["outside"] <= 1e-3

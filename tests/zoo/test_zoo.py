@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ONNX_STAGES, run_cli
+from trtforge.verify.run import NOT_EVALUATED
 
 pytestmark = pytest.mark.slow  # the console script on real builds
 
@@ -75,5 +76,6 @@ def test_architecture_builds_verifies_and_keeps_attention_fp32(zoo, name):
     assert ops.count("MatMul") == BLOCKS[name] and ops.count("Softmax") == BLOCKS[name], plan["fp32"]
     layers = m["stages"]["build"]["meta"]
     assert len(layers["fp32_layers"]) == 2 * BLOCKS[name]  # the parsed network agrees with the plan
-    for stage in ONNX_STAGES:
-        assert m["stages"]["verify"]["meta"]["checks"][stage]["status"] == "ok"
+    for stage in ONNX_STAGES:  # the earlier checks evaluate only when the final one fails (issue 25)
+        check = m["stages"]["verify"]["meta"]["checks"][stage]
+        assert check["status"] == "ok" or (stage != ONNX_STAGES[-1] and check["reason"] == NOT_EVALUATED), check
