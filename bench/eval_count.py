@@ -63,7 +63,7 @@ def _feeds_digest(feeds: dict) -> str:
 def install(log: Path) -> None:
     """Patch the evaluator (in this process; forked stage children inherit it)."""
     from trtforge.graph_passes import incremental
-    from trtforge.onnx_eval import Evaluator
+    from trtforge.graphs.evaluate import Evaluator
 
     def write(row: dict) -> None:
         with open(log, "a") as f:
@@ -152,7 +152,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     # name the graphs by the stage folder whose model.onnx has that structure
-    from trtforge.onnx_files import load_graph_proto
+    from trtforge.graphs.files import load_graph_proto
 
     names: dict[str, str] = {}
     stages: dict = {}

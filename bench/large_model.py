@@ -111,8 +111,8 @@ def generate(folder: Path, layers: int, width: int, tokens: int = 16, seed: int 
 def measure(src: Path, out: Path) -> dict:
     """In this process: the default passes, then the precision stage; RSS, wall, weights read."""
     t_start = time.perf_counter()
-    from trtforge import onnx_files
     from trtforge.graph_passes.run import run_pipeline
+    from trtforge.graphs import files as onnx_files
     from trtforge.manifest import DEFAULT_PASSES, parse_manifest
     from trtforge.precision_rules.run import run_precision
     from trtforge.stage import StageContext

@@ -13,7 +13,7 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
-from trtforge.report_html import text_width
+from trtforge.driver.report.html import text_width
 
 
 class _Layout(HTMLParser):

@@ -1,14 +1,18 @@
-"""The layers of the house, enforced (docs/architecture.md draws them).
+"""The layers of the house, enforced (docs/architecture.md draws them). Each top-level unit of
+trtforge (a package, or one of the few modules left at the top) has a layer:
 
-- a stage package (export, graph_passes, precision_rules, build, verify) imports only shared
-  modules and itself: never another stage, the driver or a tool;
-- a shared module (manifest, errors, stage, backends, tensors, onnx_files, onnx_eval, cache, ...)
-  imports only shared modules;
-- the driver imports stages, shared modules and the reports it writes; tools (cli, reports,
-  predeploy) may import anything;
-- heavy libraries stay where they belong (torch in export; TensorRT and polygraphy in build,
-  verify and the backend discovery; onnxruntime where ONNX is run).
-Imports inside functions count: a late import is still a dependency.
+  0 core       errors, artifacts: import nothing of trtforge
+  1 shared     backends, stage, user_code, manifest, schema, cache, data, graphs, processes, release
+  2 stages     export, graph_passes, precision_rules, builder, verify: never each other
+  3 pipelines  runs modules as export builds them and as published
+  4 driver     the stage order, a module's life, publishing, reports, `trtforge verify`
+  5 tools      cli, the API facade (__init__)
+  6 entry      __main__ (`python -m trtforge` runs the CLI)
+
+A unit imports only units of a lower layer, or, among shared ones, another shared unit; the units
+import each other without a cycle. Heavy libraries stay where they belong (torch in export and
+pipelines; TensorRT and polygraphy in builder, verify and backends; onnxruntime in the graph
+evaluator and verify). Imports inside functions count: a late import is still a dependency.
 """
 
 from __future__ import annotations
@@ -22,26 +26,35 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "trtforge"
-STAGES = {"export", "graph_passes", "precision_rules", "builder", "verify"}  # packages (the build stage: builder)
-DRIVER = "driver"
-# pipelines (trtforge/pipelines/): a driver-level package that runs modules as the export stage
-# builds them (torch) and as published (onnx_eval); the driver calls it after the modules' verdicts
-PIPELINES = "pipelines"
-REPORTS = {"report", "report_html"}
-# cli_plan: the `trtforge plan` command (a tool like cli)
-TOOLS = {"__init__", "cli", "cli_plan", "__main__", "predeploy"} | REPORTS  # __init__: the API facade
-HEAVY = {  # library -> the units that may import it
-    "torch": {"export", PIPELINES},
+LAYERS = {
+    "core": (0, {"errors", "artifacts"}),
+    "shared": (
+        1,
+        {"backends", "stage", "user_code", "manifest", "schema", "cache", "data", "graphs", "processes", "release"},
+    ),
+    "stages": (2, {"export", "graph_passes", "precision_rules", "builder", "verify"}),
+    "pipelines": (3, {"pipelines"}),
+    "driver": (4, {"driver"}),
+    "tools": (5, {"cli", "__init__"}),
+    "entry": (6, {"__main__"}),  # `python -m trtforge`: the CLI
+}
+RANK = {unit: rank for rank, units in LAYERS.values() for unit in units}
+HEAVY = {  # library -> the units (or dotted modules) that may import it
+    "torch": {"export", "pipelines"},
     "tensorrt": {"builder", "verify", "backends"},
     "tensorrt_rtx": {"builder", "verify", "backends"},
     "polygraphy": {"builder", "verify", "backends"},
-    "onnxruntime": {"onnx_eval", "verify"},
+    "onnxruntime": {"graphs.evaluate", "verify"},
 }
 
 
 def _unit(path: Path) -> str:
     """trtforge/<unit>/... or trtforge/<unit>.py"""
     return path.relative_to(PKG).parts[0].removesuffix(".py")
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(PKG).with_suffix("").parts).removesuffix(".__init__")
 
 
 def _imports(path: Path) -> list[tuple[str, int]]:
@@ -56,7 +69,7 @@ def _imports(path: Path) -> list[tuple[str, int]]:
 
 
 def _edges():
-    """(importing unit, imported unit or library, where) over the whole package."""
+    """(importing unit, imported unit or library, where, importing module) over the whole package."""
     units = {_unit(p) for p in PKG.rglob("*.py")}
     for path in sorted(PKG.rglob("*.py")):
         me = _unit(path)
@@ -64,43 +77,74 @@ def _edges():
             parts = name.split(".")
             where = f"{path.relative_to(PKG.parent)}:{line}"
             if parts[0] == "trtforge" and len(parts) > 1 and parts[1] in units and parts[1] != me:
-                yield me, parts[1], where
+                yield me, parts[1], where, _module(path)
             elif parts[0] in HEAVY:
-                yield me, parts[0], where
+                yield me, parts[0], where, _module(path)
 
 
 def _allowed(me: str, other: str) -> bool:
-    shared = other not in STAGES | TOOLS | {DRIVER, PIPELINES}
-    if me in TOOLS:
+    if RANK[other] < RANK[me]:
         return True
-    if me == DRIVER:
-        return other in STAGES or other in REPORTS or other == PIPELINES or shared
-    if me == PIPELINES:
-        return other in STAGES or other == DRIVER or shared
-    return shared  # a stage or a shared module
+    return RANK[me] == RANK[other] == LAYERS["shared"][0]
 
 
-def test_no_stage_imports_another_stage_and_shared_code_imports_no_stage():
+def test_every_unit_has_a_layer():
+    units = {_unit(p) for p in PKG.rglob("*.py")}
+    assert units <= set(RANK), f"units without a layer: {sorted(units - set(RANK))}"
+    loose = sorted(p.name for p in PKG.glob("*.py"))
+    assert len(loose) <= 7, f"modules loose at the top of the package: {loose}"
+
+
+def test_no_unit_imports_a_layer_above_it_and_no_stage_imports_another():
     bad = [
-        f"{where}: {me} imports {other}"
-        for me, other, where in _edges()
+        f"{where}: {me} (layer {RANK[me]}) imports {other} (layer {RANK[other]})"
+        for me, other, where, _ in _edges()
         if other not in HEAVY and not _allowed(me, other)
     ]
     assert not bad, "layer violations:\n" + "\n".join(bad)
 
 
+def test_units_import_each_other_without_a_cycle():
+    graph: dict[str, set[str]] = {}
+    for me, other, _, _ in _edges():
+        if other not in HEAVY:
+            graph.setdefault(me, set()).add(other)
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(unit: str, path: list[str]) -> list[str] | None:
+        state[unit] = 1
+        for nxt in sorted(graph.get(unit, ())):
+            if state.get(nxt) == 1:
+                return path + [unit, nxt]
+            if nxt not in state and (cycle := visit(nxt, path + [unit])):
+                return cycle
+        state[unit] = 2
+        return None
+
+    for unit in sorted(graph):
+        if unit not in state:
+            cycle = visit(unit, [])
+            assert cycle is None, "import cycle: " + " -> ".join(cycle[cycle.index(cycle[-1]) :])
+
+
 def test_heavy_libraries_stay_fenced():
-    bad = [f"{where}: {me} imports {lib}" for me, lib, where in _edges() if lib in HEAVY and me not in HEAVY[lib]]
+    def fenced(lib: str, unit: str, module: str) -> bool:
+        return any(unit == allowed or module == allowed or module.startswith(allowed + ".") for allowed in HEAVY[lib])
+
+    bad = [
+        f"{where}: {mod} imports {lib}" for me, lib, where, mod in _edges() if lib in HEAVY and not fenced(lib, me, mod)
+    ]
     assert not bad, "heavy imports outside their fence:\n" + "\n".join(bad)
 
 
 def test_the_checker_sees_a_violation():
     """The rules above are not vacuous: a stage importing another is reported."""
     assert not _allowed("verify", "builder") and not _allowed("manifest", "export")
-    assert _allowed("driver", "export") and _allowed("cli", "driver") and _allowed("export", "onnx_files")
+    assert not _allowed("errors", "cache") and not _allowed("driver", "cli")
+    assert _allowed("driver", "export") and _allowed("cli", "driver") and _allowed("export", "graphs")
     edges = list(_edges())
-    assert any(me == "driver" and other == "export" for me, other, _ in edges)  # the walk finds real imports
-    assert any(me == "export" and other == "torch" for me, other, _ in edges)
+    assert any(me == "driver" and other == "export" for me, other, _, _ in edges)  # the walk finds real imports
+    assert any(me == "export" and other == "torch" for me, other, _, _ in edges)
 
 
 @pytest.mark.parametrize("armed", [False, True])

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from trtforge.data.tensors import make_inputs
 from trtforge.errors import ManifestError
 from trtforge.manifest import load_manifest
-from trtforge.tensors import make_inputs
 
 MANIFEST = """
 [modules.bert]

@@ -1,4 +1,4 @@
-"""Named dynamic dimensions and optimization profiles in the manifest (trtforge/dims.py): what they
+"""Named dynamic dimensions and optimization profiles in the manifest (trtforge/data/dims.py): what they
 resolve to, that static modules keep their cache keys, and the one-line error of each mistake."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from trtforge.dims import describe, example_values, profile_points
+from trtforge.data.dims import describe, example_values, profile_points
 from trtforge.manifest import parse_manifest
 
 STATIC = """

@@ -11,12 +11,12 @@ import onnx.parser
 import onnx_graphsurgeon as gs
 import pytest
 
-from trtforge.graph_cycles import GraphCycleError, cycle_node
 from trtforge.graph_passes.base import PassContext, Pipeline
 from trtforge.graph_passes.legalize_dtypes import LegalizeDtypesPass
 from trtforge.graph_passes.toposort import ToposortPass
-from trtforge.onnx_eval import Evaluator
-from trtforge.onnx_files import import_graph
+from trtforge.graphs.cycles import GraphCycleError, cycle_node
+from trtforge.graphs.evaluate import Evaluator
+from trtforge.graphs.files import import_graph
 
 CYCLE = """<ir_version: 8, opset_import: ["" : 17]>
 g (float[2] x) => (float[2] y) {

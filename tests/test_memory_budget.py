@@ -10,8 +10,8 @@ import select
 
 import pytest
 
-from trtforge import isolate
-from trtforge.isolate import StageOverMemory, run_in_child, tree_rss
+from trtforge.processes import isolate
+from trtforge.processes.isolate import StageOverMemory, run_in_child, tree_rss
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The streaming evaluator (trtforge/onnx_eval.py) on small ONNX-text graphs: it frees what no later
+"""The streaming evaluator (trtforge/graphs/evaluate.py) on small ONNX-text graphs: it frees what no later
 node reads, it is FP16-faithful or widened as asked, it reuses one session per distinct node, and
 it runs graphs whose nodes are out of order."""
 
@@ -9,9 +9,9 @@ import onnx
 import pytest
 
 from tests.conftest import onnx_model, write_model
-from trtforge import onnx_eval
-from trtforge.graph_cycles import GraphCycleError
-from trtforge.onnx_eval import Evaluator, evaluate
+from trtforge.graphs import evaluate as onnx_eval
+from trtforge.graphs.cycles import GraphCycleError
+from trtforge.graphs.evaluate import Evaluator, evaluate
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_weights_and_activations_are_freed_after_their_last_use(tmp_path, stream
         location="model.onnx.data",
         size_threshold=0,
     )
-    from trtforge.onnx_files import load_graph_proto
+    from trtforge.graphs.files import load_graph_proto
 
     ev = Evaluator(load_graph_proto(tmp_path), tmp_path, "fp32")
     x = np.ones(size, np.float32)
@@ -126,7 +126,7 @@ def test_small_node_sessions_run_on_one_thread_large_ones_keep_the_pool():
     convolutions) keep ONNX Runtime's default, and whole graphs too."""
     import onnxruntime as ort
 
-    from trtforge.onnx_eval import ONE_THREAD_BELOW, session_options
+    from trtforge.graphs.evaluate import ONE_THREAD_BELOW, session_options
 
     assert session_options(ort, 64).intra_op_num_threads == 1
     assert session_options(ort, ONE_THREAD_BELOW).intra_op_num_threads == 0

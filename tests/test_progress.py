@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import time
 
-from trtforge import progress as progress_mod
-from trtforge.progress import Progress
+from trtforge.processes import progress as progress_mod
+from trtforge.processes.progress import Progress
 
 
 class FakeTerminal(io.StringIO):

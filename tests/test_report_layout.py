@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 from tests.report_layout import anchor_problems, browser, browser_problems, overflow_problems
-from trtforge.report_html import render, text_width
+from trtforge.driver.report.html import render, text_width
 
 HIST = [0, 0, 3, 40, 500, 20, 1, 0, 0, 0]
 

@@ -1,4 +1,4 @@
-"""Example values from each input source (trtforge/tensors.py): what the manifest says is what the
+"""Example values from each input source (trtforge/data/tensors.py): what the manifest says is what the
 model gets, at the declared shape or any concrete shape a caller asks for."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trtforge.data.tensors import make_inputs, random_inputs
 from trtforge.manifest import parse_manifest
-from trtforge.tensors import make_inputs, random_inputs
 
 
 def _specs(tmp_path: Path, inputs: str):

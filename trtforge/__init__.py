@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # names for the signatures only: `import trtforge` imports no
     from trtforge.driver.inspect import Inspection
     from trtforge.driver.results import ModuleResult
     from trtforge.manifest import Manifest
-    from trtforge.progress import Progress
+    from trtforge.processes.progress import Progress
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "build", "explain", "export_onnx", "inspect", "load_manifest"]

@@ -43,7 +43,7 @@ class ExportFiles:
     REFERENCE = "reference"
     CALLER_INPUTS = "caller_inputs"  # the caller's view (before baked pre-processing) and its reference
     CALLER_REFERENCE = "caller_reference"
-    # every input set's tag, label and which inputs were drawn at random (trtforge/tensors.py)
+    # every input set's tag, label and which inputs were drawn at random (trtforge/data/tensors.py)
     SETS = "input_sets.json"
     META = "export.json"
     LOG = "export.log"

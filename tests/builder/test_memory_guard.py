@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from trtforge import isolate
 from trtforge.builder.engine import memory_guard
 from trtforge.errors import BuildError
+from trtforge.processes import isolate
 
 
 def test_a_build_too_big_for_the_machine_is_refused(tmp_path, monkeypatch):

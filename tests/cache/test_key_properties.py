@@ -18,7 +18,7 @@ from tests.cache.conftest import MLP
 from tests.conftest import STAGES
 from trtforge.cache import Record, key_of
 from trtforge.cache.keys import canonical_json, set_memo_root
-from trtforge.driver.run import stage_key
+from trtforge.driver.execute import stage_key
 from trtforge.driver.stages import stage_table
 from trtforge.manifest import DEFAULT_PASSES, parse_manifest
 
@@ -227,7 +227,7 @@ import json, sys
 from pathlib import Path
 from trtforge.cache import Record, key_of
 from trtforge.manifest import DEFAULT_PASSES, parse_manifest
-from trtforge.driver.run import stage_key
+from trtforge.driver.execute import stage_key
 from trtforge.driver.stages import stage_table
 root = Path(sys.argv[1])
 (module,) = parse_manifest((root / "engines.toml").read_text(), root / "engines.toml").modules

@@ -1,5 +1,5 @@
 """A stage the kernel kills (the OOM killer sends SIGKILL) is reported, not silent: every stage that
-runs does so in its own process (trtforge/isolate.py), and the parent names the module, the stage,
+runs does so in its own process (trtforge/processes/isolate.py), and the parent names the module, the stage,
 the signal and the child's peak memory; the report is written, nothing is published, the failed
 stage's log is kept and the cache stays intact. The kill is the test hook `run:<stage>`, fired
 inside the stage's own process as it starts."""
@@ -14,7 +14,7 @@ import pytest
 from tests.cache.conftest import STAGES, assert_consistent, build, set_manifest, states
 from tests.conftest import cache_problems
 from trtforge.errors import ExportError
-from trtforge.isolate import StageCrashed, StageKilled, run_in_child
+from trtforge.processes.isolate import StageCrashed, StageKilled, run_in_child
 
 KILL = "TRTFORGE_TEST_KILL_AT"
 

@@ -121,7 +121,7 @@ def test_build_and_explain_have_typed_signatures_that_match_the_driver():
     assert {n: public[n] for n in request} == request
     assert set(public) - set(request) == {"manifest", "progress", "on_result", "on_note"}
     assert public["manifest"] == inspect.signature(api.build).parameters["manifest"].default
-    from trtforge.progress import Progress
+    from trtforge.processes.progress import Progress
 
     hints = typing.get_type_hints(trtforge.build, globalns={**vars(api), "Progress": Progress})
     assert hints["return"] is api.BuildOutcome and hints["jobs"] is int

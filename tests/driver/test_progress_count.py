@@ -12,7 +12,7 @@ import pytest
 
 import trtforge
 from tests.errors.conftest import HERE as ERRORS
-from trtforge.progress import Progress
+from trtforge.processes.progress import Progress
 
 TWO = """
 [modules.a]

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from trtforge.cache.store import Store
-from trtforge.pipelines.drive import STAGE
+from trtforge.driver.pipelines import STAGE
 
 pytestmark = pytest.mark.slow  # the shared real build of the example manifest
 

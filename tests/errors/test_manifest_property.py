@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from tests.conftest import run_cli
 from tests.errors.conftest import one_error_line
 from trtforge.errors import ManifestError
-from trtforge.limits import MAX_RANDOM_INPUTS, MAX_WORKSPACE_MIB, exporter_opsets
 from trtforge.manifest import BACKENDS, DTYPES, EXPORTERS, PASS_CHECKS, RTX_CCS, TASK, parse_manifest
+from trtforge.manifest.limits import MAX_RANDOM_INPUTS, MAX_WORKSPACE_MIB, exporter_opsets
 
 # ------------------------------------------------------------------------------ TOML values
 

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from tests.conftest import REPO
+from trtforge.data.tensors import load_arrays
 from trtforge.errors import ExportError
 from trtforge.export import ExportStage
 from trtforge.export.binding import bind_inputs, name_outputs
+from trtforge.graphs.files import external_locations
 from trtforge.manifest import parse_manifest
-from trtforge.onnx_files import external_locations
 from trtforge.stage import StageContext
-from trtforge.tensors import load_arrays
 
 HERE = "tests.export.test_export_stage"
 

@@ -11,8 +11,8 @@ from torch import nn
 
 from tests.conftest import run_cli
 from tests.export.test_export_stage import export, spec
+from trtforge.driver.report import island_warning
 from trtforge.errors import ExportError
-from trtforge.report import island_warning
 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.slow  # real exports of a diffusers module (and the console script below)

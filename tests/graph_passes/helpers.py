@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from tests.conftest import onnx_model
 from trtforge.graph_passes.base import PassContext, Pipeline
-from trtforge.onnx_files import import_graph
+from trtforge.graphs.files import import_graph
 
 
 def ort_run(model: onnx.ModelProto, feeds: dict) -> dict:

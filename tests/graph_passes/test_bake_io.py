@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from tests.graph_passes.helpers import apply, ops, ort_run
+from trtforge.data.transforms import parse
 from trtforge.errors import ManifestError
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.graph_passes.bake_preprocess import BakePreprocessPass
 from trtforge.graph_passes.bake_transpose import BakeTransposePass
-from trtforge.io_transforms import parse
 
 HEAD = '<ir_version: 10, opset_import: ["" : 20]>\n'
 SHAPES = {3: [2, 3, 4], 4: [2, 3, 4, 5]}

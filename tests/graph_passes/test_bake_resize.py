@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from tests.graph_passes.helpers import apply, ops, ort_run
+from trtforge.data.transforms import parse
 from trtforge.errors import PassError
 from trtforge.export.caller_view import caller_view
 from trtforge.graph_passes.bake_resize import BakeResizePass
-from trtforge.io_transforms import parse
 
 HEAD = '<ir_version: 10, opset_import: ["" : 20]>\n'
 MODEL = (

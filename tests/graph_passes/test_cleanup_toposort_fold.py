@@ -7,7 +7,7 @@ from trtforge.graph_passes.base import PassContext, Pipeline
 from trtforge.graph_passes.cleanup import CleanupPass
 from trtforge.graph_passes.fold_constants import FoldConstantsPass
 from trtforge.graph_passes.toposort import ToposortPass
-from trtforge.onnx_files import import_graph
+from trtforge.graphs.files import import_graph
 
 HEAD = '<ir_version: 10, opset_import: ["" : 20]>\n'
 SIMPLE = HEAD + "g (float[2,3] x) => (float[2,3] y) { y = Relu(x) }"

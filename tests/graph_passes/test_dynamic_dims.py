@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from tests.graph_passes.helpers import apply, ort_run
+from trtforge.data.transforms import parse
 from trtforge.export.caller_view import caller_view
 from trtforge.graph_passes.bake_resize import BakeResizePass
 from trtforge.graph_passes.bake_transpose import BakeTransposePass
 from trtforge.graph_passes.fold_static_shapes import FoldStaticShapesPass
 from trtforge.graph_passes.meaning import feeds_for
-from trtforge.io_transforms import parse
 
 HEAD = '<ir_version: 10, opset_import: ["" : 20]>\n'
 # batch and height dynamic: the Shape of x must stay a runtime Shape, its static tail may not hide it

@@ -20,7 +20,7 @@ from tests.conftest import run_cli, write_model
 from trtforge.graph_passes.base import PassContext, Pipeline
 from trtforge.graph_passes.fold_constants import FoldConstantsPass
 from trtforge.graph_passes.meaning import OrtChecker
-from trtforge.onnx_files import import_graph, load_graph_proto
+from trtforge.graphs.files import import_graph, load_graph_proto
 
 HIDDEN, HEADS, N = 512, 4, 49
 

@@ -15,7 +15,7 @@ from trtforge.graph_passes.cleanup import CleanupPass
 from trtforge.graph_passes.fold_constants import FoldConstantsPass
 from trtforge.graph_passes.meaning import OrtChecker
 from trtforge.graph_passes.remove_identities import RemoveIdentitiesPass
-from trtforge.onnx_files import import_graph, load_graph_proto
+from trtforge.graphs.files import import_graph, load_graph_proto
 
 N = 40  # blocks of (Mul by a constant, Abs): 80 nodes, plus an Identity in the middle
 
@@ -184,7 +184,7 @@ def _two_branches() -> onnx.ModelProto:
 def test_the_sweep_holds_no_more_than_a_full_evaluation_when_the_order_changes(tmp_path):
     from trtforge.graph_passes.incremental import evaluate_jointly
     from trtforge.graph_passes.meaning import snapshot
-    from trtforge.onnx_eval import Evaluator
+    from trtforge.graphs.evaluate import Evaluator
 
     folder = write_model(_two_branches(), tmp_path / "m")
     before = load_graph_proto(folder)
@@ -209,10 +209,10 @@ def test_stage_keeps_what_the_incremental_check_computed_for_verify(tmp_path):
     verify stage (evaluated_*.npz) and equal a full evaluation of each; fold_constants' FP16
     storage is still rounded in the graph before (an FP16 graph)."""
     from tests.conftest import onnx_model
+    from trtforge.data.tensors import load_arrays, save_arrays
     from trtforge.graph_passes.run import recorded_inputs, run_pipeline
-    from trtforge.onnx_eval import Evaluator
-    from trtforge.onnx_files import EVALUATED
-    from trtforge.tensors import load_arrays, save_arrays
+    from trtforge.graphs.evaluate import Evaluator
+    from trtforge.graphs.files import EVALUATED
 
     text = """<ir_version: 10, opset_import: ["" : 20]>
     g (float16[2,4] x) => (float16[2,4] y) {
@@ -273,7 +273,7 @@ class FoldOutputPass(GraphPass):
 
 def test_an_output_folded_to_a_constant_is_compared(tmp_path):
     from trtforge.graph_passes.meaning import feeds_for
-    from trtforge.onnx_eval import Evaluator
+    from trtforge.graphs.evaluate import Evaluator
 
     folder = write_model(_chain(), tmp_path / "probe")
     model = load_graph_proto(folder)
@@ -291,7 +291,7 @@ def test_a_change_that_spreads_everywhere_falls_back_to_one_evaluation_at_a_time
     from trtforge.graph_passes import incremental
     from trtforge.graph_passes.incremental import evaluate_jointly
     from trtforge.graph_passes.meaning import snapshot
-    from trtforge.onnx_eval import Evaluator
+    from trtforge.graphs.evaluate import Evaluator
 
     monkeypatch.setattr(incremental, "EXTRA_FLOOR", 0)
     folder = write_model(_two_branches(), tmp_path / "m")

@@ -10,8 +10,9 @@ from collections import Counter
 import numpy as np
 
 from tests.conftest import REPO
-from trtforge import onnx_eval, onnx_files
 from trtforge.graph_passes.run import run_pipeline
+from trtforge.graphs import evaluate as onnx_eval
+from trtforge.graphs import files as onnx_files
 from trtforge.manifest import DEFAULT_PASSES
 
 spec = importlib.util.spec_from_file_location("large_model", REPO / "bench" / "large_model.py")

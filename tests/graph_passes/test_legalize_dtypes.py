@@ -18,8 +18,8 @@ from trtforge.errors import PassError
 from trtforge.graph_passes.legalize_dtypes import LegalizeDtypesPass
 from trtforge.graph_passes.meaning import compare
 from trtforge.graph_passes.run import run_pipeline
-from trtforge.onnx_eval import Evaluator
-from trtforge.onnx_files import check_full
+from trtforge.graphs.evaluate import Evaluator
+from trtforge.graphs.files import check_full
 
 HEAD = '<ir_version: 10, opset_import: ["" : 20]>\n'
 

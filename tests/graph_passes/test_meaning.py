@@ -8,6 +8,7 @@ import onnx_graphsurgeon as gs
 import pytest
 
 from tests.conftest import onnx_model, write_model
+from trtforge.data.tensors import save_arrays
 from trtforge.errors import InternalError, PassError
 from trtforge.graph_passes.base import GraphPass, PassContext, Pipeline
 from trtforge.graph_passes.cleanup import CleanupPass
@@ -16,8 +17,7 @@ from trtforge.graph_passes.meaning import OrtChecker
 from trtforge.graph_passes.remove_identities import RemoveIdentitiesPass
 from trtforge.graph_passes.run import run_pipeline
 from trtforge.graph_passes.toposort import ToposortPass
-from trtforge.onnx_files import import_graph, load_graph_proto
-from trtforge.tensors import save_arrays
+from trtforge.graphs.files import import_graph, load_graph_proto
 
 TEXT = """<ir_version: 10, opset_import: ["" : 20]>
 g (float16[2,4] x) => (float16[2,4] y) {

@@ -7,7 +7,7 @@ import pytest
 
 from tests.precision_rules.helpers import HEADER, graph_of, model_of
 from trtforge.errors import PrecisionError
-from trtforge.onnx_eval import widen_to_fp32
+from trtforge.graphs.evaluate import widen_to_fp32
 from trtforge.precision_rules.activation_range import ActivationRangeRule
 from trtforge.precision_rules.fp32_probe import Probe
 

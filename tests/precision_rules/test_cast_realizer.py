@@ -148,7 +148,7 @@ def test_external_initializer_stored_fp32_saves_and_loads(tmp_path):
     """An initializer kept in the external-data file is rewritten inline as FP32 (regression: it
     kept its EXTERNAL location with no file, and saving failed)."""
     from tests.precision_rules.helpers import model_of
-    from trtforge.onnx_files import import_graph, read_tensor, save_model
+    from trtforge.graphs.files import import_graph, read_tensor, save_model
 
     src, dest = tmp_path / "src", tmp_path / "dest"
     src.mkdir(), dest.mkdir()

@@ -53,7 +53,7 @@ def _folders(tmp_path, text, x, ref):
     import onnx
 
     from tests.precision_rules.helpers import model_of
-    from trtforge.tensors import save_arrays
+    from trtforge.data.tensors import save_arrays
 
     passes, export = tmp_path / "passes", tmp_path / "export"
     passes.mkdir(), export.mkdir()

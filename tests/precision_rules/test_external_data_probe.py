@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from trtforge import onnx_eval
-from trtforge.onnx_files import load_graph_proto
+from trtforge.graphs import evaluate as onnx_eval
+from trtforge.graphs.files import load_graph_proto
 from trtforge.precision_rules.fp32_probe import Probe, tensors_fp32
 from trtforge.verify.onnx_check import run_fp16_faithful
 

@@ -87,7 +87,7 @@ def test_matching_engine_outputs_pass(project, monkeypatch):
 
 def _capture(refs):
     """input_sets as the verify chain calls it, remembering each set's reference by its feeds."""
-    from trtforge.tensors import input_sets
+    from trtforge.data.tensors import input_sets
 
     def wrapped(folder, inputs, reference):
         sets = input_sets(folder, inputs, reference)

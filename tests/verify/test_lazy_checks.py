@@ -74,7 +74,7 @@ BLAME = {"export_bug": "export", "pass_bug": "graph_passes", "precision_bug": "p
 def _count_evaluations(monkeypatch, log: Path) -> None:
     """Every evaluation (the stage children are forked from this process, so they inherit the
     patch) appends its graph's folder and mode to `log`, with the stage package that asked."""
-    from trtforge.onnx_eval import Evaluator
+    from trtforge.graphs.evaluate import Evaluator
 
     run = Evaluator.run
 

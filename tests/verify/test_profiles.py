@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trtforge.predeploy import _bundle_sets
+from trtforge.driver.predeploy import _bundle_sets
 from trtforge.verify.engine_check import profile_of
 
 PROFILES = [

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from trtforge.dims import POINTS, point_values, random_points
+from trtforge.data.dims import POINTS, point_values, random_points
 from trtforge.manifest import parse_manifest
 from trtforge.verify.run import NOT_EVALUATED
 

@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 from tests.conftest import ONNX_STAGES, run_cli
-from trtforge.onnx_files import check_full
+from trtforge.graphs.files import check_full
 
 pytestmark = pytest.mark.slow  # the console script on real builds
 

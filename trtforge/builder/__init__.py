@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trtforge import backends as be
 from trtforge.cache import digest_file
-from trtforge.dims import profiles_key
+from trtforge.data.dims import profiles_key
 from trtforge.manifest import ModuleSpec, settings_dict
 from trtforge.stage import Stage, StageContext, tool_versions
 

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from trtforge import backends as be
-from trtforge import interrupts
 from trtforge.artifacts import BuildFiles, PrecisionFiles, reproducible
 from trtforge.builder.timing import FILE as TIMING_FILE
 from trtforge.builder.timing import save as save_timing_cache
 from trtforge.builder.timing import with_timing_cache
 from trtforge.cache.testhooks import checkpoint
-from trtforge.dims import describe
+from trtforge.data.dims import describe
 from trtforge.errors import BuildError
-from trtforge.onnx_files import MODEL
+from trtforge.graphs.files import MODEL
+from trtforge.processes import interrupts
 from trtforge.stage import StageContext
 
 CHECKED_TYPES = ("MATRIX_MULTIPLY", "SOFTMAX", "CONVOLUTION", "DECONVOLUTION")
@@ -122,7 +122,7 @@ def memory_guard(src: Path, module: str) -> None:
     """Refuse a build this machine plainly cannot hold, before spending minutes on it. The
     TensorRT-RTX builder peaked at 3.3x the FP16 weights (SD1.5 UNet, 1.6 GB: 5.3 GiB, of it 1.7
     GiB the mapped weight file), so that, plus half a GiB, is the estimate."""
-    from trtforge.isolate import machine_memory
+    from trtforge.processes.isolate import machine_memory
 
     weights = weight_file_bytes(src)
     need, have = int(3.3 * weights) + (512 << 20), machine_memory()
@@ -283,7 +283,7 @@ def _progress_monitor(trt: Any) -> Any:
     """The builder's phases on the live progress line, and its cancellation: step_complete returning
     False cancels the build (TensorRT's IProgressMonitor contract), which is how SIGINT/SIGTERM stop
     a build promptly. None where the backend has no progress monitor."""
-    from trtforge.progress import active
+    from trtforge.processes.progress import active
 
     progress = active()
     if not hasattr(trt, "IProgressMonitor"):

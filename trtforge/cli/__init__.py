@@ -14,7 +14,7 @@ import click
 from trtforge.cli.options import flags
 from trtforge.cli.output import JSON_OUT, show
 from trtforge.errors import TrtforgeError
-from trtforge.interrupts import Interrupted
+from trtforge.processes.interrupts import Interrupted
 
 
 class _Group(click.Group):

@@ -151,14 +151,14 @@ def build(
         raise TrtforgeError(
             "--from-cache builds nothing; --force re-runs stages", where="--from-cache", hint="drop one of them"
         )
-    from trtforge import interrupts
+    from trtforge.processes import interrupts
 
     interrupts.install()
     from trtforge.driver.api import build as run_build
+    from trtforge.driver.report import as_json as report_json
+    from trtforge.driver.report import status_table
     from trtforge.driver.request import BuildRequest
-    from trtforge.progress import Progress
-    from trtforge.report import as_json as report_json
-    from trtforge.report import status_table
+    from trtforge.processes.progress import Progress
 
     def notes(result):
         for note in result.notes:
@@ -198,7 +198,7 @@ def build(
     for name in outcome.removed:
         click.echo(f"trtforge: note: {name}: no longer in the manifest; its engine was removed", err=True)
     if junit:
-        from trtforge.junit import build_cases, junit_xml
+        from trtforge.driver.report.junit import build_cases, junit_xml
 
         Path(junit).write_text(junit_xml(build_cases(outcome.results), classname="trtforge.build"))
     if not as_json and not quiet:

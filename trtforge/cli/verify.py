@@ -40,14 +40,14 @@ def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_j
     """Pre-deploy: check published engines on this machine against their bundled reference.
     ENGINES_DIR is the folder build published (with index.json) or one target's folder in it,
     also copied on its own."""
-    from trtforge.predeploy import verify_published
+    from trtforge.driver.predeploy import verify_published
 
     notes: list[str] = []
     if junit:
         check_junit(Path(junit))
     key = None
     if public_key:
-        from trtforge.signing import load_public_key
+        from trtforge.release.signing import load_public_key
 
         key = load_public_key(Path(public_key))
     results: list[dict] = []

@@ -63,7 +63,7 @@ class BuildOutcome:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # about the run as a whole (e.g. --jobs capped)
     remote_failure: str | None = None  # the remote cache failed; the build ran locally (exit 2)
-    pipelines: list = field(default_factory=list)  # trtforge.pipelines.drive.PipelineResult per [pipelines.NAME]
+    pipelines: list = field(default_factory=list)  # trtforge.driver.pipelines.PipelineResult per [pipelines.NAME]
 
     @property
     def errors(self) -> list[TrtforgeError]:
@@ -101,8 +101,8 @@ def build(
     from trtforge.driver.jobs import build_modules, effective_jobs
     from trtforge.driver.preflight import preflight
     from trtforge.driver.publish import prune
+    from trtforge.driver.report import module_warnings, write_reports
     from trtforge.manifest.targets import select
-    from trtforge.report import module_warnings, write_reports
 
     request = request if request is not None else BuildRequest()
     t0, started = time.perf_counter(), time.time()
@@ -150,7 +150,7 @@ def build(
     if request.until is None and (
         manifest.pipelines or not partial
     ):  # after every module is verified: withdraws what a failing one names
-        from trtforge.pipelines.drive import check_all
+        from trtforge.driver.pipelines import check_all
 
         with store.gc_lock(exclusive=False):  # it reads records' views and publishes from them
             pipelines = check_all(ctx, results)
@@ -172,7 +172,7 @@ def build(
         stale=stale,
     )
     if key is not None:
-        from trtforge.signing import sign_folder
+        from trtforge.release.signing import sign_folder
 
         sign_folder(manifest.output_dir, key)
     specs = {m.name: m for m in chosen}
@@ -201,9 +201,9 @@ def build(
 def _mark_stale(store: Store, manifest: Manifest, results: list[ModuleResult]) -> dict[str, str]:
     """Mark every published entry this run did not publish whose upstream keys moved on (a
     --target or --module subset); {entry: reason} of those now stale (driver/stale.py)."""
-    from trtforge import engines_index
     from trtforge.driver.publish import mark_stale, read_sidecar
     from trtforge.driver.stale import find_stale
+    from trtforge.release import index as engines_index
 
     out = manifest.output_dir
     index = engines_index.load(out)
@@ -217,7 +217,7 @@ def _mark_stale(store: Store, manifest: Manifest, results: list[ModuleResult]) -
 def _signing_key():
     """The Ed25519 key that signs engines/index.json ($TRTFORGE_SIGNING_KEY_FILE or
     $TRTFORGE_SIGNING_KEY; never the manifest), or None (cryptography is imported only then)."""
-    from trtforge import signing
+    from trtforge.release import signing
 
     return signing.signing_key() if signing.configured() else None
 
@@ -225,8 +225,8 @@ def _signing_key():
 def _set_memory_budget(max_memory: int | str | None) -> None:
     """Each build sets the stages' memory budget afresh (None: the default), for its own stages
     and its --jobs workers."""
-    from trtforge import isolate
     from trtforge.cache.manage import parse_size
+    from trtforge.processes import isolate
 
     isolate.MAX_MEMORY = parse_size(max_memory, "--max-memory") if isinstance(max_memory, str) else max_memory
 

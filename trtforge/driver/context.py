@@ -17,7 +17,7 @@ from trtforge.manifest.targets import TargetSpec, select
 
 @dataclass(frozen=True)
 class RunContext:
-    """`progress`: a trtforge.progress.Progress (or anything with its start/done), None for none.
+    """`progress`: a trtforge.processes.progress.Progress (or anything with its start/done), None for none.
     `targets`: the manifest's targets that `request.targets` names (every one when it names none)."""
 
     store: Store

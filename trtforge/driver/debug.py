@@ -25,14 +25,14 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from trtforge.artifacts import ExportFiles, npz
-from trtforge.onnx_files import import_graph, load_graph_proto, save_model
+from trtforge.data.tensors import load_arrays
+from trtforge.graphs.files import import_graph, load_graph_proto, save_model
 from trtforge.precision_rules.activation_range import ActivationRangeRule
 from trtforge.precision_rules.attention_score import AttentionScoreRule
 from trtforge.precision_rules.cast_realizer import realize_casts
 from trtforge.precision_rules.fp32_probe import Probe, tensors_fp32
 from trtforge.precision_rules.normalization import NormalizationRule
 from trtforge.precision_rules.plan import FP16_MAX, name_unnamed
-from trtforge.tensors import load_arrays
 from trtforge.verify.metrics import compare_all
 from trtforge.verify.onnx_check import run_fp16_faithful
 

@@ -9,7 +9,7 @@ from functools import partial
 from trtforge.cache import Store
 from trtforge.cache.plan import diff
 from trtforge.driver.context import RunContext
-from trtforge.driver.run import plan_stage
+from trtforge.driver.execute import plan_stage
 from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec
@@ -115,7 +115,7 @@ def explain_pipelines(store: Store, manifest: Manifest, records: dict[str, dict]
     """Each [pipelines.NAME] whose modules were explained: its check up to date, or what changed
     (the modules' final keys, the runner's code, its table). `records`: module -> stage records."""
     from trtforge.cache import key_of
-    from trtforge.pipelines.drive import KEYED_STAGES, STAGE, key_document
+    from trtforge.driver.pipelines import KEYED_STAGES, STAGE, key_document
 
     lines: list[Verdict] = []
     for spec in manifest.pipelines:

@@ -11,7 +11,6 @@ import contextlib
 import os
 import threading
 
-from trtforge import interrupts, isolate
 from trtforge.cache import Store, testhooks
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver.context import RunContext, WorkerJob
@@ -19,6 +18,7 @@ from trtforge.driver.lifecycle import build_targets
 from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
 from trtforge.manifest import Manifest, ModuleSpec
+from trtforge.processes import interrupts, isolate
 
 _EVENTS = None  # in a worker: the queue its progress events go to (set by _init_worker)
 

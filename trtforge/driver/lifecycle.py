@@ -5,21 +5,21 @@ withdraw, and one retry when a cached blob turns out corrupt. Nothing else runs 
 
 from __future__ import annotations
 
-from trtforge import interrupts
 from trtforge.artifacts import VerifyMeta, meta
 from trtforge.cache import Record, Store
 from trtforge.cache.store import CorruptEntry
 from trtforge.driver import release
 from trtforge.driver.context import RunContext
+from trtforge.driver.execute import run_stage
 from trtforge.driver.publish import publish
 from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
-from trtforge.driver.run import run_stage
 from trtforge.driver.stages import Step, later_or_same, stage_table
 from trtforge.errors import InternalError, PublishError, TrtforgeError, VerifyError
 from trtforge.manifest import Manifest, ModuleSpec
 from trtforge.manifest.targets import TargetSpec, TargetUnavailable, for_target, unavailable
-from trtforge.progress import OnTarget
+from trtforge.processes import interrupts
+from trtforge.processes.progress import OnTarget
 from trtforge.stage import as_stage
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from trtforge.cache import Record, Store
 from trtforge.driver import release
 from trtforge.driver.context import RunContext
-from trtforge.driver.run import plan_stage
+from trtforge.driver.execute import plan_stage
 from trtforge.driver.stages import stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec

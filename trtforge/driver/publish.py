@@ -1,6 +1,6 @@
 """Publish verified engines: engines/<target>/<module>.engine + <module>.json sidecar + the bundle
 (inputs and caller-view reference) that `trtforge verify` needs on the target machine, and
-engines/index.json listing exactly the published set with digests (trtforge/engines_index.py).
+engines/index.json listing exactly the published set with digests (trtforge/release/index.py).
 
 Each file: temp name in the destination folder, fsync, os.replace. Order, so that a SIGKILL at any
 point leaves a folder that `trtforge verify` fails on or that is consistent: the index first names
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trtforge import __version__, engines_index
+from trtforge import __version__
 from trtforge.artifacts import (
     BuildFiles,
     BuildMeta,
@@ -37,6 +37,7 @@ from trtforge.driver.results import ModuleResult
 from trtforge.driver.stale import upstream_keys
 from trtforge.errors import InternalError, PublishError
 from trtforge.manifest import ModuleSpec
+from trtforge.release import index as engines_index
 
 
 def _unchanged(dest: Path, digest: str) -> bool:

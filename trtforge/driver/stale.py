@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from trtforge.cache import Record, Store
 from trtforge.cache.keys import key_of
+from trtforge.driver.execute import plan_stage
 from trtforge.driver.results import ModuleResult
-from trtforge.driver.run import plan_stage
 from trtforge.driver.stages import STAGE_NAMES, stage_table
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import Manifest, ModuleSpec

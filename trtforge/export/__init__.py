@@ -9,9 +9,9 @@ from pathlib import Path
 from trtforge.artifacts import ExportFiles
 from trtforge.cache import digest_file
 from trtforge.cache.imports import display, module_files
+from trtforge.data.transforms import transforms
 from trtforge.errors import ExportError, ManifestError
 from trtforge.export import example_data
-from trtforge.io_transforms import transforms
 from trtforge.manifest import ModuleSpec
 from trtforge.stage import Stage, StageContext, capture_output, tool_versions
 

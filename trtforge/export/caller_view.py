@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trtforge.data.transforms import inverse, preprocess_perm
 from trtforge.errors import ExportError
-from trtforge.io_transforms import inverse, preprocess_perm
 
 TORCH_MODES: dict[str, Any] = {
     "nearest": "nearest",
@@ -37,7 +37,7 @@ def _mode(t: dict, rank: int, module: str) -> str:
 def _check_resized_size(t: dict, shape: tuple, module: str) -> None:
     """The resized reference is made in FP32 here: refuse one past the input limit before torch
     allocates it (a scale of 64 on a large output is tens of GiB)."""
-    from trtforge.limits import MAX_INPUT_BYTES
+    from trtforge.manifest.limits import MAX_INPUT_BYTES
 
     spatial = t["size"] or [int(d * t["scale"]) for d in shape[2:]]
     size = math.prod(shape[:2]) * math.prod(spatial) * 4

@@ -15,7 +15,7 @@ import re
 import onnx
 import torch
 
-from trtforge.dims import multiples, named_dims, union_ranges
+from trtforge.data.dims import multiples, named_dims, union_ranges
 from trtforge.errors import ExportError
 from trtforge.export.binding import Binding
 from trtforge.manifest import ModuleSpec

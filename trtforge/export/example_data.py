@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from trtforge.cache import digest_file
+from trtforge.data.sources import data_file
 from trtforge.errors import ManifestError
-from trtforge.input_sources import data_file
 from trtforge.manifest import ModuleSpec
 
 

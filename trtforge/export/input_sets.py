@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from trtforge.dims import example_values, input_shapes, profile_points, random_points
+from trtforge.data.dims import example_values, input_shapes, profile_points, random_points
+from trtforge.data.sources import is_random, source_name
+from trtforge.data.tensors import NP_DTYPES, make_inputs, random_inputs, random_set_suffix, read_input_set
+from trtforge.data.transforms import inverse, preprocess_perm, transforms
 from trtforge.errors import ExportError
 from trtforge.export import example_data
-from trtforge.input_sources import is_random, source_name
-from trtforge.io_transforms import inverse, preprocess_perm, transforms
 from trtforge.manifest import InputSpec, ModuleSpec
-from trtforge.tensors import NP_DTYPES, make_inputs, random_inputs, random_set_suffix, read_input_set
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _preprocessed(module: ModuleSpec) -> dict[str, InputSpec]:
 
 def _image_files(pre: dict[str, InputSpec], root: Path, where: str) -> dict:
     """The caller's uint8 image of each preprocessed input whose source is an image file."""
-    from trtforge import sample_files
+    from trtforge.data import samples as sample_files
 
     out = {}
     for name, spec in pre.items():

@@ -18,17 +18,17 @@ import torch
 from trtforge.artifacts import ExportFiles as F
 from trtforge.artifacts import npz, reproducible
 from trtforge.cache.testhooks import checkpoint
-from trtforge.dims import describe
+from trtforge.data.dims import describe
+from trtforge.data.tensors import save_arrays
+from trtforge.data.transforms import transforms
 from trtforge.errors import ExportError
 from trtforge.export.binding import Binding, bind_inputs, name_outputs
 from trtforge.export.caller_view import caller_view, preprocessed_inputs
 from trtforge.export.dynamic import capture, rename_and_check
 from trtforge.export.fp32_islands import find_fp32_islands
 from trtforge.export.input_sets import InputSet, example_sets
-from trtforge.io_transforms import transforms
+from trtforge.graphs.files import MODEL
 from trtforge.manifest import ModuleSpec
-from trtforge.onnx_files import MODEL
-from trtforge.tensors import save_arrays
 from trtforge.user_code import resolve_callable
 
 _DATA_DEPENDENT = re.compile(r"GuardOnDataDependentSymNode|data-dependent|DataDependent", re.I)

@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from trtforge.data.transforms import inverse, preprocess_affine, preprocess_perm
 from trtforge.errors import PassError
 from trtforge.graph_passes.base import GraphPass, PassContext, find_tensor
-from trtforge.io_transforms import inverse, preprocess_affine, preprocess_perm
 
 
 class BakePreprocessPass(GraphPass):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
+from trtforge.data.transforms import inverse
 from trtforge.errors import PassError
 from trtforge.graph_passes.base import GraphPass, PassContext, find_tensor
-from trtforge.io_transforms import inverse
 
 
 class BakeTransposePass(GraphPass):

@@ -12,8 +12,8 @@ from pathlib import Path
 import onnx_graphsurgeon as gs
 
 from trtforge.errors import InternalError, PassError
-from trtforge.graph_cycles import check_acyclic
-from trtforge.onnx_files import import_graph  # noqa: F401  (re-exported for passes)
+from trtforge.graphs.cycles import check_acyclic
+from trtforge.graphs.files import import_graph  # noqa: F401  (re-exported for passes)
 
 CHECK_MODES = ("each", "pipeline", "off")
 

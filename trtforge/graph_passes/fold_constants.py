@@ -10,7 +10,7 @@ initializer). Weights that were loaded but not folded go back to being lazy refe
 output still points at the original weight file instead of copying them into passes.data.
 
 Folded in FP32: every FP16 tensor the fold turns into a constant is evaluated again with the
-subgraph that computes it widened to FP32 (trtforge.onnx_eval, node by node), which is what the
+subgraph that computes it widened to FP32 (trtforge.graphs.evaluate, node by node), which is what the
 FP32 PyTorch reference computes, and stored back as FP16 when its values fit (finite, |v| <= 65504);
 a value that does not fit stays FP32 and the legaliser's rules reconcile its readers (they compute
 wide, as torch did). Seen: a Swin-v2 continuous position bias (a small MLP over a constant

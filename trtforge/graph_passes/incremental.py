@@ -1,7 +1,7 @@
 """Incremental meaning checks: the graph after a pass is evaluated only where it differs from the
 graph before, in one sweep with the graph before.
 
-The graph before runs node by node (trtforge.onnx_eval, fp32 mode) as in a full check. The graph
+The graph before runs node by node (trtforge.graphs.evaluate, fp32 mode) as in a full check. The graph
 after is compared with it structurally first (no values): a node of the graph after whose
 operator, attributes, input and output names match the node of the graph before that computes
 the same outputs, and whose inputs all hold the same values, computes the same values. The rest
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from trtforge.onnx_eval import EvalError, Evaluator, _constant_value
+from trtforge.graphs.evaluate import EvalError, Evaluator, _constant_value
 
 # Where the region holds more than this share of the graph before's own peak of live tensors (or
 # EXTRA_FLOOR bytes, whichever is more), the change has spread through the graph: nothing agrees
@@ -123,7 +123,7 @@ def plan(before: onnx.ModelProto, after_nodes: list, after_initializers: dict) -
 def same_outputs(before: onnx.ModelProto, after: onnx.ModelProto) -> bool:
     """The graph after computes every output as the graph before does, node for node (a pass
     that only reorders or renames nodes, or drops dead ones): its outputs are the before's."""
-    from trtforge.onnx_eval import _toposorted
+    from trtforge.graphs.evaluate import _toposorted
 
     if not can_run_jointly(before, after):
         return False

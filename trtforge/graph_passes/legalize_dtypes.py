@@ -38,10 +38,10 @@ import onnx_graphsurgeon as gs
 from numpy.typing import DTypeLike
 
 from trtforge.errors import PassError, invariant
-from trtforge.graph_cycles import check_acyclic
 from trtforge.graph_passes.base import GraphPass, PassContext
 from trtforge.graph_passes.fold_static_shapes import const_values
 from trtforge.graph_passes.remove_identities import dtype_name as _dtype_name
+from trtforge.graphs.cycles import check_acyclic
 
 FLOAT_RANK = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
 FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": np.inf}

@@ -8,7 +8,7 @@ recorded example inputs and compares.
   it with the equivalent torch op applied to the FP32 reference (export/caller_view.py).
 
 The graphs run node by node, widened to FP32, with weights streamed from their files
-(trtforge.onnx_eval): nothing is serialised into a protobuf, no session holds the model, and each
+(trtforge.graphs.evaluate): nothing is serialised into a protobuf, no session holds the model, and each
 node is deterministic, so a restructuring pass can be held to bit-identical outputs.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from trtforge.data.tensors import NP_DTYPES
 from trtforge.errors import PassError
-from trtforge.tensors import NP_DTYPES
 
 FOLD_TOLERANCE = {"rtol": 1e-3, "atol": 1e-3}
 _NP = {**NP_DTYPES, "float64": np.float64, "int16": np.int16, "uint16": np.uint16}
@@ -71,8 +71,8 @@ def feeds_for(model: onnx.ModelProto, recorded: list[dict], seed: int = 0) -> di
 
 def run_model(model: onnx.ModelProto, weights: Path, feeds: dict, sessions=None) -> dict:
     """Run `model` (external data in `weights`) widened to FP32, node by node: deterministic per
-    node, memory bounded by the live activations (trtforge.onnx_eval)."""
-    from trtforge.onnx_eval import Evaluator
+    node, memory bounded by the live activations (trtforge.graphs.evaluate)."""
+    from trtforge.graphs.evaluate import Evaluator
 
     return Evaluator(model, weights, "fp32", sessions=sessions).run(feeds)
 
@@ -152,7 +152,7 @@ class OrtChecker:
     def _run(self, model: onnx.ModelProto) -> dict:
         key = _digest(model)
         if key not in self.memo:
-            from trtforge.onnx_eval import Evaluator
+            from trtforge.graphs.evaluate import Evaluator
 
             feeds = feeds_for(model, self.recorded)
             ev = Evaluator(model, self.weights, "fp32", sessions=self.sessions)
@@ -170,7 +170,7 @@ class OrtChecker:
             if name in stored and value.dtype == np.float32:
                 value[...] = value.astype(np.float16)  # in place: the evaluator reads this array on
 
-        from trtforge.onnx_eval import Evaluator
+        from trtforge.graphs.evaluate import Evaluator
 
         ev = Evaluator(model, self.weights, "fp32", sessions=self.sessions)
         out = ev.run(feeds, observe=round_stored)
@@ -179,8 +179,8 @@ class OrtChecker:
 
     def _jointly(self, before: onnx.ModelProto, after: onnx.ModelProto, stored: set[str]) -> bool:
         from trtforge.graph_passes.incremental import can_run_jointly
-        from trtforge.onnx_eval import WHOLE_GRAPH_BYTES
-        from trtforge.onnx_files import weight_bytes
+        from trtforge.graphs.evaluate import WHOLE_GRAPH_BYTES
+        from trtforge.graphs.files import weight_bytes
 
         if self.incremental is False or not can_run_jointly(before, after):
             return False
@@ -191,7 +191,7 @@ class OrtChecker:
     def _check_jointly(self, passes: list, before: onnx.ModelProto, after: onnx.ModelProto, stored: set[str]) -> str:
         """One sweep of the graph before, and of the graph after only the region that differs."""
         from trtforge.graph_passes.incremental import BeforeFailed, evaluate_jointly
-        from trtforge.onnx_eval import EvalError
+        from trtforge.graphs.evaluate import EvalError
 
         names = " + ".join(p.name for p in passes)
         feeds = feeds_for(before, self.recorded)

@@ -16,13 +16,13 @@ import onnx_graphsurgeon as gs
 
 from trtforge.artifacts import ExportFiles, GraphPassesFiles, npz, reproducible
 from trtforge.cache.testhooks import checkpoint
+from trtforge.data.tensors import load_arrays, same_arrays, save_arrays
 from trtforge.errors import PassError
 from trtforge.graph_passes.base import PassContext, Pipeline, import_graph
 from trtforge.graph_passes.catalog import make_pass
 from trtforge.graph_passes.legalize_dtypes import describe, mixed_nodes
-from trtforge.onnx_files import EVALUATED, check_full, load_graph_proto, save_model, weight_bytes
+from trtforge.graphs.files import EVALUATED, check_full, load_graph_proto, save_model, weight_bytes
 from trtforge.stage import StageContext
-from trtforge.tensors import load_arrays, same_arrays, save_arrays
 
 # Above this many bytes of weights, `pass_check = "each"` evaluates each run of passes end to end
 # and evaluates single passes only to localise a failure: one node-by-node evaluation of an SD1.5

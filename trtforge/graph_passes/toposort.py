@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from trtforge.graph_cycles import check_acyclic
 from trtforge.graph_passes.base import GraphPass, PassContext
+from trtforge.graphs.cycles import check_acyclic
 
 
 class ToposortPass(GraphPass):

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trtforge import limits
-from trtforge.dims import check_dim_name
+from trtforge.data.dims import check_dim_name
 from trtforge.errors import ManifestError
+from trtforge.manifest import limits
 
 # no bfloat16: numpy, which makes the example inputs and holds every reference, has no such dtype
 DTYPES = ("float16", "float32", "int64", "int32", "int8", "uint8", "bool")
@@ -190,7 +190,7 @@ def shape(value, where):
     if not isinstance(value, list) or not value:
         raise ManifestError(f"expected a non-empty list of positive integers, got {value!r}", where=where)
     for i, d in enumerate(value):
-        if isinstance(d, str):  # a named dynamic dimension; its range is dims.<name> (trtforge/dims.py)
+        if isinstance(d, str):  # a named dynamic dimension; its range is dims.<name> (trtforge/data/dims.py)
             check_dim_name(d, f"{where}[{i}]")
         elif isinstance(d, bool) or not isinstance(d, int) or d <= 0:
             raise ManifestError(

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import tomllib
 
-from trtforge import limits
 from trtforge.errors import ManifestError
 from trtforge.manifest import checks as c
+from trtforge.manifest import limits
 from trtforge.manifest.modules import parse_defaults, parse_module
 from trtforge.manifest.pipelines import PipelineSpec, parse_pipelines
 from trtforge.manifest.settings import CACHE

@@ -9,11 +9,12 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from trtforge import input_sources, limits
-from trtforge.dims import check_static_preprocess, max_values, parse_profiles
+from trtforge.data import sources as input_sources
+from trtforge.data.dims import check_static_preprocess, max_values, parse_profiles
+from trtforge.data.transforms import parse as parse_transform
 from trtforge.errors import ManifestError
-from trtforge.io_transforms import parse as parse_transform
 from trtforge.manifest import checks as c
+from trtforge.manifest import limits
 from trtforge.manifest.settings import (
     BUILD,
     DEFAULT_PASSES,

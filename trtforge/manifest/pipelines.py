@@ -7,7 +7,7 @@
     inputs.latents = { shape = [1, 4, 8, 8], dtype = "float32", dist = "normal" }
     outputs.image = { metric = "psnr", min_psnr = 30 }
 
-Inputs take every source a module input takes (trtforge/input_sources.py). Each output is held
+Inputs take every source a module input takes (trtforge/data/sources.py). Each output is held
 to the tolerances (TOLERANCE, the module defaults) or, with `metric`, to that metric alone
 (psnr, iou, topk, or sequence: the share of generated tokens equal to the reference's); `valid`
 and `constant_ok` mean what they mean for a module's outputs (verify/valid.py), `valid` naming
@@ -21,10 +21,10 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from trtforge import limits
+from trtforge.data.transforms import transforms
 from trtforge.errors import ManifestError
-from trtforge.io_transforms import transforms
 from trtforge.manifest import checks as c
+from trtforge.manifest import limits
 from trtforge.manifest.checks import Spec
 from trtforge.manifest.fields import key_material, setting
 from trtforge.manifest.modules import check_valid_inputs, parse_input

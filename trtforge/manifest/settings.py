@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trtforge import limits
 from trtforge.manifest import checks as c
+from trtforge.manifest import limits
 from trtforge.manifest.checks import Spec
 from trtforge.manifest.fields import setting, spec_table
 

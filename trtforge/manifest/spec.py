@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trtforge import input_sources
-from trtforge.dims import profiles_key
+from trtforge.data import sources as input_sources
+from trtforge.data.dims import profiles_key
 from trtforge.manifest import checks as c
 from trtforge.manifest.fields import key_material, setting, spec_table
 from trtforge.manifest.settings import (
@@ -42,7 +42,7 @@ class InputSpec:
     range: tuple[float, float] = setting(c.value_range, (-1.0, 1.0), doc="[low, high] of the example values.")
     # resolved to `name` when not written
     arg: str = setting(c.string, "", doc="The forward() parameter it binds to (default: the input's name).")
-    # where the example values come from (trtforge/input_sources.py): uniform in `range` by
+    # where the example values come from (trtforge/data/sources.py): uniform in `range` by
     # default; the default source is left out of the key (a manifest written before sources
     # existed keeps its keys)
     source: dict = setting(factory=lambda: dict(DEFAULT_SOURCE), key=_source_key, when_set=True)
@@ -81,7 +81,7 @@ class ModuleSpec:
     pass_check: str = setting(default="each")
     # factory_args keys whose values are paths relative to the manifest's folder (see factory_kwargs)
     factory_paths: tuple[str, ...] = setting(default=(), key=lambda m: list(m.factory_paths))
-    # optimization profiles of the named dims (trtforge/dims.py); () = static. Static modules keep
+    # optimization profiles of the named dims (trtforge/data/dims.py); () = static. Static modules keep
     # the key they always had: "profiles" appears only when there are some; so do "checkpoint"
     # and "method" (export keys them: the checkpoint by content)
     profiles: tuple = setting(default=(), key=lambda m: profiles_key(m.profiles), when_set=True)

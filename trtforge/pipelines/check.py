@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trtforge.data.tensors import make_inputs, save_arrays
 from trtforge.manifest import Manifest
 from trtforge.manifest.pipelines import PipelineSpec
 from trtforge.pipelines import verdict
@@ -31,7 +32,6 @@ from trtforge.pipelines.harness import (
     TorchModule,
 )
 from trtforge.pipelines.published import INPUTS, PUBLISHED, REFERENCE
-from trtforge.tensors import make_inputs, save_arrays
 from trtforge.user_code import resolve_callable
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trtforge.dims import union_ranges
+from trtforge.data.dims import union_ranges
+from trtforge.data.tensors import NP_DTYPES
 from trtforge.errors import PipelineError
 from trtforge.manifest import ModuleSpec
-from trtforge.tensors import NP_DTYPES
 from trtforge.verify.valid import keep_mask
 
 Feeds = dict[str, np.ndarray]
@@ -94,8 +94,8 @@ class OnnxModule:
     label = "fp16 graph"
 
     def __init__(self, spec: ModuleSpec, folder: Path):
-        from trtforge.onnx_eval import Evaluator
-        from trtforge.onnx_files import load_graph_proto
+        from trtforge.graphs.evaluate import Evaluator
+        from trtforge.graphs.files import load_graph_proto
 
         self.spec = spec
         self.evaluator = Evaluator(load_graph_proto(folder), folder, "fp16")

@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trtforge import engines_index
 from trtforge.cache import digest_file
 from trtforge.cache.atomic import atomic_copy, atomic_write_bytes
 from trtforge.manifest.pipelines import PipelineSpec
+from trtforge.release import index as engines_index
 
 INPUTS, REFERENCE, PUBLISHED = "inputs.npz", "reference.npz", "published.npz"
 FOLDER = "pipelines"

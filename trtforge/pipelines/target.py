@@ -48,11 +48,11 @@ def check_on_target(folder: Path, name: str, entry: dict, modules: dict, require
 
 def _run(folder: Path, name: str, side: dict, sides: dict) -> dict:
     """Every engine runs here: the runner on them, judged as at build time (GPU lane only)."""
+    from trtforge.data.tensors import load_arrays
     from trtforge.manifest.pipelines import PipelineSpec
     from trtforge.pipelines import verdict
     from trtforge.pipelines.check import Run, load_runner
     from trtforge.pipelines.harness import Recorder, Signature
-    from trtforge.tensors import load_arrays
     from trtforge.verify.engine_session import EngineSession
 
     base = folder / "pipelines" / name

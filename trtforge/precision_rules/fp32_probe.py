@@ -2,7 +2,7 @@
 
 Data-driven rules need the activations an FP32 run would produce; AutoCast-style tools only read
 FP32 graphs, but trtforge exports FP16 natively. So the graph runs widened to FLOAT (FP16 weights,
-Constants and Cast targets), node by node (trtforge.onnx_eval), on the example inputs plus N
+Constants and Cast targets), node by node (trtforge.graphs.evaluate), on the example inputs plus N
 seeded random inputs drawn from the examples' own range. The result is max |x| per tensor name.
 """
 
@@ -41,11 +41,11 @@ def run_fp32(
     model16: onnx.ModelProto, base_dir: Path | None, feed_sets: list[dict]
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """max |x| per float tensor (inputs, intermediates, outputs) over all feed sets, in FP32: node by
-    node with weights streamed (trtforge.onnx_eval), so memory stays at the live activations.
+    node with weights streamed (trtforge.graphs.evaluate), so memory stays at the live activations.
     Second dict: the same without mask entries (-inf, or <= MASK_FLOOR), which `auto` must not
     take for scores. Third: the largest value (a softmax's largest logit; a mask of -100, as in
     Swin's shifted windows, is no logit that exp() could overflow on)."""
-    from trtforge.onnx_eval import Evaluator
+    from trtforge.graphs.evaluate import Evaluator
 
     evaluator = Evaluator(model16, base_dir, "fp32")
     peak: dict[str, float] = {}
@@ -68,7 +68,7 @@ def run_fp32(
 
 def tensors_fp32(model16: onnx.ModelProto, base_dir: Path | None, feeds: dict) -> dict[str, np.ndarray]:
     """Every float tensor of one FP32 run (for `debug precision`: the reference per tensor)."""
-    from trtforge.onnx_eval import Evaluator
+    from trtforge.graphs.evaluate import Evaluator
 
     env = Evaluator(model16, base_dir, "fp32").run(feeds, keep="all")
     return {k: v for k, v in env.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}

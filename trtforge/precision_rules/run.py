@@ -10,15 +10,15 @@ import onnx_graphsurgeon as gs
 
 from trtforge.artifacts import ExportFiles, PrecisionFiles, npz
 from trtforge.cache.testhooks import checkpoint
+from trtforge.data.tensors import load_arrays
 from trtforge.errors import InternalError, PrecisionError
-from trtforge.onnx_files import check_full, import_graph, load_graph_proto, save_model
+from trtforge.graphs.files import check_full, import_graph, load_graph_proto, save_model
 from trtforge.precision_rules.cast_realizer import realize_casts
 from trtforge.precision_rules.catalog import make_rule
 from trtforge.precision_rules.flops import fp16_flop_share
 from trtforge.precision_rules.fp32_probe import Probe
 from trtforge.precision_rules.plan import PrecisionPlan, name_unnamed
 from trtforge.stage import StageContext
-from trtforge.tensors import load_arrays
 
 
 def typed_graph(folder: Path):

@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trtforge import limits
 from trtforge import manifest as m
-from trtforge.manifest import checks, fields
+from trtforge.manifest import checks, fields, limits
 from trtforge.manifest.pipelines import PIPELINE_KEYS, SEQUENCE
 from trtforge.manifest.targets import TargetSpec, target_keys
 
@@ -101,7 +100,7 @@ def _verify() -> dict:
 
 def _input() -> dict:
     """One example input: shape/dtype/range/arg, and where its values come from (input_sources)."""
-    from trtforge import input_sources as src
+    from trtforge.data import sources as src
 
     out = section(m.INPUT, "One example input.", required=("shape",), docs=(m.InputSpec,))
     num, chans = {"type": "number"}, {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}
@@ -140,7 +139,7 @@ def _stage_sections() -> dict:
 
 
 def _dims() -> dict:
-    """Dynamic dimensions (trtforge/dims.py): dims.NAME = {min, opt, max[, multiple_of]} or a size,
+    """Dynamic dimensions (trtforge/data/dims.py): dims.NAME = {min, opt, max[, multiple_of]} or a size,
     or several profiles, each a table of them."""
     pos = {"type": "integer", "minimum": 1}
     rng = {

@@ -4,7 +4,7 @@
 (ONNX Runtime silently falls back to the CPU when CUDA libraries do not match).
 
 `run_fp16_faithful` / `runner`: node by node with weights streamed from disk
-(trtforge.onnx_eval), each result stored in its own dtype, or everything widened to FP32. ONNX Runtime's CPU
+(trtforge.graphs.evaluate), each result stored in its own dtype, or everything widened to FP32. ONNX Runtime's CPU
 provider is not FP16-faithful: it computes FP16 MatMul/Softmax in FP32 and drops the Casts between
 consecutive ops even with optimisations off, so an FP16 graph that overflows on a GPU passes there.
 Measured: a ViT with attention scores of 3.8e5 was 0.1% off in a plain CPU run and NaN everywhere
@@ -56,8 +56,8 @@ def session(path: Path, provider: str = "CPUExecutionProvider") -> ort.Inference
 
 def run_fp16_faithful(folder: Path, feeds: dict, every_tensor: bool = False) -> dict:
     """Graph outputs (or, with every_tensor, every tensor computed), FP16-faithfully, node by node
-    with weights streamed from disk (trtforge.onnx_eval)."""
-    from trtforge.onnx_eval import evaluate
+    with weights streamed from disk (trtforge.graphs.evaluate)."""
+    from trtforge.graphs.evaluate import evaluate
 
     return evaluate(folder, feeds, mode="fp16", keep="all" if every_tensor else ())
 
@@ -65,8 +65,8 @@ def run_fp16_faithful(folder: Path, feeds: dict, every_tensor: bool = False) -> 
 def runner(folder: Path, mode: str):
     """feeds -> outputs for `folder`'s graph, node by node (mode fp16: faithful; fp32: widened); one
     evaluator, so its node sessions serve every input set."""
-    from trtforge.onnx_eval import Evaluator
-    from trtforge.onnx_files import load_graph_proto
+    from trtforge.graphs.evaluate import Evaluator
+    from trtforge.graphs.files import load_graph_proto
 
     made: list = []
 

@@ -12,7 +12,7 @@ import ast
 import re
 from pathlib import Path
 
-from trtforge.onnx_files import load_graph_proto
+from trtforge.graphs.files import load_graph_proto
 
 _REPEATED = re.compile(r"\.\d+$")  # blocks.3, layers.11: one entry of a repeated stack
 

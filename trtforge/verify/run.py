@@ -13,10 +13,10 @@ import onnxruntime as ort
 
 from trtforge.artifacts import BuildFiles, BuildMeta, ExportFiles, PrecisionMeta, VerifyFiles, meta, reproducible
 from trtforge.cache.testhooks import checkpoint
+from trtforge.data.tensors import input_sets, load_arrays, same_arrays, set_listing
 from trtforge.errors import VerifyError
-from trtforge.onnx_files import EVALUATED, MODEL
+from trtforge.graphs.files import EVALUATED, MODEL
 from trtforge.stage import StageContext
-from trtforge.tensors import input_sets, load_arrays, same_arrays, set_listing
 from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
 from trtforge.verify.onnx_check import CUDA_EP, cuda_unusable, runner, session

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from trtforge.artifacts import ExportFiles
+from trtforge.data.sources import is_random, source_name
 from trtforge.errors import ManifestError, invariant
-from trtforge.input_sources import is_random, source_name
 
 NP_DTYPES = {
     "float16": np.float16,
@@ -37,7 +37,7 @@ class At:
 def make_inputs(
     specs, seed: int | str = 0, shapes: dict | None = None, root: Path | None = None, where: str = "inputs"
 ) -> dict[str, np.ndarray]:
-    """Deterministic inputs from each input's source (trtforge/input_sources.py); same specs,
+    """Deterministic inputs from each input's source (trtforge/data/sources.py); same specs,
     seed, shapes and data files, same bytes. `shapes` gives a concrete shape per input name
     (default: the spec's own); `root` is the manifest's folder, where data files are."""
     out = {}
@@ -108,7 +108,7 @@ def positions(spec, shape, rng, at: At) -> np.ndarray:
 
 
 def from_file(spec, shape, rng, at: At) -> np.ndarray:
-    from trtforge import sample_files
+    from trtforge.data import samples as sample_files
 
     rel = spec.source["file"]
     arr = sample_files.read_array(_resolve(at, rel), rel, spec.source["key"], spec.name, at.where)
@@ -117,7 +117,7 @@ def from_file(spec, shape, rng, at: At) -> np.ndarray:
 
 
 def from_image(spec, shape, rng, at: At) -> np.ndarray:
-    from trtforge import sample_files
+    from trtforge.data import samples as sample_files
 
     rel = spec.source["file"]
     return sample_files.read_image(
@@ -151,7 +151,7 @@ def read_input_set(
 ) -> dict:
     """A named example set (verify.input_sets): one .npz holding every input by name, each checked
     against the input's dtype and (concrete) shape, or the (dtype, shape) `override` gives it."""
-    from trtforge import sample_files
+    from trtforge.data import samples as sample_files
 
     expected = {s.name: (np.dtype(NP_DTYPES[s.dtype]), tuple((shapes or {}).get(s.name, s.shape))) for s in specs}
     expected.update(override or {})

@@ -145,7 +145,7 @@ def _child(fn: Callable[[], dict], w: int, torch_pool_lost: bool) -> None:
         # running; its threads do not survive fork and the child's first parallel op would wait
         # for them forever. One thread: slower, never hung.
         sys.modules["torch"].set_num_threads(1)
-    from trtforge import progress
+    from trtforge.processes import progress
 
     progress._ACTIVE = None  # the parent's display thread (and its lock) did not survive the fork
     payload: tuple[str, Any]
@@ -193,7 +193,7 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()
-    from trtforge.progress import active
+    from trtforge.processes.progress import active
 
     display = active()
     lock = display._lock if display is not None else None
@@ -280,7 +280,7 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
     if kind == "error":
         raise value
     if kind == "interrupt":
-        from trtforge.interrupts import Interrupted
+        from trtforge.processes.interrupts import Interrupted
 
         raise Interrupted(value or signal.SIGINT)
     raise StageCrashed(f"stage '{stage}' of module '{module}' failed in its process:\n{value}")

@@ -93,7 +93,7 @@ class ExternalLazyValues(LazyValues):
 
 
 def import_graph(model: onnx.ModelProto, base_dir: Path) -> gs.Graph:
-    from trtforge.graph_cycles import check_acyclic
+    from trtforge.graphs.cycles import check_acyclic
 
     graph = gs.import_onnx(model)
     check_acyclic(graph)  # every stage's walkers start from here: a cycle never reaches them

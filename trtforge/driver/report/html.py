@@ -14,7 +14,7 @@ import math
 import re
 from html import escape
 
-from trtforge.dims import profile_lines
+from trtforge.data.dims import profile_lines
 from trtforge.driver.stages import STAGE_NAMES
 from trtforge.verify import HIST_EDGES, metric_texts, ordered_checks, task_text
 

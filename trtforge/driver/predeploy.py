@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from trtforge import engines_index
 from trtforge.cache import digest_file
 from trtforge.cache.tempnames import temp_target
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import TOLERANCE
+from trtforge.release import index as engines_index
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -89,7 +89,7 @@ def _sidecar(folder: Path, name: str, entry: dict) -> dict | str:
 
 
 def check_one(folder: Path, name: str, entry: dict, require_engine_check: bool) -> dict:
-    from trtforge.tensors import load_arrays
+    from trtforge.data.tensors import load_arrays
     from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
     from trtforge.verify.metrics import compare_all, merge_sets
 
@@ -251,7 +251,7 @@ def verify_published(
     notes = [] if notes is None else notes
     base, doc, results = _vouched(folder, notes)
     if public_key is not None:
-        from trtforge.signing import check_signature
+        from trtforge.release.signing import check_signature
 
         why = check_signature(base, public_key)
         results[:0] = [_failed(engines_index.SIG, why, "file")] if why else []
@@ -398,8 +398,8 @@ def _timed(check: Callable[..., dict], *args: object) -> dict:
 
 
 def junit_xml(results: list[dict]) -> str:
-    from trtforge.junit import Case
-    from trtforge.junit import junit_xml as write
+    from trtforge.driver.report.junit import Case
+    from trtforge.driver.report.junit import junit_xml as write
 
     return write(
         [Case(r["module"], r["status"], r.get("seconds", 0.0), r.get("reason", "")) for r in results],

@@ -29,8 +29,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from trtforge.graph_cycles import cycle_error
-from trtforge.onnx_files import read_tensor, weight_bytes
+from trtforge.graphs.cycles import cycle_error
+from trtforge.graphs.files import read_tensor, weight_bytes
 
 F16, F32 = TensorProto.FLOAT16, TensorProto.FLOAT
 # attributes that name an output dtype; widened from FP16 to FP32 in fp32 mode
@@ -331,6 +331,6 @@ class Evaluator:
 
 def evaluate(folder: Path, feeds: dict, mode: str = "fp16", keep: set | tuple | str = ()) -> dict[str, np.ndarray]:
     """`folder`/model.onnx (weights beside it) on `feeds`."""
-    from trtforge.onnx_files import load_graph_proto
+    from trtforge.graphs.files import load_graph_proto
 
     return Evaluator(load_graph_proto(folder), folder, mode).run(feeds, keep=keep)

@@ -15,7 +15,7 @@ hash the same):
 | `kind = "token_ids", vocab_size` | random ids in [0, vocab_size) |
 | `kind = "positions", start` | start, start + 1, ... along the last axis |
 
-The values themselves are made by trtforge/tensors.py (one function per source).
+The values themselves are made by trtforge/data/tensors.py (one function per source).
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from trtforge.driver.publish import publish as publish_module
 from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
 from trtforge.errors import NotBuiltYet, PublishError, TrtforgeError, VerifyError
-from trtforge.isolate import run_in_child
 from trtforge.manifest import Manifest
 from trtforge.manifest.pipelines import PipelineSpec
+from trtforge.processes.isolate import run_in_child
 from trtforge.stage import tool_versions
 
 STAGE = "pipeline"
@@ -83,7 +83,7 @@ def key_document(spec: PipelineSpec, root: Path, records: dict[str, dict]) -> di
 
 
 def _data_files(spec: PipelineSpec) -> set[str]:
-    from trtforge.input_sources import data_file
+    from trtforge.data.sources import data_file
 
     return {f for f in (data_file(i.source) for i in spec.inputs) if f}
 
@@ -99,8 +99,8 @@ def _members(spec: PipelineSpec, results: list[ModuleResult]) -> dict[str, list[
 def check_all(ctx: RunContext, results: list[ModuleResult]) -> list[PipelineResult]:
     """Every pipeline whose modules this build built: checked, then published or withdrawn. A
     full build (not a partial request) also withdraws pipelines the manifest no longer names."""
-    from trtforge import engines_index
     from trtforge.pipelines.published import withdraw
+    from trtforge.release import index as engines_index
 
     store, manifest, request = ctx.store, ctx.manifest, ctx.request
     partial, backend = request.partial, request.backend
@@ -199,8 +199,8 @@ def _withdraw(store: Store, manifest: Manifest, r: ModuleResult, withdraw_only: 
     spec = manifest.module(r.module)
     try:
         if withdraw_only:
-            from trtforge import engines_index
             from trtforge.driver.publish import withdraw as withdraw_module
+            from trtforge.release import index as engines_index
 
             if (manifest.output_dir / engines_index.INDEX).exists():
                 with engines_index.locked(manifest.output_dir):

@@ -12,7 +12,6 @@ import time
 from functools import partial
 from pathlib import Path
 
-from trtforge import interrupts
 from trtforge.cache import Provenance, Record, Store, imports, key_of
 from trtforge.cache.keys import forget_stats
 from trtforge.cache.plan import Plan, StageKey
@@ -22,8 +21,9 @@ from trtforge.driver.context import RunContext
 from trtforge.driver.logs import keep_failed_logs
 from trtforge.driver.results import ModuleResult
 from trtforge.errors import NotBuiltYet, TrtforgeError
-from trtforge.isolate import run_in_child
 from trtforge.manifest import ModuleSpec
+from trtforge.processes import interrupts
+from trtforge.processes.isolate import run_in_child
 from trtforge.stage import Stage, StageContext, StageInputs, Upstream
 
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from trtforge import __version__
 from trtforge.cache.atomic import atomic_write_if_changed
-from trtforge.dims import profile_lines
+from trtforge.data.dims import profile_lines
+from trtforge.driver.report.html import ONNX_CHECKS
 from trtforge.driver.results import ModuleResult, StageStatus
 from trtforge.driver.stages import STAGE_NAMES
 from trtforge.errors import TrtforgeError
-from trtforge.report_html import ONNX_CHECKS
 from trtforge.verify import left_out_lines, metric_texts, ordered_checks, task_text
 
 if TYPE_CHECKING:
@@ -369,8 +369,8 @@ def write_reports(
 ) -> Path:
     """REPORT.md, report.json, report.html; `stale` ({entry: reason}) marks published entries this
     run did not build whose upstream keys moved on (driver/stale.py)."""
+    from trtforge.driver.report.html import render  # noqa: F811
     from trtforge.pipelines.report import html_section, markdown_section
-    from trtforge.report_html import render  # noqa: F811
 
     out_dir = manifest.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
