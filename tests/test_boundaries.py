@@ -2,7 +2,7 @@
 trtforge (a package, or one of the few modules left at the top) has a layer:
 
   0 core       errors, artifacts: import nothing of trtforge
-  1 shared     backends, stage, user_code, manifest, schema, cache, data, graphs, processes, release
+  1 shared     backends, stage, user_code, manifest, schema, cache, data, graphs, processes, engines_folder
   2 stages     export, graph_passes, precision_rules, builder, verify: never each other
   3 pipelines  runs modules as export builds them and as published
   4 driver     the stage order, a module's life, publishing, reports, `trtforge verify`
@@ -30,7 +30,18 @@ LAYERS = {
     "core": (0, {"errors", "artifacts"}),
     "shared": (
         1,
-        {"backends", "stage", "user_code", "manifest", "schema", "cache", "data", "graphs", "processes", "release"},
+        {
+            "backends",
+            "stage",
+            "user_code",
+            "manifest",
+            "schema",
+            "cache",
+            "data",
+            "graphs",
+            "processes",
+            "engines_folder",
+        },
     ),
     "stages": (2, {"export", "graph_passes", "precision_rules", "builder", "verify"}),
     "pipelines": (3, {"pipelines"}),
@@ -125,6 +136,66 @@ def test_units_import_each_other_without_a_cycle():
         if unit not in state:
             cycle = visit(unit, [])
             assert cycle is None, "import cycle: " + " -> ".join(cycle[cycle.index(cycle[-1]) :])
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports (a `from pkg import name` counts as the
+    submodule `pkg.name` where that is one, else as `pkg`; the package a module sits in is loaded
+    anyway and is not counted)."""
+    files = {_module(p): p for p in PKG.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for me, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [
+                    f"{node.module}.{a.name}"
+                    if f"{node.module}.{a.name}".removeprefix("trtforge.") in files
+                    else node.module
+                    for a in node.names
+                ]
+            else:
+                continue
+            for name in names:
+                if not name.startswith("trtforge."):
+                    continue
+                target = name.removeprefix("trtforge.")
+                while target and target not in files:
+                    target = target.rpartition(".")[0]
+                if target and target != me and not me.startswith(target + "."):
+                    graph.setdefault(me, set()).add(target)
+    return graph
+
+
+def test_modules_import_each_other_without_a_cycle():
+    """Not only the units: no module is imported, through any chain, by what it imports."""
+    graph = _module_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def connect(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while (w := stack.pop()) != v:
+                component.append(w)
+            if component:
+                cycles.append(sorted([v, *component]))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    assert not cycles, f"modules importing each other: {cycles}"
 
 
 def test_heavy_libraries_stay_fenced():

@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # names for the signatures only: `import trtforge` imports no
     from trtforge.manifest import Manifest
     from trtforge.processes.progress import Progress
 
-__version__ = "0.1.0"
+from trtforge.artifacts import VERSION as __version__
+
 __all__ = ["__version__", "build", "explain", "export_onnx", "inspect", "load_manifest"]
 
 

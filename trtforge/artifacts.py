@@ -11,6 +11,12 @@ from __future__ import annotations
 
 from typing import Any, TypedDict, TypeVar, cast
 
+VERSION = "0.1.0"  # trtforge's own, stamped into index.json, sidecars and reports (trtforge.__version__)
+
+# verify.json's per-output error histograms: the bins' edges (decades of |engine - reference|,
+# then NaN/Inf); the report draws them
+HIST_EDGES = [0.0] + [10.0**e for e in range(-7, 2)] + [float("inf")]
+
 
 def npz(stem: str, tag: str = "") -> str:
     """`caller_inputs` -> `caller_inputs.npz`; with a set tag (`.r1`): `caller_inputs.r1.npz`."""

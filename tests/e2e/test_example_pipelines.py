@@ -11,7 +11,7 @@ import json
 import pytest
 
 from trtforge.cache.store import Store
-from trtforge.driver.pipelines import STAGE
+from trtforge.pipelines.keys import STAGE
 
 pytestmark = pytest.mark.slow  # the shared real build of the example manifest
 

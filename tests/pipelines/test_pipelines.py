@@ -288,7 +288,7 @@ def test_compounding_fp16_error_is_caught_blamed_refused_and_published_when_fixe
 
 def test_the_check_is_keyed_on_module_keys_runner_code_args_and_input_data(tmp_path):
     from trtforge.cache import key_of
-    from trtforge.driver.pipelines import key_document
+    from trtforge.pipelines.keys import key_document
 
     root = write(tmp_path / "p")
     np.save(root / "x0.npy", np.full((1, 3, 8, 8), 0.5, np.float32))

@@ -47,7 +47,7 @@ def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_j
         check_junit(Path(junit))
     key = None
     if public_key:
-        from trtforge.release.signing import load_public_key
+        from trtforge.engines_folder.signing import load_public_key
 
         key = load_public_key(Path(public_key))
     results: list[dict] = []

@@ -100,7 +100,7 @@ def build(
     from trtforge.driver.explain import engines_to_build
     from trtforge.driver.jobs import build_modules, effective_jobs
     from trtforge.driver.preflight import preflight
-    from trtforge.driver.publish import prune
+    from trtforge.driver.publish import prune, published_names
     from trtforge.driver.report import module_warnings, write_reports
     from trtforge.manifest.targets import select
 
@@ -172,7 +172,7 @@ def build(
         stale=stale,
     )
     if key is not None:
-        from trtforge.release.signing import sign_folder
+        from trtforge.engines_folder.signing import sign_folder
 
         sign_folder(manifest.output_dir, key)
     specs = {m.name: m for m in chosen}
@@ -203,7 +203,7 @@ def _mark_stale(store: Store, manifest: Manifest, results: list[ModuleResult]) -
     --target or --module subset); {entry: reason} of those now stale (driver/stale.py)."""
     from trtforge.driver.publish import mark_stale, read_sidecar
     from trtforge.driver.stale import find_stale
-    from trtforge.release import index as engines_index
+    from trtforge.engines_folder import index as engines_index
 
     out = manifest.output_dir
     index = engines_index.load(out)
@@ -217,7 +217,7 @@ def _mark_stale(store: Store, manifest: Manifest, results: list[ModuleResult]) -
 def _signing_key():
     """The Ed25519 key that signs engines/index.json ($TRTFORGE_SIGNING_KEY_FILE or
     $TRTFORGE_SIGNING_KEY; never the manifest), or None (cryptography is imported only then)."""
-    from trtforge.release import signing
+    from trtforge.engines_folder import signing
 
     return signing.signing_key() if signing.configured() else None
 
@@ -229,14 +229,6 @@ def _set_memory_budget(max_memory: int | str | None) -> None:
     from trtforge.processes import isolate
 
     isolate.MAX_MEMORY = parse_size(max_memory, "--max-memory") if isinstance(max_memory, str) else max_memory
-
-
-def published_names(manifest: Manifest) -> set[str]:
-    """The names engines/index.json may hold for this manifest: a module per target
-    ("<target>/<module>"), or the module alone without targets."""
-    if not manifest.targets:
-        return {m.name for m in manifest.modules}
-    return {f"{t.name}/{m.name}" for m in manifest.modules for t in manifest.targets}
 
 
 def explain(

@@ -115,7 +115,7 @@ def explain_pipelines(store: Store, manifest: Manifest, records: dict[str, dict]
     """Each [pipelines.NAME] whose modules were explained: its check up to date, or what changed
     (the modules' final keys, the runner's code, its table). `records`: module -> stage records."""
     from trtforge.cache import key_of
-    from trtforge.driver.pipelines import KEYED_STAGES, STAGE, key_document
+    from trtforge.pipelines.keys import KEYED_STAGES, STAGE, key_document
 
     lines: list[Verdict] = []
     for spec in manifest.pipelines:

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtforge.artifacts import BuildFiles, BuildMeta, VerifyMeta, meta
-from trtforge.cache import Provenance, Store, digest_file, key_of
-from trtforge.cache.imports import display, module_files
+from trtforge.cache import Provenance, Store, key_of
 from trtforge.driver.context import RunContext
 from trtforge.driver.publish import publish as publish_module
 from trtforge.driver.request import BuildRequest
@@ -23,13 +22,8 @@ from trtforge.driver.results import ModuleResult
 from trtforge.errors import NotBuiltYet, PublishError, TrtforgeError, VerifyError
 from trtforge.manifest import Manifest
 from trtforge.manifest.pipelines import PipelineSpec
+from trtforge.pipelines.keys import FINAL, KEYED_STAGES, STAGE, key_document
 from trtforge.processes.isolate import run_in_child
-from trtforge.stage import tool_versions
-
-STAGE = "pipeline"
-VERSION = "pipeline-2"  # 2: valid on outputs and in the per-call series; the modules' broken-reference rule
-FINAL = "precision_rules"  # the graph published engines are built from
-KEYED_STAGES = ("precision_rules", "build", "verify")
 
 
 @dataclass
@@ -60,34 +54,6 @@ class PipelineResult:
         }
 
 
-def runner_sources(spec: PipelineSpec, root: Path) -> list[Path]:
-    """The runner's module file, its packages' __init__.py and the .py files beside it."""
-    files = module_files(spec.runner.split(":")[0], root)
-    if not files:
-        return []
-    return sorted({*files, *(p for p in files[-1].parent.glob("*.py") if p.is_file())})
-
-
-def key_document(spec: PipelineSpec, root: Path, records: dict[str, dict]) -> dict:
-    """`records`: module -> {stage: record key} of the stages whose output the pipeline trusts."""
-    return {
-        "stage": STAGE,
-        "version": VERSION,
-        "pipeline": spec.as_key(),
-        "modules": records,
-        "runner_code": {display(p, root): digest_file(p) for p in runner_sources(spec, root)},
-        # inputs read from files (file = "latents.npy"): by content
-        "data": {f: digest_file(root / f) for f in sorted(_data_files(spec)) if (root / f).is_file()},
-        "tools": tool_versions("torch", "numpy", "onnx", "onnxruntime", "diffusers", "transformers"),
-    }
-
-
-def _data_files(spec: PipelineSpec) -> set[str]:
-    from trtforge.data.sources import data_file
-
-    return {f for f in (data_file(i.source) for i in spec.inputs) if f}
-
-
 def module_keys(results: list[ModuleResult]) -> dict[str, dict]:
     return {r.name: {s: r.records[s].key for s in KEYED_STAGES if s in r.records} for r in results}
 
@@ -99,8 +65,8 @@ def _members(spec: PipelineSpec, results: list[ModuleResult]) -> dict[str, list[
 def check_all(ctx: RunContext, results: list[ModuleResult]) -> list[PipelineResult]:
     """Every pipeline whose modules this build built: checked, then published or withdrawn. A
     full build (not a partial request) also withdraws pipelines the manifest no longer names."""
+    from trtforge.engines_folder import index as engines_index
     from trtforge.pipelines.published import withdraw
-    from trtforge.release import index as engines_index
 
     store, manifest, request = ctx.store, ctx.manifest, ctx.request
     partial, backend = request.partial, request.backend
@@ -200,7 +166,7 @@ def _withdraw(store: Store, manifest: Manifest, r: ModuleResult, withdraw_only: 
     try:
         if withdraw_only:
             from trtforge.driver.publish import withdraw as withdraw_module
-            from trtforge.release import index as engines_index
+            from trtforge.engines_folder import index as engines_index
 
             if (manifest.output_dir / engines_index.INDEX).exists():
                 with engines_index.locked(manifest.output_dir):

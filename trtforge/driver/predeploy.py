@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from trtforge.cache import digest_file
 from trtforge.cache.tempnames import temp_target
+from trtforge.engines_folder import index as engines_index
 from trtforge.errors import TrtforgeError
 from trtforge.manifest import TOLERANCE
-from trtforge.release import index as engines_index
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -251,7 +251,7 @@ def verify_published(
     notes = [] if notes is None else notes
     base, doc, results = _vouched(folder, notes)
     if public_key is not None:
-        from trtforge.release.signing import check_signature
+        from trtforge.engines_folder.signing import check_signature
 
         why = check_signature(base, public_key)
         results[:0] = [_failed(engines_index.SIG, why, "file")] if why else []

@@ -33,7 +33,7 @@ def check_output_dir(out_dir: Path) -> None:
 def check_foreign_files(out_dir: Path, index: dict | None) -> None:
     """trtforge deletes files it published and replaces files it publishes: a folder holding files
     it did not write (per engines/index.json) is not its to manage."""
-    from trtforge.release import index as engines_index
+    from trtforge.engines_folder import index as engines_index
 
     alien = engines_index.foreign(out_dir, index)
     if alien:
@@ -47,10 +47,10 @@ def check_foreign_files(out_dir: Path, index: dict | None) -> None:
 
 
 def preflight(manifest: Manifest, modules: list[ModuleSpec], backend: str | None, allow_foreign: bool = False) -> None:
-    from trtforge.driver.api import published_names
+    from trtforge.driver.publish import published_names
+    from trtforge.engines_folder import index as engines_index
     from trtforge.graph_passes import catalog as passes
     from trtforge.precision_rules import catalog as rules
-    from trtforge.release import index as engines_index
 
     check_output_dir(manifest.output_dir)
     index = engines_index.load(manifest.output_dir) or engines_index.adopt_legacy(

@@ -1,6 +1,6 @@
 """Publish verified engines: engines/<target>/<module>.engine + <module>.json sidecar + the bundle
 (inputs and caller-view reference) that `trtforge verify` needs on the target machine, and
-engines/index.json listing exactly the published set with digests (trtforge/release/index.py).
+engines/index.json listing exactly the published set with digests (trtforge/engines_folder/index.py).
 
 Each file: temp name in the destination folder, fsync, os.replace. Order, so that a SIGKILL at any
 point leaves a folder that `trtforge verify` fails on or that is consistent: the index first names
@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trtforge import __version__
 from trtforge.artifacts import (
+    VERSION,
     BuildFiles,
     BuildMeta,
     ExportFiles,
@@ -35,9 +35,9 @@ from trtforge.cache.tempnames import sweep_temps
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver.results import ModuleResult
 from trtforge.driver.stale import upstream_keys
+from trtforge.engines_folder import index as engines_index
 from trtforge.errors import InternalError, PublishError
-from trtforge.manifest import ModuleSpec
-from trtforge.release import index as engines_index
+from trtforge.manifest import Manifest, ModuleSpec
 
 
 def _unchanged(dest: Path, digest: str) -> bool:
@@ -287,7 +287,7 @@ def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict
     prec = meta(result.records["precision_rules"], PrecisionMeta)
     verify = meta(result.records["verify"], VerifyMeta)
     return {
-        "trtforge": __version__,
+        "trtforge": VERSION,
         "module": result.module,
         "backend": build["backend"],
         "backend_version": build["backend_version"],
@@ -314,3 +314,11 @@ def sidecar_doc(result: ModuleResult, digests: dict, module: ModuleSpec) -> dict
             for s, c in verify["checks"].items()
         },
     }
+
+
+def published_names(manifest: Manifest) -> set[str]:
+    """The names engines/index.json may hold for this manifest: a module per target
+    ("<target>/<module>"), or the module alone without targets."""
+    if not manifest.targets:
+        return {m.name for m in manifest.modules}
+    return {f"{t.name}/{m.name}" for m in manifest.modules for t in manifest.targets}

@@ -17,8 +17,8 @@ from typing import Any
 
 from trtforge.cache import digest_file
 from trtforge.cache.atomic import atomic_copy, atomic_write_bytes
+from trtforge.engines_folder import index as engines_index
 from trtforge.manifest.pipelines import PipelineSpec
-from trtforge.release import index as engines_index
 
 INPUTS, REFERENCE, PUBLISHED = "inputs.npz", "reference.npz", "published.npz"
 FOLDER = "pipelines"

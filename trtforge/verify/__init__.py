@@ -13,7 +13,6 @@ from trtforge.stage import Stage, StageContext, tool_versions
 # |error| histogram bins, fixed decades so reports compare across modules and runs:
 # [0, 1e-7), [1e-7, 1e-6), ..., [1, 10), [10, inf). Here, not in metrics.py: reports read it
 # without importing numpy.
-HIST_EDGES = [0.0] + [10.0**e for e in range(-7, 2)] + [float("inf")]
 
 
 def ordered_checks(verify: dict) -> list[tuple[str, dict]]:

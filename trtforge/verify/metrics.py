@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trtforge.verify import HIST_EDGES
+from trtforge.artifacts import HIST_EDGES
 from trtforge.verify.task_metrics import task_metric
 from trtforge.verify.valid import keep_for, outside, rows_identical, zero_input_hint
 

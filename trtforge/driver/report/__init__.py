@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trtforge import __version__
+from trtforge.artifacts import VERSION
 from trtforge.cache.atomic import atomic_write_if_changed
 from trtforge.data.dims import profile_lines
 from trtforge.driver.report.html import ONNX_CHECKS
@@ -296,7 +296,7 @@ def provenance(
             pairs.append(pair)
     gpus = be.gpus()
     return {
-        "trtforge": __version__,
+        "trtforge": VERSION,
         "backend": ", ".join(p[0] for p in pairs) or None,
         "backend_version": ", ".join(str(p[1]) for p in pairs) or None,
         "manifest": {

@@ -14,9 +14,10 @@ import math
 import re
 from html import escape
 
+from trtforge.artifacts import HIST_EDGES
 from trtforge.data.dims import profile_lines
 from trtforge.driver.stages import STAGE_NAMES
-from trtforge.verify import HIST_EDGES, metric_texts, ordered_checks, task_text
+from trtforge.verify import metric_texts, ordered_checks, task_text
 
 STAGES = STAGE_NAMES
 STAGE_COLOURS = {

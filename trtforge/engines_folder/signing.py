@@ -26,8 +26,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trtforge.engines_folder.index import SIG
 from trtforge.errors import TrtforgeError
-from trtforge.release.index import SIG
 
 if TYPE_CHECKING:  # an optional dependency, imported where a key is used
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey

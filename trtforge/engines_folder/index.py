@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from trtforge import __version__
+from trtforge.artifacts import VERSION
 from trtforge.cache.atomic import atomic_write_bytes
 
 INDEX = "index.json"
@@ -31,7 +31,7 @@ TOP_FILES = (INDEX, *REPORTS, SIG)
 
 
 def empty() -> dict:
-    return {"format": FORMAT, "trtforge": __version__, "modules": {}, "pending": {}}
+    return {"format": FORMAT, "trtforge": VERSION, "modules": {}, "pending": {}}
 
 
 def load(out_dir: Path) -> dict | None:
@@ -103,7 +103,7 @@ def problem(doc) -> str | None:
 
 
 def save(out_dir: Path, doc: dict) -> None:
-    doc = {**doc, "trtforge": __version__}
+    doc = {**doc, "trtforge": VERSION}
     atomic_write_bytes(out_dir / INDEX, json.dumps(doc, indent=1, sort_keys=True).encode())
 
 
