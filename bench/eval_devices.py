@@ -55,10 +55,16 @@ def build_until(manifest: Path, modules: list[str], device: str, cache: Path) ->
 
 
 def stage_dirs(cache: Path, module: str) -> dict[str, Path]:
-    dirs = {}
+    """Each stage's output folder (a cache view) of the module's last run in `cache`."""
+    from trtforge.cache.store import Store
+
+    store, dirs = Store(cache), {}
     for s in STAGES:
         key = json.loads((cache / "index" / module / f"{s}.json").read_text())["key"]
-        dirs[s] = cache / "views" / key
+        record = store.lookup(key)
+        if record is None:
+            raise SystemExit(f"{module}: no {s} record in {cache}")
+        dirs[s] = store.view(record)
     return dirs
 
 
@@ -103,6 +109,7 @@ def main() -> int:
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--module", action="append", required=True)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--caches", type=Path, help="keep the two caches here (a second run hits them)")
     args = ap.parse_args()
     manifest = args.manifest.resolve()
     from trtforge import load_manifest
@@ -113,13 +120,13 @@ def main() -> int:
     spec = load_manifest(manifest)
     report: dict = {"provider": provider, "builds": {}, "checks": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        caches = {d: Path(tmp) / d for d in ("cpu", "auto")}
+        caches = {d: (args.caches or Path(tmp)) / d for d in ("cpu", "auto")}
         for device, cache in caches.items():
             report["builds"][device] = build_until(manifest, args.module, device, cache)
             print(device, json.dumps(report["builds"][device]), flush=True)
         for m in args.module:
             dirs = stage_dirs(caches["auto"], m)
-            tol = spec.modules[m].tolerance
+            tol = next(x for x in spec.modules if x.name == m).tolerance
             cpu = onnx_checks(dirs, tol, CPU_EP)
             cuda = onnx_checks(dirs, tol, CUDA_EP)
             row = {}

@@ -384,9 +384,17 @@ class Evaluator:
         opts.enable_mem_pattern = False
         if self.provider == CUDA_EP:
             opts.use_deterministic_compute = True
-        return ort.InferenceSession(
-            single.SerializeToString(), sess_options=opts, providers=ort_providers(self.provider)
+        return self._checked(
+            ort.InferenceSession(single.SerializeToString(), sess_options=opts, providers=ort_providers(self.provider))
         )
+
+    def _checked(self, sess):
+        """`sess`, which must run on the provider asked for: ONNX Runtime falls back to the CPU
+        silently, and a whole-graph CPU session is not FP16-faithful."""
+        got = sess.get_providers()
+        if self.provider not in got:
+            raise EvalError(f"ONNX Runtime provider {self.provider} requested but {got} is running")
+        return sess
 
     def _run_options(self):
         """CUDA: each node session hands its arena's free blocks back after a run (1024 cached
@@ -415,8 +423,10 @@ class Evaluator:
                 whole = self_contained(self.model, self.base_dir)
             if self.provider == CUDA_EP:
                 opts.use_deterministic_compute = True
-            self._whole = ort.InferenceSession(
-                whole.SerializeToString(), sess_options=opts, providers=ort_providers(self.provider)
+            self._whole = self._checked(
+                ort.InferenceSession(
+                    whole.SerializeToString(), sess_options=opts, providers=ort_providers(self.provider)
+                )
             )
         names = [i.name for i in self._whole.get_inputs()]
         args = {n: self._widen(np.asarray(feeds[n])) for n in names}
