@@ -10,6 +10,11 @@ evaluation of the checks on the CPU and on CUDA, side by side.
    FP16-faithful) on the stage folders of the CUDA run, on each provider, with the module's own
    tolerances: verdict, largest absolute error against the FP32 reference, wall (the first input
    set includes session set-up); and the largest CPU-vs-CUDA difference of the outputs.
+
+On this workplace's device machine onnxruntime-gpu (1.31, CUDA 13, 256 MB) travels in pieces: the
+wheel unzipped, `tar | xz -6` (204 MB), split in 4 pieces carried by consecutive calls into /tmp,
+then joined, unpacked into /tmp/site and PYTHONPATH=/tmp/site:. (torch's nvidia/*/lib on
+LD_LIBRARY_PATH). Not yet run there: no machine could be had (issue 25 item 4's report).
 """
 
 from __future__ import annotations
