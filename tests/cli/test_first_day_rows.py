@@ -4,7 +4,8 @@ on the two-target build test_grammar.py makes (shared, built once per session):
 - a one-target folder copied alone names the sidecar it read, not an index.json it lacks;
 - `cache ls --json` lists release pointers under their module, not "-";
 - REPORT.md shows what the targets share once per module;
-- a dynamic batch fed from a data file builds (the file serves every profile corner)."""
+- a dynamic batch fed from a data file builds (the file serves every profile corner);
+- `explain --check` naming several entries says "rebuilds them", one entry "rebuilds it"."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.cli.test_grammar import MANIFEST, _make, _ok
+from tests.cli.test_grammar import MANIFEST, TEXT, _make, _ok
 from tests.conftest import built_once
 from tests.errors.conftest import HERE as ERRORS
 
@@ -76,3 +77,12 @@ def test_a_dynamic_batch_from_a_data_file_builds(tmp_path):
     )
     r = _ok("build", "-q", cwd=tmp_path)  # 3 rows: cut to 1 and 2, repeated to 4
     assert len(list((tmp_path / "engines").rglob("tiny.engine"))) == 1, r.stderr
+
+
+def test_explain_check_on_several_entries_says_rebuilds_them(tmp_path):
+    shutil.copy(ERRORS / "bad_models.py", tmp_path / "bad_models.py")
+    (tmp_path / MANIFEST).write_text(TEXT)  # two targets, nothing built: both entries would build
+    both = _ok("explain", "--check", "-m", MANIFEST, cwd=tmp_path, code=4)
+    assert both.stderr == "trtforge: not up to date: ampere_ada/tiny, consumer/tiny; `trtforge build` rebuilds them\n"
+    one = _ok("explain", "--check", "-m", MANIFEST, "--target", "consumer", cwd=tmp_path, code=4)
+    assert one.stderr == "trtforge: not up to date: consumer/tiny; `trtforge build` rebuilds it\n"

@@ -51,7 +51,8 @@ def explain(ctx, manifest_path, manifest_opt, modules, backend, cache_dir, check
     if state == 2:  # a user mistake, with or without --check: never a silent 0
         failure = TrtforgeError(next(v for v in verdicts if v.state == "cannot plan").text)
     elif check and state:  # not an error: the answer to the question --check asks
-        failure = WouldRebuild(", ".join(stale), hint="`trtforge build` rebuilds it")
+        them = "them" if len(stale) > 1 else "it"
+        failure = WouldRebuild(", ".join(stale), hint=f"`trtforge build` rebuilds {them}")
     by_module: dict[str, list] = {}
     if as_json:
         from dataclasses import asdict
