@@ -10,6 +10,7 @@ on the two-target build test_grammar.py makes (shared, built once per session):
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -61,9 +62,10 @@ def test_report_md_shows_what_targets_share_once(project):
     md = (project / "engines" / "REPORT.md").read_text()
     assert md.count("## tiny\n") == 1 and "### ampere_ada/tiny" in md and "### consumer/tiny" in md
     assert md.count("### Export, passes and precision (shared by every target)") == 1
-    # the export check's row: "ok", or "not evaluated" once the final check passed (issue 25)
-    for shared in ("Precision (", "| legalize_dtypes |", "| export | ", "| precision_rules | ok |"):
+    for shared in ("Precision (", "| legalize_dtypes |", "| precision_rules | ok |"):
         assert md.count(shared) == 1, shared
+    # the export check's row: "ok", or "not evaluated" once the final check passed (issue 25)
+    assert len(re.findall(r"^\| export \| (?:ok|not evaluated) \|", md, re.M)) == 1
     assert md.count("Build: ") == 2 and md.count("| engine | ") == 2  # each target's own
 
 

@@ -40,7 +40,7 @@ def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_j
     """Pre-deploy: check published engines on this machine against their bundled reference.
     ENGINES_DIR is the folder build published (with index.json) or one target's folder in it,
     also copied on its own."""
-    from trtforge.driver.predeploy import verify_published
+    from trtforge.driver.predeploy import PredeployRequest, verify_published
 
     notes: list[str] = []
     if junit:
@@ -51,17 +51,10 @@ def verify(ctx, engines_dir, modules, targets, require_engine_check, junit, as_j
 
         key = load_public_key(Path(public_key))
     results: list[dict] = []
-    failed = verify_published(
-        Path(engines_dir),
-        require_engine_check,
-        junit,
-        None if as_json or flags(ctx)["quiet"] else click.echo,
-        results,
-        modules,
-        key,
-        targets=targets,
-        notes=notes,
+    request = PredeployRequest(
+        Path(engines_dir), tuple(modules), tuple(targets), require_engine_check, junit, public_key=key
     )
+    failed = verify_published(request, None if as_json or flags(ctx)["quiet"] else click.echo, results, notes)
     for note in notes:
         click.echo(f"trtforge: note: {note}", err=True)
     failure: PredeployFailed | None = None

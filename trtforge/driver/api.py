@@ -101,7 +101,7 @@ def build(
     from trtforge.driver.jobs import build_modules, effective_jobs
     from trtforge.driver.preflight import preflight
     from trtforge.driver.publish import prune, published_names
-    from trtforge.driver.report import module_warnings, write_reports
+    from trtforge.driver.report import RunFacts, module_warnings, write_reports
     from trtforge.manifest.targets import select
 
     request = request if request is not None else BuildRequest()
@@ -161,16 +161,10 @@ def build(
         with contextlib.suppress(OSError):
             store.unpin(module, target or "default")
     stale = _mark_stale(store, manifest, results)
-    report = write_reports(
-        results,
-        manifest,
-        partial=partial,
-        backend=request.backend,
-        started=started,
-        duration=time.perf_counter() - t0,
-        pipelines=[p.as_json() for p in pipelines],
-        stale=stale,
+    facts = RunFacts(
+        partial, request.backend, started, time.perf_counter() - t0, [p.as_json() for p in pipelines], stale
     )
+    report = write_reports(results, manifest, facts)
     if key is not None:
         from trtforge.engines_folder.signing import sign_folder
 

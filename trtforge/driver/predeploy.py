@@ -13,6 +13,7 @@ import difflib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -230,24 +231,32 @@ def _unlisted(folder: Path, listed: set[str], by: str, notes: list[str] | None) 
     return problems
 
 
+@dataclass(frozen=True)
+class PredeployRequest:
+    """What `trtforge verify` is asked: `folder` is the output folder (with index.json) or one
+    target's folder in it, also copied on its own; only `modules` and `targets` when named; JUnit
+    XML to `junit`; with `public_key` (signing.load_public_key), the index.json that vouches for
+    the folder must carry a signature it verifies."""
+
+    folder: Path
+    modules: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    require_engine_check: bool = False
+    junit: str | None = None
+    public_key: Ed25519PublicKey | None = None
+
+
 def verify_published(
-    folder: Path,
-    require_engine_check: bool,
-    junit: str | None,
-    echo: Callable[[str], object] | None,
+    request: PredeployRequest,
+    echo: Callable[[str], object] | None = None,
     collect: list | None = None,
-    modules: tuple[str, ...] = (),
-    public_key: Ed25519PublicKey | None = None,
-    *,
-    targets: tuple[str, ...] = (),
     notes: list[str] | None = None,
 ) -> int:
-    """Check the folder and each published engine (only `modules` and `targets`, when named);
-    echo one line per result (None: silent), write JUnit XML to `junit`; return the number that
-    failed. `folder` is the output folder (with index.json) or one target's folder in it, also
-    copied on its own. Notes (trtforge's own leftovers, how the folder was vouched for) go to
-    `notes`. With `public_key` (signing.load_public_key), the index.json that vouches for the
-    folder must carry a signature it verifies."""
+    """Check the folder and each published engine the request names; echo one line per result
+    (None: silent), add each result to `collect`; return the number that failed. Notes
+    (trtforge's own leftovers, how the folder was vouched for) go to `notes`."""
+    folder, modules, targets = request.folder, request.modules, request.targets
+    require_engine_check, junit, public_key = request.require_engine_check, request.junit, request.public_key
     notes = [] if notes is None else notes
     base, doc, results = _vouched(folder, notes)
     if public_key is not None:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -356,19 +357,26 @@ def _from_json(m: dict) -> ModuleResult:
     return r
 
 
-def write_reports(
-    results: list[ModuleResult],
-    manifest: Manifest,
-    *,
-    partial: bool = False,
-    backend: str | None = None,
-    started: float | None = None,
-    duration: float = 0.0,
-    pipelines: list[dict] | None = None,
-    stale: dict[str, str] | None = None,
-) -> Path:
-    """REPORT.md, report.json, report.html; `stale` ({entry: reason}) marks published entries this
-    run did not build whose upstream keys moved on (driver/stale.py)."""
+@dataclass(frozen=True)
+class RunFacts:
+    """What the reports say about the run as a whole: `partial` (a subset: the reports keep what
+    this run did not build), the backend asked for, when it started and how long it took, the
+    pipelines' verdicts, and `stale` ({entry: reason}): published entries this run did not build
+    whose upstream keys moved on (driver/stale.py)."""
+
+    partial: bool = False
+    backend: str | None = None
+    started: float | None = None
+    duration: float = 0.0
+    pipelines: list[dict] = field(default_factory=list)
+    stale: dict[str, str] = field(default_factory=dict)
+
+
+def write_reports(results: list[ModuleResult], manifest: Manifest, run: RunFacts | None = None) -> Path:
+    """REPORT.md, report.json, report.html for this run's results."""
+    run = run if run is not None else RunFacts()
+    partial, backend, started, duration = run.partial, run.backend, run.started, run.duration
+    pipelines, stale = run.pipelines, run.stale
     from trtforge.driver.report.html import render  # noqa: F811
     from trtforge.pipelines.report import html_section, markdown_section
 
