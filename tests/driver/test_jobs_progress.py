@@ -13,6 +13,8 @@ from tests.conftest import run_cli
 from tests.errors.conftest import HERE as ERRORS
 from trtforge.driver import jobs
 from trtforge.driver.api import open_store
+from trtforge.driver.context import RunContext
+from trtforge.driver.request import BuildRequest
 from trtforge.manifest import load_manifest
 
 TWO = """
@@ -55,14 +57,11 @@ def test_jobs_shows_progress_and_workers_send_theirs(tmp_path):
     assert ("trtforge: note: --jobs 2: running 1 at a time" in r.stderr) == capped, r.stderr
     assert sorted(p.name for p in (tmp_path / "engines").glob("*/*.engine")) == ["a.engine", "b.engine"]
 
-    # two workers (build_all runs the N it is given), verify re-run in each: their progress arrives
+    # two workers (build_modules runs the N it is given), verify re-run in each: their progress arrives
     manifest = load_manifest(tmp_path / "engines.toml")
     recorder = Recorder()
-    results = list(
-        jobs.build_all(
-            open_store(manifest), manifest, list(manifest.modules), None, jobs=2, progress=recorder, force_from="verify"
-        )
-    )
+    ctx = RunContext(open_store(manifest), manifest, BuildRequest(jobs=2, force_from="verify"), recorder)
+    results = list(jobs.build_modules(ctx, list(manifest.modules)))
     assert [x.name for x in results] == ["a", "b"] and all(x.ok for x in results)
     assert sorted(recorder.events) == sorted((k, m, "verify") for k in ("start", "done") for m in ("a", "b"))
 

@@ -11,13 +11,12 @@ import contextlib
 import os
 import threading
 
-from trtforge.cache import Store, testhooks
+from trtforge.cache import testhooks
 from trtforge.cache.testhooks import checkpoint
 from trtforge.driver.context import RunContext, WorkerJob
 from trtforge.driver.lifecycle import build_targets
-from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
-from trtforge.manifest import Manifest, ModuleSpec
+from trtforge.manifest import ModuleSpec
 from trtforge.processes import interrupts, isolate
 
 _EVENTS = None  # in a worker: the queue its progress events go to (set by _init_worker)
@@ -82,13 +81,6 @@ def effective_jobs(jobs: int, modules: int, cores: int | None = None) -> tuple[i
         f"--jobs {jobs}: running {cap} at a time; this machine has {cores} CPU core(s) and each module's "
         f"stages keep more than one busy (more workers measured no faster; see README, '--jobs')"
     )
-
-
-def build_all(store: Store, manifest: Manifest, modules: list[ModuleSpec], backend=None, progress=None, **options):
-    """build_modules for a store and manifest and the request's other fields as keywords (jobs,
-    force_from, require_engine_check, ...: driver/request.py)."""
-    ctx = RunContext(store, manifest, BuildRequest(backend=backend, **options), progress)
-    yield from build_modules(ctx, modules)
 
 
 def build_modules(ctx: RunContext, modules: list[ModuleSpec]):

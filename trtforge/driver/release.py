@@ -13,8 +13,7 @@ and takes those two records from the cache, each checked like any other.
 
 from __future__ import annotations
 
-from trtforge.cache import Record, Store, key_of
-from trtforge.cache.store import Provenance
+from trtforge.cache import Provenance, Record, Store, key_of
 from trtforge.driver.results import ModuleResult, StageStatus
 from trtforge.errors import NotBuiltYet
 from trtforge.manifest import ModuleSpec, settings_dict
