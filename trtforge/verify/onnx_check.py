@@ -43,6 +43,7 @@ def cuda_unusable() -> str | None:
 def session(path: Path, provider: str = "CPUExecutionProvider") -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # graphs/evaluate.py
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
     got = sess.get_providers()
     if provider not in got:
