@@ -357,3 +357,146 @@ def evaluate_jointly(
         elif o in b_env:
             out_after[o] = b_env[o]
     return JointResult(out_before, out_after, len(eb.nodes), nodes_after, len(region), len(ea.nodes), peak)
+
+
+# -- the cone: when the changed nodes agree again ------------------------------------------------
+# A pass usually rewrites a few nodes (a folded Shape, an Unsqueeze as a Reshape, an Identity
+# bypassed) whose outputs keep their values. Then nothing downstream of them needs running, in
+# either graph: the check runs the changed nodes and, of the graph before, only the nodes their
+# inputs and compared outputs come from. SD1.5 UNet, default passes: fold_static_shapes rewrote the
+# timestep embedding's Unsqueeze; the sweep above ran all 1,572 nodes before (about 20 s, two
+# cores), the cone 30-odd. Where a changed node's output differs, or the values the changed nodes
+# read and are compared on would hold more than EXTRA_SHARE of the cone's own live tensors (a pass
+# that rewrote much of the graph), the joint sweep above runs instead (its memory discipline; the
+# verdict names the pass).
+
+
+@dataclass
+class ConeResult:
+    nodes_before: int  # nodes of the graph before that ran (the cone the changed nodes read)
+    nodes_after: int  # nodes of the graph after that ran (the changed ones)
+    nodes_total: int  # nodes of the graph after
+    before_total: int  # nodes of the graph before
+
+
+def agrees_again(
+    before: onnx.ModelProto,
+    after: onnx.ModelProto,
+    weights: Path,
+    feeds: dict,
+    sessions=None,
+    observe_before: Callable[[str, np.ndarray], None] | None = None,
+) -> ConeResult | None:
+    """The graphs compute bit-identical outputs, shown by running only the nodes the pass changed
+    (on the graph before's values of what they read) and finding every output of theirs that the
+    graph before also computes identical to it; the nodes the pass left alone downstream then read
+    identical values, so their outputs are identical too (nodes are deterministic given their
+    inputs). None where that cannot be shown this way: a changed node's output differs, an output
+    of the graph after is not the graph before's by structure, or what the changed nodes need
+    would be held beyond EXTRA_SHARE (the caller runs evaluate_jointly). Raises EvalError where a changed node
+    cannot run, BeforeFailed where the graph before cannot."""
+    if not can_run_jointly(before, after):
+        return None
+    ea = Evaluator(after, weights, "fp32", sessions=sessions)
+    b_sig, same, region = plan(before, ea.nodes, ea.initializers)
+    agreed = set(same)  # tensors holding the graph before's values: by structure, or once checked
+    changed: list[onnx.NodeProto] = []
+    for node, kept in region:
+        outs = [o for o in node.output if o]
+        if kept and all(n in agreed for n in node.input if n):
+            agreed.update(outs)
+            continue
+        changed.append(node)
+        agreed.update(o for o in outs if o in b_sig)  # on condition: compared once it ran
+    b_outs = [o.name for o in before.graph.output]
+    if sorted(b_outs) != sorted(o.name for o in after.graph.output) or not all(o in agreed for o in b_outs):
+        return None
+    produced = {o for node in changed for o in node.output if o}
+    wanted = {n for node in changed for n in node.input if n and n not in produced and n in agreed and n in b_sig}
+    wanted |= produced & set(b_sig)
+
+    eb = Evaluator(before, weights, "fp32", sessions=ea._sessions)
+    producer = {o: i for i, node in enumerate(eb.nodes) for o in node.output if o}
+    cone: set[int] = set()
+    stack = [producer[t] for t in wanted]
+    while stack:
+        i = stack.pop()
+        if i in cone:
+            continue
+        cone.add(i)
+        stack.extend(producer[n] for n in eb.nodes[i].input if n in producer)
+
+    uses: Counter[str] = Counter(n for i in cone for n in dict.fromkeys(eb.nodes[i].input) if n)
+    env: dict[str, np.ndarray] = {}
+    size = {"own": 0, "held": 0, "peak": 0}  # bytes: the cone's live tensors, and `wanted` ones
+
+    def keep(n: str, v: np.ndarray) -> None:
+        env[n] = v
+        size["held" if n in wanted else "own"] += v.nbytes
+        size["peak"] = max(size["peak"], size["own"])
+
+    def before_value(n: str) -> np.ndarray:
+        if n not in env:
+            if n in feeds:
+                keep(n, eb._widen(np.asarray(feeds[n])))
+            elif n in eb.initializers:
+                keep(n, eb._load(n))
+            else:
+                raise EvalError(f"reads '{n}', which nothing computed")
+            if observe_before is not None:
+                observe_before(n, env[n])
+        return env[n]
+
+    for i in sorted(cone):  # eb.nodes is in topological order
+        node = eb.nodes[i]
+        ins = [n for n in dict.fromkeys(node.input) if n]
+        try:
+            if node.op_type == "Constant":
+                results = [eb._widen(_constant_value(node))]
+            else:
+                args = [before_value(n) for n in ins]
+                sess, names = eb._session(node, args)
+                results = sess.run(None, dict(zip(names, args)))
+        except Exception as e:  # noqa: BLE001 - named for the caller
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise BeforeFailed(f"node '{node.name}' ({node.op_type}): {first}") from e
+        for o, v in zip([o for o in node.output if o], results):
+            if uses[o] > 0 or o in wanted:
+                keep(o, v)
+            if observe_before is not None:
+                observe_before(o, v)
+        for n in ins:
+            uses[n] -= 1
+            if uses[n] <= 0 and n not in wanted and n in env:
+                size["own"] -= env.pop(n).nbytes
+        if size["held"] > max(EXTRA_FLOOR, EXTRA_SHARE * size["peak"]):
+            return None  # the pass rewrote much of the graph: the joint sweep holds less
+
+    a_env: dict[str, np.ndarray] = {}
+
+    def after_value(n: str) -> np.ndarray:
+        if n in a_env:  # computed by a changed node before this one
+            return a_env[n]
+        if n in agreed:  # the graph before's value (a graph input, a shared weight, the cone)
+            return before_value(n)
+        if n in ea.initializers:  # a weight the pass wrote
+            return ea._widen(ea._load(n))
+        raise EvalError(f"reads '{n}', which nothing computed")
+
+    for node in changed:
+        ins = [n for n in dict.fromkeys(node.input) if n]
+        try:
+            if node.op_type == "Constant":
+                results = [ea._widen(_constant_value(node))]
+            else:
+                args = [after_value(n) for n in ins]
+                sess, names = ea._session(node, args)
+                results = sess.run(None, dict(zip(names, args)))
+        except Exception as e:  # noqa: BLE001 - named for the caller
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise EvalError(f"node '{node.name}' ({node.op_type}): {first}") from e
+        for o, v in zip([o for o in node.output if o], results):
+            if o in b_sig and not _equal(v, env[o]):
+                return None
+            a_env[o] = v
+    return ConeResult(len(cone), len(changed), len(ea.nodes), len(eb.nodes))

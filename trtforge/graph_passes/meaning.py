@@ -142,6 +142,7 @@ class OrtChecker:
         self.incremental = incremental
         self.nodes_evaluated = 0  # nodes run by every check so far (a whole-graph run counts all)
         self.last_joint: Any = None  # the last incremental check's JointResult (incremental.py)
+        self.last_cone: Any = None  # the last cone check's ConeResult (incremental.agrees_again)
 
     def snapshot(self, graph: gs.Graph) -> onnx.ModelProto:
         return snapshot(graph, self.like)
@@ -222,10 +223,68 @@ class OrtChecker:
         spread = " (the change spread through the graph: it ran whole)" if res.gave_up else ""
         return f"{verdict}; {res.nodes_after} of {res.nodes_total} node(s) after the pass evaluated{spread}"
 
+    def _node_by_node(self, before: onnx.ModelProto) -> bool:
+        """Whether checks of this graph run node by node (incremental), not as whole sessions."""
+        from trtforge.graphs.evaluate import WHOLE_GRAPH_BYTES
+        from trtforge.graphs.files import weight_bytes
+
+        if self.incremental is None:
+            return weight_bytes(before) > WHOLE_GRAPH_BYTES
+        return self.incremental
+
+    def _check_cone(
+        self, passes: list, before: onnx.ModelProto, after: onnx.ModelProto, stored: set[str]
+    ) -> str | None:
+        """The verdict from the nodes the pass changed and the cone of the graph before they read
+        (incremental.agrees_again), or None where that cannot show it."""
+        from trtforge.graph_passes.incremental import BeforeFailed, agrees_again
+        from trtforge.graphs.evaluate import EvalError
+
+        names = " + ".join(p.name for p in passes)
+
+        def round_stored(name: str, value: np.ndarray) -> None:
+            if name in stored and value.dtype == np.float32:
+                value[...] = value.astype(np.float16)
+
+        try:
+            res = agrees_again(
+                before,
+                after,
+                self.weights,
+                feeds_for(before, self.recorded),
+                self.sessions,
+                observe_before=round_stored if stored else None,
+            )
+        except BeforeFailed as e:
+            return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
+        except EvalError as e:
+            raise PassError(
+                f"ONNX Runtime cannot run the graph after the pass: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                where=f"pass {names}",
+            ) from e
+        if res is None:
+            return None
+        self.last_cone = res
+        self.nodes_evaluated += res.nodes_before + res.nodes_after
+        verdict = "identical" if all(p.exact for p in passes) else "within tolerance (max abs diff 0)"
+        if stored:
+            verdict = f"{verdict}, {len(stored)} folded tensor(s) held at their FP16 storage"
+        if not res.nodes_after:
+            return f"{verdict}; the same nodes as before the pass, nothing evaluated"
+        return (
+            f"{verdict}; {res.nodes_after} of {res.nodes_total} node(s) after the pass evaluated and "
+            f"{res.nodes_before} of {res.before_total} before: the nodes it changed compute the same "
+            "values, so nothing downstream of them ran"
+        )
+
     def __call__(self, passes: list, before: onnx.ModelProto, graph) -> str:
         after = graph if isinstance(graph, onnx.ModelProto) else self.snapshot(graph)
         names = " + ".join(p.name for p in passes)
         stored = set().union(*(p.stored_fp16() for p in passes))
+        if self._node_by_node(before):
+            verdict = self._check_cone(passes, before, after, stored)
+            if verdict is not None:
+                return verdict
         if not stored and self.incremental is not False:
             from trtforge.graph_passes.incremental import same_outputs
 
