@@ -63,6 +63,11 @@ class Provenance:
     deps: dict = field(default_factory=dict, repr=False)
 
 
+def _sig(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @contextlib.contextmanager
 def cache_writes(where: Path):
     """Turn a full disk or a read-only cache met while writing into one line (exit 2). What was
@@ -100,10 +105,11 @@ class Store:
         # `trtforge plan`: a remote record answers a lookup without its blobs being downloaded
         # (what the remote holds is all a plan needs; its artifacts may be gigabytes)
         self.peek = False
-        # blobs this process handed out in views, checked there: (device, inode, size, mtime) ->
-        # digest. A stage that links an upstream output into its outputs (the 1.6 GB weights of an
-        # SD1.5 UNet pass through graph_passes and precision_rules unchanged) is not hashed again:
-        # 4.4 s a stage on 2 cores. An output written since (another size or mtime) is hashed.
+        # blobs this process stored or checked in a view: (device, inode, size, mtime) -> digest.
+        # A stage that links an upstream output into its outputs (the 1.6 GB weights of an SD1.5
+        # UNet pass through graph_passes and precision_rules unchanged) is not hashed again on
+        # commit, nor its blob when the next stage's view hands it out: 4.4 s each time on 2
+        # cores. A file written since (another size or mtime) is hashed.
         self._checked: dict[tuple[int, int, int, int], str] = {}
         if writable:
             self._open_writable()
@@ -270,12 +276,13 @@ class Store:
         for path in sorted(folder.iterdir()):
             if not path.is_file():
                 continue
-            st = path.stat()
-            digest = self._checked.get((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)) or hash_file(path)
+            digest = self._checked.get(_sig(path)) or hash_file(path)
             outputs[path.name] = {"digest": digest, "size": path.stat().st_size}
             blob = self._blob(digest)
             if not blob.exists():
                 install(path, blob, 0o444)
+            with contextlib.suppress(OSError):  # the next stage's view need not hash it again
+                self._checked[_sig(blob)] = digest
         checkpoint(f"put:{stage}")
         # the record's digest covers its metadata: a changed value or renamed field is a miss
         doc = seal(
@@ -318,7 +325,9 @@ class Store:
             try:
                 if not (link.exists() and os.path.samefile(link, blob)):
                     self._link(blob, link)
-                actual = digest_file(blob)
+                # hashed or checked by this process already (and not written since): the links
+                # each stage makes change a blob's ctime, which the stat memo keys on
+                actual = self._checked.get(_sig(blob)) or digest_file(blob)
             except OSError:
                 raise CorruptEntry(record.key, f"{record.stage} {record.key[:12]}: blob for {name} missing") from None
             if actual != o["digest"]:
@@ -327,8 +336,7 @@ class Store:
                         os.unlink(path)
                 raise CorruptEntry(record.key, f"{record.stage} {record.key[:12]}: blob for {name} is corrupt")
             with contextlib.suppress(OSError):
-                st = blob.stat()
-                self._checked[(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)] = actual
+                self._checked[_sig(blob)] = actual
         return folder
 
     @staticmethod
