@@ -13,7 +13,7 @@ import importlib.metadata
 import os
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,9 @@ class StageContext:
     root: Path
     inputs: StageInputs = field(default_factory=StageInputs)
     timing_cache: Path | None = None  # build: the target's newest timing cache, to start from
+    # what the stage's `ahead` work computed while the stage before it ran (None: not run, or
+    # stopped to keep the memory budget: the stage does that work itself)
+    prepared: dict | None = None
 
 
 class Stage(ABC):
@@ -157,6 +160,21 @@ class Stage(ABC):
         """The name a timing cache is kept under for this module (build, TensorRT targets); None:
         the stage keeps none."""
         return None
+
+    def ahead(self) -> Ahead | None:
+        """Work of this stage that reads only some of its inputs, so it can run while the stage
+        before it runs (verify's ONNX check during the engine build); None: none."""
+        return None
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """`run(ctx)` -> what the stage finds as `ctx.prepared`; `ctx.inputs` holds only `reads`. It
+    must compute exactly what the stage would (the same function on the same inputs): the stage's
+    record is the same whether it ran ahead or not."""
+
+    reads: tuple[str, ...]
+    run: Callable[[StageContext], dict]
 
 
 def as_stage(stage: object) -> Stage:

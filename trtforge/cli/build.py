@@ -117,6 +117,11 @@ RESUMES = "nothing half-built was kept, the cache is intact and the next run res
     type=click.Choice(SHARED_STAGES),
     help="Run the stages every target shares up to this one, store (upload) them, publish nothing.",
 )
+@click.option(
+    "--overlap/--no-overlap",
+    default=None,
+    help="Run verify's ONNX check while the engine builds (default: where the cores and the memory for both are there).",
+)
 @click.pass_context
 def build(
     ctx,
@@ -141,6 +146,7 @@ def build(
     from_cache,
     max_memory,
     until,
+    overlap,
 ):
     """Export, rewrite, keep FP32 islands, build, verify and publish every module."""
     verbose, quiet = flags(ctx)["verbose"], flags(ctx)["quiet"]
@@ -186,6 +192,7 @@ def build(
         from_cache=from_cache,
         max_memory=max_memory,
         until=until,
+        overlap=overlap,
     )
     outcome = run_build(
         manifest_path,

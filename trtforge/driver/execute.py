@@ -19,6 +19,7 @@ from trtforge.cache.testhooks import checkpoint
 from trtforge.driver import timing
 from trtforge.driver.context import RunContext
 from trtforge.driver.logs import keep_failed_logs
+from trtforge.driver.overlap import AheadRun
 from trtforge.driver.results import ModuleResult
 from trtforge.errors import NotBuiltYet, TrtforgeError
 from trtforge.manifest import ModuleSpec
@@ -66,7 +67,15 @@ def _in_child(stage: Stage, ctx: StageContext, workdir: Path, track: bool) -> di
     return {"meta": meta, "deps": imports.snapshot(ctx.root) if track else {}}
 
 
-def _run(ctx: RunContext, stage: Stage, module: ModuleSpec, upstream: dict[str, Record], plan: Plan) -> Plan:
+def _run(
+    ctx: RunContext,
+    stage: Stage,
+    module: ModuleSpec,
+    upstream: dict[str, Record],
+    plan: Plan,
+    prepared: dict | None = None,
+    beside: AheadRun | None = None,
+) -> Plan:
     """Run the stage in its own process into a work folder and store it; returns the plan with
     its record (for a stage keyed on the code it loaded: under the key of what this run loaded)."""
     store, root = ctx.store, ctx.manifest.root
@@ -77,6 +86,7 @@ def _run(ctx: RunContext, stage: Stage, module: ModuleSpec, upstream: dict[str, 
         root=root,
         inputs=inputs,
         timing_cache=None if timing_target is None else timing.seed(store, timing_target),
+        prepared=prepared,
     )
     track = plan.keying.tracks
     if track:
@@ -84,8 +94,9 @@ def _run(ctx: RunContext, stage: Stage, module: ModuleSpec, upstream: dict[str, 
     t0, t0_ns = time.perf_counter(), time.time_ns()
     with store.workdir(f"{module.name}.{stage.name}") as wd:
         try:
+            child = beside.start() if beside is not None else None  # the next stage's ahead work
             out, peak_kib = run_in_child(
-                partial(_in_child, stage, sctx, wd, track), module=module.name, stage=stage.name
+                partial(_in_child, stage, sctx, wd, track), module=module.name, stage=stage.name, beside=child
             )
         except TrtforgeError as e:  # the work folder goes; its log must not
             log = keep_failed_logs(store.root, module.name, stage.name, wd)
@@ -125,9 +136,13 @@ def run_stage(
     upstream: dict[str, Record],
     result: ModuleResult,
     force: bool = False,
+    *,
+    prepared: dict | None = None,
+    beside: AheadRun | None = None,
 ) -> Record:
     """The stage's record: from the cache, or built now (always, with `force`); its status and
-    the cache's notes go on `result`."""
+    the cache's notes go on `result`. `prepared`: what this stage's ahead work computed beside the
+    stage before; `beside`: the next stage's ahead work, started only if this stage runs."""
     store, progress = ctx.store, ctx.progress
     status = result.stages[stage.name]
     checkpoint(f"before:{stage.name}")
@@ -145,7 +160,7 @@ def run_stage(
                 if progress is not None:
                     progress.start(module.name, stage.name)
                 try:
-                    plan = _run(ctx, stage, module, upstream, plan)
+                    plan = _run(ctx, stage, module, upstream, plan, prepared, beside)
                 finally:  # a failed stage's time counts too (reports, build --junit)
                     status.seconds = time.perf_counter() - t0
                 status.state = "ok"

@@ -11,6 +11,7 @@ from trtforge.cache.store import CorruptEntry
 from trtforge.driver import release
 from trtforge.driver.context import RunContext
 from trtforge.driver.execute import run_stage
+from trtforge.driver.overlap import plan_ahead
 from trtforge.driver.publish import publish
 from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
@@ -43,8 +44,10 @@ def run_stages(
         ctx = ctx.with_progress(OnTarget(ctx.progress, target.name))
     force_from = ctx.request.force_from
     steps = stage_table(ctx.request.backend, until, target) if table is None else _declared(table)
-    for stage, reads in steps:
+    prepared: dict | None = None  # what the previous stage's ahead run computed for this one
+    for i, (stage, reads) in enumerate(steps):
         force = force_from is not None and later_or_same(stage.name, force_from)
+        ahead = None
         try:
             # a named target's build and verify are keyed on the machine that built them
             if ctx.assembling and target is not None and stage.name in release.ASSEMBLED:
@@ -53,11 +56,19 @@ def run_stages(
                 )
                 continue
             upstream = {d: result.records[d] for d in reads}
-            result.records[stage.name] = run_stage(ctx, stage, module, upstream, result, force)
+            # the next stage's work that does not need this one's output runs beside it
+            ahead = plan_ahead(ctx, module, steps[i], steps[i + 1] if i + 1 < len(steps) else None, result.records)
+            result.records[stage.name] = run_stage(
+                ctx, stage, module, upstream, result, force, prepared=prepared, beside=ahead
+            )
+            prepared = ahead.collect() if ahead is not None else None
         except TrtforgeError as e:
             e.module = e.module or module.name
             result.fail(stage.name, e)
             break
+        finally:
+            if ahead is not None:
+                ahead.stop()  # a no-op once collected
     return result
 
 

@@ -24,7 +24,9 @@ class BuildRequest:
     [cache] remote ($TRTFORGE_REMOTE_CACHE); `remote_read_only`: download only;
     `require_remote`: a failing remote is an error, not a note. `from_cache`: assemble engines/
     from the cache and run nothing. `max_memory`: each stage's memory budget (bytes or "16G").
-    `until`: run only the stages every target shares, up to this one, and publish nothing."""
+    `until`: run only the stages every target shares, up to this one, and publish nothing.
+    `overlap`: run verify's ONNX check while the engine builds (True/False; None: where the
+    machine has the cores and the memory for both, driver/overlap.py)."""
 
     modules: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
@@ -42,6 +44,7 @@ class BuildRequest:
     from_cache: bool = False
     max_memory: int | str | None = None
     until: str | None = None
+    overlap: bool | None = None
 
     def __post_init__(self) -> None:
         # a generator or list becomes a tuple: the request is read several times and is hashable

@@ -12,6 +12,7 @@ Linux-only mechanics (fork, prctl); elsewhere the stage runs in-process.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import gc
@@ -21,6 +22,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +107,26 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
-def _read_watched(fd: int, pid: int, limit: int | None) -> tuple[list[bytes], int]:
+@dataclass
+class Beside:
+    """Work forked to run beside a stage (issue 25: verify's ONNX check while the engine builds).
+    It is optional: where the two together pass the memory budget, the watcher stops it, not the
+    stage (`dropped`: its tree's RSS then), and its stage later does the work itself."""
+
+    pid: int
+    r: int
+    module: str
+    stage: str
+    dropped: int = 0
+
+    def alive(self) -> bool:
+        return self.pid > 0 and not self.dropped
+
+
+def _read_watched(fd: int, pid: int, limit: int | None, beside: Beside | None = None) -> tuple[list[bytes], int]:
     """The child's result from the pipe, sampling its process tree's RSS meanwhile; a tree over
     `limit` is killed at once. Returns the chunks and the largest RSS seen above the limit (0:
-    never over)."""
+    never over). Work running `beside` it counts towards the limit, and is stopped first."""
     import select
 
     chunks: list[bytes] = []
@@ -122,7 +140,11 @@ def _read_watched(fd: int, pid: int, limit: int | None) -> tuple[list[bytes], in
             chunks.append(chunk)
         if limit is not None and not over:
             rss = tree_rss(pid)
-            if rss > limit:
+            extra = tree_rss(beside.pid) if beside is not None and beside.alive() else 0
+            if beside is not None and extra and rss + extra > limit:
+                beside.dropped = rss + extra
+                _kill_tree(beside.pid)
+            elif rss > limit:
                 over = rss
                 _kill_tree(pid)  # the pipe then reaches its end
 
@@ -181,11 +203,61 @@ def _prewarm() -> None:
             pass
 
 
-def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[dict, int]:
+def _can_fork() -> bool:
+    return hasattr(os, "fork") and sys.platform.startswith("linux")
+
+
+def start_beside(fn: Callable[[], dict], *, module: str, stage: str) -> Beside | None:
+    """fn() forked now, to run beside the next run_in_child(beside=...); None where this platform
+    cannot fork (the work is then left to its stage). Collect it with finish_beside."""
+    if not _can_fork():
+        return None
+    pid, r = _fork(fn)
+    with contextlib.suppress(OSError, AttributeError):  # its result waits in the pipe until read
+        import fcntl
+
+        fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, 1 << 20)
+    return Beside(pid, r, module, stage)
+
+
+def stop_beside(beside: Beside) -> None:
+    """Stop work started beside a stage whose result is no longer wanted (the stage failed); a
+    no-op once it was collected (its pid is reaped: never signal a number another process took)."""
+    if beside.pid <= 0:
+        return
+    if not beside.dropped:
+        _kill_tree(beside.pid)
+    with contextlib.suppress(OSError):
+        os.close(beside.r)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(beside.pid, 0)
+    beside.pid = -1
+
+
+def finish_beside(beside: Beside) -> dict | None:
+    """The result of work started beside a stage; None when it was stopped to keep the memory
+    budget. Raises as run_in_child does when it failed."""
+    if beside.dropped:
+        stop_beside(beside)
+        return None
+    try:
+        return _collect(beside.pid, beside.r, beside.module, beside.stage, None)[0]
+    finally:
+        beside.pid = -1  # reaped
+
+
+def run_in_child(fn: Callable[[], dict], *, module: str, stage: str, beside: Beside | None = None) -> tuple[dict, int]:
     """fn() in a forked child: (its result, the child's peak RSS in KiB). Its TrtforgeError is
-    re-raised here; a death by signal is StageKilled; a bug is StageCrashed with its traceback."""
-    if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+    re-raised here; a death by signal is StageKilled; a bug is StageCrashed with its traceback.
+    `beside`: work already running next to it (start_beside), watched against the same budget."""
+    if not _can_fork():
         return fn(), 0
+    pid, r = _fork(fn)
+    return _collect(pid, r, module, stage, beside)
+
+
+def _fork(fn: Callable[[], dict]) -> tuple[int, int]:
+    """fn() in a forked child writing its pickled result into a pipe: (child pid, read end)."""
     _prewarm()
     # torch loaded here: its OpenMP pool may be running (the CLI never loads torch in this
     # process; the Python API may run in one that has used it, a notebook's)
@@ -225,10 +297,14 @@ def run_in_child(fn: Callable[[], dict], *, module: str, stage: str) -> tuple[di
             finally:
                 os._exit(code)
     os.close(w)
+    return pid, r
+
+
+def _collect(pid: int, r: int, module: str, stage: str, beside: Beside | None) -> tuple[dict, int]:
     reaped, limit = False, budget()
     try:
         try:
-            chunks, over = _read_watched(r, pid, limit)
+            chunks, over = _read_watched(r, pid, limit, beside)
         finally:
             os.close(r)
         _, status, usage = os.wait4(pid, 0)

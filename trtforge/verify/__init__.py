@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trtforge import backends as be
 from trtforge.manifest import ModuleSpec, settings_dict
-from trtforge.stage import Stage, StageContext, tool_versions
+from trtforge.stage import Ahead, Stage, StageContext, tool_versions
 
 # |error| histogram bins, fixed decades so reports compare across modules and runs:
 # [0, 1e-7), [1e-7, 1e-6), ..., [1, 10), [10, inf). Here, not in metrics.py: reports read it
@@ -74,3 +74,13 @@ class VerifyStage(Stage):
         from trtforge.verify.run import verify_module
 
         return verify_module(ctx, workdir)
+
+    def ahead(self) -> Ahead:
+        # the FP16-faithful check of the precision graph needs no engine: it runs while it builds
+        return Ahead(("export", "precision_rules"), _final_onnx_check)
+
+
+def _final_onnx_check(ctx: StageContext) -> dict:
+    from trtforge.verify.run import final_onnx_check
+
+    return final_onnx_check(ctx)

@@ -179,7 +179,8 @@ def _onnx_and_engine_checks(
     exp, passes, prec = (ctx.inputs.export.folder, ctx.inputs.graph_passes.folder, ctx.inputs.precision_rules.folder)
     earlier = {"export": (exp, model_sets), "graph_passes": (passes, caller_sets)}  # graph, input sets
     chain = [s for s in ctx.inputs if s in (*earlier, "precision_rules")]
-    done = {"precision_rules": _precision_check(prec, caller_sets, tol)}
+    ahead = (ctx.prepared or {}).get("precision_rules")  # run while the engine built (final_onnx_check)
+    done = {"precision_rules": {**ahead, "beside": "build"} if ahead else _precision_check(prec, caller_sets, tol)}
 
     # the pass graph of a stage whose passes modified nothing computes the export's nodes: on the
     # same feeds its outputs are the export check's, not a second evaluation of the same graph
@@ -203,6 +204,15 @@ def _onnx_and_engine_checks(
     for stage in chain:
         done.setdefault(stage, {"status": "not evaluated", "kind": PLAIN, "seconds": 0.0, "reason": NOT_EVALUATED})
     return {**{s: done[s] for s in chain}, "engine": engine}
+
+
+def final_onnx_check(ctx: StageContext) -> dict:
+    """Verify's final ONNX check, the precision graph FP16-faithful against the FP32 reference,
+    as verify_module runs it (the same function on the same inputs), for the stage's `ahead` run
+    while the engine builds: ctx.inputs holds export and precision_rules only."""
+    exp = ctx.inputs.export.folder
+    caller_sets = input_sets(exp, ExportFiles.CALLER_INPUTS, ExportFiles.CALLER_REFERENCE)
+    return {"precision_rules": _precision_check(ctx.inputs.precision_rules.folder, caller_sets, ctx.module.tolerance)}
 
 
 def verify_module(ctx: StageContext, workdir: Path) -> dict:
