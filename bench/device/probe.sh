@@ -1,6 +1,8 @@
-# device call 1 of 4 (bench/device/README.md): keep part 0 of onnxruntime-gpu, and say what the machine has
-mkdir -p /tmp/parts && cp .whl/p0/xpart0 /tmp/parts/
-echo "== checkout: $(cat .whl/w/WHO 2>/dev/null) $(git log --oneline -1 2>/dev/null | cut -c1-60)"
+# device call 1 of 4 (bench/device/README.md): the small wheels into /tmp/site, part 0 of
+# onnxruntime-gpu kept, and what the machine has
+mkdir -p /tmp/parts /tmp/site && cp .whl/p0/xpart0 /tmp/parts/
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/w/*.whl
+echo "== checkout: $(cat .whl/s/WHO 2>/dev/null) $(git log --oneline -1 2>/dev/null | cut -c1-60)"
 nvidia-smi -L; nproc; which xz
 python3 - <<'PY'
 import importlib, sys

@@ -1,6 +1,6 @@
 # device call 4 (bench/device/README.md): onnxruntime-gpu in, then choose_provider, the evaluator's
 # tests on CUDA, bench/eval_devices.py on the example modules, the stages' fast tests on CUDA
-. .whl/w/setup.sh || exit 1
+. .whl/s/setup.sh || exit 1
 python3 - > $OUT/provider.txt 2>&1 <<'PY'
 import onnxruntime as ort
 import torch
