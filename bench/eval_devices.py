@@ -201,10 +201,10 @@ def main() -> int:
                 row[s] = {"cpu": cpu[s], "cuda": cuda[s], "max_cpu_vs_cuda": diff}
             report["checks"][m] = row
             print(m, json.dumps(row), flush=True)
-    report["table"] = table(report)
+            report["table"] = table(report)
+            if args.out:  # after each module: a run stopped at its time limit keeps what it did
+                args.out.write_text(json.dumps(report, indent=1))
     print(report["table"], flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
     return 0
 
 

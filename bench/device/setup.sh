@@ -14,5 +14,5 @@ rm -rf /tmp/src && mkdir -p /tmp/src && tar -xf "$S"/src.tar -C /tmp/src || exit
 SP=$(python3 -c "import site;print(site.getsitepackages()[0])")
 export LD_LIBRARY_PATH=$(ls -d "$SP"/nvidia/*/lib 2>/dev/null | tr '\n' ':')$LD_LIBRARY_PATH
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
-cat /tmp/src/engines.toml /tmp/src/bench/device/hostile.toml > /tmp/src/eval.toml
+cat /tmp/src/engines.toml /tmp/src/bench/device/hostile.toml /tmp/src/bench/device/big.toml > /tmp/src/eval.toml
 cd /tmp/src
