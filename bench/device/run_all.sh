@@ -11,12 +11,12 @@ print("choose_provider()", choose_provider())
 PY
 cat $OUT/provider.txt
 T="python3 -m pytest -q -p no:cacheprovider -rfEs"
-timeout 200 $T -m "not slow" tests/test_onnx_eval_cuda.py tests/test_onnx_eval_device.py tests/test_onnx_eval.py tests/verify/test_cuda_fallback.py > $OUT/pytest_eval_cuda.log 2>&1
+timeout -s INT 200 $T -m "not slow" tests/test_onnx_eval_cuda.py tests/test_onnx_eval_device.py tests/test_onnx_eval.py tests/verify/test_cuda_fallback.py > $OUT/pytest_eval_cuda.log 2>&1
 echo "== pytest eval rc $?"; tail -25 $OUT/pytest_eval_cuda.log
 M="--module vit --module decoder --module nchw_net --module text_encoder --module unet --module vae_decoder --module lm_prefill --module hostile --module hostile_ruled"
-PYTHONPATH=$PYTHONPATH:/tmp/src/bench/device/stand_in timeout ${BENCH_S:-300} python3 bench/eval_devices.py eval.toml $M --out $OUT/eval_devices_examples.json > $OUT/eval_devices_examples.log 2>&1
+PYTHONPATH=$PYTHONPATH:/tmp/src/bench/device/stand_in timeout -s INT ${BENCH_S:-300} python3 bench/eval_devices.py eval.toml $M --out $OUT/eval_devices_examples.json > $OUT/eval_devices_examples.log 2>&1
 echo "== bench rc $?"; tail -c 4000 $OUT/eval_devices_examples.log
-timeout ${STAGES_S:-150} $T -m "not slow" tests/graph_passes tests/precision_rules tests/verify --junitxml=/tmp/junit_stages.xml > $OUT/pytest_stages_cuda.log 2>&1
+timeout -s INT ${STAGES_S:-120} $T -m "not slow" tests/graph_passes tests/precision_rules tests/verify --junitxml=/tmp/junit_stages.xml > $OUT/pytest_stages_cuda.log 2>&1
 echo "== pytest stages rc $?"; tail -15 $OUT/pytest_stages_cuda.log
 python3 - > /tmp/failed.txt <<'PY'
 import xml.etree.ElementTree as ET
