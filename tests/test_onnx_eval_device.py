@@ -7,6 +7,7 @@ test doubles for the GPU and the onnxruntime-gpu wheel, which cannot exist on th
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -106,3 +107,16 @@ def test_provider_is_part_of_the_session_key(monkeypatch):
     assert {k[1] for k in ev._sessions} == {CPU_EP}
     with pytest.raises(ValueError):
         Evaluator(onnx_model(MODEL), None, "fp16", provider="TensorrtExecutionProvider")
+
+
+def test_the_cuda_probe_is_a_model_every_supported_onnxruntime_reads():
+    """The probe states its IR version and opset: onnx's defaults can be newer than the onnxruntime
+    beside it (the device machine: onnx 1.23.1 wrote IR 14, onnxruntime-gpu 1.31 reads up to 13, so
+    the probe failed and every evaluation stayed on the CPU with a GPU present)."""
+    probe = onnx.load_from_string(onnx_eval._probe_model())
+    assert probe.ir_version == onnx_eval.PROBE_IR <= 9  # onnxruntime 1.18 (pyproject's floor) reads IR 10
+    assert [(o.domain, o.version) for o in probe.opset_import] == [("", onnx_eval.PROBE_OPSET)]
+    assert onnx_eval.PROBE_OPSET <= 21
+    sess = ort.InferenceSession(onnx_eval._probe_model(), providers=[CPU_EP])
+    x = np.array([1.5], np.float32)
+    assert np.array_equal(sess.run(None, {"x": x})[0], x)

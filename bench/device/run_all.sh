@@ -24,4 +24,9 @@ for tc in ET.parse("/tmp/junit_stages.xml").getroot().iter("testcase"):
     if tc.find("failure") is not None or tc.find("error") is not None:
         print(tc.get("classname").replace(".", "/") + ".py::" + tc.get("name"))
 PY
-if [ -s /tmp/failed.txt ]; then echo "== the failures again on the CPU"; TRTFORGE_EVAL_DEVICE=cpu timeout 60 $T $(cat /tmp/failed.txt) 2>&1 | tail -8; fi
+if [ -s /tmp/failed.txt ]; then
+  mapfile -t F < /tmp/failed.txt  # parametrised ids hold spaces
+  echo "== the failures again on the CPU (TRTFORGE_EVAL_DEVICE=cpu)"
+  TRTFORGE_EVAL_DEVICE=cpu timeout -s INT 90 $T "${F[@]}" > $OUT/pytest_stages_failures_on_cpu.log 2>&1; tail -12 $OUT/pytest_stages_failures_on_cpu.log
+fi
+[ -n "$BIG" ] && bash "$S"/run_big.sh

@@ -42,6 +42,7 @@ def _tol(name):
 
 def test_no_gpu_means_the_cpu_evaluator_without_a_note(prec, monkeypatch):
     monkeypatch.setattr(be, "gpus", lambda: [])  # as on CI, also where a GPU is present
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])  # CPU-only onnxruntime
     check = verify_run._precision_check(prec, _sets(), _tol)
     assert check["status"] == "ok", check
     assert check["kind"] == verify_run.FAITHFUL

@@ -97,26 +97,36 @@ def ort_providers(provider: str) -> list:
     return [(CUDA_EP, dict(CUDA_OPTIONS)), CPU_EP] if provider == CUDA_EP else [CPU_EP]
 
 
-@functools.cache
-def _cuda_loads() -> str | None:
-    """None when a session on the CUDA provider really runs on it, else why not (ONNX Runtime
-    silently falls back to the CPU when its CUDA/cuDNN libraries do not load). Once a process."""
-    import onnxruntime as ort
+# the probe's IR version and opset: what every onnxruntime >= 1.18 reads (onnx's own default can be
+# newer than the onnxruntime beside it: onnx 1.23 writes IR 14, onnxruntime-gpu 1.31 reads up to 13)
+PROBE_IR, PROBE_OPSET = 8, 17
 
+
+def _probe_model() -> bytes:
     g = onnx.helper.make_graph(
         [onnx.helper.make_node("Identity", ["x"], ["y"])],
         "probe",
         [onnx.helper.make_tensor_value_info("x", F32, [1])],
         [onnx.helper.make_tensor_value_info("y", F32, [1])],
     )
+    opset = [onnx.helper.make_opsetid("", PROBE_OPSET)]
+    return onnx.helper.make_model(g, ir_version=PROBE_IR, opset_imports=opset).SerializeToString()
+
+
+@functools.cache
+def _cuda_loads() -> str | None:
+    """None when a session on the CUDA provider really runs on it, else why not (ONNX Runtime
+    silently falls back to the CPU when its CUDA/cuDNN libraries do not load). Once a process."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(
-            onnx.helper.make_model(g).SerializeToString(), sess_options=opts, providers=ort_providers(CUDA_EP)
-        )
+        sess = ort.InferenceSession(_probe_model(), sess_options=opts, providers=ort_providers(CUDA_EP))
     except Exception as e:  # noqa: BLE001 - the reason is what the caller reports
-        return f"ONNX Runtime's CUDA provider failed to start: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # ONNX Runtime's messages end with the cause, after the source location and signature
+        return f"ONNX Runtime's CUDA provider failed to start: {first if len(first) <= 240 else '...' + first[-240:]}"
     got = sess.get_providers()
     if CUDA_EP not in got:
         return f"ONNX Runtime provider {CUDA_EP} requested but {got} is running"
