@@ -13,7 +13,7 @@ cat $OUT/provider.txt
 T="python3 -m pytest -q -p no:cacheprovider -rfEs"
 timeout -s INT 200 $T -m "not slow" tests/test_onnx_eval_cuda.py tests/test_onnx_eval_device.py tests/test_onnx_eval.py tests/verify/test_cuda_fallback.py > $OUT/pytest_eval_cuda.log 2>&1
 echo "== pytest eval rc $?"; tail -25 $OUT/pytest_eval_cuda.log
-M="--module hostile --module hostile_ruled --module vit --module unet --module text_encoder --module vae_decoder --module decoder --module nchw_net --module lm_prefill"
+M=${MODS:-"--module hostile --module hostile_ruled --module vit --module unet --module text_encoder --module vae_decoder --module decoder --module nchw_net --module lm_prefill"}
 PYTHONPATH=$PYTHONPATH:/tmp/src/bench/device/stand_in timeout -s INT ${BENCH_S:-300} python3 bench/eval_devices.py eval.toml $M --out $OUT/eval_devices_examples.json > $OUT/eval_devices_examples.log 2>&1
 echo "== bench rc $?"; tail -c 4000 $OUT/eval_devices_examples.log
 timeout -s INT ${STAGES_S:-120} $T -m "not slow" tests/graph_passes tests/precision_rules tests/verify --junitxml=/tmp/junit_stages.xml > $OUT/pytest_stages_cuda.log 2>&1
