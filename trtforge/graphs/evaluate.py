@@ -13,13 +13,23 @@ Every check that runs a stage's ONNX goes through here, on models of any size:
   FP32): the graph's function in FP32, which says whether a stage kept the module's meaning
   independently of FP16 range (what the export and graph-pass checks ask);
 - one ONNX Runtime session per distinct node (op, attributes, input types and shapes), reused for
-  every node alike: a UNet repeats the same few hundred node shapes across its blocks.
+  every node alike: a UNet repeats the same few hundred node shapes across its blocks;
+- where onnxruntime-gpu is installed, a GPU is present and ONNX Runtime's CUDA provider really
+  loads (`choose_provider`, the one place that decides; TRTFORGE_EVAL_DEVICE=cpu forces the CPU),
+  the sessions run on CUDA: there FP16 MatMul/Softmax/Conv are FP16 GPU kernels that store FP16
+  (an overflowing FP16 attention is NaN, as in the CPU's node-by-node emulation), and the widened
+  mode runs FP32 kernels (TF32 off). A graph whose weights serialise under CUDA_WHOLE_GRAPH_BYTES
+  runs whole in one session with optimisations off (the same kernels node for node, so FP16
+  results stay stored in FP16 between nodes); a larger one, or a run that keeps or observes
+  tensors, runs node by node on CUDA. On a CPU-only machine nothing differs from before.
 Nodes are deterministic given their inputs, so two graphs that compute the same nodes give
 bit-identical outputs: restructuring passes are checked for exact equality with this evaluator.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +55,102 @@ DTYPE_ATTRS = {
 SESSION_CACHE = 1024  # distinct node sessions kept; each holds no weights (they are feeds)
 # fp32 mode runs graphs with at most this many bytes of weights in one session (fast set-up)
 WHOLE_GRAPH_BYTES = 64 << 20
+CPU_EP, CUDA_EP = "CPUExecutionProvider", "CUDAExecutionProvider"
+DEVICE_ENV = "TRTFORGE_EVAL_DEVICE"  # "cpu": never CUDA; "auto" (default): CUDA where it really loads
+# on CUDA, graphs whose weights (as run: widened in fp32 mode) are at most this many bytes run whole
+# in one session: the serialised model stays under protobuf's 2 GB limit
+CUDA_WHOLE_GRAPH_BYTES = 1536 << 20
+# the CUDA kernels the checks need: FP32 really FP32 (ONNX Runtime turns TF32 on by default, a
+# 1e-3 relative error in every FP32 MatMul/Conv), and cuDNN's heuristic algorithm choice rather
+# than a timed search, so the same node runs the same kernel in every session (restructuring
+# passes are checked for bit-identical outputs); the arena grows only by what is asked
+CUDA_OPTIONS = {
+    "use_tf32": "0",
+    "cudnn_conv_algo_search": "HEURISTIC",
+    "arena_extend_strategy": "kSameAsRequested",
+}
+
+
+def cuda_unusable() -> str | None:
+    """Why ONNX Runtime's CUDA provider cannot run the checks here; None when it may (it may still
+    fail to load its CUDA libraries: `choose_provider` tries)."""
+    import onnxruntime as ort
+
+    from trtforge import backends as be
+
+    if CUDA_EP not in ort.get_available_providers():
+        return "onnxruntime has no CUDA provider here (pip install 'trtforge[gpu]')"
+    if not be.gpus():
+        return "no NVIDIA GPU on this machine"
+    preload = getattr(ort, "preload_dlls", None)  # CUDA/cuDNN from the nvidia pip packages (ORT >= 1.21)
+    if preload is not None:
+        try:
+            preload()
+        except Exception:  # noqa: BLE001 - the probe session reports what is really missing
+            pass
+    return None
+
+
+def ort_providers(provider: str) -> list:
+    """The providers list for a session on `provider` (CUDA keeps the CPU for the shape ops ONNX
+    Runtime places there)."""
+    return [(CUDA_EP, dict(CUDA_OPTIONS)), CPU_EP] if provider == CUDA_EP else [CPU_EP]
+
+
+# the probe's IR version and opset: what every onnxruntime >= 1.18 reads (onnx's own default can be
+# newer than the onnxruntime beside it: onnx 1.23 writes IR 14, onnxruntime-gpu 1.31 reads up to 13)
+PROBE_IR, PROBE_OPSET = 8, 17
+
+
+def _probe_model() -> bytes:
+    g = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "probe",
+        [onnx.helper.make_tensor_value_info("x", F32, [1])],
+        [onnx.helper.make_tensor_value_info("y", F32, [1])],
+    )
+    opset = [onnx.helper.make_opsetid("", PROBE_OPSET)]
+    return onnx.helper.make_model(g, ir_version=PROBE_IR, opset_imports=opset).SerializeToString()
+
+
+@functools.cache
+def _cuda_loads() -> str | None:
+    """None when a session on the CUDA provider really runs on it, else why not (ONNX Runtime
+    silently falls back to the CPU when its CUDA/cuDNN libraries do not load). Once a process."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(_probe_model(), sess_options=opts, providers=ort_providers(CUDA_EP))
+    except Exception as e:  # noqa: BLE001 - the reason is what the caller reports
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # ONNX Runtime's messages end with the cause, after the source location and signature
+        return f"ONNX Runtime's CUDA provider failed to start: {first if len(first) <= 240 else '...' + first[-240:]}"
+    got = sess.get_providers()
+    if CUDA_EP not in got:
+        return f"ONNX Runtime provider {CUDA_EP} requested but {got} is running"
+    return None
+
+
+def choose_provider() -> tuple[str, str | None]:
+    """(the provider every evaluation runs on, why not CUDA or None): the one place that decides.
+    CUDA where onnxruntime-gpu is installed, a GPU is present and the provider really loads, unless
+    TRTFORGE_EVAL_DEVICE=cpu; else the CPU, as on every CPU-only machine."""
+    want = os.environ.get(DEVICE_ENV, "").strip().lower() or "auto"
+    if want not in ("auto", "cpu"):
+        from trtforge.errors import VerifySetupError
+
+        raise VerifySetupError(
+            f"{DEVICE_ENV}={want!r} is not a device the checks run on",
+            hint=f"set {DEVICE_ENV} to 'cpu' or 'auto' (or unset it)",
+        )
+    if want == "cpu":
+        return CPU_EP, f"{DEVICE_ENV}=cpu"
+    why = cuda_unusable()
+    if why is None:
+        why = _cuda_loads()
+    return (CPU_EP, why) if why is not None else (CUDA_EP, None)
 
 
 def _widen_tensor(t: onnx.TensorProto, base_dir: Path | None) -> onnx.TensorProto:
@@ -75,6 +181,22 @@ def widen_to_fp32(model: onnx.ModelProto, base_dir: Path | None = None) -> onnx.
     widened = [_widen_node(node) for node in og.node]
     del og.node[:]
     og.node.extend(widened)
+    return out
+
+
+def self_contained(model: onnx.ModelProto, base_dir: Path | None) -> onnx.ModelProto:
+    """A copy of the graph with its external weights read in, dtypes unchanged."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    if base_dir is None:
+        return out
+    og = out.graph
+    inline = [
+        numpy_helper.from_array(read_tensor(t, base_dir), t.name) if t.data_location == TensorProto.EXTERNAL else t
+        for t in model.graph.initializer
+    ]
+    del og.initializer[:]
+    og.initializer.extend(inline)
     return out
 
 
@@ -170,11 +292,20 @@ class Evaluator:
     """Run one ONNX graph (loaded without its weights; they stay in `base_dir`) node by node."""
 
     def __init__(
-        self, model: onnx.ModelProto, base_dir: Path | None, mode: str = "fp16", sessions: OrderedDict | None = None
+        self,
+        model: onnx.ModelProto,
+        base_dir: Path | None,
+        mode: str = "fp16",
+        sessions: OrderedDict | None = None,
+        provider: str | None = None,
     ):
+        """`provider`: CPU_EP or CUDA_EP; None: `choose_provider()`'s choice."""
         if mode not in ("fp16", "fp32"):
             raise ValueError(f"mode {mode!r}")
+        if provider not in (None, CPU_EP, CUDA_EP):
+            raise ValueError(f"provider {provider!r}")
         self.model, self.base_dir, self.mode = model, base_dir, mode
+        self.provider = provider if provider is not None else choose_provider()[0]
         self.graph = model.graph
         self.initializers = {t.name: t for t in self.graph.initializer}
         self.outputs = [o.name for o in self.graph.output]
@@ -190,8 +321,13 @@ class Evaluator:
         self.last_use = last
         self.peak_bytes = 0
         self.nodes_run = 0  # nodes evaluated by the last `run` (a whole-graph session runs them all)
-        self._whole: Any = None  # the one session of a small model in fp32 mode
-        self.small = weight_bytes(model) <= WHOLE_GRAPH_BYTES and not _has_subgraphs(self.graph)
+        self._whole: Any = None  # the one session of a small model in fp32 mode (any model that fits, on CUDA)
+        self._whole_failed = False  # a whole-graph CUDA session that could not start or run: node by node
+        wbytes = weight_bytes(model) * (2 if mode == "fp32" else 1)
+        if self.provider == CUDA_EP:  # FP16 kernels store FP16 there: both modes may run whole
+            self.small = wbytes <= CUDA_WHOLE_GRAPH_BYTES and not _has_subgraphs(self.graph)
+        else:
+            self.small = mode == "fp32" and weight_bytes(model) <= WHOLE_GRAPH_BYTES and not _has_subgraphs(self.graph)
 
     # -- values ---------------------------------------------------------------------------
     def _load(self, name: str) -> np.ndarray:
@@ -212,6 +348,7 @@ class Evaluator:
         names = list(dict.fromkeys(n for n in node.input if n))
         key = (
             self.mode,
+            self.provider,
             node.domain,
             node.op_type,
             len(node.output),
@@ -263,19 +400,51 @@ class Evaluator:
         # no arena: a cached session would otherwise keep the largest activations it ever saw
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
-        return ort.InferenceSession(single.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+        if self.provider == CUDA_EP:
+            opts.use_deterministic_compute = True
+        return self._checked(
+            ort.InferenceSession(single.SerializeToString(), sess_options=opts, providers=ort_providers(self.provider))
+        )
+
+    def _checked(self, sess):
+        """`sess`, which must run on the provider asked for: ONNX Runtime falls back to the CPU
+        silently, and a whole-graph CPU session is not FP16-faithful."""
+        got = sess.get_providers()
+        if self.provider not in got:
+            raise EvalError(f"ONNX Runtime provider {self.provider} requested but {got} is running")
+        return sess
+
+    def _run_options(self):
+        """CUDA: each node session hands its arena's free blocks back after a run (1024 cached
+        sessions would otherwise each keep the largest activations they saw on the GPU)."""
+        if self.provider != CUDA_EP:
+            return None
+        import onnxruntime as ort
+
+        ro = ort.RunOptions()
+        ro.add_run_config_entry("memory.enable_memory_arena_shrinkage", "gpu:0")
+        return ro
 
     def _run_whole(self, feeds: dict) -> dict[str, np.ndarray]:
         """Small models in fp32 mode: the widened graph in one session, optimisations off (the same
         kernels node for node, so still deterministic): node-by-node session set-up dominated
-        there (toy SDXL UNet, default passes checked: 4.5 s node by node, 0.56 s whole)."""
+        there (toy SDXL UNet, default passes checked: 4.5 s node by node, 0.56 s whole). On CUDA,
+        any graph under CUDA_WHOLE_GRAPH_BYTES in either mode: with optimisations off every node
+        keeps its own FP16 CUDA kernel, whose output is stored in FP16."""
         import onnxruntime as ort
 
         if self._whole is None:
             opts = session_options(ort)
-            wide = widen_to_fp32(self.model, self.base_dir)
-            self._whole = ort.InferenceSession(
-                wide.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
+            if self.mode == "fp32":
+                whole = widen_to_fp32(self.model, self.base_dir)
+            else:
+                whole = self_contained(self.model, self.base_dir)
+            if self.provider == CUDA_EP:
+                opts.use_deterministic_compute = True
+            self._whole = self._checked(
+                ort.InferenceSession(
+                    whole.SerializeToString(), sess_options=opts, providers=ort_providers(self.provider)
+                )
             )
         names = [i.name for i in self._whole.get_inputs()]
         args = {n: self._widen(np.asarray(feeds[n])) for n in names}
@@ -288,9 +457,14 @@ class Evaluator:
     ) -> dict[str, np.ndarray]:
         """The graph outputs (plus the tensors named in `keep`, or every tensor with keep="all").
         `observe(name, value)` sees every graph input and computed tensor as it appears."""
-        if self.mode == "fp32" and not keep and observe is None and self.small:
+        if self.small and not keep and observe is None and not self._whole_failed:
             self.nodes_run = len(self.nodes)
-            return self._run_whole(feeds)
+            if self.provider != CUDA_EP:
+                return self._run_whole(feeds)
+            try:
+                return self._run_whole(feeds)
+            except Exception:  # noqa: BLE001 - out of GPU memory, or a node that fails: node by node names it
+                self._whole, self._whole_failed = None, True
         self.nodes_run = 0
         keep_all = keep == "all"
         hold = set(self.outputs) | (set() if keep_all else set(keep))
@@ -318,7 +492,7 @@ class Evaluator:
             args = [env[n] for n in ins]
             try:
                 sess, feed_names = self._session(node, args)
-                results = sess.run(None, dict(zip(feed_names, args)))
+                results = sess.run(None, dict(zip(feed_names, args)), self._run_options())
             except Exception as e:  # noqa: BLE001 - named for the caller; the first line is enough
                 first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
                 raise EvalError(f"node '{node.name}' ({node.op_type}): {first}") from e
@@ -337,8 +511,10 @@ class Evaluator:
         return {n: env[n] for n in hold if n in env}
 
 
-def evaluate(folder: Path, feeds: dict, mode: str = "fp16", keep: set | tuple | str = ()) -> dict[str, np.ndarray]:
+def evaluate(
+    folder: Path, feeds: dict, mode: str = "fp16", keep: set | tuple | str = (), provider: str | None = None
+) -> dict[str, np.ndarray]:
     """`folder`/model.onnx (weights beside it) on `feeds`."""
     from trtforge.graphs.files import load_graph_proto
 
-    return Evaluator(load_graph_proto(folder), folder, mode).run(feeds, keep=keep)
+    return Evaluator(load_graph_proto(folder), folder, mode, provider=provider).run(feeds, keep=keep)

@@ -18,26 +18,9 @@ from pathlib import Path
 import onnxruntime as ort
 
 from trtforge.errors import VerifyError
+from trtforge.graphs.evaluate import CUDA_EP, cuda_unusable
 
-CUDA_EP = "CUDAExecutionProvider"
-
-
-def cuda_unusable() -> str | None:
-    """Why ONNX Runtime's CUDA provider cannot check a graph here; None when it can (it may still
-    fail to load its CUDA libraries: `session` says so)."""
-    from trtforge import backends as be
-
-    if CUDA_EP not in ort.get_available_providers():
-        return "onnxruntime has no CUDA provider here (pip install 'trtforge[gpu]')"
-    if not be.gpus():
-        return "no NVIDIA GPU on this machine"
-    preload = getattr(ort, "preload_dlls", None)  # CUDA/cuDNN from the nvidia pip packages (ORT >= 1.21)
-    if preload is not None:
-        try:
-            preload()
-        except Exception:  # noqa: BLE001 - the session below reports what is really missing
-            pass
-    return None
+__all__ = ["CUDA_EP", "cuda_unusable", "run_fp16_faithful", "runner", "session"]
 
 
 def session(path: Path, provider: str = "CPUExecutionProvider") -> ort.InferenceSession:
@@ -63,9 +46,10 @@ def run_fp16_faithful(folder: Path, feeds: dict, every_tensor: bool = False) -> 
     return evaluate(folder, feeds, mode="fp16", keep="all" if every_tensor else ())
 
 
-def runner(folder: Path, mode: str):
+def runner(folder: Path, mode: str, provider: str | None = None):
     """feeds -> outputs for `folder`'s graph, node by node (mode fp16: faithful; fp32: widened); one
-    evaluator, so its node sessions serve every input set."""
+    evaluator, so its node sessions serve every input set. `provider`: graphs.evaluate.choose_provider's
+    when None."""
     from trtforge.graphs.evaluate import Evaluator
     from trtforge.graphs.files import load_graph_proto
 
@@ -73,7 +57,7 @@ def runner(folder: Path, mode: str):
 
     def run(feeds: dict) -> dict:
         if not made:  # inside the check: a graph that cannot even load fails that check
-            made.append(Evaluator(load_graph_proto(folder), folder, mode))
+            made.append(Evaluator(load_graph_proto(folder), folder, mode, provider=provider))
         return made[0].run(feeds)
 
     return run

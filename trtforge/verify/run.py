@@ -14,12 +14,12 @@ import onnxruntime as ort
 from trtforge.artifacts import BuildFiles, BuildMeta, ExportFiles, PrecisionMeta, VerifyFiles, meta, reproducible
 from trtforge.cache.testhooks import checkpoint
 from trtforge.data.tensors import input_sets, load_arrays, same_arrays, set_listing
-from trtforge.errors import VerifyError
-from trtforge.graphs.files import EVALUATED, MODEL
+from trtforge.graphs.evaluate import choose_provider
+from trtforge.graphs.files import EVALUATED
 from trtforge.stage import StageContext
 from trtforge.verify.engine_check import run_engine_sets, why_not_runnable
 from trtforge.verify.metrics import compare_all, merge_sets
-from trtforge.verify.onnx_check import CUDA_EP, cuda_unusable, runner, session
+from trtforge.verify.onnx_check import CUDA_EP, runner
 from trtforge.verify.polygraphy_bundle import write_bundle
 from trtforge.verify.precision_map import precision_map
 from trtforge.verify.valid import check_references
@@ -28,7 +28,8 @@ from trtforge.verify.valid import check_references
 # precision stage and the engine decide; node by node, so memory stays at the live activations
 PLAIN = "onnxruntime CPU node by node, widened to FP32 (the graph's function, not its FP16 range)"
 FAITHFUL = "onnxruntime CPU node by node, every tensor stored in its dtype: FP16-faithful"
-CUDA = "onnxruntime CUDA: FP16-faithful"
+CUDA = "onnxruntime CUDA: FP16-faithful"  # FP16 GPU kernels, every tensor stored in its dtype
+PLAIN_CUDA = "onnxruntime CUDA, widened to FP32 (FP32 kernels, TF32 off: the graph's function, not its FP16 range)"
 ENGINE = "TensorRT runtime, one CUDA stream"
 
 
@@ -102,20 +103,13 @@ def _digest(feeds: dict) -> bytes:
 
 
 def _precision_check(prec: Path, sets: list, tol) -> dict:
-    """FP16-faithful: ONNX Runtime's CUDA provider where it can run, else the CPU node-by-node
-    evaluator; a CUDA provider that is installed but cannot run is named in the check's kind."""
-    why = cuda_unusable()
-    if why is None:
-        try:
-            sess = session(prec / MODEL, CUDA_EP)
-        except VerifyError as e:  # provider listed, but its CUDA/cuDNN libraries did not load
-            why = e.message
-        except Exception:  # noqa: BLE001 - a graph that cannot load: the CPU evaluator below says why
-            pass
-        else:
-            names = [o.name for o in sess.get_outputs()]
-            return _check(CUDA, lambda f: dict(zip(names, sess.run(names, f))), sets, tol)
-    check = _check(FAITHFUL, runner(prec, "fp16"), sets, tol)
+    """FP16-faithful: on ONNX Runtime's CUDA provider where it really runs (onnx_eval.choose_provider,
+    FP16 GPU kernels), else the CPU node-by-node evaluator; a CUDA provider that is installed but
+    cannot run is named in the check's kind."""
+    provider, why = choose_provider()
+    if provider == CUDA_EP:
+        return _check(CUDA, runner(prec, "fp16", provider), sets, tol)
+    check = _check(FAITHFUL, runner(prec, "fp16", provider), sets, tol)
     if why is not None and CUDA_EP in ort.get_available_providers():
         check["kind"] += f" (CUDA provider not used: {why})"
     return check
@@ -187,6 +181,7 @@ def _onnx_and_engine_checks(
     steps = ctx.inputs.graph_passes.meta.get("passes")
     unchanged = steps is not None and not any(p.get("modified", True) for p in steps)
     seen: dict[bytes, dict] = {}  # feeds digest -> the export graph's outputs
+    plain = PLAIN_CUDA if choose_provider()[0] == CUDA_EP else PLAIN  # graph_passes' evaluations ran there too
 
     def run_earlier(lazy: bool) -> None:
         for stage in chain:
@@ -194,7 +189,7 @@ def _onnx_and_engine_checks(
                 folder, sets = earlier[stage]
                 run, free = _reuse(passes, stage, runner(folder, "fp32"), sets)
                 if free or not lazy:
-                    done[stage] = _check(PLAIN, _remembered(run, seen, stage == "export", unchanged), sets, tol)
+                    done[stage] = _check(plain, _remembered(run, seen, stage == "export", unchanged), sets, tol)
 
     run_earlier(lazy=done["precision_rules"]["status"] != "failed")
     checkpoint("work:verify")
