@@ -153,8 +153,10 @@ def test_work_beside_a_stage_is_stopped_first_at_the_budget(tmp_path, monkeypatc
     beside = isolate.start_beside(partial(_hold, 256, str(fifo)), module="m", stage="verify (beside build)")
     assert beside is not None
     (tmp_path / "pid").write_text(str(beside.pid))
-    # room for the stage alone (a fork of this process), not for it and 256 MiB more beside it
-    monkeypatch.setattr(isolate, "MAX_MEMORY", isolate.tree_rss(os.getpid()) + (160 << 20))
+    # room for the stage alone (a fork of this process), not for it and 256 MiB more beside it;
+    # this process's own RSS, not its tree's (the warm CLI's zygote may be a child of it)
+    own = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    monkeypatch.setattr(isolate, "MAX_MEMORY", own + (160 << 20))
     out, _ = isolate.run_in_child(partial(_wait_gone, str(tmp_path / "pid")), module="m", stage="build", beside=beside)
     assert out == {"stopped": True} and beside.dropped > 0
     assert isolate.finish_beside(beside) is None
