@@ -81,6 +81,28 @@ class DigestMemo:
                 pass  # a read-only cache still works, it just re-hashes
         return value
 
+    def remember(self, path: Path, value: str) -> None:
+        """`path` holds `value` as it is now (its content was hashed or checked in this process):
+        the memo follows its stat (a new hard link changes its ctime), so the next run need not
+        hash it again. Writes only when the memo differs."""
+        slot = self._slot(path)
+        if slot is None:
+            return
+        try:
+            sig = _stat_sig(os.stat(path))
+            try:
+                memo = json.loads(slot.read_text())
+                if memo.get("sig") == sig and memo.get("digest") == value:
+                    return
+            except (OSError, ValueError, AttributeError):
+                pass
+            slot.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temp_beside(slot)
+            tmp.write_text(json.dumps({"sig": sig, "digest": value, "path": str(path)}))
+            os.replace(tmp, slot)
+        except OSError:
+            pass  # a read-only cache still works, it just re-hashes
+
     def digest_many(self, paths: list[str]) -> dict[str, str | None]:
         """Digests of many files (None: missing) with one memo file for the whole set: the code a
         stage loaded is ~2,000 files, and one small memo file each would cost more than the stats.
@@ -177,6 +199,10 @@ def set_memo_root(root: Path | None) -> None:
 
 def digest_file(path: Path, *, trust_memo: bool = True) -> str:
     return _MEMO.digest(Path(path), trust_memo=trust_memo)
+
+
+def remember_digest(path: Path, value: str) -> None:
+    _MEMO.remember(Path(path), value)
 
 
 def digest_many(paths: list[str]) -> dict[str, str | None]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from trtforge.cache.atomic import atomic_copy, atomic_write_bytes, fsync_dir, install, mkdir_durable
-from trtforge.cache.keys import digest_file, hash_file, set_memo_root
+from trtforge.cache.keys import digest_file, hash_file, remember_digest, set_memo_root
 from trtforge.cache.plan import Plan, StageKey
 from trtforge.cache.plan import plan as plan_stage
 from trtforge.cache.records import PIN, DamagedRecord, Record, parse_index, parse_record, seal, unseal
@@ -327,7 +327,11 @@ class Store:
                     self._link(blob, link)
                 # hashed or checked by this process already (and not written since): the links
                 # each stage makes change a blob's ctime, which the stat memo keys on
-                actual = self._checked.get(_sig(blob)) or digest_file(blob)
+                actual = self._checked.get(_sig(blob))
+                if actual is None:
+                    actual = digest_file(blob)
+                else:  # the memo follows the new link's ctime: the next run hashes nothing either
+                    remember_digest(blob, actual)
             except OSError:
                 raise CorruptEntry(record.key, f"{record.stage} {record.key[:12]}: blob for {name} missing") from None
             if actual != o["digest"]:
