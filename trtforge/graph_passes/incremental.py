@@ -450,16 +450,7 @@ def agrees_again(
     for i in sorted(cone):  # eb.nodes is in topological order
         node = eb.nodes[i]
         ins = [n for n in dict.fromkeys(node.input) if n]
-        try:
-            if node.op_type == "Constant":
-                results = [eb._widen(_constant_value(node))]
-            else:
-                args = [before_value(n) for n in ins]
-                sess, names = eb._session(node, args)
-                results = sess.run(None, dict(zip(names, args)))
-        except Exception as e:  # noqa: BLE001 - named for the caller
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise BeforeFailed(f"node '{node.name}' ({node.op_type}): {first}") from e
+        results = _run_node(eb, node, before_value, BeforeFailed)
         for o, v in zip([o for o in node.output if o], results):
             if uses[o] > 0 or o in wanted:
                 keep(o, v)
@@ -484,19 +475,23 @@ def agrees_again(
         raise EvalError(f"reads '{n}', which nothing computed")
 
     for node in changed:
-        ins = [n for n in dict.fromkeys(node.input) if n]
-        try:
-            if node.op_type == "Constant":
-                results = [ea._widen(_constant_value(node))]
-            else:
-                args = [after_value(n) for n in ins]
-                sess, names = ea._session(node, args)
-                results = sess.run(None, dict(zip(names, args)))
-        except Exception as e:  # noqa: BLE001 - named for the caller
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise EvalError(f"node '{node.name}' ({node.op_type}): {first}") from e
+        results = _run_node(ea, node, after_value, EvalError)
         for o, v in zip([o for o in node.output if o], results):
             if o in b_sig and not _equal(v, env[o]):
                 return None
             a_env[o] = v
     return ConeResult(len(cone), len(changed), len(ea.nodes), len(eb.nodes))
+
+
+def _run_node(ev: Evaluator, node: onnx.NodeProto, value: Callable[[str], np.ndarray], error: type) -> list:
+    """One node's outputs: a Constant's value, else its node session on `value(name)` of each input;
+    any failure is `error` naming the node."""
+    try:
+        if node.op_type == "Constant":
+            return [ev._widen(_constant_value(node))]
+        args = [value(n) for n in dict.fromkeys(node.input) if n]
+        sess, names = ev._session(node, args)
+        return sess.run(None, dict(zip(names, args)))
+    except Exception as e:  # noqa: BLE001 - named for the caller
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise error(f"node '{node.name}' ({node.op_type}): {first}") from e

@@ -166,15 +166,10 @@ class OrtChecker:
         they are computed: what a folding pass stores for them in the FP16 graph, which declares
         them FP16 (fold_constants folds in FP32, then stores the graph's dtype)."""
         feeds = feeds_for(model, self.recorded)
-
-        def round_stored(name: str, value: np.ndarray) -> None:
-            if name in stored and value.dtype == np.float32:
-                value[...] = value.astype(np.float16)  # in place: the evaluator reads this array on
-
         from trtforge.graphs.evaluate import Evaluator
 
         ev = Evaluator(model, self.weights, "fp32", sessions=self.sessions)
-        out = ev.run(feeds, observe=round_stored)
+        out = ev.run(feeds, observe=_rounding(stored))
         self.nodes_evaluated += ev.nodes_run
         return out
 
@@ -191,27 +186,15 @@ class OrtChecker:
 
     def _check_jointly(self, passes: list, before: onnx.ModelProto, after: onnx.ModelProto, stored: set[str]) -> str:
         """One sweep of the graph before, and of the graph after only the region that differs."""
-        from trtforge.graph_passes.incremental import BeforeFailed, evaluate_jointly
-        from trtforge.graphs.evaluate import EvalError
+        from trtforge.graph_passes.incremental import evaluate_jointly
 
         names = " + ".join(p.name for p in passes)
         feeds = feeds_for(before, self.recorded)
-
-        def round_stored(name: str, value: np.ndarray) -> None:
-            if name in stored and value.dtype == np.float32:
-                value[...] = value.astype(np.float16)
-
-        try:
-            res = evaluate_jointly(
-                before, after, self.weights, feeds, self.sessions, observe_before=round_stored if stored else None
-            )
-        except BeforeFailed as e:
-            return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
-        except EvalError as e:
-            raise PassError(
-                f"ONNX Runtime cannot run the graph after the pass: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
-                where=f"pass {names}",
-            ) from e
+        res, skipped = _guarded(
+            names, lambda: evaluate_jointly(before, after, self.weights, feeds, self.sessions, _rounding(stored))
+        )
+        if skipped is not None:
+            return skipped
         self.last_joint = res
         self.nodes_evaluated += res.nodes_before + res.nodes_after
         if not stored:  # the rounded run is not the graph before's meaning
@@ -237,31 +220,15 @@ class OrtChecker:
     ) -> str | None:
         """The verdict from the nodes the pass changed and the cone of the graph before they read
         (incremental.agrees_again), or None where that cannot show it."""
-        from trtforge.graph_passes.incremental import BeforeFailed, agrees_again
-        from trtforge.graphs.evaluate import EvalError
+        from trtforge.graph_passes.incremental import agrees_again
 
         names = " + ".join(p.name for p in passes)
-
-        def round_stored(name: str, value: np.ndarray) -> None:
-            if name in stored and value.dtype == np.float32:
-                value[...] = value.astype(np.float16)
-
-        try:
-            res = agrees_again(
-                before,
-                after,
-                self.weights,
-                feeds_for(before, self.recorded),
-                self.sessions,
-                observe_before=round_stored if stored else None,
-            )
-        except BeforeFailed as e:
-            return f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
-        except EvalError as e:
-            raise PassError(
-                f"ONNX Runtime cannot run the graph after the pass: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
-                where=f"pass {names}",
-            ) from e
+        feeds = feeds_for(before, self.recorded)
+        res, skipped = _guarded(
+            names, lambda: agrees_again(before, after, self.weights, feeds, self.sessions, _rounding(stored))
+        )
+        if skipped is not None:
+            return skipped
         if res is None:
             return None
         self.last_cone = res
@@ -323,3 +290,33 @@ def _digest(model: onnx.ModelProto) -> bytes:
     import hashlib
 
     return hashlib.sha256(model.SerializeToString()).digest()
+
+
+def _rounding(stored: set[str]):
+    """An evaluator `observe` hook rounding the tensors in `stored` to FP16 where they are computed
+    (what a folding pass stores for them in the FP16 graph), or None when there are none."""
+    if not stored:
+        return None
+
+    def round_stored(name: str, value: np.ndarray) -> None:
+        if name in stored and value.dtype == np.float32:
+            value[...] = value.astype(np.float16)  # in place: the evaluator reads this array on
+
+    return round_stored
+
+
+def _guarded(names: str, run) -> tuple[Any, str | None]:
+    """run()'s result, or the verdict where the graph before cannot run (no pass is blamed); a
+    graph after that cannot run is PassError naming the passes."""
+    from trtforge.graph_passes.incremental import BeforeFailed
+    from trtforge.graphs.evaluate import EvalError
+
+    try:
+        return run(), None
+    except BeforeFailed as e:
+        return None, f"not checked: ONNX Runtime cannot run the graph before {names}: {str(e).splitlines()[0][:200]}"
+    except EvalError as e:
+        raise PassError(
+            f"ONNX Runtime cannot run the graph after the pass: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+            where=f"pass {names}",
+        ) from e
