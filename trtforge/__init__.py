@@ -63,7 +63,7 @@ def build(
     from_cache: bool = False,
     max_memory: int | str | None = None,
     until: str | None = None,
-    overlap: bool | None = None,
+    overlap: bool = False,
     progress: Progress | None = None,
     on_result: Callable[[ModuleResult], None] | None = None,
     on_note: Callable[[str], None] | None = None,
@@ -74,7 +74,7 @@ def build(
     manifest's; `jobs`: modules built at once; `remote*`: the [cache] remote (docs/farm.md);
     `from_cache`: assemble engines/ from the cache, run nothing; `max_memory`: each stage's memory
     budget (bytes or "16G"); `until`: run only the stages every target shares; `overlap`: verify's ONNX check
-    while the engine builds (None: where the machine has room); `on_result` / `on_note` see each
+    while the engine builds, where the machine has room (faster, higher peak RSS); `on_result` / `on_note` see each
     module's result and each note as soon as they are known. The options are the fields of
     trtforge.driver.request.BuildRequest (documented there), which this builds once and the driver
     passes whole; a user mistake raises a TrtforgeError."""

@@ -99,8 +99,8 @@ def test_the_check_runs_while_the_engine_builds_and_is_verifys_own(tmp_path, mon
 
 
 def test_no_room_no_overlap(tmp_path, monkeypatch):
-    """Auto: a budget too small for the two measured peaks together, or one core, runs nothing
-    beside the build (the memory rule is the stages' own budget, --max-memory)."""
+    """Off unless asked; asked, a budget too small for the two measured peaks together, or one
+    core, runs nothing beside the build (the memory rule is the stages' own budget, --max-memory)."""
     from trtforge.driver import overlap
     from trtforge.driver.stages import stage_table
 
@@ -113,15 +113,15 @@ def test_no_room_no_overlap(tmp_path, monkeypatch):
     ).records
     steps = stage_table("tensorrt-rtx")
     build, verify = steps[3], steps[4]
-    assert overlap.plan_ahead(ctx, module, build, verify, records) is not None  # the default here
+    assert overlap.plan_ahead(ctx, module, build, verify, records) is None  # off unless asked
+    asked = RunContext(ctx.store, manifest, request=BuildRequest(overlap=True))
+    assert overlap.plan_ahead(asked, module, build, verify, records) is not None  # room here
+    assert overlap.plan_ahead(asked, module, verify, None, records) is None  # nothing after verify
     monkeypatch.setattr(isolate, "MAX_MEMORY", 64 << 20)
-    assert overlap.plan_ahead(ctx, module, build, verify, records) is None
+    assert overlap.plan_ahead(asked, module, build, verify, records) is None
     monkeypatch.setattr(isolate, "MAX_MEMORY", None)
     monkeypatch.setattr(overlap, "_cores", lambda: 1)
-    assert overlap.plan_ahead(ctx, module, build, verify, records) is None
-    forced = RunContext(ctx.store, manifest, request=BuildRequest(overlap=True))
-    assert overlap.plan_ahead(forced, module, build, verify, records) is not None
-    assert overlap.plan_ahead(ctx, module, verify, None, records) is None  # nothing after verify
+    assert overlap.plan_ahead(asked, module, build, verify, records) is None
 
 
 def _hold(megabytes: int, fifo: str) -> dict:

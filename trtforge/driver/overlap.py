@@ -1,7 +1,11 @@
 """Work of the next stage that runs beside the current one (issue 25 item 3): verify's final ONNX
 check (the precision graph, FP16-faithful) needs no engine, so it runs while the engine builds.
 
-Whether it does is decided before the build starts, from the measured peak RSS of both (the
+It is asked for (`--overlap`): off by default, because the two peaks add up. Measured in one
+`make bench-big` run (SD1.5 UNet, 2 cores): with it 147.4 s and 6.25 GiB peak, without it 159.8 s
+and 5.67 GiB, against the plain path's 107.6 s and 5.58 GiB (1.37x wall and 1.12x peak, against
+1.49x and 1.02x). Where asked, whether it runs is decided before the build starts, from the
+measured peak RSS of both (the
 module's last build and verify records in the cache; on a first build, estimated from the weights
 the build reads), against the memory budget every stage runs under (processes/isolate.budget):
 never past the memory the machine has. While both run, the watcher stops the check first if
@@ -68,12 +72,12 @@ class AheadRun:
 
 def plan_ahead(ctx: RunContext, module: ModuleSpec, step: Step, nxt: Step | None, records: dict) -> AheadRun | None:
     """The next stage's ahead work to run beside `step`, where the request and the machine allow."""
-    if nxt is None or ctx.request.overlap is False or ctx.request.jobs > 1:
+    if nxt is None or not ctx.request.overlap or ctx.request.jobs > 1:
         return None
     ahead = nxt.stage.ahead()
     if ahead is None or any(r not in records for r in ahead.reads):
         return None
-    if ctx.request.overlap is None and not _room(ctx, module, step.stage.name, nxt.stage.name, records):
+    if not _room(ctx, module, step.stage.name, nxt.stage.name, records):
         return None
     inputs = StageInputs({d: Upstream(ctx.store.view(records[d]), records[d].meta) for d in ahead.reads})
     sctx = StageContext(module=module, root=ctx.manifest.root, inputs=inputs)

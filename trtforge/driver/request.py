@@ -25,8 +25,8 @@ class BuildRequest:
     `require_remote`: a failing remote is an error, not a note. `from_cache`: assemble engines/
     from the cache and run nothing. `max_memory`: each stage's memory budget (bytes or "16G").
     `until`: run only the stages every target shares, up to this one, and publish nothing.
-    `overlap`: run verify's ONNX check while the engine builds (True/False; None: where the
-    machine has the cores and the memory for both, driver/overlap.py)."""
+    `overlap`: run verify's ONNX check while the engine builds, where the machine has the cores
+    and the memory for both (driver/overlap.py); off by default: it raises the peak RSS."""
 
     modules: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
@@ -44,7 +44,7 @@ class BuildRequest:
     from_cache: bool = False
     max_memory: int | str | None = None
     until: str | None = None
-    overlap: bool | None = None
+    overlap: bool = False
 
     def __post_init__(self) -> None:
         # a generator or list becomes a tuple: the request is read several times and is hashable
