@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass, field
 from functools import partial
 
-from trtforge.cache import Record
 from trtforge.driver.context import RunContext
 from trtforge.driver.stages import Step
+from trtforge.errors import TrtforgeError
 from trtforge.manifest import ModuleSpec
 from trtforge.processes import isolate
 from trtforge.stage import Ahead, StageContext, StageInputs, Upstream
@@ -56,14 +56,8 @@ class AheadRun:
             return None
         try:
             return isolate.finish_beside(self.beside)
-        except (isolate.StageCrashed, isolate.StageKilled, isolate.StageOverMemory):
+        except (isolate.StageCrashed, TrtforgeError):  # killed, over memory, a user error: met again there
             return None
-        except Exception as e:  # noqa: BLE001 - a TrtforgeError of the work: the stage meets it again
-            from trtforge.errors import TrtforgeError
-
-            if isinstance(e, TrtforgeError):
-                return None
-            raise
 
     def stop(self) -> None:
         if self.beside is not None:
@@ -98,12 +92,8 @@ def _room(ctx: RunContext, module: ModuleSpec, stage: str, nxt: str, records: di
     limit = isolate.budget()
     if limit is None:
         return True
-    weights = sum(
-        o.get("size", 0)
-        for rec in records.values()
-        if isinstance(rec, Record) and rec.stage == "precision_rules"
-        for o in rec.outputs.values()
-    )
+    graph = records.get("precision_rules")  # the graph the build reads, weights included
+    weights = sum(o.get("size", 0) for o in graph.outputs.values()) if graph is not None else 0
     now = _measured(ctx, module, stage) or int(BUILD_PER_WEIGHT * weights) + BASE
     beside = _measured(ctx, module, nxt) or int(CHECK_PER_WEIGHT * weights) + BASE
     return now + beside <= limit
