@@ -63,8 +63,9 @@ class Provenance:
     deps: dict = field(default_factory=dict, repr=False)
 
 
-def _sig(path: Path) -> tuple[int, int, int, int]:
-    st = path.stat()
+def _sig(path: Path, st: os.stat_result | None = None) -> tuple[int, int, int, int]:
+    """What the store's digest memo is keyed on: a file's device, inode, size and mtime."""
+    st = path.stat() if st is None else st
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -276,8 +277,9 @@ class Store:
         for path in sorted(folder.iterdir()):
             if not path.is_file():
                 continue
-            digest = self._checked.get(_sig(path)) or hash_file(path)
-            outputs[path.name] = {"digest": digest, "size": path.stat().st_size}
+            st = path.stat()
+            digest = self._checked.get(_sig(path, st)) or hash_file(path)
+            outputs[path.name] = {"digest": digest, "size": st.st_size}
             blob = self._blob(digest)
             if not blob.exists():
                 install(path, blob, 0o444)

@@ -19,7 +19,7 @@ from trtforge.cache.testhooks import checkpoint
 from trtforge.driver import timing
 from trtforge.driver.context import RunContext
 from trtforge.driver.logs import keep_failed_logs
-from trtforge.driver.overlap import AheadRun
+from trtforge.driver.overlap import ALONE, Around
 from trtforge.driver.results import ModuleResult
 from trtforge.errors import NotBuiltYet, TrtforgeError
 from trtforge.manifest import ModuleSpec
@@ -73,8 +73,7 @@ def _run(
     module: ModuleSpec,
     upstream: dict[str, Record],
     plan: Plan,
-    prepared: dict | None = None,
-    beside: AheadRun | None = None,
+    around: Around = ALONE,
 ) -> Plan:
     """Run the stage in its own process into a work folder and store it; returns the plan with
     its record (for a stage keyed on the code it loaded: under the key of what this run loaded)."""
@@ -86,7 +85,7 @@ def _run(
         root=root,
         inputs=inputs,
         timing_cache=None if timing_target is None else timing.seed(store, timing_target),
-        prepared=prepared,
+        prepared=around.prepared,
     )
     track = plan.keying.tracks
     if track:
@@ -94,7 +93,7 @@ def _run(
     t0, t0_ns = time.perf_counter(), time.time_ns()
     with store.workdir(f"{module.name}.{stage.name}") as wd:
         try:
-            child = beside.start() if beside is not None else None  # the next stage's ahead work
+            child = around.beside.start() if around.beside is not None else None  # the next stage's ahead work
             out, peak_kib = run_in_child(
                 partial(_in_child, stage, sctx, wd, track), module=module.name, stage=stage.name, beside=child
             )
@@ -137,12 +136,10 @@ def run_stage(
     result: ModuleResult,
     force: bool = False,
     *,
-    prepared: dict | None = None,
-    beside: AheadRun | None = None,
+    around: Around = ALONE,
 ) -> Record:
     """The stage's record: from the cache, or built now (always, with `force`); its status and
-    the cache's notes go on `result`. `prepared`: what this stage's ahead work computed beside the
-    stage before; `beside`: the next stage's ahead work, started only if this stage runs."""
+    the cache's notes go on `result`. `around`: its overlap with the stages before and after."""
     store, progress = ctx.store, ctx.progress
     status = result.stages[stage.name]
     checkpoint(f"before:{stage.name}")
@@ -160,7 +157,7 @@ def run_stage(
                 if progress is not None:
                     progress.start(module.name, stage.name)
                 try:
-                    plan = _run(ctx, stage, module, upstream, plan, prepared, beside)
+                    plan = _run(ctx, stage, module, upstream, plan, around)
                 finally:  # a failed stage's time counts too (reports, build --junit)
                     status.seconds = time.perf_counter() - t0
                 status.state = "ok"

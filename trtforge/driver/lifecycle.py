@@ -11,7 +11,7 @@ from trtforge.cache.store import CorruptEntry
 from trtforge.driver import release
 from trtforge.driver.context import RunContext
 from trtforge.driver.execute import run_stage
-from trtforge.driver.overlap import plan_ahead
+from trtforge.driver.overlap import Around, plan_ahead
 from trtforge.driver.publish import publish
 from trtforge.driver.request import BuildRequest
 from trtforge.driver.results import ModuleResult
@@ -59,7 +59,7 @@ def run_stages(
             # the next stage's work that does not need this one's output runs beside it
             ahead = plan_ahead(ctx, module, steps[i], steps[i + 1] if i + 1 < len(steps) else None, result.records)
             result.records[stage.name] = run_stage(
-                ctx, stage, module, upstream, result, force, prepared=prepared, beside=ahead
+                ctx, stage, module, upstream, result, force, around=Around(prepared, ahead)
             )
             prepared = ahead.collect() if ahead is not None else None
         except TrtforgeError as e:

@@ -64,6 +64,19 @@ class AheadRun:
             isolate.stop_beside(self.beside)
 
 
+@dataclass(frozen=True)
+class Around:
+    """One stage's overlap with its neighbours: `prepared`, what its own ahead work computed beside
+    the stage before (None: it does that work itself); `beside`, the next stage's ahead work,
+    started only if this stage really runs."""
+
+    prepared: dict | None = None
+    beside: AheadRun | None = None
+
+
+ALONE = Around()
+
+
 def plan_ahead(ctx: RunContext, module: ModuleSpec, step: Step, nxt: Step | None, records: dict) -> AheadRun | None:
     """The next stage's ahead work to run beside `step`, where the request and the machine allow."""
     if nxt is None or not ctx.request.overlap or ctx.request.jobs > 1:

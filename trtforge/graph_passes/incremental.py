@@ -203,11 +203,9 @@ def evaluate_jointly(
     def a_value(n: str) -> np.ndarray:
         if n in a_env:
             return a_env[n]
-        if n in inputs:
-            a_env[n] = eb._widen(np.asarray(feeds[n]))
-            return a_env[n]
-        if n in ea.initializers:  # a weight the graph before holds (the same bytes) is not read twice
-            a_env[n] = b_env[n] if n in same and n in b_env else ea._load(n)
+        if n in inputs or n in ea.initializers:
+            # a weight the graph before holds (the same bytes) is not read twice
+            a_env[n] = b_env[n] if n in same and n in b_env else _graph_value(ea, feeds, n)
             return a_env[n]
         if n in b_env:
             return b_env[n]
@@ -437,12 +435,7 @@ def agrees_again(
 
     def before_value(n: str) -> np.ndarray:
         if n not in env:
-            if n in feeds:
-                keep(n, eb._widen(np.asarray(feeds[n])))
-            elif n in eb.initializers:
-                keep(n, eb._load(n))
-            else:
-                raise EvalError(f"reads '{n}', which nothing computed")
+            keep(n, _graph_value(eb, feeds, n))
             if observe_before is not None:
                 observe_before(n, env[n])
         return env[n]
@@ -481,6 +474,15 @@ def agrees_again(
                 return None
             a_env[o] = v
     return ConeResult(len(cone), len(changed), len(ea.nodes), len(eb.nodes))
+
+
+def _graph_value(ev: Evaluator, feeds: dict, n: str) -> np.ndarray:
+    """What no node computes: a graph input (widened as `ev` runs it) or a weight."""
+    if n in feeds:
+        return ev._widen(np.asarray(feeds[n]))
+    if n in ev.initializers:
+        return ev._load(n)
+    raise EvalError(f"reads '{n}', which nothing computed")
 
 
 def _run_node(ev: Evaluator, node: onnx.NodeProto, value: Callable[[str], np.ndarray], error: type) -> list:
