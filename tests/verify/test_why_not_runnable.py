@@ -44,8 +44,9 @@ def test_rtx_engine_on_hopper_is_refused(fake):
     assert "NVIDIA H100 80GB HBM3" in reason
 
 
-def test_rtx_engine_on_ada_runs(fake):
+def test_rtx_engine_on_ada_runs(fake, monkeypatch):
     fake(("NVIDIA L4", "8.9"))
+    monkeypatch.setattr(be, "installed", lambda backend: True)  # also where tensorrt-rtx is absent
     assert why_not_runnable(RTX_META) is None
 
 
