@@ -96,7 +96,8 @@ def baseline_build(plain_build: dict, trtforge: dict, log: Path) -> dict:
     if plain_build["rc"] == 0:
         return {**plain_build, "source": "plain"}
     lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-    why = next((ln.strip() for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
+    # the parser's first "[E]" line names the node; the traceback's last line only polygraphy's check
+    why = next((ln.strip() for ln in lines if ln.startswith("[E]")), lines[-1] if lines else "")
     stage = trtforge["stages"].get("build", {})
     return {
         "source": "trtforge build stage (the plain build failed)",
