@@ -175,24 +175,19 @@ class OrtChecker:
 
     def _jointly(self, before: onnx.ModelProto, after: onnx.ModelProto, stored: set[str]) -> bool:
         from trtforge.graph_passes.incremental import can_run_jointly
-        from trtforge.graphs.evaluate import WHOLE_GRAPH_BYTES
-        from trtforge.graphs.files import weight_bytes
 
         if self.incremental is False or not can_run_jointly(before, after):
             return False
         if not stored and _digest(before) in self.memo:  # its outputs are at hand: only the after runs
             return False
-        return bool(self.incremental) or weight_bytes(before) > WHOLE_GRAPH_BYTES
+        return self._node_by_node(before)
 
     def _check_jointly(self, passes: list, before: onnx.ModelProto, after: onnx.ModelProto, stored: set[str]) -> str:
         """One sweep of the graph before, and of the graph after only the region that differs."""
         from trtforge.graph_passes.incremental import evaluate_jointly
 
-        names = " + ".join(p.name for p in passes)
         feeds = feeds_for(before, self.recorded)
-        res, skipped = _guarded(
-            names, lambda: evaluate_jointly(before, after, self.weights, feeds, self.sessions, _rounding(stored))
-        )
+        res, skipped = self._both(evaluate_jointly, passes, before, after, stored, feeds)
         if skipped is not None:
             return skipped
         self.last_joint = res
@@ -200,11 +195,15 @@ class OrtChecker:
         if not stored:  # the rounded run is not the graph before's meaning
             self.memo[_digest(before)] = (feeds, res.before)
         self.memo[_digest(after)] = (feeds, res.after)
-        verdict = compare(passes, res.before, res.after)
-        if stored:
-            verdict = f"{verdict}, {len(stored)} folded tensor(s) held at their FP16 storage"
+        verdict = _held(compare(passes, res.before, res.after), stored)
         spread = " (the change spread through the graph: it ran whole)" if res.gave_up else ""
         return f"{verdict}; {res.nodes_after} of {res.nodes_total} node(s) after the pass evaluated{spread}"
+
+    def _both(self, sweep, passes: list, before, after, stored: set[str], feeds: dict) -> tuple[Any, str | None]:
+        """`sweep` (incremental.evaluate_jointly or agrees_again) over both graphs, FP16 storage
+        rounded where a fold stored it; a graph before that cannot run is the verdict (_guarded)."""
+        names = " + ".join(p.name for p in passes)
+        return _guarded(names, lambda: sweep(before, after, self.weights, feeds, self.sessions, _rounding(stored)))
 
     def _node_by_node(self, before: onnx.ModelProto) -> bool:
         """Whether checks of this graph run node by node (incremental), not as whole sessions."""
@@ -222,20 +221,14 @@ class OrtChecker:
         (incremental.agrees_again), or None where that cannot show it."""
         from trtforge.graph_passes.incremental import agrees_again
 
-        names = " + ".join(p.name for p in passes)
-        feeds = feeds_for(before, self.recorded)
-        res, skipped = _guarded(
-            names, lambda: agrees_again(before, after, self.weights, feeds, self.sessions, _rounding(stored))
-        )
+        res, skipped = self._both(agrees_again, passes, before, after, stored, feeds_for(before, self.recorded))
         if skipped is not None:
             return skipped
         if res is None:
             return None
         self.last_cone = res
         self.nodes_evaluated += res.nodes_before + res.nodes_after
-        verdict = "identical" if all(p.exact for p in passes) else "within tolerance (max abs diff 0)"
-        if stored:
-            verdict = f"{verdict}, {len(stored)} folded tensor(s) held at their FP16 storage"
+        verdict = _held("identical" if all(p.exact for p in passes) else "within tolerance (max abs diff 0)", stored)
         if not res.nodes_after:
             return f"{verdict}; the same nodes as before the pass, nothing evaluated"
         return (
@@ -282,8 +275,7 @@ class OrtChecker:
                 f"ONNX Runtime cannot run the graph after the pass: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
                 where=f"pass {names}",
             ) from e
-        verdict = compare(passes, out_before, out_after)
-        return f"{verdict}, {len(stored)} folded tensor(s) held at their FP16 storage" if stored else verdict
+        return _held(compare(passes, out_before, out_after), stored)
 
 
 def _digest(model: onnx.ModelProto) -> bytes:
@@ -303,6 +295,11 @@ def _rounding(stored: set[str]):
             value[...] = value.astype(np.float16)  # in place: the evaluator reads this array on
 
     return round_stored
+
+
+def _held(verdict: str, stored: set[str]) -> str:
+    """The verdict, saying how many folded tensors were held at their FP16 storage."""
+    return f"{verdict}, {len(stored)} folded tensor(s) held at their FP16 storage" if stored else verdict
 
 
 def _guarded(names: str, run) -> tuple[Any, str | None]:
